@@ -1,0 +1,64 @@
+//! `portwatch check`: check targets concurrently and print one line each.
+
+use std::io::Write;
+
+use futures_util::StreamExt;
+
+use super::output;
+use super::{CheckArgs, CheckFormat};
+use crate::probe::verdict::Expectation;
+use crate::probe::{CheckOptions, Checker, CloseMode};
+
+pub(super) const EXAMPLES: &str = "Examples:
+  portwatch check localhost:ssh
+  portwatch check example.com:443 example.com:80 [2001:db8::1]:22
+  portwatch check --format json tcp://db.example:5432
+  portwatch check -t 3s -w 200ms -c 1s --format nagios mail.example:smtp
+  portwatch check --expect-closed host.example:telnet
+
+Exit codes (Nagios): 0 all UP, 1 a WARNING and nothing DOWN, 2 something DOWN,
+3 UNKNOWN (the check itself failed) or bad input.";
+
+/// How many targets are checked at once.
+const PARALLEL_TARGETS: usize = 256;
+
+pub(super) async fn run(args: CheckArgs) -> anyhow::Result<u8> {
+    let options = CheckOptions {
+        timeout: args.timeout,
+        expect: Expectation {
+            warning: args.warning,
+            critical: args.critical,
+            expect_closed: args.expect_closed,
+        },
+        family: args.address.family(),
+        source: args.address.source,
+        close: if args.abort {
+            CloseMode::Abort
+        } else {
+            CloseMode::Graceful
+        },
+    };
+    let checker = Checker::from_system();
+    let checks = args.targets.iter().map(|target| {
+        let checker = checker.clone();
+        async move { checker.check(target, &options).await }
+    });
+    let results: Vec<_> = futures_util::stream::iter(checks)
+        .buffered(PARALLEL_TARGETS)
+        .collect()
+        .await;
+
+    let width = output::target_width(&results);
+    let mut stdout = anstream::stdout().lock();
+    for result in &results {
+        let line = match args.format {
+            CheckFormat::Human => output::human(result, width),
+            CheckFormat::Json => output::json(result),
+            CheckFormat::Nagios => {
+                output::nagios(result, args.warning, args.critical, args.timeout)
+            }
+        };
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(output::exit_code(results.iter().map(|r| r.status)))
+}

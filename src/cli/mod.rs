@@ -1,0 +1,279 @@
+//! The command line: argument definitions, one file per subcommand, and the
+//! output formats.
+//!
+//! Arguments are parsed in two steps: clap reads the raw flags (with value
+//! parsers that refuse bad targets, durations and port lists before any
+//! packet is sent), then each subcommand turns them into validated settings.
+
+mod check;
+mod output;
+mod ports;
+mod scan;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::probe::{Family, Services, Target};
+
+/// Exit code for UNKNOWN and for usage or input errors (Nagios convention).
+pub const EXIT_UNKNOWN: u8 = 3;
+
+const ABOUT: &str = "A server monitor built around a precise TCP port sensor.
+
+portwatch connects to host:port and reports the service UP with its connect
+time, or DOWN with the exact reason: refused, timeout, host_unreachable,
+network_unreachable, admin_prohibited (a firewall's ICMP reject) or dns_error.";
+
+const EXAMPLES: &str = "Examples:
+  portwatch check localhost:ssh
+  portwatch check --format json example.com:443 [2001:db8::1]:22
+  portwatch check -w 200ms -c 1s --format nagios db.example:postgresql
+  portwatch check --expect-closed host.example:telnet
+  portwatch scan localhost --ports 1-1024,3306,ssh
+  portwatch ports mail";
+
+/// portwatch: check TCP services and say exactly why they are down.
+#[derive(Debug, Parser)]
+#[command(name = "portwatch", version, about = ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that TCP services accept connections (a drop-in for check_tcp).
+    #[command(after_help = check::EXAMPLES)]
+    Check(CheckArgs),
+    /// Scan a range of ports on one host: open, closed or filtered.
+    #[command(after_help = scan::EXAMPLES)]
+    Scan(ScanArgs),
+    /// Look up the well-known port table by number, name or words.
+    #[command(after_help = ports::EXAMPLES)]
+    Ports(PortsArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  portwatch completions bash > /etc/bash_completion.d/portwatch\n  portwatch completions zsh > \"${fpath[1]}/_portwatch\""
+    )]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options shared by `check` and `scan` for choosing addresses.
+#[derive(Debug, Args)]
+pub struct AddressArgs {
+    /// Use IPv4 addresses only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Use IPv6 addresses only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// Connect from this local address.
+    #[arg(long, value_name = "ADDR", value_parser = parse_source)]
+    pub source: Option<IpAddr>,
+}
+
+impl AddressArgs {
+    /// The address family the flags allow.
+    pub fn family(&self) -> Family {
+        match (self.ipv4, self.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        }
+    }
+}
+
+/// Arguments of `portwatch check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Targets: host:port, host:service, [v6addr]:port or tcp://host:port.
+    #[arg(required = true, value_name = "TARGET", value_parser = parse_target)]
+    pub targets: Vec<Target>,
+    /// Give up on a target after this long, name resolution included.
+    #[arg(short, long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Report WARNING when the connect time is above this.
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub warning: Option<Duration>,
+    /// Report DOWN (CRITICAL) when the connect time is above this.
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub critical: Option<Duration>,
+    /// The port must be closed: UP when refused, timed out or prohibited,
+    /// DOWN when it accepts a connection.
+    #[arg(long)]
+    pub expect_closed: bool,
+    /// Close connections with RST instead of FIN (leaves no TIME_WAIT).
+    #[arg(long)]
+    pub abort: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
+    /// Address selection.
+    #[command(flatten)]
+    pub address: AddressArgs,
+}
+
+/// Output formats of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// One aligned, coloured line per target.
+    Human,
+    /// JSON Lines: one object per target.
+    Json,
+    /// check_tcp-compatible plugin output with perfdata.
+    Nagios,
+}
+
+/// Arguments of `portwatch scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The host to scan: a name, an IPv4 address or an IPv6 address.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Ports to scan, e.g. 1-1024,3306,ssh [default: the well-known table].
+    #[arg(short, long, value_name = "SPEC", value_parser = parse_port_spec)]
+    pub ports: Option<Vec<u16>>,
+    /// Call a port filtered when it does not answer within this.
+    #[arg(short, long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The most connection attempts in flight at once.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+    /// The most new connection attempts per second [default: unlimited].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+    /// List closed ports too (they are hidden when more than 25 ports are scanned).
+    #[arg(long)]
+    pub all: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Human)]
+    pub format: ScanFormat,
+    /// Address selection.
+    #[command(flatten)]
+    pub address: AddressArgs,
+}
+
+/// Output formats of `scan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    /// A table of ports and a summary.
+    Human,
+    /// JSON Lines: one object per port.
+    Json,
+}
+
+/// Arguments of `portwatch ports`.
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// A port number, a service name, or words from the description.
+    #[arg(value_name = "QUERY", num_args = 0..)]
+    pub query: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Human)]
+    pub format: ScanFormat,
+}
+
+fn parse_target(text: &str) -> Result<Target, String> {
+    Target::parse(text, Services::global()).map_err(|e| e.to_string())
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::duration::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_port_spec(text: &str) -> Result<Vec<u16>, String> {
+    crate::probe::portspec::parse(text, Services::global()).map_err(|e| e.to_string())
+}
+
+fn parse_source(text: &str) -> Result<IpAddr, String> {
+    let trimmed = text.trim_start_matches('[').trim_end_matches(']');
+    trimmed.parse().map_err(|_| {
+        format!(
+            "'{text}' is not an IP address: give a local address such as 192.0.2.10 or 2001:db8::10"
+        )
+    })
+}
+
+/// Runs the program with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    run(std::env::args_os())
+}
+
+/// Runs the program with `args` and returns its exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    init_logging();
+    let outcome = match cli.command {
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "portwatch", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Ports(args) => ports::run(&args),
+        Command::Check(args) => runtime().and_then(|rt| rt.block_on(check::run(args))),
+        Command::Scan(args) => runtime().and_then(|rt| rt.block_on(scan::run(args))),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            let _ = writeln!(anstream::stderr(), "portwatch: {error:#}");
+            ExitCode::from(EXIT_UNKNOWN)
+        }
+    }
+}
+
+/// Prints a usage error as one line (help and version go to stdout as usual)
+/// and returns the Nagios UNKNOWN code.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = error.print();
+        return ExitCode::from(EXIT_UNKNOWN);
+    }
+    let text = error.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let _ = writeln!(
+        anstream::stderr(),
+        "portwatch: {first} (see portwatch --help)"
+    );
+    ExitCode::from(EXIT_UNKNOWN)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PORTWATCH_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("portwatch=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never)
+        .try_init();
+}

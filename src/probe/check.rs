@@ -1,0 +1,224 @@
+//! The whole PORT check: resolve, race the connects, judge, explain.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::connect::{self, ConnectOptions, Failure, Outcome};
+use super::happy::{self, Race};
+use super::verdict::{self, Expectation, Note};
+use super::{CheckResult, CloseMode, Family, Reason, Resolver, Services, Status, Target};
+use crate::duration;
+
+/// Settings of a check.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    /// The whole check, name resolution included, must finish within this.
+    pub timeout: Duration,
+    /// Thresholds and `expect_closed`.
+    pub expect: Expectation,
+    /// Which address families to use.
+    pub family: Family,
+    /// The local address to connect from.
+    pub source: Option<IpAddr>,
+    /// How to close an established connection.
+    pub close: CloseMode,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            timeout: Duration::from_secs(10),
+            expect: Expectation::default(),
+            family: Family::Any,
+            source: None,
+            close: CloseMode::Graceful,
+        }
+    }
+}
+
+/// Runs PORT checks. Holds the caching resolver, so one `Checker` should be
+/// shared by all checks of a process. Cheap to clone.
+#[derive(Clone)]
+pub struct Checker {
+    resolver: Resolver,
+    services: &'static Services,
+}
+
+impl Checker {
+    /// A checker using the system's resolver configuration and port table.
+    pub fn from_system() -> Checker {
+        Checker {
+            resolver: Resolver::from_system(),
+            services: Services::global(),
+        }
+    }
+
+    /// Checks one target.
+    pub async fn check(&self, target: &Target, options: &CheckOptions) -> CheckResult {
+        let checked_at = jiff::Timestamp::now();
+        let deadline = Instant::now() + options.timeout;
+        let mut result = CheckResult {
+            target: target.input.clone(),
+            host: target.host.to_string(),
+            port: target.port,
+            service: self.services.by_port(target.port).map(|s| s.name.clone()),
+            address: None,
+            status: Status::Unknown,
+            reason: Reason::LocalError,
+            message: String::new(),
+            response_time: None,
+            dns_time: None,
+            reported_by: None,
+            checked_at,
+        };
+        // A source address decides the family: an IPv4 source cannot reach
+        // an IPv6 address.
+        let family = match options.source {
+            Some(IpAddr::V4(_)) => Family::V4,
+            Some(IpAddr::V6(_)) => Family::V6,
+            None => options.family,
+        };
+        let resolving = self.resolver.resolve(&target.host, family);
+        let resolved = match tokio::time::timeout_at(deadline, resolving).await {
+            Ok(Ok(resolved)) => resolved,
+            Ok(Err(error)) => return dns_failure(result, error.to_string(), options),
+            Err(_) => {
+                let message = format!(
+                    "{} could not be resolved within {}",
+                    target.host,
+                    duration::format(options.timeout)
+                );
+                return dns_failure(result, message, options);
+            }
+        };
+        result.dns_time = Some(resolved.elapsed);
+        let addresses = happy::interleave(&resolved.addresses);
+        let connect_options = ConnectOptions {
+            source: options.source,
+            close: options.close,
+        };
+        let race = happy::race(&addresses, target.port, deadline, |address| {
+            connect::connect(address, connect_options)
+        })
+        .await;
+        describe(result, &race, options)
+    }
+}
+
+fn dns_failure(mut result: CheckResult, message: String, options: &CheckOptions) -> CheckResult {
+    result.reason = Reason::DnsError;
+    result.status = verdict::judge(Reason::DnsError, None, &options.expect).0;
+    result.message = message;
+    result
+}
+
+/// Fills in the verdict and message from a finished race.
+fn describe(mut result: CheckResult, race: &Race, options: &CheckOptions) -> CheckResult {
+    let tried = |except: SocketAddr| -> String {
+        let others: Vec<String> = race
+            .failures
+            .iter()
+            .filter(|(address, _)| *address != except)
+            .map(|(address, failure)| format!("{} {}", address.ip(), failure.reason))
+            .collect();
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (also tried: {})", others.join(", "))
+        }
+    };
+    let (address, message) = match (race.winner, race.main_failure()) {
+        (Some((address, elapsed)), _) => {
+            result.reason = Reason::Connected;
+            result.response_time = Some(elapsed);
+            let message = format!(
+                "connected to {} port {} in {:.3} ms{}",
+                address.ip(),
+                address.port(),
+                elapsed.as_secs_f64() * 1e3,
+                tried(address)
+            );
+            (address, message)
+        }
+        (None, Some((address, failure))) => {
+            result.reason = failure.reason;
+            result.response_time = failure.elapsed;
+            result.reported_by = failure.reported_by;
+            let message = failure_message(*address, failure, options.timeout) + &tried(*address);
+            (*address, message)
+        }
+        (None, None) => {
+            // The resolver never returns an empty list; keep the contract
+            // anyway rather than panic.
+            result.reason = Reason::LocalError;
+            result.status = Status::Unknown;
+            result.message = "no address to connect to".to_owned();
+            return result;
+        }
+    };
+    result.address = Some(address.ip());
+    let (status, note) = verdict::judge(result.reason, result.response_time, &options.expect);
+    result.status = status;
+    result.message = match note {
+        None => message,
+        Some(Note::AboveWarning(limit)) => {
+            format!(
+                "{message}, above the warning threshold of {}",
+                duration::format(limit)
+            )
+        }
+        Some(Note::AboveCritical(limit)) => {
+            format!(
+                "{message}, above the critical threshold of {}",
+                duration::format(limit)
+            )
+        }
+        Some(Note::OpenButExpectedClosed) => format!("port is open but expected closed: {message}"),
+        Some(Note::ClosedAsExpected) => format!("port is closed as expected: {message}"),
+    };
+    result
+}
+
+/// A one-line explanation of a failed attempt.
+pub fn failure_message(address: SocketAddr, failure: &Failure, timeout: Duration) -> String {
+    let (ip, port) = (address.ip(), address.port());
+    let mut message = match failure.reason {
+        Reason::Refused => format!("connection refused by {ip} port {port}"),
+        Reason::Timeout => format!(
+            "no answer from {ip} port {port} within {} (packets dropped, or the host is down)",
+            duration::format(timeout)
+        ),
+        Reason::HostUnreachable => format!("host {ip} is unreachable"),
+        Reason::NetworkUnreachable => format!("network of {ip} is unreachable"),
+        Reason::AdminProhibited => format!("connection to {ip} port {port} rejected by a firewall"),
+        Reason::DnsError | Reason::Connected => format!("{ip} port {port}"),
+        Reason::LocalError => format!("could not check {ip} port {port}"),
+    };
+    if failure.reason != Reason::Timeout && !failure.detail.is_empty() {
+        message = format!("{message}: {}", failure.detail);
+    }
+    if let Some(sender) = failure.reported_by {
+        message = format!("{message}, reported by {sender}");
+    }
+    message
+}
+
+/// Checks one address with no name resolution and no racing, as the port
+/// scanner does. Returns the outcome of the attempt within `timeout`.
+pub async fn check_address(
+    address: SocketAddr,
+    timeout: Duration,
+    options: ConnectOptions,
+) -> Outcome {
+    match tokio::time::timeout(timeout, connect::connect(address, options)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Failed(Failure {
+            reason: Reason::Timeout,
+            detail: String::new(),
+            reported_by: None,
+            elapsed: None,
+        }),
+    }
+}

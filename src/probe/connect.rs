@@ -1,0 +1,331 @@
+//! One TCP connect attempt to one address.
+//!
+//! The socket is made by hand (socket2) rather than through
+//! `tokio::net::TcpStream::connect`, for three reasons:
+//! - `IP_RECVERR` / `IPV6_RECVERR` must be set before connecting, so that an
+//!   ICMP error is queued with its type, code and sender. Linux reports both
+//!   "host unreachable" and "administratively prohibited" as EHOSTUNREACH;
+//!   only the queued ICMP message tells them apart and names the router.
+//! - The socket must outlive a failed connect, to read that queue.
+//! - `--source` binds the local address, and `--abort` closes with RST.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, SockaddrStorage, setsockopt, sockopt};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::Interest;
+
+use super::{CloseMode, Reason};
+
+/// The outcome of one connect attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handshake completed after `elapsed`; the connection is closed.
+    Connected {
+        /// SYN sent to handshake done.
+        elapsed: Duration,
+    },
+    /// The attempt failed.
+    Failed(Failure),
+}
+
+/// A failed connect attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Why it failed.
+    pub reason: Reason,
+    /// What the kernel said, for the message.
+    pub detail: String,
+    /// The sender of the ICMP error, if one was queued.
+    pub reported_by: Option<IpAddr>,
+    /// Time from SYN to the failure, when an answer came back.
+    pub elapsed: Option<Duration>,
+}
+
+impl Failure {
+    /// A failure of the checker itself, from an I/O error.
+    pub fn local(context: &str, error: &io::Error) -> Failure {
+        Failure {
+            reason: Reason::LocalError,
+            detail: format!("{context}: {error}"),
+            reported_by: None,
+            elapsed: None,
+        }
+    }
+}
+
+/// Settings of one attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectOptions {
+    /// The local address to bind (port 0), if any.
+    pub source: Option<IpAddr>,
+    /// How to close an established connection.
+    pub close: CloseMode,
+}
+
+/// Connects to `address` once, without a timeout of its own: the caller
+/// bounds it (and dropping the future closes the socket).
+pub async fn connect(address: SocketAddr, options: ConnectOptions) -> Outcome {
+    let socket = match open(address, options.source) {
+        Ok(socket) => socket,
+        Err(failure) => return Outcome::Failed(failure),
+    };
+    let started = Instant::now();
+    match socket.connect(&address.into()) {
+        Ok(()) => return finish(&SockRef::from(&socket), started, options.close),
+        Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(error) => {
+            return Outcome::Failed(failure_from(&SockRef::from(&socket), &error, started));
+        }
+    }
+    // tokio registers the connecting socket with its reactor; the socket
+    // stays reachable through SockRef for SO_ERROR and the error queue.
+    let stream = match tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket)) {
+        Ok(stream) => stream,
+        Err(error) => return Outcome::Failed(Failure::local("cannot watch the socket", &error)),
+    };
+    loop {
+        if let Err(error) = stream.writable().await {
+            return Outcome::Failed(Failure::local("cannot watch the socket", &error));
+        }
+        let socket = SockRef::from(&stream);
+        // SO_ERROR must be read before the error queue: dequeuing an ICMP
+        // error resets the socket's pending error.
+        match socket.take_error() {
+            Ok(Some(error)) | Err(error) => {
+                return Outcome::Failed(failure_from(&socket, &error, started));
+            }
+            Ok(None) if socket.peer_addr().is_ok() => {
+                return finish(&socket, started, options.close);
+            }
+            // A spurious wake-up: forget the readiness and wait again.
+            Ok(None) => {
+                let _ = stream.try_io(Interest::WRITABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
+            }
+        }
+    }
+}
+
+/// Opens a non-blocking TCP socket for `address`, with ICMP errors queued
+/// and the source address bound.
+fn open(address: SocketAddr, source: Option<IpAddr>) -> Result<Socket, Failure> {
+    let domain = Domain::for_address(address);
+    let socket = Socket::new(
+        domain,
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )
+    .map_err(|error| Failure::local("cannot create a socket", &error))?;
+    let queued = match address {
+        SocketAddr::V4(_) => setsockopt(&socket, sockopt::Ipv4RecvErr, &true),
+        SocketAddr::V6(_) => setsockopt(&socket, sockopt::Ipv6RecvErr, &true),
+    };
+    if let Err(errno) = queued {
+        tracing::debug!(%errno, "IP_RECVERR unavailable; ICMP senders will not be reported");
+    }
+    if let Some(source) = source {
+        let local = SocketAddr::new(source, 0);
+        socket.bind(&local.into()).map_err(|error| {
+            Failure::local(&format!("cannot use source address {source}"), &error)
+        })?;
+    }
+    Ok(socket)
+}
+
+fn finish(socket: &SockRef<'_>, started: Instant, close: CloseMode) -> Outcome {
+    let elapsed = started.elapsed();
+    if close == CloseMode::Abort {
+        // SO_LINGER with a zero timeout makes close() send RST and skip
+        // TIME_WAIT. Failing to set it only changes how we close.
+        let _ = socket.set_linger(Some(Duration::ZERO));
+    }
+    Outcome::Connected { elapsed }
+}
+
+/// Builds the failure for a connect error, consulting the error queue.
+fn failure_from(socket: &SockRef<'_>, error: &io::Error, started: Instant) -> Failure {
+    let elapsed = started.elapsed();
+    let errno = error.raw_os_error().unwrap_or(0);
+    let icmp = read_icmp_error(socket);
+    let reason = icmp
+        .as_ref()
+        .and_then(|icmp| reason_from_icmp(icmp.v6, icmp.kind, icmp.code))
+        .unwrap_or_else(|| reason_from_errno(errno));
+    let detail = match &icmp {
+        Some(icmp) => {
+            let protocol = if icmp.v6 { "ICMPv6" } else { "ICMP" };
+            format!(
+                "{} ({protocol} type {} code {})",
+                error_text(error),
+                icmp.kind,
+                icmp.code
+            )
+        }
+        // Without an ICMP message the reason says it all, except where the
+        // kernel's words add something (no route here, a local error).
+        None => match reason {
+            Reason::Refused | Reason::Timeout => String::new(),
+            Reason::NetworkUnreachable => "no route to it from this host".to_owned(),
+            _ => error_text(error),
+        },
+    };
+    let answered = !matches!(reason, Reason::Timeout | Reason::LocalError);
+    Failure {
+        reason,
+        detail,
+        reported_by: icmp.and_then(|icmp| icmp.sender),
+        elapsed: answered.then_some(elapsed),
+    }
+}
+
+/// `Connection refused` rather than `Connection refused (os error 111)`.
+fn error_text(error: &io::Error) -> String {
+    match error.raw_os_error() {
+        Some(errno) => Errno::from_raw(errno).desc().to_owned(),
+        None => error.to_string(),
+    }
+}
+
+/// An ICMP error read from the socket's error queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IcmpError {
+    v6: bool,
+    kind: u8,
+    code: u8,
+    sender: Option<IpAddr>,
+}
+
+/// Reads one ICMP error from the error queue, if one is there.
+fn read_icmp_error(socket: &SockRef<'_>) -> Option<IcmpError> {
+    let mut payload = [0u8; 128];
+    let mut iov = [IoSliceMut::new(&mut payload)];
+    let mut control = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
+    let message = socket::recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut control),
+        MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+    )
+    .ok()?;
+    for cmsg in message.cmsgs().ok()? {
+        let (error, sender) = match cmsg {
+            ControlMessageOwned::Ipv4RecvErr(error, sender) => {
+                let sender =
+                    sender.map(|s| IpAddr::from(Ipv4Addr::from(u32::from_be(s.sin_addr.s_addr))));
+                (error, sender)
+            }
+            ControlMessageOwned::Ipv6RecvErr(error, sender) => {
+                (error, sender.map(|s| IpAddr::from(s.sin6_addr.s6_addr)))
+            }
+            _ => continue,
+        };
+        let icmp_origin = matches!(
+            error.ee_origin,
+            libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6
+        );
+        if icmp_origin {
+            return Some(IcmpError {
+                v6: error.ee_origin == libc::SO_EE_ORIGIN_ICMP6,
+                kind: error.ee_type,
+                code: error.ee_code,
+                sender: sender.filter(|ip| !ip.is_unspecified()),
+            });
+        }
+    }
+    None
+}
+
+/// The reason an ICMP destination-unreachable message gives, by type and
+/// code (RFC 792 and RFC 1812 for ICMP, RFC 4443 for ICMPv6).
+pub fn reason_from_icmp(v6: bool, kind: u8, code: u8) -> Option<Reason> {
+    let reason = match (v6, kind, code) {
+        // ICMP type 3: destination unreachable.
+        (false, 3, 0 | 6 | 11) => Reason::NetworkUnreachable,
+        (false, 3, 1 | 5 | 7 | 12) => Reason::HostUnreachable,
+        (false, 3, 2 | 3) => Reason::Refused,
+        (false, 3, 9 | 10 | 13 | 14 | 15) => Reason::AdminProhibited,
+        // ICMPv6 type 1: destination unreachable.
+        (true, 1, 0 | 2) => Reason::NetworkUnreachable,
+        (true, 1, 1 | 5 | 6) => Reason::AdminProhibited,
+        (true, 1, 3) => Reason::HostUnreachable,
+        (true, 1, 4) => Reason::Refused,
+        _ => return None,
+    };
+    Some(reason)
+}
+
+/// The reason for a connect errno when no ICMP message says more.
+pub fn reason_from_errno(errno: i32) -> Reason {
+    match errno {
+        libc::ECONNREFUSED | libc::ENOPROTOOPT | libc::EPROTO => Reason::Refused,
+        libc::ETIMEDOUT => Reason::Timeout,
+        libc::EHOSTUNREACH | libc::EHOSTDOWN => Reason::HostUnreachable,
+        libc::ENETUNREACH | libc::ENETDOWN => Reason::NetworkUnreachable,
+        // EACCES is how Linux reports ICMPv6 "administratively prohibited";
+        // EPERM is a local firewall rule rejecting the SYN.
+        libc::EACCES | libc::EPERM => Reason::AdminProhibited,
+        // Everything else (EMFILE, ENFILE, ENOBUFS, EADDRNOTAVAIL, …) is the
+        // checker's own trouble, never the service's.
+        _ => Reason::LocalError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icmp_codes() {
+        assert_eq!(
+            reason_from_icmp(false, 3, 0),
+            Some(Reason::NetworkUnreachable)
+        );
+        assert_eq!(reason_from_icmp(false, 3, 1), Some(Reason::HostUnreachable));
+        assert_eq!(reason_from_icmp(false, 3, 3), Some(Reason::Refused));
+        for code in [9, 10, 13] {
+            assert_eq!(
+                reason_from_icmp(false, 3, code),
+                Some(Reason::AdminProhibited)
+            );
+        }
+        assert_eq!(
+            reason_from_icmp(true, 1, 0),
+            Some(Reason::NetworkUnreachable)
+        );
+        assert_eq!(reason_from_icmp(true, 1, 1), Some(Reason::AdminProhibited));
+        assert_eq!(reason_from_icmp(true, 1, 3), Some(Reason::HostUnreachable));
+        assert_eq!(reason_from_icmp(true, 1, 4), Some(Reason::Refused));
+        // Time exceeded and others carry no reachability verdict of their own.
+        assert_eq!(reason_from_icmp(false, 11, 0), None);
+        assert_eq!(reason_from_icmp(true, 3, 0), None);
+    }
+
+    #[test]
+    fn errnos() {
+        assert_eq!(reason_from_errno(libc::ECONNREFUSED), Reason::Refused);
+        assert_eq!(
+            reason_from_errno(libc::EHOSTUNREACH),
+            Reason::HostUnreachable
+        );
+        assert_eq!(
+            reason_from_errno(libc::ENETUNREACH),
+            Reason::NetworkUnreachable
+        );
+        assert_eq!(reason_from_errno(libc::EACCES), Reason::AdminProhibited);
+        for local in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EADDRNOTAVAIL,
+            libc::ENOBUFS,
+        ] {
+            assert_eq!(reason_from_errno(local), Reason::LocalError);
+        }
+    }
+}
