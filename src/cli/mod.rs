@@ -142,7 +142,7 @@ pub struct ScanArgs {
     pub host: String,
     /// Ports to scan, e.g. 1-1024,3306,ssh [default: the well-known table].
     #[arg(short, long, value_name = "SPEC", value_parser = parse_port_spec)]
-    pub ports: Option<Vec<u16>>,
+    pub ports: Option<PortList>,
     /// Call a port filtered when it does not answer within this.
     #[arg(short, long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -191,8 +191,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text).map_err(|e| e.to_string())
 }
 
-fn parse_port_spec(text: &str) -> Result<Vec<u16>, String> {
-    crate::probe::portspec::parse(text, Services::global()).map_err(|e| e.to_string())
+/// A parsed `--ports` list (a newtype, so that clap treats it as one value).
+#[derive(Debug, Clone)]
+pub struct PortList(pub Vec<u16>);
+
+fn parse_port_spec(text: &str) -> Result<PortList, String> {
+    crate::probe::portspec::parse(text, Services::global())
+        .map(PortList)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_source(text: &str) -> Result<IpAddr, String> {

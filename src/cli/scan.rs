@@ -44,7 +44,10 @@ struct JsonPort<'a> {
 pub(super) async fn run(args: ScanArgs) -> anyhow::Result<u8> {
     let host = scan_host(&args.host)?;
     let services = Services::global();
-    let ports = args.ports.clone().unwrap_or_else(Services::builtin_ports);
+    let ports = args
+        .ports
+        .clone()
+        .map_or_else(Services::builtin_ports, |list| list.0);
     let resolved = match Resolver::from_system()
         .resolve(&host, args.address.family())
         .await

@@ -258,7 +258,7 @@ impl Services {
     /// The compiled-in entries are preferred when two ports share a name.
     pub fn by_name(&self, name: &str) -> Option<&Service> {
         let name = name.to_ascii_lowercase();
-        let matches = |s: &&Service| s.name == name || s.aliases.iter().any(|a| *a == name);
+        let matches = |s: &&Service| s.name == name || s.aliases.contains(&name);
         let mut found = self.by_port.values().filter(matches);
         let first = found.next()?;
         if first.source == Source::Builtin {

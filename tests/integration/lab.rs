@@ -1,0 +1,242 @@
+//! The exact reason for every fault, seen from a client namespace.
+
+use crate::util::{Lab, field, json_lines, lab_available, outcome};
+
+/// (target, reason, status, reported_by or "")
+type Case<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+fn assert_cases(lab: &Lab, cases: &[Case]) {
+    let targets: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let (code, results) = lab.check_json(&["--timeout", "2s"], &targets);
+    for ((target, reason, status, reported_by), result) in cases.iter().zip(&results) {
+        assert_eq!(field(result, "target"), *target);
+        assert_eq!(
+            (
+                field(result, "reason").as_str(),
+                field(result, "status").as_str(),
+                field(result, "reported_by").as_str()
+            ),
+            (*reason, *status, *reported_by),
+            "{target}: {result}"
+        );
+        if *reason == "connected" {
+            assert!(
+                result["response_time_ms"].as_f64().unwrap() > 0.0,
+                "{result}"
+            );
+        }
+    }
+    assert_eq!(code, 2, "a DOWN target makes the exit code 2");
+}
+
+#[test]
+fn lab_ipv4_reasons() {
+    if !lab_available("lab_ipv4_reasons") {
+        return;
+    }
+    let lab = Lab::new();
+    assert_cases(
+        &lab,
+        &[
+            ("192.0.2.2:80", "connected", "up", ""),
+            ("192.0.2.2:86", "refused", "down", ""),
+            ("192.0.2.2:81", "timeout", "down", ""),
+            ("192.0.2.2:82", "refused", "down", ""),
+            ("192.0.2.2:83", "host_unreachable", "down", "192.0.2.2"),
+            ("192.0.2.2:84", "network_unreachable", "down", "192.0.2.2"),
+            ("192.0.2.2:85", "admin_prohibited", "down", "192.0.2.2"),
+            // ARP finds no host: the client's own stack reports it.
+            ("192.0.2.99:80", "host_unreachable", "down", "192.0.2.1"),
+            ("198.51.100.7:80", "network_unreachable", "down", ""),
+        ],
+    );
+}
+
+#[test]
+fn lab_ipv6_reasons() {
+    if !lab_available("lab_ipv6_reasons") {
+        return;
+    }
+    let lab = Lab::new();
+    assert_cases(
+        &lab,
+        &[
+            ("[2001:db8::2]:80", "connected", "up", ""),
+            ("[2001:db8::2]:86", "refused", "down", ""),
+            ("[2001:db8::2]:81", "timeout", "down", ""),
+            ("[2001:db8::2]:82", "refused", "down", ""),
+            (
+                "[2001:db8::2]:83",
+                "host_unreachable",
+                "down",
+                "2001:db8::2",
+            ),
+            (
+                "[2001:db8::2]:84",
+                "network_unreachable",
+                "down",
+                "2001:db8::2",
+            ),
+            (
+                "[2001:db8::2]:85",
+                "admin_prohibited",
+                "down",
+                "2001:db8::2",
+            ),
+            (
+                "[2001:db8::99]:80",
+                "host_unreachable",
+                "down",
+                "2001:db8::1",
+            ),
+            ("[2001:db8:ffff::7]:80", "network_unreachable", "down", ""),
+        ],
+    );
+}
+
+#[test]
+fn lab_happy_eyeballs_falls_back_from_dead_ipv6_to_ipv4() {
+    if !lab_available("lab_happy_eyeballs_falls_back_from_dead_ipv6_to_ipv4") {
+        return;
+    }
+    let lab = Lab::new();
+    // dual.test has 2001:db8::2 (port 87 dropped) and 192.0.2.2 (listening).
+    let (code, results) = lab.check_json(&["--timeout", "5s"], &["dual.test:87", "dual.test:80"]);
+    let fallback = &results[0];
+    assert_eq!(code, 0, "{results:?}");
+    assert_eq!(field(fallback, "status"), "up", "{fallback}");
+    assert_eq!(field(fallback, "address"), "192.0.2.2", "{fallback}");
+    assert_eq!(field(fallback, "family"), "ipv4", "{fallback}");
+    // Where both work, IPv6 is preferred.
+    assert_eq!(
+        field(&results[1], "address"),
+        "2001:db8::2",
+        "{}",
+        results[1]
+    );
+    assert_eq!(field(&results[1], "family"), "ipv6");
+    assert!(
+        results[1]["dns_time_ms"].as_f64().is_some(),
+        "{}",
+        results[1]
+    );
+
+    // -4 and -6 restrict the family.
+    let (_, results) = lab.check_json(&["-4"], &["dual.test:80"]);
+    assert_eq!(field(&results[0], "address"), "192.0.2.2");
+    let (code, results) = lab.check_json(&["-4"], &["v6only.test:80"]);
+    assert_eq!(
+        (code, field(&results[0], "reason")),
+        (2, "dns_error".to_owned())
+    );
+    assert!(
+        field(&results[0], "message").contains("no IPv4 address"),
+        "{}",
+        results[0]
+    );
+}
+
+#[test]
+fn lab_names_that_do_not_resolve() {
+    if !lab_available("lab_names_that_do_not_resolve") {
+        return;
+    }
+    let lab = Lab::new();
+    let (code, results) = lab.check_json(
+        &["--timeout", "5s"],
+        &["nothing-here.invalid:80", "unknown.example:80"],
+    );
+    assert_eq!(code, 2);
+    for result in &results {
+        assert_eq!(field(result, "reason"), "dns_error", "{result}");
+        assert_eq!(field(result, "status"), "down", "{result}");
+        assert_eq!(
+            field(result, "address"),
+            "",
+            "no address was tried: {result}"
+        );
+    }
+    assert!(
+        field(&results[0], "message").contains("NXDOMAIN"),
+        "{}",
+        results[0]
+    );
+    // No name server answers in the lab: the message says the lookup failed.
+    assert!(
+        field(&results[1], "message").contains("could not be resolved"),
+        "{}",
+        results[1]
+    );
+}
+
+#[test]
+fn lab_expect_closed_both_ways() {
+    if !lab_available("lab_expect_closed_both_ways") {
+        return;
+    }
+    let lab = Lab::new();
+    let closed = [
+        "192.0.2.2:86",
+        "192.0.2.2:81",
+        "192.0.2.2:85",
+        "[2001:db8::2]:85",
+    ];
+    let (code, results) = lab.check_json(&["--expect-closed", "--timeout", "1s"], &closed);
+    assert_eq!(
+        code, 0,
+        "closed ports are UP with --expect-closed: {results:?}"
+    );
+    assert!(
+        results.iter().all(|r| field(r, "status") == "up"),
+        "{results:?}"
+    );
+    let (code, results) = lab.check_json(&["--expect-closed"], &["192.0.2.2:80"]);
+    assert_eq!(code, 2);
+    assert_eq!(field(&results[0], "status"), "down");
+    assert_eq!(field(&results[0], "reason"), "connected");
+    assert!(
+        field(&results[0], "message").contains("expected closed"),
+        "{}",
+        results[0]
+    );
+}
+
+#[test]
+fn lab_scan_reports_every_state() {
+    if !lab_available("lab_scan_reports_every_state") {
+        return;
+    }
+    let lab = Lab::new();
+    for host in ["192.0.2.2", "2001:db8::2"] {
+        let output = lab.portwatch(&[
+            "scan",
+            host,
+            "--ports",
+            "80-86",
+            "--timeout",
+            "1s",
+            "--format",
+            "json",
+        ]);
+        let (code, stdout, stderr) = outcome(&output);
+        assert_eq!(code, 0, "{stderr}");
+        let states: Vec<(String, String)> = json_lines(&stdout)
+            .iter()
+            .map(|r| (field(r, "port"), field(r, "state")))
+            .collect();
+        let expected = [
+            ("80", "open"),
+            ("81", "filtered"),
+            ("82", "closed"),
+            ("83", "unreachable"),
+            ("84", "unreachable"),
+            ("85", "prohibited"),
+            ("86", "closed"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(p, s)| (p.to_string(), s.to_string()))
+            .collect();
+        assert_eq!(states, expected, "{host}");
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the real binary against real listeners on loopback,
+//! and against the network-namespace lab for every fault.
+
+mod cli;
+mod lab;
+mod util;

@@ -1,0 +1,306 @@
+//! The test harness: running the binary, loopback listeners, and the
+//! network-namespace lab.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+/// The portwatch binary built for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portwatch")
+}
+
+/// Runs portwatch with `args`.
+pub fn portwatch(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run portwatch")
+}
+
+/// The exit code, stdout and stderr of a run.
+pub fn outcome(output: &Output) -> (i32, String, String) {
+    (
+        output.status.code().expect("portwatch exited normally"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Parses JSON Lines output.
+pub fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"))
+        })
+        .collect()
+}
+
+/// A listening socket on an ephemeral loopback port.
+pub fn listener(ip: &str) -> TcpListener {
+    TcpListener::bind((ip, 0)).expect("bind a loopback listener")
+}
+
+/// A loopback port that refuses connections: bound (so nothing else takes
+/// it) but not listening, so a SYN gets RST.
+pub fn closed_port(ip: &str) -> (socket2::Socket, SocketAddr) {
+    let address: SocketAddr = format!(
+        "{}:0",
+        if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_owned()
+        }
+    )
+    .parse()
+    .unwrap();
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.bind(&address.into()).unwrap();
+    let bound = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, bound)
+}
+
+/// Whether the machine can host the lab: root, `ip` and `iptables`.
+/// In CI the lab must run, so a missing piece fails instead of skipping.
+pub fn lab_available(test: &str) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let tools = ["ip", "iptables", "ip6tables", "python3"]
+        .iter()
+        .all(|tool| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if root && tools {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{test}: the network lab needs root, ip, iptables, ip6tables and python3, and CI must provide them"
+        );
+    }
+    eprintln!("skip {test}: the network lab needs root, ip, iptables, ip6tables and python3");
+    false
+}
+
+static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Two network namespaces joined by a veth pair, using documentation
+/// addresses only:
+///
+/// - client: 192.0.2.1/24 and 2001:db8::1/64, no default route;
+/// - server: 192.0.2.2/24 and 2001:db8::2/64, where iptables rules make the
+///   faults, one TCP port each:
+///   80 and 87 listen; 81 DROP; 82 REJECT tcp-reset; 83 host unreachable;
+///   84 network unreachable; 85 admin prohibited; 86 nothing (RST);
+///   over IPv6, port 87 is also dropped (for Happy Eyeballs).
+///
+/// 192.0.2.99 and 2001:db8::99 are on-link with no host behind them;
+/// 198.51.100.0/24 and 2001:db8:ffff::/48 have no route.
+///
+/// Everything is removed on drop, also when a test panics.
+pub struct Lab {
+    pub client: String,
+    pub server: String,
+    listener: Option<Child>,
+    etc: PathBuf,
+}
+
+impl Lab {
+    /// Builds the lab.
+    pub fn new() -> Lab {
+        let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}{n}", std::process::id() % 100_000);
+        let mut lab = Lab {
+            client: format!("pwc{id}"),
+            server: format!("pws{id}"),
+            listener: None,
+            etc: PathBuf::from(format!("/etc/netns/pwc{id}")),
+        };
+        let (c, s) = (lab.client.clone(), lab.server.clone());
+        let (vc, vs) = (format!("vc{id}"), format!("vs{id}"));
+        sh(&format!("ip netns add {c}"));
+        sh(&format!("ip netns add {s}"));
+        sh(&format!(
+            "ip link add {vc} netns {c} type veth peer name {vs} netns {s}"
+        ));
+        for (ns, dev, v4, v6) in [
+            (&c, &vc, "192.0.2.1/24", "2001:db8::1/64"),
+            (&s, &vs, "192.0.2.2/24", "2001:db8::2/64"),
+        ] {
+            sh(&format!("ip -n {ns} addr add {v4} dev {dev}"));
+            sh(&format!("ip -n {ns} addr add {v6} dev {dev} nodad"));
+            sh(&format!("ip -n {ns} link set {dev} up"));
+            sh(&format!("ip -n {ns} link set lo up"));
+        }
+        // Give up on ARP/ND for an absent host after 0.3 s instead of 3 s.
+        for family in ["ipv4", "ipv6"] {
+            sh(&format!(
+                "ip netns exec {c} sysctl -qw net.{family}.neigh.{vc}.mcast_solicit=3 net.{family}.neigh.{vc}.retrans_time_ms=100"
+            ));
+        }
+        let rules4 = [
+            ("81", "DROP", ""),
+            ("82", "REJECT", "--reject-with tcp-reset"),
+            ("83", "REJECT", "--reject-with icmp-host-unreachable"),
+            ("84", "REJECT", "--reject-with icmp-net-unreachable"),
+            ("85", "REJECT", "--reject-with icmp-admin-prohibited"),
+        ];
+        let rules6 = [
+            ("81", "DROP", ""),
+            ("82", "REJECT", "--reject-with tcp-reset"),
+            ("83", "REJECT", "--reject-with icmp6-addr-unreachable"),
+            ("84", "REJECT", "--reject-with icmp6-no-route"),
+            ("85", "REJECT", "--reject-with icmp6-adm-prohibited"),
+            ("87", "DROP", ""),
+        ];
+        for (tool, rules) in [("iptables", &rules4[..]), ("ip6tables", &rules6[..])] {
+            for (port, action, extra) in rules {
+                sh(&format!(
+                    "ip netns exec {s} {tool} -A INPUT -p tcp --dport {port} -j {action} {extra}"
+                ));
+            }
+        }
+        // Names resolve from the client's own /etc/hosts (ip netns exec
+        // bind-mounts /etc/netns/NAME/*), and its resolver asks the server,
+        // where no DNS server runs.
+        std::fs::create_dir_all(&lab.etc).unwrap();
+        std::fs::write(
+            lab.etc.join("hosts"),
+            "127.0.0.1 localhost\n192.0.2.2 server.test\n2001:db8::2 server.test dual.test\n192.0.2.2 dual.test\n2001:db8::2 v6only.test\n",
+        )
+        .unwrap();
+        std::fs::write(
+            lab.etc.join("resolv.conf"),
+            "nameserver 192.0.2.2\noptions timeout:1 attempts:1\n",
+        )
+        .unwrap();
+        lab.listener = Some(listen(&s, &[80, 87]));
+        wait_for_link(&c);
+        lab
+    }
+
+    /// Runs portwatch inside the client namespace.
+    pub fn portwatch(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.client, bin()])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run portwatch in the client namespace")
+    }
+
+    /// Runs `portwatch check --format json` in the client namespace and
+    /// returns the exit code and the results by target.
+    pub fn check_json(&self, extra: &[&str], targets: &[&str]) -> (i32, Vec<Value>) {
+        let mut args = vec!["check", "--format", "json"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(targets);
+        let output = self.portwatch(&args);
+        let (code, stdout, stderr) = outcome(&output);
+        let results = json_lines(&stdout);
+        assert_eq!(
+            results.len(),
+            targets.len(),
+            "one line per target; stderr: {stderr}"
+        );
+        (code, results)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.listener.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.client, &self.server] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.etc);
+    }
+}
+
+/// Starts a listener on `ports` (IPv4 and IPv6) inside namespace `ns`, and
+/// waits until it says it is listening.
+fn listen(ns: &str, ports: &[u16]) -> Child {
+    let script = format!(
+        "import socket, sys\n\
+         socks = []\n\
+         for port in {ports:?}:\n\
+         \x20   s = socket.socket(socket.AF_INET6)\n\
+         \x20   s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
+         \x20   s.bind(('::', port))\n\
+         \x20   s.listen(128)\n\
+         \x20   socks.append(s)\n\
+         print('ready', flush=True)\n\
+         sys.stdin.read()\n"
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the lab listener");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "the lab listener did not start");
+    child
+}
+
+/// Waits until the client reaches the server's listener over IPv4 and
+/// IPv6: a new veth link (and IPv6 on it) needs a moment before neighbour
+/// discovery answers. Polls a real connection, for at most 10 seconds.
+fn wait_for_link(client: &str) {
+    let script = "import socket, sys, time\n\
+                  deadline = time.monotonic() + 10\n\
+                  for address in (('192.0.2.2', 80), ('2001:db8::2', 80)):\n\
+                  \x20   while True:\n\
+                  \x20       try:\n\
+                  \x20           socket.create_connection(address, timeout=0.5).close()\n\
+                  \x20           break\n\
+                  \x20       except OSError as error:\n\
+                  \x20           if time.monotonic() > deadline:\n\
+                  \x20               sys.exit(f'{address} unreachable: {error}')\n\
+                  \x20           time.sleep(0.05)\n";
+    sh(&format!("ip netns exec {client} python3 -c \"{script}\""));
+}
+
+fn sh(command: &str) {
+    let output = Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .expect("run sh");
+    assert!(
+        output.status.success(),
+        "lab setup failed: {command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The field `key` of a JSON result as a string ("" for null).
+pub fn field(result: &Value, key: &str) -> String {
+    match &result[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
