@@ -49,7 +49,7 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<u8> {
         .await;
 
     let width = output::target_width(&results);
-    let mut stdout = anstream::stdout().lock();
+    let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
     for result in &results {
         let line = match args.format {
             CheckFormat::Human => output::human(result, width),
@@ -60,5 +60,6 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<u8> {
         };
         writeln!(stdout, "{line}")?;
     }
+    stdout.flush()?;
     Ok(output::exit_code(results.iter().map(|r| r.status)))
 }

@@ -70,10 +70,11 @@ pub(super) async fn run(args: ScanArgs) -> anyhow::Result<u8> {
     };
     let progress = progress_bar(ports.len() as u64);
     let started = Instant::now();
-    let reports = scan::scan(address, &ports, options, |report| {
-        progress.inc(1);
+    let bar = progress.clone();
+    let reports = scan::scan(address, &ports, options, move |report| {
+        bar.inc(1);
         if report.state == PortState::Open {
-            progress.set_message(format!("{} open", report.port));
+            bar.set_message(format!("{} open", report.port));
         }
     })
     .await;
@@ -81,7 +82,7 @@ pub(super) async fn run(args: ScanArgs) -> anyhow::Result<u8> {
     let elapsed = started.elapsed();
 
     let host_text = host.to_string();
-    let mut stdout = anstream::stdout().lock();
+    let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
     let list_closed = args.all || ports.len() <= LIST_CLOSED_UP_TO;
     if args.format == ScanFormat::Human {
         writeln!(

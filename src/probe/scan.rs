@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::check::check_address;
@@ -128,28 +128,39 @@ impl Pacer {
     }
 }
 
-/// Scans `ports` on `address`. Each report is also sent to `progress` as it
-/// arrives (for a progress bar); the returned list is in port order.
-pub async fn scan(
+/// Scans `ports` on `address`. `on_report` sees each report as it arrives
+/// (for a progress bar), from the worker tasks; the returned list is in port
+/// order.
+pub async fn scan<F>(
     address: IpAddr,
     ports: &[u16],
     options: ScanOptions,
-    progress: impl Fn(&PortReport),
-) -> Vec<PortReport> {
+    on_report: F,
+) -> Vec<PortReport>
+where
+    F: Fn(&PortReport) + Send + Sync + 'static,
+{
     let ports: Arc<[u16]> = ports.into();
     let next = Arc::new(AtomicUsize::new(0));
     let pacer = options.rate.map(|rate| Arc::new(Pacer::new(rate)));
+    let on_report = Arc::new(on_report);
     let workers = options.concurrency.clamp(1, ports.len().max(1));
-    let (sender, mut receiver) = mpsc::channel::<PortReport>(workers.max(64));
     let connect_options = ConnectOptions {
         source: options.source,
         close: CloseMode::Abort,
     };
+    // Each worker keeps its own reports: no channel, no cross-thread wake-up
+    // per port.
     let mut pool = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (ports, next, pacer, sender) =
-            (ports.clone(), next.clone(), pacer.clone(), sender.clone());
+        let (ports, next, pacer, on_report) = (
+            ports.clone(),
+            next.clone(),
+            pacer.clone(),
+            on_report.clone(),
+        );
         pool.spawn(async move {
+            let mut reports = Vec::new();
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&port) = ports.get(index) else { break };
@@ -157,39 +168,43 @@ pub async fn scan(
                     pacer.wait().await;
                 }
                 let target = SocketAddr::new(address, port);
-                let report = match check_address(target, options.timeout, connect_options).await {
-                    Outcome::Connected { elapsed } => PortReport {
-                        port,
-                        state: PortState::Open,
-                        reason: Reason::Connected,
-                        response_time: Some(elapsed),
-                        reported_by: None,
-                        detail: String::new(),
-                    },
-                    Outcome::Failed(failure) => PortReport {
-                        port,
-                        state: PortState::from_reason(failure.reason),
-                        reason: failure.reason,
-                        response_time: failure.elapsed,
-                        reported_by: failure.reported_by,
-                        detail: failure.detail,
-                    },
-                };
-                if sender.send(report).await.is_err() {
-                    break;
-                }
+                let outcome = check_address(target, options.timeout, connect_options).await;
+                let report = PortReport::new(port, outcome);
+                on_report(&report);
+                reports.push(report);
             }
+            reports
         });
     }
-    drop(sender);
     let mut reports = Vec::with_capacity(ports.len());
-    while let Some(report) = receiver.recv().await {
-        progress(&report);
-        reports.push(report);
+    while let Some(done) = pool.join_next().await {
+        reports.extend(done.expect("a scan worker never panics"));
     }
-    while pool.join_next().await.is_some() {}
     reports.sort_unstable_by_key(|report| report.port);
     reports
+}
+
+impl PortReport {
+    fn new(port: u16, outcome: Outcome) -> PortReport {
+        match outcome {
+            Outcome::Connected { elapsed } => PortReport {
+                port,
+                state: PortState::Open,
+                reason: Reason::Connected,
+                response_time: Some(elapsed),
+                reported_by: None,
+                detail: String::new(),
+            },
+            Outcome::Failed(failure) => PortReport {
+                port,
+                state: PortState::from_reason(failure.reason),
+                reason: failure.reason,
+                response_time: failure.elapsed,
+                reported_by: failure.reported_by,
+                detail: failure.detail,
+            },
+        }
+    }
 }
 
 /// Raises the soft open-file limit to the hard limit, and returns the soft
