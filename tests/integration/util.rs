@@ -149,6 +149,12 @@ impl Lab {
             sh(&format!("ip -n {ns} link set {dev} up"));
             sh(&format!("ip -n {ns} link set lo up"));
         }
+        // The server answers every rejected SYN with ICMP at once: the
+        // kernel's ICMP rate limit would otherwise delay the answers after a
+        // burst of six, which is the kernel's behaviour, not portwatch's.
+        sh(&format!(
+            "ip netns exec {s} sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0"
+        ));
         // Give up on ARP/ND for an absent host after 0.3 s instead of 3 s.
         for family in ["ipv4", "ipv6"] {
             sh(&format!(
