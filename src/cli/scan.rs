@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use owo_colors::OwoColorize;
 use serde::Serialize;
 
@@ -221,8 +221,14 @@ fn summary(
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} ports  {per_sec}  eta {eta}  {msg}")
-            .expect("a valid progress template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} ports  {rate}  eta {eta}  {msg}")
+            .expect("a valid progress template")
+            .with_key(
+                "rate",
+                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{:.0}/s", state.per_sec());
+                },
+            ),
     );
     if std::io::stderr().is_terminal() {
         let delayed = bar.clone();
