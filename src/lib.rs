@@ -29,5 +29,6 @@
 //!   exit codes.
 
 pub mod cli;
+pub mod config;
 pub mod duration;
 pub mod probe;

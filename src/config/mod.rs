@@ -1,0 +1,483 @@
+//! Configuration as code: `portwatch.toml` declares groups, servers,
+//! sensors, dependencies and maintenance windows.
+//!
+//! Reading a file ([`read_config`]) is kept apart from parsing text
+//! ([`from_toml`]), so tests feed bytes. Every error names file:line:column.
+//! Unknown keys are errors.
+
+pub mod model;
+mod raw;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::probe::Services;
+use crate::probe::target::{Host, parse_host, parse_port};
+
+pub use model::{Overrides, Settings, WindowRule};
+
+/// A configuration error with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    /// The file name as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// A validated configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Settings for everything, overridable at each level.
+    pub defaults: Overrides,
+    /// Groups by path (`Production/Web`), parents before children.
+    pub groups: Vec<GroupDef>,
+    /// Servers in file order.
+    pub servers: Vec<ServerDef>,
+    /// Maintenance windows.
+    pub maintenance: Vec<WindowDef>,
+}
+
+/// A group: a folder of servers, nested by `/` in its path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupDef {
+    /// `Production/Web`.
+    pub path: String,
+    /// Settings that override the parent's.
+    pub overrides: Overrides,
+}
+
+/// A server: a host holding sensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerDef {
+    /// Unique server name.
+    pub name: String,
+    /// The host to check.
+    pub host: Host,
+    /// The group path, if any.
+    pub group: Option<String>,
+    /// Settings that override the group's.
+    pub overrides: Overrides,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// The sensors.
+    pub sensors: Vec<SensorDef>,
+}
+
+/// A PORT sensor on a server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorDef {
+    /// Name, unique within the server (defaults to the service name or port).
+    pub name: String,
+    /// The TCP port.
+    pub port: u16,
+    /// The port must be closed.
+    pub expect_closed: bool,
+    /// Settings that override the server's.
+    pub overrides: Overrides,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+}
+
+/// A maintenance window and what it covers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowDef {
+    /// Name for reports.
+    pub name: String,
+    /// When it is in force.
+    pub rule: WindowRule,
+    /// Group paths covered (with everything below them).
+    pub groups: Vec<String>,
+    /// Server names covered.
+    pub servers: Vec<String>,
+    /// Sensor paths (`server/sensor`) covered.
+    pub sensors: Vec<String>,
+}
+
+/// Reads and validates a configuration file.
+pub fn read_config(path: &Path) -> Result<Config, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+        file: name.clone(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read the file: {error}"),
+    })?;
+    from_toml(&name, &text)
+}
+
+/// Parses and validates configuration text; `file` names it in errors.
+pub fn from_toml(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let locate = Locator { file, text };
+    let raw: raw::File = toml::from_str(text).map_err(|error| {
+        let span = error.span().unwrap_or(0..0);
+        let message = error.message().trim().replace('`', "'");
+        locate.error(span, message)
+    })?;
+    validate(&locate, raw)
+}
+
+/// Turns byte spans into file:line:column errors.
+struct Locator<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Range<usize>, message: impl fmt::Display) -> ConfigError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.to_string(),
+        }
+    }
+
+    fn duration(
+        &self,
+        value: &Option<toml::Spanned<String>>,
+    ) -> Result<Option<Duration>, ConfigError> {
+        value
+            .as_ref()
+            .map(|v| crate::duration::parse(v.get_ref()).map_err(|e| self.error(v.span(), e)))
+            .transpose()
+    }
+
+    fn overrides(&self, raw: &raw::Settings) -> Result<Overrides, ConfigError> {
+        let interval = self.duration(&raw.interval)?;
+        if let (Some(value), Some(raw)) = (interval, &raw.interval)
+            && value < Duration::from_secs(1)
+        {
+            return Err(self.error(raw.span(), "interval must be at least 1s"));
+        }
+        let retries = raw
+            .retries
+            .as_ref()
+            .map(|r| match u32::try_from(*r.get_ref()) {
+                Ok(n @ 0..=10) => Ok(n),
+                _ => Err(self.error(r.span(), "retries must be from 0 to 10")),
+            })
+            .transpose()?;
+        Ok(Overrides {
+            interval,
+            timeout: self.duration(&raw.timeout)?,
+            warning: self.duration(&raw.warning)?,
+            critical: self.duration(&raw.critical)?,
+            retries,
+            depends_on: raw.depends_on.as_ref().map(|d| d.get_ref().clone()),
+        })
+    }
+}
+
+fn validate(locate: &Locator, raw: raw::File) -> Result<Config, ConfigError> {
+    let raw_defaults = raw
+        .defaults
+        .as_ref()
+        .map(raw::Defaults::settings)
+        .unwrap_or_default();
+    let defaults = locate.overrides(&raw_defaults)?;
+    let services = Services::global();
+
+    let mut groups = Vec::new();
+    let mut group_paths = HashSet::new();
+    for group in &raw.group {
+        let path = group.name.get_ref().trim().trim_matches('/').to_owned();
+        if path.is_empty() || path.split('/').any(|part| part.trim().is_empty()) {
+            return Err(locate.error(
+                group.name.span(),
+                "group names must be non-empty; nest groups with '/', e.g. \"Production/Web\"",
+            ));
+        }
+        if let Some((parent, _)) = path.rsplit_once('/')
+            && !group_paths.contains(parent)
+        {
+            return Err(locate.error(
+                group.name.span(),
+                format!("group '{path}' needs its parent group '{parent}' declared before it"),
+            ));
+        }
+        if !group_paths.insert(path.clone()) {
+            return Err(locate.error(
+                group.name.span(),
+                format!("duplicate group '{path}': group names must be unique"),
+            ));
+        }
+        groups.push(GroupDef {
+            path,
+            overrides: locate.overrides(&group.settings())?,
+        });
+    }
+
+    let mut servers = Vec::new();
+    let mut server_names = HashSet::new();
+    let mut sensor_spans = HashMap::new();
+    for server in &raw.server {
+        let name = server.name.get_ref().trim().to_owned();
+        if name.is_empty() || name.contains('/') {
+            return Err(locate.error(
+                server.name.span(),
+                "server names must be non-empty and contain no '/'",
+            ));
+        }
+        if !server_names.insert(name.clone()) {
+            return Err(locate.error(
+                server.name.span(),
+                format!("duplicate server '{name}': server names must be unique"),
+            ));
+        }
+        let host = parse_host(server.host.get_ref(), server.host.get_ref())
+            .map_err(|e| locate.error(server.host.span(), e))?;
+        if let Some(group) = &server.group
+            && !group_paths.contains(group.get_ref().trim_matches('/'))
+        {
+            return Err(locate.error(
+                group.span(),
+                format!(
+                    "unknown group '{}': declare it in a [[group]] table",
+                    group.get_ref()
+                ),
+            ));
+        }
+        let mut sensors = Vec::new();
+        for sensor in &server.sensor {
+            let port = match sensor.port.get_ref() {
+                raw::Port::Number(n) => match u16::try_from(*n) {
+                    Ok(port @ 1..) => port,
+                    _ => {
+                        return Err(locate.error(
+                            sensor.port.span(),
+                            format!("port {n} is out of range: use a port from 1 to 65535"),
+                        ));
+                    }
+                },
+                raw::Port::Name(text) => {
+                    parse_port(text, services).map_err(|e| locate.error(sensor.port.span(), e))?
+                }
+            };
+            let default_name = services
+                .by_port(port)
+                .map_or_else(|| port.to_string(), |s| s.name.clone());
+            let sensor_name = sensor
+                .name
+                .as_ref()
+                .map_or(default_name, |n| n.get_ref().trim().to_owned());
+            let name_span = sensor
+                .name
+                .as_ref()
+                .map_or(sensor.port.span(), |n| n.span());
+            if sensor_name.is_empty() || sensor_name.contains('/') {
+                return Err(locate.error(
+                    name_span,
+                    "sensor names must be non-empty and contain no '/'",
+                ));
+            }
+            let path = format!("{name}/{sensor_name}");
+            if sensor_spans
+                .insert(path.clone(), name_span.clone())
+                .is_some()
+            {
+                return Err(locate.error(
+                    name_span,
+                    format!("duplicate sensor '{path}': give one of them a different name"),
+                ));
+            }
+            sensors.push(SensorDef {
+                name: sensor_name,
+                port,
+                expect_closed: sensor.expect_closed.unwrap_or(false),
+                overrides: locate.overrides(&sensor.settings())?,
+                tags: sensor.tags.clone(),
+            });
+        }
+        servers.push(ServerDef {
+            name,
+            host,
+            group: server
+                .group
+                .as_ref()
+                .map(|g| g.get_ref().trim_matches('/').to_owned()),
+            overrides: locate.overrides(&server.settings())?,
+            tags: server.tags.clone(),
+            sensors,
+        });
+    }
+
+    // Every depends_on names a declared sensor.
+    let all_settings = std::iter::once(raw_defaults.clone())
+        .chain(raw.group.iter().map(raw::Group::settings))
+        .chain(raw.server.iter().map(raw::Server::settings))
+        .chain(
+            raw.server
+                .iter()
+                .flat_map(|s| s.sensor.iter().map(raw::Sensor::settings)),
+        );
+    for settings in all_settings {
+        if let Some(dep) = &settings.depends_on
+            && !sensor_spans.contains_key(dep.get_ref())
+        {
+            return Err(locate.error(
+                dep.span(),
+                format!(
+                    "depends_on '{}' is not a declared sensor: write \"server/sensor\"",
+                    dep.get_ref()
+                ),
+            ));
+        }
+    }
+
+    let mut maintenance = Vec::new();
+    for window in &raw.maintenance {
+        let rule = window_rule(locate, window)?;
+        for group in &window.groups {
+            if !group_paths.contains(group.get_ref().trim_matches('/')) {
+                return Err(
+                    locate.error(group.span(), format!("unknown group '{}'", group.get_ref()))
+                );
+            }
+        }
+        for server in &window.servers {
+            if !server_names.contains(server.get_ref()) {
+                return Err(locate.error(
+                    server.span(),
+                    format!("unknown server '{}'", server.get_ref()),
+                ));
+            }
+        }
+        for sensor in &window.sensors {
+            if !sensor_spans.contains_key(sensor.get_ref()) {
+                return Err(locate.error(
+                    sensor.span(),
+                    format!(
+                        "unknown sensor '{}': write \"server/sensor\"",
+                        sensor.get_ref()
+                    ),
+                ));
+            }
+        }
+        maintenance.push(WindowDef {
+            name: window.name.get_ref().clone(),
+            rule,
+            groups: window
+                .groups
+                .iter()
+                .map(|g| g.get_ref().trim_matches('/').to_owned())
+                .collect(),
+            servers: window.servers.iter().map(|s| s.get_ref().clone()).collect(),
+            sensors: window.sensors.iter().map(|s| s.get_ref().clone()).collect(),
+        });
+    }
+
+    let config = Config {
+        defaults,
+        groups,
+        servers,
+        maintenance,
+    };
+    if let Some(path) = model::find_cycle(&config) {
+        let span = sensor_spans.get(&path).cloned().unwrap_or(0..0);
+        return Err(locate.error(span, format!("dependency cycle through sensor '{path}': a sensor cannot depend on itself, directly or through others")));
+    }
+    Ok(config)
+}
+
+fn window_rule(locate: &Locator, window: &raw::Maintenance) -> Result<WindowRule, ConfigError> {
+    let zone_name = window
+        .timezone
+        .as_ref()
+        .map_or("UTC", |z| z.get_ref().as_str());
+    let zone = jiff::tz::TimeZone::get(zone_name).map_err(|_| {
+        let span = window
+            .timezone
+            .as_ref()
+            .map_or(window.name.span(), |z| z.span());
+        locate.error(
+            span,
+            format!(
+                "unknown time zone '{zone_name}': use an IANA name such as Europe/Berlin or UTC"
+            ),
+        )
+    })?;
+    let civil = |value: &toml::Spanned<String>| -> Result<jiff::civil::DateTime, ConfigError> {
+        value
+            .get_ref()
+            .trim()
+            .replace(' ', "T")
+            .parse()
+            .map_err(|_| {
+                locate.error(
+                    value.span(),
+                    format!(
+                        "invalid date and time '{}': write e.g. 2026-12-01T22:00",
+                        value.get_ref()
+                    ),
+                )
+            })
+    };
+    match (&window.from, &window.until, &window.every) {
+        (Some(from), Some(until), None) => {
+            let start = zone.to_timestamp(civil(from)?).map_err(|e| locate.error(from.span(), e))?;
+            let end = zone.to_timestamp(civil(until)?).map_err(|e| locate.error(until.span(), e))?;
+            if end <= start {
+                return Err(locate.error(until.span(), "'until' must be after 'from'"));
+            }
+            Ok(WindowRule::Once { start, end })
+        }
+        (None, None, Some(every)) => {
+            let days = model::parse_days(every.get_ref()).map_err(|e| locate.error(every.span(), e))?;
+            let Some(start) = &window.start else {
+                return Err(locate.error(window.name.span(), "a recurring window needs 'start' (e.g. \"02:00\") and 'duration'"));
+            };
+            let at: jiff::civil::Time = start.get_ref().trim().parse().map_err(|_| {
+                locate.error(start.span(), format!("invalid time '{}': write e.g. \"02:00\"", start.get_ref()))
+            })?;
+            let Some(duration) = locate.duration(&window.duration)? else {
+                return Err(locate.error(window.name.span(), "a recurring window needs 'duration' (e.g. \"1h\")"));
+            };
+            Ok(WindowRule::Weekly { days, start: at, duration, zone })
+        }
+        _ => Err(locate.error(
+            window.name.span(),
+            "a maintenance window needs either 'from' and 'until', or 'every', 'start' and 'duration'",
+        )),
+    }
+}
+
+impl Config {
+    /// All sensor paths (`server/sensor`) declared.
+    pub fn sensor_paths(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .flat_map(|s| {
+                s.sensors
+                    .iter()
+                    .map(move |x| format!("{}/{}", s.name, x.name))
+            })
+            .collect()
+    }
+
+    /// Counts for messages: (groups, servers, sensors).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let sensors = self.servers.iter().map(|s| s.sensors.len()).sum();
+        (self.groups.len(), self.servers.len(), sensors)
+    }
+
+    /// Group paths with their depth-first order preserved.
+    pub fn group_map(&self) -> BTreeMap<&str, &GroupDef> {
+        self.groups.iter().map(|g| (g.path.as_str(), g)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+//! The file as written, with spans, before validation. Unknown keys are
+//! refused by serde (`deny_unknown_fields`), which does not combine with
+//! `flatten`, so the inheritable settings are spelled out in each table by
+//! a macro.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Inheritable settings, as one value for validation.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub warning: Option<Spanned<String>>,
+    pub critical: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub depends_on: Option<Spanned<String>>,
+}
+
+/// Declares a table that carries the inheritable settings plus its own keys.
+macro_rules! with_settings {
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $ty,)*
+            /// How often to check (1s to 1d).
+            #[serde(default)]
+            pub interval: Option<Spanned<String>>,
+            /// How long a check may take.
+            #[serde(default)]
+            pub timeout: Option<Spanned<String>>,
+            /// Connect time above which a sensor is WARNING.
+            #[serde(default)]
+            pub warning: Option<Spanned<String>>,
+            /// Connect time above which a sensor is DOWN.
+            #[serde(default)]
+            pub critical: Option<Spanned<String>>,
+            /// Immediate re-checks before DOWN.
+            #[serde(default)]
+            pub retries: Option<Spanned<i64>>,
+            /// The sensor (`server/sensor`) this depends on.
+            #[serde(default)]
+            pub depends_on: Option<Spanned<String>>,
+        }
+
+        impl $name {
+            pub fn settings(&self) -> Settings {
+                Settings {
+                    interval: self.interval.clone(),
+                    timeout: self.timeout.clone(),
+                    warning: self.warning.clone(),
+                    critical: self.critical.clone(),
+                    retries: self.retries.clone(),
+                    depends_on: self.depends_on.clone(),
+                }
+            }
+        }
+    };
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Settings for everything.
+    #[serde(default)]
+    pub defaults: Option<Defaults>,
+    /// Groups.
+    #[serde(default)]
+    pub group: Vec<Group>,
+    /// Servers with their sensors.
+    #[serde(default)]
+    pub server: Vec<Server>,
+    /// Maintenance windows.
+    #[serde(default)]
+    pub maintenance: Vec<Maintenance>,
+}
+
+with_settings!(
+    /// `[defaults]`.
+    Defaults {}
+);
+
+with_settings!(
+    /// `[[group]]`.
+    Group {
+        /// `Production` or `Production/Web`.
+        name: Spanned<String>,
+    }
+);
+
+with_settings!(
+    /// `[[server]]`.
+    Server {
+        /// Unique name.
+        name: Spanned<String>,
+        /// Host name or address.
+        host: Spanned<String>,
+        /// Group path.
+        #[serde(default)]
+        group: Option<Spanned<String>>,
+        /// Tags.
+        #[serde(default)]
+        tags: Vec<String>,
+        /// Sensors.
+        #[serde(default)]
+        sensor: Vec<Sensor>,
+    }
+);
+
+with_settings!(
+    /// `[[server.sensor]]`.
+    Sensor {
+        /// Name within the server.
+        #[serde(default)]
+        name: Option<Spanned<String>>,
+        /// Port number or service name.
+        port: Spanned<Port>,
+        /// The port must be closed.
+        #[serde(default)]
+        expect_closed: Option<bool>,
+        /// Tags.
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+);
+
+/// A port as a number or a service name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Port {
+    /// `22`.
+    Number(i64),
+    /// `"ssh"`.
+    Name(String),
+}
+
+/// `[[maintenance]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    /// Name for reports.
+    pub name: Spanned<String>,
+    /// One-off start (civil time in `timezone`).
+    #[serde(default)]
+    pub from: Option<Spanned<String>>,
+    /// One-off end.
+    #[serde(default)]
+    pub until: Option<Spanned<String>>,
+    /// Recurring days: `day`, `weekday`, `weekend`, or names like `sunday`.
+    #[serde(default)]
+    pub every: Option<Spanned<String>>,
+    /// Recurring start time, `02:00`.
+    #[serde(default)]
+    pub start: Option<Spanned<String>>,
+    /// Recurring length.
+    #[serde(default)]
+    pub duration: Option<Spanned<String>>,
+    /// IANA time zone (default UTC).
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    /// Group paths covered.
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    /// Server names covered.
+    #[serde(default)]
+    pub servers: Vec<Spanned<String>>,
+    /// Sensor paths covered.
+    #[serde(default)]
+    pub sensors: Vec<Spanned<String>>,
+}

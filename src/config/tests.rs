@@ -1,0 +1,211 @@
+use std::time::Duration;
+
+use super::model::resolve;
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    from_toml("test.toml", text)
+}
+
+fn error(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let config = parse(include_str!("../../examples/portwatch.toml")).unwrap();
+    assert_eq!(config.counts(), (3, 2, 3));
+    let sensors = resolve(&config);
+    let ssh = sensors.iter().find(|s| s.path == "router/ssh").unwrap();
+    assert_eq!(
+        ssh.settings.interval,
+        Duration::from_secs(30),
+        "from Office/Network"
+    );
+    assert_eq!(ssh.depends_on, None);
+    let smb = sensors
+        .iter()
+        .find(|s| s.path == "files/microsoft-ds")
+        .unwrap();
+    assert_eq!(
+        smb.settings.interval,
+        Duration::from_secs(60),
+        "from the defaults"
+    );
+    assert_eq!(smb.settings.warning, Some(Duration::from_millis(200)));
+    assert_eq!(
+        smb.depends_on.as_deref(),
+        Some("router/ssh"),
+        "from Office/Servers"
+    );
+    assert_eq!(smb.windows.len(), 1);
+    assert_eq!(smb.tags, ["storage"]);
+    let telnet = sensors
+        .iter()
+        .find(|s| s.path == "files/telnet-closed")
+        .unwrap();
+    assert!(telnet.expect_closed);
+    assert_eq!(ssh.windows.len(), 1, "the router window");
+}
+
+#[test]
+fn unknown_keys_name_line_and_column() {
+    let text = "[[server]]\nname = \"a\"\nhost = \"localhost\"\nintervall = \"10s\"\n";
+    let message = error(text);
+    assert!(
+        message.starts_with("test.toml:4:1: unknown field 'intervall'"),
+        "{message}"
+    );
+    let message = error("[defaults]\nretries = 1\ncolour = \"red\"\n");
+    assert!(
+        message.starts_with("test.toml:3:1: unknown field 'colour'"),
+        "{message}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_line_and_column() {
+    let message = error("[[server]]\nname = \"a\nhost = 1\n");
+    assert!(message.starts_with("test.toml:2:"), "{message}");
+}
+
+#[test]
+fn bad_values_point_at_the_value() {
+    let base = "[[server]]\nname = \"web\"\nhost = \"localhost\"\n";
+    let message = error(&format!("{base}interval = \"ten\"\n"));
+    assert_eq!(
+        message,
+        "test.toml:4:12: invalid duration 'ten': use a number with a unit, e.g. 500ms, 10s, 2m"
+    );
+    let message = error(&format!("{base}interval = \"500ms\"\n"));
+    assert!(message.contains("at least 1s"), "{message}");
+    let message = error(&format!("{base}[[server.sensor]]\nport = 0\n"));
+    assert_eq!(
+        message,
+        "test.toml:5:8: port 0 is out of range: use a port from 1 to 65535"
+    );
+    let message = error(&format!("{base}[[server.sensor]]\nport = \"shh\"\n"));
+    assert!(
+        message.starts_with("test.toml:5:8: unknown service 'shh' (did you mean ssh?)"),
+        "{message}"
+    );
+    let message = error("[[server]]\nname = \"web\"\nhost = \"2001:db8::1\"\n");
+    assert!(message.starts_with("test.toml:3:8:"), "{message}");
+    assert!(message.contains("without brackets"), "{message}");
+    let message = error(&format!("{base}retries = 99\n"));
+    assert!(
+        message.starts_with("test.toml:4:11: retries must be from 0 to 10"),
+        "{message}"
+    );
+}
+
+#[test]
+fn duplicates_are_refused() {
+    let server = "[[server]]\nname = \"web\"\nhost = \"localhost\"\n";
+    let message = error(&format!("{server}{server}"));
+    assert!(
+        message.starts_with("test.toml:5:8: duplicate server 'web'"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{server}[[server.sensor]]\nport = 22\n[[server.sensor]]\nport = \"ssh\"\n"
+    ));
+    assert!(
+        message.starts_with("test.toml:7:8: duplicate sensor 'web/ssh'"),
+        "{message}"
+    );
+    let message = error("[[group]]\nname = \"A\"\n[[group]]\nname = \"A\"\n");
+    assert!(
+        message.starts_with("test.toml:4:8: duplicate group 'A'"),
+        "{message}"
+    );
+    let message = error("[[group]]\nname = \"A/B\"\n");
+    assert!(message.contains("parent group 'A'"), "{message}");
+}
+
+#[test]
+fn dependencies_must_exist_and_not_loop() {
+    let text = "\
+[[server]]
+name = \"a\"
+host = \"localhost\"
+  [[server.sensor]]
+  port = 22
+  depends_on = \"b/ssh\"
+[[server]]
+name = \"b\"
+host = \"localhost\"
+depends_on = \"a/ssh\"
+  [[server.sensor]]
+  port = 22
+";
+    let message = error(text);
+    assert!(
+        message.contains("dependency cycle through sensor"),
+        "{message}"
+    );
+    assert!(
+        message.starts_with("test.toml:5:10:") || message.starts_with("test.toml:12:10:"),
+        "{message}"
+    );
+    let message = error("[[server]]\nname = \"a\"\nhost = \"h\"\ndepends_on = \"x/y\"\n");
+    assert!(
+        message.starts_with("test.toml:4:14: depends_on 'x/y' is not a declared sensor"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_group_may_depend_on_a_sensor_inside_it() {
+    let text = "\
+[[group]]
+name = \"Site\"
+depends_on = \"gw/ssh\"
+[[server]]
+name = \"gw\"
+host = \"localhost\"
+group = \"Site\"
+  [[server.sensor]]
+  port = 22
+[[server]]
+name = \"app\"
+host = \"localhost\"
+group = \"Site\"
+  [[server.sensor]]
+  port = 80
+";
+    let sensors = resolve(&parse(text).unwrap());
+    assert_eq!(
+        sensors[0].depends_on, None,
+        "the gateway does not depend on itself"
+    );
+    assert_eq!(sensors[1].depends_on.as_deref(), Some("gw/ssh"));
+}
+
+#[test]
+fn maintenance_windows_are_validated() {
+    let base = "[[server]]\nname = \"a\"\nhost = \"h\"\n";
+    let message = error(&format!(
+        "{base}[[maintenance]]\nname = \"m\"\nevery = \"sunday\"\nstart = \"02:00\"\nduration = \"1h\"\ntimezone = \"Mars/Olympus\"\nservers = [\"a\"]\n"
+    ));
+    assert!(
+        message.starts_with("test.toml:9:12: unknown time zone 'Mars/Olympus'"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{base}[[maintenance]]\nname = \"m\"\nfrom = \"2026-12-02T00:00\"\nuntil = \"2026-12-01T00:00\"\n"
+    ));
+    assert!(
+        message.contains("'until' must be after 'from'"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{base}[[maintenance]]\nname = \"m\"\nevery = \"sunday\"\nstart = \"02:00\"\nduration = \"1h\"\nservers = [\"nope\"]\n"
+    ));
+    assert!(
+        message.starts_with("test.toml:9:12: unknown server 'nope'"),
+        "{message}"
+    );
+    let message = error(&format!("{base}[[maintenance]]\nname = \"m\"\n"));
+    assert!(message.contains("needs either"), "{message}");
+}
