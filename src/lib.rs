@@ -31,4 +31,6 @@
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod monitor;
 pub mod probe;
+pub mod store;

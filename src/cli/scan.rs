@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::output::millis;
 use super::{EXIT_UNKNOWN, ScanArgs, ScanFormat};
 use crate::probe::scan::{self, PortReport, PortState, ScanOptions};
-use crate::probe::target::{Host, parse_host};
+use crate::probe::target::parse_bare_host;
 use crate::probe::{Reason, Resolver, Services};
 
 pub(super) const EXAMPLES: &str = "Examples:
@@ -42,7 +42,7 @@ struct JsonPort<'a> {
 }
 
 pub(super) async fn run(args: ScanArgs) -> anyhow::Result<u8> {
-    let host = scan_host(&args.host)?;
+    let host = parse_bare_host(&args.host).map_err(|error| anyhow::anyhow!("{error}"))?;
     let services = Services::global();
     let ports = args
         .ports
@@ -137,19 +137,6 @@ pub(super) async fn run(args: ScanArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_UNKNOWN);
     }
     Ok(0)
-}
-
-/// Validates the scan host: a name, an IPv4 address, or an IPv6 address with
-/// or without brackets (there is no port to confuse it with).
-fn scan_host(text: &str) -> anyhow::Result<Host> {
-    let bracketed;
-    let host = if text.parse::<std::net::Ipv6Addr>().is_ok() {
-        bracketed = format!("[{text}]");
-        bracketed.as_str()
-    } else {
-        text
-    };
-    parse_host(text, host).map_err(|error| anyhow::anyhow!("{error}"))
 }
 
 fn human_line(report: &PortReport, service: Option<&str>) -> String {

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::probe::Services;
-use crate::probe::target::{Host, parse_host, parse_port};
+use crate::probe::target::{Host, parse_bare_host, parse_port};
 
 pub use model::{Overrides, Settings, WindowRule};
 
@@ -237,7 +237,7 @@ fn validate(locate: &Locator, raw: raw::File) -> Result<Config, ConfigError> {
                 format!("duplicate server '{name}': server names must be unique"),
             ));
         }
-        let host = parse_host(server.host.get_ref(), server.host.get_ref())
+        let host = parse_bare_host(server.host.get_ref())
             .map_err(|e| locate.error(server.host.span(), e))?;
         if let Some(group) = &server.group
             && !group_paths.contains(group.get_ref().trim_matches('/'))

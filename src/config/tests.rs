@@ -89,9 +89,15 @@ fn bad_values_point_at_the_value() {
         message.starts_with("test.toml:5:8: unknown service 'shh' (did you mean ssh?)"),
         "{message}"
     );
-    let message = error("[[server]]\nname = \"web\"\nhost = \"2001:db8::1\"\n");
-    assert!(message.starts_with("test.toml:3:8:"), "{message}");
-    assert!(message.contains("without brackets"), "{message}");
+    let message = error("[[server]]\nname = \"web\"\nhost = \"bad host\"\n");
+    assert!(
+        message.starts_with("test.toml:3:8: host 'bad host' is not a valid host name"),
+        "{message}"
+    );
+    assert!(
+        parse("[[server]]\nname = \"web\"\nhost = \"2001:db8::1\"\n").is_ok(),
+        "a bare IPv6 host is fine"
+    );
     let message = error(&format!("{base}retries = 99\n"));
     assert!(
         message.starts_with("test.toml:4:11: retries must be from 0 to 10"),

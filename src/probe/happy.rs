@@ -77,10 +77,13 @@ where
     F: Fn(SocketAddr) -> Fut,
     Fut: Future<Output = Outcome>,
 {
-    let mut queue = addresses
-        .iter()
-        .map(|ip| SocketAddr::new(*ip, port))
-        .peekable();
+    // A plain loop: an iterator adapter with a closure held across an await
+    // makes the future's Send bound unprovable for the compiler.
+    let mut targets = Vec::with_capacity(addresses.len());
+    for ip in addresses {
+        targets.push(SocketAddr::new(*ip, port));
+    }
+    let mut queue = targets.into_iter().peekable();
     let mut running = FuturesUnordered::new();
     let mut started: Vec<SocketAddr> = Vec::new();
     let mut failures: Vec<(SocketAddr, Failure)> = Vec::new();

@@ -206,6 +206,17 @@ pub fn parse_host(input: &str, host: &str) -> Result<Host, TargetError> {
     Ok(Host::Name(ascii))
 }
 
+/// Validates a host given on its own, with no port to confuse an IPv6
+/// address with: a name, an IPv4 address, or an IPv6 address with or
+/// without brackets.
+pub fn parse_bare_host(text: &str) -> Result<Host, TargetError> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<std::net::Ipv6Addr>() {
+        return Ok(Host::Ip(IpAddr::V6(ip)));
+    }
+    parse_host(text, text)
+}
+
 /// Parses a port number or service name.
 pub fn parse_port(text: &str, services: &Services) -> Result<u16, TargetError> {
     let text = text.trim();

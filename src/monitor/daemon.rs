@@ -1,0 +1,612 @@
+//! The running monitor.
+//!
+//! One task owns every sensor's schedule and state. Checks run as their own
+//! tasks, bounded by a global cap and a per-host cap, and report back on a
+//! channel. Results and events go to the store's writer; an event is
+//! announced (logged, and later notified) only once the writer has
+//! committed it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior, sleep_until};
+
+use super::scheduler::{first_offset, next_due};
+use super::state::{self, Input, State, Tracker, wanted_pause};
+use super::stats::MonitorStats;
+use crate::config::model::{ResolvedSensor, resolve};
+use crate::probe::verdict::Expectation;
+use crate::probe::{CheckOptions, CheckResult, Checker, CloseMode, Family, Reason, Status, Target};
+use crate::store::writer::{LastCheck, Writer};
+use crate::store::{Loaded, Store, StoreError, StoredResult};
+
+/// The wall clock the monitor stamps results, events and maintenance
+/// windows with.
+#[derive(Debug, Clone)]
+pub enum Clock {
+    /// The system clock.
+    System,
+    /// `origin` plus the time elapsed on tokio's clock since `start`: follows
+    /// `tokio::time::pause()` and `advance()` in tests.
+    Virtual {
+        /// The wall time at `start`.
+        origin: jiff::Timestamp,
+        /// tokio's time at `origin`.
+        start: Instant,
+    },
+}
+
+impl Clock {
+    /// A virtual clock starting now at `origin`.
+    pub fn starting_at(origin: jiff::Timestamp) -> Clock {
+        Clock::Virtual {
+            origin,
+            start: Instant::now(),
+        }
+    }
+
+    /// The current wall time.
+    pub fn now(&self) -> jiff::Timestamp {
+        match self {
+            Clock::System => jiff::Timestamp::now(),
+            Clock::Virtual { origin, start } => {
+                let elapsed = jiff::SignedDuration::try_from(start.elapsed()).unwrap_or_default();
+                origin.checked_add(elapsed).unwrap_or(*origin)
+            }
+        }
+    }
+}
+
+/// How the monitor runs.
+#[derive(Debug, Clone)]
+pub struct MonitorOptions {
+    /// The most checks in flight at once.
+    pub max_checks: usize,
+    /// The most checks in flight against one host.
+    pub per_host: usize,
+    /// How often to look for configuration changes in the store.
+    pub reload_every: Duration,
+    /// The wall clock.
+    pub clock: Clock,
+    /// How established connections are closed.
+    pub close: CloseMode,
+}
+
+impl Default for MonitorOptions {
+    fn default() -> Self {
+        MonitorOptions {
+            max_checks: 10_000,
+            per_host: 256,
+            reload_every: Duration::from_secs(2),
+            clock: Clock::System,
+            close: CloseMode::Graceful,
+        }
+    }
+}
+
+struct Sensor {
+    spec: ResolvedSensor,
+    target: Target,
+    options: CheckOptions,
+    host: Arc<Semaphore>,
+    tracker: Tracker,
+    since_ms: i64,
+    due: Instant,
+    running: bool,
+    manual: bool,
+    /// Bumped when the schedule changes, so stale queue entries are skipped.
+    epoch: u64,
+}
+
+struct Done {
+    id: i64,
+    due: Instant,
+    at_ms: i64,
+    started: Instant,
+    recheck: bool,
+    result: CheckResult,
+}
+
+struct Monitor {
+    sensors: HashMap<i64, Sensor>,
+    ids: HashMap<String, i64>,
+    dependants: HashMap<i64, Vec<i64>>,
+    /// Sensors with a dependency, a window or a manual pause: re-evaluated
+    /// every second.
+    watched: Vec<i64>,
+    queue: BinaryHeap<Reverse<(Instant, i64, u64)>>,
+    hosts: HashMap<String, Arc<Semaphore>>,
+    global: Arc<Semaphore>,
+    checker: Checker,
+    writer: Writer,
+    stats: Arc<MonitorStats>,
+    options: MonitorOptions,
+    done: mpsc::Sender<Done>,
+    checks: JoinSet<()>,
+    generation: i64,
+    missed_logged: Instant,
+}
+
+/// Runs the monitor on the store at `store` until `shutdown` completes,
+/// then waits for the writer to commit everything. `reload` asks for an
+/// immediate configuration reload (SIGHUP); changes are also picked up by
+/// polling the store.
+pub async fn run(
+    store: PathBuf,
+    writer: Writer,
+    options: MonitorOptions,
+    stats: Arc<MonitorStats>,
+    reload: Arc<Notify>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StoreError> {
+    let (done_sender, mut done) = mpsc::channel(65_536);
+    let mut monitor = Monitor {
+        sensors: HashMap::new(),
+        ids: HashMap::new(),
+        dependants: HashMap::new(),
+        watched: Vec::new(),
+        queue: BinaryHeap::new(),
+        hosts: HashMap::new(),
+        global: Arc::new(Semaphore::new(options.max_checks.max(1))),
+        checker: Checker::from_system(),
+        writer,
+        stats,
+        options,
+        done: done_sender,
+        checks: JoinSet::new(),
+        generation: -1,
+        missed_logged: Instant::now(),
+    };
+    let (loaded, statuses) = load(store.clone()).await?;
+    monitor.apply(loaded, &statuses);
+    tracing::info!(sensors = monitor.sensors.len(), "monitor started");
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_poll = Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        let next = monitor.queue.peek().map(|Reverse((due, _, _))| *due);
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(finished) = done.recv() => monitor.finish(finished),
+            () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => monitor.start_due(),
+            () = reload.notified() => monitor.reload(&store).await,
+            _ = tick.tick() => {
+                monitor.reap();
+                monitor.evaluate_watched();
+                if last_poll.elapsed() >= monitor.options.reload_every {
+                    last_poll = Instant::now();
+                    monitor.poll_generation(&store).await;
+                }
+            }
+        }
+    }
+    // Checks in flight are abandoned; everything already reported is
+    // committed before returning.
+    monitor.checks.shutdown().await;
+    while let Ok(finished) = done.try_recv() {
+        monitor.finish(finished);
+    }
+    monitor.writer.flush().await;
+    let counts = monitor.stats.snapshot();
+    tracing::info!(
+        due = counts.due,
+        done = counts.done,
+        missed = counts.missed,
+        late = counts.late,
+        p50_late_ms = counts.lateness_quantile(0.5),
+        p99_late_ms = counts.lateness_quantile(0.99),
+        "monitor stopped"
+    );
+    Ok(())
+}
+
+/// Loads the configuration and the last known states, off the async threads.
+async fn load(store: PathBuf) -> Result<(Loaded, HashMap<i64, (State, i64)>), StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&store)?;
+        let loaded = store.load()?;
+        let statuses = store
+            .status()?
+            .into_iter()
+            .filter_map(|row| row.since_ms.map(|since| (row.id, (row.state, since))))
+            .collect();
+        Ok((loaded, statuses))
+    })
+    .await
+    .expect("the store loader does not panic")
+}
+
+fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
+    CheckOptions {
+        timeout: spec.settings.timeout,
+        expect: Expectation {
+            warning: spec.settings.warning,
+            critical: spec.settings.critical,
+            expect_closed: spec.expect_closed,
+        },
+        family: Family::Any,
+        source: None,
+        close,
+    }
+}
+
+impl Monitor {
+    fn now_ms(&self) -> i64 {
+        self.options.clock.now().as_millisecond()
+    }
+
+    /// Makes the running sensors match `loaded`, keeping the state and
+    /// schedule of sensors that stay.
+    fn apply(&mut self, loaded: Loaded, statuses: &HashMap<i64, (State, i64)>) {
+        self.generation = loaded.generation;
+        let now = Instant::now();
+        let now_ms = self.now_ms();
+        let mut seen = HashSet::new();
+        for spec in resolve(&loaded.config) {
+            let Some(&id) = loaded.ids.get(&spec.path) else {
+                continue;
+            };
+            seen.insert(id);
+            let target = Target {
+                input: spec.path.clone(),
+                host: spec.host.clone(),
+                port: spec.port,
+            };
+            let options = check_options(&spec, self.options.close);
+            let host_key = spec.host.to_string();
+            let per_host = self.options.per_host.max(1);
+            let host = self
+                .hosts
+                .entry(host_key)
+                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+                .clone();
+            let manual = loaded.paused.contains(&id);
+            match self.sensors.get_mut(&id) {
+                Some(sensor) => {
+                    let reschedule = sensor.spec.settings.interval != spec.settings.interval;
+                    sensor.spec = spec;
+                    sensor.target = target;
+                    sensor.options = options;
+                    sensor.host = host;
+                    sensor.manual = manual;
+                    if reschedule {
+                        sensor.epoch += 1;
+                        sensor.due =
+                            now + first_offset(&sensor.spec.path, sensor.spec.settings.interval);
+                        self.queue.push(Reverse((sensor.due, id, sensor.epoch)));
+                    }
+                }
+                None => {
+                    let (tracker, since_ms) = match statuses.get(&id) {
+                        Some(&(state, since)) => (Tracker { state, failures: 0 }, since),
+                        None => (Tracker::PENDING, now_ms),
+                    };
+                    let due = now + first_offset(&spec.path, spec.settings.interval);
+                    self.queue.push(Reverse((due, id, 0)));
+                    self.sensors.insert(
+                        id,
+                        Sensor {
+                            spec,
+                            target,
+                            options,
+                            host,
+                            tracker,
+                            since_ms,
+                            due,
+                            running: false,
+                            manual,
+                            epoch: 0,
+                        },
+                    );
+                }
+            }
+        }
+        self.sensors.retain(|id, _| seen.contains(id));
+        self.ids = loaded
+            .ids
+            .into_iter()
+            .filter(|(_, id)| seen.contains(id))
+            .collect();
+        self.dependants.clear();
+        self.watched.clear();
+        for (id, sensor) in &self.sensors {
+            if let Some(dep) = sensor
+                .spec
+                .depends_on
+                .as_ref()
+                .and_then(|path| self.ids.get(path))
+            {
+                self.dependants.entry(*dep).or_default().push(*id);
+            }
+            if sensor.spec.depends_on.is_some()
+                || !sensor.spec.windows.is_empty()
+                || sensor.manual
+                || matches!(sensor.tracker.state, State::Paused(_))
+            {
+                self.watched.push(*id);
+            }
+        }
+        self.watched.sort_unstable();
+        self.evaluate_watched();
+    }
+
+    async fn poll_generation(&mut self, store: &Path) {
+        let path = store.to_owned();
+        let generation =
+            tokio::task::spawn_blocking(move || Store::open(&path)?.generation()).await;
+        match generation {
+            Ok(Ok(generation)) if generation != self.generation => self.reload(store).await,
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot read the configuration generation; retrying")
+            }
+            Err(error) => tracing::warn!(%error, "configuration poll failed; retrying"),
+        }
+    }
+
+    async fn reload(&mut self, store: &Path) {
+        match load(store.to_owned()).await {
+            Ok((loaded, statuses)) => {
+                self.apply(loaded, &statuses);
+                tracing::info!(
+                    sensors = self.sensors.len(),
+                    generation = self.generation,
+                    "configuration reloaded"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot reload the configuration; keeping the current one")
+            }
+        }
+    }
+
+    /// Starts every check whose time has come.
+    fn start_due(&mut self) {
+        let now = Instant::now();
+        let mut launch = Vec::new();
+        while let Some(&Reverse((due, id, epoch))) = self.queue.peek() {
+            if due > now {
+                break;
+            }
+            self.queue.pop();
+            let Some(sensor) = self.sensors.get_mut(&id) else {
+                continue;
+            };
+            if sensor.epoch != epoch {
+                continue;
+            }
+            let interval = sensor.spec.settings.interval;
+            let (next, skipped) =
+                next_due(Duration::ZERO, interval, now.saturating_duration_since(due));
+            sensor.due = due + next;
+            self.queue.push(Reverse((sensor.due, id, epoch)));
+            if matches!(sensor.tracker.state, State::Paused(_)) {
+                continue;
+            }
+            let running = sensor.running;
+            self.stats.update(|c| {
+                c.due += 1 + skipped;
+                c.missed += skipped + u64::from(running);
+            });
+            if running || skipped > 0 {
+                if self.missed_logged.elapsed() >= Duration::from_secs(10) {
+                    self.missed_logged = Instant::now();
+                    tracing::warn!(sensor = %sensor.spec.path, skipped, still_running = running, "checks missed: the monitor is behind (see the missed counter)");
+                }
+                if running {
+                    continue;
+                }
+            }
+            launch.push((id, due));
+        }
+        for (id, due) in launch {
+            self.launch(id, due, false);
+        }
+    }
+
+    fn launch(&mut self, id: i64, due: Instant, recheck: bool) {
+        let at_ms = self.now_ms();
+        let Some(sensor) = self.sensors.get_mut(&id) else {
+            return;
+        };
+        sensor.running = true;
+        let (target, options, host) = (sensor.target.clone(), sensor.options, sensor.host.clone());
+        let (global, checker, done) =
+            (self.global.clone(), self.checker.clone(), self.done.clone());
+        self.checks.spawn(async move {
+            let Ok(_global) = global.acquire_owned().await else {
+                return;
+            };
+            let Ok(_host) = host.acquire_owned().await else {
+                return;
+            };
+            let started = Instant::now();
+            let result = checker.check(&target, &options).await;
+            let _ = done
+                .send(Done {
+                    id,
+                    due,
+                    at_ms,
+                    started,
+                    recheck,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    /// Drops the handles of finished check tasks.
+    fn reap(&mut self) {
+        while self.checks.try_join_next().is_some() {}
+    }
+
+    fn finish(&mut self, done: Done) {
+        let Done {
+            id,
+            due,
+            at_ms,
+            started,
+            recheck,
+            result,
+        } = done;
+        let status_index = result.status.nagios_code() as usize;
+        self.stats.update(|c| {
+            c.done += 1;
+            c.by_status[status_index.min(3)] += 1;
+            if recheck {
+                c.rechecks += 1;
+            } else {
+                c.started_late_by(started.saturating_duration_since(due).as_millis() as u64);
+            }
+        });
+        let stored = StoredResult {
+            sensor: id,
+            at_ms,
+            status: result.status,
+            reason: result.reason,
+            rtt_us: result
+                .response_time
+                .map(|t| t.as_micros().min(u128::from(u32::MAX)) as u32),
+        };
+        let Some(sensor) = self.sensors.get_mut(&id) else {
+            // Removed while its check ran: the result is still history.
+            self.writer.result(
+                stored,
+                LastCheck {
+                    state: State::Pending,
+                    since_ms: at_ms,
+                    message: result.message,
+                },
+            );
+            return;
+        };
+        sensor.running = false;
+        let slow = result.status == Status::Down
+            && result.reason == Reason::Connected
+            && !sensor.spec.expect_closed;
+        let input = Input::Checked {
+            status: result.status,
+            reason: result.reason,
+            slow,
+            message: result.message.clone(),
+        };
+        let was_up = is_up(sensor.tracker.state);
+        let step = state::step(sensor.tracker, &input, sensor.spec.settings.retries);
+        sensor.tracker = step.tracker;
+        if let Some(change) = step.change.clone() {
+            sensor.since_ms = self.options.clock.now().as_millisecond();
+            announce(&self.writer, id, &sensor.spec.path, sensor.since_ms, change);
+        }
+        let last = LastCheck {
+            state: sensor.tracker.state,
+            since_ms: sensor.since_ms,
+            message: result.message,
+        };
+        self.writer.result(stored, last);
+        let now_up = is_up(sensor.tracker.state);
+        if step.recheck {
+            self.launch(id, Instant::now(), true);
+        }
+        if was_up != now_up {
+            self.evaluate_dependants(id);
+        }
+    }
+
+    fn evaluate_watched(&mut self) {
+        for id in self.watched.clone() {
+            self.evaluate(id);
+        }
+    }
+
+    fn evaluate_dependants(&mut self, id: i64) {
+        let mut pending = self.dependants.get(&id).cloned().unwrap_or_default();
+        let mut seen = HashSet::new();
+        while let Some(next) = pending.pop() {
+            if seen.insert(next) && self.evaluate(next) {
+                pending.extend(self.dependants.get(&next).cloned().unwrap_or_default());
+            }
+        }
+    }
+
+    /// Pauses or resumes a sensor as its manual flag, windows and dependency
+    /// want. Returns whether its up-ness changed.
+    fn evaluate(&mut self, id: i64) -> bool {
+        let now = self.options.clock.now();
+        let dependency_up = {
+            let Some(sensor) = self.sensors.get(&id) else {
+                return false;
+            };
+            sensor
+                .spec
+                .depends_on
+                .as_ref()
+                .and_then(|path| self.ids.get(path))
+                .and_then(|dep| self.sensors.get(dep))
+                .is_none_or(|dep| is_up(dep.tracker.state))
+        };
+        let Some(sensor) = self.sensors.get_mut(&id) else {
+            return false;
+        };
+        let in_window = sensor
+            .spec
+            .windows
+            .iter()
+            .any(|(_, rule)| rule.contains(now));
+        let input = match (
+            wanted_pause(sensor.manual, in_window, dependency_up),
+            sensor.tracker.state,
+        ) {
+            (Some(cause), State::Paused(current)) if cause == current => return false,
+            (Some(cause), _) => Input::Pause(cause),
+            (None, State::Paused(_)) => Input::Resume,
+            (None, _) => return false,
+        };
+        let was_up = is_up(sensor.tracker.state);
+        let step = state::step(sensor.tracker, &input, sensor.spec.settings.retries);
+        sensor.tracker = step.tracker;
+        let Some(change) = step.change else {
+            return false;
+        };
+        sensor.since_ms = now.as_millisecond();
+        announce(&self.writer, id, &sensor.spec.path, sensor.since_ms, change);
+        let resumed = input == Input::Resume;
+        let running = sensor.running;
+        if resumed && !running {
+            self.launch(id, Instant::now(), false);
+        }
+        was_up != is_up(step.tracker.state)
+    }
+}
+
+/// Whether a state satisfies dependants: UP, or WARNING (still answering,
+/// or one failure being re-checked).
+fn is_up(state: State) -> bool {
+    matches!(state, State::Up | State::Warning)
+}
+
+/// Stores a state change and logs it once it is committed.
+fn announce(writer: &Writer, id: i64, path: &str, at_ms: i64, change: state::Change) {
+    let committed = writer.event(id, at_ms, change.clone());
+    let path = path.to_owned();
+    tokio::spawn(async move {
+        if committed.await.is_ok() {
+            tracing::info!(
+                sensor = %path,
+                from = %change.from,
+                to = %change.to,
+                reason = change.reason.map(|r| r.as_str()).unwrap_or("-"),
+                "{}",
+                change.message
+            );
+        }
+    });
+}

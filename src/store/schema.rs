@@ -1,0 +1,129 @@
+//! Versioned schema migrations, driven by SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+/// The schema version this build writes.
+pub const CURRENT_VERSION: i64 = 1;
+
+/// Migrations, in order; migration `i` takes the schema from version `i` to
+/// `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: configuration, states, events, raw results and rollups.
+    "
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta VALUES ('config_generation', 0);
+
+    CREATE TABLE groups (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        settings TEXT NOT NULL DEFAULT '{}',
+        managed INTEGER NOT NULL DEFAULT 0,
+        retired_at INTEGER
+    );
+    CREATE TABLE servers (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        host TEXT NOT NULL,
+        group_path TEXT,
+        settings TEXT NOT NULL DEFAULT '{}',
+        tags TEXT NOT NULL DEFAULT '[]',
+        managed INTEGER NOT NULL DEFAULT 0,
+        retired_at INTEGER
+    );
+    CREATE TABLE sensors (
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER NOT NULL REFERENCES servers(id),
+        name TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        expect_closed INTEGER NOT NULL DEFAULT 0,
+        settings TEXT NOT NULL DEFAULT '{}',
+        tags TEXT NOT NULL DEFAULT '[]',
+        paused INTEGER NOT NULL DEFAULT 0,
+        managed INTEGER NOT NULL DEFAULT 0,
+        retired_at INTEGER,
+        UNIQUE (server_id, name)
+    );
+    CREATE TABLE maintenance (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        groups TEXT NOT NULL DEFAULT '[]',
+        servers TEXT NOT NULL DEFAULT '[]',
+        sensors TEXT NOT NULL DEFAULT '[]',
+        managed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE defaults (id INTEGER PRIMARY KEY CHECK (id = 1), settings TEXT NOT NULL);
+    INSERT INTO defaults VALUES (1, '{}');
+
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        sensor_id INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        reason TEXT,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX events_by_sensor ON events (sensor_id, at_ms);
+
+    CREATE TABLE sensor_status (
+        sensor_id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        last_check_ms INTEGER,
+        last_status TEXT,
+        last_reason TEXT,
+        last_rtt_us INTEGER,
+        last_message TEXT
+    );
+
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE results (
+        sensor_id INTEGER NOT NULL,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (sensor_id, start_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollups (
+        sensor_id INTEGER NOT NULL,
+        hour_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        ups INTEGER NOT NULL,
+        min_us INTEGER,
+        avg_us INTEGER,
+        max_us INTEGER,
+        p95_us INTEGER,
+        PRIMARY KEY (sensor_id, hour_ms)
+    ) WITHOUT ROWID;
+    ",
+];
+
+/// Brings the schema up to [`CURRENT_VERSION`], one migration per
+/// transaction. Refuses a store written by a newer portwatch.
+pub fn schema_up(conn: &mut Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| e.to_string())?;
+    if version > CURRENT_VERSION {
+        return Err(format!(
+            "the store has schema version {version}, newer than this portwatch understands ({CURRENT_VERSION}): upgrade portwatch"
+        ));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(migration)
+            .map_err(|e| format!("migration {index}: {e}"))?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+use super::*;
+use crate::config::from_toml;
+
+fn temp_store() -> (tempdir::Dir, Store) {
+    let dir = tempdir::Dir::new();
+    let store = Store::open(&dir.path.join("test.db")).unwrap();
+    (dir, store)
+}
+
+/// A temporary directory removed on drop (no extra dependency).
+mod tempdir {
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+
+    impl Dir {
+        pub fn new() -> Dir {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir()
+                .join(format!("portwatch-store-test-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir { path }
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+const CONFIG: &str = "
+[defaults]
+interval = \"30s\"
+[[group]]
+name = \"Site\"
+[[group]]
+name = \"Site/Web\"
+retries = 2
+[[server]]
+name = \"web\"
+host = \"127.0.0.1\"
+group = \"Site/Web\"
+  [[server.sensor]]
+  port = 80
+  [[server.sensor]]
+  port = 443
+[[server]]
+name = \"db\"
+host = \"2001:db8::5\"
+  [[server.sensor]]
+  port = \"postgresql\"
+[[maintenance]]
+name = \"nightly\"
+every = \"day\"
+start = \"03:00\"
+duration = \"30m\"
+servers = [\"db\"]
+";
+
+#[test]
+fn apply_then_load_round_trips_the_configuration() {
+    let (_dir, mut store) = temp_store();
+    let config = from_toml("c.toml", CONFIG).unwrap();
+    let summary = store.apply(&config).unwrap();
+    assert_eq!(
+        summary,
+        ApplySummary {
+            sensors: 3,
+            added: 3,
+            removed: 0
+        }
+    );
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.config, config);
+    assert_eq!(loaded.ids.len(), 3);
+    assert_eq!(store.generation().unwrap(), 1);
+    let again = store.apply(&config).unwrap();
+    assert_eq!(again.added, 0, "nothing new the second time");
+    assert_eq!(store.generation().unwrap(), 2);
+}
+
+#[test]
+fn removed_items_keep_their_id_when_they_come_back() {
+    let (_dir, mut store) = temp_store();
+    let config = from_toml("c.toml", CONFIG).unwrap();
+    store.apply(&config).unwrap();
+    let id = store.load().unwrap().ids["web/https"];
+    let without = CONFIG.replace("  [[server.sensor]]\n  port = 443\n", "");
+    let summary = store
+        .apply(&from_toml("c.toml", &without).unwrap())
+        .unwrap();
+    assert_eq!(summary.removed, 1);
+    assert!(!store.load().unwrap().ids.contains_key("web/https"));
+    assert!(matches!(
+        store.sensor_ids("web/https"),
+        Err(StoreError::NotFound(_))
+    ));
+    let summary = store.apply(&config).unwrap();
+    assert_eq!(summary.added, 1);
+    assert_eq!(
+        store.load().unwrap().ids["web/https"],
+        id,
+        "same id, so same history"
+    );
+    // A whole server leaving retires its sensors.
+    let without_db = CONFIG
+        .split("[[server]]\nname = \"db\"")
+        .next()
+        .unwrap()
+        .to_owned();
+    let summary = store
+        .apply(&from_toml("c.toml", &without_db).unwrap())
+        .unwrap();
+    assert_eq!(summary.removed, 1);
+}
+
+#[test]
+fn names_select_sensors_servers_and_groups() {
+    let (_dir, mut store) = temp_store();
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    assert_eq!(store.sensor_ids("web/http").unwrap().len(), 1);
+    assert_eq!(store.sensor_ids("web").unwrap().len(), 2);
+    assert_eq!(
+        store.sensor_ids("Site").unwrap().len(),
+        2,
+        "a group covers its subgroups"
+    );
+    assert_eq!(store.sensor_ids("Site/Web").unwrap().len(), 2);
+    assert!(store.sensor_ids("Sit").is_err());
+    assert_eq!(store.set_paused("web", true).unwrap(), 2);
+    assert_eq!(store.load().unwrap().paused.len(), 2);
+    assert_eq!(store.set_paused("web/http", false).unwrap(), 1);
+}
+
+#[test]
+fn refuses_a_newer_schema() {
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("new.db");
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let error = Store::open(&path).err().unwrap().to_string();
+    assert!(
+        error.contains("newer than this portwatch understands"),
+        "{error}"
+    );
+}

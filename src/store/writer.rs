@@ -1,0 +1,452 @@
+//! The store's one writer: a thread that owns the write connection and
+//! batches everything the monitor produces.
+//!
+//! - Results are committed at least once a second, as one packed journal
+//!   batch: a `kill -9` loses at most the last second of them.
+//! - An event is committed at once, before its acknowledgement is sent, so
+//!   nobody is told of a state change that is not stored.
+//! - Every minute, journal batches of closed windows are repacked into one
+//!   row per sensor and window, and hourly rollups are written when an hour
+//!   closes.
+//! - When SQLite fails (database locked, disk full), the error is logged and
+//!   counted, nothing is dropped, and the write is retried with backoff.
+//!   Monitoring never waits for the store.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::pack::{self, StoredResult};
+use super::rollup::{Accumulator, HOUR_MS, hour_of};
+use super::{RETENTION, ROLLUP_RETENTION, Store, StoreError};
+use crate::monitor::state::{Change, State};
+
+/// How often results are committed.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// The span of one packed per-sensor row.
+pub const WINDOW_MS: i64 = 120_000;
+/// How often closed windows are repacked.
+const REPACK_EVERY: Duration = Duration::from_secs(60);
+/// Queue between the monitor and the writer.
+const QUEUE: usize = 200_000;
+/// Results held in memory while the store refuses writes, before the oldest
+/// are dropped (and counted).
+const MAX_BACKLOG: usize = 5_000_000;
+
+/// The latest result of a sensor, for `portwatch status`.
+#[derive(Debug, Clone)]
+pub struct LastCheck {
+    /// The sensor's state after this result.
+    pub state: State,
+    /// Since when it is in that state (ms).
+    pub since_ms: i64,
+    /// Its message.
+    pub message: String,
+}
+
+enum Write {
+    Result(StoredResult, LastCheck),
+    Event {
+        sensor: i64,
+        at_ms: i64,
+        change: Change,
+        ack: oneshot::Sender<()>,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counters a user would graph.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Results committed.
+    pub results_stored: AtomicU64,
+    /// Results lost: the queue was full, or the backlog overflowed.
+    pub results_dropped: AtomicU64,
+    /// Events committed.
+    pub events_stored: AtomicU64,
+    /// Failed commits (each retried).
+    pub write_errors: AtomicU64,
+}
+
+/// The monitor's side of the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    queue: SyncSender<Write>,
+    /// Counters.
+    pub stats: Arc<WriterStats>,
+}
+
+/// Starts the writer thread on the store at `path`.
+pub fn start(path: &Path) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+    let store = Store::open(path)?;
+    let (queue, receiver) = sync_channel(QUEUE);
+    let stats = Arc::new(WriterStats::default());
+    let thread_stats = stats.clone();
+    let handle = std::thread::Builder::new()
+        .name("portwatch-store".into())
+        .spawn(move || WriterThread::new(store.conn, store.path, thread_stats).run(receiver))
+        .expect("start the store writer thread");
+    Ok((Writer { queue, stats }, handle))
+}
+
+impl Writer {
+    /// Queues a result without waiting. A full queue drops it and counts it.
+    pub fn result(&self, result: StoredResult, last: LastCheck) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.queue.try_send(Write::Result(result, last))
+        {
+            self.stats.results_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Stores an event; the returned receiver fires once it is committed.
+    pub fn event(&self, sensor: i64, at_ms: i64, change: Change) -> oneshot::Receiver<()> {
+        let (ack, committed) = oneshot::channel();
+        let write = Write::Event {
+            sensor,
+            at_ms,
+            change,
+            ack,
+        };
+        match self.queue.try_send(write) {
+            Ok(()) => {}
+            // Events are never dropped: wait for room on a blocking thread.
+            Err(TrySendError::Full(write)) => {
+                let queue = self.queue.clone();
+                std::thread::spawn(move || {
+                    let _ = queue.send(write);
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        committed
+    }
+
+    /// Commits everything queued so far; returns once it is stored.
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        let queue = self.queue.clone();
+        // `send` may wait for room; keep that off the async threads.
+        let _ = tokio::task::spawn_blocking(move || queue.send(Write::Flush(ack))).await;
+        let _ = done.await;
+    }
+}
+
+struct PendingEvent {
+    sensor: i64,
+    at_ms: i64,
+    change: Change,
+    ack: oneshot::Sender<()>,
+}
+
+struct WriterThread {
+    conn: Connection,
+    path: PathBuf,
+    stats: Arc<WriterStats>,
+    results: Vec<StoredResult>,
+    last: HashMap<i64, (StoredResult, LastCheck)>,
+    events: Vec<PendingEvent>,
+    acks: Vec<oneshot::Sender<()>>,
+    /// Rollup accumulators by (sensor, hour).
+    hours: HashMap<(i64, i64), Accumulator>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_flush: Instant,
+    last_repack: Instant,
+}
+
+impl WriterThread {
+    fn new(conn: Connection, path: PathBuf, stats: Arc<WriterStats>) -> WriterThread {
+        let mut thread = WriterThread {
+            conn,
+            path,
+            stats,
+            results: Vec::new(),
+            last: HashMap::new(),
+            events: Vec::new(),
+            acks: Vec::new(),
+            hours: HashMap::new(),
+            retry_at: None,
+            backoff: Duration::from_millis(250),
+            last_flush: Instant::now(),
+            last_repack: Instant::now(),
+        };
+        if let Err(error) = thread.rebuild_open_hours() {
+            tracing::warn!(%error, store = %thread.path.display(), "cannot rebuild this hour's rollups; they will miss results before the restart");
+        }
+        thread
+    }
+
+    fn run(mut self, receiver: Receiver<Write>) {
+        loop {
+            let wait = FLUSH_EVERY
+                .saturating_sub(self.last_flush.elapsed())
+                .max(Duration::from_millis(1));
+            match receiver.recv_timeout(wait) {
+                Ok(write) => self.take(write),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush_until_done();
+                    self.repack(i64::MAX);
+                    return;
+                }
+            }
+            // Take whatever else is already queued before committing.
+            while self.results.len() < 100_000 {
+                match receiver.try_recv() {
+                    Ok(write) => self.take(write),
+                    Err(_) => break,
+                }
+            }
+            let urgent = !self.events.is_empty() || !self.acks.is_empty();
+            let due = self.last_flush.elapsed() >= FLUSH_EVERY;
+            let retry_ok = self.retry_at.is_none_or(|at| Instant::now() >= at);
+            if (urgent || due) && retry_ok {
+                self.flush();
+            }
+            if self.last_repack.elapsed() >= REPACK_EVERY && self.retry_at.is_none() {
+                let now_ms = jiff::Timestamp::now().as_millisecond();
+                self.repack(now_ms.div_euclid(WINDOW_MS) * WINDOW_MS);
+                self.last_repack = Instant::now();
+            }
+        }
+    }
+
+    fn take(&mut self, write: Write) {
+        match write {
+            Write::Result(result, last) => {
+                self.results.push(result);
+                self.last.insert(result.sensor, (result, last));
+                if self.results.len() > MAX_BACKLOG {
+                    let excess = self.results.len() - MAX_BACKLOG;
+                    self.results.drain(..excess);
+                    self.stats
+                        .results_dropped
+                        .fetch_add(excess as u64, Ordering::Relaxed);
+                }
+            }
+            Write::Event {
+                sensor,
+                at_ms,
+                change,
+                ack,
+            } => self.events.push(PendingEvent {
+                sensor,
+                at_ms,
+                change,
+                ack,
+            }),
+            Write::Flush(ack) => self.acks.push(ack),
+        }
+    }
+
+    fn flush_until_done(&mut self) {
+        for _ in 0..20 {
+            if self.flush() {
+                return;
+            }
+            std::thread::sleep(self.backoff);
+        }
+        tracing::error!(store = %self.path.display(), lost = self.results.len(), "giving up on writing the last results at shutdown");
+    }
+
+    /// Commits the pending events, results and latest states. Returns
+    /// whether it succeeded.
+    fn flush(&mut self) -> bool {
+        self.last_flush = Instant::now();
+        match self.commit() {
+            Ok(()) => {
+                self.stats
+                    .results_stored
+                    .fetch_add(self.results.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .events_stored
+                    .fetch_add(self.events.len() as u64, Ordering::Relaxed);
+                self.results.clear();
+                self.last.clear();
+                for event in self.events.drain(..) {
+                    let _ = event.ack.send(());
+                }
+                for ack in self.acks.drain(..) {
+                    let _ = ack.send(());
+                }
+                self.retry_at = None;
+                self.backoff = Duration::from_millis(250);
+                true
+            }
+            Err(error) => {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, store = %self.path.display(), pending = self.results.len(), retry_in = ?self.backoff, "cannot write to the store; monitoring goes on and the write is retried");
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                false
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        for event in &self.events {
+            tx.execute(
+                "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![event.sensor, event.at_ms, event.change.from.as_str(), event.change.to.as_str(), event.change.reason.map(|r| r.as_str()), event.change.message],
+            )?;
+            tx.execute(
+                "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",
+                params![event.sensor, event.change.to.as_str(), event.at_ms],
+            )?;
+        }
+        if !self.results.is_empty() {
+            let first = self.results.iter().map(|r| r.at_ms).min().unwrap_or(0);
+            let last = self.results.iter().map(|r| r.at_ms).max().unwrap_or(0);
+            let mut batch = self.results.clone();
+            let data = pack::pack_batch(first, &mut batch);
+            tx.execute(
+                "INSERT INTO journal (first_ms, last_ms, count, data) VALUES (?1, ?2, ?3, ?4)",
+                params![first, last, batch.len() as i64, data],
+            )?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3, last_check_ms = ?4, last_status = ?5,
+                     last_reason = ?6, last_rtt_us = ?7, last_message = ?8",
+            )?;
+            for (result, last) in self.last.values() {
+                upsert.execute(params![
+                    result.sensor,
+                    last.state.as_str(),
+                    last.since_ms,
+                    result.at_ms,
+                    result.status.as_str(),
+                    result.reason.as_str(),
+                    result.rtt_us,
+                    last.message
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Moves journal batches that end before `before_ms` into per-sensor
+    /// windows, feeds the rollup accumulators, and writes the rollups of
+    /// hours that are over.
+    fn repack(&mut self, before_ms: i64) {
+        if let Err(error) = self.try_repack(before_ms) {
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, store = %self.path.display(), "cannot repack results; retrying later");
+        }
+    }
+
+    fn try_repack(&mut self, before_ms: i64) -> Result<(), Box<dyn std::error::Error>> {
+        let tx = self.conn.transaction()?;
+        let mut by_window: HashMap<(i64, i64), Vec<StoredResult>> = HashMap::new();
+        let mut ids = Vec::new();
+        let mut latest = i64::MIN;
+        {
+            let mut statement = tx.prepare(
+                "SELECT id, first_ms, last_ms, data FROM journal WHERE last_ms < ?1 ORDER BY id",
+            )?;
+            let mut rows = statement.query([before_ms])?;
+            while let Some(row) = rows.next()? {
+                ids.push(row.get::<_, i64>(0)?);
+                latest = latest.max(row.get::<_, i64>(2)?);
+                for result in pack::unpack_batch(row.get(1)?, &row.get::<_, Vec<u8>>(3)?)? {
+                    by_window
+                        .entry((
+                            result.sensor,
+                            result.at_ms.div_euclid(WINDOW_MS) * WINDOW_MS,
+                        ))
+                        .or_default()
+                        .push(result);
+                }
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for ((sensor, start), mut results) in by_window {
+            for result in &results {
+                self.hours
+                    .entry((sensor, hour_of(result.at_ms)))
+                    .or_default()
+                    .add(result);
+            }
+            let existing: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT data FROM results WHERE sensor_id = ?1 AND start_ms = ?2",
+                    params![sensor, start],
+                    |r| r.get(0),
+                )
+                .ok();
+            if let Some(existing) = existing {
+                results.extend(pack::unpack_window(sensor, start, &existing)?);
+            }
+            results.sort_unstable_by_key(|r| r.at_ms);
+            let end = results.last().map_or(start, |r| r.at_ms);
+            tx.execute(
+                "INSERT OR REPLACE INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![sensor, start, end, results.len() as i64, pack::pack_window(start, &results)],
+            )?;
+        }
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        tx.execute(&format!("DELETE FROM journal WHERE id IN ({list})"), [])?;
+        // Hours that ended before everything repacked so far are complete.
+        let closed_before = hour_of(latest.min(before_ms));
+        let closed: Vec<(i64, i64)> = self
+            .hours
+            .keys()
+            .filter(|(_, hour)| *hour < closed_before)
+            .copied()
+            .collect();
+        for key in &closed {
+            let rollup = self.hours[key].finish();
+            tx.execute(
+                "INSERT OR REPLACE INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![key.0, key.1, rollup.count, rollup.ups, rollup.min_us, rollup.avg_us, rollup.max_us, rollup.p95_us],
+            )?;
+        }
+        if !closed.is_empty() {
+            let now = jiff::Timestamp::now().as_millisecond();
+            tx.execute(
+                "DELETE FROM results WHERE end_ms < ?1",
+                [now - RETENTION.as_millis() as i64],
+            )?;
+            tx.execute(
+                "DELETE FROM rollups WHERE hour_ms < ?1",
+                [now - ROLLUP_RETENTION.as_millis() as i64],
+            )?;
+        }
+        tx.commit()?;
+        for key in closed {
+            self.hours.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// After a restart, the current hour's accumulators start again from the
+    /// results already repacked in that hour.
+    fn rebuild_open_hours(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let hour = hour_of(jiff::Timestamp::now().as_millisecond()) - HOUR_MS;
+        let mut statement = self
+            .conn
+            .prepare("SELECT sensor_id, start_ms, data FROM results WHERE start_ms >= ?1")?;
+        let mut rows = statement.query([hour])?;
+        while let Some(row) = rows.next()? {
+            for result in pack::unpack_window(row.get(0)?, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?
+            {
+                self.hours
+                    .entry((result.sensor, hour_of(result.at_ms)))
+                    .or_default()
+                    .add(&result);
+            }
+        }
+        Ok(())
+    }
+}
