@@ -12,9 +12,9 @@ pub enum DurationError {
     /// The number is zero or negative where a positive duration is needed.
     #[error("invalid duration '{0}': it must be greater than zero")]
     NotPositive(String),
-    /// The number is too large to be meaningful.
-    #[error("invalid duration '{0}': it must be at most 1 day")]
-    TooLong(String),
+    /// The number is above the limit for this use.
+    #[error("invalid duration '{0}': it must be at most {1}")]
+    TooLong(String, &'static str),
 }
 
 /// Parses a positive duration of at most one day.
@@ -26,6 +26,16 @@ pub enum DurationError {
 /// assert_eq!(portwatch::duration::parse("3"), Ok(Duration::from_secs(3)));
 /// ```
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
+    parse_at_most(text, 86_400, "1 day")
+}
+
+/// Parses a positive duration of at most `max_seconds` (`limit` names it in
+/// the error), e.g. a report period of `30d`.
+pub fn parse_at_most(
+    text: &str,
+    max_seconds: u64,
+    limit: &'static str,
+) -> Result<Duration, DurationError> {
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -50,8 +60,8 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     if seconds <= 0.0 {
         return Err(DurationError::NotPositive(text.to_owned()));
     }
-    if seconds > 86_400.0 {
-        return Err(DurationError::TooLong(text.to_owned()));
+    if seconds > max_seconds as f64 {
+        return Err(DurationError::TooLong(text.to_owned(), limit));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -100,7 +110,14 @@ mod tests {
             );
         }
         assert_eq!(parse("0s"), Err(DurationError::NotPositive("0s".into())));
-        assert_eq!(parse("2d"), Err(DurationError::TooLong("2d".into())));
+        assert_eq!(
+            parse("2d"),
+            Err(DurationError::TooLong("2d".into(), "1 day"))
+        );
+        assert_eq!(
+            parse_at_most("30d", 400 * 86_400, "400 days"),
+            Ok(Duration::from_secs(30 * 86_400))
+        );
     }
 
     #[test]

@@ -33,4 +33,5 @@ pub mod config;
 pub mod duration;
 pub mod monitor;
 pub mod probe;
+pub mod report;
 pub mod store;

@@ -5,14 +5,20 @@
 //! parsers that refuse bad targets, durations and port lists before any
 //! packet is sent), then each subcommand turns them into validated settings.
 
+mod apply;
 mod check;
 mod output;
+mod pause;
 mod ports;
+mod report;
 mod scan;
+mod serve;
+mod status;
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,6 +36,9 @@ time, or DOWN with the exact reason: refused, timeout, host_unreachable,
 network_unreachable, admin_prohibited (a firewall's ICMP reject) or dns_error.";
 
 const EXAMPLES: &str = "Examples:
+  portwatch serve --config portwatch.toml
+  portwatch status
+  portwatch report web1 --since 7d
   portwatch check localhost:ssh
   portwatch check --format json example.com:443 [2001:db8::1]:22
   portwatch check -w 200ms -c 1s --format nagios db.example:postgresql
@@ -58,6 +67,28 @@ pub enum Command {
     /// Look up the well-known port table by number, name or words.
     #[command(after_help = ports::EXAMPLES)]
     Ports(PortsArgs),
+    /// Run the monitor: sensors checked on schedule, stored in the database.
+    #[command(after_help = serve::EXAMPLES)]
+    Serve(ServeArgs),
+    /// Make the store monitor what a portwatch.toml declares.
+    #[command(after_help = apply::EXAMPLES)]
+    Apply(ApplyArgs),
+    /// Show every sensor's state, since when, and its last result.
+    #[command(after_help = status::EXAMPLES)]
+    Status(StatusArgs),
+    /// Uptime by time and by requests, outages and connect times.
+    #[command(after_help = report::EXAMPLES)]
+    Report(ReportArgs),
+    /// Pause sensors (a sensor, a server, or a group): they are not checked.
+    #[command(
+        after_help = "Examples:\n  portwatch pause web1/https\n  portwatch pause web1\n  portwatch pause Production/Web"
+    )]
+    Pause(NameArgs),
+    /// Resume paused sensors.
+    #[command(
+        after_help = "Examples:\n  portwatch resume web1/https\n  portwatch resume Production"
+    )]
+    Resume(NameArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  portwatch completions bash > /etc/bash_completion.d/portwatch\n  portwatch completions zsh > \"${fpath[1]}/_portwatch\""
@@ -66,6 +97,91 @@ pub enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+}
+
+/// The store to use.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// The SQLite store.
+    #[arg(long, value_name = "PATH", env = "PORTWATCH_DB", default_value = crate::store::DEFAULT_PATH)]
+    pub db: PathBuf,
+}
+
+/// Arguments of `portwatch serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Apply this configuration file at start and on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The most checks in flight at once.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_checks: u32,
+    /// The most checks in flight against one host.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub per_host: u32,
+    /// Close established connections with RST (no TIME_WAIT; for high check rates).
+    #[arg(long)]
+    pub abort: bool,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Arguments of `portwatch apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The configuration file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Only validate the file; change nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Arguments of `portwatch status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Human)]
+    pub format: ScanFormat,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Arguments of `portwatch report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A sensor (server/sensor), a server, or a group [default: everything].
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// The period, back from now: 24h, 7d, 30d (at most 400d).
+    #[arg(long, default_value = "30d", value_name = "DURATION", value_parser = parse_period)]
+    pub since: Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Human)]
+    pub format: ScanFormat,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// A sensor, server or group name.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// A sensor (server/sensor), a server, or a group.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+fn parse_period(text: &str) -> Result<Duration, String> {
+    crate::duration::parse_at_most(text, 400 * 86_400, "400 days").map_err(|e| e.to_string())
 }
 
 /// Options shared by `check` and `scan` for choosing addresses.
@@ -221,7 +337,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
-    init_logging();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     let outcome = match cli.command {
         Command::Completions { shell } => {
             let mut command = Cli::command();
@@ -231,6 +347,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Ports(args) => ports::run(&args),
         Command::Check(args) => runtime().and_then(|rt| rt.block_on(check::run(args))),
         Command::Scan(args) => runtime().and_then(|rt| rt.block_on(scan::run(args))),
+        Command::Serve(args) => serve::run(args),
+        Command::Apply(args) => apply::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Report(args) => report::run(&args),
+        Command::Pause(args) => pause::run(&args, true),
+        Command::Resume(args) => pause::run(&args, false),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -274,17 +396,27 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     ExitCode::from(EXIT_UNKNOWN)
 }
 
+/// The runtime of the one-shot commands: no signal handling, so that it
+/// starts even when file descriptors are nearly exhausted.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
         .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))
 }
 
-fn init_logging() {
+/// Logs go to stderr; `PORTWATCH_LOG` sets the filter. The monitor logs
+/// state changes at info, the one-shot commands only warnings.
+fn init_logging(daemon: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PORTWATCH_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("portwatch=warn"));
+    let default = if daemon {
+        "portwatch=info"
+    } else {
+        "portwatch=warn"
+    };
+    let filter =
+        EnvFilter::try_from_env("PORTWATCH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

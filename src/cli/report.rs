@@ -1,0 +1,103 @@
+//! `portwatch report [NAME] --since 30d`.
+
+use std::io::Write;
+
+use owo_colors::OwoColorize;
+
+use super::status::time;
+use super::{ReportArgs, ScanFormat};
+use crate::report::{SensorReport, sensor_report};
+use crate::store::Store;
+
+pub(super) const EXAMPLES: &str = "Examples:
+  portwatch report                      every sensor, last 30 days
+  portwatch report web1 --since 7d      the sensors of server web1
+  portwatch report web1/https --since 24h --format json
+  portwatch report Production           a group and its subgroups
+
+Uptime by time counts the time UP or WARNING against the time DOWN (paused,
+pending and unknown time is left out); uptime by requests counts the checks
+that found the service answering.";
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"))
+}
+
+fn millis(us: Option<u32>) -> String {
+    us.map_or_else(
+        || "-".to_owned(),
+        |us| format!("{:.3} ms", f64::from(us) / 1000.0),
+    )
+}
+
+pub(super) fn run(args: &ReportArgs) -> anyhow::Result<u8> {
+    let store = Store::open(&args.db.db)?;
+    let rows = store.status()?;
+    let ids = match &args.name {
+        Some(name) => store.sensor_ids(name)?,
+        None => rows.iter().map(|r| r.id).collect(),
+    };
+    let to_ms = jiff::Timestamp::now().as_millisecond();
+    let from_ms = to_ms - args.since.as_millis() as i64;
+    let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
+    for row in rows.iter().filter(|r| ids.contains(&r.id)) {
+        let report = sensor_report(&store, row.id, &row.path, from_ms, to_ms)?;
+        match args.format {
+            ScanFormat::Json => writeln!(stdout, "{}", serde_json::to_string(&report)?)?,
+            ScanFormat::Human => human(&mut stdout, &report, to_ms)?,
+        }
+    }
+    stdout.flush()?;
+    Ok(0)
+}
+
+fn human(out: &mut impl Write, report: &SensorReport, now_ms: i64) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}  {} to {}",
+        report.sensor.bold(),
+        time(report.from_ms),
+        time(report.to_ms)
+    )?;
+    writeln!(
+        out,
+        "  uptime by time      {}   (up {}, down {}, excluded {})",
+        percent(report.uptime_by_time),
+        super::status::ago(0, report.time.up_ms),
+        super::status::ago(0, report.time.down_ms),
+        super::status::ago(0, report.time.excluded_ms)
+    )?;
+    writeln!(
+        out,
+        "  uptime by requests  {}   ({} of {} checks answered)",
+        percent(report.uptime_by_requests),
+        report.checks_up,
+        report.checks
+    )?;
+    writeln!(
+        out,
+        "  connect time        min {}  avg {}  p95 {}  max {}",
+        millis(report.min_us),
+        millis(report.avg_us),
+        millis(report.p95_us),
+        millis(report.max_us)
+    )?;
+    if report.outages.is_empty() {
+        writeln!(out, "  outages             none")?;
+    } else {
+        writeln!(out, "  outages             {}", report.outages.len())?;
+        for outage in &report.outages {
+            let end = outage.end_ms.map_or_else(|| "ongoing".to_owned(), time);
+            writeln!(
+                out,
+                "    {} to {}  {:>9}  {:<19} {}",
+                time(outage.start_ms),
+                end,
+                super::status::ago(0, outage.duration_ms(now_ms)),
+                outage.reason.as_deref().unwrap_or("-"),
+                outage.message
+            )?;
+        }
+    }
+    writeln!(out)
+}

@@ -1,0 +1,192 @@
+//! `portwatch serve`: run the monitor until SIGTERM or Ctrl-C.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+
+use super::ServeArgs;
+use crate::config::read_config;
+use crate::monitor::stats::MonitorStats;
+use crate::monitor::{Clock, MonitorOptions};
+use crate::probe::CloseMode;
+use crate::store::{Store, writer};
+
+pub(super) const EXAMPLES: &str = "Examples:
+  portwatch serve                               the store ./portwatch.db
+  portwatch serve --config portwatch.toml       apply the file first, and on SIGHUP
+  portwatch serve --db /var/lib/portwatch/portwatch.db
+
+Stop it with Ctrl-C or SIGTERM: every result already taken is written first.
+After a crash or `kill -9` at most the last second of raw results is lost,
+and no state change.";
+
+pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
+    let fd_limit = crate::probe::scan::raise_fd_limit();
+    let max_checks = (args.max_checks as usize).min(fd_limit.saturating_sub(256).max(16) as usize);
+    let db = args.db.db.clone();
+    let existed = db.exists();
+    let mut store = Store::open(&db)?;
+    let applied = match &args.config {
+        Some(file) => Some(apply(&mut store, file)?),
+        None => None,
+    };
+    let sensors = store.load()?.ids.len();
+    drop(store);
+    first_screen(&db, existed, args.config.as_deref(), applied, sensors)?;
+
+    let (writer, writer_thread) = writer::start(&db)?;
+    let stats = Arc::new(MonitorStats::default());
+    let options = MonitorOptions {
+        max_checks,
+        per_host: args.per_host as usize,
+        clock: Clock::System,
+        close: if args.abort {
+            CloseMode::Abort
+        } else {
+            CloseMode::Graceful
+        },
+        ..MonitorOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(async {
+        let reload = Arc::new(Notify::new());
+        let mut hangup = signal(SignalKind::hangup())?;
+        let (config, db_for_hup, notify) = (args.config.clone(), db.clone(), reload.clone());
+        let hup = tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let Some(file) = config.clone() else {
+                    notify.notify_one();
+                    continue;
+                };
+                let db = db_for_hup.clone();
+                let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+                    let mut store = Store::open(&db)?;
+                    apply(&mut store, &file)
+                })
+                .await;
+                match applied {
+                    Ok(Ok(_)) => notify.notify_one(),
+                    Ok(Err(error)) => {
+                        tracing::error!("{error:#}; keeping the running configuration")
+                    }
+                    Err(error) => tracing::error!(%error, "reloading the configuration failed"),
+                }
+            }
+        });
+        let result = crate::monitor::run(
+            db.clone(),
+            writer,
+            options,
+            stats.clone(),
+            reload,
+            shutdown_signal(),
+        )
+        .await;
+        hup.abort();
+        result.map_err(anyhow::Error::from)
+    });
+    // The monitor has dropped its writer handle: the thread commits what is
+    // left, repacks, and ends.
+    let _ = writer_thread.join();
+    outcome?;
+    let counts = stats.snapshot();
+    writeln!(
+        anstream::stderr(),
+        "portwatch: stopped after {} checks ({} missed); everything is stored in {}",
+        counts.done,
+        counts.missed,
+        db.display()
+    )?;
+    Ok(0)
+}
+
+fn apply(store: &mut Store, file: &Path) -> anyhow::Result<usize> {
+    let config = read_config(file)?;
+    let summary = store.apply(&config)?;
+    tracing::info!(file = %file.display(), sensors = summary.sensors, added = summary.added, removed = summary.removed, "configuration applied");
+    Ok(summary.sensors)
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping: writing what is left to the store");
+}
+
+/// What a newcomer sees first: what runs, where things are, what to do next.
+fn first_screen(
+    db: &Path,
+    existed: bool,
+    config: Option<&Path>,
+    applied: Option<usize>,
+    sensors: usize,
+) -> std::io::Result<()> {
+    let mut out = anstream::stdout().lock();
+    let db_note = if existed { "" } else { " (new)" };
+    let full: PathBuf = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_owned());
+    writeln!(
+        out,
+        "portwatch {} is monitoring {sensors} sensors.",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    writeln!(out, "  store     {}{db_note}", full.display())?;
+    match (config, applied) {
+        (Some(file), Some(n)) => writeln!(
+            out,
+            "  config    {} ({n} sensors applied; re-read on SIGHUP)",
+            file.display()
+        )?,
+        _ => writeln!(
+            out,
+            "  config    none given (use --config portwatch.toml, or `portwatch apply FILE` at any time)"
+        )?,
+    }
+    if sensors == 0 {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "There is nothing to check yet. Write a portwatch.toml, for example:"
+        )?;
+        writeln!(out)?;
+        writeln!(out, "    [[server]]")?;
+        writeln!(out, "    name = \"myhost\"")?;
+        writeln!(out, "    host = \"localhost\"")?;
+        writeln!(out, "      [[server.sensor]]")?;
+        writeln!(out, "      port = \"ssh\"")?;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "then run `portwatch apply portwatch.toml` in another terminal: this monitor picks it"
+        )?;
+        writeln!(
+            out,
+            "up within two seconds. The repository's examples/portwatch.toml explains every key."
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "  portwatch status              every sensor's state")?;
+    writeln!(
+        out,
+        "  portwatch report --since 7d   uptime, outages, connect times"
+    )?;
+    writeln!(
+        out,
+        "  Ctrl-C                        stop (everything is written first)"
+    )?;
+    out.flush()
+}

@@ -1,0 +1,152 @@
+//! `portwatch status`: every sensor's state, since when, and last result.
+
+use std::io::Write;
+
+use owo_colors::OwoColorize;
+use serde::Serialize;
+
+use super::{ScanFormat, StatusArgs};
+use crate::monitor::state::State;
+use crate::probe::Status;
+use crate::store::{StatusRow, Store};
+
+pub(super) const EXAMPLES: &str = "Examples:
+  portwatch status
+  portwatch status --format json | jq 'select(.state == \"down\")'
+
+Exit codes: 0 every sensor is UP (or paused), 1 a WARNING, 2 a DOWN, 3 an
+UNKNOWN (Nagios style), so `portwatch status` can itself be a check.";
+
+#[derive(Serialize)]
+struct JsonStatus<'a> {
+    sensor: &'a str,
+    group: Option<&'a str>,
+    host: &'a str,
+    port: u16,
+    state: &'static str,
+    since: Option<String>,
+    last_check: Option<String>,
+    response_time_ms: Option<f64>,
+    reason: Option<&'a str>,
+    message: Option<&'a str>,
+}
+
+/// An RFC 3339 time from milliseconds since the epoch.
+pub(super) fn time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// "3m 20s" since `ms`.
+pub(super) fn ago(ms: i64, now_ms: i64) -> String {
+    let seconds = (now_ms - ms).max(0) / 1000;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {}s", seconds / 60, seconds % 60),
+        3600..86_400 => format!("{}h {}m", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{}d {}h", seconds / 86_400, seconds % 86_400 / 3600),
+    }
+}
+
+pub(super) fn paint(state: State) -> String {
+    let text = state.as_str();
+    match state {
+        State::Up => text.green().bold().to_string(),
+        State::Warning => text.yellow().bold().to_string(),
+        State::Down => text.red().bold().to_string(),
+        State::Unknown => text.magenta().bold().to_string(),
+        State::Pending | State::Paused(_) => text.dimmed().to_string(),
+    }
+}
+
+pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
+    let store = Store::open(&args.db.db)?;
+    let rows = store.status()?;
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
+    match args.format {
+        ScanFormat::Json => {
+            for row in &rows {
+                writeln!(stdout, "{}", serde_json::to_string(&json(row))?)?;
+            }
+        }
+        ScanFormat::Human if rows.is_empty() => {
+            writeln!(
+                stdout,
+                "No sensors in {}. Add some with `portwatch apply portwatch.toml`.",
+                args.db.db.display()
+            )?;
+        }
+        ScanFormat::Human => {
+            let width = rows
+                .iter()
+                .map(|r| r.path.chars().count())
+                .max()
+                .unwrap_or(6)
+                .max(6);
+            writeln!(
+                stdout,
+                "{}",
+                format!(
+                    "{:<width$}  {:<18}  {:>9}  {:>10}  {:<19}  MESSAGE",
+                    "SENSOR", "STATE", "SINCE", "TIME", "REASON"
+                )
+                .bold()
+            )?;
+            for row in &rows {
+                let state = format!("{:<18}", row.state.as_str());
+                let state = state.replacen(row.state.as_str(), &paint(row.state), 1);
+                writeln!(
+                    stdout,
+                    "{:<width$}  {state}  {:>9}  {:>10}  {:<19}  {}",
+                    row.path,
+                    row.since_ms
+                        .map(|ms| ago(ms, now_ms))
+                        .unwrap_or_else(|| "-".into()),
+                    row.last_rtt_us
+                        .map(|us| format!("{:.3} ms", us as f64 / 1000.0))
+                        .unwrap_or_else(|| "-".into()),
+                    row.last_reason.as_deref().unwrap_or("-"),
+                    row.last_message.as_deref().unwrap_or(""),
+                )?;
+            }
+            let count = |wanted: fn(State) -> bool| rows.iter().filter(|r| wanted(r.state)).count();
+            writeln!(
+                stdout,
+                "{} sensors: {} up, {} warning, {} down, {} paused, {} pending, {} unknown",
+                rows.len(),
+                count(|s| s == State::Up),
+                count(|s| s == State::Warning),
+                count(|s| s == State::Down),
+                count(|s| matches!(s, State::Paused(_))),
+                count(|s| s == State::Pending),
+                count(|s| s == State::Unknown),
+            )?;
+        }
+    }
+    stdout.flush()?;
+    let statuses = rows.iter().filter_map(|r| match r.state {
+        State::Up => Some(Status::Up),
+        State::Warning => Some(Status::Warning),
+        State::Down => Some(Status::Down),
+        State::Unknown => Some(Status::Unknown),
+        State::Pending | State::Paused(_) => None,
+    });
+    Ok(super::output::exit_code(statuses))
+}
+
+fn json(row: &StatusRow) -> JsonStatus<'_> {
+    JsonStatus {
+        sensor: &row.path,
+        group: row.group.as_deref(),
+        host: &row.host,
+        port: row.port,
+        state: row.state.as_str(),
+        since: row.since_ms.map(time),
+        last_check: row.last_check_ms.map(time),
+        response_time_ms: row.last_rtt_us.map(|us| us as f64 / 1000.0),
+        reason: row.last_reason.as_deref(),
+        message: row.last_message.as_deref(),
+    }
+}
