@@ -195,6 +195,7 @@ pub async fn run(
     while let Ok(finished) = done.try_recv() {
         monitor.finish(finished);
     }
+    monitor.stop_all();
     monitor.writer.flush().await;
     let counts = monitor.stats.snapshot();
     tracing::info!(
@@ -518,6 +519,26 @@ impl Monitor {
         }
         if was_up != now_up {
             self.evaluate_dependants(id);
+        }
+    }
+
+    /// Marks every checked sensor `pending` with a "monitor stopped" event,
+    /// so that reports do not count the time the monitor is off as uptime
+    /// or downtime.
+    fn stop_all(&mut self) {
+        let at_ms = self.now_ms();
+        for (id, sensor) in &mut self.sensors {
+            if matches!(sensor.tracker.state, State::Pending | State::Paused(_)) {
+                continue;
+            }
+            let change = state::Change {
+                from: sensor.tracker.state,
+                to: State::Pending,
+                reason: None,
+                message: "the monitor stopped".to_owned(),
+            };
+            sensor.tracker = Tracker::PENDING;
+            let _ = self.writer.event(*id, at_ms, change);
         }
     }
 
