@@ -538,7 +538,8 @@ impl Monitor {
                 message: "the monitor stopped".to_owned(),
             };
             sensor.tracker = Tracker::PENDING;
-            let _ = self.writer.event(*id, at_ms, change);
+            // Committed by the flush that follows; nobody waits for this one.
+            drop(self.writer.event(*id, at_ms, change));
         }
     }
 
