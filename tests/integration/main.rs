@@ -4,4 +4,5 @@
 mod cli;
 mod lab;
 mod monitor;
+mod serve;
 mod util;

@@ -1,0 +1,325 @@
+//! `portwatch serve`, `apply`, `status` and `report` as a user runs them:
+//! the real binary, real listeners, a real SQLite file, `kill -9`.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use portwatch::store::Store;
+
+use crate::util::{TempDir, bin, json_lines, outcome, portwatch};
+
+/// A `portwatch serve` child whose stderr lines are collected.
+struct Serve {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Serve {
+    fn start(dir: &Path, args: &[&str]) -> Serve {
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .env("PORTWATCH_LOG", "portwatch=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start portwatch serve");
+        let (sender, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        for stream in [
+            Box::new(stderr) as Box<dyn std::io::Read + Send>,
+            Box::new(stdout),
+        ] {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = sender.send(line);
+                }
+            });
+        }
+        Serve {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`, for at most `limit`.
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needle:?} within {limit:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    fn terminate(mut self) -> (i32, Vec<String>) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        // The reader threads end with the pipes.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status.code().unwrap_or(-1), self.seen)
+    }
+}
+
+fn config(listeners: &[TcpListener], closed: u16) -> String {
+    let mut text = String::from(
+        "[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\n[[server]]\nname = \"local\"\nhost = \"127.0.0.1\"\n",
+    );
+    for listener in listeners {
+        text += &format!(
+            "  [[server.sensor]]\n  port = {}\n",
+            listener.local_addr().unwrap().port()
+        );
+    }
+    text += &format!("  [[server.sensor]]\n  name = \"closed\"\n  port = {closed}\n");
+    text
+}
+
+/// Polls the store until `ready` says yes, for at most `limit`.
+fn wait_store(db: &Path, limit: Duration, ready: impl Fn(&Store) -> bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(store) = Store::open(db)
+            && ready(&store)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store did not get there within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn latest_result_ms(store: &Store, id: i64) -> Option<i64> {
+    store.results(id, 0, i64::MAX).ok()?.last().map(|r| r.at_ms)
+}
+
+#[test]
+fn apply_refuses_a_bad_file_with_its_position_and_changes_nothing() {
+    let dir = TempDir::new("apply");
+    let db = dir.path.join("portwatch.db");
+    let db_arg = db.to_str().unwrap();
+    let good = dir.path.join("good.toml");
+    std::fs::write(
+        &good,
+        "[[server]]\nname = \"a\"\nhost = \"localhost\"\n  [[server.sensor]]\n  port = 22\n",
+    )
+    .unwrap();
+    let (code, stdout, _) = outcome(&portwatch(&[
+        "apply",
+        "--db",
+        db_arg,
+        good.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("1 sensors (1 added, 0 removed)"),
+        "{stdout}"
+    );
+
+    let bad = dir.path.join("bad.toml");
+    std::fs::write(&bad, "[[server]]\nname = \"b\"\nhost = \"localhost\"\n  [[server.sensor]]\n  port = 22\n  intervall = \"5s\"\n").unwrap();
+    let (code, stdout, stderr) = outcome(&portwatch(&[
+        "apply",
+        "--db",
+        db_arg,
+        bad.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 3, "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:6:3: unknown field 'intervall'"),
+        "{stderr}"
+    );
+    let (_, stdout, _) = outcome(&portwatch(&["status", "--db", db_arg, "--format", "json"]));
+    let sensors: Vec<String> = json_lines(&stdout)
+        .iter()
+        .map(|s| s["sensor"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sensors, ["a/ssh"], "the store is unchanged");
+    let (code, stdout, _) = outcome(&portwatch(&["apply", "--check", bad.to_str().unwrap()]));
+    assert_eq!((code, stdout.as_str()), (3, ""));
+}
+
+#[test]
+fn serve_without_sensors_tells_a_newcomer_what_to_do() {
+    let dir = TempDir::new("first-screen");
+    let mut serve = Serve::start(&dir.path, &[]);
+    serve.wait_for("is monitoring 0 sensors", Duration::from_secs(20));
+    serve.wait_for("portwatch apply portwatch.toml", Duration::from_secs(5));
+    serve.wait_for("monitor started", Duration::from_secs(5));
+    let (code, lines) = serve.terminate();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        dir.path.join("portwatch.db").exists(),
+        "the store is created in the current directory"
+    );
+}
+
+#[test]
+fn kill_9_loses_at_most_the_last_second_and_no_event() {
+    let dir = TempDir::new("crash");
+    let db = dir.path.join("portwatch.db");
+    let listeners: Vec<TcpListener> = (0..20)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let (_closed, closed) = crate::util::closed_port("127.0.0.1");
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        config(&listeners, closed.port()),
+    )
+    .unwrap();
+    let mut serve = Serve::start(&dir.path, &["--config", "portwatch.toml"]);
+    serve.wait_for("to=down", Duration::from_secs(20));
+    let started = jiff::Timestamp::now().as_millisecond();
+    // Let results pile up for a few seconds of checks.
+    wait_store(&db, Duration::from_secs(20), |store| {
+        let id = store.sensor_ids("local/closed").unwrap()[0];
+        latest_result_ms(store, id).is_some_and(|at| at > started + 3000)
+    });
+    serve.child.kill().unwrap();
+    let killed = jiff::Timestamp::now().as_millisecond();
+    serve.child.wait().unwrap();
+    serve.drain();
+
+    let store = Store::open(&db).unwrap();
+    // Every state change that was announced is stored.
+    let announced: Vec<&String> = serve.seen.iter().filter(|l| l.contains(" to=")).collect();
+    let mut stored = 0;
+    for id in store.sensor_ids("local").unwrap() {
+        stored += store.events(id, 0, i64::MAX).unwrap().len();
+        let latest = latest_result_ms(&store, id).expect("results stored");
+        assert!(
+            killed - latest <= 3000,
+            "sensor {id}: last stored result {} ms before the kill",
+            killed - latest
+        );
+    }
+    assert!(
+        stored >= announced.len(),
+        "{stored} events stored, {} announced",
+        announced.len()
+    );
+    assert!(announced.len() >= 22, "{announced:?}");
+    drop(store);
+
+    // A restart carries on with the same store.
+    let mut serve = Serve::start(&dir.path, &["--config", "portwatch.toml"]);
+    serve.wait_for("monitor started", Duration::from_secs(20));
+    let restarted = jiff::Timestamp::now().as_millisecond();
+    wait_store(&db, Duration::from_secs(20), |store| {
+        let id = store.sensor_ids("local/closed").unwrap()[0];
+        latest_result_ms(store, id).is_some_and(|at| at > restarted)
+    });
+    let (code, lines) = serve.terminate();
+    assert_eq!(code, 0, "{lines:?}");
+    let (code, stdout, _) = outcome(&portwatch(&[
+        "status",
+        "--db",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(
+        code, 0,
+        "after a clean stop every sensor is pending: {stdout}"
+    );
+    assert_eq!(json_lines(&stdout).len(), 21);
+    let (code, stdout, _) = outcome(&portwatch(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "local/closed",
+        "--since",
+        "1h",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(code, 0);
+    let report = &json_lines(&stdout)[0];
+    assert_eq!(report["uptime_by_requests"].as_f64(), Some(0.0), "{report}");
+    assert!(
+        !report["outages"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+}
+
+#[test]
+fn monitoring_goes_on_while_the_database_is_locked() {
+    let dir = TempDir::new("locked");
+    let db = dir.path.join("portwatch.db");
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let (_closed, closed) = crate::util::closed_port("127.0.0.1");
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        config(&listeners, closed.port()),
+    )
+    .unwrap();
+    let mut serve = Serve::start(&dir.path, &["--config", "portwatch.toml"]);
+    serve.wait_for("to=down", Duration::from_secs(20));
+
+    // Hold the write lock longer than the writer's 5 s busy timeout.
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let locked_at = jiff::Timestamp::now().as_millisecond();
+    serve.wait_for("cannot write to the store", Duration::from_secs(20));
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let unlocked_at = jiff::Timestamp::now().as_millisecond();
+    wait_store(&db, Duration::from_secs(30), |store| {
+        let id = store.sensor_ids("local/closed").unwrap()[0];
+        latest_result_ms(store, id).is_some_and(|at| at > unlocked_at)
+    });
+    let (code, lines) = serve.terminate();
+    assert_eq!(code, 0, "{lines:?}");
+    // The checks made while the store was locked were kept and written.
+    let store = Store::open(&db).unwrap();
+    let id = store.sensor_ids("local/closed").unwrap()[0];
+    let during = store
+        .results(id, locked_at + 500, unlocked_at - 500)
+        .unwrap();
+    let seconds = (unlocked_at - locked_at) / 1000;
+    assert!(
+        during.len() as i64 >= seconds - 2,
+        "{} results over {seconds} s of lock",
+        during.len()
+    );
+}
