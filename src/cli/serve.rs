@@ -33,11 +33,12 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         Some(file) => Some(apply(&mut store, file)?),
         None => None,
     };
-    let sensors = store.load()?.ids.len();
+    let sensors = store.sensor_count()?;
     drop(store);
     first_screen(&db, existed, args.config.as_deref(), applied, sensors)?;
 
     let (writer, writer_thread) = writer::start(&db)?;
+    let written = writer.stats.clone();
     let stats = Arc::new(MonitorStats::default());
     let options = MonitorOptions {
         max_checks,
@@ -95,11 +96,24 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let _ = writer_thread.join();
     outcome?;
     let counts = stats.snapshot();
+    let stored = written
+        .results_stored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = written
+        .results_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let errors = written
+        .write_errors
+        .load(std::sync::atomic::Ordering::Relaxed);
     writeln!(
         anstream::stderr(),
-        "portwatch: stopped after {} checks ({} missed); everything is stored in {}",
+        "portwatch: stopped after {} checks ({} due, {} missed, {} late; start lateness p50 {} ms, p99 {} ms); {stored} results stored, {dropped} lost, {errors} write errors, in {}",
         counts.done,
+        counts.due,
         counts.missed,
+        counts.late,
+        counts.lateness_quantile(0.5).unwrap_or(0),
+        counts.lateness_quantile(0.99).unwrap_or(0),
         db.display()
     )?;
     Ok(0)

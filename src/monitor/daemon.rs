@@ -215,11 +215,7 @@ async fn load(store: PathBuf) -> Result<(Loaded, HashMap<i64, (State, i64)>), St
     tokio::task::spawn_blocking(move || {
         let store = Store::open(&store)?;
         let loaded = store.load()?;
-        let statuses = store
-            .status()?
-            .into_iter()
-            .filter_map(|row| row.since_ms.map(|since| (row.id, (row.state, since))))
-            .collect();
+        let statuses = store.states()?;
         Ok((loaded, statuses))
     })
     .await
@@ -451,6 +447,9 @@ impl Monitor {
     }
 
     fn finish(&mut self, done: Done) {
+        // Free finished tasks as they report: a finished task keeps its
+        // memory until its handle is dropped.
+        self.reap();
         let Done {
             id,
             due,

@@ -541,6 +541,43 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(self.sqlite())
     }
 
+    /// Every sensor's last known state and since when, for a restart.
+    pub fn states(&self) -> Result<HashMap<i64, (State, i64)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT sensor_id, state, since_ms FROM sensor_status")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        let mut states = HashMap::new();
+        for row in rows {
+            let (id, state, since) = row.map_err(self.sqlite())?;
+            if let Ok(state) = state.parse() {
+                states.insert(id, (state, since));
+            }
+        }
+        Ok(states)
+    }
+
+    /// How many active sensors the store holds.
+    pub fn sensor_count(&self) -> Result<usize, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sensors s JOIN servers v ON v.id = s.server_id WHERE s.retired_at IS NULL AND v.retired_at IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(self.sqlite())
+    }
+
     /// The events of a sensor from `from_ms` (inclusive) to `to_ms`
     /// (exclusive), in time order.
     pub fn events(
