@@ -21,13 +21,30 @@
 //!     status (thresholds, `--expect-closed`).
 //!   - [`probe::check`]: the whole PORT check (resolve, race, judge).
 //!   - [`probe::portspec`] and [`probe::scan`]: the port range sensor.
+//! - [`config`]: `portwatch.toml` (configuration as code) with
+//!   file:line:column errors; [`config::model`] holds settings inheritance,
+//!   maintenance window rules and dependency cycle detection.
+//! - [`monitor`]: the scheduled monitor.
+//!   - [`monitor::state`]: the pure sensor state machine.
+//!   - [`monitor::scheduler`]: pure scheduling decisions.
+//!   - [`monitor::stats`]: checks due, done, late and missed.
+//!   - [`monitor::daemon`]: the running monitor (checks, states,
+//!     dependencies, windows, reloads).
+//! - [`store`]: the SQLite store (WAL, versioned migrations).
+//!   - [`store::pack`]: compact encoding of raw results.
+//!   - [`store::rollup`]: hourly rollups.
+//!   - [`store::writer`]: the one writer thread that batches all writes.
+//! - [`report`]: uptime by time and by requests, outages, connect times.
 //! - [`duration`]: the human duration syntax shared by the CLI and the
 //!   configuration (`500ms`, `10s`, `2m`).
-//! - [`cli`]: the command line, one file per subcommand, plus output
-//!   formatting (human, JSON Lines, Nagios).
+//! - [`cli`]: the command line, one file per subcommand (`check`, `scan`,
+//!   `ports`, `serve`, `apply`, `status`, `report`, `pause`/`resume`), plus
+//!   output formatting (human, JSON Lines, Nagios).
 //! - `main.rs`: parses arguments, runs the subcommand, and maps errors to
 //!   exit codes.
-
+//! - `bench/`: benchmarks against peer tools (`bench/scan`, `bench/monitor`).
+//! - `tests/integration/`: the real binary against real listeners, the
+//!   network-namespace lab, and the monitor with a real store.
 pub mod cli;
 pub mod config;
 pub mod duration;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::signal::unix::{SignalKind, signal};
+use nix::sys::signal::{SigSet, Signal};
 use tokio::sync::Notify;
 
 use super::ServeArgs;
@@ -24,6 +24,9 @@ After a crash or `kill -9` at most the last second of raw results is lost,
 and no state change.";
 
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
+    // First, before any thread starts, so that every thread inherits the
+    // blocked signals.
+    let signals = Signals::start()?;
     let fd_limit = crate::probe::scan::raise_fd_limit();
     let max_checks = (args.max_checks as usize).min(fd_limit.saturating_sub(256).max(16) as usize);
     let db = args.db.db.clone();
@@ -56,39 +59,16 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         .build()?;
     let outcome = runtime.block_on(async {
         let reload = Arc::new(Notify::new());
-        let mut hangup = signal(SignalKind::hangup())?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (config, db_for_hup, notify) = (args.config.clone(), db.clone(), reload.clone());
-        let hup = tokio::spawn(async move {
-            while hangup.recv().await.is_some() {
-                let Some(file) = config.clone() else {
-                    notify.notify_one();
-                    continue;
-                };
-                let db = db_for_hup.clone();
-                let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-                    let mut store = Store::open(&db)?;
-                    apply(&mut store, &file)
-                })
-                .await;
-                match applied {
-                    Ok(Ok(_)) => notify.notify_one(),
-                    Ok(Err(error)) => {
-                        tracing::error!("{error:#}; keeping the running configuration")
-                    }
-                    Err(error) => tracing::error!(%error, "reloading the configuration failed"),
-                }
-            }
-        });
-        let result = crate::monitor::run(
-            db.clone(),
-            writer,
-            options,
-            stats.clone(),
-            reload,
-            shutdown_signal(),
-        )
-        .await;
-        hup.abort();
+        let handler = tokio::spawn(handle_signals(signals, stop, config, db_for_hup, notify));
+        let shutdown = async {
+            let _ = stopped.await;
+            tracing::info!("stopping: writing what is left to the store");
+        };
+        let result =
+            crate::monitor::run(db.clone(), writer, options, stats.clone(), reload, shutdown).await;
+        handler.abort();
         result.map_err(anyhow::Error::from)
     });
     // The monitor has dropped its writer handle: the thread commits what is
@@ -126,20 +106,64 @@ fn apply(store: &mut Store, file: &Path) -> anyhow::Result<usize> {
     Ok(summary.sensors)
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// SIGTERM, SIGINT and SIGHUP, taken by a thread of their own with
+/// `sigwait`. They are blocked in every other thread (the mask is set before
+/// the runtime's threads start, and they inherit it).
+struct Signals {
+    received: tokio::sync::mpsc::UnboundedReceiver<Signal>,
+}
+
+impl Signals {
+    fn start() -> anyhow::Result<Signals> {
+        let mut set = SigSet::empty();
+        for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+            set.add(signal);
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        set.thread_block()?;
+        let (sender, received) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("portwatch-signals".into())
+            .spawn(move || {
+                while let Ok(signal) = set.wait() {
+                    if sender.send(signal).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Signals { received })
     }
-    tracing::info!("stopping: writing what is left to the store");
+}
+
+/// SIGTERM or SIGINT stops the monitor; SIGHUP re-applies the configuration
+/// file (if one was given) and reloads.
+async fn handle_signals(
+    mut signals: Signals,
+    stop: tokio::sync::oneshot::Sender<()>,
+    config: Option<PathBuf>,
+    db: PathBuf,
+    reload: Arc<Notify>,
+) {
+    while let Some(signal) = signals.received.recv().await {
+        if signal != Signal::SIGHUP {
+            let _ = stop.send(());
+            return;
+        }
+        let Some(file) = config.clone() else {
+            reload.notify_one();
+            continue;
+        };
+        let db = db.clone();
+        let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            let mut store = Store::open(&db)?;
+            apply(&mut store, &file)
+        })
+        .await;
+        match applied {
+            Ok(Ok(_)) => reload.notify_one(),
+            Ok(Err(error)) => tracing::error!("{error:#}; keeping the running configuration"),
+            Err(error) => tracing::error!(%error, "reloading the configuration failed"),
+        }
+    }
 }
 
 /// What a newcomer sees first: what runs, where things are, what to do next.

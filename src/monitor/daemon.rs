@@ -129,6 +129,7 @@ struct Monitor {
     options: MonitorOptions,
     done: mpsc::Sender<Done>,
     checks: JoinSet<()>,
+    announcer: Announcer,
     generation: i64,
     missed_logged: Instant,
 }
@@ -160,6 +161,7 @@ pub async fn run(
         options,
         done: done_sender,
         checks: JoinSet::new(),
+        announcer: Announcer::start(),
         generation: -1,
         missed_logged: Instant::now(),
     };
@@ -197,6 +199,7 @@ pub async fn run(
     }
     monitor.stop_all();
     monitor.writer.flush().await;
+    monitor.announcer.finish().await;
     let counts = monitor.stats.snapshot();
     tracing::info!(
         due = counts.due,
@@ -504,7 +507,8 @@ impl Monitor {
         sensor.tracker = step.tracker;
         if let Some(change) = step.change.clone() {
             sensor.since_ms = self.options.clock.now().as_millisecond();
-            announce(&self.writer, id, &sensor.spec.path, sensor.since_ms, change);
+            self.announcer
+                .announce(&self.writer, id, &sensor.spec.path, sensor.since_ms, change);
         }
         let last = LastCheck {
             state: sensor.tracker.state,
@@ -598,7 +602,8 @@ impl Monitor {
             return false;
         };
         sensor.since_ms = now.as_millisecond();
-        announce(&self.writer, id, &sensor.spec.path, sensor.since_ms, change);
+        self.announcer
+            .announce(&self.writer, id, &sensor.spec.path, sensor.since_ms, change);
         let resumed = input == Input::Resume;
         let running = sensor.running;
         if resumed && !running {
@@ -614,20 +619,47 @@ fn is_up(state: State) -> bool {
     matches!(state, State::Up | State::Warning)
 }
 
-/// Stores a state change and logs it once it is committed.
-fn announce(writer: &Writer, id: i64, path: &str, at_ms: i64, change: state::Change) {
-    let committed = writer.event(id, at_ms, change.clone());
-    let path = path.to_owned();
-    tokio::spawn(async move {
-        if committed.await.is_ok() {
-            tracing::info!(
-                sensor = %path,
-                from = %change.from,
-                to = %change.to,
-                reason = change.reason.map(|r| r.as_str()).unwrap_or("-"),
-                "{}",
-                change.message
+/// Announces state changes once the store has committed them, in the order
+/// they happened. Notifications will hang off this point.
+struct Announcer {
+    /// Unbounded on purpose: an entry per state change, never per check,
+    /// and dropping one would lose an announcement.
+    queue: mpsc::UnboundedSender<(tokio::sync::oneshot::Receiver<()>, String, state::Change)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Announcer {
+    fn start() -> Announcer {
+        let (queue, mut changes) =
+            mpsc::unbounded_channel::<(tokio::sync::oneshot::Receiver<()>, String, state::Change)>(
             );
-        }
-    });
+        let task = tokio::spawn(async move {
+            while let Some((committed, path, change)) = changes.recv().await {
+                if committed.await.is_err() {
+                    continue;
+                }
+                tracing::info!(
+                    sensor = %path,
+                    from = %change.from,
+                    to = %change.to,
+                    reason = change.reason.map(|r| r.as_str()).unwrap_or("-"),
+                    "{}",
+                    change.message
+                );
+            }
+        });
+        Announcer { queue, task }
+    }
+
+    /// Stores a state change; it is announced once committed.
+    fn announce(&self, writer: &Writer, id: i64, path: &str, at_ms: i64, change: state::Change) {
+        let committed = writer.event(id, at_ms, change.clone());
+        let _ = self.queue.send((committed, path.to_owned(), change));
+    }
+
+    /// Waits until every queued change has been announced.
+    async fn finish(self) {
+        drop(self.queue);
+        let _ = self.task.await;
+    }
 }

@@ -323,3 +323,114 @@ fn monitoring_goes_on_while_the_database_is_locked() {
         during.len()
     );
 }
+
+#[test]
+fn sighup_re_reads_the_configuration_file() {
+    let dir = TempDir::new("sighup");
+    let listeners: Vec<TcpListener> = (0..2)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let (_closed, closed) = crate::util::closed_port("127.0.0.1");
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        config(&listeners[..1], closed.port()),
+    )
+    .unwrap();
+    let mut serve = Serve::start(&dir.path, &["--config", "portwatch.toml"]);
+    serve.wait_for("monitor started sensors=2", Duration::from_secs(20));
+    // A broken file is refused and the running configuration kept.
+    std::fs::write(dir.path.join("portwatch.toml"), "[[server]]\nname = 1\n").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    serve.wait_for("portwatch.toml:2:8", Duration::from_secs(20));
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        config(&listeners, closed.port()),
+    )
+    .unwrap();
+    Command::new("kill")
+        .args(["-HUP", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    serve.wait_for("configuration reloaded sensors=3", Duration::from_secs(20));
+    let (code, lines) = serve.terminate();
+    assert_eq!(code, 0, "{lines:?}");
+}
+
+/// A full disk: a small tmpfs, filled up while the monitor runs, then
+/// freed. Needs root (mount); skipped elsewhere.
+#[test]
+fn monitoring_goes_on_while_the_disk_is_full() {
+    if !crate::util::lab_available("monitoring_goes_on_while_the_disk_is_full") {
+        return;
+    }
+    let dir = TempDir::new("diskfull");
+    let disk = dir.path.join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=4m",
+            "tmpfs",
+            disk.to_str().unwrap(),
+        ])
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
+        eprintln!("skip monitoring_goes_on_while_the_disk_is_full: cannot mount a tmpfs");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let db = disk.join("portwatch.db");
+    let listeners: Vec<TcpListener> = (0..20)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let (_closed, closed) = crate::util::closed_port("127.0.0.1");
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        config(&listeners, closed.port()),
+    )
+    .unwrap();
+    let mut serve = Serve::start(
+        &dir.path,
+        &["--config", "portwatch.toml", "--db", db.to_str().unwrap()],
+    );
+    serve.wait_for("to=down", Duration::from_secs(20));
+    // Fill the disk to the last byte.
+    let filler = disk.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=4k"])
+        .output();
+    let full_at = jiff::Timestamp::now().as_millisecond();
+    serve.wait_for("cannot write to the store", Duration::from_secs(60));
+    std::fs::remove_file(&filler).unwrap();
+    let freed_at = jiff::Timestamp::now().as_millisecond();
+    wait_store(&db, Duration::from_secs(60), |store| {
+        let id = store.sensor_ids("local/closed").unwrap()[0];
+        latest_result_ms(store, id).is_some_and(|at| at > freed_at)
+    });
+    let (code, lines) = serve.terminate();
+    assert_eq!(code, 0, "{lines:?}");
+    let store = Store::open(&db).unwrap();
+    let id = store.sensor_ids("local/closed").unwrap()[0];
+    let during = store.results(id, full_at + 500, freed_at - 500).unwrap();
+    let seconds = (freed_at - full_at) / 1000;
+    assert!(
+        during.len() as i64 >= seconds - 2,
+        "{} results over {seconds} s of full disk",
+        during.len()
+    );
+}
