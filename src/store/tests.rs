@@ -149,3 +149,88 @@ fn refuses_a_newer_schema() {
         "{error}"
     );
 }
+
+#[test]
+fn the_writer_packs_results_and_rolls_up_closed_hours() {
+    use crate::monitor::state::{Change, State};
+    use crate::probe::{Reason, Status};
+    use rollup::HOUR_MS;
+    use writer::LastCheck;
+
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("w.db");
+    let mut store = Store::open(&path).unwrap();
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    let id = store.load().unwrap().ids["web/http"];
+    drop(store);
+
+    let now = jiff::Timestamp::now().as_millisecond();
+    let two_hours_ago = rollup::hour_of(now) - 2 * HOUR_MS;
+    let (writer, thread) = writer::start(&path).unwrap();
+    let last = || LastCheck {
+        state: State::Up,
+        since_ms: two_hours_ago,
+        message: "ok".into(),
+    };
+    // An hour of checks every 10 s, one in ten refused, then one check now.
+    let mut expected = Vec::new();
+    for i in 0..360 {
+        let refused = i % 10 == 0;
+        let result = StoredResult {
+            sensor: id,
+            at_ms: two_hours_ago + i * 10_000,
+            status: if refused { Status::Down } else { Status::Up },
+            reason: if refused {
+                Reason::Refused
+            } else {
+                Reason::Connected
+            },
+            rtt_us: Some(100 + i as u32),
+        };
+        expected.push(result);
+        writer.result(result, last());
+    }
+    let current = StoredResult {
+        sensor: id,
+        at_ms: now,
+        status: Status::Up,
+        reason: Reason::Connected,
+        rtt_us: Some(50),
+    };
+    writer.result(current, last());
+    let committed = writer.event(
+        id,
+        now,
+        Change {
+            from: State::Pending,
+            to: State::Up,
+            reason: Some(Reason::Connected),
+            message: "up".into(),
+        },
+    );
+    committed.blocking_recv().expect("the event is committed");
+    drop(writer);
+    thread.join().unwrap();
+
+    let store = Store::open(&path).unwrap();
+    let results = store.results(id, 0, i64::MAX).unwrap();
+    expected.push(current);
+    assert_eq!(results, expected, "every result comes back, in order");
+    let rollups = store.rollups(id, 0, i64::MAX).unwrap();
+    assert_eq!(
+        rollups.len(),
+        1,
+        "only the closed hour is rolled up: {rollups:?}"
+    );
+    let (hour, rollup) = rollups[0];
+    assert_eq!(hour, two_hours_ago);
+    assert_eq!((rollup.count, rollup.ups), (360, 324));
+    assert_eq!((rollup.min_us, rollup.max_us), (Some(100), Some(459)));
+    assert_eq!(store.events(id, 0, i64::MAX).unwrap().len(), 1);
+    let (count, bytes) = store.result_footprint().unwrap();
+    assert_eq!(count, 361);
+    assert!(bytes <= 361 * 6, "{bytes} bytes for {count} results");
+    let status = store.status().unwrap();
+    let web = status.iter().find(|r| r.id == id).unwrap();
+    assert_eq!((web.state, web.last_rtt_us), (State::Up, Some(50)));
+}
