@@ -6,6 +6,7 @@
 //! monitor go through one [`writer`] thread; readers open their own
 //! connections.
 
+pub mod accounts;
 pub mod pack;
 pub mod rollup;
 mod schema;

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 1;
+pub const CURRENT_VERSION: i64 = 2;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -103,6 +103,35 @@ const MIGRATIONS: &[&str] = &[
         p95_us INTEGER,
         PRIMARY KEY (sensor_id, hour_ms)
     ) WITHOUT ROWID;
+    ",
+    // 1 → 2: accounts, sessions, API tokens and public status pages.
+    "
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'read')),
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        scope TEXT NOT NULL CHECK (scope IN ('admin', 'read')),
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE status_pages (
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        sensors TEXT NOT NULL DEFAULT '[]'
+    );
     ",
 ];
 

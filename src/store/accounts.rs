@@ -1,0 +1,194 @@
+//! Users, sessions, API tokens and public status pages.
+//!
+//! Passwords are stored as argon2id hashes. Session and API tokens are
+//! random 256-bit values shown to their owner once; the store keeps only
+//! their SHA-256, which is enough for values that cannot be guessed.
+
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use rusqlite::{OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::{Store, StoreError};
+
+/// What a user or token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Look, never change.
+    Read,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Read => "read",
+        }
+    }
+
+    fn parse(text: &str) -> Role {
+        if text == "admin" { Role::Admin } else { Role::Read }
+    }
+}
+
+/// A signed-in user (from a session or an API token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user's or token's name.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The session's CSRF token (empty for API tokens, which need none).
+    pub csrf: String,
+}
+
+/// A new random token, as 64 hex digits.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The stored form of a session or API token.
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// An argon2id hash in PHC format.
+pub fn hash_password(password: &str) -> String {
+    Argon2::default().hash_password(password.as_bytes()).expect("argon2 hashes any password").to_string()
+}
+
+/// Whether `password` matches a stored hash.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// How long a session lasts.
+pub const SESSION_MS: i64 = 12 * 3600 * 1000;
+
+impl Store {
+    /// How many users exist.
+    pub fn user_count(&self) -> Result<i64, StoreError> {
+        self.conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).map_err(self.sqlite())
+    }
+
+    /// Creates a user with a password (hashed here).
+    pub fn create_user(&self, name: &str, password: &str, role: Role) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO users (name, password_hash, role, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![name, hash_password(password), role.as_str(), jiff::Timestamp::now().as_millisecond()],
+            )
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
+    /// Checks a name and password; on success opens a session and returns
+    /// its token (for the cookie).
+    pub fn login(&self, name: &str, password: &str) -> Result<Option<String>, StoreError> {
+        let user: Option<(i64, String)> = self
+            .conn
+            .query_row("SELECT id, password_hash FROM users WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(self.sqlite())?;
+        let id = match user {
+            Some((id, stored)) if verify_password(password, &stored) => id,
+            Some(_) => return Ok(None),
+            None => {
+                // Spend the same time on an unknown name as on a wrong
+                // password, so timing does not tell which names exist.
+                let _ = verify_password(password, dummy_hash());
+                return Ok(None);
+            }
+        };
+        let token = random_token();
+        let now = jiff::Timestamp::now().as_millisecond();
+        self.conn
+            .execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])
+            .map_err(self.sqlite())?;
+        self.conn
+            .execute(
+                "INSERT INTO sessions (token_hash, user_id, csrf, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![token_hash(&token), id, random_token(), now + SESSION_MS],
+            )
+            .map_err(self.sqlite())?;
+        Ok(Some(token))
+    }
+
+    /// The account behind a session token, if the session is valid.
+    pub fn session(&self, token: &str) -> Result<Option<Account>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.expires_ms > ?2",
+                params![token_hash(token), jiff::Timestamp::now().as_millisecond()],
+                |r| Ok(Account { name: r.get(0)?, role: Role::parse(&r.get::<_, String>(1)?), csrf: r.get(2)? }),
+            )
+            .optional()
+            .map_err(self.sqlite())
+    }
+
+    /// Ends a session.
+    pub fn logout(&self, token: &str) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)]).map_err(self.sqlite())?;
+        Ok(())
+    }
+
+    /// Creates an API token; returns the token, which is shown once.
+    pub fn create_token(&self, name: &str, scope: Role) -> Result<String, StoreError> {
+        let token = format!("pw_{}", random_token());
+        self.conn
+            .execute(
+                "INSERT INTO api_tokens (name, token_hash, scope, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![name, token_hash(&token), scope.as_str(), jiff::Timestamp::now().as_millisecond()],
+            )
+            .map_err(self.sqlite())?;
+        Ok(token)
+    }
+
+    /// The account behind an API token.
+    pub fn token(&self, token: &str) -> Result<Option<Account>, StoreError> {
+        self.conn
+            .query_row("SELECT name, scope FROM api_tokens WHERE token_hash = ?1", [token_hash(token)], |r| {
+                Ok(Account { name: r.get(0)?, role: Role::parse(&r.get::<_, String>(1)?), csrf: String::new() })
+            })
+            .optional()
+            .map_err(self.sqlite())
+    }
+}
+
+/// An argon2id hash of a random password, verified against when the user
+/// name is unknown so that timing does not reveal which names exist.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&random_token()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_argon2id_and_verify() {
+        let hash = hash_password("correct horse");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("wrong", &hash));
+        assert!(!verify_password("anything", "not a hash"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, b) = (random_token(), random_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(token_hash(&a), token_hash(&a));
+        assert_ne!(token_hash(&a), a);
+    }
+}
