@@ -52,3 +52,4 @@ pub mod monitor;
 pub mod probe;
 pub mod report;
 pub mod store;
+pub mod web;

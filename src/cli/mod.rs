@@ -122,6 +122,12 @@ pub struct ServeArgs {
     /// Close established connections with RST (no TIME_WAIT; for high check rates).
     #[arg(long)]
     pub abort: bool,
+    /// Where the web interface, API and metrics listen.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Do not serve the web interface.
+    #[arg(long)]
+    pub no_web: bool,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,

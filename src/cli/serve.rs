@@ -37,6 +37,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let sensors = store.sensor_count()?;
+    let password = crate::web::ensure_admin(&store)?;
     drop(store);
     first_screen(&db, existed, args.config.as_deref(), applied, sensors)?;
 
@@ -57,18 +58,44 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let web_state =
+        crate::web::AppState::new(db.clone(), Some(stats.clone()), Some(written.clone()));
     let outcome = runtime.block_on(async {
+        let listener = if args.no_web {
+            None
+        } else {
+            let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|error| {
+                anyhow::anyhow!("cannot listen on {}: {error}: choose another address with --listen, or --no-web", args.listen)
+            })?;
+            web_screen(&listener, password.as_deref())?;
+            Some(listener)
+        };
         let reload = Arc::new(Notify::new());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let (config, db_for_hup, notify) = (args.config.clone(), db.clone(), reload.clone());
         let handler = tokio::spawn(handle_signals(signals, stop, config, db_for_hup, notify));
-        let shutdown = async {
-            let _ = stopped.await;
+        let web = listener.map(|listener| {
+            let mut stopped = stopped.clone();
+            let app = crate::web::app(web_state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                    tracing::error!(%error, "the web server stopped");
+                }
+            })
+        });
+        let mut monitor_stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = monitor_stopped.wait_for(|stop| *stop).await;
             tracing::info!("stopping: writing what is left to the store");
         };
-        let result =
-            crate::monitor::run(db.clone(), writer, options, stats.clone(), reload, shutdown).await;
+        let result = crate::monitor::run(db.clone(), writer, options, stats.clone(), reload, shutdown).await;
         handler.abort();
+        if let Some(web) = web {
+            let _ = web.await;
+        }
         result.map_err(anyhow::Error::from)
     });
     // The monitor has dropped its writer handle: the thread commits what is
@@ -138,14 +165,14 @@ impl Signals {
 /// file (if one was given) and reloads.
 async fn handle_signals(
     mut signals: Signals,
-    stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::watch::Sender<bool>,
     config: Option<PathBuf>,
     db: PathBuf,
     reload: Arc<Notify>,
 ) {
     while let Some(signal) = signals.received.recv().await {
         if signal != Signal::SIGHUP {
-            let _ = stop.send(());
+            let _ = stop.send(true);
             return;
         }
         let Some(file) = config.clone() else {
@@ -164,6 +191,24 @@ async fn handle_signals(
             Err(error) => tracing::error!(%error, "reloading the configuration failed"),
         }
     }
+}
+
+/// Where the web interface is, and the admin password when it was just
+/// generated (printed this once).
+fn web_screen(listener: &tokio::net::TcpListener, password: Option<&str>) -> std::io::Result<()> {
+    let mut out = anstream::stdout().lock();
+    let address = listener.local_addr()?;
+    writeln!(
+        out,
+        "  web       http://{address}/  (API: /api/openapi.json, metrics: /metrics)"
+    )?;
+    if let Some(password) = password {
+        writeln!(
+            out,
+            "  sign in   user admin, password {password}  (shown once: note it now)"
+        )?;
+    }
+    out.flush()
 }
 
 /// What a newcomer sees first: what runs, where things are, what to do next.

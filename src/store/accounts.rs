@@ -29,7 +29,11 @@ impl Role {
     }
 
     fn parse(text: &str) -> Role {
-        if text == "admin" { Role::Admin } else { Role::Read }
+        if text == "admin" {
+            Role::Admin
+        } else {
+            Role::Read
+        }
     }
 }
 
@@ -61,12 +65,19 @@ pub fn token_hash(token: &str) -> String {
 
 /// An argon2id hash in PHC format.
 pub fn hash_password(password: &str) -> String {
-    Argon2::default().hash_password(password.as_bytes()).expect("argon2 hashes any password").to_string()
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .expect("argon2 hashes any password")
+        .to_string()
 }
 
 /// Whether `password` matches a stored hash.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(stored).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 /// How long a session lasts.
@@ -75,7 +86,9 @@ pub const SESSION_MS: i64 = 12 * 3600 * 1000;
 impl Store {
     /// How many users exist.
     pub fn user_count(&self) -> Result<i64, StoreError> {
-        self.conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).map_err(self.sqlite())
+        self.conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .map_err(self.sqlite())
     }
 
     /// Creates a user with a password (hashed here).
@@ -83,7 +96,12 @@ impl Store {
         self.conn
             .execute(
                 "INSERT INTO users (name, password_hash, role, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![name, hash_password(password), role.as_str(), jiff::Timestamp::now().as_millisecond()],
+                params![
+                    name,
+                    hash_password(password),
+                    role.as_str(),
+                    jiff::Timestamp::now().as_millisecond()
+                ],
             )
             .map_err(self.sqlite())?;
         Ok(())
@@ -94,7 +112,11 @@ impl Store {
     pub fn login(&self, name: &str, password: &str) -> Result<Option<String>, StoreError> {
         let user: Option<(i64, String)> = self
             .conn
-            .query_row("SELECT id, password_hash FROM users WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT id, password_hash FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(self.sqlite())?;
         let id = match user {
@@ -128,7 +150,13 @@ impl Store {
                 "SELECT u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1 AND s.expires_ms > ?2",
                 params![token_hash(token), jiff::Timestamp::now().as_millisecond()],
-                |r| Ok(Account { name: r.get(0)?, role: Role::parse(&r.get::<_, String>(1)?), csrf: r.get(2)? }),
+                |r| {
+                    Ok(Account {
+                        name: r.get(0)?,
+                        role: Role::parse(&r.get::<_, String>(1)?),
+                        csrf: r.get(2)?,
+                    })
+                },
             )
             .optional()
             .map_err(self.sqlite())
@@ -136,7 +164,12 @@ impl Store {
 
     /// Ends a session.
     pub fn logout(&self, token: &str) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)]).map_err(self.sqlite())?;
+        self.conn
+            .execute(
+                "DELETE FROM sessions WHERE token_hash = ?1",
+                [token_hash(token)],
+            )
+            .map_err(self.sqlite())?;
         Ok(())
     }
 
@@ -155,9 +188,17 @@ impl Store {
     /// The account behind an API token.
     pub fn token(&self, token: &str) -> Result<Option<Account>, StoreError> {
         self.conn
-            .query_row("SELECT name, scope FROM api_tokens WHERE token_hash = ?1", [token_hash(token)], |r| {
-                Ok(Account { name: r.get(0)?, role: Role::parse(&r.get::<_, String>(1)?), csrf: String::new() })
-            })
+            .query_row(
+                "SELECT name, scope FROM api_tokens WHERE token_hash = ?1",
+                [token_hash(token)],
+                |r| {
+                    Ok(Account {
+                        name: r.get(0)?,
+                        role: Role::parse(&r.get::<_, String>(1)?),
+                        csrf: String::new(),
+                    })
+                },
+            )
             .optional()
             .map_err(self.sqlite())
     }

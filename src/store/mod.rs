@@ -111,6 +111,10 @@ pub struct StatusRow {
     pub last_reason: Option<String>,
     /// Last message.
     pub last_message: Option<String>,
+    /// The server's and the sensor's tags.
+    pub tags: Vec<String>,
+    /// Declared by a configuration file (read-only in the web interface).
+    pub managed: bool,
 }
 
 /// A stored state change.
@@ -508,7 +512,8 @@ impl Store {
             .conn
             .prepare(
                 "SELECT s.id, v.name || '/' || s.name, v.group_path, v.host, s.port,
-                        st.state, st.since_ms, st.last_check_ms, st.last_rtt_us, st.last_reason, st.last_message, s.paused
+                        st.state, st.since_ms, st.last_check_ms, st.last_rtt_us, st.last_reason, st.last_message, s.paused,
+                        v.tags, s.tags, s.managed
                  FROM sensors s JOIN servers v ON v.id = s.server_id
                  LEFT JOIN sensor_status st ON st.sensor_id = s.id
                  WHERE s.retired_at IS NULL AND v.retired_at IS NULL
@@ -536,6 +541,16 @@ impl Store {
                     last_rtt_us: r.get(8)?,
                     last_reason: r.get(9)?,
                     last_message: r.get(10)?,
+                    tags: {
+                        let mut tags: Vec<String> =
+                            serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default();
+                        tags.extend(
+                            serde_json::from_str::<Vec<String>>(&r.get::<_, String>(13)?)
+                                .unwrap_or_default(),
+                        );
+                        tags
+                    },
+                    managed: r.get(14)?,
                 })
             })
             .map_err(self.sqlite())?;
@@ -623,6 +638,117 @@ impl Store {
             });
         }
         Ok(events)
+    }
+
+    /// The latest events across all sensors, newest first, with the
+    /// sensor's path.
+    pub fn recent_events(
+        &self,
+        limit: usize,
+        before_id: Option<i64>,
+    ) -> Result<Vec<(i64, String, EventRow)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT e.id, v.name || '/' || s.name, e.sensor_id, e.at_ms, e.from_state, e.to_state, e.reason, e.message
+                 FROM events e JOIN sensors s ON s.id = e.sensor_id JOIN servers v ON v.id = s.server_id
+                 WHERE e.id < ?1 ORDER BY e.id DESC LIMIT ?2",
+            )
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map(params![before_id.unwrap_or(i64::MAX), limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (id, path, sensor_id, at_ms, from, to, reason, message) =
+                row.map_err(self.sqlite())?;
+            let parse = |s: String| {
+                s.parse::<State>()
+                    .map_err(|e| StoreError::Damaged(self.path.clone(), e))
+            };
+            events.push((
+                id,
+                path,
+                EventRow {
+                    sensor_id,
+                    at_ms,
+                    from: parse(from)?,
+                    to: parse(to)?,
+                    reason,
+                    message,
+                },
+            ));
+        }
+        Ok(events)
+    }
+
+    /// Adds a sensor from the web interface or the API (not file-managed):
+    /// the server is created if it does not exist. Returns the sensor's id.
+    pub fn add_sensor(
+        &mut self,
+        server: &str,
+        host: &crate::probe::Host,
+        port: u16,
+        name: &str,
+        interval: Option<Duration>,
+    ) -> Result<i64, StoreError> {
+        let path = self.path.clone();
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let overrides = Overrides {
+            interval,
+            ..Overrides::default()
+        };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        let server_id: i64 = tx
+            .query_row(
+                "INSERT INTO servers (name, host) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET retired_at = NULL RETURNING id",
+                params![server, host.to_string()],
+                |r| r.get(0),
+            )
+            .map_err(sqlite)?;
+        let id: i64 = tx
+            .query_row(
+                "INSERT INTO sensors (server_id, name, port, settings) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (server_id, name) DO UPDATE SET port = ?3, settings = ?4, retired_at = NULL RETURNING id",
+                params![server_id, name, port, serde_json::to_string(&overrides).expect("settings serialise")],
+                |r| r.get(0),
+            )
+            .map_err(sqlite)?;
+        tx.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'config_generation'",
+            [],
+        )
+        .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        Ok(id)
+    }
+
+    /// The path (`server/sensor`) of an active sensor id.
+    pub fn sensor_path(&self, id: i64) -> Result<String, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT v.name || '/' || s.name FROM sensors s JOIN servers v ON v.id = s.server_id WHERE s.id = ?1 AND s.retired_at IS NULL",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sqlite())?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
     /// The state a sensor was in at `at_ms` (from the last event before).

@@ -1,0 +1,176 @@
+//! `/metrics` in the Prometheus text format: per-sensor state and
+//! connect time, and the monitor's own counters. Open to loopback clients;
+//! others need an API token.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::auth::{account, client_ip};
+use super::{AppError, AppState};
+use crate::monitor::state::State as SensorState;
+use crate::probe::Services;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SensorLabels {
+    group: String,
+    server: String,
+    sensor: String,
+    host: String,
+    port: String,
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+/// The numeric code of `portwatch_sensor_state`.
+fn state_code(state: SensorState) -> i64 {
+    match state {
+        SensorState::Pending => 0,
+        SensorState::Up => 1,
+        SensorState::Warning => 2,
+        SensorState::Down => 3,
+        SensorState::Paused(_) => 4,
+        SensorState::Unknown => 5,
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Response, AppError> {
+    let loopback = client_ip(&parts).is_some_and(|ip| ip.is_loopback());
+    if !loopback && account(&parts, &state).await?.is_none() {
+        return Err(AppError::Unauthorized);
+    }
+    let rows = state.store(|store| store.status()).await?;
+    let mut registry = Registry::default();
+    let up = Family::<SensorLabels, Gauge>::default();
+    let state_gauge = Family::<SensorLabels, Gauge>::default();
+    let response = Family::<SensorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let last = Family::<SensorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    registry.register(
+        "portwatch_sensor_up",
+        "1 when the sensor is UP or WARNING, 0 otherwise",
+        up.clone(),
+    );
+    registry.register(
+        "portwatch_sensor_state",
+        "0 pending, 1 up, 2 warning, 3 down, 4 paused, 5 unknown",
+        state_gauge.clone(),
+    );
+    registry.register(
+        "portwatch_sensor_response_seconds",
+        "The last connect time",
+        response.clone(),
+    );
+    registry.register(
+        "portwatch_sensor_last_check_timestamp_seconds",
+        "When the sensor was last checked",
+        last.clone(),
+    );
+    let services = Services::global();
+    for row in &rows {
+        let (server, sensor) = row.path.split_once('/').unwrap_or((&row.path, ""));
+        let labels = SensorLabels {
+            group: row.group.clone().unwrap_or_default(),
+            server: server.to_owned(),
+            sensor: sensor.to_owned(),
+            host: row.host.clone(),
+            port: row.port.to_string(),
+            service: services
+                .by_port(row.port)
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+        };
+        up.get_or_create(&labels).set(i64::from(matches!(
+            row.state,
+            SensorState::Up | SensorState::Warning
+        )));
+        state_gauge
+            .get_or_create(&labels)
+            .set(state_code(row.state));
+        if let Some(us) = row.last_rtt_us {
+            response.get_or_create(&labels).set(us as f64 / 1e6);
+        }
+        if let Some(ms) = row.last_check_ms {
+            last.get_or_create(&labels).set(ms as f64 / 1e3);
+        }
+    }
+    if let Some(monitor) = &state.monitor {
+        let counts = monitor.snapshot();
+        let checks = Family::<StatusLabels, Counter>::default();
+        for (status, n) in ["up", "warning", "down", "unknown"]
+            .iter()
+            .zip(counts.by_status)
+        {
+            checks
+                .get_or_create(&StatusLabels {
+                    status: (*status).to_owned(),
+                })
+                .inc_by(n);
+        }
+        registry.register("portwatch_checks", "Checks done, by status", checks);
+        let counter = |n: u64| {
+            let c = Counter::<u64>::default();
+            c.inc_by(n);
+            c
+        };
+        registry.register(
+            "portwatch_checks_late",
+            "Checks that started more than 1 s late",
+            counter(counts.late),
+        );
+        registry.register(
+            "portwatch_checks_missed",
+            "Scheduled checks that could not run",
+            counter(counts.missed),
+        );
+        registry.register(
+            "portwatch_rechecks",
+            "Immediate re-checks of failures",
+            counter(counts.rechecks),
+        );
+    }
+    if let Some(writer) = &state.writer {
+        let counter = |n: u64| {
+            let c = Counter::<u64>::default();
+            c.inc_by(n);
+            c
+        };
+        registry.register(
+            "portwatch_store_write_errors",
+            "Failed store commits (retried)",
+            counter(writer.write_errors.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "portwatch_store_results",
+            "Raw results written",
+            counter(writer.results_stored.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "portwatch_store_results_lost",
+            "Raw results lost",
+            counter(writer.results_dropped.load(Ordering::Relaxed)),
+        );
+    }
+    let mut body = String::new();
+    encode(&mut body, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}

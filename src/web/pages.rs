@@ -1,0 +1,709 @@
+//! HTML pages. Every value reaches the page through an askama template,
+//! which escapes it; the charts are generated SVG holding numbers only.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::auth::{COOKIE, PageUser, client_ip};
+use super::chart;
+use super::{AppError, AppState};
+use crate::monitor::state::State as SensorState;
+use crate::probe::Services;
+use crate::probe::target::{parse_bare_host, parse_port};
+use crate::report::{sensor_report, timeline};
+use crate::store::StatusRow;
+use crate::store::accounts::{Account, Role};
+
+fn render(template: impl Template) -> Result<Response, AppError> {
+    let html = template
+        .render()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+/// "3m 20s".
+fn ago(ms: i64, now_ms: i64) -> String {
+    let seconds = (now_ms - ms).max(0) / 1000;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {}s", seconds / 60, seconds % 60),
+        3600..86_400 => format!("{}h {}m", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{}d {}h", seconds / 86_400, seconds % 86_400 / 3600),
+    }
+}
+
+fn time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// The CSS class of a state.
+fn class(state: SensorState) -> &'static str {
+    match state {
+        SensorState::Up => "up",
+        SensorState::Warning => "warning",
+        SensorState::Down => "down",
+        SensorState::Unknown => "unknown",
+        SensorState::Pending => "pending",
+        SensorState::Paused(_) => "paused",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    user: Option<String>,
+    admin: bool,
+    csrf: String,
+    error: Option<String>,
+}
+
+pub async fn login_form() -> Result<Response, AppError> {
+    render(LoginPage {
+        user: None,
+        admin: false,
+        csrf: String::new(),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    name: String,
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    parts: Parts,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    let ip = client_ip(&parts);
+    state.login_allowed(ip)?;
+    let (name, password) = (form.name, form.password);
+    let token = state
+        .store(move |store| store.login(&name, &password))
+        .await?;
+    match token {
+        Some(token) => {
+            let cookie =
+                format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200");
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
+        }
+        None => {
+            state.login_failed(ip);
+            let page = LoginPage {
+                user: None,
+                admin: false,
+                csrf: String::new(),
+                error: Some("Wrong user name or password.".into()),
+            };
+            let mut response = render(page)?;
+            *response.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+            Ok(response)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    parts: Parts,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&form.csrf)?;
+    if let Some(token) = parts
+        .headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(';').find_map(|p| {
+                p.trim()
+                    .strip_prefix(&format!("{COOKIE}="))
+                    .map(str::to_owned)
+            })
+        })
+    {
+        state.store(move |store| store.logout(&token)).await?;
+    }
+    let expire = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    Ok(([(header::SET_COOKIE, expire)], Redirect::to("/login")).into_response())
+}
+
+struct SensorView {
+    id: i64,
+    path: String,
+    name: String,
+    port: u16,
+    state: String,
+    class: &'static str,
+    since: String,
+    time: String,
+    reason: String,
+}
+
+struct ServerView {
+    name: String,
+    host: String,
+    sensors: Vec<SensorView>,
+}
+
+struct GroupView {
+    name: String,
+    servers: Vec<ServerView>,
+}
+
+struct CountView {
+    label: &'static str,
+    class: &'static str,
+    n: usize,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct Dashboard {
+    user: Option<String>,
+    admin: bool,
+    csrf: String,
+    summary: String,
+    counts: Vec<CountView>,
+    groups: Vec<GroupView>,
+    query: String,
+    tag: String,
+    problems: bool,
+}
+
+#[derive(Deserialize, Default)]
+pub struct DashboardQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    problems: Option<String>,
+}
+
+fn page_frame(user: &Account) -> (Option<String>, bool, String) {
+    (
+        Some(user.name.clone()),
+        user.role == Role::Admin,
+        user.csrf.clone(),
+    )
+}
+
+/// Whether a sensor passes the dashboard's filters.
+fn matches(row: &StatusRow, query: &str, tag: &str, problems: bool) -> bool {
+    let query = query.trim().to_lowercase();
+    let text_ok = query.is_empty()
+        || row.path.to_lowercase().contains(&query)
+        || row.host.to_lowercase().contains(&query)
+        || row
+            .group
+            .as_deref()
+            .is_some_and(|g| g.to_lowercase().contains(&query));
+    let tag_ok =
+        tag.trim().is_empty() || row.tags.iter().any(|t| t.eq_ignore_ascii_case(tag.trim()));
+    let problem_ok = !problems
+        || matches!(
+            row.state,
+            SensorState::Down | SensorState::Warning | SensorState::Unknown
+        );
+    text_ok && tag_ok && problem_ok
+}
+
+/// The dashboard: groups → servers → sensors, from one query.
+pub async fn dashboard(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Query(filter): Query<DashboardQuery>,
+) -> Result<Response, AppError> {
+    let rows = state.store(|store| store.status()).await?;
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let problems = filter.problems.is_some();
+    let count = |wanted: fn(SensorState) -> bool| rows.iter().filter(|r| wanted(r.state)).count();
+    let counts = vec![
+        CountView {
+            label: "up",
+            class: "up",
+            n: count(|s| s == SensorState::Up),
+        },
+        CountView {
+            label: "warning",
+            class: "warning",
+            n: count(|s| s == SensorState::Warning),
+        },
+        CountView {
+            label: "down",
+            class: "down",
+            n: count(|s| s == SensorState::Down),
+        },
+        CountView {
+            label: "paused",
+            class: "paused",
+            n: count(|s| matches!(s, SensorState::Paused(_))),
+        },
+        CountView {
+            label: "pending",
+            class: "pending",
+            n: count(|s| s == SensorState::Pending),
+        },
+        CountView {
+            label: "unknown",
+            class: "unknown",
+            n: count(|s| s == SensorState::Unknown),
+        },
+    ];
+    let summary = format!(
+        "{} down, {} warning of {}",
+        counts[2].n,
+        counts[1].n,
+        rows.len()
+    );
+    let mut tree: BTreeMap<String, BTreeMap<String, ServerView>> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| matches(r, &filter.q, &filter.tag, problems))
+    {
+        let (server, name) = row.path.split_once('/').unwrap_or((&row.path, ""));
+        let group = row.group.clone().unwrap_or_else(|| "(no group)".to_owned());
+        let servers = tree.entry(group).or_default();
+        let view = servers
+            .entry(server.to_owned())
+            .or_insert_with(|| ServerView {
+                name: server.to_owned(),
+                host: row.host.clone(),
+                sensors: Vec::new(),
+            });
+        view.sensors.push(SensorView {
+            id: row.id,
+            path: row.path.clone(),
+            name: name.to_owned(),
+            port: row.port,
+            state: row.state.to_string(),
+            class: class(row.state),
+            since: row.since_ms.map(|ms| ago(ms, now_ms)).unwrap_or_default(),
+            time: row
+                .last_rtt_us
+                .map(|us| format!("{:.3} ms", us as f64 / 1000.0))
+                .unwrap_or_default(),
+            reason: row.last_reason.clone().unwrap_or_default(),
+        });
+    }
+    let groups = tree
+        .into_iter()
+        .map(|(name, servers)| GroupView {
+            name,
+            servers: servers.into_values().collect(),
+        })
+        .collect();
+    let (user, admin, csrf) = page_frame(&user);
+    render(Dashboard {
+        user,
+        admin,
+        csrf,
+        summary,
+        counts,
+        groups,
+        query: filter.q,
+        tag: filter.tag,
+        problems,
+    })
+}
+
+struct OutageView {
+    start: String,
+    end: String,
+    duration: String,
+    reason: String,
+    message: String,
+}
+
+struct EventView {
+    at: String,
+    from: String,
+    to: String,
+    reason: String,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "sensor.html")]
+struct SensorPage {
+    user: Option<String>,
+    admin: bool,
+    csrf: String,
+    id: i64,
+    path: String,
+    host: String,
+    port: u16,
+    state: String,
+    class: &'static str,
+    since: String,
+    managed: bool,
+    paused: bool,
+    last_time: String,
+    reason: String,
+    message: String,
+    ranges: Vec<(&'static str, bool)>,
+    current_range: &'static str,
+    chart: String,
+    bars: String,
+    uptime_time: String,
+    uptime_requests: String,
+    outages: Vec<OutageView>,
+    events: Vec<EventView>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct RangeQuery {
+    #[serde(default)]
+    range: Option<String>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// One sensor: state, last result, chart, uptime bars, outages, events.
+pub async fn sensor(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Query(range): Query<RangeQuery>,
+) -> Result<Response, AppError> {
+    let (current_range, span_ms) = match range.range.as_deref() {
+        Some("7d") => ("7d", 7 * DAY_MS),
+        Some("30d") => ("30d", 30 * DAY_MS),
+        _ => ("24h", DAY_MS),
+    };
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let from_ms = now_ms - span_ms;
+    let data = state
+        .store(move |store| {
+            let path = store.sensor_path(id)?;
+            let row = store
+                .status()?
+                .into_iter()
+                .find(|r| r.id == id)
+                .ok_or_else(|| crate::store::StoreError::NotFound(path.clone()))?;
+            let report = sensor_report(store, id, &path, from_ms, now_ms)?;
+            // Up to 30 days of events for the per-day bars.
+            let bars_from = (now_ms / DAY_MS - 29) * DAY_MS;
+            let initial = store.state_at(id, bars_from)?;
+            let events = store.events(id, bars_from, now_ms)?;
+            let points: Vec<(i64, Option<f64>)> = if span_ms <= DAY_MS {
+                store
+                    .results(id, from_ms, now_ms)?
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r.at_ms,
+                            r.rtt_us
+                                .filter(|_| r.status != crate::probe::Status::Down)
+                                .map(|us| f64::from(us) / 1000.0),
+                        )
+                    })
+                    .collect()
+            } else {
+                store
+                    .rollups(id, from_ms, now_ms)?
+                    .into_iter()
+                    .map(|(hour, r)| (hour, r.avg_us.map(|us| f64::from(us) / 1000.0)))
+                    .collect()
+            };
+            Ok((path, row, report, initial, events, bars_from, points))
+        })
+        .await?;
+    let (path, row, report, initial, events, bars_from, points) = data;
+    let mut days = Vec::new();
+    for day in 0..30 {
+        let start = bars_from + day * DAY_MS;
+        let end = (start + DAY_MS).min(now_ms);
+        let before = events
+            .iter()
+            .rev()
+            .find(|e| e.at_ms < start)
+            .map(|e| e.to)
+            .or(initial);
+        let (totals, _) = timeline(before, &events, start, end);
+        days.push(totals.uptime_percent());
+    }
+    let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"));
+    let (user, admin, csrf) = page_frame(&user);
+    render(SensorPage {
+        user,
+        admin,
+        csrf,
+        id,
+        path,
+        host: row.host.clone(),
+        port: row.port,
+        state: row.state.to_string(),
+        class: class(row.state),
+        since: row.since_ms.map(time).unwrap_or_default(),
+        managed: row.managed,
+        paused: matches!(
+            row.state,
+            SensorState::Paused(crate::monitor::state::PauseCause::Manual)
+        ),
+        last_time: row
+            .last_check_ms
+            .map(time)
+            .unwrap_or_else(|| "not yet".into()),
+        reason: row.last_reason.clone().unwrap_or_default(),
+        message: row.last_message.clone().unwrap_or_default(),
+        ranges: ["24h", "7d", "30d"]
+            .into_iter()
+            .map(|r| (r, r == current_range))
+            .collect(),
+        current_range,
+        chart: chart::response_time(&points, from_ms, now_ms),
+        bars: chart::uptime_bars(&days),
+        uptime_time: percent(report.uptime_by_time),
+        uptime_requests: percent(report.uptime_by_requests),
+        outages: report
+            .outages
+            .iter()
+            .map(|o| OutageView {
+                start: time(o.start_ms),
+                end: o.end_ms.map_or_else(|| "ongoing".to_owned(), time),
+                duration: ago(0, o.duration_ms(now_ms)),
+                reason: o.reason.clone().unwrap_or_default(),
+                message: o.message.clone(),
+            })
+            .collect(),
+        events: events
+            .iter()
+            .rev()
+            .take(50)
+            .map(|e| EventView {
+                at: time(e.at_ms),
+                from: e.from.to_string(),
+                to: e.to.to_string(),
+                reason: e.reason.clone().unwrap_or_default(),
+                message: e.message.clone(),
+            })
+            .collect(),
+    })
+}
+
+async fn set_paused(
+    state: AppState,
+    user: Account,
+    id: i64,
+    csrf: String,
+    paused: bool,
+) -> Result<Response, AppError> {
+    user.check_csrf(&csrf)?;
+    user.require_admin()?;
+    state
+        .store(move |store| {
+            let path = store.sensor_path(id)?;
+            store.set_paused(&path, paused)
+        })
+        .await?;
+    Ok(Redirect::to(&format!("/sensors/{id}")).into_response())
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    set_paused(state, user, id, form.csrf, true).await
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    set_paused(state, user, id, form.csrf, false).await
+}
+
+struct EventRowView {
+    at: String,
+    sensor_id: i64,
+    path: String,
+    from: String,
+    to: String,
+    reason: String,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "events.html")]
+struct EventsPage {
+    user: Option<String>,
+    admin: bool,
+    csrf: String,
+    events: Vec<EventRowView>,
+    next: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct EventsQuery {
+    before: Option<i64>,
+}
+
+/// The event log across all sensors, newest first, 100 a page.
+pub async fn events(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, AppError> {
+    let events = state
+        .store(move |store| store.recent_events(100, query.before))
+        .await?;
+    let next = (events.len() == 100)
+        .then(|| events.last().map(|e| e.0))
+        .flatten();
+    let (user, admin, csrf) = page_frame(&user);
+    render(EventsPage {
+        user,
+        admin,
+        csrf,
+        next,
+        events: events
+            .into_iter()
+            .map(|(_, path, e)| EventRowView {
+                at: time(e.at_ms),
+                sensor_id: e.sensor_id,
+                path,
+                from: e.from.to_string(),
+                to: e.to.to_string(),
+                reason: e.reason.unwrap_or_default(),
+                message: e.message,
+            })
+            .collect(),
+    })
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct SensorForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    server: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    interval: String,
+}
+
+#[derive(Default)]
+struct SensorErrors {
+    server: Option<String>,
+    host: Option<String>,
+    port: Option<String>,
+    name: Option<String>,
+    interval: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "new_sensor.html")]
+struct NewSensorPage {
+    user: Option<String>,
+    admin: bool,
+    csrf: String,
+    form: SensorForm,
+    errors: SensorErrors,
+}
+
+pub async fn new_sensor_form(PageUser(user): PageUser) -> Result<Response, AppError> {
+    user.require_admin()?;
+    let (user, admin, csrf) = page_frame(&user);
+    render(NewSensorPage {
+        user,
+        admin,
+        csrf,
+        form: SensorForm::default(),
+        errors: SensorErrors::default(),
+    })
+}
+
+/// Adds a sensor; invalid fields come back with a message next to them.
+pub async fn create_sensor(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<SensorForm>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&form.csrf)?;
+    user.require_admin()?;
+    let mut errors = SensorErrors::default();
+    let server = form.server.trim().to_owned();
+    if server.is_empty() || server.contains('/') {
+        errors.server = Some("Give the server a name without '/'.".into());
+    }
+    let host = parse_bare_host(&form.host)
+        .map_err(|e| errors.host = Some(e.to_string()))
+        .ok();
+    let port = parse_port(&form.port, Services::global())
+        .map_err(|e| errors.port = Some(e.to_string()))
+        .ok();
+    let interval = if form.interval.trim().is_empty() {
+        None
+    } else {
+        match crate::duration::parse(&form.interval) {
+            Ok(d) if d.as_secs() >= 1 => Some(d),
+            Ok(_) => {
+                errors.interval = Some("The interval must be at least 1s.".into());
+                None
+            }
+            Err(e) => {
+                errors.interval = Some(e.to_string());
+                None
+            }
+        }
+    };
+    let name = match (form.name.trim(), port) {
+        ("", Some(port)) => Services::global()
+            .by_port(port)
+            .map_or_else(|| port.to_string(), |s| s.name.clone()),
+        (name, _) => name.to_owned(),
+    };
+    if name.contains('/') {
+        errors.name = Some("A sensor name cannot contain '/'.".into());
+    }
+    let (Some(host), Some(port), None, None, None, None) = (
+        host,
+        port,
+        &errors.server,
+        &errors.name,
+        &errors.interval,
+        &errors.host,
+    ) else {
+        let (user, admin, csrf) = page_frame(&user);
+        let mut response = render(NewSensorPage {
+            user,
+            admin,
+            csrf,
+            form,
+            errors,
+        })?;
+        *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(response);
+    };
+    let id = state
+        .store(move |store| store.add_sensor(&server, &host, port, &name, interval))
+        .await?;
+    Ok(Redirect::to(&format!("/sensors/{id}")).into_response())
+}
