@@ -6,3 +6,4 @@ mod lab;
 mod monitor;
 mod serve;
 mod util;
+mod web;

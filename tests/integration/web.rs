@@ -1,0 +1,295 @@
+//! The web interface and API through the real router (`oneshot`), on a real
+//! SQLite store.
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use portwatch::config::from_toml;
+use portwatch::store::Store;
+use portwatch::store::accounts::Role;
+use portwatch::web::{AppState, app};
+use tower::ServiceExt;
+
+use crate::util::TempDir;
+
+const CONFIG: &str = r#"
+[[group]]
+name = "Prod"
+[[server]]
+name = "<img src=x onerror=alert(1)>"
+host = "127.0.0.1"
+group = "Prod"
+tags = ["edge"]
+  [[server.sensor]]
+  port = 22
+[[server]]
+name = "db"
+host = "127.0.0.1"
+  [[server.sensor]]
+  port = 5432
+"#;
+
+fn setup() -> (TempDir, AppState) {
+    let dir = TempDir::new("web");
+    let db = dir.path.join("portwatch.db");
+    let mut store = Store::open(&db).unwrap();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    store
+        .create_user("admin", "admin-password", Role::Admin)
+        .unwrap();
+    store
+        .create_user("viewer", "viewer-password", Role::Read)
+        .unwrap();
+    (dir, AppState::new(db, None, None))
+}
+
+async fn send(
+    state: &AppState,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut request = Request::get(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+fn post_form(path: &str, cookie: Option<&str>, form: &str) -> Request<Body> {
+    let mut request =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    request.body(Body::from(form.to_owned())).unwrap()
+}
+
+/// Signs in and returns the session cookie and the page's CSRF token.
+async fn sign_in(state: &AppState, name: &str, password: &str) -> (String, String) {
+    let (status, headers, _) = send(
+        state,
+        post_form("/login", None, &format!("name={name}&password={password}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let set_cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict"] {
+        assert!(set_cookie.contains(flag), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let (_, _, page) = send(state, get("/", Some(&cookie))).await;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    (cookie, csrf)
+}
+
+fn sensor_id(db: &Path, path: &str) -> i64 {
+    Store::open(db).unwrap().sensor_ids(path).unwrap()[0]
+}
+
+#[tokio::test]
+async fn pages_need_a_sign_in_and_wrong_passwords_are_refused() {
+    let (_dir, state) = setup();
+    let (status, headers, _) = send(&state, get("/", None)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/login");
+    let (status, _, body) = send(
+        &state,
+        post_form("/login", None, "name=admin&password=wrong"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("Wrong user name or password"));
+    let (status, _, _) = send(&state, get("/api/sensors", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = send(&state, get("/healthz", None)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+}
+
+#[tokio::test]
+async fn names_are_html_escaped() {
+    let (_dir, state) = setup();
+    let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
+    let (status, _, page) = send(&state, get("/", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !page.contains("<img src=x onerror=alert(1)>"),
+        "raw markup reached the page"
+    );
+    assert!(
+        page.contains("&#60;img src=x onerror=alert(1)&#62;")
+            || page.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_are_refused() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let id = sensor_id(&db, "db/postgresql");
+    let (status, _, _) = send(
+        &state,
+        post_form(&format!("/sensors/{id}/pause"), Some(&cookie), ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send(
+        &state,
+        post_form(&format!("/sensors/{id}/pause"), Some(&cookie), "csrf=0000"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        Store::open(&db).unwrap().load().unwrap().paused.is_empty(),
+        "nothing was paused"
+    );
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            &format!("/sensors/{id}/pause"),
+            Some(&cookie),
+            &format!("csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        Store::open(&db)
+            .unwrap()
+            .load()
+            .unwrap()
+            .paused
+            .contains(&id)
+    );
+}
+
+#[tokio::test]
+async fn read_only_users_and_tokens_cannot_change_anything() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let id = sensor_id(&db, "db/postgresql");
+    let (cookie, csrf) = sign_in(&state, "viewer", "viewer-password").await;
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            &format!("/sensors/{id}/pause"),
+            Some(&cookie),
+            &format!("csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let store = Store::open(&db).unwrap();
+    let read = store.create_token("grafana", Role::Read).unwrap();
+    let admin = store.create_token("automation", Role::Admin).unwrap();
+    let bearer = |token: &str, request: axum::http::request::Builder| {
+        request
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, body) = send(&state, bearer(&read, Request::get("/api/sensors?limit=1"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            listing["total"].as_u64(),
+            listing["items"].as_array().unwrap().len()
+        ),
+        (Some(2), 1),
+        "paginated"
+    );
+    let (status, _, body) = send(
+        &state,
+        bearer(&read, Request::post(format!("/api/sensors/{id}/pause"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("read-only"));
+    let (status, _, _) = send(
+        &state,
+        bearer(&admin, Request::post(format!("/api/sensors/{id}/pause"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(
+        &state,
+        bearer("pw_not-a-token", Request::get("/api/sensors")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Tokens are stored hashed: the database never holds the token itself.
+    let raw = std::fs::read(&db).unwrap();
+    assert!(
+        !raw.windows(read.len()).any(|w| w == read.as_bytes()),
+        "a token is stored in clear"
+    );
+}
+
+#[tokio::test]
+async fn adding_a_sensor_validates_each_field() {
+    let (dir, state) = setup();
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let form = format!("csrf={csrf}&server=web&host=bad%20host&port=99999&name=&interval=ten");
+    let (status, _, page) = send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for field in ["error-host", "error-port", "error-interval"] {
+        assert!(page.contains(field), "{field} missing in {page}");
+    }
+    assert!(page.contains("value=\"web\""), "the valid input is kept");
+    let form = format!("csrf={csrf}&server=web&host=127.0.0.1&port=https&name=&interval=30s");
+    let (status, headers, _) = send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let id = sensor_id(&dir.path.join("portwatch.db"), "web/https");
+    assert_eq!(headers[header::LOCATION], format!("/sensors/{id}"));
+    let (status, _, page) = send(&state, get(&format!("/sensors/{id}"), Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("web/https") && page.contains("<svg"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_use_prometheus_names_and_need_a_token_off_loopback() {
+    let (dir, state) = setup();
+    // oneshot requests carry no client address: they count as remote.
+    let (status, _, _) = send(&state, get("/metrics", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let token = Store::open(&dir.path.join("portwatch.db"))
+        .unwrap()
+        .create_token("prometheus", Role::Read)
+        .unwrap();
+    let request = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(&state, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("# TYPE portwatch_sensor_up gauge"), "{body}");
+    assert!(body.contains(r#"portwatch_sensor_state{group="",server="db",sensor="postgresql",host="127.0.0.1",port="5432",service="postgresql"} 0"#), "{body}");
+    let (status, _, body) = send(&state, get("/api/openapi.json", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(document["paths"]["/api/sensors"]["get"].is_object());
+}
