@@ -7,6 +7,12 @@ use std::fmt::Write;
 /// milliseconds, over `from_ms..to_ms`. Failed checks are red marks on the
 /// time axis.
 pub fn response_time(points: &[(i64, Option<f64>)], from_ms: i64, to_ms: i64) -> String {
+    // A sensor younger than the range is drawn from its first result on.
+    let from_ms = points
+        .iter()
+        .map(|p| p.0)
+        .min()
+        .map_or(from_ms, |first| first.max(from_ms));
     const W: f64 = 800.0;
     const H: f64 = 200.0;
     const PAD: f64 = 30.0;

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against real listeners on loopback,
 //! and against the network-namespace lab for every fault.
 
+mod browser;
 mod cli;
 mod lab;
 mod monitor;

@@ -293,3 +293,36 @@ async fn metrics_use_prometheus_names_and_need_a_token_off_loopback() {
     let document: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(document["paths"]["/api/sensors"]["get"].is_object());
 }
+
+#[tokio::test]
+async fn failed_sign_ins_are_rate_limited_per_address() {
+    let (_dir, state) = setup();
+    let from =
+        |form: &str| {
+            let mut request = post_form("/login", None, form);
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                std::net::SocketAddr::from(([192, 0, 2, 7], 40000)),
+            ));
+            request
+        };
+    for _ in 0..5 {
+        let (status, _, _) = send(&state, from("name=admin&password=guess")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = send(&state, from("name=admin&password=admin-password")).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
+    let (status, _, _) = send(
+        &state,
+        post_form("/login", None, "name=admin&password=admin-password"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "other addresses are not affected"
+    );
+}
