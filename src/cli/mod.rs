@@ -89,6 +89,9 @@ pub enum Command {
         after_help = "Examples:\n  portwatch resume web1/https\n  portwatch resume Production"
     )]
     Resume(NameArgs),
+    /// Create API tokens and users for the web interface and API.
+    #[command(subcommand, after_help = "Examples:\n  portwatch access token grafana --scope read\n  portwatch access user alice --role read")]
+    Access(AccessCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  portwatch completions bash > /etc/bash_completion.d/portwatch\n  portwatch completions zsh > \"${fpath[1]}/_portwatch\""
@@ -97,6 +100,43 @@ pub enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+}
+
+/// `portwatch access …`.
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Create an API token (printed once; only its hash is stored).
+    Token {
+        /// A name to recognise it by.
+        name: String,
+        /// What it may do.
+        #[arg(long, value_enum, default_value_t = Scope::Read)]
+        scope: Scope,
+        /// The store.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Create a user with a generated password (printed once), or the one in
+    /// PORTWATCH_PASSWORD.
+    User {
+        /// The user name.
+        name: String,
+        /// What the user may do.
+        #[arg(long, value_enum, default_value_t = Scope::Read)]
+        role: Scope,
+        /// The store.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// Admin or read-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scope {
+    /// Read everything, change nothing.
+    Read,
+    /// Read and change everything.
+    Admin,
 }
 
 /// The store to use.
@@ -357,6 +397,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Apply(args) => apply::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Access(command) => pause::access(&command),
         Command::Pause(args) => pause::run(&args, true),
         Command::Resume(args) => pause::run(&args, false),
     };

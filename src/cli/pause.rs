@@ -1,8 +1,10 @@
-//! `portwatch pause NAME` and `portwatch resume NAME`.
+//! `portwatch pause NAME`, `portwatch resume NAME` and `portwatch access`:
+//! small changes to the store.
 
 use std::io::Write;
 
-use super::NameArgs;
+use super::{AccessCommand, NameArgs, Scope};
+use crate::store::accounts::{Role, random_token};
 use crate::store::Store;
 
 pub(super) fn run(args: &NameArgs, paused: bool) -> anyhow::Result<u8> {
@@ -14,5 +16,35 @@ pub(super) fn run(args: &NameArgs, paused: bool) -> anyhow::Result<u8> {
         "{verb} {changed} sensors under '{}'",
         args.name
     )?;
+    Ok(0)
+}
+
+fn role(scope: Scope) -> Role {
+    match scope {
+        Scope::Read => Role::Read,
+        Scope::Admin => Role::Admin,
+    }
+}
+
+pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
+    let mut out = anstream::stdout();
+    match command {
+        AccessCommand::Token { name, scope, db } => {
+            let token = Store::open(&db.db)?.create_token(name, role(*scope))?;
+            writeln!(out, "{token}")?;
+            writeln!(anstream::stderr(), "API token '{name}' ({}) created; it is shown this once. Use it as: Authorization: Bearer {token}", role(*scope).as_str())?;
+        }
+        AccessCommand::User { name, role: scope, db } => {
+            let password = std::env::var("PORTWATCH_PASSWORD").ok().filter(|p| !p.is_empty());
+            let shown = password.is_none();
+            let password = password.unwrap_or_else(|| random_token()[..20].to_owned());
+            Store::open(&db.db)?.create_user(name, &password, role(*scope))?;
+            if shown {
+                writeln!(out, "user {name} ({}) created with password {password} (shown once)", role(*scope).as_str())?;
+            } else {
+                writeln!(out, "user {name} ({}) created", role(*scope).as_str())?;
+            }
+        }
+    }
     Ok(0)
 }

@@ -93,6 +93,13 @@ impl Store {
 
     /// Creates a user with a password (hashed here).
     pub fn create_user(&self, name: &str, password: &str, role: Role) -> Result<(), StoreError> {
+        let taken: bool = self
+            .conn
+            .query_row("SELECT count(*) > 0 FROM users WHERE name = ?1", [name], |r| r.get(0))
+            .map_err(self.sqlite())?;
+        if taken {
+            return Err(StoreError::Conflict(format!("a user named '{name}' already exists: choose another name")));
+        }
         self.conn
             .execute(
                 "INSERT INTO users (name, password_hash, role, created_ms) VALUES (?1, ?2, ?3, ?4)",

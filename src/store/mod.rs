@@ -51,6 +51,9 @@ pub enum StoreError {
     /// A name that is not in the store.
     #[error("no sensor, server or group named '{0}' (see `portwatch status`)")]
     NotFound(String),
+    /// A name that is taken.
+    #[error("{0}")]
+    Conflict(String),
     /// Stored data that does not parse.
     #[error("store {0}: damaged row: {1}")]
     Damaged(PathBuf, String),
