@@ -90,7 +90,10 @@ pub enum Command {
     )]
     Resume(NameArgs),
     /// Create API tokens and users for the web interface and API.
-    #[command(subcommand, after_help = "Examples:\n  portwatch access token grafana --scope read\n  portwatch access user alice --role read")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  portwatch access token grafana --scope read\n  portwatch access user alice --role read"
+    )]
     Access(AccessCommand),
     /// Print a shell completion script.
     #[command(

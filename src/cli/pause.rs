@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use super::{AccessCommand, NameArgs, Scope};
-use crate::store::accounts::{Role, random_token};
 use crate::store::Store;
+use crate::store::accounts::{Role, random_token};
 
 pub(super) fn run(args: &NameArgs, paused: bool) -> anyhow::Result<u8> {
     let mut store = Store::open(&args.db.db)?;
@@ -32,15 +32,29 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
         AccessCommand::Token { name, scope, db } => {
             let token = Store::open(&db.db)?.create_token(name, role(*scope))?;
             writeln!(out, "{token}")?;
-            writeln!(anstream::stderr(), "API token '{name}' ({}) created; it is shown this once. Use it as: Authorization: Bearer {token}", role(*scope).as_str())?;
+            writeln!(
+                anstream::stderr(),
+                "API token '{name}' ({}) created; it is shown this once. Use it as: Authorization: Bearer {token}",
+                role(*scope).as_str()
+            )?;
         }
-        AccessCommand::User { name, role: scope, db } => {
-            let password = std::env::var("PORTWATCH_PASSWORD").ok().filter(|p| !p.is_empty());
+        AccessCommand::User {
+            name,
+            role: scope,
+            db,
+        } => {
+            let password = std::env::var("PORTWATCH_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty());
             let shown = password.is_none();
             let password = password.unwrap_or_else(|| random_token()[..20].to_owned());
             Store::open(&db.db)?.create_user(name, &password, role(*scope))?;
             if shown {
-                writeln!(out, "user {name} ({}) created with password {password} (shown once)", role(*scope).as_str())?;
+                writeln!(
+                    out,
+                    "user {name} ({}) created with password {password} (shown once)",
+                    role(*scope).as_str()
+                )?;
             } else {
                 writeln!(out, "user {name} ({}) created", role(*scope).as_str())?;
             }

@@ -95,10 +95,16 @@ impl Store {
     pub fn create_user(&self, name: &str, password: &str, role: Role) -> Result<(), StoreError> {
         let taken: bool = self
             .conn
-            .query_row("SELECT count(*) > 0 FROM users WHERE name = ?1", [name], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) > 0 FROM users WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
             .map_err(self.sqlite())?;
         if taken {
-            return Err(StoreError::Conflict(format!("a user named '{name}' already exists: choose another name")));
+            return Err(StoreError::Conflict(format!(
+                "a user named '{name}' already exists: choose another name"
+            )));
         }
         self.conn
             .execute(

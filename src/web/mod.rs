@@ -12,6 +12,7 @@ mod auth;
 pub mod chart;
 mod metrics;
 mod pages;
+mod reports;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -182,6 +183,8 @@ pub fn app(state: AppState) -> Router {
         .route("/sensors/{id}/pause", post(pages::pause))
         .route("/sensors/{id}/resume", post(pages::resume))
         .route("/events", get(pages::events))
+        .route("/reports", get(reports::page))
+        .route("/api/reports", get(reports::api))
         .route("/api/sensors", get(api::list))
         .route("/api/sensors/{id}", get(api::get))
         .route("/api/sensors/{id}/pause", post(api::pause))

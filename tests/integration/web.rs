@@ -326,3 +326,37 @@ async fn failed_sign_ins_are_rate_limited_per_address() {
         "other addresses are not affected"
     );
 }
+
+#[tokio::test]
+async fn reports_as_a_page_as_csv_and_as_json() {
+    let (_dir, state) = setup();
+    let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
+    let (status, headers, csv) = send(
+        &state,
+        get("/reports?name=db&since=7d&format=csv", Some(&cookie)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[0].starts_with("sensor,from,to,uptime_by_time_percent"));
+    assert!(lines[1].starts_with("db/postgresql,"), "{csv}");
+    let (status, _, page) = send(&state, get("/reports?since=ten", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("invalid duration &#39;ten&#39;")
+            || page.contains("invalid duration &#x27;ten&#x27;")
+            || page.contains("invalid duration"),
+        "{page}"
+    );
+    let (status, _, body) = send(&state, get("/api/reports?since=24h", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    let reports: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reports.as_array().unwrap().len(), 2);
+}
