@@ -246,3 +246,74 @@ mod tests {
         assert_ne!(token_hash(&a), a);
     }
 }
+
+/// A public status page: a slug, a title and the names (sensors, servers or
+/// groups) it shows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatusPage {
+    /// The URL part: `/status/{slug}`.
+    pub slug: String,
+    /// The heading.
+    pub title: String,
+    /// Sensor paths, server names or group paths.
+    pub names: Vec<String>,
+}
+
+impl Store {
+    /// Creates or replaces a status page. Every name must select sensors.
+    pub fn save_status_page(&self, page: &StatusPage) -> Result<(), StoreError> {
+        let valid_slug = !page.slug.is_empty()
+            && page.slug.len() <= 64
+            && page
+                .slug
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid_slug {
+            return Err(StoreError::Conflict(format!(
+                "'{}' cannot be a page address: use lowercase letters, digits and '-'",
+                page.slug
+            )));
+        }
+        for name in &page.names {
+            self.sensor_ids(name)?;
+        }
+        self.conn
+            .execute(
+                "INSERT INTO status_pages (slug, title, sensors) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (slug) DO UPDATE SET title = ?2, sensors = ?3",
+                params![
+                    page.slug,
+                    page.title,
+                    serde_json::to_string(&page.names).expect("names serialise")
+                ],
+            )
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
+    /// All status pages.
+    pub fn status_pages(&self) -> Result<Vec<StatusPage>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT slug, title, sensors FROM status_pages ORDER BY slug")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(StatusPage {
+                    slug: r.get(0)?,
+                    title: r.get(1)?,
+                    names: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                })
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// Deletes a status page.
+    pub fn delete_status_page(&self, slug: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM status_pages WHERE slug = ?1", [slug])
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+}

@@ -13,6 +13,7 @@ pub mod chart;
 mod metrics;
 mod pages;
 mod reports;
+mod status_pages;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -111,6 +112,7 @@ impl From<StoreError> for AppError {
             StoreError::NotFound(name) => {
                 AppError::NotFound(format!("no sensor, server or group named '{name}'"))
             }
+            StoreError::Conflict(message) => AppError::BadRequest(message),
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -184,6 +186,12 @@ pub fn app(state: AppState) -> Router {
         .route("/sensors/{id}/resume", post(pages::resume))
         .route("/events", get(pages::events))
         .route("/reports", get(reports::page))
+        .route(
+            "/status-pages",
+            get(status_pages::list).post(status_pages::create),
+        )
+        .route("/status-pages/{slug}/delete", post(status_pages::delete))
+        .route("/status/{slug}", get(status_pages::public))
         .route("/api/reports", get(reports::api))
         .route("/api/sensors", get(api::list))
         .route("/api/sensors/{id}", get(api::get))

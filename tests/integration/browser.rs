@@ -268,5 +268,51 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
         .unwrap();
     assert_eq!(status, serde_json::json!(403));
     wait_text(&client, &sensor_url, "state", "paused(manual)").await;
+
+    // A public status page, opened without signing in.
+    client.goto(&format!("{base}/status-pages")).await.unwrap();
+    for (field, value) in [
+        ("slug", "public"),
+        ("title", "Our services"),
+        ("names", "web"),
+    ] {
+        client
+            .find(Locator::Css(&format!("input[name={field}]")))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Css("form.edit button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("a[href='/status/public']"))
+        .await
+        .unwrap();
+    client.delete_all_cookies().await.unwrap();
+    client.goto(&format!("{base}/status/public")).await.unwrap();
+    let page = client.source().await.unwrap();
+    assert!(
+        page.contains("web/app") && page.contains("maintenance"),
+        "{page}"
+    );
+    save_screenshot(&client.screenshot().await.unwrap(), "status-page.png");
+    client.goto(&format!("{base}/")).await.unwrap();
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/login"),
+        "signed out for the rest"
+    );
     client.close().await.unwrap();
 }

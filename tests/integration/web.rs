@@ -360,3 +360,49 @@ async fn reports_as_a_page_as_csv_and_as_json() {
     let reports: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reports.as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn public_status_pages_need_no_sign_in_and_show_no_hosts() {
+    let (_dir, state) = setup();
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            "/status-pages",
+            Some(&cookie),
+            &format!("csrf={csrf}&slug=Bad+Slug&title=x&names=db"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("page-error"), "{page}");
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            "/status-pages",
+            Some(&cookie),
+            &format!("csrf={csrf}&slug=public&title=Our+services&names=nothing"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown names are refused: {page}"
+    );
+    let form = format!("csrf={csrf}&slug=public&title=Our+%3Cb%3Eservices&names=Prod%2C+db");
+    let (status, _, _) = send(&state, post_form("/status-pages", Some(&cookie), &form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, page) = send(&state, get("/status/public", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("db/postgresql"), "{page}");
+    assert!(
+        page.contains("&#60;img src=x onerror=alert(1)&#62;/ssh")
+            || page.contains("&lt;img src=x onerror=alert(1)&gt;/ssh"),
+        "{page}"
+    );
+    assert!(!page.contains("<b>services"), "the title is escaped");
+    assert!(!page.contains("127.0.0.1"), "no hosts on a public page");
+    let (status, _, _) = send(&state, get("/status/nothing-here", None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
