@@ -34,6 +34,13 @@ pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long hourly rollups are kept.
 pub const ROLLUP_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// SQL statements run so far by every store connection of this process.
+pub fn statements_run() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
