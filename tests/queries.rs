@@ -13,7 +13,8 @@ use tower::ServiceExt;
 fn config(sensors: usize) -> String {
     let mut text = String::from("[[group]]\nname = \"Load\"\n");
     for server in 0..sensors.div_ceil(100) {
-        text += &format!("[[server]]\nname = \"s{server}\"\nhost = \"127.0.0.1\"\ngroup = \"Load\"\n");
+        text +=
+            &format!("[[server]]\nname = \"s{server}\"\nhost = \"127.0.0.1\"\ngroup = \"Load\"\n");
         for port in 0..100.min(sensors - server * 100) {
             text += &format!("  [[server.sensor]]\n  port = {}\n", 20_000 + port);
         }
@@ -24,12 +25,17 @@ fn config(sensors: usize) -> String {
 /// Statements run by one request for each of `paths`, on a store with
 /// `sensors` sensors.
 async fn statements(sensors: usize, paths: &[&str]) -> Vec<u64> {
-    let dir = std::env::temp_dir().join(format!("portwatch-queries-{}-{sensors}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "portwatch-queries-{}-{sensors}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("portwatch.db");
     let mut store = Store::open(&db).unwrap();
-    store.apply(&from_toml("load.toml", &config(sensors)).unwrap()).unwrap();
+    store
+        .apply(&from_toml("load.toml", &config(sensors)).unwrap())
+        .unwrap();
     let token = store.create_token("count", Role::Admin).unwrap();
     drop(store);
     let state = AppState::new(db, None, None);
@@ -38,14 +44,24 @@ async fn statements(sensors: usize, paths: &[&str]) -> Vec<u64> {
         // The first request opens the pooled connection; count the second.
         for round in 0..2 {
             let before = statements_run();
-            let request = Request::get(*path).header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty()).unwrap();
+            let request = Request::get(*path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
             let response = app(state.clone()).oneshot(request).await.unwrap();
             assert_eq!(response.status(), StatusCode::OK, "{path}");
-            let body = axum::body::to_bytes(response.into_body(), 1 << 26).await.unwrap();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 26)
+                .await
+                .unwrap();
             if round == 1 {
                 counts.push(statements_run() - before);
                 if *path == "/" {
-                    assert_eq!(String::from_utf8_lossy(&body).matches("class=\"sensor\"").count(), sensors);
+                    assert_eq!(
+                        String::from_utf8_lossy(&body)
+                            .matches("class=\"sensor\"")
+                            .count(),
+                        sensors
+                    );
                 }
             }
         }

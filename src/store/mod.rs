@@ -748,6 +748,123 @@ impl Store {
         Ok(id)
     }
 
+    /// The settings of a sensor as stored (its own overrides, not what it
+    /// inherits), its port, `expect_closed`, and whether a file manages it.
+    pub fn sensor_settings(&self, id: i64) -> Result<(u16, bool, Overrides, bool), StoreError> {
+        let row: Option<(u16, bool, String, bool)> = self
+            .conn
+            .query_row(
+                "SELECT port, expect_closed, settings, managed FROM sensors WHERE id = ?1 AND retired_at IS NULL",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(self.sqlite())?;
+        let (port, expect_closed, settings, managed) =
+            row.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let overrides = serde_json::from_str(&settings)
+            .map_err(|e| StoreError::Damaged(self.path.clone(), e.to_string()))?;
+        Ok((port, expect_closed, overrides, managed))
+    }
+
+    /// Changes a sensor made in the web interface or the API. File-managed
+    /// sensors are changed in their file. A dependency must name an active
+    /// sensor and must not close a cycle.
+    pub fn update_sensor(
+        &mut self,
+        id: i64,
+        port: u16,
+        expect_closed: bool,
+        overrides: &Overrides,
+    ) -> Result<(), StoreError> {
+        let (_, _, _, managed) = self.sensor_settings(id)?;
+        if managed {
+            return Err(StoreError::Conflict(
+                "this sensor is declared in the configuration file: change it there".into(),
+            ));
+        }
+        // Check the dependency on the configuration as it would become.
+        let mut loaded = self.load()?;
+        if let Some(dep) = &overrides.depends_on
+            && !loaded.ids.contains_key(dep)
+        {
+            return Err(StoreError::Conflict(format!(
+                "depends_on '{dep}' is not a sensor: write server/sensor"
+            )));
+        }
+        let sensor_path = loaded
+            .ids
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default();
+        if let Some((server_name, sensor_name)) = sensor_path.split_once('/') {
+            let sensor = loaded
+                .config
+                .servers
+                .iter_mut()
+                .filter(|s| s.name == server_name)
+                .flat_map(|s| s.sensors.iter_mut())
+                .find(|s| s.name == sensor_name);
+            if let Some(sensor) = sensor {
+                sensor.overrides = overrides.clone();
+            }
+        }
+        if let Some(at) = crate::config::model::find_cycle(&loaded.config) {
+            return Err(StoreError::Conflict(format!(
+                "that dependency would close a cycle through '{at}'"
+            )));
+        }
+        let path = self.path.clone();
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        tx.execute(
+            "UPDATE sensors SET port = ?2, expect_closed = ?3, settings = ?4 WHERE id = ?1",
+            params![
+                id,
+                port,
+                expect_closed,
+                serde_json::to_string(overrides).expect("settings serialise")
+            ],
+        )
+        .map_err(sqlite)?;
+        tx.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'config_generation'",
+            [],
+        )
+        .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        Ok(())
+    }
+
+    /// Removes a sensor made in the web interface or the API from
+    /// monitoring (its history is kept).
+    pub fn retire_sensor(&mut self, id: i64) -> Result<(), StoreError> {
+        let (_, _, _, managed) = self.sensor_settings(id)?;
+        if managed {
+            return Err(StoreError::Conflict(
+                "this sensor is declared in the configuration file: remove it there".into(),
+            ));
+        }
+        let now = jiff::Timestamp::now().as_millisecond();
+        self.conn
+            .execute(
+                "UPDATE sensors SET retired_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(self.sqlite())?;
+        self.conn
+            .execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'config_generation'",
+                [],
+            )
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
     /// The path (`server/sensor`) of an active sensor id.
     pub fn sensor_path(&self, id: i64) -> Result<String, StoreError> {
         self.conn

@@ -213,3 +213,82 @@ pub async fn openapi() -> Response {
     )
         .into_response()
 }
+
+#[derive(Deserialize)]
+pub struct NewSensor {
+    server: String,
+    host: String,
+    port: serde_json::Value,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    interval: Option<String>,
+}
+
+/// `POST /api/sensors`: adds a sensor (admin); the server is created if
+/// needed.
+pub async fn create(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Json(new): Json<NewSensor>,
+) -> Result<Response, AppError> {
+    user.0.require_admin()?;
+    let services = crate::probe::Services::global();
+    let server = new.server.trim().to_owned();
+    if server.is_empty() || server.contains('/') {
+        return Err(AppError::BadRequest(
+            "server: give a name without '/'".into(),
+        ));
+    }
+    let host = crate::probe::target::parse_bare_host(&new.host)
+        .map_err(|e| AppError::BadRequest(format!("host: {e}")))?;
+    let port_text = match &new.port {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let port = crate::probe::target::parse_port(&port_text, services)
+        .map_err(|e| AppError::BadRequest(format!("port: {e}")))?;
+    let interval = match new.interval.as_deref() {
+        None | Some("") => None,
+        Some(text) => {
+            let interval = crate::duration::parse(text)
+                .map_err(|e| AppError::BadRequest(format!("interval: {e}")))?;
+            if interval.as_secs() < 1 {
+                return Err(AppError::BadRequest(
+                    "interval: it must be at least 1s".into(),
+                ));
+            }
+            Some(interval)
+        }
+    };
+    let name = new
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| {
+            services
+                .by_port(port)
+                .map_or_else(|| port.to_string(), |s| s.name.clone())
+        });
+    if name.contains('/') {
+        return Err(AppError::BadRequest("name: it cannot contain '/'".into()));
+    }
+    let id = state
+        .store(move |store| store.add_sensor(&server, &host, port, &name, interval))
+        .await?;
+    let row = state
+        .store(move |store| Ok(store.status()?.into_iter().find(|r| r.id == id)))
+        .await?;
+    let row = row.ok_or_else(|| AppError::Internal("the new sensor vanished".into()))?;
+    Ok((axum::http::StatusCode::CREATED, Json(SensorJson::from(row))).into_response())
+}
+
+/// `DELETE /api/sensors/{id}` (admin): stops monitoring it; history stays.
+pub async fn delete(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    user.0.require_admin()?;
+    state.store(move |store| store.retire_sensor(id)).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}

@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 pub mod chart;
+mod edit;
 mod metrics;
 mod pages;
 mod reports;
@@ -182,6 +183,8 @@ pub fn app(state: AppState) -> Router {
             get(pages::new_sensor_form).post(pages::create_sensor),
         )
         .route("/sensors/{id}", get(pages::sensor))
+        .route("/sensors/{id}/edit", get(edit::form).post(edit::update))
+        .route("/sensors/{id}/delete", post(edit::delete))
         .route("/sensors/{id}/pause", post(pages::pause))
         .route("/sensors/{id}/resume", post(pages::resume))
         .route("/events", get(pages::events))
@@ -193,8 +196,8 @@ pub fn app(state: AppState) -> Router {
         .route("/status-pages/{slug}/delete", post(status_pages::delete))
         .route("/status/{slug}", get(status_pages::public))
         .route("/api/reports", get(reports::api))
-        .route("/api/sensors", get(api::list))
-        .route("/api/sensors/{id}", get(api::get))
+        .route("/api/sensors", get(api::list).post(api::create))
+        .route("/api/sensors/{id}", get(api::get).delete(api::delete))
         .route("/api/sensors/{id}/pause", post(api::pause))
         .route("/api/sensors/{id}/resume", post(api::resume))
         .route("/api/events", get(api::events))

@@ -406,3 +406,141 @@ async fn public_status_pages_need_no_sign_in_and_show_no_hosts() {
     let (status, _, _) = send(&state, get("/status/nothing-here", None)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let file_sensor = sensor_id(&db, "db/postgresql");
+    let (status, _, _) = send(
+        &state,
+        get(&format!("/sensors/{file_sensor}/edit"), Some(&cookie)),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "file-managed sensors are read-only"
+    );
+
+    let form = format!("csrf={csrf}&server=app&host=127.0.0.1&port=8080&name=&interval=");
+    send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
+    let form = format!("csrf={csrf}&server=app&host=127.0.0.1&port=8443&name=&interval=");
+    send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
+    let a = sensor_id(&db, "app/http-alt");
+    let b = sensor_id(&db, "app/pcsync-https");
+
+    let edit = |id: i64, fields: &str| {
+        post_form(
+            &format!("/sensors/{id}/edit"),
+            Some(&cookie),
+            &format!("csrf={csrf}&{fields}"),
+        )
+    };
+    let (status, _, page) = send(
+        &state,
+        edit(a, "port=8080&interval=ten&retries=99&depends_on="),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("error-interval") && page.contains("error-retries"),
+        "{page}"
+    );
+    let (status, _, _) = send(
+        &state,
+        edit(
+            a,
+            "port=8080&interval=30s&retries=2&depends_on=app%2Fpcsync-https&expect_closed=1",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, page) = send(&state, edit(b, "port=8443&depends_on=app%2Fhttp-alt")).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a cycle is refused"
+    );
+    assert!(page.contains("cycle"), "{page}");
+    let (status, _, page) = send(&state, edit(b, "port=8443&depends_on=nope%2Fnothing")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("error-depends_on"), "{page}");
+
+    let store = Store::open(&db).unwrap();
+    let (port, expect_closed, overrides, managed) = store.sensor_settings(a).unwrap();
+    assert_eq!((port, expect_closed, managed), (8080, true, false));
+    assert_eq!(overrides.interval, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(overrides.depends_on.as_deref(), Some("app/pcsync-https"));
+    drop(store);
+
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            &format!("/sensors/{b}/delete"),
+            Some(&cookie),
+            &format!("csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        Store::open(&db)
+            .unwrap()
+            .sensor_ids("app/pcsync-https")
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_api_adds_and_removes_sensors() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let token = Store::open(&db)
+        .unwrap()
+        .create_token("ci", Role::Admin)
+        .unwrap();
+    let json = |method: &str, path: &str, body: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let (status, _, body) = send(
+        &state,
+        json(
+            "POST",
+            "/api/sensors",
+            r#"{"server":"api","host":"2001:db8::1","port":"ssh"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (created["sensor"].as_str(), created["port"].as_u64()),
+        (Some("api/ssh"), Some(22))
+    );
+    let (status, _, body) = send(
+        &state,
+        json(
+            "POST",
+            "/api/sensors",
+            r#"{"server":"api","host":"x","port":0}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("port: port '0' is out of range"), "{body}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, _, _) = send(&state, json("DELETE", &format!("/api/sensors/{id}"), "")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let file = sensor_id(&db, "db/postgresql");
+    let (status, _, body) = send(&state, json("DELETE", &format!("/api/sensors/{file}"), "")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("configuration file"), "{body}");
+}

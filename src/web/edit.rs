@@ -1,0 +1,243 @@
+//! Editing and deleting sensors made in the web interface or the API.
+//! Sensors declared in a configuration file are read-only here.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::auth::PageUser;
+use super::{AppError, AppState};
+use crate::config::Overrides;
+use crate::probe::Services;
+use crate::probe::target::parse_port;
+
+struct Field {
+    name: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    value: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "edit_sensor.html")]
+struct EditPage {
+    user: Option<String>,
+    admin: bool,
+    csrf: String,
+    id: i64,
+    path: String,
+    fields: Vec<Field>,
+    expect_closed: bool,
+}
+
+#[derive(Deserialize, Default)]
+pub struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    interval: String,
+    #[serde(default)]
+    timeout: String,
+    #[serde(default)]
+    warning: String,
+    #[serde(default)]
+    critical: String,
+    #[serde(default)]
+    retries: String,
+    #[serde(default)]
+    depends_on: String,
+    #[serde(default)]
+    expect_closed: Option<String>,
+}
+
+fn show(duration: Option<std::time::Duration>) -> String {
+    duration.map(crate::duration::format).unwrap_or_default()
+}
+
+fn fields(form: &EditForm) -> Vec<Field> {
+    let field = |name, label, hint, value: &String| Field {
+        name,
+        label,
+        hint,
+        value: value.clone(),
+        error: None,
+    };
+    vec![
+        field("port", "Port", "443 or https", &form.port),
+        field("interval", "Interval", "inherited", &form.interval),
+        field("timeout", "Timeout", "inherited", &form.timeout),
+        field("warning", "Warning above", "none", &form.warning),
+        field("critical", "Down above", "none", &form.critical),
+        field(
+            "retries",
+            "Re-checks before DOWN",
+            "inherited",
+            &form.retries,
+        ),
+        field(
+            "depends_on",
+            "Depends on",
+            "server/sensor",
+            &form.depends_on,
+        ),
+    ]
+}
+
+async fn page(
+    state: &AppState,
+    user: &crate::store::accounts::Account,
+    id: i64,
+    form: EditForm,
+    errors: Vec<(&str, String)>,
+) -> Result<Response, AppError> {
+    let path = state.store(move |store| store.sensor_path(id)).await?;
+    let mut fields = fields(&form);
+    for (name, message) in errors {
+        if let Some(field) = fields.iter_mut().find(|f| f.name == name) {
+            field.error = Some(message);
+        }
+    }
+    let invalid = fields.iter().any(|f| f.error.is_some());
+    let html = EditPage {
+        user: Some(user.name.clone()),
+        admin: true,
+        csrf: user.csrf.clone(),
+        id,
+        path,
+        fields,
+        expect_closed: form.expect_closed.is_some(),
+    }
+    .render()
+    .map_err(|e| AppError::Internal(e.to_string()))?;
+    let mut response = Html(html).into_response();
+    if invalid {
+        *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(response)
+}
+
+/// `GET /sensors/{id}/edit`.
+pub async fn form(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    let (port, expect_closed, o, managed) =
+        state.store(move |store| store.sensor_settings(id)).await?;
+    if managed {
+        return Err(AppError::Forbidden(
+            "this sensor is declared in the configuration file: change it there",
+        ));
+    }
+    let form = EditForm {
+        csrf: String::new(),
+        port: port.to_string(),
+        interval: show(o.interval),
+        timeout: show(o.timeout),
+        warning: show(o.warning),
+        critical: show(o.critical),
+        retries: o.retries.map(|r| r.to_string()).unwrap_or_default(),
+        depends_on: o.depends_on.unwrap_or_default(),
+        expect_closed: expect_closed.then(|| "1".to_owned()),
+    };
+    page(&state, &user, id, form, Vec::new()).await
+}
+
+/// Parses the form; errors come back by field name.
+fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)>> {
+    let mut errors = Vec::new();
+    let port = parse_port(&form.port, Services::global())
+        .map_err(|e| errors.push(("port", e.to_string())))
+        .ok();
+    let mut duration = |name: &'static str, text: &str| -> Option<std::time::Duration> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        crate::duration::parse(text)
+            .map_err(|e| errors.push((name, e.to_string())))
+            .ok()
+    };
+    let interval = duration("interval", &form.interval);
+    let timeout = duration("timeout", &form.timeout);
+    let warning = duration("warning", &form.warning);
+    let critical = duration("critical", &form.critical);
+    if interval.is_some_and(|i| i.as_secs() < 1) {
+        errors.push(("interval", "The interval must be at least 1s.".into()));
+    }
+    let retries = match form.retries.trim() {
+        "" => None,
+        text => match text.parse::<u32>() {
+            Ok(n @ 0..=10) => Some(n),
+            _ => {
+                errors.push(("retries", "Use a number from 0 to 10.".into()));
+                None
+            }
+        },
+    };
+    let depends_on = Some(form.depends_on.trim().to_owned()).filter(|d| !d.is_empty());
+    match (port, errors.is_empty()) {
+        (Some(port), true) => Ok((
+            port,
+            Overrides {
+                interval,
+                timeout,
+                warning,
+                critical,
+                retries,
+                depends_on,
+            },
+        )),
+        _ => Err(errors),
+    }
+}
+
+/// `POST /sensors/{id}/edit`.
+pub async fn update(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<EditForm>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&form.csrf)?;
+    user.require_admin()?;
+    let (port, overrides) = match parse(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return page(&state, &user, id, form, errors).await,
+    };
+    let expect_closed = form.expect_closed.is_some();
+    match state
+        .store(move |store| store.update_sensor(id, port, expect_closed, &overrides))
+        .await
+    {
+        Ok(()) => Ok(Redirect::to(&format!("/sensors/{id}")).into_response()),
+        Err(AppError::BadRequest(message)) => {
+            page(&state, &user, id, form, vec![("depends_on", message)]).await
+        }
+        Err(other) => Err(other),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /sensors/{id}/delete`.
+pub async fn delete(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&form.csrf)?;
+    user.require_admin()?;
+    state.store(move |store| store.retire_sensor(id)).await?;
+    Ok(Redirect::to("/").into_response())
+}
