@@ -35,10 +35,14 @@
 //!   - [`store::rollup`]: hourly rollups.
 //!   - [`store::writer`]: the one writer thread that batches all writes.
 //! - [`report`]: uptime by time and by requests, outages, connect times.
+//! - [`web`]: the web interface, JSON API and `/metrics` (axum; askama
+//!   templates in `templates/`, embedded assets in `assets/`), with sign-in,
+//!   sessions, CSRF tokens and API tokens ([`store::accounts`]).
 //! - [`duration`]: the human duration syntax shared by the CLI and the
 //!   configuration (`500ms`, `10s`, `2m`).
 //! - [`cli`]: the command line, one file per subcommand (`check`, `scan`,
-//!   `ports`, `serve`, `apply`, `status`, `report`, `pause`/`resume`), plus
+//!   `ports`, `serve`, `apply`, `status`, `report`, `pause`/`resume`,
+//!   `access`), plus
 //!   output formatting (human, JSON Lines, Nagios).
 //! - `main.rs`: parses arguments, runs the subcommand, and maps errors to
 //!   exit codes.
