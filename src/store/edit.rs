@@ -435,3 +435,42 @@ impl Store {
         }
     }
 }
+
+/// A group or server as the configuration page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigItem {
+    /// Group path or server name.
+    pub name: String,
+    /// The server's host (empty for groups).
+    pub host: String,
+    /// The server's group (empty for groups).
+    pub group: String,
+    /// Its own settings.
+    pub overrides: Overrides,
+    /// Declared in a configuration file.
+    pub managed: bool,
+}
+
+impl Store {
+    /// Active groups (`servers == false`) or servers.
+    pub fn config_items(&self, servers: bool) -> Result<Vec<ConfigItem>, StoreError> {
+        let sql = if servers {
+            "SELECT name, host, coalesce(group_path, ''), settings, managed FROM servers WHERE retired_at IS NULL ORDER BY name"
+        } else {
+            "SELECT path, '', '', settings, managed FROM groups WHERE retired_at IS NULL ORDER BY path"
+        };
+        let mut statement = self.conn.prepare(sql).map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(ConfigItem {
+                    name: r.get(0)?,
+                    host: r.get(1)?,
+                    group: r.get(2)?,
+                    overrides: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                    managed: r.get(4)?,
+                })
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+}

@@ -7,7 +7,7 @@
 //! connections.
 
 pub mod accounts;
-mod edit;
+pub mod edit;
 pub mod pack;
 pub mod rollup;
 mod schema;

@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 pub mod chart;
+mod config_pages;
 mod edit;
 mod metrics;
 mod pages;
@@ -188,6 +189,15 @@ pub fn app(state: AppState) -> Router {
         .route("/sensors/{id}/pause", post(pages::pause))
         .route("/sensors/{id}/resume", post(pages::resume))
         .route("/events", get(pages::events))
+        .route("/config", get(config_pages::page))
+        .route("/config/group", post(config_pages::save_group))
+        .route("/config/server", post(config_pages::save_server))
+        .route("/config/window", post(config_pages::add_window))
+        .route(
+            "/config/window/{id}/delete",
+            post(config_pages::delete_window),
+        )
+        .route("/config/{kind}/delete", post(config_pages::delete))
         .route("/reports", get(reports::page))
         .route(
             "/status-pages",

@@ -544,3 +544,146 @@ async fn the_api_adds_and_removes_sensors() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("configuration file"), "{body}");
 }
+
+#[tokio::test]
+async fn groups_servers_and_maintenance_windows_are_edited_through_forms() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let post =
+        |path: &str, fields: &str| post_form(path, Some(&cookie), &format!("csrf={csrf}&{fields}"));
+
+    let (status, _, page) = send(&state, post("/config/group", "name=Site%2FWeb")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("error-group-name") && page.contains("parent group"),
+        "{page}"
+    );
+    let (status, _, _) = send(
+        &state,
+        post("/config/group", "name=Site&interval=30s&retries=2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, page) = send(
+        &state,
+        post(
+            "/config/group",
+            "name=Site&depends_on=db%2Fpostgresql&interval=ten",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("error-group-interval"), "{page}");
+
+    let (status, _, page) = send(
+        &state,
+        post("/config/server", "name=edge&host=127.0.0.1&group=Nowhere"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("error-server-group"), "{page}");
+    let (status, _, page) = send(&state, post("/config/server", "name=edge&host=bad+host")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("error-server-host"), "{page}");
+    let (status, _, _) = send(
+        &state,
+        post(
+            "/config/server",
+            "name=edge&host=127.0.0.1&group=Site&tags=eu%2C+lb",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, page) = send(&state, post("/config/server", "name=db&host=127.0.0.2")).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "file-managed servers are read-only"
+    );
+    assert!(page.contains("configuration file"), "{page}");
+
+    let (status, _, page) = send(
+        &state,
+        post(
+            "/config/window",
+            "name=nightly&every=day&start=02%3A00&duration=1h&timezone=Mars%2FBase&servers=db",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("error-window-timezone"), "{page}");
+    let (status, _, page) = send(
+        &state,
+        post(
+            "/config/window",
+            "name=move&from=2026-12-02T00%3A00&until=2026-12-01T00%3A00&servers=db",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("error-window-until"), "{page}");
+    let (status, _, _) = send(
+        &state,
+        post(
+            "/config/window",
+            "name=nightly&every=day&start=02%3A00&duration=1h&timezone=Europe%2FBerlin&servers=db",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    let store = Store::open(&db).unwrap();
+    let loaded = store.load().unwrap();
+    let site = loaded
+        .config
+        .groups
+        .iter()
+        .find(|g| g.path == "Site")
+        .unwrap();
+    assert_eq!(
+        (site.overrides.interval, site.overrides.retries),
+        (Some(std::time::Duration::from_secs(30)), Some(2))
+    );
+    let edge = loaded
+        .config
+        .servers
+        .iter()
+        .find(|s| s.name == "edge")
+        .unwrap();
+    assert_eq!(
+        (edge.group.as_deref(), edge.tags.clone()),
+        (Some("Site"), vec!["eu".to_owned(), "lb".to_owned()])
+    );
+    assert_eq!(loaded.config.maintenance.len(), 1);
+    let window_id = store.windows().unwrap()[0].0;
+    drop(store);
+
+    let (status, _, page) = send(&state, post("/config/group/delete", "name=Site")).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a group holding servers stays: {page}"
+    );
+    let (status, _, _) = send(&state, post("/config/server/delete", "name=edge")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = send(&state, post("/config/group/delete", "name=Site")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = send(
+        &state,
+        post(&format!("/config/window/{window_id}/delete"), ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let loaded = Store::open(&db).unwrap().load().unwrap();
+    assert!(
+        loaded.config.maintenance.is_empty()
+            && !loaded.config.groups.iter().any(|g| g.path == "Site")
+    );
+    let (status, _, page) = send(&state, get("/config", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("<em>file</em>"),
+        "file-managed items are marked"
+    );
+}

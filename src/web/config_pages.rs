@@ -1,0 +1,482 @@
+//! The configuration page: groups, servers and maintenance windows made in
+//! the web interface, each with a form whose errors sit next to the field.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use super::auth::PageUser;
+use super::{AppError, AppState};
+use crate::config::model::parse_days;
+use crate::config::{Overrides, WindowDef, WindowRule};
+use crate::store::accounts::Account;
+
+/// A form field with its value and error.
+pub struct Field {
+    name: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    value: String,
+    error: Option<String>,
+}
+
+const SETTINGS: [(&str, &str, &str); 6] = [
+    ("interval", "Interval", "inherited"),
+    ("timeout", "Timeout", "inherited"),
+    ("warning", "Warning above", "none"),
+    ("critical", "Down above", "none"),
+    ("retries", "Re-checks before DOWN", "inherited"),
+    ("depends_on", "Depends on", "server/sensor"),
+];
+const GROUP: [(&str, &str, &str); 1] = [("name", "Group", "Production or Production/Web")];
+const SERVER: [(&str, &str, &str); 4] = [
+    ("name", "Server", "web1"),
+    ("host", "Host", "web1.example.com"),
+    ("group", "Group", "none"),
+    ("tags", "Tags", "frontend, eu"),
+];
+const WINDOW: [(&str, &str, &str); 10] = [
+    ("name", "Name", "Sunday backups"),
+    ("from", "From (one-off)", "2026-12-01T22:00"),
+    ("until", "Until (one-off)", "2026-12-02T01:00"),
+    (
+        "every",
+        "Every (recurring)",
+        "sunday, weekday, weekend or day",
+    ),
+    ("start", "Start (recurring)", "02:00"),
+    ("duration", "Duration (recurring)", "1h"),
+    ("timezone", "Time zone", "UTC"),
+    ("groups", "Groups", "Production"),
+    ("servers", "Servers", "web1, web2"),
+    ("sensors", "Sensors", "db/postgresql"),
+];
+
+fn fields(
+    spec: &[(&'static str, &'static str, &'static str)],
+    form: &HashMap<String, String>,
+    errors: &[(&'static str, String)],
+) -> Vec<Field> {
+    spec.iter()
+        .map(|&(name, label, hint)| Field {
+            name,
+            label,
+            hint,
+            value: form.get(name).cloned().unwrap_or_default(),
+            error: errors
+                .iter()
+                .find(|(field, _)| *field == name)
+                .map(|(_, e)| e.clone()),
+        })
+        .collect()
+}
+
+struct ItemView {
+    name: String,
+    host: String,
+    group: String,
+    summary: String,
+    managed: bool,
+}
+
+struct WindowView {
+    id: i64,
+    name: String,
+    when: String,
+    covers: String,
+    managed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "config.html")]
+struct ConfigPage {
+    user: Option<String>,
+    admin: bool,
+    csrf: String,
+    groups: Vec<ItemView>,
+    servers: Vec<ItemView>,
+    windows: Vec<WindowView>,
+    group_fields: Vec<Field>,
+    server_fields: Vec<Field>,
+    window_fields: Vec<Field>,
+}
+
+fn summary(o: &Overrides) -> String {
+    let show = |name: &str, d: Option<std::time::Duration>| {
+        d.map(|d| format!("{name} {}", crate::duration::format(d)))
+    };
+    [
+        show("every", o.interval),
+        show("timeout", o.timeout),
+        show("warning", o.warning),
+        show("down", o.critical),
+        o.retries.map(|r| format!("{r} re-checks")),
+        o.depends_on.as_ref().map(|d| format!("depends on {d}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// Which form the errors belong to.
+enum Failed {
+    None,
+    Group(HashMap<String, String>, Vec<(&'static str, String)>),
+    Server(HashMap<String, String>, Vec<(&'static str, String)>),
+    Window(HashMap<String, String>, Vec<(&'static str, String)>),
+}
+
+async fn render(state: &AppState, user: &Account, failed: Failed) -> Result<Response, AppError> {
+    let (groups, servers, windows) = state
+        .store(|store| {
+            Ok((
+                store.config_items(false)?,
+                store.config_items(true)?,
+                store.windows()?,
+            ))
+        })
+        .await?;
+    let view = |item: crate::store::edit::ConfigItem| ItemView {
+        summary: summary(&item.overrides),
+        name: item.name,
+        host: item.host,
+        group: item.group,
+        managed: item.managed,
+    };
+    let empty = HashMap::new();
+    let (mut g, mut s, mut w) = ((&empty, &[][..]), (&empty, &[][..]), (&empty, &[][..]));
+    let invalid = !matches!(failed, Failed::None);
+    match &failed {
+        Failed::Group(form, errors) => g = (form, errors),
+        Failed::Server(form, errors) => s = (form, errors),
+        Failed::Window(form, errors) => w = (form, errors),
+        Failed::None => {}
+    }
+    let page = ConfigPage {
+        user: Some(user.name.clone()),
+        admin: true,
+        csrf: user.csrf.clone(),
+        groups: groups.into_iter().map(view).collect(),
+        servers: servers.into_iter().map(view).collect(),
+        windows: windows
+            .into_iter()
+            .map(|(id, managed, w)| WindowView {
+                id,
+                when: match &w.rule {
+                    WindowRule::Once { start, end } => format!("{start} to {end}"),
+                    WindowRule::Weekly {
+                        start,
+                        duration,
+                        zone,
+                        ..
+                    } => {
+                        format!(
+                            "weekly at {start} for {} ({})",
+                            crate::duration::format(*duration),
+                            zone.iana_name().unwrap_or("UTC")
+                        )
+                    }
+                },
+                covers: w
+                    .groups
+                    .iter()
+                    .chain(&w.servers)
+                    .chain(&w.sensors)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                name: w.name,
+                managed,
+            })
+            .collect(),
+        group_fields: fields(&[&GROUP[..], &SETTINGS[..]].concat(), g.0, g.1),
+        server_fields: fields(&[&SERVER[..], &SETTINGS[..]].concat(), s.0, s.1),
+        window_fields: fields(&WINDOW, w.0, w.1),
+    };
+    let html = page
+        .render()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let mut response = Html(html).into_response();
+    if invalid {
+        *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(response)
+}
+
+/// `GET /config`.
+pub async fn page(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+) -> Result<Response, AppError> {
+    user.require_admin()?;
+    render(&state, &user, Failed::None).await
+}
+
+fn text(form: &HashMap<String, String>, name: &str) -> String {
+    form.get(name)
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn list(form: &HashMap<String, String>, name: &str) -> Vec<String> {
+    text(form, name)
+        .split(',')
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// The inheritable settings of a form; errors by field.
+pub fn parse_overrides(
+    form: &HashMap<String, String>,
+    errors: &mut Vec<(&'static str, String)>,
+) -> Overrides {
+    let mut duration = |name: &'static str| -> Option<std::time::Duration> {
+        let value = text(form, name);
+        if value.is_empty() {
+            return None;
+        }
+        crate::duration::parse(&value)
+            .map_err(|e| errors.push((name, e.to_string())))
+            .ok()
+    };
+    let interval = duration("interval");
+    let timeout = duration("timeout");
+    let warning = duration("warning");
+    let critical = duration("critical");
+    if interval.is_some_and(|i| i.as_secs() < 1) {
+        errors.push(("interval", "The interval must be at least 1s.".into()));
+    }
+    let retries = match text(form, "retries").as_str() {
+        "" => None,
+        value => match value.parse::<u32>() {
+            Ok(n @ 0..=10) => Some(n),
+            _ => {
+                errors.push(("retries", "Use a number from 0 to 10.".into()));
+                None
+            }
+        },
+    };
+    let depends_on = Some(text(form, "depends_on")).filter(|d| !d.is_empty());
+    Overrides {
+        interval,
+        timeout,
+        warning,
+        critical,
+        retries,
+        depends_on,
+    }
+}
+
+/// Puts a store refusal next to the field it is about.
+fn refusal(error: AppError, field: &'static str) -> Result<(&'static str, String), AppError> {
+    match error {
+        AppError::BadRequest(message) | AppError::NotFound(message) => {
+            let field = if message.contains("depends_on") || message.contains("cycle") {
+                "depends_on"
+            } else {
+                field
+            };
+            Ok((field, message))
+        }
+        other => Err(other),
+    }
+}
+
+/// `POST /config/group`.
+pub async fn save_group(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&text(&form, "csrf"))?;
+    user.require_admin()?;
+    let mut errors = Vec::new();
+    let overrides = parse_overrides(&form, &mut errors);
+    if errors.is_empty() {
+        let name = text(&form, "name");
+        match state
+            .store(move |store| store.save_group(&name, &overrides))
+            .await
+        {
+            Ok(()) => return Ok(Redirect::to("/config").into_response()),
+            Err(error) => errors.push(refusal(error, "name")?),
+        }
+    }
+    render(&state, &user, Failed::Group(form, errors)).await
+}
+
+/// `POST /config/server`.
+pub async fn save_server(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&text(&form, "csrf"))?;
+    user.require_admin()?;
+    let mut errors = Vec::new();
+    let overrides = parse_overrides(&form, &mut errors);
+    let host = crate::probe::target::parse_bare_host(&text(&form, "host"))
+        .map_err(|e| errors.push(("host", e.to_string())))
+        .ok();
+    if let (Some(host), true) = (host, errors.is_empty()) {
+        let (name, group, tags) = (
+            text(&form, "name"),
+            Some(text(&form, "group")).filter(|g| !g.is_empty()),
+            list(&form, "tags"),
+        );
+        let field = if group.is_some() { "group" } else { "name" };
+        match state
+            .store(move |store| {
+                store.save_server(&name, &host, group.as_deref(), &overrides, &tags)
+            })
+            .await
+        {
+            Ok(()) => return Ok(Redirect::to("/config").into_response()),
+            Err(error) => {
+                let (field, message) = refusal(error, field)?;
+                let field = if message.contains("group") {
+                    "group"
+                } else if message.contains("server") {
+                    "name"
+                } else {
+                    field
+                };
+                errors.push((field, message));
+            }
+        }
+    }
+    render(&state, &user, Failed::Server(form, errors)).await
+}
+
+/// Builds a window from the form: `from`/`until`, or `every`/`start`/`duration`.
+fn parse_window(
+    form: &HashMap<String, String>,
+    errors: &mut Vec<(&'static str, String)>,
+) -> Option<WindowDef> {
+    let name = text(form, "name");
+    if name.is_empty() {
+        errors.push(("name", "Give the window a name.".into()));
+    }
+    let zone_name = Some(text(form, "timezone"))
+        .filter(|z| !z.is_empty())
+        .unwrap_or_else(|| "UTC".into());
+    let zone = jiff::tz::TimeZone::get(&zone_name)
+        .map_err(|_| {
+            errors.push((
+                "timezone",
+                format!("Unknown time zone '{zone_name}': use an IANA name such as Europe/Berlin."),
+            ))
+        })
+        .ok()?;
+    let civil = |field: &'static str,
+                 errors: &mut Vec<(&'static str, String)>|
+     -> Option<jiff::Timestamp> {
+        let value = text(form, field).replace(' ', "T");
+        let parsed: Option<jiff::civil::DateTime> = value.parse().ok();
+        match parsed.and_then(|dt| zone.to_timestamp(dt).ok()) {
+            Some(ts) => Some(ts),
+            None => {
+                errors.push((
+                    field,
+                    format!("Write a date and time such as 2026-12-01T22:00, not '{value}'."),
+                ));
+                None
+            }
+        }
+    };
+    let rule = if !text(form, "from").is_empty() || !text(form, "until").is_empty() {
+        let (start, end) = (civil("from", errors), civil("until", errors));
+        match (start, end) {
+            (Some(start), Some(end)) if end > start => Some(WindowRule::Once { start, end }),
+            (Some(_), Some(_)) => {
+                errors.push(("until", "'Until' must be after 'from'.".into()));
+                None
+            }
+            _ => None,
+        }
+    } else {
+        let days = parse_days(&text(form, "every"))
+            .map_err(|e| errors.push(("every", e)))
+            .ok();
+        let start: Option<jiff::civil::Time> = text(form, "start")
+            .parse()
+            .map_err(|_| errors.push(("start", "Write a time such as 02:00.".into())))
+            .ok();
+        let duration = crate::duration::parse(&text(form, "duration"))
+            .map_err(|e| errors.push(("duration", e.to_string())))
+            .ok();
+        match (days, start, duration) {
+            (Some(days), Some(start), Some(duration)) => Some(WindowRule::Weekly {
+                days,
+                start,
+                duration,
+                zone: zone.clone(),
+            }),
+            _ => None,
+        }
+    };
+    let window = WindowDef {
+        name,
+        rule: rule?,
+        groups: list(form, "groups"),
+        servers: list(form, "servers"),
+        sensors: list(form, "sensors"),
+    };
+    if window.groups.is_empty() && window.servers.is_empty() && window.sensors.is_empty() {
+        errors.push((
+            "sensors",
+            "Name at least one group, server or sensor.".into(),
+        ));
+    }
+    errors.is_empty().then_some(window)
+}
+
+/// `POST /config/window`.
+pub async fn add_window(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&text(&form, "csrf"))?;
+    user.require_admin()?;
+    let mut errors = Vec::new();
+    if let Some(window) = parse_window(&form, &mut errors) {
+        match state.store(move |store| store.add_window(&window)).await {
+            Ok(()) => return Ok(Redirect::to("/config").into_response()),
+            Err(error) => errors.push(refusal(error, "sensors")?),
+        }
+    }
+    render(&state, &user, Failed::Window(form, errors)).await
+}
+
+/// `POST /config/group/delete` and `/config/server/delete`.
+pub async fn delete(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(kind): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&text(&form, "csrf"))?;
+    user.require_admin()?;
+    let name = text(&form, "name");
+    state.store(move |store| store.retire(&kind, &name)).await?;
+    Ok(Redirect::to("/config").into_response())
+}
+
+/// `POST /config/window/{id}/delete`.
+pub async fn delete_window(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&text(&form, "csrf"))?;
+    user.require_admin()?;
+    state.store(move |store| store.delete_window(id)).await?;
+    Ok(Redirect::to("/config").into_response())
+}
