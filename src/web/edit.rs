@@ -7,7 +7,10 @@ use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use std::collections::HashMap;
+
 use super::auth::PageUser;
+use super::config_pages::parse_overrides;
 use super::{AppError, AppState};
 use crate::config::Overrides;
 use crate::probe::Services;
@@ -155,44 +158,20 @@ fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)
     let port = parse_port(&form.port, Services::global())
         .map_err(|e| errors.push(("port", e.to_string())))
         .ok();
-    let mut duration = |name: &'static str, text: &str| -> Option<std::time::Duration> {
-        if text.trim().is_empty() {
-            return None;
-        }
-        crate::duration::parse(text)
-            .map_err(|e| errors.push((name, e.to_string())))
-            .ok()
-    };
-    let interval = duration("interval", &form.interval);
-    let timeout = duration("timeout", &form.timeout);
-    let warning = duration("warning", &form.warning);
-    let critical = duration("critical", &form.critical);
-    if interval.is_some_and(|i| i.as_secs() < 1) {
-        errors.push(("interval", "The interval must be at least 1s.".into()));
-    }
-    let retries = match form.retries.trim() {
-        "" => None,
-        text => match text.parse::<u32>() {
-            Ok(n @ 0..=10) => Some(n),
-            _ => {
-                errors.push(("retries", "Use a number from 0 to 10.".into()));
-                None
-            }
-        },
-    };
-    let depends_on = Some(form.depends_on.trim().to_owned()).filter(|d| !d.is_empty());
+    let fields: HashMap<String, String> = [
+        ("interval", &form.interval),
+        ("timeout", &form.timeout),
+        ("warning", &form.warning),
+        ("critical", &form.critical),
+        ("retries", &form.retries),
+        ("depends_on", &form.depends_on),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.clone()))
+    .collect();
+    let overrides = parse_overrides(&fields, &mut errors);
     match (port, errors.is_empty()) {
-        (Some(port), true) => Ok((
-            port,
-            Overrides {
-                interval,
-                timeout,
-                warning,
-                critical,
-                retries,
-                depends_on,
-            },
-        )),
+        (Some(port), true) => Ok((port, overrides)),
         _ => Err(errors),
     }
 }
