@@ -171,6 +171,10 @@ pub struct ServeArgs {
     /// Do not serve the web interface.
     #[arg(long)]
     pub no_web: bool,
+    /// Who may read /metrics: loopback clients freely (others with a
+    /// token), only token holders, or anyone.
+    #[arg(long, value_enum, default_value_t = crate::web::MetricsAccess::Loopback)]
+    pub metrics_access: crate::web::MetricsAccess,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,

@@ -465,6 +465,10 @@ impl Monitor {
         self.stats.update(|c| {
             c.done += 1;
             c.by_status[status_index.min(3)] += 1;
+            c.in_flight = c.in_flight.saturating_sub(1);
+            if let Some(index) = Reason::ALL.iter().position(|r| *r == result.reason) {
+                c.by_reason[index] += 1;
+            }
             if recheck {
                 c.rechecks += 1;
             } else {

@@ -29,6 +29,10 @@ pub struct Counts {
     pub missed: u64,
     /// Checks by status: up, warning, down, unknown.
     pub by_status: [u64; 4],
+    /// Checks by reason, indexed like [`crate::probe::Reason`]'s variants.
+    pub by_reason: [u64; 8],
+    /// Checks in flight now.
+    pub in_flight: u64,
     lateness: Vec<u64>,
 }
 
@@ -42,6 +46,8 @@ impl Default for MonitorStats {
                 late: 0,
                 missed: 0,
                 by_status: [0; 4],
+                by_reason: [0; 8],
+                in_flight: 0,
                 lateness: vec![0; BUCKETS],
             }),
         }

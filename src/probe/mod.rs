@@ -106,6 +106,18 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Reason; 8] = [
+        Reason::Connected,
+        Reason::Refused,
+        Reason::Timeout,
+        Reason::HostUnreachable,
+        Reason::NetworkUnreachable,
+        Reason::AdminProhibited,
+        Reason::DnsError,
+        Reason::LocalError,
+    ];
+
     /// The snake_case name used in JSON and logs.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -26,16 +26,7 @@ pub struct StoredResult {
 }
 
 const STATUSES: [Status; 4] = [Status::Up, Status::Warning, Status::Down, Status::Unknown];
-const REASONS: [Reason; 8] = [
-    Reason::Connected,
-    Reason::Refused,
-    Reason::Timeout,
-    Reason::HostUnreachable,
-    Reason::NetworkUnreachable,
-    Reason::AdminProhibited,
-    Reason::DnsError,
-    Reason::LocalError,
-];
+const REASONS: [Reason; 8] = Reason::ALL;
 const HAS_RTT: u8 = 0x80;
 
 fn code(result: &StoredResult) -> u8 {

@@ -72,6 +72,8 @@ pub struct WriterStats {
     pub events_stored: AtomicU64,
     /// Failed commits (each retried).
     pub write_errors: AtomicU64,
+    /// Results queued or held, not yet committed.
+    pub pending: AtomicU64,
 }
 
 /// The monitor's side of the writer. Cheap to clone.

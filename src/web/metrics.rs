@@ -31,6 +31,11 @@ struct SensorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -48,8 +53,12 @@ fn state_code(state: SensorState) -> i64 {
 }
 
 pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Response, AppError> {
-    let loopback = client_ip(&parts).is_some_and(|ip| ip.is_loopback());
-    if !loopback && account(&parts, &state).await?.is_none() {
+    let free = match state.metrics {
+        super::MetricsAccess::Open => true,
+        super::MetricsAccess::Loopback => client_ip(&parts).is_some_and(|ip| ip.is_loopback()),
+        super::MetricsAccess::Token => false,
+    };
+    if !free && account(&parts, &state).await?.is_none() {
         return Err(AppError::Unauthorized);
     }
     let rows = state.store(|store| store.status()).await?;
@@ -120,6 +129,26 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
                 .inc_by(n);
         }
         registry.register("portwatch_checks", "Checks done, by status", checks);
+        let by_reason = Family::<ReasonLabels, Counter>::default();
+        for (reason, n) in crate::probe::Reason::ALL.iter().zip(counts.by_reason) {
+            by_reason
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str().to_owned(),
+                })
+                .inc_by(n);
+        }
+        registry.register(
+            "portwatch_check_reasons",
+            "Checks done, by reason",
+            by_reason,
+        );
+        let in_flight = Gauge::<i64>::default();
+        in_flight.set(counts.in_flight as i64);
+        registry.register(
+            "portwatch_checks_in_flight",
+            "Checks running now",
+            in_flight,
+        );
         let counter = |n: u64| {
             let c = Counter::<u64>::default();
             c.inc_by(n);

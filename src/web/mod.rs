@@ -43,6 +43,19 @@ pub struct AppState {
     monitor: Option<Arc<MonitorStats>>,
     writer: Option<Arc<WriterStats>>,
     failed_logins: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
+    metrics: MetricsAccess,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MetricsAccess {
+    /// Clients on loopback freely, others with a token.
+    #[default]
+    Loopback,
+    /// Only with a token (or a session).
+    Token,
+    /// Anyone who can reach the port.
+    Open,
 }
 
 impl AppState {
@@ -58,7 +71,14 @@ impl AppState {
             monitor,
             writer,
             failed_logins: Arc::default(),
+            metrics: MetricsAccess::default(),
         }
+    }
+
+    /// Sets who may read `/metrics`.
+    pub fn with_metrics_access(mut self, access: MetricsAccess) -> AppState {
+        self.metrics = access;
+        self
     }
 
     /// Runs `work` with a store connection on a blocking thread.

@@ -23,6 +23,8 @@ impl Serve {
     fn start(dir: &Path, args: &[&str]) -> Serve {
         let mut child = Command::new(bin())
             .arg("serve")
+            // Tests run side by side: each web server takes a free port.
+            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .current_dir(dir)
             .env("NO_COLOR", "1")

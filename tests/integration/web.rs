@@ -687,3 +687,33 @@ async fn groups_servers_and_maintenance_windows_are_edited_through_forms() {
         "file-managed items are marked"
     );
 }
+
+#[tokio::test]
+async fn metrics_access_is_configurable() {
+    use portwatch::web::MetricsAccess;
+    let (_dir, state) = setup();
+    let from =
+        |ip: [u8; 4]| {
+            let mut request = get("/metrics", None);
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                std::net::SocketAddr::from((ip, 40000)),
+            ));
+            request
+        };
+    let loopback = state.clone().with_metrics_access(MetricsAccess::Loopback);
+    assert_eq!(
+        send(&loopback, from([127, 0, 0, 1])).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&loopback, from([192, 0, 2, 9])).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let token_only = state.clone().with_metrics_access(MetricsAccess::Token);
+    assert_eq!(
+        send(&token_only, from([127, 0, 0, 1])).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let open = state.with_metrics_access(MetricsAccess::Open);
+    assert_eq!(send(&open, from([192, 0, 2, 9])).await.0, StatusCode::OK);
+}
