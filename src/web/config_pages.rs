@@ -480,3 +480,200 @@ pub async fn delete_window(
     state.store(move |store| store.delete_window(id)).await?;
     Ok(Redirect::to("/config").into_response())
 }
+
+/// JSON bodies of the configuration API take the form's fields; numbers,
+/// booleans and lists are accepted too and turned into the form's text.
+fn json_fields(body: serde_json::Map<String, serde_json::Value>) -> HashMap<String, String> {
+    body.into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Array(items) => items
+                    .into_iter()
+                    .map(|i| match i {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (key, text)
+        })
+        .collect()
+}
+
+fn first_error(errors: Vec<(&'static str, String)>) -> AppError {
+    let text = errors
+        .into_iter()
+        .map(|(field, message)| format!("{field}: {message}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    AppError::BadRequest(text)
+}
+
+type JsonBody = axum::Json<serde_json::Map<String, serde_json::Value>>;
+
+/// `GET /api/groups`.
+pub async fn api_groups(
+    State(state): State<AppState>,
+    _: super::auth::ApiUser,
+) -> Result<Response, AppError> {
+    api_list(state, false).await
+}
+
+/// `GET /api/servers`.
+pub async fn api_servers(
+    State(state): State<AppState>,
+    _: super::auth::ApiUser,
+) -> Result<Response, AppError> {
+    api_list(state, true).await
+}
+
+async fn api_list(state: AppState, servers: bool) -> Result<Response, AppError> {
+    let items = state
+        .store(move |store| store.config_items(servers))
+        .await?;
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|i| serde_json::json!({ "name": i.name, "host": i.host, "group": i.group, "settings": i.overrides, "managed": i.managed }))
+        .collect();
+    Ok(axum::Json(items).into_response())
+}
+
+/// `POST /api/groups`: `{"name": "Site/Web", "interval": "30s", …}`.
+pub async fn api_save_group(
+    State(state): State<AppState>,
+    user: super::auth::ApiUser,
+    axum::Json(body): JsonBody,
+) -> Result<Response, AppError> {
+    user.0.require_admin()?;
+    let form = json_fields(body);
+    let mut errors = Vec::new();
+    let overrides = parse_overrides(&form, &mut errors);
+    if !errors.is_empty() {
+        return Err(first_error(errors));
+    }
+    let name = text(&form, "name");
+    state
+        .store(move |store| store.save_group(&name, &overrides))
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/servers`: `{"name": "web1", "host": "…", "group": "Site", "tags": ["eu"], …}`.
+pub async fn api_save_server(
+    State(state): State<AppState>,
+    user: super::auth::ApiUser,
+    axum::Json(body): JsonBody,
+) -> Result<Response, AppError> {
+    user.0.require_admin()?;
+    let form = json_fields(body);
+    let mut errors = Vec::new();
+    let overrides = parse_overrides(&form, &mut errors);
+    let host = crate::probe::target::parse_bare_host(&text(&form, "host"))
+        .map_err(|e| errors.push(("host", e.to_string())))
+        .ok();
+    let Some(host) = host.filter(|_| errors.is_empty()) else {
+        return Err(first_error(errors));
+    };
+    let (name, group, tags) = (
+        text(&form, "name"),
+        Some(text(&form, "group")).filter(|g| !g.is_empty()),
+        list(&form, "tags"),
+    );
+    state
+        .store(move |store| store.save_server(&name, &host, group.as_deref(), &overrides, &tags))
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /api/groups/{name}`.
+pub async fn api_delete_group(
+    State(state): State<AppState>,
+    user: super::auth::ApiUser,
+    Path(name): Path<String>,
+) -> Result<Response, AppError> {
+    api_delete(state, user, "group", name).await
+}
+
+/// `DELETE /api/servers/{name}`.
+pub async fn api_delete_server(
+    State(state): State<AppState>,
+    user: super::auth::ApiUser,
+    Path(name): Path<String>,
+) -> Result<Response, AppError> {
+    api_delete(state, user, "server", name).await
+}
+
+async fn api_delete(
+    state: AppState,
+    user: super::auth::ApiUser,
+    kind: &'static str,
+    name: String,
+) -> Result<Response, AppError> {
+    user.0.require_admin()?;
+    state.store(move |store| store.retire(kind, &name)).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/maintenance`.
+pub async fn api_windows(
+    State(state): State<AppState>,
+    _: super::auth::ApiUser,
+) -> Result<Response, AppError> {
+    let windows = state.store(|store| store.windows()).await?;
+    let windows: Vec<serde_json::Value> = windows
+        .into_iter()
+        .map(|(id, managed, w)| {
+            serde_json::json!({ "id": id, "managed": managed, "name": w.name, "rule": w.rule, "groups": w.groups, "servers": w.servers, "sensors": w.sensors })
+        })
+        .collect();
+    Ok(axum::Json(windows).into_response())
+}
+
+/// `POST /api/maintenance`: the form's fields (`from`/`until`, or
+/// `every`/`start`/`duration`, `timezone`, `groups`/`servers`/`sensors`).
+pub async fn api_add_window(
+    State(state): State<AppState>,
+    user: super::auth::ApiUser,
+    axum::Json(body): JsonBody,
+) -> Result<Response, AppError> {
+    user.0.require_admin()?;
+    let form = json_fields(body);
+    let mut errors = Vec::new();
+    let Some(window) = parse_window(&form, &mut errors) else {
+        return Err(first_error(errors));
+    };
+    state.store(move |store| store.add_window(&window)).await?;
+    Ok(axum::http::StatusCode::CREATED.into_response())
+}
+
+/// `DELETE /api/maintenance/{id}`.
+pub async fn api_delete_window(
+    State(state): State<AppState>,
+    user: super::auth::ApiUser,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    user.0.require_admin()?;
+    state.store(move |store| store.delete_window(id)).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /config/{kind}/pause` and `/resume` for groups and servers.
+pub async fn pause(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path((_kind, action)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    user.check_csrf(&text(&form, "csrf"))?;
+    user.require_admin()?;
+    let paused = action == "pause";
+    let name = text(&form, "name");
+    state
+        .store(move |store| store.set_paused(&name, paused))
+        .await?;
+    Ok(Redirect::to("/config").into_response())
+}

@@ -218,6 +218,7 @@ pub fn app(state: AppState) -> Router {
             post(config_pages::delete_window),
         )
         .route("/config/{kind}/delete", post(config_pages::delete))
+        .route("/config/{kind}/{action}", post(config_pages::pause))
         .route("/reports", get(reports::page))
         .route(
             "/status-pages",
@@ -231,6 +232,38 @@ pub fn app(state: AppState) -> Router {
         .route("/api/sensors/{id}/pause", post(api::pause))
         .route("/api/sensors/{id}/resume", post(api::resume))
         .route("/api/events", get(api::events))
+        .route(
+            "/api/groups",
+            get(config_pages::api_groups).post(config_pages::api_save_group),
+        )
+        .route(
+            "/api/servers",
+            get(config_pages::api_servers).post(config_pages::api_save_server),
+        )
+        .route(
+            "/api/groups/{name}",
+            axum::routing::delete(config_pages::api_delete_group),
+        )
+        .route(
+            "/api/servers/{name}",
+            axum::routing::delete(config_pages::api_delete_server),
+        )
+        .route(
+            "/api/maintenance",
+            get(config_pages::api_windows).post(config_pages::api_add_window),
+        )
+        .route(
+            "/api/maintenance/{id}",
+            axum::routing::delete(config_pages::api_delete_window),
+        )
+        .route(
+            "/api/status-pages",
+            get(status_pages::api_list).post(status_pages::api_save),
+        )
+        .route(
+            "/api/status-pages/{slug}",
+            axum::routing::delete(status_pages::api_delete),
+        )
         .route("/api/openapi.json", get(api::openapi))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -195,3 +195,50 @@ pub async fn public(
     .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(Html(html).into_response())
 }
+
+/// `GET /api/status-pages`.
+pub async fn api_list(
+    State(state): State<AppState>,
+    _: super::auth::ApiUser,
+) -> Result<Response, AppError> {
+    let pages = state.store(|store| store.status_pages()).await?;
+    Ok(axum::Json(pages).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct NewPageJson {
+    slug: String,
+    title: String,
+    names: Vec<String>,
+}
+
+/// `POST /api/status-pages`: `{"slug": "public", "title": "…", "names": ["web", "db/postgresql"]}`.
+pub async fn api_save(
+    State(state): State<AppState>,
+    user: super::auth::ApiUser,
+    axum::Json(page): axum::Json<NewPageJson>,
+) -> Result<Response, AppError> {
+    user.0.require_admin()?;
+    let page = StatusPage {
+        slug: page.slug,
+        title: page.title,
+        names: page.names,
+    };
+    state
+        .store(move |store| store.save_status_page(&page))
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /api/status-pages/{slug}`.
+pub async fn api_delete(
+    State(state): State<AppState>,
+    user: super::auth::ApiUser,
+    Path(slug): Path<String>,
+) -> Result<Response, AppError> {
+    user.0.require_admin()?;
+    state
+        .store(move |store| store.delete_status_page(&slug))
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}

@@ -717,3 +717,123 @@ async fn metrics_access_is_configurable() {
     let open = state.with_metrics_access(MetricsAccess::Open);
     assert_eq!(send(&open, from([192, 0, 2, 9])).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_api_covers_groups_servers_windows_and_status_pages() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let token = Store::open(&db)
+        .unwrap()
+        .create_token("ops", Role::Admin)
+        .unwrap();
+    let call = |method: &str, path: &str, body: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let cases: &[(&str, &str, &str, StatusCode)] = &[
+        (
+            "POST",
+            "/api/groups",
+            r#"{"name":"Edge","interval":"15s","retries":2}"#,
+            StatusCode::NO_CONTENT,
+        ),
+        (
+            "POST",
+            "/api/groups",
+            r#"{"name":"Edge","interval":"soon"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/servers",
+            r#"{"name":"lb1","host":"192.0.2.5","group":"Edge","tags":["eu","lb"]}"#,
+            StatusCode::NO_CONTENT,
+        ),
+        (
+            "POST",
+            "/api/servers",
+            r#"{"name":"lb2","host":"192.0.2.6","depends_on":"lb1/none"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/maintenance",
+            r#"{"name":"patch","every":"weekday","start":"03:00","duration":"30m","servers":["db"]}"#,
+            StatusCode::CREATED,
+        ),
+        (
+            "POST",
+            "/api/maintenance",
+            r#"{"name":"patch","every":"someday","start":"03:00","duration":"30m","servers":["db"]}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/status-pages",
+            r#"{"slug":"edge","title":"Edge","names":["db"]}"#,
+            StatusCode::NO_CONTENT,
+        ),
+        ("DELETE", "/api/groups/Edge", "", StatusCode::BAD_REQUEST),
+        ("DELETE", "/api/servers/lb1", "", StatusCode::NO_CONTENT),
+        ("DELETE", "/api/groups/Edge", "", StatusCode::NO_CONTENT),
+        (
+            "DELETE",
+            "/api/status-pages/edge",
+            "",
+            StatusCode::NO_CONTENT,
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        let (status, _, text) = send(&state, call(method, path, body)).await;
+        assert_eq!(status, *want, "{method} {path} {body}: {text}");
+    }
+    let (_, _, windows) = send(&state, call("GET", "/api/maintenance", "")).await;
+    let windows: serde_json::Value = serde_json::from_str(&windows).unwrap();
+    assert_eq!(windows[0]["name"], "patch");
+    let (_, _, servers) = send(&state, call("GET", "/api/servers", "")).await;
+    assert!(
+        servers.contains("\"db\"") && !servers.contains("lb1"),
+        "{servers}"
+    );
+}
+
+#[tokio::test]
+async fn servers_and_groups_pause_and_resume_from_the_configuration_page() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            "/config/group/pause",
+            Some(&cookie),
+            &format!("csrf={csrf}&name=Prod"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let paused = Store::open(&db).unwrap().load().unwrap().paused;
+    assert_eq!(paused.len(), 1, "the group's one sensor");
+    let (status, _, _) = send(
+        &state,
+        post_form("/config/server/pause", Some(&cookie), "name=db"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token, no change");
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            "/config/group/resume",
+            Some(&cookie),
+            &format!("csrf={csrf}&name=Prod"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(Store::open(&db).unwrap().load().unwrap().paused.is_empty());
+}
