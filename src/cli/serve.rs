@@ -70,6 +70,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             web_screen(&listener, password.as_deref())?;
             Some(listener)
         };
+        hints()?;
         let reload = Arc::new(Notify::new());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (config, db_for_hup, notify) = (args.config.clone(), db.clone(), reload.clone());
@@ -261,6 +262,12 @@ fn first_screen(
             "up within two seconds. The repository's examples/portwatch.toml explains every key."
         )?;
     }
+    out.flush()
+}
+
+/// The commands to try next, after the addresses.
+fn hints() -> std::io::Result<()> {
+    let mut out = anstream::stdout().lock();
     writeln!(out)?;
     writeln!(out, "  portwatch status              every sensor's state")?;
     writeln!(
