@@ -80,6 +80,18 @@ pub fn format(duration: Duration) -> String {
     }
 }
 
+/// A short, coarse age: "45s", "3m 20s", "2h 5m", "4d 3h", for the time
+/// from `from_ms` to `now_ms` (milliseconds).
+pub fn age(from_ms: i64, now_ms: i64) -> String {
+    let seconds = (now_ms - from_ms).max(0) / 1000;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {}s", seconds / 60, seconds % 60),
+        3600..86_400 => format!("{}h {}m", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{}d {}h", seconds / 86_400, seconds % 86_400 / 3600),
+    }
+}
+
 fn trim_float(value: f64) -> String {
     let text = format!("{value:.3}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -118,6 +130,15 @@ mod tests {
             parse_at_most("30d", 400 * 86_400, "400 days"),
             Ok(Duration::from_secs(30 * 86_400))
         );
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(age(0, 45_000), "45s");
+        assert_eq!(age(0, 200_000), "3m 20s");
+        assert_eq!(age(0, 7_500_000), "2h 5m");
+        assert_eq!(age(0, 4 * 86_400_000 + 3 * 3_600_000), "4d 3h");
+        assert_eq!(age(10, 0), "0s");
     }
 
     #[test]

@@ -63,9 +63,9 @@ fn human(out: &mut impl Write, report: &SensorReport, now_ms: i64) -> std::io::R
         out,
         "  uptime by time      {}   (up {}, down {}, excluded {})",
         percent(report.uptime_by_time),
-        super::status::ago(0, report.time.up_ms),
-        super::status::ago(0, report.time.down_ms),
-        super::status::ago(0, report.time.excluded_ms)
+        crate::duration::age(0, report.time.up_ms),
+        crate::duration::age(0, report.time.down_ms),
+        crate::duration::age(0, report.time.excluded_ms)
     )?;
     writeln!(
         out,
@@ -93,7 +93,7 @@ fn human(out: &mut impl Write, report: &SensorReport, now_ms: i64) -> std::io::R
                 "    {} to {}  {:>9}  {:<19} {}",
                 time(outage.start_ms),
                 end,
-                super::status::ago(0, outage.duration_ms(now_ms)),
+                crate::duration::age(0, outage.duration_ms(now_ms)),
                 outage.reason.as_deref().unwrap_or("-"),
                 outage.message
             )?;

@@ -38,17 +38,6 @@ pub(super) fn time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// "3m 20s" since `ms`.
-pub(super) fn ago(ms: i64, now_ms: i64) -> String {
-    let seconds = (now_ms - ms).max(0) / 1000;
-    match seconds {
-        0..60 => format!("{seconds}s"),
-        60..3600 => format!("{}m {}s", seconds / 60, seconds % 60),
-        3600..86_400 => format!("{}h {}m", seconds / 3600, seconds % 3600 / 60),
-        _ => format!("{}d {}h", seconds / 86_400, seconds % 86_400 / 3600),
-    }
-}
-
 pub(super) fn paint(state: State) -> String {
     let text = state.as_str();
     match state {
@@ -102,7 +91,7 @@ pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
                     "{:<width$}  {state}  {:>9}  {:>10}  {:<19}  {}",
                     row.path,
                     row.since_ms
-                        .map(|ms| ago(ms, now_ms))
+                        .map(|ms| crate::duration::age(ms, now_ms))
                         .unwrap_or_else(|| "-".into()),
                     row.last_rtt_us
                         .map(|us| format!("{:.3} ms", us as f64 / 1000.0))

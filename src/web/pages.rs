@@ -28,17 +28,6 @@ fn render(template: impl Template) -> Result<Response, AppError> {
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
-/// "3m 20s".
-fn ago(ms: i64, now_ms: i64) -> String {
-    let seconds = (now_ms - ms).max(0) / 1000;
-    match seconds {
-        0..60 => format!("{seconds}s"),
-        60..3600 => format!("{}m {}s", seconds / 60, seconds % 60),
-        3600..86_400 => format!("{}h {}m", seconds / 3600, seconds % 3600 / 60),
-        _ => format!("{}d {}h", seconds / 86_400, seconds % 86_400 / 3600),
-    }
-}
-
 fn time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -295,7 +284,10 @@ pub async fn dashboard(
             port: row.port,
             state: row.state.to_string(),
             class: class(row.state),
-            since: row.since_ms.map(|ms| ago(ms, now_ms)).unwrap_or_default(),
+            since: row
+                .since_ms
+                .map(|ms| crate::duration::age(ms, now_ms))
+                .unwrap_or_default(),
             time: row
                 .last_rtt_us
                 .map(|us| format!("{:.3} ms", us as f64 / 1000.0))
@@ -479,7 +471,7 @@ pub async fn sensor(
             .map(|o| OutageView {
                 start: time(o.start_ms),
                 end: o.end_ms.map_or_else(|| "ongoing".to_owned(), time),
-                duration: ago(0, o.duration_ms(now_ms)),
+                duration: crate::duration::age(0, o.duration_ms(now_ms)),
                 reason: o.reason.clone().unwrap_or_default(),
                 message: o.message.clone(),
             })

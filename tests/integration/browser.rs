@@ -101,6 +101,19 @@ async fn wait_text(client: &Client, url: &str, id: &str, want: &str) {
     }
 }
 
+/// Types `value` into each named input of the page.
+async fn fill(client: &Client, fields: &[(&str, &str)]) {
+    for (field, value) in fields {
+        client
+            .find(Locator::Css(&format!("input[name={field}]")))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+}
+
 fn save_screenshot(png: &[u8], name: &str) {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&out).unwrap();
@@ -183,21 +196,17 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     client.goto(&format!("{base}/sensors/new")).await.unwrap();
-    for (field, value) in [
-        ("server", "web"),
-        ("host", "127.0.0.1"),
-        ("port", &port.to_string()),
-        ("name", "app"),
-        ("interval", "1s"),
-    ] {
-        client
-            .find(Locator::Css(&format!("input[name={field}]")))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
-    }
+    fill(
+        &client,
+        &[
+            ("server", "web"),
+            ("host", "127.0.0.1"),
+            ("port", &port.to_string()),
+            ("name", "app"),
+            ("interval", "1s"),
+        ],
+    )
+    .await;
     client
         .find(Locator::Css("form.edit button"))
         .await
@@ -271,19 +280,15 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
 
     // A public status page, opened without signing in.
     client.goto(&format!("{base}/status-pages")).await.unwrap();
-    for (field, value) in [
-        ("slug", "public"),
-        ("title", "Our services"),
-        ("names", "web"),
-    ] {
-        client
-            .find(Locator::Css(&format!("input[name={field}]")))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
-    }
+    fill(
+        &client,
+        &[
+            ("slug", "public"),
+            ("title", "Our services"),
+            ("names", "web"),
+        ],
+    )
+    .await;
     client
         .find(Locator::Css("form.edit button"))
         .await
