@@ -234,3 +234,60 @@ fn the_writer_packs_results_and_rolls_up_closed_hours() {
     let web = status.iter().find(|r| r.id == id).unwrap();
     assert_eq!((web.state, web.last_rtt_us), (State::Up, Some(50)));
 }
+
+/// Regression: a result queued just before a state change used to
+/// overwrite the new state in `sensor_status` when both were committed
+/// together, leaving a paused sensor shown as DOWN.
+#[test]
+fn a_state_change_wins_over_an_older_result_committed_with_it() {
+    use crate::monitor::state::{Change, PauseCause, State};
+    use crate::probe::{Reason, Status};
+    use writer::LastCheck;
+
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("order.db");
+    let mut store = Store::open(&path).unwrap();
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    let id = store.load().unwrap().ids["web/http"];
+    drop(store);
+    let (writer, thread) = writer::start(&path).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let down = StoredResult {
+        sensor: id,
+        at_ms: now,
+        status: Status::Down,
+        reason: Reason::Refused,
+        rtt_us: Some(40),
+    };
+    writer.result(
+        down,
+        LastCheck {
+            state: State::Down,
+            since_ms: now,
+            message: "refused".into(),
+        },
+    );
+    let paused = State::Paused(PauseCause::Manual);
+    let change = Change {
+        from: State::Down,
+        to: paused,
+        reason: None,
+        message: "paused by a user".into(),
+    };
+    writer.event(id, now + 1, change).blocking_recv().unwrap();
+    drop(writer);
+    thread.join().unwrap();
+    let store = Store::open(&path).unwrap();
+    let row = store
+        .status()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    assert_eq!(row.state, paused);
+    assert_eq!(
+        row.last_reason.as_deref(),
+        Some("refused"),
+        "the result is still recorded"
+    );
+}

@@ -294,17 +294,6 @@ impl WriterThread {
 
     fn commit(&mut self) -> Result<(), rusqlite::Error> {
         let tx = self.conn.transaction()?;
-        for event in &self.events {
-            tx.execute(
-                "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![event.sensor, event.at_ms, event.change.from.as_str(), event.change.to.as_str(), event.change.reason.map(|r| r.as_str()), event.change.message],
-            )?;
-            tx.execute(
-                "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",
-                params![event.sensor, event.change.to.as_str(), event.at_ms],
-            )?;
-        }
         if !self.results.is_empty() {
             let first = self.results.iter().map(|r| r.at_ms).min().unwrap_or(0);
             let last = self.results.iter().map(|r| r.at_ms).max().unwrap_or(0);
@@ -332,6 +321,19 @@ impl WriterThread {
                     last.message
                 ])?;
             }
+        }
+        // Events last: a result queued before a state change carries the
+        // old state, and must not overwrite the new one in sensor_status.
+        for event in &self.events {
+            tx.execute(
+                "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![event.sensor, event.at_ms, event.change.from.as_str(), event.change.to.as_str(), event.change.reason.map(|r| r.as_str()), event.change.message],
+            )?;
+            tx.execute(
+                "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",
+                params![event.sensor, event.change.to.as_str(), event.at_ms],
+            )?;
         }
         tx.commit()
     }
