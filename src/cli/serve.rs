@@ -37,7 +37,6 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let sensors = store.sensor_count()?;
-    let password = crate::web::ensure_admin(&store)?;
     drop(store);
     first_screen(&db, existed, args.config.as_deref(), applied, sensors)?;
 
@@ -67,6 +66,9 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|error| {
                 anyhow::anyhow!("cannot listen on {}: {error}: choose another address with --listen, or --no-web", args.listen)
             })?;
+            // The admin is created only once the address is ours, so that its
+            // generated password is always printed.
+            let password = crate::web::ensure_admin(&Store::open(&db)?)?;
             web_screen(&listener, password.as_deref())?;
             Some(listener)
         };

@@ -247,17 +247,30 @@ impl Monitor {
     /// Makes the running sensors match `loaded`, keeping the state and
     /// schedule of sensors that stay.
     fn apply(&mut self, loaded: Loaded, statuses: &HashMap<i64, (State, i64)>) {
-        self.generation = loaded.generation;
+        let Loaded {
+            config,
+            ids,
+            paused,
+            generation,
+        } = loaded;
+        self.generation = generation;
         let now = Instant::now();
         let now_ms = self.now_ms();
         let mut seen = HashSet::new();
-        for spec in resolve(&loaded.config) {
-            let Some(&id) = loaded.ids.get(&spec.path) else {
+        // The declared configuration is dropped as soon as it is resolved:
+        // with 100,000 sensors, holding both doubles the start-up peak.
+        let specs = resolve(&config);
+        let dependencies: HashSet<String> =
+            specs.iter().filter_map(|s| s.depends_on.clone()).collect();
+        drop(config);
+        for spec in specs {
+            let Some(&id) = ids.get(&spec.path) else {
                 continue;
             };
             seen.insert(id);
             let target = Target {
-                input: spec.path.clone(),
+                // The target's text is only for one-shot reports.
+                input: String::new(),
                 host: spec.host.clone(),
                 port: spec.port,
             };
@@ -269,7 +282,7 @@ impl Monitor {
                 .entry(host_key)
                 .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
                 .clone();
-            let manual = loaded.paused.contains(&id);
+            let manual = paused.contains(&id);
             match self.sensors.get_mut(&id) {
                 Some(sensor) => {
                     let reschedule = sensor.spec.settings.interval != spec.settings.interval;
@@ -311,10 +324,10 @@ impl Monitor {
             }
         }
         self.sensors.retain(|id, _| seen.contains(id));
-        self.ids = loaded
-            .ids
+        // Only the paths that something depends on need looking up by name.
+        self.ids = ids
             .into_iter()
-            .filter(|(_, id)| seen.contains(id))
+            .filter(|(path, id)| seen.contains(id) && dependencies.contains(path))
             .collect();
         self.dependants.clear();
         self.watched.clear();
