@@ -53,6 +53,7 @@ pub mod cli;
 pub mod config;
 pub mod duration;
 pub mod monitor;
+pub mod notify;
 pub mod probe;
 pub mod report;
 pub mod store;

@@ -89,6 +89,12 @@ pub enum Command {
         after_help = "Examples:\n  portwatch resume web1/https\n  portwatch resume Production"
     )]
     Resume(NameArgs),
+    /// Send a test notification through a channel and report the result.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  portwatch notify test ops-webhook"
+    )]
+    Notify(NotifyCommand),
     /// Create API tokens and users for the web interface and API.
     #[command(
         subcommand,
@@ -102,6 +108,19 @@ pub enum Command {
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `portwatch notify …`.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message through CHANNEL and say exactly what happened.
+    Test {
+        /// The channel's name, as in portwatch.toml.
+        channel: String,
+        /// The store.
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -405,6 +424,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Status(args) => status::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Access(command) => pause::access(&command),
+        Command::Notify(NotifyCommand::Test { channel, db }) => {
+            runtime().and_then(|rt| rt.block_on(pause::notify_test(&channel, &db)))
+        }
         Command::Pause(args) => pause::run(&args, true),
         Command::Resume(args) => pause::run(&args, false),
     };

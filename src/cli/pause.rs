@@ -62,3 +62,40 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
     }
     Ok(0)
 }
+
+pub(super) async fn notify_test(name: &str, db: &super::DbArgs) -> anyhow::Result<u8> {
+    let Some(channel) = Store::open(&db.db)?.channel(name)? else {
+        anyhow::bail!(
+            "no channel named '{name}' in {}: declare it in portwatch.toml and apply it",
+            db.db.display()
+        );
+    };
+    let now = jiff::Timestamp::now();
+    let payload = crate::notify::Payload {
+        sensor: "portwatch/test".into(),
+        server: "portwatch".into(),
+        group: None,
+        host: "localhost".into(),
+        port: 0,
+        from: "up".into(),
+        to: "down".into(),
+        reason: None,
+        message: "a test notification from portwatch notify test".into(),
+        at: now.to_string(),
+        text: "portwatch test notification: if you read this, the channel works".into(),
+    };
+    let client = reqwest::Client::new();
+    match crate::notify::deliver::deliver(&channel.kind, &payload, &client).await {
+        Ok(()) => {
+            writeln!(
+                anstream::stdout(),
+                "delivered a test notification through '{name}'"
+            )?;
+            Ok(0)
+        }
+        Err(error) => {
+            writeln!(anstream::stderr(), "portwatch: '{name}' failed: {error}")?;
+            Ok(2)
+        }
+    }
+}

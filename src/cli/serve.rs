@@ -94,7 +94,11 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             let _ = monitor_stopped.wait_for(|stop| *stop).await;
             tracing::info!("stopping: writing what is left to the store");
         };
-        let result = crate::monitor::run(db.clone(), writer, options, stats.clone(), reload, shutdown).await;
+        let (wake, stop_delivery) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let delivery = tokio::spawn(crate::notify::worker::run(db.clone(), wake.clone(), stop_delivery.clone(), Arc::default()));
+        let result = crate::monitor::daemon::run_notifying(db.clone(), writer, options, stats.clone(), reload, wake, shutdown).await;
+        stop_delivery.notify_one();
+        let _ = delivery.await;
         handler.abort();
         if let Some(web) = web {
             let _ = web.await;

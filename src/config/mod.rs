@@ -44,6 +44,10 @@ pub struct Config {
     pub servers: Vec<ServerDef>,
     /// Maintenance windows.
     pub maintenance: Vec<WindowDef>,
+    /// Notification channels.
+    pub channels: Vec<crate::notify::ChannelDef>,
+    /// Notification rules.
+    pub rules: Vec<crate::notify::RuleDef>,
 }
 
 /// A group: a folder of servers, nested by `/` in its path.
@@ -379,17 +383,139 @@ fn validate(locate: &Locator, raw: raw::File) -> Result<Config, ConfigError> {
         });
     }
 
+    let (channels, rules) =
+        notifications(locate, &raw, &group_paths, &server_names, &sensor_spans)?;
     let config = Config {
         defaults,
         groups,
         servers,
         maintenance,
+        channels,
+        rules,
     };
     if let Some(path) = model::find_cycle(&config) {
         let span = sensor_spans.get(&path).cloned().unwrap_or(0..0);
         return Err(locate.error(span, format!("dependency cycle through sensor '{path}': a sensor cannot depend on itself, directly or through others")));
     }
     Ok(config)
+}
+
+/// Validates `[[channel]]` and `[[notify]]`.
+fn notifications(
+    locate: &Locator,
+    raw: &raw::File,
+    groups: &HashSet<String>,
+    servers: &HashSet<String>,
+    sensors: &HashMap<String, Range<usize>>,
+) -> Result<(Vec<crate::notify::ChannelDef>, Vec<crate::notify::RuleDef>), ConfigError> {
+    use crate::notify::{ChannelDef, ChannelKind, RuleDef, Trigger};
+    let mut channels = Vec::new();
+    let mut names = HashSet::new();
+    for channel in &raw.channel {
+        let name = channel.name.get_ref().trim().to_owned();
+        if name.is_empty() || !names.insert(name.clone()) {
+            return Err(locate.error(
+                channel.name.span(),
+                format!("channel names must be unique and non-empty: '{name}'"),
+            ));
+        }
+        let kind = match (&channel.webhook, &channel.command) {
+            (Some(url), None) => {
+                let text = url.get_ref().trim();
+                if !(text.starts_with("http://") || text.starts_with("https://")) {
+                    return Err(locate.error(
+                        url.span(),
+                        format!("webhook '{text}' is not an http:// or https:// URL"),
+                    ));
+                }
+                ChannelKind::Webhook {
+                    url: text.to_owned(),
+                    token_env: channel.token_env.as_ref().map(|t| t.get_ref().clone()),
+                }
+            }
+            (None, Some(command)) if !command.get_ref().is_empty() => ChannelKind::Command {
+                argv: command.get_ref().clone(),
+            },
+            (None, Some(command)) => {
+                return Err(locate.error(
+                    command.span(),
+                    "the command is empty: write e.g. [\"/usr/local/bin/alert\"]",
+                ));
+            }
+            _ => {
+                return Err(locate.error(channel.name.span(), "a channel needs exactly one of 'webhook' (a URL) or 'command' (a program and its arguments)"));
+            }
+        };
+        channels.push(ChannelDef { name, kind });
+    }
+    let mut rules = Vec::new();
+    for rule in &raw.notify {
+        if !names.contains(rule.channel.get_ref()) {
+            return Err(locate.error(
+                rule.channel.span(),
+                format!(
+                    "unknown channel '{}': declare it in a [[channel]] table",
+                    rule.channel.get_ref()
+                ),
+            ));
+        }
+        let mut on = Vec::new();
+        for word in rule.on.get_ref() {
+            match Trigger::parse(word) {
+                Some(trigger) => on.push(trigger),
+                None => {
+                    return Err(locate.error(
+                        rule.on.span(),
+                        format!("unknown trigger '{word}': use down, warning, up or change"),
+                    ));
+                }
+            }
+        }
+        if on.is_empty() {
+            return Err(locate.error(
+                rule.on.span(),
+                "'on' names no trigger: use e.g. [\"down\", \"up\"]",
+            ));
+        }
+        for group in &rule.groups {
+            if !groups.contains(group.get_ref().trim_matches('/')) {
+                return Err(
+                    locate.error(group.span(), format!("unknown group '{}'", group.get_ref()))
+                );
+            }
+        }
+        for server in &rule.servers {
+            if !servers.contains(server.get_ref()) {
+                return Err(locate.error(
+                    server.span(),
+                    format!("unknown server '{}'", server.get_ref()),
+                ));
+            }
+        }
+        for sensor in &rule.sensors {
+            if !sensors.contains_key(sensor.get_ref()) {
+                return Err(locate.error(
+                    sensor.span(),
+                    format!(
+                        "unknown sensor '{}': write \"server/sensor\"",
+                        sensor.get_ref()
+                    ),
+                ));
+            }
+        }
+        rules.push(RuleDef {
+            channel: rule.channel.get_ref().clone(),
+            on,
+            groups: rule
+                .groups
+                .iter()
+                .map(|g| g.get_ref().trim_matches('/').to_owned())
+                .collect(),
+            servers: rule.servers.iter().map(|s| s.get_ref().clone()).collect(),
+            sensors: rule.sensors.iter().map(|s| s.get_ref().clone()).collect(),
+        });
+    }
+    Ok((channels, rules))
 }
 
 fn window_rule(locate: &Locator, window: &raw::Maintenance) -> Result<WindowRule, ConfigError> {

@@ -76,6 +76,49 @@ pub struct File {
     /// Maintenance windows.
     #[serde(default)]
     pub maintenance: Vec<Maintenance>,
+    /// Where notifications go.
+    #[serde(default)]
+    pub channel: Vec<Channel>,
+    /// Which state changes notify which channel.
+    #[serde(default)]
+    pub notify: Vec<Notify>,
+}
+
+/// `[[channel]]`: exactly one of `webhook` or `command`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// An http(s) URL that receives a JSON POST.
+    #[serde(default)]
+    pub webhook: Option<Spanned<String>>,
+    /// The environment variable holding a bearer token for the webhook.
+    #[serde(default)]
+    pub token_env: Option<Spanned<String>>,
+    /// A program and its arguments, run with the event in its environment
+    /// and as JSON on stdin.
+    #[serde(default)]
+    pub command: Option<Spanned<Vec<String>>>,
+}
+
+/// `[[notify]]`: a rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// The channel's name.
+    pub channel: Spanned<String>,
+    /// Triggers: down, warning, up, change.
+    pub on: Spanned<Vec<String>>,
+    /// Groups covered (with everything below); all three empty: everything.
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    /// Servers covered.
+    #[serde(default)]
+    pub servers: Vec<Spanned<String>>,
+    /// Sensors covered.
+    #[serde(default)]
+    pub sensors: Vec<Spanned<String>>,
 }
 
 with_settings!(

@@ -130,6 +130,7 @@ struct Monitor {
     done: mpsc::Sender<Done>,
     checks: JoinSet<()>,
     announcer: Announcer,
+    rules: Vec<crate::notify::RuleDef>,
     generation: i64,
     missed_logged: Instant,
 }
@@ -144,6 +145,29 @@ pub async fn run(
     options: MonitorOptions,
     stats: Arc<MonitorStats>,
     reload: Arc<Notify>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StoreError> {
+    run_notifying(
+        store,
+        writer,
+        options,
+        stats,
+        reload,
+        Arc::new(Notify::new()),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`], waking `notified` whenever notifications were committed to the
+/// outbox (for the delivery worker).
+pub async fn run_notifying(
+    store: PathBuf,
+    writer: Writer,
+    options: MonitorOptions,
+    stats: Arc<MonitorStats>,
+    reload: Arc<Notify>,
+    notified: Arc<Notify>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StoreError> {
     let (done_sender, mut done) = mpsc::channel(65_536);
@@ -161,7 +185,8 @@ pub async fn run(
         options,
         done: done_sender,
         checks: JoinSet::new(),
-        announcer: Announcer::start(),
+        announcer: Announcer::start(notified),
+        rules: Vec::new(),
         generation: -1,
         missed_logged: Instant::now(),
     };
@@ -254,6 +279,7 @@ impl Monitor {
             generation,
         } = loaded;
         self.generation = generation;
+        self.rules = config.rules.clone();
         let now = Instant::now();
         let now_ms = self.now_ms();
         let mut seen = HashSet::new();
@@ -524,8 +550,15 @@ impl Monitor {
         sensor.tracker = step.tracker;
         if let Some(change) = step.change.clone() {
             sensor.since_ms = self.options.clock.now().as_millisecond();
-            self.announcer
-                .announce(&self.writer, id, &sensor.spec.path, sensor.since_ms, change);
+            let notify = notifications(&self.rules, &sensor.spec, &change, sensor.since_ms);
+            self.announcer.announce(
+                &self.writer,
+                id,
+                &sensor.spec.path,
+                sensor.since_ms,
+                change,
+                notify,
+            );
         }
         let last = LastCheck {
             state: sensor.tracker.state,
@@ -619,8 +652,15 @@ impl Monitor {
             return false;
         };
         sensor.since_ms = now.as_millisecond();
-        self.announcer
-            .announce(&self.writer, id, &sensor.spec.path, sensor.since_ms, change);
+        let notify = notifications(&self.rules, &sensor.spec, &change, sensor.since_ms);
+        self.announcer.announce(
+            &self.writer,
+            id,
+            &sensor.spec.path,
+            sensor.since_ms,
+            change,
+            notify,
+        );
         let resumed = input == Input::Resume;
         let running = sensor.running;
         if resumed && !running {
@@ -628,6 +668,56 @@ impl Monitor {
         }
         was_up != is_up(step.tracker.state)
     }
+}
+
+/// The notifications a state change causes: one per matching rule.
+fn notifications(
+    rules: &[crate::notify::RuleDef],
+    spec: &ResolvedSensor,
+    change: &state::Change,
+    at_ms: i64,
+) -> Vec<(String, crate::notify::Payload)> {
+    let matching: Vec<&crate::notify::RuleDef> = rules
+        .iter()
+        .filter(|rule| rule.covers(&spec.path, &spec.server, spec.group.as_deref()))
+        .filter(|rule| {
+            rule.on
+                .iter()
+                .any(|trigger| crate::notify::fires(*trigger, change))
+        })
+        .collect();
+    if matching.is_empty() {
+        return Vec::new();
+    }
+    let at = jiff::Timestamp::from_millisecond(at_ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let payload = crate::notify::Payload {
+        sensor: spec.path.clone(),
+        server: spec.server.clone(),
+        group: spec.group.clone(),
+        host: spec.host.to_string(),
+        port: spec.port,
+        from: change.from.to_string(),
+        to: change.to.to_string(),
+        reason: change.reason.map(|r| r.as_str().to_owned()),
+        message: change.message.clone(),
+        text: format!(
+            "{} is {} ({}): {}",
+            spec.path,
+            change.to.as_str().to_uppercase(),
+            change.reason.map_or("-", |r| r.as_str()),
+            change.message
+        ),
+        at,
+    };
+    let mut channels: Vec<String> = matching.iter().map(|r| r.channel.clone()).collect();
+    channels.sort();
+    channels.dedup();
+    channels
+        .into_iter()
+        .map(|channel| (channel, payload.clone()))
+        .collect()
 }
 
 /// Whether a state satisfies dependants: UP, or WARNING (still answering,
@@ -646,7 +736,7 @@ struct Announcer {
 }
 
 impl Announcer {
-    fn start() -> Announcer {
+    fn start(notified: Arc<Notify>) -> Announcer {
         let (queue, mut changes) =
             mpsc::unbounded_channel::<(tokio::sync::oneshot::Receiver<()>, String, state::Change)>(
             );
@@ -655,6 +745,8 @@ impl Announcer {
                 if committed.await.is_err() {
                     continue;
                 }
+                // The outbox has something new: wake the delivery worker.
+                notified.notify_one();
                 tracing::info!(
                     sensor = %path,
                     from = %change.from,
@@ -668,9 +760,18 @@ impl Announcer {
         Announcer { queue, task }
     }
 
-    /// Stores a state change; it is announced once committed.
-    fn announce(&self, writer: &Writer, id: i64, path: &str, at_ms: i64, change: state::Change) {
-        let committed = writer.event(id, at_ms, change.clone());
+    /// Stores a state change with its notifications; it is announced once
+    /// committed.
+    fn announce(
+        &self,
+        writer: &Writer,
+        id: i64,
+        path: &str,
+        at_ms: i64,
+        change: state::Change,
+        notify: Vec<(String, crate::notify::Payload)>,
+    ) {
+        let committed = writer.event_notifying(id, at_ms, change.clone(), notify);
         let _ = self.queue.send((committed, path.to_owned(), change));
     }
 

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod edit;
+pub mod outbox;
 pub mod pack;
 pub mod rollup;
 mod schema;
@@ -40,6 +41,13 @@ static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// SQL statements run so far by every store connection of this process.
 pub fn statements_run() -> u64 {
     STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Store errors.
@@ -158,8 +166,16 @@ impl Store {
             source,
         };
         conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite)?;
+        // Switching a new file to WAL needs an exclusive lock, and SQLite
+        // reports a competing opener as busy without waiting: retry briefly.
+        let mut attempts = 0;
+        while let Err(error) = conn.pragma_update(None, "journal_mode", "WAL") {
+            attempts += 1;
+            if attempts >= 100 || !is_busy(&error) {
+                return Err(sqlite(error));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sqlite)?;
         schema::schema_up(&mut conn).map_err(|e| StoreError::Schema(path.to_owned(), e))?;
@@ -299,6 +315,7 @@ impl Store {
             )
             .map_err(sqlite)?;
         }
+        Store::apply_notifications(&tx, &config.channels, &config.rules).map_err(sqlite)?;
         tx.execute(
             "UPDATE meta SET value = value + 1 WHERE key = 'config_generation'",
             [],
@@ -434,11 +451,14 @@ impl Store {
                 sensors: serde_json::from_str(&sensors).unwrap_or_default(),
             });
         }
+        let (channels, rules) = self.notifications()?;
         let config = Config {
             defaults: overrides(defaults)?,
             groups,
             servers,
             maintenance,
+            channels,
+            rules,
         };
         Ok(Loaded {
             config,

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 2;
+pub const CURRENT_VERSION: i64 = 3;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -133,21 +133,50 @@ const MIGRATIONS: &[&str] = &[
         sensors TEXT NOT NULL DEFAULT '[]'
     );
     ",
+    // 2 → 3: notification channels, rules and the outbox.
+    "
+    CREATE TABLE channels (name TEXT PRIMARY KEY, definition TEXT NOT NULL, managed INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+    CREATE TABLE rules (id INTEGER PRIMARY KEY, definition TEXT NOT NULL, managed INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        event_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        next_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        delivered_ms INTEGER,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (next_ms) WHERE delivered_ms IS NULL;
+    ",
 ];
 
 /// Brings the schema up to [`CURRENT_VERSION`], one migration per
 /// transaction. Refuses a store written by a newer portwatch.
 pub fn schema_up(conn: &mut Connection) -> Result<(), String> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(|e| e.to_string())?;
-    if version > CURRENT_VERSION {
+    let version = |conn: &Connection| -> Result<i64, String> {
+        conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| e.to_string())
+    };
+    if version(conn)? > CURRENT_VERSION {
         return Err(format!(
-            "the store has schema version {version}, newer than this portwatch understands ({CURRENT_VERSION}): upgrade portwatch"
+            "the store has schema version {}, newer than this portwatch understands ({CURRENT_VERSION}): upgrade portwatch",
+            version(conn)?
         ));
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
+    if version(conn)? == CURRENT_VERSION {
+        return Ok(());
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        // Take the write lock before reading the version, so that two
+        // processes opening a new store at once do not both migrate it.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| e.to_string())?;
+        if version(&tx)? > index as i64 {
+            continue;
+        }
         tx.execute_batch(migration)
             .map_err(|e| format!("migration {index}: {e}"))?;
         tx.pragma_update(None, "user_version", index as i64 + 1)

@@ -291,3 +291,24 @@ fn a_state_change_wins_over_an_older_result_committed_with_it() {
         "the result is still recorded"
     );
 }
+
+/// Regression: two processes opening a new store at the same moment both
+/// ran the first migration, and one failed with "table already exists".
+#[test]
+fn concurrent_opens_of_a_new_store_migrate_it_once() {
+    for round in 0..5 {
+        let dir = tempdir::Dir::new();
+        let path = dir.path.join(format!("race{round}.db"));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    Store::open(&path).map(|_| ()).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for opener in openers {
+            assert_eq!(opener.join().unwrap(), Ok(()));
+        }
+    }
+}

@@ -56,6 +56,7 @@ enum Write {
         sensor: i64,
         at_ms: i64,
         change: Change,
+        notify: Vec<(String, crate::notify::Payload)>,
         ack: oneshot::Sender<()>,
     },
     Flush(oneshot::Sender<()>),
@@ -109,11 +110,24 @@ impl Writer {
 
     /// Stores an event; the returned receiver fires once it is committed.
     pub fn event(&self, sensor: i64, at_ms: i64, change: Change) -> oneshot::Receiver<()> {
+        self.event_notifying(sensor, at_ms, change, Vec::new())
+    }
+
+    /// Stores an event and, in the same transaction, the notifications it
+    /// causes (channel name, payload) in the outbox.
+    pub fn event_notifying(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        change: Change,
+        notify: Vec<(String, crate::notify::Payload)>,
+    ) -> oneshot::Receiver<()> {
         let (ack, committed) = oneshot::channel();
         let write = Write::Event {
             sensor,
             at_ms,
             change,
+            notify,
             ack,
         };
         match self.queue.try_send(write) {
@@ -144,6 +158,7 @@ struct PendingEvent {
     sensor: i64,
     at_ms: i64,
     change: Change,
+    notify: Vec<(String, crate::notify::Payload)>,
     ack: oneshot::Sender<()>,
 }
 
@@ -237,11 +252,13 @@ impl WriterThread {
                 sensor,
                 at_ms,
                 change,
+                notify,
                 ack,
             } => self.events.push(PendingEvent {
                 sensor,
                 at_ms,
                 change,
+                notify,
                 ack,
             }),
             Write::Flush(ack) => self.acks.push(ack),
@@ -329,6 +346,14 @@ impl WriterThread {
                 "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![event.sensor, event.at_ms, event.change.from.as_str(), event.change.to.as_str(), event.change.reason.map(|r| r.as_str()), event.change.message],
             )?;
+            // The notifications commit with their event, or not at all.
+            let event_id = tx.last_insert_rowid();
+            for (channel, payload) in &event.notify {
+                tx.execute(
+                    "INSERT INTO outbox (event_id, channel, payload, created_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
+                    params![event_id, channel, serde_json::to_string(payload).expect("a payload serialises"), event.at_ms],
+                )?;
+            }
             tx.execute(
                 "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",

@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod lab;
 mod monitor;
+mod notify;
 mod serve;
 mod util;
 mod web;

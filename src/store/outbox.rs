@@ -1,0 +1,205 @@
+//! Notification channels and rules as stored, and the outbox: every
+//! notification waiting for delivery, written in the same transaction as
+//! the event that caused it.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError};
+use crate::notify::{ChannelDef, Payload, RuleDef};
+
+/// A notification waiting for delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// Outbox row id.
+    pub id: i64,
+    /// The channel's name.
+    pub channel: String,
+    /// What to send.
+    pub payload: Payload,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// One outbox row, for the API and tests.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// The channel.
+    pub channel: String,
+    /// The sensor.
+    pub sensor: String,
+    /// The new state.
+    pub to: String,
+    /// Attempts so far (failed ones, plus the delivering one).
+    pub attempts: u32,
+    /// When it was delivered.
+    pub delivered_ms: Option<i64>,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+impl Store {
+    /// Replaces the file-managed channels and rules (called by `apply`).
+    pub(super) fn apply_notifications(
+        tx: &rusqlite::Transaction<'_>,
+        channels: &[ChannelDef],
+        rules: &[RuleDef],
+    ) -> Result<(), rusqlite::Error> {
+        tx.execute("DELETE FROM channels WHERE managed = 1", [])?;
+        tx.execute("DELETE FROM rules WHERE managed = 1", [])?;
+        for channel in channels {
+            tx.execute(
+                "INSERT OR REPLACE INTO channels (name, definition, managed) VALUES (?1, ?2, 1)",
+                params![
+                    channel.name,
+                    serde_json::to_string(channel).expect("a channel serialises")
+                ],
+            )?;
+        }
+        for rule in rules {
+            tx.execute(
+                "INSERT INTO rules (definition, managed) VALUES (?1, 1)",
+                [serde_json::to_string(rule).expect("a rule serialises")],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The channels and rules.
+    pub fn notifications(&self) -> Result<(Vec<ChannelDef>, Vec<RuleDef>), StoreError> {
+        let damaged = |e: serde_json::Error| StoreError::Damaged(self.path.clone(), e.to_string());
+        let mut statement = self
+            .conn
+            .prepare("SELECT definition FROM channels ORDER BY name")
+            .map_err(self.sqlite())?;
+        let channels: Vec<String> = statement
+            .query_map([], |r| r.get(0))
+            .map_err(self.sqlite())?
+            .collect::<Result<_, _>>()
+            .map_err(self.sqlite())?;
+        let mut statement = self
+            .conn
+            .prepare("SELECT definition FROM rules ORDER BY id")
+            .map_err(self.sqlite())?;
+        let rules: Vec<String> = statement
+            .query_map([], |r| r.get(0))
+            .map_err(self.sqlite())?
+            .collect::<Result<_, _>>()
+            .map_err(self.sqlite())?;
+        let channels = channels
+            .iter()
+            .map(|c| serde_json::from_str(c))
+            .collect::<Result<_, _>>()
+            .map_err(damaged)?;
+        let rules = rules
+            .iter()
+            .map(|r| serde_json::from_str(r))
+            .collect::<Result<_, _>>()
+            .map_err(damaged)?;
+        Ok((channels, rules))
+    }
+
+    /// Notifications due for an attempt at `now_ms`, oldest first.
+    pub fn due_notifications(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, channel, payload, attempts FROM outbox WHERE delivered_ms IS NULL AND next_ms <= ?1 ORDER BY id LIMIT ?2")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map(params![now_ms, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u32>(3)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        let mut due = Vec::new();
+        for row in rows {
+            let (id, channel, payload, attempts) = row.map_err(self.sqlite())?;
+            let payload = serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Damaged(self.path.clone(), e.to_string()))?;
+            due.push(Pending {
+                id,
+                channel,
+                payload,
+                attempts,
+            });
+        }
+        Ok(due)
+    }
+
+    /// Records a delivery.
+    pub fn delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE outbox SET delivered_ms = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1", params![id, now_ms])
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub fn delivery_failed(&self, id: i64, error: &str, next_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_ms = ?3 WHERE id = ?1", params![id, error, next_ms])
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
+    /// The latest outbox rows, newest first.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, channel, payload, attempts, delivered_ms, last_error FROM outbox ORDER BY id DESC LIMIT ?1")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, channel, payload, attempts, delivered_ms, last_error) =
+                row.map_err(self.sqlite())?;
+            let payload: Payload = serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Damaged(self.path.clone(), e.to_string()))?;
+            out.push(OutboxRow {
+                id,
+                channel,
+                sensor: payload.sensor,
+                to: payload.to,
+                attempts,
+                delivered_ms,
+                last_error,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A channel by name.
+    pub fn channel(&self, name: &str) -> Result<Option<ChannelDef>, StoreError> {
+        let definition: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT definition FROM channels WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sqlite())?;
+        definition
+            .map(|d| {
+                serde_json::from_str(&d)
+                    .map_err(|e| StoreError::Damaged(self.path.clone(), e.to_string()))
+            })
+            .transpose()
+    }
+}

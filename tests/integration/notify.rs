@@ -1,0 +1,277 @@
+//! Notifications end to end: the real `portwatch serve`, a real HTTP
+//! receiver that fails at first, a local command, and `kill -9` in the
+//! middle of a retry sequence.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+use portwatch::store::Store;
+use serde_json::Value;
+
+use crate::util::{TempDir, closed_port};
+
+/// A webhook receiver: answers 500 to the first `fail` requests, then
+/// records each JSON body and answers 200.
+struct Receiver {
+    port: u16,
+    fail: Arc<AtomicU32>,
+    attempts: Arc<AtomicU32>,
+    received: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    fn start(fail: u32) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (fail, attempts, received) = (
+            Arc::new(AtomicU32::new(fail)),
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        );
+        let (f, a, r) = (fail.clone(), attempts.clone(), received.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let app = Router::new().route(
+                    "/hook",
+                    post(move |body: axum::Json<Value>| {
+                        let (f, a, r) = (f.clone(), a.clone(), r.clone());
+                        async move {
+                            a.fetch_add(1, Ordering::SeqCst);
+                            if f.load(Ordering::SeqCst) > 0 {
+                                f.fetch_sub(1, Ordering::SeqCst);
+                                return (
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "receiver down for a while",
+                                );
+                            }
+                            r.lock().unwrap().push(body.0);
+                            (StatusCode::OK, "ok")
+                        }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Receiver {
+            port,
+            fail,
+            attempts,
+            received,
+        }
+    }
+
+    fn wait_for(&self, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let received = self.received.lock().unwrap().clone();
+            if received.len() >= count {
+                return received;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} notifications after {} attempts",
+                received.len(),
+                self.attempts.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn config(port: u16, receiver: u16, command_out: &std::path::Path) -> String {
+    format!(
+        r#"[defaults]
+interval = "1s"
+retries = 0
+[[server]]
+name = "app"
+host = "127.0.0.1"
+  [[server.sensor]]
+  name = "api"
+  port = {port}
+[[channel]]
+name = "hook"
+webhook = "http://127.0.0.1:{receiver}/hook"
+[[channel]]
+name = "script"
+command = ["sh", "-c", "cat >> '{out}'; echo >> '{out}'; echo \"$PORTWATCH_SENSOR $PORTWATCH_TO\" >> '{out}.env'"]
+[[notify]]
+channel = "hook"
+on = ["down", "up"]
+[[notify]]
+channel = "script"
+on = ["down"]
+servers = ["app"]
+"#,
+        out = command_out.display()
+    )
+}
+
+fn serve(dir: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(crate::util::bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "portwatch.toml",
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn outbox(db: &std::path::Path) -> Vec<portwatch::store::outbox::OutboxRow> {
+    Store::open(db).unwrap().outbox(100).unwrap()
+}
+
+#[test]
+fn one_alert_and_one_recovery_arrive_although_the_receiver_fails_at_first() {
+    let dir = TempDir::new("notify");
+    let receiver = Receiver::start(2);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = dir.path.join("script.jsonl");
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        config(port, receiver.port, &out),
+    )
+    .unwrap();
+    let mut child = serve(&dir.path);
+
+    // Up first: no notification (pending -> up is not news).
+    let db = dir.path.join("portwatch.db");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Store::open(&db)
+        .map(|s| {
+            s.status()
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.state == portwatch::monitor::state::State::Up)
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sensor never came up: {}",
+            std::fs::read_to_string(dir.path.join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(listener);
+    let (_closed, _) = closed_port("127.0.0.1");
+    let received = receiver.wait_for(1);
+    assert_eq!(
+        (received[0]["sensor"].as_str(), received[0]["to"].as_str()),
+        (Some("app/api"), Some("down")),
+        "{received:?}"
+    );
+    assert_eq!(received[0]["reason"], "refused");
+    assert!(
+        receiver.attempts.load(Ordering::SeqCst) >= 3,
+        "two 500s, then the delivery"
+    );
+
+    let listener = TcpListener::bind(("127.0.0.1", port));
+    if listener.is_err() {
+        // The port was taken meanwhile; the recovery cannot be staged.
+        let _ = child.kill();
+        panic!("could not listen on {port} again");
+    }
+    let received = receiver.wait_for(2);
+    assert_eq!(
+        (received[1]["from"].as_str(), received[1]["to"].as_str()),
+        (Some("down"), Some("up"))
+    );
+    let rows = outbox(&db);
+    let hook: Vec<_> = rows.iter().filter(|r| r.channel == "hook").collect();
+    assert_eq!(
+        hook.len(),
+        2,
+        "exactly one alert and one recovery: {rows:?}"
+    );
+    assert!(hook.iter().all(|r| r.delivered_ms.is_some()));
+    // The command got the event as JSON on stdin and in its environment.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !out.exists() || std::fs::read_to_string(&out).unwrap().trim().is_empty() {
+        assert!(Instant::now() < deadline, "the command never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let line: Value = serde_json::from_str(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["to"], "down");
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.env", out.display()))
+            .unwrap()
+            .trim(),
+        "app/api down"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_retry_sequence_survives_kill_9() {
+    let dir = TempDir::new("notify-restart");
+    let receiver = Receiver::start(u32::MAX);
+    let (_closed, closed) = closed_port("127.0.0.1");
+    let out = dir.path.join("script.jsonl");
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        config(closed.port(), receiver.port, &out),
+    )
+    .unwrap();
+    let db = dir.path.join("portwatch.db");
+    let mut child = serve(&dir.path);
+    // Pending -> down alerts; the receiver refuses it at least once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let failed = Store::open(&db)
+            .ok()
+            .and_then(|s| s.outbox(10).ok())
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.channel == "hook" && r.attempts >= 1);
+        if failed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed attempt recorded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    receiver.fail.store(0, Ordering::SeqCst);
+    let mut child = serve(&dir.path);
+    let received = receiver.wait_for(1);
+    assert_eq!(received[0]["to"], "down");
+    let hook: Vec<_> = outbox(&db)
+        .into_iter()
+        .filter(|r| r.channel == "hook")
+        .collect();
+    assert_eq!(hook.len(), 1, "{hook:?}");
+    assert!(
+        hook[0].delivered_ms.is_some() && hook[0].attempts >= 2,
+        "{hook:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
