@@ -419,31 +419,122 @@ fn notifications(
                 format!("channel names must be unique and non-empty: '{name}'"),
             ));
         }
-        let kind = match (&channel.webhook, &channel.command) {
-            (Some(url), None) => {
-                let text = url.get_ref().trim();
-                if !(text.starts_with("http://") || text.starts_with("https://")) {
-                    return Err(locate.error(
-                        url.span(),
-                        format!("webhook '{text}' is not an http:// or https:// URL"),
-                    ));
-                }
-                ChannelKind::Webhook {
-                    url: text.to_owned(),
-                    token_env: channel.token_env.as_ref().map(|t| t.get_ref().clone()),
-                }
+        let kinds = [
+            channel.webhook.is_some(),
+            channel.command.is_some(),
+            channel.smtp.is_some(),
+        ]
+        .iter()
+        .filter(|k| **k)
+        .count();
+        if kinds != 1 {
+            return Err(locate.error(
+                channel.name.span(),
+                "a channel needs exactly one of 'webhook' (a URL), 'smtp' (a mail server) or 'command' (a program and its arguments)",
+            ));
+        }
+        let kind = if let Some(url) = &channel.webhook {
+            let text = url.get_ref().trim();
+            if !(text.starts_with("http://") || text.starts_with("https://")) {
+                return Err(locate.error(
+                    url.span(),
+                    format!("webhook '{text}' is not an http:// or https:// URL"),
+                ));
             }
-            (None, Some(command)) if !command.get_ref().is_empty() => ChannelKind::Command {
-                argv: command.get_ref().clone(),
-            },
-            (None, Some(command)) => {
+            let preset = match &channel.preset {
+                Some(p) => Some(crate::notify::Preset::parse(p.get_ref()).ok_or_else(|| {
+                    locate.error(p.span(), format!("unknown preset '{}': use slack, discord, teams, ntfy, gotify or pagerduty", p.get_ref()))
+                })?),
+                None => None,
+            };
+            if preset == Some(crate::notify::Preset::Pagerduty) && channel.token_env.is_none() {
+                return Err(locate.error(
+                    url.span(),
+                    "the pagerduty preset needs token_env: the variable holding the routing key",
+                ));
+            }
+            ChannelKind::Webhook {
+                url: text.to_owned(),
+                token_env: channel.token_env.as_ref().map(|t| t.get_ref().clone()),
+                preset,
+            }
+        } else if let Some(command) = &channel.command {
+            if command.get_ref().is_empty() {
                 return Err(locate.error(
                     command.span(),
                     "the command is empty: write e.g. [\"/usr/local/bin/alert\"]",
                 ));
             }
-            _ => {
-                return Err(locate.error(channel.name.span(), "a channel needs exactly one of 'webhook' (a URL) or 'command' (a program and its arguments)"));
+            ChannelKind::Command {
+                argv: command.get_ref().clone(),
+            }
+        } else {
+            let smtp = channel.smtp.as_ref().expect("one kind");
+            let security = match channel
+                .security
+                .as_ref()
+                .map(|s| s.get_ref().to_ascii_lowercase())
+            {
+                None => crate::notify::Security::Starttls,
+                Some(s) if s == "starttls" => crate::notify::Security::Starttls,
+                Some(s) if s == "tls" => crate::notify::Security::Tls,
+                Some(s) if s == "none" => crate::notify::Security::None,
+                Some(s) => {
+                    let span = channel
+                        .security
+                        .as_ref()
+                        .map(|x| x.span())
+                        .unwrap_or(smtp.span());
+                    return Err(locate.error(
+                        span,
+                        format!("unknown security '{s}': use starttls, tls or none"),
+                    ));
+                }
+            };
+            let port = match &channel.port {
+                Some(p) => Some(
+                    u16::try_from(*p.get_ref())
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| {
+                            locate.error(p.span(), "the port must be from 1 to 65535")
+                        })?,
+                ),
+                None => None,
+            };
+            let Some(from) = &channel.from else {
+                return Err(locate.error(
+                    smtp.span(),
+                    "a mail channel needs 'from', the sender address",
+                ));
+            };
+            if channel.to.is_empty() {
+                return Err(locate.error(
+                    smtp.span(),
+                    "a mail channel needs 'to', a list of recipients",
+                ));
+            }
+            for address in std::iter::once(from).chain(&channel.to) {
+                if address
+                    .get_ref()
+                    .parse::<lettre::message::Mailbox>()
+                    .is_err()
+                {
+                    return Err(locate.error(
+                        address.span(),
+                        format!("'{}' is not a mail address", address.get_ref()),
+                    ));
+                }
+            }
+            ChannelKind::Email {
+                host: smtp.get_ref().trim().to_owned(),
+                port,
+                security,
+                from: from.get_ref().clone(),
+                to: channel.to.iter().map(|t| t.get_ref().clone()).collect(),
+                username: channel.username.as_ref().map(|u| u.get_ref().clone()),
+                password_env: channel.password_env.as_ref().map(|p| p.get_ref().clone()),
+                password_file: channel.password_file.as_ref().map(|p| p.get_ref().clone()),
             }
         };
         channels.push(ChannelDef { name, kind });

@@ -100,6 +100,33 @@ pub struct Channel {
     /// and as JSON on stdin.
     #[serde(default)]
     pub command: Option<Spanned<Vec<String>>>,
+    /// A webhook body format: slack, discord, teams, ntfy, gotify, pagerduty.
+    #[serde(default)]
+    pub preset: Option<Spanned<String>>,
+    /// An SMTP server: the channel sends mail.
+    #[serde(default)]
+    pub smtp: Option<Spanned<String>>,
+    /// The SMTP port.
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    /// starttls (default), tls or none.
+    #[serde(default)]
+    pub security: Option<Spanned<String>>,
+    /// The sender address.
+    #[serde(default)]
+    pub from: Option<Spanned<String>>,
+    /// The recipients.
+    #[serde(default)]
+    pub to: Vec<Spanned<String>>,
+    /// The SMTP user name.
+    #[serde(default)]
+    pub username: Option<Spanned<String>>,
+    /// The environment variable holding the SMTP password.
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+    /// A file holding the SMTP password.
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
 }
 
 /// `[[notify]]`: a rule.

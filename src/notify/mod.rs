@@ -29,6 +29,28 @@ pub enum ChannelKind {
         url: String,
         /// The environment variable holding the token.
         token_env: Option<String>,
+        /// The body format of a chat or paging service, or the generic JSON.
+        #[serde(default)]
+        preset: Option<Preset>,
+    },
+    /// Mail over SMTP.
+    Email {
+        /// The SMTP server.
+        host: String,
+        /// Its port (default: 587 for STARTTLS, 465 for TLS, 25 for none).
+        port: Option<u16>,
+        /// How the connection is secured.
+        security: Security,
+        /// The sender.
+        from: String,
+        /// The recipients.
+        to: Vec<String>,
+        /// The SMTP user name, if the server wants one.
+        username: Option<String>,
+        /// The environment variable holding the password.
+        password_env: Option<String>,
+        /// A file holding the password (first line).
+        password_file: Option<String>,
     },
     /// A local program, given the event in `PORTWATCH_*` environment
     /// variables and as JSON on stdin.
@@ -36,6 +58,97 @@ pub enum ChannelKind {
         /// The program and its arguments.
         argv: Vec<String>,
     },
+}
+
+/// The body formats of services that take webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// Slack incoming webhooks: `{"text": …}`.
+    Slack,
+    /// Discord webhooks: `{"content": …}`.
+    Discord,
+    /// Microsoft Teams incoming webhooks: `{"text": …}`.
+    Teams,
+    /// ntfy: the text as the body, with a title and priority header.
+    Ntfy,
+    /// Gotify: `{"title", "message", "priority"}`.
+    Gotify,
+    /// PagerDuty Events API v2 (the routing key comes from `token_env`).
+    Pagerduty,
+}
+
+impl Preset {
+    /// Parses a preset name.
+    pub fn parse(text: &str) -> Option<Preset> {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
+            "slack" => Preset::Slack,
+            "discord" => Preset::Discord,
+            "teams" | "msteams" => Preset::Teams,
+            "ntfy" => Preset::Ntfy,
+            "gotify" => Preset::Gotify,
+            "pagerduty" => Preset::Pagerduty,
+            _ => return None,
+        })
+    }
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    /// Plain SMTP upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption (a local relay).
+    None,
+}
+
+/// A webhook body: content type and bytes, shaped for `preset`. PagerDuty
+/// takes its routing key in the body, so the token goes there.
+pub fn webhook_body(
+    preset: Option<Preset>,
+    payload: &Payload,
+    token: Option<&str>,
+) -> (&'static str, Vec<u8>) {
+    let json = |value: serde_json::Value| {
+        (
+            "application/json",
+            serde_json::to_vec(&value).expect("json serialises"),
+        )
+    };
+    let severe = payload.to == "down";
+    match preset {
+        None => (
+            "application/json",
+            serde_json::to_vec(payload).expect("a payload serialises"),
+        ),
+        Some(Preset::Slack | Preset::Teams) => json(serde_json::json!({ "text": payload.text })),
+        Some(Preset::Discord) => json(serde_json::json!({ "content": payload.text })),
+        Some(Preset::Ntfy) => (
+            "text/plain; charset=utf-8",
+            payload.text.clone().into_bytes(),
+        ),
+        Some(Preset::Gotify) => json(serde_json::json!({
+            "title": format!("{} is {}", payload.sensor, payload.to.to_uppercase()),
+            "message": payload.text,
+            "priority": if severe { 8 } else { 4 },
+        })),
+        Some(Preset::Pagerduty) => json(serde_json::json!({
+            "routing_key": token.unwrap_or_default(),
+            "event_action": if payload.to == "up" { "resolve" } else { "trigger" },
+            "dedup_key": format!("portwatch:{}", payload.sensor),
+            "payload": {
+                "summary": payload.text,
+                "source": format!("{}:{}", payload.host, payload.port),
+                "severity": if severe { "critical" } else if payload.to == "warning" { "warning" } else { "info" },
+                "component": payload.sensor,
+                "group": payload.group,
+                "custom_details": payload,
+            },
+        })),
+    }
 }
 
 /// A named channel.
@@ -219,6 +332,69 @@ mod tests {
             ..everything
         };
         assert!(one.covers("db/postgresql", "db", None) && !one.covers("db/ssh", "db", None));
+    }
+
+    fn payload(to: &str) -> Payload {
+        Payload {
+            sensor: "web/https".into(),
+            server: "web".into(),
+            group: None,
+            host: "192.0.2.1".into(),
+            port: 443,
+            from: "up".into(),
+            to: to.into(),
+            reason: Some("refused".into()),
+            message: "connection refused".into(),
+            at: "2026-11-23T20:00:00Z".into(),
+            text: "web/https is DOWN (refused): connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn presets_shape_the_body() {
+        let body = |preset, to| {
+            let (kind, bytes) = webhook_body(Some(preset), &payload(to), Some("routing-key"));
+            (kind, String::from_utf8(bytes).unwrap())
+        };
+        assert_eq!(
+            body(Preset::Slack, "down").1,
+            r#"{"text":"web/https is DOWN (refused): connection refused"}"#
+        );
+        assert!(
+            body(Preset::Discord, "down")
+                .1
+                .starts_with(r#"{"content":"#)
+        );
+        assert_eq!(
+            body(Preset::Ntfy, "down"),
+            (
+                "text/plain; charset=utf-8",
+                "web/https is DOWN (refused): connection refused".to_owned()
+            )
+        );
+        let pagerduty: serde_json::Value =
+            serde_json::from_str(&body(Preset::Pagerduty, "down").1).unwrap();
+        assert_eq!(
+            (
+                pagerduty["event_action"].as_str(),
+                pagerduty["routing_key"].as_str()
+            ),
+            (Some("trigger"), Some("routing-key"))
+        );
+        assert_eq!(pagerduty["payload"]["severity"], "critical");
+        let resolved: serde_json::Value =
+            serde_json::from_str(&body(Preset::Pagerduty, "up").1).unwrap();
+        assert_eq!(resolved["event_action"], "resolve");
+        assert_eq!(
+            resolved["dedup_key"], pagerduty["dedup_key"],
+            "the same incident is resolved"
+        );
+        let gotify: serde_json::Value =
+            serde_json::from_str(&body(Preset::Gotify, "down").1).unwrap();
+        assert_eq!(gotify["priority"], 8);
+        let generic: Payload =
+            serde_json::from_slice(&webhook_body(None, &payload("down"), None).1).unwrap();
+        assert_eq!(generic, payload("down"));
     }
 
     #[test]

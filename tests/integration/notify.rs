@@ -275,3 +275,121 @@ fn a_retry_sequence_survives_kill_9() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A real SMTP server (aiosmtpd) that prints every mail it receives.
+struct Smtp {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp_server(dir: &std::path::Path) -> Option<Smtp> {
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install aiosmtpd (pip install aiosmtpd)"
+        );
+        eprintln!("skip the mail test: python3 -m pip install aiosmtpd");
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.join("smtp.log");
+    let child = std::process::Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Debugging",
+        ])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "aiosmtpd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(Smtp { child, port, log })
+}
+
+#[test]
+fn a_down_alert_arrives_by_mail() {
+    let dir = TempDir::new("notify-mail");
+    let Some(smtp) = smtp_server(&dir.path) else {
+        return;
+    };
+    let (_closed, closed) = closed_port("127.0.0.1");
+    let config = format!(
+        r#"[defaults]
+interval = "1s"
+retries = 0
+[[server]]
+name = "app"
+host = "127.0.0.1"
+  [[server.sensor]]
+  name = "api"
+  port = {}
+[[channel]]
+name = "mail"
+smtp = "127.0.0.1"
+port = {}
+security = "none"
+from = "portwatch@example.com"
+to = ["ops@example.com", "oncall@example.com"]
+[[notify]]
+channel = "mail"
+on = ["down"]
+"#,
+        closed.port(),
+        smtp.port
+    );
+    std::fs::write(dir.path.join("portwatch.toml"), config).unwrap();
+    let mut child = serve(&dir.path);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mail = loop {
+        let text = std::fs::read_to_string(&smtp.log).unwrap_or_default();
+        if text.contains("Subject:") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no mail arrived: {}",
+            std::fs::read_to_string(dir.path.join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        mail.contains("Subject: [portwatch] app/api is DOWN"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("ops@example.com") && mail.contains("oncall@example.com"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("text/plain") && mail.contains("text/html"),
+        "a plain and an HTML part: {mail}"
+    );
+}
