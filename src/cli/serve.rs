@@ -57,8 +57,11 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let delivery_stats = Arc::new(crate::notify::worker::DeliveryStats::default());
     let web_state =
-        crate::web::AppState::new(db.clone(), Some(stats.clone()), Some(written.clone()));
+        crate::web::AppState::new(db.clone(), Some(stats.clone()), Some(written.clone()))
+            .with_metrics_access(args.metrics_access)
+            .with_delivery_stats(delivery_stats.clone());
     let outcome = runtime.block_on(async {
         let listener = if args.no_web {
             None
@@ -95,7 +98,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             tracing::info!("stopping: writing what is left to the store");
         };
         let (wake, stop_delivery) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let delivery = tokio::spawn(crate::notify::worker::run(db.clone(), wake.clone(), stop_delivery.clone(), Arc::default()));
+        let delivery = tokio::spawn(crate::notify::worker::run(db.clone(), wake.clone(), stop_delivery.clone(), delivery_stats.clone()));
         let result = crate::monitor::daemon::run_notifying(db.clone(), writer, options, stats.clone(), reload, wake, shutdown).await;
         stop_delivery.notify_one();
         let _ = delivery.await;

@@ -215,3 +215,70 @@ fn maintenance_windows_are_validated() {
     let message = error(&format!("{base}[[maintenance]]\nname = \"m\"\n"));
     assert!(message.contains("needs either"), "{message}");
 }
+
+#[test]
+fn channels_and_rules_are_validated() {
+    let base = "[[server]]\nname = \"a\"\nhost = \"h\"\n  [[server.sensor]]\n  port = 22\n";
+    let ok = format!(
+        "{base}[[channel]]\nname = \"hook\"\nwebhook = \"https://hooks.example.com/x\"\npreset = \"slack\"\n\
+         [[channel]]\nname = \"mail\"\nsmtp = \"mail.example.com\"\nfrom = \"pw@example.com\"\nto = [\"ops@example.com\"]\npassword_env = \"SMTP_PASSWORD\"\nusername = \"pw\"\n\
+         [[notify]]\nchannel = \"hook\"\non = [\"down\", \"up\"]\nservers = [\"a\"]\n"
+    );
+    let config = parse(&ok).unwrap();
+    assert_eq!((config.channels.len(), config.rules.len()), (2, 1));
+    let cases = [
+        (
+            format!("{base}[[channel]]\nname = \"x\"\nwebhook = \"ftp://x\"\n"),
+            "is not an http:// or https:// URL",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\nwebhook = \"https://x\"\npreset = \"myspace\"\n"
+            ),
+            "unknown preset 'myspace'",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\nwebhook = \"https://x\"\npreset = \"pagerduty\"\n"
+            ),
+            "needs token_env",
+        ),
+        (
+            format!("{base}[[channel]]\nname = \"x\"\n"),
+            "exactly one of",
+        ),
+        (
+            format!("{base}[[channel]]\nname = \"x\"\nsmtp = \"m\"\nto = [\"a@b.c\"]\n"),
+            "needs 'from'",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\nsmtp = \"m\"\nfrom = \"not an address\"\nto = [\"a@b.c\"]\n"
+            ),
+            "is not a mail address",
+        ),
+        (
+            format!("{base}[[notify]]\nchannel = \"nope\"\non = [\"down\"]\n"),
+            "unknown channel 'nope'",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\ncommand = [\"true\"]\n[[notify]]\nchannel = \"x\"\non = [\"sideways\"]\n"
+            ),
+            "unknown trigger 'sideways'",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\ncommand = [\"true\"]\n[[notify]]\nchannel = \"x\"\non = [\"down\"]\nsensors = [\"a/nope\"]\n"
+            ),
+            "unknown sensor 'a/nope'",
+        ),
+    ];
+    for (text, needle) in cases {
+        let message = error(&text);
+        assert!(
+            message.starts_with("test.toml:") && message.contains(needle),
+            "{needle}: {message}"
+        );
+    }
+}

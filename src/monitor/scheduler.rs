@@ -47,7 +47,7 @@ mod tests {
         // Spread: every 6-second slice of the minute gets some sensors.
         for slice in 0..10 {
             let range = Duration::from_secs(slice * 6)..Duration::from_secs(slice * 6 + 6);
-            let n = offsets.iter().filter(|o| range.contains(o)).count();
+            let n = offsets.iter().filter(|o| range.contains(*o)).count();
             assert!((50..=150).contains(&n), "slice {slice}: {n}");
         }
     }

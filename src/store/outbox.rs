@@ -184,6 +184,17 @@ impl Store {
         Ok(out)
     }
 
+    /// How many notifications wait for delivery.
+    pub fn undelivered(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM outbox WHERE delivered_ms IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sqlite())
+    }
+
     /// A channel by name.
     pub fn channel(&self, name: &str) -> Result<Option<ChannelDef>, StoreError> {
         let definition: Option<String> = self

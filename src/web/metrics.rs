@@ -61,7 +61,9 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
     if !free && account(&parts, &state).await?.is_none() {
         return Err(AppError::Unauthorized);
     }
-    let rows = state.store(|store| store.status()).await?;
+    let (rows, undelivered) = state
+        .store(|store| Ok((store.status()?, store.undelivered()?)))
+        .await?;
     let mut registry = Registry::default();
     let up = Family::<SensorLabels, Gauge>::default();
     let state_gauge = Family::<SensorLabels, Gauge>::default();
@@ -190,6 +192,30 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
             "portwatch_store_results_lost",
             "Raw results lost",
             counter(writer.results_dropped.load(Ordering::Relaxed)),
+        );
+    }
+    let pending = Gauge::<i64>::default();
+    pending.set(undelivered);
+    registry.register(
+        "portwatch_notifications_pending",
+        "Notifications not delivered yet (being retried)",
+        pending,
+    );
+    if let Some(delivery) = &state.delivery {
+        let counter = |n: u64| {
+            let c = Counter::<u64>::default();
+            c.inc_by(n);
+            c
+        };
+        registry.register(
+            "portwatch_notifications_delivered",
+            "Notifications delivered",
+            counter(delivery.delivered.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "portwatch_notification_failures",
+            "Failed delivery attempts (each retried)",
+            counter(delivery.failed_attempts.load(Ordering::Relaxed)),
         );
     }
     let mut body = String::new();

@@ -44,6 +44,7 @@ pub struct AppState {
     writer: Option<Arc<WriterStats>>,
     failed_logins: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
     metrics: MetricsAccess,
+    delivery: Option<Arc<crate::notify::worker::DeliveryStats>>,
 }
 
 /// Who may read `/metrics`.
@@ -72,7 +73,17 @@ impl AppState {
             writer,
             failed_logins: Arc::default(),
             metrics: MetricsAccess::default(),
+            delivery: None,
         }
+    }
+
+    /// Adds the notification worker's counters to `/metrics`.
+    pub fn with_delivery_stats(
+        mut self,
+        stats: Arc<crate::notify::worker::DeliveryStats>,
+    ) -> AppState {
+        self.delivery = Some(stats);
+        self
     }
 
     /// Sets who may read `/metrics`.

@@ -436,3 +436,47 @@ fn monitoring_goes_on_while_the_disk_is_full() {
         during.len()
     );
 }
+
+/// A raw HTTP/1.1 GET, for checking the served web interface without a
+/// client library: returns the status code.
+fn http_status(address: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn serve_wires_the_web_options() {
+    let dir = TempDir::new("web-options");
+    let mut serve = Serve::start(&dir.path, &["--metrics-access", "token"]);
+    let line = serve.wait_for("  web       http://", Duration::from_secs(20));
+    let address = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    serve.wait_for("sign in   user admin, password", Duration::from_secs(5));
+    assert_eq!(http_status(&address, "/healthz"), 200);
+    assert_eq!(
+        http_status(&address, "/metrics"),
+        401,
+        "--metrics-access token applies even on loopback"
+    );
+    assert_eq!(
+        http_status(&address, "/"),
+        303,
+        "pages send visitors to sign in"
+    );
+    let (code, _) = serve.terminate();
+    assert_eq!(code, 0);
+}
