@@ -458,6 +458,7 @@ impl Monitor {
             return;
         };
         sensor.running = true;
+        self.stats.update(|c| c.in_flight += 1);
         let (target, options, host) = (sensor.target.clone(), sensor.options, sensor.host.clone());
         let (global, checker, done) =
             (self.global.clone(), self.checker.clone(), self.done.clone());

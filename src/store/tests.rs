@@ -209,8 +209,20 @@ fn the_writer_packs_results_and_rolls_up_closed_hours() {
         },
     );
     committed.blocking_recv().expect("the event is committed");
+    let stats = writer.stats.clone();
     drop(writer);
     thread.join().unwrap();
+    assert_eq!(
+        stats.pending.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "everything queued was written"
+    );
+    assert_eq!(
+        stats
+            .results_stored
+            .load(std::sync::atomic::Ordering::Relaxed),
+        361
+    );
 
     let store = Store::open(&path).unwrap();
     let results = store.results(id, 0, i64::MAX).unwrap();

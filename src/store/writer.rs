@@ -101,10 +101,13 @@ pub fn start(path: &Path) -> Result<(Writer, std::thread::JoinHandle<()>), Store
 impl Writer {
     /// Queues a result without waiting. A full queue drops it and counts it.
     pub fn result(&self, result: StoredResult, last: LastCheck) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.queue.try_send(Write::Result(result, last))
-        {
-            self.stats.results_dropped.fetch_add(1, Ordering::Relaxed);
+        match self.queue.try_send(Write::Result(result, last)) {
+            Ok(()) => {
+                self.stats.pending.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.results_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -246,6 +249,9 @@ impl WriterThread {
                     self.stats
                         .results_dropped
                         .fetch_add(excess as u64, Ordering::Relaxed);
+                    self.stats
+                        .pending
+                        .fetch_sub(excess as u64, Ordering::Relaxed);
                 }
             }
             Write::Event {
@@ -284,6 +290,9 @@ impl WriterThread {
                 self.stats
                     .results_stored
                     .fetch_add(self.results.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .pending
+                    .fetch_sub(self.results.len() as u64, Ordering::Relaxed);
                 self.stats
                     .events_stored
                     .fetch_add(self.events.len() as u64, Ordering::Relaxed);

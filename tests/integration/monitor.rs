@@ -126,7 +126,11 @@ async fn up_then_warning_while_rechecking_then_down_then_up() {
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     monitor.until_done(4, Duration::from_secs(30)).await;
     let counts = monitor.stats.snapshot();
-    assert_eq!((counts.rechecks, counts.missed), (1, 0));
+    assert_eq!(
+        (counts.rechecks, counts.missed, counts.in_flight),
+        (1, 0, 0)
+    );
+    assert_eq!(counts.by_reason[..2], [2, 2], "two connected, two refused");
 
     let (store, _dir) = monitor.stop().await;
     drop(listener);
