@@ -34,6 +34,8 @@
 //!   - [`store::pack`]: compact encoding of raw results.
 //!   - [`store::rollup`]: hourly rollups.
 //!   - [`store::writer`]: the one writer thread that batches all writes.
+//! - [`notify`]: notification channels and rules, delivery from the
+//!   store's outbox ([`store::outbox`]) with retries.
 //! - [`report`]: uptime by time and by requests, outages, connect times.
 //! - [`web`]: the web interface, JSON API and `/metrics` (axum; askama
 //!   templates in `templates/`, embedded assets in `assets/`), with sign-in,
