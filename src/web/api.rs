@@ -292,3 +292,13 @@ pub async fn delete(
     state.store(move |store| store.retire_sensor(id)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
+
+/// `GET /api/notifications`: the latest notifications with their delivery
+/// state (attempts, last error, when delivered). Never the channel secrets.
+pub async fn notifications(
+    State(state): State<AppState>,
+    _: ApiUser,
+) -> Result<Response, AppError> {
+    let rows = state.store(|store| store.outbox(200)).await?;
+    Ok(Json(rows).into_response())
+}

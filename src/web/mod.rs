@@ -243,6 +243,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/sensors/{id}/pause", post(api::pause))
         .route("/api/sensors/{id}/resume", post(api::resume))
         .route("/api/events", get(api::events))
+        .route("/api/notifications", get(api::notifications))
         .route(
             "/api/groups",
             get(config_pages::api_groups).post(config_pages::api_save_group),

@@ -837,3 +837,47 @@ async fn servers_and_groups_pause_and_resume_from_the_configuration_page() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(Store::open(&db).unwrap().load().unwrap().paused.is_empty());
 }
+
+#[tokio::test]
+async fn the_api_shows_notifications_and_their_delivery() {
+    use portwatch::monitor::state::{Change, State};
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let id = sensor_id(&db, "db/postgresql");
+    let (writer, thread) = portwatch::store::writer::start(&db).unwrap();
+    let payload = portwatch::notify::Payload {
+        sensor: "db/postgresql".into(),
+        server: "db".into(),
+        group: None,
+        host: "127.0.0.1".into(),
+        port: 5432,
+        from: "up".into(),
+        to: "down".into(),
+        reason: Some("refused".into()),
+        message: "connection refused".into(),
+        at: "2026-11-23T20:00:00Z".into(),
+        text: "db/postgresql is DOWN".into(),
+    };
+    let change = Change {
+        from: State::Up,
+        to: State::Down,
+        reason: None,
+        message: "down".into(),
+    };
+    writer
+        .event_notifying(id, 1, change, vec![("pager".into(), payload)])
+        .await
+        .unwrap();
+    drop(writer);
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    let (cookie, _) = sign_in(&state, "viewer", "viewer-password").await;
+    let (status, _, body) = send(&state, get("/api/notifications", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows[0]["channel"], "pager");
+    assert_eq!(rows[0]["to"], "down");
+    assert_eq!(rows[0]["attempts"], 0);
+    assert!(rows[0]["delivered_ms"].is_null());
+}
