@@ -13,6 +13,15 @@ use super::{AppError, AppState};
 use crate::store::accounts::{Account, Role, random_token};
 use crate::store::{Store, StoreError};
 
+/// A form whose only field is the CSRF token (pause, resume, delete, sign
+/// out).
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    /// The session's CSRF token, from the page.
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// The session cookie.
 pub const COOKIE: &str = "pw_session";
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use std::collections::HashMap;
 
-use super::auth::PageUser;
+use super::auth::{CsrfForm, PageUser};
 use super::config_pages::parse_overrides;
 use super::{AppError, AppState};
 use crate::config::Overrides;
@@ -202,18 +202,12 @@ pub async fn update(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /sensors/{id}/delete`.
 pub async fn delete(
     State(state): State<AppState>,
     PageUser(user): PageUser,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     user.check_csrf(&form.csrf)?;
     user.require_admin()?;

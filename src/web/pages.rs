@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{COOKIE, PageUser, client_ip};
+use super::auth::{COOKIE, CsrfForm, PageUser, client_ip};
 use super::chart;
 use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
@@ -100,12 +100,6 @@ pub async fn login(
             Ok(response)
         }
     }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn logout(

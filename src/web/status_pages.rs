@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::PageUser;
+use super::auth::{CsrfForm, PageUser};
 use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
 use crate::report::sensor_report;
@@ -90,18 +90,12 @@ pub async fn create(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /status-pages/{slug}/delete`.
 pub async fn delete(
     State(state): State<AppState>,
     PageUser(user): PageUser,
     Path(slug): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     user.check_csrf(&form.csrf)?;
     user.require_admin()?;
