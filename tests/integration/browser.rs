@@ -118,10 +118,13 @@ fn save_screenshot(png: &[u8], name: &str) {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join(name), png).unwrap();
-    // The README shows the latest screenshots.
-    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    std::fs::write(docs.join(name), png).unwrap();
+    // The README's screenshots are refreshed on request, so that a test run
+    // leaves the work tree as it was.
+    if std::env::var_os("PORTWATCH_UPDATE_SCREENSHOTS").is_some() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join(name), png).unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
