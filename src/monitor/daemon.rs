@@ -551,14 +551,13 @@ impl Monitor {
         sensor.tracker = step.tracker;
         if let Some(change) = step.change.clone() {
             sensor.since_ms = self.options.clock.now().as_millisecond();
-            let notify = notifications(&self.rules, &sensor.spec, &change, sensor.since_ms);
             self.announcer.announce(
                 &self.writer,
+                &self.rules,
                 id,
-                &sensor.spec.path,
+                &sensor.spec,
                 sensor.since_ms,
                 change,
-                notify,
             );
         }
         let last = LastCheck {
@@ -653,14 +652,13 @@ impl Monitor {
             return false;
         };
         sensor.since_ms = now.as_millisecond();
-        let notify = notifications(&self.rules, &sensor.spec, &change, sensor.since_ms);
         self.announcer.announce(
             &self.writer,
+            &self.rules,
             id,
-            &sensor.spec.path,
+            &sensor.spec,
             sensor.since_ms,
             change,
-            notify,
         );
         let resumed = input == Input::Resume;
         let running = sensor.running;
@@ -761,19 +759,20 @@ impl Announcer {
         Announcer { queue, task }
     }
 
-    /// Stores a state change with its notifications; it is announced once
-    /// committed.
+    /// Stores a state change with the notifications its rules call for;
+    /// it is announced once committed.
     fn announce(
         &self,
         writer: &Writer,
+        rules: &[crate::notify::RuleDef],
         id: i64,
-        path: &str,
+        spec: &ResolvedSensor,
         at_ms: i64,
         change: state::Change,
-        notify: Vec<(String, crate::notify::Payload)>,
     ) {
+        let notify = notifications(rules, spec, &change, at_ms);
         let committed = writer.event_notifying(id, at_ms, change.clone(), notify);
-        let _ = self.queue.send((committed, path.to_owned(), change));
+        let _ = self.queue.send((committed, spec.path.clone(), change));
     }
 
     /// Waits until every queued change has been announced.

@@ -539,6 +539,18 @@ impl Store {
 
     /// Every active sensor with its current state and last result.
     pub fn status(&self) -> Result<Vec<StatusRow>, StoreError> {
+        self.status_rows(None)
+    }
+
+    /// One active sensor's state and last result (one indexed lookup, not
+    /// a scan of every sensor).
+    pub fn status_of(&self, id: i64) -> Result<StatusRow, StoreError> {
+        self.status_rows(Some(id))?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn status_rows(&self, only: Option<i64>) -> Result<Vec<StatusRow>, StoreError> {
         let mut statement = self
             .conn
             .prepare(
@@ -547,12 +559,12 @@ impl Store {
                         v.tags, s.tags, s.managed
                  FROM sensors s JOIN servers v ON v.id = s.server_id
                  LEFT JOIN sensor_status st ON st.sensor_id = s.id
-                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL
+                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL AND (?1 IS NULL OR s.id = ?1)
                  ORDER BY v.group_path, v.name, s.name",
             )
             .map_err(self.sqlite())?;
         let rows = statement
-            .query_map([], |r| {
+            .query_map([only], |r| {
                 let state: Option<String> = r.get(5)?;
                 let paused: bool = r.get(11)?;
                 let state = match state.and_then(|s| s.parse().ok()) {

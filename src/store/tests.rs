@@ -324,3 +324,17 @@ fn concurrent_opens_of_a_new_store_migrate_it_once() {
         }
     }
 }
+
+#[test]
+fn one_sensor_status_matches_the_full_listing() {
+    let (_dir, mut store) = temp_store();
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    let all = store.status().unwrap();
+    for row in &all {
+        assert_eq!(&store.status_of(row.id).unwrap(), row);
+    }
+    assert!(matches!(
+        store.status_of(999_999),
+        Err(StoreError::NotFound(_))
+    ));
+}

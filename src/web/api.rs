@@ -110,11 +110,7 @@ pub async fn get(
     let (row, report) = state
         .store(move |store| {
             let path = store.sensor_path(id)?;
-            let row = store
-                .status()?
-                .into_iter()
-                .find(|r| r.id == id)
-                .ok_or_else(|| crate::store::StoreError::NotFound(path.clone()))?;
+            let row = store.status_of(id)?;
             let report = sensor_report(store, id, &path, now - 86_400_000, now)?;
             Ok((row, report))
         })
@@ -276,7 +272,7 @@ pub async fn create(
         .store(move |store| store.add_sensor(&server, &host, port, &name, interval))
         .await?;
     let row = state
-        .store(move |store| Ok(store.status()?.into_iter().find(|r| r.id == id)))
+        .store(move |store| store.status_of(id).map(Some))
         .await?;
     let row = row.ok_or_else(|| AppError::Internal("the new sensor vanished".into()))?;
     Ok((axum::http::StatusCode::CREATED, Json(SensorJson::from(row))).into_response())

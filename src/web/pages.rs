@@ -379,11 +379,7 @@ pub async fn sensor(
     let data = state
         .store(move |store| {
             let path = store.sensor_path(id)?;
-            let row = store
-                .status()?
-                .into_iter()
-                .find(|r| r.id == id)
-                .ok_or_else(|| crate::store::StoreError::NotFound(path.clone()))?;
+            let row = store.status_of(id)?;
             let report = sensor_report(store, id, &path, from_ms, now_ms)?;
             // Up to 30 days of events for the per-day bars.
             let bars_from = (now_ms / DAY_MS - 29) * DAY_MS;
