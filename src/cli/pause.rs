@@ -71,7 +71,13 @@ pub(super) async fn notify_test(name: &str, db: &super::DbArgs) -> anyhow::Resul
         );
     };
     let now = jiff::Timestamp::now();
-    let payload = crate::notify::Payload {
+    let mut payload = crate::notify::Payload {
+        kind: crate::notify::Kind::Test,
+        since: now.to_string(),
+        response_ms: None,
+        link: None,
+        suppressed: None,
+        title: String::new(),
         sensor: "portwatch/test".into(),
         server: "portwatch".into(),
         group: None,
@@ -82,10 +88,15 @@ pub(super) async fn notify_test(name: &str, db: &super::DbArgs) -> anyhow::Resul
         reason: None,
         message: "a test notification from portwatch notify test".into(),
         at: now.to_string(),
-        text: "portwatch test notification: if you read this, the channel works".into(),
+        text: String::new(),
     };
+    crate::notify::template::word(
+        &mut payload,
+        channel.options.template.as_deref(),
+        channel.options.title.as_deref(),
+    );
     let client = reqwest::Client::new();
-    match crate::notify::deliver::deliver(&channel.kind, &payload, &client).await {
+    match crate::notify::deliver::deliver(&channel, &payload, &client).await {
         Ok(()) => {
             writeln!(
                 anstream::stdout(),

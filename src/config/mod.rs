@@ -537,7 +537,12 @@ fn notifications(
                 password_file: channel.password_file.as_ref().map(|p| p.get_ref().clone()),
             }
         };
-        channels.push(ChannelDef { name, kind });
+        let options = channel_options(locate, channel)?;
+        channels.push(ChannelDef {
+            name,
+            kind,
+            options,
+        });
     }
     let mut rules = Vec::new();
     for rule in &raw.notify {
@@ -557,7 +562,7 @@ fn notifications(
                 None => {
                     return Err(locate.error(
                         rule.on.span(),
-                        format!("unknown trigger '{word}': use down, warning, up or change"),
+                        format!("unknown trigger '{word}': use {}", Trigger::NAMES),
                     ));
                 }
             }
@@ -594,7 +599,45 @@ fn notifications(
                 ));
             }
         }
+        let after = locate.duration(&rule.after)?;
+        let every = locate.duration(&rule.every)?;
+        let wants = |trigger| on.contains(&trigger);
+        match (&rule.after, wants(Trigger::Escalation)) {
+            (None, true) => {
+                return Err(locate.error(
+                    rule.on.span(),
+                    "an escalation needs 'after', how long the sensor must stay down: e.g. after = \"30m\"",
+                ));
+            }
+            (Some(value), false) => {
+                return Err(locate.error(
+                    value.span(),
+                    "'after' is for escalations: add \"escalation\" to 'on'",
+                ));
+            }
+            _ => {}
+        }
+        match (&rule.every, wants(Trigger::Repeat)) {
+            (None, true) => {
+                return Err(locate.error(
+                    rule.on.span(),
+                    "a repeat needs 'every', how often while down: e.g. every = \"1h\"",
+                ));
+            }
+            (Some(value), false) => {
+                return Err(locate.error(
+                    value.span(),
+                    "'every' is for repeats: add \"repeat\" to 'on'",
+                ));
+            }
+            (Some(value), true) if every.is_some_and(|e| e < Duration::from_secs(60)) => {
+                return Err(locate.error(value.span(), "repeat at most once a minute: every >= 1m"));
+            }
+            _ => {}
+        }
         rules.push(RuleDef {
+            after_s: after.map(|d| d.as_secs().max(1)),
+            every_s: every.map(|d| d.as_secs()),
             channel: rule.channel.get_ref().clone(),
             on,
             groups: rule
@@ -607,6 +650,47 @@ fn notifications(
         });
     }
     Ok((channels, rules))
+}
+
+/// A channel's templates, flapping limit and timeout.
+fn channel_options(
+    locate: &Locator,
+    channel: &raw::Channel,
+) -> Result<crate::notify::ChannelOptions, ConfigError> {
+    let mut options = crate::notify::ChannelOptions::default();
+    for (value, slot) in [
+        (&channel.template, &mut options.template),
+        (&channel.title, &mut options.title),
+    ] {
+        if let Some(value) = value {
+            crate::notify::template::validate(value.get_ref())
+                .map_err(|e| locate.error(value.span(), e))?;
+            *slot = Some(value.get_ref().clone());
+        }
+    }
+    if let Some(limit) = &channel.rate_limit {
+        options.rate_limit = u32::try_from(*limit.get_ref()).map_err(|_| {
+            locate.error(
+                limit.span(),
+                "rate_limit is a count of notifications per sensor (0: no limit)",
+            )
+        })?;
+    }
+    if let Some(window) = locate.duration(&channel.rate_window)? {
+        if window < Duration::from_secs(60) {
+            let span = channel.rate_window.as_ref().expect("parsed").span();
+            return Err(locate.error(span, "rate_window must be at least 1m"));
+        }
+        options.rate_window_s = window.as_secs();
+    }
+    if let Some(timeout) = locate.duration(&channel.timeout)? {
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&timeout) {
+            let span = channel.timeout.as_ref().expect("parsed").span();
+            return Err(locate.error(span, "timeout must be from 1s to 5m"));
+        }
+        options.timeout_s = timeout.as_secs();
+    }
+    Ok(options)
 }
 
 fn window_rule(locate: &Locator, window: &raw::Maintenance) -> Result<WindowRule, ConfigError> {

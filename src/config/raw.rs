@@ -127,6 +127,22 @@ pub struct Channel {
     /// A file holding the SMTP password.
     #[serde(default)]
     pub password_file: Option<Spanned<String>>,
+    /// The message template, e.g. "{sensor} is {STATE}: {message}".
+    #[serde(default)]
+    pub template: Option<Spanned<String>>,
+    /// The title template (mail subject, ntfy/Gotify title).
+    #[serde(default)]
+    pub title: Option<Spanned<String>>,
+    /// At most this many notifications per sensor within `rate_window`
+    /// (default 5; 0: no limit).
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<i64>>,
+    /// The flapping window (default 1h).
+    #[serde(default)]
+    pub rate_window: Option<Spanned<String>>,
+    /// How long one delivery attempt may take (default 10s).
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `[[notify]]`: a rule.
@@ -146,6 +162,12 @@ pub struct Notify {
     /// Sensors covered.
     #[serde(default)]
     pub sensors: Vec<Spanned<String>>,
+    /// Escalation: how long a sensor must stay down first.
+    #[serde(default)]
+    pub after: Option<Spanned<String>>,
+    /// Repeat: how often while down.
+    #[serde(default)]
+    pub every: Option<Spanned<String>>,
 }
 
 with_settings!(

@@ -21,6 +21,7 @@ use super::scheduler::{first_offset, next_due};
 use super::state::{self, Input, State, Tracker, wanted_pause};
 use super::stats::MonitorStats;
 use crate::config::model::{ResolvedSensor, resolve};
+use crate::notify::plan::{Current, Outgoing, Planner};
 use crate::probe::verdict::Expectation;
 use crate::probe::{CheckOptions, CheckResult, Checker, CloseMode, Family, Reason, Status, Target};
 use crate::store::writer::{LastCheck, Writer};
@@ -76,6 +77,9 @@ pub struct MonitorOptions {
     pub clock: Clock,
     /// How established connections are closed.
     pub close: CloseMode,
+    /// The web interface's address as users reach it, for the links in
+    /// notifications.
+    pub public_url: Option<String>,
 }
 
 impl Default for MonitorOptions {
@@ -86,6 +90,7 @@ impl Default for MonitorOptions {
             reload_every: Duration::from_secs(2),
             clock: Clock::System,
             close: CloseMode::Graceful,
+            public_url: None,
         }
     }
 }
@@ -100,6 +105,11 @@ struct Sensor {
     due: Instant,
     running: bool,
     manual: bool,
+    /// The last check's message, for escalations and repeats.
+    message: String,
+    /// A DOWN whose notifications are held until the dependency has been
+    /// re-checked.
+    held: bool,
     /// Bumped when the schedule changes, so stale queue entries are skipped.
     epoch: u64,
 }
@@ -130,7 +140,7 @@ struct Monitor {
     done: mpsc::Sender<Done>,
     checks: JoinSet<()>,
     announcer: Announcer,
-    rules: Vec<crate::notify::RuleDef>,
+    planner: Planner,
     generation: i64,
     missed_logged: Instant,
 }
@@ -171,6 +181,7 @@ pub async fn run_notifying(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StoreError> {
     let (done_sender, mut done) = mpsc::channel(65_536);
+    let planner = Planner::new(options.public_url.clone());
     let mut monitor = Monitor {
         sensors: HashMap::new(),
         ids: HashMap::new(),
@@ -185,8 +196,8 @@ pub async fn run_notifying(
         options,
         done: done_sender,
         checks: JoinSet::new(),
+        planner,
         announcer: Announcer::start(notified),
-        rules: Vec::new(),
         generation: -1,
         missed_logged: Instant::now(),
     };
@@ -209,6 +220,7 @@ pub async fn run_notifying(
             _ = tick.tick() => {
                 monitor.reap();
                 monitor.evaluate_watched();
+                monitor.follow_up();
                 if last_poll.elapsed() >= monitor.options.reload_every {
                     last_poll = Instant::now();
                     monitor.poll_generation(&store).await;
@@ -279,7 +291,8 @@ impl Monitor {
             generation,
         } = loaded;
         self.generation = generation;
-        self.rules = config.rules.clone();
+        self.planner
+            .configure(config.rules.clone(), &config.channels);
         let now = Instant::now();
         let now_ms = self.now_ms();
         let mut seen = HashSet::new();
@@ -343,6 +356,8 @@ impl Monitor {
                             due,
                             running: false,
                             manual,
+                            message: String::new(),
+                            held: false,
                             epoch: 0,
                         },
                     );
@@ -537,6 +552,7 @@ impl Monitor {
             return;
         };
         sensor.running = false;
+        sensor.message.clone_from(&result.message);
         let slow = result.status == Status::Down
             && result.reason == Reason::Connected
             && !sensor.spec.expect_closed;
@@ -549,15 +565,34 @@ impl Monitor {
         let was_up = is_up(sensor.tracker.state);
         let step = state::step(sensor.tracker, &input, sensor.spec.settings.retries);
         sensor.tracker = step.tracker;
+        let mut recheck_dependency = None;
         if let Some(change) = step.change.clone() {
             sensor.since_ms = self.options.clock.now().as_millisecond();
+            let response_ms = result.response_time.map(|t| t.as_secs_f64() * 1000.0);
+            let notify =
+                self.planner
+                    .on_change(id, &sensor.spec, &change, sensor.since_ms, response_ms);
+            // A dependant going down while its dependency still looks up:
+            // its alert waits for a fresh check of the dependency, so that
+            // when the dependency is what failed, only the dependency alerts.
+            let dependency = sensor
+                .spec
+                .depends_on
+                .as_ref()
+                .and_then(|path| self.ids.get(path))
+                .copied()
+                .filter(|_| change.to == State::Down && !notify.is_empty());
+            let hold_until_ms = dependency.map(|_| sensor.since_ms + HOLD_MS);
+            sensor.held = dependency.is_some();
+            recheck_dependency = dependency;
             self.announcer.announce(
                 &self.writer,
-                &self.rules,
                 id,
-                &sensor.spec,
+                &sensor.spec.path,
                 sensor.since_ms,
                 change,
+                notify,
+                hold_until_ms,
             );
         }
         let last = LastCheck {
@@ -572,6 +607,75 @@ impl Monitor {
         }
         if was_up != now_up {
             self.evaluate_dependants(id);
+        }
+        // A check of a sensor with held dependants settles them: released
+        // if it is still up, cancelled by the pause if it is not.
+        self.settle_dependants(id);
+        if let Some(dependency) = recheck_dependency {
+            if self.sensors.get(&dependency).is_some_and(|d| !d.running) {
+                self.launch(dependency, Instant::now(), true);
+            }
+        }
+    }
+
+    /// Releases the held notifications of `id`'s dependants whose
+    /// dependency is still up after its latest check. (Dependants it took
+    /// down with it were paused, and their held notifications cancelled.)
+    fn settle_dependants(&mut self, id: i64) {
+        let Some(dependants) = self.dependants.get(&id) else {
+            return;
+        };
+        let dependency_up = self
+            .sensors
+            .get(&id)
+            .is_some_and(|d| is_up(d.tracker.state));
+        if !dependency_up {
+            return;
+        }
+        let at_ms = self.now_ms();
+        for dependant in dependants {
+            if let Some(sensor) = self.sensors.get_mut(dependant) {
+                if std::mem::take(&mut sensor.held) {
+                    self.announcer
+                        .settled(self.writer.settle(*dependant, at_ms, None));
+                }
+            }
+        }
+    }
+
+    /// Sends the escalations, repeats and flapping summaries that are due.
+    fn follow_up(&mut self) {
+        if !self.planner.has_rules() {
+            return;
+        }
+        let now_ms = self.now_ms();
+        let sensors = &self.sensors;
+        let due = self.planner.due(now_ms, |id| {
+            sensors.get(&id).map(|s| Current {
+                spec: &s.spec,
+                state: s.tracker.state,
+                since_ms: s.since_ms,
+                message: &s.message,
+            })
+        });
+        let mut by_sensor: HashMap<i64, Vec<(String, crate::notify::Payload)>> = HashMap::new();
+        for outgoing in due {
+            let Some(&id) = self
+                .sensors
+                .iter()
+                .find(|(_, s)| s.spec.path == outgoing.payload.sensor)
+                .map(|(id, _)| id)
+            else {
+                continue;
+            };
+            by_sensor
+                .entry(id)
+                .or_default()
+                .push((outgoing.channel, outgoing.payload));
+        }
+        for (id, notify) in by_sensor {
+            self.announcer
+                .settled(self.writer.notify(id, now_ms, notify));
         }
     }
 
@@ -652,13 +756,23 @@ impl Monitor {
             return false;
         };
         sensor.since_ms = now.as_millisecond();
+        if std::mem::take(&mut sensor.held) && matches!(change.to, State::Paused(_)) {
+            // Its dependency went down: only the dependency alerts.
+            let why = format!("cancelled: {}", change.message);
+            self.announcer
+                .settled(self.writer.settle(id, sensor.since_ms, Some(why)));
+        }
+        let notify = self
+            .planner
+            .on_change(id, &sensor.spec, &change, sensor.since_ms, None);
         self.announcer.announce(
             &self.writer,
-            &self.rules,
             id,
-            &sensor.spec,
+            &sensor.spec.path,
             sensor.since_ms,
             change,
+            notify,
+            None,
         );
         let resumed = input == Input::Resume;
         let running = sensor.running;
@@ -669,83 +783,44 @@ impl Monitor {
     }
 }
 
-/// The notifications a state change causes: one per matching rule.
-fn notifications(
-    rules: &[crate::notify::RuleDef],
-    spec: &ResolvedSensor,
-    change: &state::Change,
-    at_ms: i64,
-) -> Vec<(String, crate::notify::Payload)> {
-    let matching: Vec<&crate::notify::RuleDef> = rules
-        .iter()
-        .filter(|rule| rule.covers(&spec.path, &spec.server, spec.group.as_deref()))
-        .filter(|rule| {
-            rule.on
-                .iter()
-                .any(|trigger| crate::notify::fires(*trigger, change))
-        })
-        .collect();
-    if matching.is_empty() {
-        return Vec::new();
-    }
-    let at = jiff::Timestamp::from_millisecond(at_ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default();
-    let payload = crate::notify::Payload {
-        sensor: spec.path.clone(),
-        server: spec.server.clone(),
-        group: spec.group.clone(),
-        host: spec.host.to_string(),
-        port: spec.port,
-        from: change.from.to_string(),
-        to: change.to.to_string(),
-        reason: change.reason.map(|r| r.as_str().to_owned()),
-        message: change.message.clone(),
-        text: format!(
-            "{} is {} ({}): {}",
-            spec.path,
-            change.to.as_str().to_uppercase(),
-            change.reason.map_or("-", |r| r.as_str()),
-            change.message
-        ),
-        at,
-    };
-    let mut channels: Vec<String> = matching.iter().map(|r| r.channel.clone()).collect();
-    channels.sort();
-    channels.dedup();
-    channels
-        .into_iter()
-        .map(|channel| (channel, payload.clone()))
-        .collect()
-}
-
 /// Whether a state satisfies dependants: UP, or WARNING (still answering,
 /// or one failure being re-checked).
 fn is_up(state: State) -> bool {
     matches!(state, State::Up | State::Warning)
 }
 
+/// A commit to wait for, and the state change to log once it is stored.
+type Announcement = (
+    tokio::sync::oneshot::Receiver<()>,
+    Option<(String, state::Change)>,
+);
+
+/// How long a dependant's DOWN alert waits for its dependency's re-check
+/// at most; if the monitor dies meanwhile, it is sent when this ends.
+const HOLD_MS: i64 = 30_000;
+
 /// Announces state changes once the store has committed them, in the order
-/// they happened. Notifications will hang off this point.
+/// they happened, and wakes the delivery worker.
 struct Announcer {
     /// Unbounded on purpose: an entry per state change, never per check,
     /// and dropping one would lose an announcement.
-    queue: mpsc::UnboundedSender<(tokio::sync::oneshot::Receiver<()>, String, state::Change)>,
+    queue: mpsc::UnboundedSender<Announcement>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Announcer {
     fn start(notified: Arc<Notify>) -> Announcer {
-        let (queue, mut changes) =
-            mpsc::unbounded_channel::<(tokio::sync::oneshot::Receiver<()>, String, state::Change)>(
-            );
+        let (queue, mut changes) = mpsc::unbounded_channel::<Announcement>();
         let task = tokio::spawn(async move {
-            while let Some((committed, path, change)) = changes.recv().await {
+            while let Some((committed, change)) = changes.recv().await {
                 if committed.await.is_err() {
                     continue;
                 }
-                // The outbox has something new: wake the delivery worker.
+                // The outbox may have something new: wake the delivery worker.
                 notified.notify_one();
+                let Some((path, change)) = change else {
+                    continue;
+                };
                 tracing::info!(
                     sensor = %path,
                     from = %change.from,
@@ -759,20 +834,29 @@ impl Announcer {
         Announcer { queue, task }
     }
 
-    /// Stores a state change with the notifications its rules call for;
-    /// it is announced once committed.
+    /// Stores a state change with its notifications; it is announced once
+    /// committed.
+    #[allow(clippy::too_many_arguments)]
     fn announce(
         &self,
         writer: &Writer,
-        rules: &[crate::notify::RuleDef],
         id: i64,
-        spec: &ResolvedSensor,
+        path: &str,
         at_ms: i64,
         change: state::Change,
+        notify: Vec<Outgoing>,
+        hold_until_ms: Option<i64>,
     ) {
-        let notify = notifications(rules, spec, &change, at_ms);
-        let committed = writer.event_notifying(id, at_ms, change.clone(), notify);
-        let _ = self.queue.send((committed, spec.path.clone(), change));
+        let notify = notify.into_iter().map(|o| (o.channel, o.payload)).collect();
+        let committed = writer.event_holding(id, at_ms, change.clone(), notify, hold_until_ms);
+        let _ = self
+            .queue
+            .send((committed, Some((path.to_owned(), change))));
+    }
+
+    /// Wakes the delivery worker once an outbox write is committed.
+    fn settled(&self, committed: tokio::sync::oneshot::Receiver<()>) {
+        let _ = self.queue.send((committed, None));
     }
 
     /// Waits until every queued change has been announced.

@@ -5,18 +5,16 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::{ChannelKind, Payload};
+use super::{ChannelDef, ChannelKind, Payload};
 
-/// How long one delivery attempt may take.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Sends `payload` through `channel`.
+/// Sends `payload` through `channel`, within the channel's timeout.
 pub async fn deliver(
-    channel: &ChannelKind,
+    channel: &ChannelDef,
     payload: &Payload,
     client: &reqwest::Client,
 ) -> Result<(), String> {
-    match channel {
+    let timeout = channel.options.timeout();
+    match &channel.kind {
         ChannelKind::Webhook {
             url,
             token_env,
@@ -31,28 +29,26 @@ pub async fn deliver(
             let (content_type, body) = super::webhook_body(*preset, payload, token.as_deref());
             let mut request = client
                 .post(url)
-                .timeout(TIMEOUT)
+                .timeout(timeout)
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body);
             if *preset == Some(super::Preset::Ntfy) {
-                request = request
-                    .header(
-                        "Title",
-                        format!("{} is {}", payload.sensor, payload.to.to_uppercase()),
-                    )
-                    .header(
-                        "Priority",
-                        if payload.to == "down" {
-                            "high"
-                        } else {
-                            "default"
-                        },
-                    );
+                request = request.header("Title", payload.title.as_str()).header(
+                    "Priority",
+                    if payload.to == "down" {
+                        "high"
+                    } else {
+                        "default"
+                    },
+                );
             }
             if let Some(token) = token.filter(|_| *preset != Some(super::Preset::Pagerduty)) {
                 request = request.bearer_auth(token);
             }
-            let response = request.send().await.map_err(|error| describe(&error))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|error| describe(&error, timeout))?;
             let status = response.status();
             if status.is_success() {
                 return Ok(());
@@ -81,16 +77,40 @@ pub async fn deliver(
                 password_env.as_deref(),
                 password_file.as_deref(),
                 payload,
+                timeout,
             )
             .await
         }
         ChannelKind::Command { argv } => {
             let (argv, payload) = (argv.clone(), payload.clone());
-            tokio::task::spawn_blocking(move || run_command(&argv, &payload))
+            tokio::task::spawn_blocking(move || run_command(&argv, &payload, timeout))
                 .await
                 .map_err(|e| format!("the command runner failed: {e}"))?
         }
     }
+}
+
+/// The facts a mail lists under its summary line.
+fn mail_rows(payload: &Payload) -> Vec<(&'static str, String)> {
+    let mut rows = vec![
+        ("Sensor", payload.sensor.clone()),
+        ("Host", format!("{}:{}", payload.host, payload.port)),
+        ("Change", format!("{} -> {}", payload.from, payload.to)),
+        (
+            "Reason",
+            payload.reason.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("Message", payload.message.clone()),
+        ("At", payload.at.clone()),
+        ("Since", payload.since.clone()),
+    ];
+    if let Some(ms) = payload.response_ms {
+        rows.push(("Connect", format!("{ms:.1} ms")));
+    }
+    if let Some(link) = &payload.link {
+        rows.push(("Link", link.clone()));
+    }
+    rows
 }
 
 fn escape(text: &str) -> String {
@@ -127,6 +147,7 @@ async fn send_mail(
     password_env: Option<&str>,
     password_file: Option<&str>,
     payload: &Payload,
+    timeout: Duration,
 ) -> Result<(), String> {
     use lettre::message::{Mailbox, MultiPart};
     use lettre::transport::smtp::authentication::Credentials;
@@ -135,40 +156,32 @@ async fn send_mail(
     let from: Mailbox = from
         .parse()
         .map_err(|e| format!("the sender '{from}' is not an address: {e}"))?;
-    let mut message = Message::builder().from(from).subject(format!(
-        "[portwatch] {} is {}",
-        payload.sensor,
-        payload.to.to_uppercase()
-    ));
+    let mut message = Message::builder()
+        .from(from)
+        .subject(format!("[portwatch] {}", payload.title));
     for recipient in to {
         message = message.to(recipient
             .parse()
             .map_err(|e| format!("the recipient '{recipient}' is not an address: {e}"))?);
     }
-    let plain = format!(
-        "{}\n\nSensor:  {}\nHost:    {}:{}\nChange:  {} -> {}\nReason:  {}\nMessage: {}\nAt:      {}\n",
-        payload.text,
-        payload.sensor,
-        payload.host,
-        payload.port,
-        payload.from,
-        payload.to,
-        payload.reason.as_deref().unwrap_or("-"),
-        payload.message,
-        payload.at
-    );
-    let html = format!(
-        "<p><strong>{}</strong></p><table><tr><td>Sensor</td><td>{}</td></tr><tr><td>Host</td><td>{}:{}</td></tr><tr><td>Change</td><td>{} → {}</td></tr><tr><td>Reason</td><td>{}</td></tr><tr><td>Message</td><td>{}</td></tr><tr><td>At</td><td>{}</td></tr></table>",
-        escape(&payload.text),
-        escape(&payload.sensor),
-        escape(&payload.host),
-        payload.port,
-        escape(&payload.from),
-        escape(&payload.to),
-        escape(payload.reason.as_deref().unwrap_or("-")),
-        escape(&payload.message),
-        escape(&payload.at)
-    );
+    let rows = mail_rows(payload);
+    let mut plain = format!("{}\n\n", payload.text);
+    let mut html = format!("<p><strong>{}</strong></p><table>", escape(&payload.text));
+    for (label, value) in &rows {
+        plain.push_str(&format!("{:<9}{value}\n", format!("{label}:")));
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>",
+            escape(label),
+            escape(value)
+        ));
+    }
+    html.push_str("</table>");
+    if let Some(link) = &payload.link {
+        html.push_str(&format!(
+            "<p><a href=\"{}\">Open the sensor</a></p>",
+            escape(link)
+        ));
+    }
     let message = message
         .multipart(MultiPart::alternative_plain_html(plain, html))
         .map_err(|e| format!("cannot build the mail: {e}"))?;
@@ -180,7 +193,7 @@ async fn send_mail(
         }
         super::Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
     };
-    let mut builder = builder.timeout(Some(TIMEOUT));
+    let mut builder = builder.timeout(Some(timeout));
     if let Some(port) = port {
         builder = builder.port(port);
     }
@@ -207,7 +220,7 @@ async fn send_mail(
 /// Runs a command channel on a blocking thread. (tokio's process support
 /// would pull in its signal driver, which the one-shot commands avoid so
 /// that they start even with almost no file descriptors left.)
-fn run_command(argv: &[String], payload: &Payload) -> Result<(), String> {
+fn run_command(argv: &[String], payload: &Payload, timeout: Duration) -> Result<(), String> {
     use std::io::{Read, Write};
     let Some((program, args)) = argv.split_first() else {
         return Err("the command is empty".into());
@@ -223,6 +236,13 @@ fn run_command(argv: &[String], payload: &Payload) -> Result<(), String> {
         .env("PORTWATCH_REASON", payload.reason.as_deref().unwrap_or(""))
         .env("PORTWATCH_MESSAGE", &payload.message)
         .env("PORTWATCH_AT", &payload.at)
+        .env("PORTWATCH_SINCE", &payload.since)
+        .env("PORTWATCH_KIND", payload.kind.as_str())
+        .env("PORTWATCH_HOST", &payload.host)
+        .env("PORTWATCH_PORT", payload.port.to_string())
+        .env("PORTWATCH_LINK", payload.link.as_deref().unwrap_or(""))
+        .env("PORTWATCH_TITLE", &payload.title)
+        .env("PORTWATCH_TEXT", &payload.text)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -231,7 +251,7 @@ fn run_command(argv: &[String], payload: &Payload) -> Result<(), String> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&json);
     }
-    let deadline = std::time::Instant::now() + TIMEOUT * 3;
+    let deadline = std::time::Instant::now() + timeout * 3;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -243,7 +263,7 @@ fn run_command(argv: &[String], payload: &Payload) -> Result<(), String> {
                 let _ = child.wait();
                 return Err(format!(
                     "{program} did not finish within {}s",
-                    (TIMEOUT * 3).as_secs()
+                    (timeout * 3).as_secs()
                 ));
             }
             Err(error) => return Err(format!("{program}: {error}")),
@@ -263,9 +283,9 @@ fn run_command(argv: &[String], payload: &Payload) -> Result<(), String> {
 }
 
 /// One line for a failed request: timeout, connection refused, DNS, TLS.
-fn describe(error: &reqwest::Error) -> String {
+fn describe(error: &reqwest::Error, timeout: Duration) -> String {
     let mut text = if error.is_timeout() {
-        format!("no answer within {}s", TIMEOUT.as_secs())
+        format!("no answer within {}s", timeout.as_secs())
     } else if error.is_connect() {
         "cannot connect".to_owned()
     } else {

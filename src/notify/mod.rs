@@ -6,10 +6,15 @@
 //! (at-least-once), across restarts and `kill -9`. Paused sensors never
 //! notify, so while a dependency is down only that dependency alerts.
 //!
-//! - [`deliver`]: the channels (an HTTP webhook, a local command).
+//! - [`deliver`]: the channels (an HTTP webhook, mail, a local command).
+//! - [`plan`]: which notifications a change causes, escalations and
+//!   repeats while a sensor stays down, and the per-channel flapping limit.
+//! - [`template`]: the message and title templates.
 //! - [`worker`]: the delivery loop over the outbox.
 
 pub mod deliver;
+pub mod plan;
+pub mod template;
 pub mod worker;
 
 use std::time::Duration;
@@ -131,7 +136,7 @@ pub fn webhook_body(
             payload.text.clone().into_bytes(),
         ),
         Some(Preset::Gotify) => json(serde_json::json!({
-            "title": format!("{} is {}", payload.sensor, payload.to.to_uppercase()),
+            "title": payload.title,
             "message": payload.text,
             "priority": if severe { 8 } else { 4 },
         })),
@@ -158,6 +163,45 @@ pub struct ChannelDef {
     pub name: String,
     /// What it is.
     pub kind: ChannelKind,
+    /// Templates, limits and timeout.
+    #[serde(default)]
+    pub options: ChannelOptions,
+}
+
+/// How a channel words its messages and how much it may receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelOptions {
+    /// The message template (see [`template`]); `None`: the built-in one.
+    pub template: Option<String>,
+    /// The title template (mail subject, ntfy/Gotify title).
+    pub title: Option<String>,
+    /// At most this many change notifications per sensor within
+    /// `rate_window_s`; 0: no limit.
+    pub rate_limit: u32,
+    /// The flapping window, in seconds.
+    pub rate_window_s: u64,
+    /// How long one delivery attempt may take, in seconds.
+    pub timeout_s: u64,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            template: None,
+            title: None,
+            rate_limit: 5,
+            rate_window_s: 3600,
+            timeout_s: 10,
+        }
+    }
+}
+
+impl ChannelOptions {
+    /// How long one delivery attempt may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s.clamp(1, 300))
+    }
 }
 
 /// What a rule reacts to.
@@ -172,16 +216,25 @@ pub enum Trigger {
     Up,
     /// Any change between up, warning, down and unknown.
     Change,
+    /// Still DOWN a set time after going down (once per outage).
+    Escalation,
+    /// Every N minutes while DOWN.
+    Repeat,
 }
 
 impl Trigger {
-    /// Parses `down`, `warning`, `up` or `change`.
+    /// Every trigger's name, for messages.
+    pub const NAMES: &'static str = "down, warning, up, change, escalation or repeat";
+
+    /// Parses a trigger name.
     pub fn parse(text: &str) -> Option<Trigger> {
         match text.trim().to_ascii_lowercase().as_str() {
             "down" => Some(Trigger::Down),
             "warning" => Some(Trigger::Warning),
             "up" | "recovery" => Some(Trigger::Up),
             "change" => Some(Trigger::Change),
+            "escalation" | "escalate" => Some(Trigger::Escalation),
+            "repeat" => Some(Trigger::Repeat),
             _ => None,
         }
     }
@@ -200,6 +253,12 @@ pub struct RuleDef {
     pub servers: Vec<String>,
     /// Sensors covered (`server/sensor`).
     pub sensors: Vec<String>,
+    /// Escalation: how long a sensor must stay DOWN, in seconds.
+    #[serde(default)]
+    pub after_s: Option<u64>,
+    /// Repeat: how often while DOWN, in seconds.
+    #[serde(default)]
+    pub every_s: Option<u64>,
 }
 
 impl RuleDef {
@@ -233,6 +292,8 @@ pub fn fires(trigger: Trigger, change: &Change) -> bool {
             change.to == State::Up && matches!(change.from, State::Down | State::Warning)
         }
         Trigger::Change => !quiet(change.from) && change.from != change.to,
+        // Scheduled while DOWN, never caused by a change itself.
+        Trigger::Escalation | Trigger::Repeat => false,
     }
 }
 
@@ -242,9 +303,47 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.min(10)).min(Duration::from_secs(600))
 }
 
+/// Why a notification was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A state change.
+    #[default]
+    Change,
+    /// Still DOWN after the rule's `after`.
+    Escalation,
+    /// Still DOWN, repeated every rule's `every`.
+    Repeat,
+    /// The sensor flaps: this channel's limit is reached, and further
+    /// changes are held back.
+    Flapping,
+    /// The end of a flapping suppression: how many were held back, and the
+    /// state now.
+    Summary,
+    /// `portwatch notify test`.
+    Test,
+}
+
+impl Kind {
+    /// The name in payloads and templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Change => "change",
+            Kind::Escalation => "escalation",
+            Kind::Repeat => "repeat",
+            Kind::Flapping => "flapping",
+            Kind::Summary => "summary",
+            Kind::Test => "test",
+        }
+    }
+}
+
 /// The JSON a channel receives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payload {
+    /// Why it was sent.
+    #[serde(default)]
+    pub kind: Kind,
     /// `server/sensor`.
     pub sensor: String,
     /// The server.
@@ -265,6 +364,21 @@ pub struct Payload {
     pub message: String,
     /// When (RFC 3339).
     pub at: String,
+    /// Since when the sensor has been in `to` (RFC 3339).
+    #[serde(default)]
+    pub since: String,
+    /// The last connect time, in milliseconds.
+    #[serde(default)]
+    pub response_ms: Option<f64>,
+    /// The sensor's page in the web interface.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// Held-back notifications this one reports (kind `summary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u32>,
+    /// A short title (mail subject, ntfy/Gotify title).
+    #[serde(default)]
+    pub title: String,
     /// A one-line summary for chat tools.
     pub text: String,
 }
@@ -319,6 +433,8 @@ mod tests {
             groups: vec![],
             servers: vec![],
             sensors: vec![],
+            after_s: None,
+            every_s: None,
         };
         assert!(everything.covers("web/https", "web", None));
         let site = RuleDef {
@@ -336,6 +452,12 @@ mod tests {
 
     fn payload(to: &str) -> Payload {
         Payload {
+            kind: Kind::Change,
+            since: "2026-11-23T20:00:00Z".into(),
+            response_ms: None,
+            link: None,
+            suppressed: None,
+            title: "web/https is DOWN".into(),
             sensor: "web/https".into(),
             server: "web".into(),
             group: None,

@@ -31,6 +31,16 @@ pub struct OutboxRow {
     pub sensor: String,
     /// The new state.
     pub to: String,
+    /// Why it was sent: change, escalation, repeat, flapping, summary.
+    pub kind: crate::notify::Kind,
+    /// The one-line text sent.
+    pub text: String,
+    /// When it was written.
+    pub created_ms: i64,
+    /// Held until the sensor's dependency has been re-checked.
+    pub held: bool,
+    /// When it was cancelled (its dependency turned out to be down).
+    pub cancelled_ms: Option<i64>,
     /// Attempts so far (failed ones, plus the delivering one).
     pub attempts: u32,
     /// When it was delivered.
@@ -104,7 +114,7 @@ impl Store {
     pub fn due_notifications(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
         let mut statement = self
             .conn
-            .prepare("SELECT id, channel, payload, attempts FROM outbox WHERE delivered_ms IS NULL AND next_ms <= ?1 ORDER BY id LIMIT ?2")
+            .prepare("SELECT id, channel, payload, attempts FROM outbox WHERE delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= ?1 ORDER BY id LIMIT ?2")
             .map_err(self.sqlite())?;
         let rows = statement
             .query_map(params![now_ms, limit as i64], |r| {
@@ -151,7 +161,7 @@ impl Store {
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         let mut statement = self
             .conn
-            .prepare("SELECT id, channel, payload, attempts, delivered_ms, last_error FROM outbox ORDER BY id DESC LIMIT ?1")
+            .prepare("SELECT id, channel, payload, attempts, delivered_ms, last_error, created_ms, held, cancelled_ms FROM outbox ORDER BY id DESC LIMIT ?1")
             .map_err(self.sqlite())?;
         let rows = statement
             .query_map([limit as i64], |r| {
@@ -162,13 +172,25 @@ impl Store {
                     r.get::<_, u32>(3)?,
                     r.get::<_, Option<i64>>(4)?,
                     r.get::<_, Option<String>>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, bool>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
                 ))
             })
             .map_err(self.sqlite())?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, channel, payload, attempts, delivered_ms, last_error) =
-                row.map_err(self.sqlite())?;
+            let (
+                id,
+                channel,
+                payload,
+                attempts,
+                delivered_ms,
+                last_error,
+                created_ms,
+                held,
+                cancelled_ms,
+            ) = row.map_err(self.sqlite())?;
             let payload: Payload = serde_json::from_str(&payload)
                 .map_err(|e| StoreError::Damaged(self.path.clone(), e.to_string()))?;
             out.push(OutboxRow {
@@ -176,6 +198,11 @@ impl Store {
                 channel,
                 sensor: payload.sensor,
                 to: payload.to,
+                kind: payload.kind,
+                text: payload.text,
+                created_ms,
+                held,
+                cancelled_ms,
                 attempts,
                 delivered_ms,
                 last_error,
@@ -188,7 +215,7 @@ impl Store {
     pub fn undelivered(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row(
-                "SELECT count(*) FROM outbox WHERE delivered_ms IS NULL",
+                "SELECT count(*) FROM outbox WHERE delivered_ms IS NULL AND cancelled_ms IS NULL",
                 [],
                 |r| r.get(0),
             )

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 3;
+pub const CURRENT_VERSION: i64 = 4;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -149,6 +149,31 @@ const MIGRATIONS: &[&str] = &[
         last_error TEXT
     );
     CREATE INDEX outbox_due ON outbox (next_ms) WHERE delivered_ms IS NULL;
+    ",
+    // 3 → 4: notifications without an event (escalations, repeats,
+    // flapping summaries), held notifications of dependants, cancellation.
+    "
+    CREATE TABLE outbox_new (
+        id INTEGER PRIMARY KEY,
+        event_id INTEGER,
+        sensor_id INTEGER,
+        channel TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        next_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        delivered_ms INTEGER,
+        last_error TEXT,
+        held INTEGER NOT NULL DEFAULT 0,
+        cancelled_ms INTEGER
+    );
+    INSERT INTO outbox_new (id, event_id, sensor_id, channel, payload, created_ms, next_ms, attempts, delivered_ms, last_error)
+        SELECT o.id, o.event_id, e.sensor_id, o.channel, o.payload, o.created_ms, o.next_ms, o.attempts, o.delivered_ms, o.last_error
+        FROM outbox o LEFT JOIN events e ON e.id = o.event_id;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (next_ms) WHERE delivered_ms IS NULL AND cancelled_ms IS NULL;
+    CREATE INDEX outbox_held ON outbox (sensor_id) WHERE held = 1;
     ",
 ];
 

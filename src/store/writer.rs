@@ -52,14 +52,35 @@ pub struct LastCheck {
 
 enum Write {
     Result(StoredResult, LastCheck),
+    Ordered(Ordered, oneshot::Sender<()>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Writes committed at once and in order: events and the outbox.
+#[derive(Debug)]
+enum Ordered {
+    /// A state change and the notifications it causes. Held notifications
+    /// wait until `hold_until_ms` unless released or cancelled first.
     Event {
         sensor: i64,
         at_ms: i64,
         change: Change,
         notify: Vec<(String, crate::notify::Payload)>,
-        ack: oneshot::Sender<()>,
+        hold_until_ms: Option<i64>,
     },
-    Flush(oneshot::Sender<()>),
+    /// Notifications without a state change (escalations, repeats,
+    /// flapping summaries).
+    Notify {
+        sensor: i64,
+        at_ms: i64,
+        notify: Vec<(String, crate::notify::Payload)>,
+    },
+    /// A sensor's held notifications: sent now, or cancelled with a reason.
+    Settle {
+        sensor: i64,
+        at_ms: i64,
+        cancel: Option<String>,
+    },
 }
 
 /// Counters a user would graph.
@@ -125,14 +146,57 @@ impl Writer {
         change: Change,
         notify: Vec<(String, crate::notify::Payload)>,
     ) -> oneshot::Receiver<()> {
-        let (ack, committed) = oneshot::channel();
-        let write = Write::Event {
+        self.event_holding(sensor, at_ms, change, notify, None)
+    }
+
+    /// [`Writer::event_notifying`], with the notifications held until
+    /// `hold_until_ms` unless [`Writer::settle`] comes first. A held
+    /// notification is in the outbox all the same: if the monitor dies,
+    /// it is sent when the hold ends.
+    pub fn event_holding(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        change: Change,
+        notify: Vec<(String, crate::notify::Payload)>,
+        hold_until_ms: Option<i64>,
+    ) -> oneshot::Receiver<()> {
+        self.ordered(Ordered::Event {
             sensor,
             at_ms,
             change,
             notify,
-            ack,
-        };
+            hold_until_ms,
+        })
+    }
+
+    /// Stores notifications that no state change caused.
+    pub fn notify(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        notify: Vec<(String, crate::notify::Payload)>,
+    ) -> oneshot::Receiver<()> {
+        self.ordered(Ordered::Notify {
+            sensor,
+            at_ms,
+            notify,
+        })
+    }
+
+    /// Sends a sensor's held notifications now, or cancels them (`cancel`
+    /// says why, for the outbox's record).
+    pub fn settle(&self, sensor: i64, at_ms: i64, cancel: Option<String>) -> oneshot::Receiver<()> {
+        self.ordered(Ordered::Settle {
+            sensor,
+            at_ms,
+            cancel,
+        })
+    }
+
+    fn ordered(&self, op: Ordered) -> oneshot::Receiver<()> {
+        let (ack, committed) = oneshot::channel();
+        let write = Write::Ordered(op, ack);
         match self.queue.try_send(write) {
             Ok(()) => {}
             // Events are never dropped: wait for room on a blocking thread.
@@ -158,10 +222,7 @@ impl Writer {
 }
 
 struct PendingEvent {
-    sensor: i64,
-    at_ms: i64,
-    change: Change,
-    notify: Vec<(String, crate::notify::Payload)>,
+    op: Ordered,
     ack: oneshot::Sender<()>,
 }
 
@@ -254,19 +315,7 @@ impl WriterThread {
                         .fetch_sub(excess as u64, Ordering::Relaxed);
                 }
             }
-            Write::Event {
-                sensor,
-                at_ms,
-                change,
-                notify,
-                ack,
-            } => self.events.push(PendingEvent {
-                sensor,
-                at_ms,
-                change,
-                notify,
-                ack,
-            }),
+            Write::Ordered(op, ack) => self.events.push(PendingEvent { op, ack }),
             Write::Flush(ack) => self.acks.push(ack),
         }
     }
@@ -351,23 +400,53 @@ impl WriterThread {
         // Events last: a result queued before a state change carries the
         // old state, and must not overwrite the new one in sensor_status.
         for event in &self.events {
-            tx.execute(
-                "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![event.sensor, event.at_ms, event.change.from.as_str(), event.change.to.as_str(), event.change.reason.map(|r| r.as_str()), event.change.message],
-            )?;
-            // The notifications commit with their event, or not at all.
-            let event_id = tx.last_insert_rowid();
-            for (channel, payload) in &event.notify {
-                tx.execute(
-                    "INSERT INTO outbox (event_id, channel, payload, created_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
-                    params![event_id, channel, serde_json::to_string(payload).expect("a payload serialises"), event.at_ms],
-                )?;
+            match &event.op {
+                Ordered::Event {
+                    sensor,
+                    at_ms,
+                    change,
+                    notify,
+                    hold_until_ms,
+                } => {
+                    tx.execute(
+                        "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![sensor, at_ms, change.from.as_str(), change.to.as_str(), change.reason.map(|r| r.as_str()), change.message],
+                    )?;
+                    // The notifications commit with their event, or not at all.
+                    let event_id = tx.last_insert_rowid();
+                    insert_outbox(&tx, Some(event_id), *sensor, *at_ms, notify, *hold_until_ms)?;
+                    tx.execute(
+                        "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",
+                        params![sensor, change.to.as_str(), at_ms],
+                    )?;
+                }
+                Ordered::Notify {
+                    sensor,
+                    at_ms,
+                    notify,
+                } => insert_outbox(&tx, None, *sensor, *at_ms, notify, None)?,
+                Ordered::Settle {
+                    sensor,
+                    at_ms,
+                    cancel: None,
+                } => {
+                    tx.execute(
+                        "UPDATE outbox SET next_ms = ?2, held = 0 WHERE sensor_id = ?1 AND held = 1 AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+                        params![sensor, at_ms],
+                    )?;
+                }
+                Ordered::Settle {
+                    sensor,
+                    at_ms,
+                    cancel: Some(why),
+                } => {
+                    tx.execute(
+                        "UPDATE outbox SET cancelled_ms = ?2, held = 0, last_error = ?3 WHERE sensor_id = ?1 AND held = 1 AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+                        params![sensor, at_ms, why],
+                    )?;
+                }
             }
-            tx.execute(
-                "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",
-                params![event.sensor, event.change.to.as_str(), event.at_ms],
-            )?;
         }
         tx.commit()
     }
@@ -487,4 +566,31 @@ impl WriterThread {
         }
         Ok(())
     }
+}
+
+/// Adds notifications to the outbox, due at `at_ms` or held until
+/// `hold_until_ms`.
+fn insert_outbox(
+    tx: &rusqlite::Transaction<'_>,
+    event_id: Option<i64>,
+    sensor: i64,
+    at_ms: i64,
+    notify: &[(String, crate::notify::Payload)],
+    hold_until_ms: Option<i64>,
+) -> Result<(), rusqlite::Error> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO outbox (event_id, sensor_id, channel, payload, created_ms, next_ms, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (channel, payload) in notify {
+        insert.execute(params![
+            event_id,
+            sensor,
+            channel,
+            serde_json::to_string(payload).expect("a payload serialises"),
+            at_ms,
+            hold_until_ms.unwrap_or(at_ms),
+            hold_until_ms.is_some()
+        ])?;
+    }
+    Ok(())
 }
