@@ -190,6 +190,11 @@ pub struct ServeArgs {
     /// Do not serve the web interface.
     #[arg(long)]
     pub no_web: bool,
+    /// The web interface's address as users reach it (for example behind a
+    /// reverse proxy), used for the links in notifications. Default: the
+    /// --listen address.
+    #[arg(long, value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
     /// Who may read /metrics: loopback clients freely (others with a
     /// token), only token holders, or anyone.
     #[arg(long, value_enum, default_value_t = crate::web::MetricsAccess::Loopback)]
@@ -498,4 +503,16 @@ fn init_logging(daemon: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never)
         .try_init();
+}
+
+/// `--public-url`: an http(s) URL, without a trailing slash.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    if (url.starts_with("http://") || url.starts_with("https://")) && url.len() > 8 {
+        Ok(url.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not an http:// or https:// URL: write e.g. https://monitor.example.com"
+        ))
+    }
 }

@@ -70,31 +70,7 @@ pub(super) async fn notify_test(name: &str, db: &super::DbArgs) -> anyhow::Resul
             db.db.display()
         );
     };
-    let now = jiff::Timestamp::now();
-    let mut payload = crate::notify::Payload {
-        kind: crate::notify::Kind::Test,
-        since: now.to_string(),
-        response_ms: None,
-        link: None,
-        suppressed: None,
-        title: String::new(),
-        sensor: "portwatch/test".into(),
-        server: "portwatch".into(),
-        group: None,
-        host: "localhost".into(),
-        port: 0,
-        from: "up".into(),
-        to: "down".into(),
-        reason: None,
-        message: "a test notification from portwatch notify test".into(),
-        at: now.to_string(),
-        text: String::new(),
-    };
-    crate::notify::template::word(
-        &mut payload,
-        channel.options.template.as_deref(),
-        channel.options.title.as_deref(),
-    );
+    let payload = crate::notify::test_payload(&channel);
     let client = reqwest::Client::new();
     match crate::notify::deliver::deliver(&channel, &payload, &client).await {
         Ok(()) => {

@@ -43,7 +43,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let (writer, writer_thread) = writer::start(&db)?;
     let written = writer.stats.clone();
     let stats = Arc::new(MonitorStats::default());
-    let options = MonitorOptions {
+    let mut options = MonitorOptions {
         max_checks,
         per_host: args.per_host as usize,
         clock: Clock::System,
@@ -73,6 +73,10 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             // generated password is always printed.
             let password = crate::web::ensure_admin(&Store::open(&db)?)?;
             web_screen(&listener, password.as_deref())?;
+            options.public_url = Some(match &args.public_url {
+                Some(url) => url.clone(),
+                None => format!("http://{}", listener.local_addr()?),
+            });
             Some(listener)
         };
         hints()?;

@@ -408,17 +408,41 @@ fn notifications(
     servers: &HashSet<String>,
     sensors: &HashMap<String, Range<usize>>,
 ) -> Result<(Vec<crate::notify::ChannelDef>, Vec<crate::notify::RuleDef>), ConfigError> {
-    use crate::notify::{ChannelDef, ChannelKind, RuleDef, Trigger};
     let mut channels = Vec::new();
     let mut names = HashSet::new();
     for channel in &raw.channel {
-        let name = channel.name.get_ref().trim().to_owned();
-        if name.is_empty() || !names.insert(name.clone()) {
+        let def = channel_def(locate, channel)?;
+        if !names.insert(def.name.clone()) {
             return Err(locate.error(
                 channel.name.span(),
-                format!("channel names must be unique and non-empty: '{name}'"),
+                format!("channel names must be unique: '{}'", def.name),
             ));
         }
+        channels.push(def);
+    }
+    let mut rules = Vec::new();
+    for rule in &raw.notify {
+        rules.push(rule_def(locate, rule, &names, groups, servers, &|path| {
+            sensors.contains_key(path)
+        })?);
+    }
+    Ok((channels, rules))
+}
+
+/// Validates one `[[channel]]`.
+fn channel_def(
+    locate: &Locator,
+    channel: &raw::Channel,
+) -> Result<crate::notify::ChannelDef, ConfigError> {
+    use crate::notify::{ChannelDef, ChannelKind};
+    let name = channel.name.get_ref().trim().to_owned();
+    if name.is_empty() || name.contains('/') {
+        return Err(locate.error(
+            channel.name.span(),
+            format!("'{name}' cannot name a channel: give a non-empty name without '/'"),
+        ));
+    }
+    {
         let kinds = [
             channel.webhook.is_some(),
             channel.command.is_some(),
@@ -538,14 +562,26 @@ fn notifications(
             }
         };
         let options = channel_options(locate, channel)?;
-        channels.push(ChannelDef {
+        Ok(ChannelDef {
             name,
             kind,
             options,
-        });
+        })
     }
-    let mut rules = Vec::new();
-    for rule in &raw.notify {
+}
+
+/// Validates one `[[notify]]` rule against the known channels, groups,
+/// servers and sensors.
+fn rule_def(
+    locate: &Locator,
+    rule: &raw::Notify,
+    names: &HashSet<String>,
+    groups: &HashSet<String>,
+    servers: &HashSet<String>,
+    sensor_exists: &dyn Fn(&str) -> bool,
+) -> Result<crate::notify::RuleDef, ConfigError> {
+    use crate::notify::{RuleDef, Trigger};
+    {
         if !names.contains(rule.channel.get_ref()) {
             return Err(locate.error(
                 rule.channel.span(),
@@ -589,7 +625,7 @@ fn notifications(
             }
         }
         for sensor in &rule.sensors {
-            if !sensors.contains_key(sensor.get_ref()) {
+            if !sensor_exists(sensor.get_ref()) {
                 return Err(locate.error(
                     sensor.span(),
                     format!(
@@ -635,7 +671,7 @@ fn notifications(
             }
             _ => {}
         }
-        rules.push(RuleDef {
+        Ok(RuleDef {
             after_s: after.map(|d| d.as_secs().max(1)),
             every_s: every.map(|d| d.as_secs()),
             channel: rule.channel.get_ref().clone(),
@@ -647,9 +683,74 @@ fn notifications(
                 .collect(),
             servers: rule.servers.iter().map(|s| s.get_ref().clone()).collect(),
             sensors: rule.sensors.iter().map(|s| s.get_ref().clone()).collect(),
-        });
+        })
     }
-    Ok((channels, rules))
+}
+
+/// Reads one table of JSON (from the API or a web form) as TOML, so that
+/// it is validated exactly like the file. Errors are the message alone.
+fn table_from_json<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+) -> Result<(String, T), String> {
+    let serde_json::Value::Object(map) = value else {
+        return Err("expected a JSON object".into());
+    };
+    let table: toml::Table = serde_json::from_value(serde_json::Value::Object(
+        map.iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ))
+    .map_err(|e| format!("{e}"))?;
+    let text = toml::to_string(&table).map_err(|e| e.to_string())?;
+    let parsed =
+        toml::from_str(&text).map_err(|e: toml::de::Error| e.message().trim().replace('`', "'"))?;
+    Ok((text, parsed))
+}
+
+/// A channel given as JSON (the same keys as `[[channel]]`), validated like
+/// the file's.
+pub fn channel_from_json(value: &serde_json::Value) -> Result<crate::notify::ChannelDef, String> {
+    let (text, raw): (String, raw::Channel) = table_from_json(value)?;
+    let locate = Locator {
+        file: "channel",
+        text: &text,
+    };
+    channel_def(&locate, &raw).map_err(|e| e.message)
+}
+
+/// What a rule given as JSON may name.
+pub struct Known<'a> {
+    /// Channel names.
+    pub channels: &'a HashSet<String>,
+    /// Group paths.
+    pub groups: &'a HashSet<String>,
+    /// Server names.
+    pub servers: &'a HashSet<String>,
+    /// Sensor paths.
+    pub sensors: &'a HashSet<String>,
+}
+
+/// A rule given as JSON (the same keys as `[[notify]]`), validated like
+/// the file's.
+pub fn rule_from_json(
+    value: &serde_json::Value,
+    known: &Known<'_>,
+) -> Result<crate::notify::RuleDef, String> {
+    let (text, raw): (String, raw::Notify) = table_from_json(value)?;
+    let locate = Locator {
+        file: "rule",
+        text: &text,
+    };
+    rule_def(
+        &locate,
+        &raw,
+        known.channels,
+        known.groups,
+        known.servers,
+        &|path| known.sensors.contains(path),
+    )
+    .map_err(|e| e.message)
 }
 
 /// A channel's templates, flapping limit and timeout.

@@ -383,6 +383,37 @@ pub struct Payload {
     pub text: String,
 }
 
+/// The message `portwatch notify test` and the web interface's test button
+/// send, worded with the channel's templates.
+pub fn test_payload(channel: &ChannelDef) -> Payload {
+    let now = jiff::Timestamp::now().to_string();
+    let mut payload = Payload {
+        kind: Kind::Test,
+        sensor: "portwatch/test".into(),
+        server: "portwatch".into(),
+        group: None,
+        host: "localhost".into(),
+        port: 0,
+        from: "up".into(),
+        to: "down".into(),
+        reason: None,
+        message: "a test notification from portwatch".into(),
+        at: now.clone(),
+        since: now,
+        response_ms: None,
+        link: None,
+        suppressed: None,
+        title: String::new(),
+        text: String::new(),
+    };
+    template::word(
+        &mut payload,
+        channel.options.template.as_deref(),
+        channel.options.title.as_deref(),
+    );
+    payload
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

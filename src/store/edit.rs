@@ -156,7 +156,7 @@ impl Store {
         Ok(())
     }
 
-    fn bump_generation(&self) -> Result<(), StoreError> {
+    pub(super) fn bump_generation(&self) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE meta SET value = value + 1 WHERE key = 'config_generation'",

@@ -241,3 +241,150 @@ impl Store {
             .transpose()
     }
 }
+
+/// A channel as listed: where it was declared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChannel {
+    /// Declared in portwatch.toml (edited there, not in the web interface).
+    pub managed: bool,
+    /// The channel.
+    pub def: ChannelDef,
+}
+
+/// A rule as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRule {
+    /// Row id.
+    pub id: i64,
+    /// Declared in portwatch.toml.
+    pub managed: bool,
+    /// The rule.
+    pub def: RuleDef,
+}
+
+impl Store {
+    /// Every channel, with where it was declared.
+    pub fn channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT definition, managed FROM channels ORDER BY name")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
+            .map_err(self.sqlite())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (definition, managed) = row.map_err(self.sqlite())?;
+            let def = serde_json::from_str(&definition)
+                .map_err(|e| StoreError::Damaged(self.path.clone(), e.to_string()))?;
+            out.push(StoredChannel { managed, def });
+        }
+        Ok(out)
+    }
+
+    /// Every rule, with its id and where it was declared.
+    pub fn rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, definition, managed FROM rules ORDER BY id")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, definition, managed) = row.map_err(self.sqlite())?;
+            let def = serde_json::from_str(&definition)
+                .map_err(|e| StoreError::Damaged(self.path.clone(), e.to_string()))?;
+            out.push(StoredRule { id, managed, def });
+        }
+        Ok(out)
+    }
+
+    /// Adds or replaces a channel made in the web interface or API. One
+    /// declared in portwatch.toml is edited there.
+    pub fn save_channel(&self, def: &ChannelDef) -> Result<(), StoreError> {
+        let managed: Option<bool> = self
+            .conn
+            .query_row(
+                "SELECT managed FROM channels WHERE name = ?1",
+                [&def.name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sqlite())?;
+        if managed == Some(true) {
+            return Err(StoreError::Conflict(format!(
+                "the channel '{}' is declared in portwatch.toml: change it there and apply",
+                def.name
+            )));
+        }
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO channels (name, definition, managed) VALUES (?1, ?2, 0)",
+                params![
+                    def.name,
+                    serde_json::to_string(def).expect("a channel serialises")
+                ],
+            )
+            .map_err(self.sqlite())?;
+        self.bump_generation()
+    }
+
+    /// Deletes a channel made in the web interface or API, unless a rule
+    /// still uses it.
+    pub fn delete_channel(&self, name: &str) -> Result<(), StoreError> {
+        let Some(channel) = self.channels()?.into_iter().find(|c| c.def.name == name) else {
+            return Err(StoreError::NotFound(name.to_owned()));
+        };
+        if channel.managed {
+            return Err(StoreError::Conflict(format!(
+                "the channel '{name}' is declared in portwatch.toml: remove it there and apply"
+            )));
+        }
+        if self.rules()?.iter().any(|r| r.def.channel == name) {
+            return Err(StoreError::Conflict(format!(
+                "rules still send to '{name}': delete them first"
+            )));
+        }
+        self.conn
+            .execute("DELETE FROM channels WHERE name = ?1", [name])
+            .map_err(self.sqlite())?;
+        self.bump_generation()
+    }
+
+    /// Adds a rule made in the web interface or API; returns its id.
+    pub fn add_rule(&self, def: &RuleDef) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO rules (definition, managed) VALUES (?1, 0)",
+                [serde_json::to_string(def).expect("a rule serialises")],
+            )
+            .map_err(self.sqlite())?;
+        let id = self.conn.last_insert_rowid();
+        self.bump_generation()?;
+        Ok(id)
+    }
+
+    /// Deletes a rule made in the web interface or API.
+    pub fn delete_rule(&self, id: i64) -> Result<(), StoreError> {
+        let Some(rule) = self.rules()?.into_iter().find(|r| r.id == id) else {
+            return Err(StoreError::NotFound(format!("rule {id}")));
+        };
+        if rule.managed {
+            return Err(StoreError::Conflict(format!(
+                "rule {id} is declared in portwatch.toml: remove it there and apply"
+            )));
+        }
+        self.conn
+            .execute("DELETE FROM rules WHERE id = ?1", [id])
+            .map_err(self.sqlite())?;
+        self.bump_generation()
+    }
+}

@@ -13,6 +13,7 @@ pub mod chart;
 mod config_pages;
 mod edit;
 mod metrics;
+mod notify_pages;
 mod pages;
 mod reports;
 mod status_pages;
@@ -244,6 +245,37 @@ pub fn app(state: AppState) -> Router {
         .route("/api/sensors/{id}/resume", post(api::resume))
         .route("/api/events", get(api::events))
         .route("/api/notifications", get(api::notifications))
+        .route(
+            "/api/channels",
+            get(notify_pages::api_channels).post(notify_pages::api_save_channel),
+        )
+        .route(
+            "/api/channels/{name}",
+            axum::routing::delete(notify_pages::api_delete_channel),
+        )
+        .route(
+            "/api/rules",
+            get(notify_pages::api_rules).post(notify_pages::api_add_rule),
+        )
+        .route(
+            "/api/rules/{id}",
+            axum::routing::delete(notify_pages::api_delete_rule),
+        )
+        .route("/notifications", get(notify_pages::page))
+        .route("/notifications/channel", post(notify_pages::save_channel))
+        .route("/notifications/rule", post(notify_pages::add_rule))
+        .route(
+            "/notifications/channel/{name}/delete",
+            post(notify_pages::delete_channel),
+        )
+        .route(
+            "/notifications/channel/{name}/test",
+            post(notify_pages::test_channel),
+        )
+        .route(
+            "/notifications/rule/{id}/delete",
+            post(notify_pages::delete_rule),
+        )
         .route(
             "/api/groups",
             get(config_pages::api_groups).post(config_pages::api_save_group),

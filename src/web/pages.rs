@@ -28,7 +28,7 @@ fn render(template: impl Template) -> Result<Response, AppError> {
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
-fn time(ms: i64) -> String {
+pub(super) fn time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default()
