@@ -758,7 +758,12 @@ impl Monitor {
         sensor.since_ms = now.as_millisecond();
         if std::mem::take(&mut sensor.held) && matches!(change.to, State::Paused(_)) {
             // Its dependency went down: only the dependency alerts.
-            let why = format!("cancelled: {}", change.message);
+            let why = match (&change.to, &sensor.spec.depends_on) {
+                (State::Paused(state::PauseCause::Dependency), Some(dependency)) => {
+                    format!("cancelled: its dependency {dependency} is down; it alerts instead")
+                }
+                _ => format!("cancelled: {}", change.message),
+            };
             self.announcer
                 .settled(self.writer.settle(id, sensor.since_ms, Some(why)));
         }

@@ -296,3 +296,201 @@ async fn configuration_changes_apply_without_restart() {
         "the new sensor is checked"
     );
 }
+
+/// The outbox rows of one sensor, oldest first.
+fn outbox_of(store: &Store, sensor: &str) -> Vec<portwatch::store::outbox::OutboxRow> {
+    let mut rows: Vec<_> = store
+        .outbox(1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.sensor == sensor)
+        .collect();
+    rows.reverse();
+    rows
+}
+
+const CHANNELS: &str = r#"
+[[channel]]
+name = "chat"
+command = ["true"]
+[[channel]]
+name = "pager"
+command = ["true"]
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn escalation_and_repeat_follow_an_outage_in_virtual_time() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = format!(
+        "[defaults]\ninterval = \"10s\"\nretries = 0\n{}{CHANNELS}
+[[notify]]
+channel = \"chat\"
+on = [\"down\", \"up\", \"repeat\"]
+every = \"10m\"
+[[notify]]
+channel = \"pager\"
+on = [\"escalation\"]
+after = \"5m\"
+",
+        server("web", port, "")
+    );
+    let monitor = start(&config).await;
+    monitor.until_done(1, Duration::from_secs(30)).await;
+    drop(listener);
+    // Down for 25 minutes: one escalation at 5m, repeats at 10m and 20m.
+    tokio::time::sleep(Duration::from_secs(25 * 60)).await;
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    // Up again; nothing more follows the outage.
+    tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+    let (store, _dir) = monitor.stop().await;
+    drop(listener);
+
+    let events = events_of(&store, "web/tcp");
+    let down_at = events
+        .iter()
+        .find(|e| e.to == State::Down)
+        .expect("went down")
+        .at_ms;
+    let rows = outbox_of(&store, "web/tcp");
+    let seen: Vec<(&str, &str, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.channel.as_str(),
+                r.kind.as_str(),
+                // Whole minutes after the outage began.
+                (r.created_ms - down_at) / 60_000,
+            )
+        })
+        .collect();
+    let up_after = (events
+        .iter()
+        .find(|e| e.to == State::Up && e.from == State::Down)
+        .expect("recovered")
+        .at_ms
+        - down_at)
+        / 60_000;
+    assert_eq!(
+        seen,
+        [
+            ("chat", "change", 0),
+            ("pager", "escalation", 5),
+            ("chat", "repeat", 10),
+            ("chat", "repeat", 20),
+            ("chat", "change", up_after),
+        ],
+        "{rows:#?}"
+    );
+    // On time to the tick (a second).
+    for row in &rows[1..4] {
+        let late = (row.created_ms - down_at) % 60_000;
+        assert!(late <= 1_000, "{late} ms late: {row:?}");
+    }
+    assert!(rows[1].text.contains("still DOWN"), "{}", rows[1].text);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_dependency_alerts_when_it_takes_its_dependants_down() {
+    let gateway = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let lone = TcpListener::bind("127.0.0.1:0").unwrap();
+    // The app is checked far more often than the gateway, so it sees the
+    // failure first: its alert must wait for the gateway's re-check.
+    let config = format!(
+        "[defaults]\nretries = 0\n{}  interval = \"60s\"\n{}  interval = \"5s\"\n  depends_on = \"gw/tcp\"\n{}  interval = \"5s\"\n  depends_on = \"gw/tcp\"\n{CHANNELS}
+[[notify]]
+channel = \"chat\"
+on = [\"down\"]
+",
+        server("gw", gateway.local_addr().unwrap().port(), ""),
+        server("app", app.local_addr().unwrap().port(), ""),
+        server("lone", lone.local_addr().unwrap().port(), ""),
+    );
+    let monitor = start(&config).await;
+    monitor.until_done(3, Duration::from_secs(120)).await;
+    // The lone dependant fails by itself: its alert is held, then released
+    // once the gateway's re-check finds it up.
+    drop(lone);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Now the gateway and the app fail together.
+    drop((gateway, app));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (store, _dir) = monitor.stop().await;
+
+    let gw = outbox_of(&store, "gw/tcp");
+    assert_eq!(
+        gw.iter().map(|r| r.to.as_str()).collect::<Vec<_>>(),
+        ["down"],
+        "{gw:?}"
+    );
+    let app = outbox_of(&store, "app/tcp");
+    assert_eq!(app.len(), 1, "the app's alert was written, held: {app:?}");
+    assert!(
+        app[0].cancelled_ms.is_some() && !app[0].held,
+        "and cancelled when the gateway turned out down: {app:?}"
+    );
+    assert!(
+        app[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("gw/tcp")),
+        "{app:?}"
+    );
+    let lone = outbox_of(&store, "lone/tcp");
+    assert_eq!(lone.len(), 1, "{lone:?}");
+    assert!(
+        !lone[0].held && lone[0].cancelled_ms.is_none(),
+        "released: {lone:?}"
+    );
+    // Released at once, not at the end of the hold.
+    let due = store
+        .due_notifications(lone[0].created_ms + 5_000, 100)
+        .unwrap();
+    assert!(
+        due.iter().any(|p| p.payload.sensor == "lone/tcp"),
+        "{due:?}"
+    );
+    assert!(
+        !due.iter().any(|p| p.payload.sensor == "app/tcp"),
+        "a cancelled alert is never sent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_notified_during_maintenance() {
+    let inside = TcpListener::bind("127.0.0.1:0").unwrap();
+    let outside = TcpListener::bind("127.0.0.1:0").unwrap();
+    let inside_port = inside.local_addr().unwrap().port();
+    // ORIGIN is 00:00 UTC; the window covers "web" from 00:01 to 00:03.
+    let config = format!(
+        "[defaults]\ninterval = \"10s\"\nretries = 0\n{}{}[[maintenance]]\nname = \"patching\"\nfrom = \"2026-11-29T00:01\"\nuntil = \"2026-11-29T00:03\"\nservers = [\"web\"]\n{CHANNELS}
+[[notify]]
+channel = \"chat\"
+on = [\"change\"]
+",
+        server("web", inside_port, ""),
+        server("db", outside.local_addr().unwrap().port(), ""),
+    );
+    let monitor = start(&config).await;
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    // Both services stop inside the window and the web one is back before
+    // it ends.
+    drop((inside, outside));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let inside = TcpListener::bind(("127.0.0.1", inside_port)).unwrap();
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    let (store, _dir) = monitor.stop().await;
+    drop(inside);
+    assert!(
+        outbox_of(&store, "web/tcp").is_empty(),
+        "{:?}",
+        outbox_of(&store, "web/tcp")
+    );
+    // The sensor outside the window did alert.
+    let db = outbox_of(&store, "db/tcp");
+    assert_eq!(
+        db.iter().map(|r| r.to.as_str()).collect::<Vec<_>>(),
+        ["down"]
+    );
+}

@@ -856,6 +856,12 @@ async fn the_api_shows_notifications_and_their_delivery() {
         reason: Some("refused".into()),
         message: "connection refused".into(),
         at: "2026-11-23T20:00:00Z".into(),
+        since: "2026-11-23T20:00:00Z".into(),
+        kind: portwatch::notify::Kind::Change,
+        response_ms: None,
+        link: None,
+        suppressed: None,
+        title: "db/postgresql is DOWN".into(),
         text: "db/postgresql is DOWN".into(),
     };
     let change = Change {
