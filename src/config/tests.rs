@@ -282,3 +282,49 @@ fn channels_and_rules_are_validated() {
         );
     }
 }
+
+#[test]
+fn escalations_repeats_templates_and_limits_are_validated_where_written() {
+    let base = "[[server]]\nname = \"a\"\nhost = \"h\"\n  [[server.sensor]]\n  port = 22\n[[channel]]\nname = \"x\"\ncommand = [\"true\"]\n";
+    let ok = format!(
+        "{base}template = \"{{summary}} <{{link}}>\"\nrate_limit = 0\ntimeout = \"3s\"\n[[notify]]\nchannel = \"x\"\non = [\"escalation\", \"repeat\"]\nafter = \"30m\"\nevery = \"2h\"\n"
+    );
+    let config = parse(&ok).unwrap();
+    assert_eq!(
+        (config.rules[0].after_s, config.rules[0].every_s),
+        (Some(1800), Some(7200))
+    );
+    let options = &config.channels[0].options;
+    assert_eq!((options.rate_limit, options.timeout_s), (0, 3));
+    assert_eq!(options.template.as_deref(), Some("{summary} <{link}>"));
+    let cases = [
+        (
+            format!("{base}[[notify]]\nchannel = \"x\"\non = [\"escalation\"]\n"),
+            "test.toml:11:6: an escalation needs 'after'",
+        ),
+        (
+            format!("{base}[[notify]]\nchannel = \"x\"\non = [\"down\"]\nevery = \"1h\"\n"),
+            "test.toml:12:9: 'every' is for repeats",
+        ),
+        (
+            format!("{base}[[notify]]\nchannel = \"x\"\non = [\"repeat\"]\nevery = \"10s\"\n"),
+            "test.toml:12:9: repeat at most once a minute",
+        ),
+        (
+            format!("{base}template = \"{{sensr}} down\"\n"),
+            "test.toml:9:12: unknown placeholder {sensr}",
+        ),
+        (
+            format!("{base}rate_limit = -1\n"),
+            "test.toml:9:14: rate_limit is a count",
+        ),
+        (
+            format!("{base}timeout = \"10m\"\n"),
+            "test.toml:9:11: timeout must be from 1s to 5m",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let message = error(&text);
+        assert!(message.starts_with(wanted), "{wanted}: {message}");
+    }
+}

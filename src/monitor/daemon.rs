@@ -611,10 +611,10 @@ impl Monitor {
         // A check of a sensor with held dependants settles them: released
         // if it is still up, cancelled by the pause if it is not.
         self.settle_dependants(id);
-        if let Some(dependency) = recheck_dependency {
-            if self.sensors.get(&dependency).is_some_and(|d| !d.running) {
-                self.launch(dependency, Instant::now(), true);
-            }
+        if let Some(dependency) = recheck_dependency
+            && self.sensors.get(&dependency).is_some_and(|d| !d.running)
+        {
+            self.launch(dependency, Instant::now(), true);
         }
     }
 
@@ -634,11 +634,11 @@ impl Monitor {
         }
         let at_ms = self.now_ms();
         for dependant in dependants {
-            if let Some(sensor) = self.sensors.get_mut(dependant) {
-                if std::mem::take(&mut sensor.held) {
-                    self.announcer
-                        .settled(self.writer.settle(*dependant, at_ms, None));
-                }
+            if let Some(sensor) = self.sensors.get_mut(dependant)
+                && std::mem::take(&mut sensor.held)
+            {
+                self.announcer
+                    .settled(self.writer.settle(*dependant, at_ms, None));
             }
         }
     }
@@ -660,16 +660,8 @@ impl Monitor {
         });
         let mut by_sensor: HashMap<i64, Vec<(String, crate::notify::Payload)>> = HashMap::new();
         for outgoing in due {
-            let Some(&id) = self
-                .sensors
-                .iter()
-                .find(|(_, s)| s.spec.path == outgoing.payload.sensor)
-                .map(|(id, _)| id)
-            else {
-                continue;
-            };
             by_sensor
-                .entry(id)
+                .entry(outgoing.sensor)
                 .or_default()
                 .push((outgoing.channel, outgoing.payload));
         }

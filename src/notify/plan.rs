@@ -13,6 +13,8 @@ use crate::monitor::state::{Change, State};
 /// A notification to write to the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
+    /// The sensor's id.
+    pub sensor: i64,
     /// The channel's name.
     pub channel: String,
     /// What it receives.
@@ -97,6 +99,17 @@ impl Limit {
     }
 }
 
+/// The facts of one notification besides the sensor.
+#[derive(Debug, Clone, Copy)]
+struct Moment<'a> {
+    from: State,
+    to: State,
+    reason: Option<&'a str>,
+    message: &'a str,
+    at_ms: i64,
+    since_ms: i64,
+}
+
 /// A scheduled escalation or repeat.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct FollowUp {
@@ -155,18 +168,15 @@ impl Planner {
         !self.rules.is_empty()
     }
 
-    fn payload(
-        &self,
-        kind: Kind,
-        id: i64,
-        spec: &ResolvedSensor,
-        from: State,
-        to: State,
-        reason: Option<&str>,
-        message: &str,
-        at_ms: i64,
-        since_ms: i64,
-    ) -> Payload {
+    fn payload(&self, kind: Kind, id: i64, spec: &ResolvedSensor, m: Moment<'_>) -> Payload {
+        let Moment {
+            from,
+            to,
+            reason,
+            message,
+            at_ms,
+            since_ms,
+        } = m;
         let time = |ms: i64| {
             jiff::Timestamp::from_millisecond(ms)
                 .map(|t| t.to_string())
@@ -196,7 +206,7 @@ impl Planner {
         }
     }
 
-    fn word(&self, channel: &str, mut payload: Payload) -> Outgoing {
+    fn word(&self, sensor: i64, channel: &str, mut payload: Payload) -> Outgoing {
         let options = self.channels.get(channel);
         template::word(
             &mut payload,
@@ -204,6 +214,7 @@ impl Planner {
             options.and_then(|o| o.title.as_deref()),
         );
         Outgoing {
+            sensor,
             channel: channel.to_owned(),
             payload,
         }
@@ -260,15 +271,17 @@ impl Planner {
                 kind,
                 id,
                 spec,
-                change.from,
-                change.to,
-                change.reason.map(|r| r.as_str()),
-                &change.message,
-                at_ms,
-                at_ms,
+                Moment {
+                    from: change.from,
+                    to: change.to,
+                    reason: change.reason.map(|r| r.as_str()),
+                    message: &change.message,
+                    at_ms,
+                    since_ms: at_ms,
+                },
             );
             payload.response_ms = response_ms;
-            out.push(self.word(&channel, payload));
+            out.push(self.word(id, &channel, payload));
         }
         if change.to == State::Down && change.from != State::Down {
             let mut followups = Vec::new();
@@ -352,14 +365,16 @@ impl Planner {
                 kind,
                 followup.sensor,
                 now.spec,
-                State::Down,
-                State::Down,
-                None,
-                now.message,
-                now_ms,
-                now.since_ms,
+                Moment {
+                    from: State::Down,
+                    to: State::Down,
+                    reason: None,
+                    message: now.message,
+                    at_ms: now_ms,
+                    since_ms: now.since_ms,
+                },
             );
-            out.push(self.word(&followup.channel, payload));
+            out.push(self.word(followup.sensor, &followup.channel, payload));
             if followup.repeat {
                 // The next repeat follows this one's due time, not now, so
                 // a late tick does not drift the schedule.
@@ -394,15 +409,17 @@ impl Planner {
                 Kind::Summary,
                 id,
                 now.spec,
-                now.state,
-                now.state,
-                None,
-                now.message,
-                now_ms,
-                now.since_ms,
+                Moment {
+                    from: now.state,
+                    to: now.state,
+                    reason: None,
+                    message: now.message,
+                    at_ms: now_ms,
+                    since_ms: now.since_ms,
+                },
             );
             payload.suppressed = Some(held);
-            out.push(self.word(&channel, payload));
+            out.push(self.word(id, &channel, payload));
         }
         out
     }

@@ -3,7 +3,7 @@
 //! middle of a retry sequence.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,8 @@ use crate::util::{TempDir, closed_port};
 struct Receiver {
     port: u16,
     fail: Arc<AtomicU32>,
+    /// While set, requests are read and never answered.
+    hang: Arc<AtomicBool>,
     attempts: Arc<AtomicU32>,
     received: Arc<Mutex<Vec<Value>>>,
 }
@@ -34,7 +36,13 @@ impl Receiver {
             Arc::new(AtomicU32::new(0)),
             Arc::new(Mutex::new(Vec::new())),
         );
-        let (f, a, r) = (fail.clone(), attempts.clone(), received.clone());
+        let hang = Arc::new(AtomicBool::new(false));
+        let (f, a, r, h) = (
+            fail.clone(),
+            attempts.clone(),
+            received.clone(),
+            hang.clone(),
+        );
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -44,9 +52,12 @@ impl Receiver {
                 let app = Router::new().route(
                     "/hook",
                     post(move |body: axum::Json<Value>| {
-                        let (f, a, r) = (f.clone(), a.clone(), r.clone());
+                        let (f, a, r, h) = (f.clone(), a.clone(), r.clone(), h.clone());
                         async move {
                             a.fetch_add(1, Ordering::SeqCst);
+                            if h.load(Ordering::SeqCst) {
+                                std::future::pending::<()>().await;
+                            }
                             if f.load(Ordering::SeqCst) > 0 {
                                 f.fetch_sub(1, Ordering::SeqCst);
                                 return (
@@ -66,6 +77,7 @@ impl Receiver {
         Receiver {
             port,
             fail,
+            hang,
             attempts,
             received,
         }
@@ -180,6 +192,12 @@ fn one_alert_and_one_recovery_arrive_although_the_receiver_fails_at_first() {
         "{received:?}"
     );
     assert_eq!(received[0]["reason"], "refused");
+    // A link to the sensor's page on the address serve listens on.
+    let link = received[0]["link"].as_str().unwrap_or_default();
+    assert!(
+        link.starts_with("http://127.0.0.1:") && link.contains("/sensors/"),
+        "{received:?}"
+    );
     assert!(
         receiver.attempts.load(Ordering::SeqCst) >= 3,
         "two 500s, then the delivery"
@@ -392,4 +410,51 @@ on = ["down"]
         mail.contains("text/plain") && mail.contains("text/html"),
         "a plain and an HTML part: {mail}"
     );
+}
+
+#[test]
+fn a_hanging_receiver_times_out_is_retried_and_holds_up_no_other_channel() {
+    let dir = TempDir::new("notify-hang");
+    let receiver = Receiver::start(0);
+    receiver.hang.store(true, Ordering::SeqCst);
+    let (_closed, closed) = closed_port("127.0.0.1");
+    let out = dir.path.join("script.jsonl");
+    let config = config(closed.port(), receiver.port, &out)
+        .replace("webhook = \"http", "timeout = \"1s\"\nwebhook = \"http");
+    assert!(config.contains("timeout = \"1s\""));
+    std::fs::write(dir.path.join("portwatch.toml"), config).unwrap();
+    let mut child = serve(&dir.path);
+    let db = dir.path.join("portwatch.db");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let rows = Store::open(&db)
+            .and_then(|s| s.outbox(100))
+            .unwrap_or_default();
+        let timed_out = rows.iter().any(|r| {
+            r.channel == "hook"
+                && r.delivered_ms.is_none()
+                && r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("no answer within 1s"))
+        });
+        if timed_out {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no timeout recorded: {rows:?}\n{}",
+            std::fs::read_to_string(dir.path.join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The command channel did not wait for the hanging one.
+    let script = rows.iter().find(|r| r.channel == "script").unwrap();
+    assert!(script.delivered_ms.is_some(), "{rows:?}");
+    // The receiver answers again: the retry delivers it.
+    receiver.hang.store(false, Ordering::SeqCst);
+    let received = receiver.wait_for(1);
+    assert_eq!(received[0]["to"], "down");
+    assert!(receiver.attempts.load(Ordering::SeqCst) >= 2);
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -887,3 +887,156 @@ async fn the_api_shows_notifications_and_their_delivery() {
     assert_eq!(rows[0]["attempts"], 0);
     assert!(rows[0]["delivered_ms"].is_null());
 }
+
+#[tokio::test]
+async fn channels_and_rules_are_edited_through_the_api_and_pages_without_showing_secrets() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let (admin, read) = {
+        let store = Store::open(&db).unwrap();
+        (
+            store.create_token("ci", Role::Admin).unwrap(),
+            store.create_token("ro", Role::Read).unwrap(),
+        )
+    };
+    let json = |token: &str, method: &str, path: &str, body: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let hook = r#"{"name":"chat","webhook":"https://hooks.slack.com/services/T0/B0/s3cr3t","preset":"slack","template":"{summary} <{link}>","rate_limit":3}"#;
+    let (status, _, body) = send(&state, json(&read, "POST", "/api/channels", hook)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, body) = send(&state, json(&admin, "POST", "/api/channels", hook)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(!body.contains("s3cr3t"), "{body}");
+    // Validated like the file: the message names the problem and the fix.
+    for (bad, says) in [
+        (
+            r#"{"name":"x","webhook":"ftp://h/"}"#,
+            "is not an http:// or https:// URL",
+        ),
+        (
+            r#"{"name":"x","webhook":"http://h/","template":"{sensr}"}"#,
+            "unknown placeholder {sensr}",
+        ),
+        (
+            r#"{"name":"x","command":["/bin/sh"]}"#,
+            "declare them in portwatch.toml",
+        ),
+        (
+            r#"{"name":"x","smtp":"m","from":"a@b.c","to":["not an address"]}"#,
+            "is not a mail address",
+        ),
+    ] {
+        let (status, _, body) = send(&state, json(&admin, "POST", "/api/channels", bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains(says), "{bad}: {body}");
+    }
+    let rule = r#"{"channel":"chat","on":["escalation"],"after":"30m","servers":["db"]}"#;
+    let (status, _, body) = send(&state, json(&admin, "POST", "/api/rules", rule)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(created["after"], "30m");
+    for (bad, says) in [
+        (
+            r#"{"channel":"nope","on":["down"]}"#,
+            "unknown channel 'nope'",
+        ),
+        (
+            r#"{"channel":"chat","on":["repeat"]}"#,
+            "a repeat needs 'every'",
+        ),
+        (
+            r#"{"channel":"chat","on":["down"],"servers":["ghost"]}"#,
+            "unknown server 'ghost'",
+        ),
+    ] {
+        let (status, _, body) = send(&state, json(&admin, "POST", "/api/rules", bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains(says), "{bad}: {body}");
+    }
+    // The monitor reads them like the file's.
+    let (channels, rules) = Store::open(&db).unwrap().notifications().unwrap();
+    assert_eq!(channels[0].options.rate_limit, 3);
+    assert_eq!(rules[0].after_s, Some(1800));
+    let (status, _, body) = send(&state, json(&read, "GET", "/api/channels", "")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("https://hooks.slack.com/…") && !body.contains("s3cr3t"),
+        "{body}"
+    );
+    // A channel in use cannot go; its rule first.
+    let (status, _, body) = send(&state, json(&admin, "DELETE", "/api/channels/chat", "")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("rules still send to 'chat'"), "{body}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, _, _) = send(
+        &state,
+        json(&admin, "DELETE", &format!("/api/rules/{id}"), ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = send(&state, json(&admin, "DELETE", "/api/channels/chat", "")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // The page: forms with CSRF, errors next to the form, escaping.
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            "/notifications/channel",
+            Some(&cookie),
+            "name=ops&smtp=mail.example.com&from=pw%40example.com&to=a%40example.com",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            "/notifications/channel",
+            Some(&cookie),
+            &format!("csrf={csrf}&name=ops&smtp=mail.example.com&from=pw%40example.com&to=a%40example.com%2C+b%40example.com&password_env=SMTP_PW"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            "/notifications/rule",
+            Some(&cookie),
+            &format!("csrf={csrf}&channel=ops&on=down%2C+sideways"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("id=\"error-rule\"") && page.contains("unknown trigger &#39;sideways&#39;"),
+        "{page}"
+    );
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            "/notifications/rule",
+            Some(&cookie),
+            &format!("csrf={csrf}&channel=ops&on=down%2C+up&groups=Prod"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, page) = send(&state, get("/notifications", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("a@example.com, b@example.com via mail.example.com"),
+        "{page}"
+    );
+    assert!(page.contains("<td>down, up</td><td>Prod</td>"), "{page}");
+    let (_, rules) = Store::open(&db).unwrap().notifications().unwrap();
+    assert_eq!(rules.len(), 1);
+}
