@@ -15,6 +15,16 @@ pub(super) const EXAMPLES: &str = "Examples:
   portwatch check --format json tcp://db.example:5432
   portwatch check -t 3s -w 200ms -c 1s --format nagios mail.example:smtp
   portwatch check --expect-closed host.example:telnet
+  portwatch check --mode auto localhost:22 localhost:443 localhost:6379
+  portwatch check --protocol smtp --tls starttls mail.example:587
+  portwatch check --protocol https --ca-file ca.pem --sni www.example internal:8443
+  portwatch check --send 'PING\r\n' --expect '+PONG' cache.example:6379
+
+Protocols (--protocol): echo, ftp, ssh, telnet, smtp, smtps, time, whois,
+domain, gopher, finger, http, https, pop3, pop3s, nntp, imap, imaps, ldap,
+ldaps, socks, mysql, postgresql, redis, memcached, mongodb, xmpp, tls.
+Protocol reasons: reset, closed_by_peer, no_response, protocol_mismatch,
+tls_error, cert_expiring (WARNING), cert_expired.
 
 Exit codes (Nagios): 0 all UP, 1 a WARNING and nothing DOWN, 2 something DOWN,
 3 UNKNOWN (the check itself failed) or bad input.";
@@ -37,11 +47,19 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<u8> {
         } else {
             CloseMode::Graceful
         },
+        proto: match args.proto.options() {
+            Ok(options) => options.map(std::sync::Arc::new),
+            Err(message) => {
+                writeln!(anstream::stderr(), "portwatch: {message}")?;
+                return Ok(3);
+            }
+        },
     };
     let checker = Checker::from_system();
+    let options = &options;
     let checks = args.targets.iter().map(|target| {
         let checker = checker.clone();
-        async move { checker.check(target, &options).await }
+        async move { checker.check(target, options).await }
     });
     let results: Vec<_> = futures_util::stream::iter(checks)
         .buffered(PARALLEL_TARGETS)

@@ -314,6 +314,175 @@ pub struct CheckArgs {
     /// Address selection.
     #[command(flatten)]
     pub address: AddressArgs,
+    /// Protocol checks.
+    #[command(flatten)]
+    pub proto: ProtoArgs,
+}
+
+/// `check --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Connect and close (the PORT check).
+    Connect,
+    /// Speak the protocol of the well-known port (ssh on 22, https on 443,
+    /// …); ports without one are connect checks.
+    Auto,
+}
+
+/// `check --tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsArg {
+    /// No TLS.
+    None,
+    /// TLS from the first byte.
+    Implicit,
+    /// The protocol's STARTTLS (smtp, imap, pop3, ftp, ldap, xmpp, postgresql).
+    Starttls,
+}
+
+/// Protocol-check options of `check`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Protocol checks")]
+pub struct ProtoArgs {
+    /// connect: the PORT check; auto: speak the well-known port's protocol.
+    #[arg(long, value_enum, default_value_t = ModeArg::Connect)]
+    pub mode: ModeArg,
+    /// Speak this protocol on any port (see PROTOCOLS below).
+    #[arg(long, value_name = "NAME", value_parser = parse_protocol)]
+    pub protocol: Option<(crate::probe::proto::Protocol, crate::probe::proto::TlsMode)>,
+    /// TLS: none, implicit (TLS from the first byte) or starttls.
+    #[arg(long, value_enum)]
+    pub tls: Option<TlsArg>,
+    /// Do not verify the certificate (it is still reported).
+    #[arg(long)]
+    pub insecure: bool,
+    /// The TLS server name to send and verify [default: the host].
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// Trust the CA certificates in this PEM file instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// WARNING this many days before the certificate expires.
+    #[arg(long, default_value_t = 14, value_name = "DAYS")]
+    pub cert_warn_days: u32,
+    /// HTTP: the request method.
+    #[arg(long, default_value = "HEAD", value_parser = ["HEAD", "GET"])]
+    pub http_method: String,
+    /// HTTP: the request path.
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    pub http_path: String,
+    /// HTTP: accepted statuses, e.g. 200,301 [default: 200-399].
+    #[arg(long, value_name = "CODES", value_delimiter = ',')]
+    pub http_status: Vec<u16>,
+    /// Send this first (escapes: \r \n \t \0 \\ \xNN); then the --expect strings
+    /// are awaited in order.
+    #[arg(long, value_name = "TEXT")]
+    pub send: Option<String>,
+    /// Wait for this text to arrive (repeatable, in order).
+    #[arg(long, value_name = "TEXT")]
+    pub expect: Vec<String>,
+    /// Wait for a match of this regular expression (after the --expect texts).
+    #[arg(long, value_name = "REGEX")]
+    pub expect_regex: Vec<String>,
+    /// Send this before closing.
+    #[arg(long, value_name = "TEXT")]
+    pub quit: Option<String>,
+    /// Read at most this many bytes.
+    #[arg(long, default_value_t = 65536, value_name = "BYTES")]
+    pub max_bytes: usize,
+}
+
+impl ProtoArgs {
+    /// The protocol options, `None` for a plain connect check.
+    pub fn options(&self) -> Result<Option<crate::probe::proto::ProtoOptions>, String> {
+        use crate::probe::proto::{Mode, ProtoOptions, TlsMode, expect};
+        let mut steps = Vec::new();
+        if let Some(send) = &self.send {
+            steps.push(expect::Step::Send(
+                expect::unescape(send).map_err(|e| format!("--send: {e}"))?,
+            ));
+        }
+        for text in &self.expect {
+            steps.push(expect::Step::Expect(
+                expect::unescape(text).map_err(|e| format!("--expect: {e}"))?,
+            ));
+        }
+        for text in &self.expect_regex {
+            steps.push(expect::Step::ExpectRegex(
+                expect::regex(text).map_err(|e| format!("--expect-regex: {e}"))?,
+            ));
+        }
+        if !steps.is_empty() && self.protocol.is_some() {
+            return Err(
+                "--send/--expect define a conversation of their own: drop --protocol, or drop them"
+                    .into(),
+            );
+        }
+        let tls = self.tls.map(|t| match t {
+            TlsArg::None => TlsMode::None,
+            TlsArg::Implicit => TlsMode::Implicit,
+            TlsArg::Starttls => TlsMode::Starttls,
+        });
+        if let (Some(TlsMode::Starttls), Some((protocol, _))) = (tls, self.protocol)
+            && !protocol.has_starttls()
+        {
+            return Err(format!(
+                "{} has no STARTTLS: use --tls implicit, or a protocol with STARTTLS (smtp, imap, pop3, ftp, ldap, xmpp, postgresql)",
+                protocol.as_str()
+            ));
+        }
+        if tls == Some(TlsMode::Starttls)
+            && self.protocol.is_none()
+            && self.mode == ModeArg::Connect
+        {
+            return Err(
+                "--tls starttls needs a protocol: add --protocol NAME or --mode auto".into(),
+            );
+        }
+        let options = ProtoOptions {
+            mode: match self.mode {
+                ModeArg::Connect => Mode::Connect,
+                ModeArg::Auto => Mode::Auto,
+            },
+            protocol: self.protocol,
+            tls,
+            tls_settings: crate::probe::proto::TlsSettings {
+                verify: !self.insecure,
+                sni: self.sni.clone(),
+                ca_file: self.ca_file.clone(),
+                warn_days: self.cert_warn_days,
+            },
+            http: crate::probe::proto::HttpOptions {
+                method: self.http_method.clone(),
+                path: self.http_path.clone(),
+                expect_status: self.http_status.clone(),
+            },
+            quit: self
+                .quit
+                .as_deref()
+                .map(expect::unescape)
+                .transpose()
+                .map_err(|e| format!("--quit: {e}"))?,
+            steps,
+            max_bytes: self.max_bytes,
+        };
+        let plain = options.mode == Mode::Connect
+            && options.protocol.is_none()
+            && options.steps.is_empty()
+            && options.tls.is_none();
+        Ok((!plain).then_some(options))
+    }
+}
+
+fn parse_protocol(
+    text: &str,
+) -> Result<(crate::probe::proto::Protocol, crate::probe::proto::TlsMode), String> {
+    crate::probe::proto::Protocol::parse(text).ok_or_else(|| {
+        format!(
+            "unknown protocol '{text}': use one of {}",
+            crate::probe::proto::NAMES
+        )
+    })
 }
 
 /// Output formats of `check`.

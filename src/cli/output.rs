@@ -25,6 +25,19 @@ pub struct JsonResult<'a> {
     dns_time_ms: Option<f64>,
     reported_by: Option<IpAddr>,
     checked_at: String,
+    /// Protocol checks only (absent for a plain connect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_time_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_byte_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a std::collections::BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<&'a crate::probe::proto::TlsReport>,
 }
 
 /// Milliseconds with microsecond resolution.
@@ -48,6 +61,20 @@ pub fn json(result: &CheckResult) -> String {
         dns_time_ms: result.dns_time.map(millis),
         reported_by: result.reported_by,
         checked_at: result.checked_at.to_string(),
+        protocol: result.protocol.as_ref().map(|p| p.protocol.as_str()),
+        tls_time_ms: result
+            .protocol
+            .as_ref()
+            .and_then(|p| p.tls_time)
+            .map(millis),
+        first_byte_ms: result
+            .protocol
+            .as_ref()
+            .and_then(|p| p.first_byte)
+            .map(millis),
+        total_ms: result.protocol.as_ref().map(|p| millis(p.total)),
+        details: result.protocol.as_ref().map(|p| &p.details),
+        tls: result.protocol.as_ref().and_then(|p| p.tls.as_ref()),
     };
     serde_json::to_string(&json).expect("a check result always serialises")
 }
@@ -78,16 +105,50 @@ pub fn nagios(
             } else {
                 result.message.clone()
             };
-            format!(
+            let mut line = format!(
                 "TCP {word} - {summary}|time={:.6}s;{};{};0.000000;{:.6}",
                 time.as_secs_f64(),
                 seconds(warning),
                 seconds(critical),
                 timeout.as_secs_f64()
-            )
+            );
+            if let Some(report) = &result.protocol {
+                line = format!(
+                    "{} {}",
+                    line.replacen("TCP ", &format!("{} ", report.protocol.to_uppercase()), 1),
+                    protocol_perfdata(report)
+                );
+                if result.status == Status::Up {
+                    line = line.replacen(&summary, &result.message, 1);
+                }
+            }
+            line
         }
-        _ => format!("TCP {word} - {} ({})", result.message, result.reason),
+        _ => {
+            let name = result
+                .protocol
+                .as_ref()
+                .map_or("TCP".to_owned(), |p| p.protocol.to_uppercase());
+            format!("{name} {word} - {} ({})", result.message, result.reason)
+        }
     }
+}
+
+/// Perfdata of a protocol check's phases, in seconds.
+fn protocol_perfdata(report: &crate::probe::proto::ProtoReport) -> String {
+    let mut out = Vec::new();
+    if let Some(tls) = report.tls_time {
+        out.push(format!("tls={:.6}s", tls.as_secs_f64()));
+    }
+    if let Some(first) = report.first_byte {
+        out.push(format!("first_byte={:.6}s", first.as_secs_f64()));
+    }
+    out.push(format!("total={:.6}s", report.total.as_secs_f64()));
+    if let Some(cert) = report.tls.as_ref().and_then(|t| t.cert.as_ref()) {
+        let days = (cert.not_after_s - jiff::Timestamp::now().as_second()) / 86_400;
+        out.push(format!("cert_days={days}"));
+    }
+    out.join(" ")
 }
 
 /// One human line: status, target with service, reason and message.
@@ -150,6 +211,7 @@ mod tests {
             dns_time: Some(Duration::from_micros(12)),
             reported_by: None,
             checked_at: "2026-11-23T19:00:00Z".parse().unwrap(),
+            protocol: None,
         }
     }
 

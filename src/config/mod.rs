@@ -18,6 +18,7 @@ use crate::probe::Services;
 use crate::probe::target::{Host, parse_bare_host, parse_port};
 
 pub use model::{Overrides, Settings, WindowRule};
+pub mod probe;
 
 /// A configuration error with its place in the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,6 +175,7 @@ impl Locator<'_> {
                 _ => Err(self.error(r.span(), "retries must be from 0 to 10")),
             })
             .transpose()?;
+        let probe = self.probe(raw)?;
         Ok(Overrides {
             interval,
             timeout: self.duration(&raw.timeout)?,
@@ -181,7 +183,68 @@ impl Locator<'_> {
             critical: self.duration(&raw.critical)?,
             retries,
             depends_on: raw.depends_on.as_ref().map(|d| d.get_ref().clone()),
+            probe,
         })
+    }
+
+    /// The protocol-check keys of one table, validated on their own (the
+    /// error points at the key at fault).
+    fn probe(&self, raw: &raw::Settings) -> Result<probe::ProbeOverrides, ConfigError> {
+        let text = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
+        let number =
+            |v: &Option<toml::Spanned<i64>>, key: &str| -> Result<Option<u32>, ConfigError> {
+                v.as_ref()
+                    .map(|n| {
+                        u32::try_from(*n.get_ref()).map_err(|_| {
+                            self.error(n.span(), format!("{key} must be a positive number"))
+                        })
+                    })
+                    .transpose()
+            };
+        let mut statuses = None;
+        if let Some(list) = &raw.http_status {
+            let mut out = Vec::new();
+            for code in list.get_ref() {
+                out.push(u16::try_from(*code).map_err(|_| {
+                    self.error(
+                        list.span(),
+                        format!("{code} is not an HTTP status: use 100 to 999"),
+                    )
+                })?);
+            }
+            statuses = Some(out);
+        }
+        let probe = probe::ProbeOverrides {
+            mode: text(&raw.mode),
+            protocol: text(&raw.protocol),
+            tls: text(&raw.tls),
+            insecure: raw.insecure,
+            sni: text(&raw.sni),
+            ca_file: text(&raw.ca_file),
+            cert_warn_days: number(&raw.cert_warn_days, "cert_warn_days")?,
+            http_method: text(&raw.http_method),
+            http_path: text(&raw.http_path),
+            http_status: statuses,
+            steps: raw.steps.as_ref().map(|s| s.get_ref().clone()),
+            quit: text(&raw.quit),
+            max_bytes: number(&raw.max_bytes, "max_bytes")?,
+        };
+        if let Err((key, message)) = probe.options() {
+            let span = match key {
+                "mode" => raw.mode.as_ref().map(|v| v.span()),
+                "protocol" => raw.protocol.as_ref().map(|v| v.span()),
+                "tls" => raw.tls.as_ref().map(|v| v.span()),
+                "http_method" => raw.http_method.as_ref().map(|v| v.span()),
+                "http_path" => raw.http_path.as_ref().map(|v| v.span()),
+                "http_status" => raw.http_status.as_ref().map(|v| v.span()),
+                "steps" => raw.steps.as_ref().map(|v| v.span()),
+                "quit" => raw.quit.as_ref().map(|v| v.span()),
+                "max_bytes" => raw.max_bytes.as_ref().map(|v| v.span()),
+                _ => None,
+            };
+            return Err(self.error(span.unwrap_or(0..0), message));
+        }
+        Ok(probe)
     }
 }
 

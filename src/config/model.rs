@@ -31,6 +31,9 @@ pub struct Overrides {
     pub retries: Option<u32>,
     /// The sensor path this depends on.
     pub depends_on: Option<String>,
+    /// Protocol-check settings.
+    #[serde(skip_serializing_if = "super::probe::ProbeOverrides::is_empty")]
+    pub probe: super::probe::ProbeOverrides,
 }
 
 impl Overrides {
@@ -43,6 +46,7 @@ impl Overrides {
             critical: self.critical.or(base.critical),
             retries: self.retries.or(base.retries),
             depends_on: self.depends_on.clone().or_else(|| base.depends_on.clone()),
+            probe: self.probe.over(&base.probe),
         }
     }
 }
@@ -240,6 +244,8 @@ pub struct ResolvedSensor {
     pub windows: Vec<(String, WindowRule)>,
     /// Tags of the server and the sensor.
     pub tags: Vec<String>,
+    /// The protocol check, if any (validated when the file was read).
+    pub probe: Option<std::sync::Arc<crate::probe::proto::ProtoOptions>>,
 }
 
 /// The chain of group paths from the root to `path`: `A`, `A/B`, `A/B/C`.
@@ -279,7 +285,15 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                 .collect();
             let mut tags = server.tags.clone();
             tags.extend(sensor.tags.iter().cloned());
+            let probe = match overrides.probe.options() {
+                Ok(options) => options.map(std::sync::Arc::new),
+                Err((key, message)) => {
+                    tracing::warn!(sensor = %path, key, %message, "protocol settings ignored");
+                    None
+                }
+            };
             resolved.push(ResolvedSensor {
+                probe,
                 depends_on: overrides.depends_on.clone().filter(|dep| *dep != path),
                 settings: Settings::from_overrides(&overrides),
                 path,

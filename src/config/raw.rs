@@ -15,6 +15,19 @@ pub struct Settings {
     pub critical: Option<Spanned<String>>,
     pub retries: Option<Spanned<i64>>,
     pub depends_on: Option<Spanned<String>>,
+    pub mode: Option<Spanned<String>>,
+    pub protocol: Option<Spanned<String>>,
+    pub tls: Option<Spanned<String>>,
+    pub insecure: Option<bool>,
+    pub sni: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_warn_days: Option<Spanned<i64>>,
+    pub http_method: Option<Spanned<String>>,
+    pub http_path: Option<Spanned<String>>,
+    pub http_status: Option<Spanned<Vec<i64>>>,
+    pub steps: Option<Spanned<Vec<crate::config::probe::StepSpec>>>,
+    pub quit: Option<Spanned<String>>,
+    pub max_bytes: Option<Spanned<i64>>,
 }
 
 /// Declares a table that carries the inheritable settings plus its own keys.
@@ -43,6 +56,45 @@ macro_rules! with_settings {
             /// The sensor (`server/sensor`) this depends on.
             #[serde(default)]
             pub depends_on: Option<Spanned<String>>,
+            /// connect or auto (speak the well-known port's protocol).
+            #[serde(default)]
+            pub mode: Option<Spanned<String>>,
+            /// A protocol to speak on any port.
+            #[serde(default)]
+            pub protocol: Option<Spanned<String>>,
+            /// none, implicit or starttls.
+            #[serde(default)]
+            pub tls: Option<Spanned<String>>,
+            /// Do not verify certificates (still reported).
+            #[serde(default)]
+            pub insecure: Option<bool>,
+            /// The TLS server name.
+            #[serde(default)]
+            pub sni: Option<Spanned<String>>,
+            /// A PEM file of trusted CA certificates.
+            #[serde(default)]
+            pub ca_file: Option<Spanned<String>>,
+            /// Warn this many days before a certificate expires.
+            #[serde(default)]
+            pub cert_warn_days: Option<Spanned<i64>>,
+            /// HEAD or GET.
+            #[serde(default)]
+            pub http_method: Option<Spanned<String>>,
+            /// The HTTP request path.
+            #[serde(default)]
+            pub http_path: Option<Spanned<String>>,
+            /// Accepted HTTP statuses.
+            #[serde(default)]
+            pub http_status: Option<Spanned<Vec<i64>>>,
+            /// Send/expect steps.
+            #[serde(default)]
+            pub steps: Option<Spanned<Vec<crate::config::probe::StepSpec>>>,
+            /// Sent before closing.
+            #[serde(default)]
+            pub quit: Option<Spanned<String>>,
+            /// The most bytes read.
+            #[serde(default)]
+            pub max_bytes: Option<Spanned<i64>>,
         }
 
         impl $name {
@@ -54,6 +106,19 @@ macro_rules! with_settings {
                     critical: self.critical.clone(),
                     retries: self.retries.clone(),
                     depends_on: self.depends_on.clone(),
+                    mode: self.mode.clone(),
+                    protocol: self.protocol.clone(),
+                    tls: self.tls.clone(),
+                    insecure: self.insecure,
+                    sni: self.sni.clone(),
+                    ca_file: self.ca_file.clone(),
+                    cert_warn_days: self.cert_warn_days.clone(),
+                    http_method: self.http_method.clone(),
+                    http_path: self.http_path.clone(),
+                    http_status: self.http_status.clone(),
+                    steps: self.steps.clone(),
+                    quit: self.quit.clone(),
+                    max_bytes: self.max_bytes.clone(),
                 }
             }
         }

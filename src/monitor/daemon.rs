@@ -273,6 +273,7 @@ fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
         family: Family::Any,
         source: None,
         close,
+        proto: spec.probe.clone(),
     }
 }
 
@@ -474,7 +475,11 @@ impl Monitor {
         };
         sensor.running = true;
         self.stats.update(|c| c.in_flight += 1);
-        let (target, options, host) = (sensor.target.clone(), sensor.options, sensor.host.clone());
+        let (target, options, host) = (
+            sensor.target.clone(),
+            sensor.options.clone(),
+            sensor.host.clone(),
+        );
         let (global, checker, done) =
             (self.global.clone(), self.checker.clone(), self.done.clone());
         self.checks.spawn(async move {

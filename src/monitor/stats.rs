@@ -30,7 +30,7 @@ pub struct Counts {
     /// Checks by status: up, warning, down, unknown.
     pub by_status: [u64; 4],
     /// Checks by reason, indexed like [`crate::probe::Reason`]'s variants.
-    pub by_reason: [u64; 8],
+    pub by_reason: [u64; crate::probe::Reason::ALL.len()],
     /// Checks in flight now.
     pub in_flight: u64,
     lateness: Vec<u64>,
@@ -46,7 +46,7 @@ impl Default for MonitorStats {
                 late: 0,
                 missed: 0,
                 by_status: [0; 4],
-                by_reason: [0; 8],
+                by_reason: [0; crate::probe::Reason::ALL.len()],
                 in_flight: 0,
                 lateness: vec![0; BUCKETS],
             }),

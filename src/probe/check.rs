@@ -12,7 +12,7 @@ use super::{CheckResult, CloseMode, Family, Reason, Resolver, Services, Status, 
 use crate::duration;
 
 /// Settings of a check.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CheckOptions {
     /// The whole check, name resolution included, must finish within this.
     pub timeout: Duration,
@@ -24,6 +24,8 @@ pub struct CheckOptions {
     pub source: Option<IpAddr>,
     /// How to close an established connection.
     pub close: CloseMode,
+    /// The protocol check to run once connected (`None`: connect only).
+    pub proto: Option<std::sync::Arc<super::proto::ProtoOptions>>,
 }
 
 impl Default for CheckOptions {
@@ -34,6 +36,7 @@ impl Default for CheckOptions {
             family: Family::Any,
             source: None,
             close: CloseMode::Graceful,
+            proto: None,
         }
     }
 }
@@ -72,6 +75,7 @@ impl Checker {
             dns_time: None,
             reported_by: None,
             checked_at,
+            protocol: None,
         };
         // A source address decides the family: an IPv4 source cannot reach
         // an IPv6 address.
@@ -95,16 +99,65 @@ impl Checker {
         };
         result.dns_time = Some(resolved.elapsed);
         let addresses = happy::interleave(&resolved.addresses);
+        let plan = options.proto.as_ref().and_then(|p| p.plan(target.port));
         let connect_options = ConnectOptions {
             source: options.source,
             close: options.close,
+            keep: plan.is_some(),
         };
         let race = happy::race(&addresses, target.port, deadline, |address| {
             connect::connect(address, connect_options)
         })
         .await;
-        describe(result, &race, options)
+        let result = describe(result, &race, options);
+        match (
+            plan,
+            &options.proto,
+            race.kept.as_ref().and_then(|k| k.take()),
+        ) {
+            (Some(plan), Some(proto), Some(stream)) => {
+                let host = target.host.to_string();
+                let (fail, report) =
+                    super::proto::converse(stream, plan, proto, &host, deadline, options.timeout)
+                        .await;
+                judge_protocol(result, fail, report, options)
+            }
+            _ => result,
+        }
     }
+}
+
+/// The verdict of a connected check after its protocol conversation.
+fn judge_protocol(
+    mut result: CheckResult,
+    fail: Option<super::proto::session::Fail>,
+    report: super::proto::ProtoReport,
+    options: &CheckOptions,
+) -> CheckResult {
+    let protocol = report.protocol.clone();
+    match fail {
+        None => {
+            // Thresholds still judge the connect time.
+            let (status, _) =
+                verdict::judge(Reason::Connected, result.response_time, &options.expect);
+            result.status = status;
+            let summary = super::proto::summary(&report);
+            result.message = format!(
+                "{protocol} answered in {:.3} ms{}{} ({})",
+                report.total.as_secs_f64() * 1e3,
+                if summary.is_empty() { "" } else { ": " },
+                summary,
+                result.message
+            );
+        }
+        Some(fail) => {
+            result.reason = fail.reason;
+            result.status = verdict::judge(fail.reason, result.response_time, &options.expect).0;
+            result.message = format!("{protocol}: {}", fail.message);
+        }
+    }
+    result.protocol = Some(report);
+    result
 }
 
 fn dns_failure(mut result: CheckResult, message: String, options: &CheckOptions) -> CheckResult {
@@ -193,7 +246,15 @@ pub fn failure_message(address: SocketAddr, failure: &Failure, timeout: Duration
         Reason::HostUnreachable => format!("host {ip} is unreachable"),
         Reason::NetworkUnreachable => format!("network of {ip} is unreachable"),
         Reason::AdminProhibited => format!("connection to {ip} port {port} rejected by a firewall"),
-        Reason::DnsError | Reason::Connected => format!("{ip} port {port}"),
+        Reason::Reset => format!("{ip} port {port} accepted the connection and reset it at once"),
+        Reason::DnsError
+        | Reason::Connected
+        | Reason::ClosedByPeer
+        | Reason::NoResponse
+        | Reason::ProtocolMismatch
+        | Reason::TlsError
+        | Reason::CertExpiring
+        | Reason::CertExpired => format!("{ip} port {port}"),
         Reason::LocalError => format!("could not check {ip} port {port}"),
     };
     if failure.reason != Reason::Timeout && !failure.detail.is_empty() {

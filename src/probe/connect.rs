@@ -29,10 +29,36 @@ pub enum Outcome {
     Connected {
         /// SYN sent to handshake done.
         elapsed: Duration,
+        /// The open connection, when asked to keep it (protocol checks).
+        kept: Option<Kept>,
     },
     /// The attempt failed.
     Failed(Failure),
 }
+
+/// An established connection handed on to a protocol check. Cloning shares
+/// it; [`Kept::take`] gives it to one owner.
+#[derive(Debug, Clone)]
+pub struct Kept(std::sync::Arc<std::sync::Mutex<Option<std::net::TcpStream>>>);
+
+impl Kept {
+    fn new(stream: std::net::TcpStream) -> Kept {
+        Kept(std::sync::Arc::new(std::sync::Mutex::new(Some(stream))))
+    }
+
+    /// The connection, once.
+    pub fn take(&self) -> Option<std::net::TcpStream> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Kept) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Kept {}
 
 /// A failed connect attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +92,8 @@ pub struct ConnectOptions {
     pub source: Option<IpAddr>,
     /// How to close an established connection.
     pub close: CloseMode,
+    /// Keep the established connection open and hand it over.
+    pub keep: bool,
 }
 
 /// Connects to `address` once, without a timeout of its own: the caller
@@ -78,7 +106,10 @@ pub async fn connect(address: SocketAddr, options: ConnectOptions) -> Outcome {
     let started = Instant::now();
     let target = address.into();
     match socket.connect(&target) {
-        Ok(()) => return finish(&SockRef::from(&socket), started, options.close),
+        Ok(()) => {
+            let outcome = finish(&SockRef::from(&socket), started, options.close);
+            return keep(outcome, options.keep, || socket.into());
+        }
         Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(error) => {
             return Outcome::Failed(failure_from(&SockRef::from(&socket), &error, started));
@@ -88,7 +119,7 @@ pub async fn connect(address: SocketAddr, options: ConnectOptions) -> Outcome {
     // within the connect() call itself. Asking once more costs one system
     // call and saves registering with the reactor, which triples the work.
     if let Some(outcome) = progress(&SockRef::from(&socket), &target, started, options.close) {
-        return outcome;
+        return keep(outcome, options.keep, || socket.into());
     }
     // tokio registers the connecting socket with its reactor; the socket
     // stays reachable through SockRef for the error queue and SO_LINGER.
@@ -101,7 +132,10 @@ pub async fn connect(address: SocketAddr, options: ConnectOptions) -> Outcome {
             return Outcome::Failed(Failure::local("cannot watch the socket", &error));
         }
         if let Some(outcome) = progress(&SockRef::from(&stream), &target, started, options.close) {
-            return outcome;
+            return match stream.into_std() {
+                Ok(std) => keep(outcome, options.keep, || std),
+                Err(error) => Outcome::Failed(Failure::local("cannot keep the connection", &error)),
+            };
         }
         // A spurious wake-up: forget the readiness and wait again.
         let _ = stream.try_io(Interest::WRITABLE, || {
@@ -156,6 +190,18 @@ fn open(address: SocketAddr, source: Option<IpAddr>) -> Result<Socket, Failure> 
     Ok(socket)
 }
 
+/// Attaches the connection to a successful outcome when it is to be kept;
+/// otherwise it is closed when `socket` is dropped.
+fn keep(outcome: Outcome, wanted: bool, socket: impl FnOnce() -> std::net::TcpStream) -> Outcome {
+    match outcome {
+        Outcome::Connected { elapsed, .. } if wanted => Outcome::Connected {
+            elapsed,
+            kept: Some(Kept::new(socket())),
+        },
+        other => other,
+    }
+}
+
 fn finish(socket: &SockRef<'_>, started: Instant, close: CloseMode) -> Outcome {
     let elapsed = started.elapsed();
     if close == CloseMode::Abort {
@@ -163,7 +209,10 @@ fn finish(socket: &SockRef<'_>, started: Instant, close: CloseMode) -> Outcome {
         // TIME_WAIT. Failing to set it only changes how we close.
         let _ = socket.set_linger(Some(Duration::ZERO));
     }
-    Outcome::Connected { elapsed }
+    Outcome::Connected {
+        elapsed,
+        kept: None,
+    }
 }
 
 /// Builds the failure for a connect error, consulting the error queue.
@@ -288,6 +337,9 @@ pub fn reason_from_errno(errno: i32) -> Reason {
         // EACCES is how Linux reports ICMPv6 "administratively prohibited";
         // EPERM is a local firewall rule rejecting the SYN.
         libc::EACCES | libc::EPERM => Reason::AdminProhibited,
+        // The handshake completed and the server reset the connection
+        // before it was seen established (a TCP wrapper saying no).
+        libc::ECONNRESET => Reason::Reset,
         // Everything else (EMFILE, ENFILE, ENOBUFS, EADDRNOTAVAIL, …) is the
         // checker's own trouble, never the service's.
         _ => Reason::LocalError,

@@ -50,6 +50,8 @@ pub struct Race {
     /// Every attempt that failed, in the order the attempts started. An
     /// attempt still running at the deadline is a [`Reason::Timeout`].
     pub failures: Vec<(SocketAddr, Failure)>,
+    /// The winner's connection, when the attempts keep it.
+    pub kept: Option<super::connect::Kept>,
 }
 
 impl Race {
@@ -103,8 +105,8 @@ where
         tokio::select! {
             biased;
             Some((address, outcome)) = running.next(), if !running.is_empty() => match outcome {
-                Outcome::Connected { elapsed } => {
-                    return Race { winner: Some((address, elapsed)), failures: in_start_order(failures, &started) };
+                Outcome::Connected { elapsed, kept } => {
+                    return Race { winner: Some((address, elapsed)), failures: in_start_order(failures, &started), kept };
                 }
                 Outcome::Failed(failure) => {
                     failures.push((address, failure));
@@ -131,6 +133,7 @@ where
     Race {
         winner: None,
         failures: in_start_order(failures, &started),
+        kept: None,
     }
 }
 
@@ -227,6 +230,7 @@ mod tests {
     async fn dead_ipv6_falls_back_to_ipv4_after_the_stagger() {
         let connected = Outcome::Connected {
             elapsed: Duration::from_millis(5),
+            kept: None,
         };
         let (race, starts) = scripted(
             &[("2001:db8::1", None), ("192.0.2.1", Some((5, connected)))],
@@ -251,6 +255,7 @@ mod tests {
     async fn a_failure_starts_the_next_attempt_at_once() {
         let connected = Outcome::Connected {
             elapsed: Duration::from_millis(1),
+            kept: None,
         };
         let (race, starts) = scripted(
             &[

@@ -9,6 +9,7 @@ pub mod check;
 pub mod connect;
 pub mod happy;
 pub mod portspec;
+pub mod proto;
 pub mod resolve;
 pub mod scan;
 pub mod services;
@@ -103,11 +104,31 @@ pub enum Reason {
     /// The check could not be made here (out of file descriptors, a bad
     /// source address, …). Always status `unknown`.
     LocalError,
+    /// Protocol checks: the connection was reset right after it was
+    /// accepted.
+    Reset,
+    /// Protocol checks: the server closed the connection before answering
+    /// in full.
+    ClosedByPeer,
+    /// Protocol checks: nothing (or not enough) arrived before the timeout.
+    NoResponse,
+    /// Protocol checks: the answer is not what the protocol (or `expect`)
+    /// wants; the message says what was expected and what arrived.
+    ProtocolMismatch,
+    /// The TLS handshake failed, or the certificate is not trusted for the
+    /// name.
+    TlsError,
+    /// The certificate expires within the warning period (status WARNING).
+    CertExpiring,
+    /// The certificate has expired.
+    CertExpired,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 8] = [
+    /// Stored results encode a reason by its index here: new reasons go at
+    /// the end.
+    pub const ALL: [Reason; 15] = [
         Reason::Connected,
         Reason::Refused,
         Reason::Timeout,
@@ -116,6 +137,13 @@ impl Reason {
         Reason::AdminProhibited,
         Reason::DnsError,
         Reason::LocalError,
+        Reason::Reset,
+        Reason::ClosedByPeer,
+        Reason::NoResponse,
+        Reason::ProtocolMismatch,
+        Reason::TlsError,
+        Reason::CertExpiring,
+        Reason::CertExpired,
     ];
 
     /// The snake_case name used in JSON and logs.
@@ -129,6 +157,13 @@ impl Reason {
             Reason::AdminProhibited => "admin_prohibited",
             Reason::DnsError => "dns_error",
             Reason::LocalError => "local_error",
+            Reason::Reset => "reset",
+            Reason::ClosedByPeer => "closed_by_peer",
+            Reason::NoResponse => "no_response",
+            Reason::ProtocolMismatch => "protocol_mismatch",
+            Reason::TlsError => "tls_error",
+            Reason::CertExpiring => "cert_expiring",
+            Reason::CertExpired => "cert_expired",
         }
     }
 }
@@ -214,4 +249,6 @@ pub struct CheckResult {
     pub reported_by: Option<IpAddr>,
     /// When the check started.
     pub checked_at: jiff::Timestamp,
+    /// What the protocol check found, when one ran.
+    pub protocol: Option<proto::ProtoReport>,
 }

@@ -46,6 +46,14 @@ impl PortState {
             Reason::HostUnreachable | Reason::NetworkUnreachable => PortState::Unreachable,
             Reason::AdminProhibited => PortState::Prohibited,
             Reason::DnsError | Reason::LocalError => PortState::Error,
+            // A scan only connects; protocol reasons never reach it.
+            Reason::Reset
+            | Reason::ClosedByPeer
+            | Reason::NoResponse
+            | Reason::ProtocolMismatch
+            | Reason::TlsError
+            | Reason::CertExpiring
+            | Reason::CertExpired => PortState::Open,
         }
     }
 
@@ -148,6 +156,7 @@ where
     let connect_options = ConnectOptions {
         source: options.source,
         close: CloseMode::Abort,
+        keep: false,
     };
     // Each worker keeps its own reports: no channel, no cross-thread wake-up
     // per port.
@@ -187,7 +196,7 @@ where
 impl PortReport {
     fn new(port: u16, outcome: Outcome) -> PortReport {
         match outcome {
-            Outcome::Connected { elapsed } => PortReport {
+            Outcome::Connected { elapsed, .. } => PortReport {
                 port,
                 state: PortState::Open,
                 reason: Reason::Connected,

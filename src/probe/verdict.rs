@@ -55,6 +55,7 @@ pub fn judge(
         Reason::Refused | Reason::Timeout | Reason::AdminProhibited if expect.expect_closed => {
             (Status::Up, Some(Note::ClosedAsExpected))
         }
+        Reason::CertExpiring => (Status::Warning, None),
         _ => (Status::Down, None),
     }
 }
@@ -63,16 +64,7 @@ pub fn judge(
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 8] = [
-        Reason::Connected,
-        Reason::Refused,
-        Reason::Timeout,
-        Reason::HostUnreachable,
-        Reason::NetworkUnreachable,
-        Reason::AdminProhibited,
-        Reason::DnsError,
-        Reason::LocalError,
-    ];
+    const ALL: [Reason; 15] = Reason::ALL;
 
     fn ms(n: u64) -> Option<Duration> {
         Some(Duration::from_millis(n))
@@ -86,6 +78,7 @@ mod tests {
             let wanted = match reason {
                 Reason::Connected => Status::Up,
                 Reason::LocalError => Status::Unknown,
+                Reason::CertExpiring => Status::Warning,
                 _ => Status::Down,
             };
             assert_eq!((status, note), (wanted, None), "{reason}");
@@ -104,6 +97,7 @@ mod tests {
                 Reason::Connected => Status::Down,
                 Reason::Refused | Reason::Timeout | Reason::AdminProhibited => Status::Up,
                 Reason::LocalError => Status::Unknown,
+                Reason::CertExpiring => Status::Warning,
                 _ => Status::Down,
             };
             assert_eq!(status, wanted, "{reason}");

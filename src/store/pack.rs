@@ -26,7 +26,7 @@ pub struct StoredResult {
 }
 
 const STATUSES: [Status; 4] = [Status::Up, Status::Warning, Status::Down, Status::Unknown];
-const REASONS: [Reason; 8] = Reason::ALL;
+const REASONS: [Reason; 15] = Reason::ALL;
 const HAS_RTT: u8 = 0x80;
 
 fn code(result: &StoredResult) -> u8 {
@@ -38,7 +38,12 @@ fn code(result: &StoredResult) -> u8 {
         .iter()
         .position(|r| *r == result.reason)
         .unwrap_or(7) as u8;
-    status << 3 | reason | if result.rtt_us.is_some() { HAS_RTT } else { 0 }
+    // Reason index: bits 0-2, and bit 5 for indexes 8-15 (added later, so
+    // older stores read unchanged).
+    status << 3
+        | (reason & 7)
+        | (reason & 8) << 2
+        | if result.rtt_us.is_some() { HAS_RTT } else { 0 }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -102,7 +107,8 @@ fn put_tail(out: &mut Vec<u8>, result: &StoredResult) {
 fn read_tail(reader: &mut Reader, sensor: i64, at_ms: i64) -> Result<StoredResult, Corrupt> {
     let code = reader.byte()?;
     let status = STATUSES[usize::from(code >> 3 & 0x3)];
-    let reason = REASONS[usize::from(code & 0x7)];
+    let index = usize::from(code & 0x7 | (code >> 2) & 0x8);
+    let reason = *REASONS.get(index).ok_or(Corrupt(reader.at))?;
     let rtt_us = if code & HAS_RTT != 0 {
         Some(u32::try_from(reader.varint()?).map_err(|_| Corrupt(reader.at))?)
     } else {

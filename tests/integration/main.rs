@@ -6,6 +6,7 @@ mod cli;
 mod lab;
 mod monitor;
 mod notify;
+mod proto;
 mod serve;
 mod util;
 mod web;
