@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod daemons;
 mod lab;
 mod monitor;
 mod notify;

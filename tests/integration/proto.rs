@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{TempDir, field, json_lines, outcome, portwatch};
+use crate::util::{Pki, field, json_lines, outcome, portwatch};
 
 /// What a test server does with each connection.
 #[derive(Clone)]
@@ -192,64 +192,6 @@ fn send_expect_steps_with_escapes() {
     let (code, _, stderr) = outcome(&output);
     assert_eq!(code, 3);
     assert!(stderr.contains("--send: unknown escape '\\q'"), "{stderr}");
-}
-
-/// A CA and leaf certificates for the TLS tests.
-struct Pki {
-    dir: TempDir,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = TempDir::new("pki");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "portwatch test CA");
-        let ca = params.self_signed(&key).unwrap();
-        std::fs::write(dir.path.join("ca.pem"), ca.pem()).unwrap();
-        Pki {
-            dir,
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    fn ca_file(&self) -> String {
-        self.dir.path.join("ca.pem").display().to_string()
-    }
-
-    /// A server config with a leaf for `names`, valid in `[from, until]`.
-    fn server(
-        &self,
-        names: &[&str],
-        from: (i32, u8, u8),
-        until: (i32, u8, u8),
-    ) -> Arc<tokio_rustls::rustls::ServerConfig> {
-        use tokio_rustls::rustls;
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, names[0]);
-        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
-        params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key)
-        .unwrap();
-        Arc::new(config)
-    }
 }
 
 fn days_from_now(days: i64) -> (i32, u8, u8) {
