@@ -552,6 +552,7 @@ impl Monitor {
                     state: State::Pending,
                     since_ms: at_ms,
                     message: result.message,
+                    details: None,
                 },
             );
             return;
@@ -603,6 +604,10 @@ impl Monitor {
         let last = LastCheck {
             state: sensor.tracker.state,
             since_ms: sensor.since_ms,
+            details: result
+                .protocol
+                .as_ref()
+                .map(crate::probe::proto::stored_details),
             message: result.message,
         };
         self.writer.result(stored, last);

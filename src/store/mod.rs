@@ -130,6 +130,8 @@ pub struct StatusRow {
     pub last_reason: Option<String>,
     /// Last message.
     pub last_message: Option<String>,
+    /// The last protocol check's phases, details and certificate (JSON).
+    pub last_details: Option<String>,
     /// The server's and the sensor's tags.
     pub tags: Vec<String>,
     /// Declared by a configuration file (read-only in the web interface).
@@ -556,7 +558,7 @@ impl Store {
             .prepare(
                 "SELECT s.id, v.name || '/' || s.name, v.group_path, v.host, s.port,
                         st.state, st.since_ms, st.last_check_ms, st.last_rtt_us, st.last_reason, st.last_message, s.paused,
-                        v.tags, s.tags, s.managed
+                        v.tags, s.tags, s.managed, st.last_details
                  FROM sensors s JOIN servers v ON v.id = s.server_id
                  LEFT JOIN sensor_status st ON st.sensor_id = s.id
                  WHERE s.retired_at IS NULL AND v.retired_at IS NULL AND (?1 IS NULL OR s.id = ?1)
@@ -594,6 +596,7 @@ impl Store {
                         tags
                     },
                     managed: r.get(14)?,
+                    last_details: r.get(15)?,
                 })
             })
             .map_err(self.sqlite())?;

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 4;
+pub const CURRENT_VERSION: i64 = 5;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -174,6 +174,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbox_new RENAME TO outbox;
     CREATE INDEX outbox_due ON outbox (next_ms) WHERE delivered_ms IS NULL AND cancelled_ms IS NULL;
     CREATE INDEX outbox_held ON outbox (sensor_id) WHERE held = 1;
+    ",
+    // 4 → 5: the last protocol check's phases, details and certificate.
+    "
+    ALTER TABLE sensor_status ADD COLUMN last_details TEXT;
     ",
 ];
 

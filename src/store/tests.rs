@@ -171,6 +171,7 @@ fn the_writer_packs_results_and_rolls_up_closed_hours() {
         state: State::Up,
         since_ms: two_hours_ago,
         message: "ok".into(),
+        details: None,
     };
     // An hour of checks every 10 s, one in ten refused, then one check now.
     let mut expected = Vec::new();
@@ -277,6 +278,7 @@ fn a_state_change_wins_over_an_older_result_committed_with_it() {
             state: State::Down,
             since_ms: now,
             message: "refused".into(),
+            details: None,
         },
     );
     let paused = State::Paused(PauseCause::Manual);

@@ -48,6 +48,8 @@ pub struct LastCheck {
     pub since_ms: i64,
     /// Its message.
     pub message: String,
+    /// A protocol check's phases, details and certificate (JSON).
+    pub details: Option<String>,
 }
 
 enum Write {
@@ -379,10 +381,10 @@ impl WriterThread {
                 params![first, last, batch.len() as i64, data],
             )?;
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3, last_check_ms = ?4, last_status = ?5,
-                     last_reason = ?6, last_rtt_us = ?7, last_message = ?8",
+                     last_reason = ?6, last_rtt_us = ?7, last_message = ?8, last_details = ?9",
             )?;
             for (result, last) in self.last.values() {
                 upsert.execute(params![
@@ -393,7 +395,8 @@ impl WriterThread {
                     result.status.as_str(),
                     result.reason.as_str(),
                     result.rtt_us,
-                    last.message
+                    last.message,
+                    last.details
                 ])?;
             }
         }

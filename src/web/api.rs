@@ -27,6 +27,9 @@ struct SensorJson {
     message: Option<String>,
     tags: Vec<String>,
     managed: bool,
+    /// The last protocol check: protocol, phases, details, TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<serde_json::Value>,
 }
 
 impl From<StatusRow> for SensorJson {
@@ -45,6 +48,10 @@ impl From<StatusRow> for SensorJson {
             message: row.last_message,
             tags: row.tags,
             managed: row.managed,
+            protocol: row
+                .last_details
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok()),
         }
     }
 }

@@ -31,6 +31,17 @@ struct SensorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    group: String,
+    server: String,
+    sensor: String,
+    host: String,
+    port: String,
+    service: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -89,6 +100,18 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
         "When the sensor was last checked",
         last.clone(),
     );
+    let phases = Family::<PhaseLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let cert_expiry = Family::<SensorLabels, Gauge>::default();
+    registry.register(
+        "portwatch_sensor_phase_seconds",
+        "Protocol checks: the last check's TLS handshake, first byte and total time",
+        phases.clone(),
+    );
+    registry.register(
+        "portwatch_sensor_cert_expiry_timestamp_seconds",
+        "Protocol checks over TLS: when the last seen certificate expires",
+        cert_expiry.clone(),
+    );
     let services = Services::global();
     for row in &rows {
         let (server, sensor) = row.path.split_once('/').unwrap_or((&row.path, ""));
@@ -115,6 +138,33 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
         }
         if let Some(ms) = row.last_check_ms {
             last.get_or_create(&labels).set(ms as f64 / 1e3);
+        }
+        if let Some(details) = row
+            .last_details
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        {
+            for (key, phase) in [
+                ("tls_ms", "tls"),
+                ("first_byte_ms", "first_byte"),
+                ("total_ms", "total"),
+            ] {
+                if let Some(ms) = details[key].as_f64() {
+                    let labels = PhaseLabels {
+                        group: labels.group.clone(),
+                        server: labels.server.clone(),
+                        sensor: labels.sensor.clone(),
+                        host: labels.host.clone(),
+                        port: labels.port.clone(),
+                        service: labels.service.clone(),
+                        phase: phase.to_owned(),
+                    };
+                    phases.get_or_create(&labels).set(ms / 1e3);
+                }
+            }
+            if let Some(seconds) = details["cert_not_after_s"].as_i64() {
+                cert_expiry.get_or_create(&labels).set(seconds);
+            }
         }
     }
     if let Some(monitor) = &state.monitor {

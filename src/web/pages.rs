@@ -34,6 +34,71 @@ pub(super) fn time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The rows the sensor page shows for its last protocol check: protocol,
+/// phases, certificate and what the check found.
+pub(super) fn protocol_rows(details: &str, rtt_us: Option<i64>) -> Vec<(String, String)> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(details) else {
+        return Vec::new();
+    };
+    let mut rows = vec![(
+        "Protocol".to_owned(),
+        value["protocol"].as_str().unwrap_or_default().to_owned(),
+    )];
+    let mut phases = Vec::new();
+    if let Some(us) = rtt_us {
+        phases.push(format!("connect {:.1} ms", us as f64 / 1e3));
+    }
+    for (key, label) in [
+        ("tls_ms", "TLS"),
+        ("first_byte_ms", "first byte"),
+        ("total_ms", "total"),
+    ] {
+        if let Some(ms) = value[key].as_f64() {
+            phases.push(format!("{label} {ms:.1} ms"));
+        }
+    }
+    rows.push(("Phases".to_owned(), phases.join(" · ")));
+    if let Some(tls) = value["tls"].as_object() {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        rows.push((
+            "TLS".to_owned(),
+            format!("{} {}", text(&tls["version"]), text(&tls["cipher"])),
+        ));
+        if let Some(cert) = tls.get("cert").filter(|c| c.is_object()) {
+            let names: Vec<String> = cert["sans"]
+                .as_array()
+                .map(|a| a.iter().map(text).collect())
+                .unwrap_or_default();
+            rows.push((
+                "Certificate".to_owned(),
+                format!(
+                    "{} issued by {}, valid until {}{}",
+                    text(&cert["subject"]),
+                    text(&cert["issuer"]),
+                    text(&cert["not_after"]),
+                    if names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" for {}", names.join(", "))
+                    }
+                ),
+            ));
+        }
+        if let Some(error) = tls.get("verify_error").and_then(|e| e.as_str()) {
+            rows.push(("Not verified".to_owned(), error.to_owned()));
+        }
+    }
+    if let Some(details) = value["details"].as_object() {
+        for (key, detail) in details {
+            rows.push((
+                key.replace('_', " "),
+                detail.as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    rows
+}
+
 /// The CSS class of a state.
 fn class(state: SensorState) -> &'static str {
     match state {
@@ -344,6 +409,7 @@ struct SensorPage {
     last_time: String,
     reason: String,
     message: String,
+    protocol: Vec<(String, String)>,
     ranges: Vec<(&'static str, bool)>,
     current_range: &'static str,
     chart: String,
@@ -446,6 +512,11 @@ pub async fn sensor(
             .unwrap_or_else(|| "not yet".into()),
         reason: row.last_reason.clone().unwrap_or_default(),
         message: row.last_message.clone().unwrap_or_default(),
+        protocol: row
+            .last_details
+            .as_deref()
+            .map(|d| protocol_rows(d, row.last_rtt_us))
+            .unwrap_or_default(),
         ranges: ["24h", "7d", "30d"]
             .into_iter()
             .map(|r| (r, r == current_range))

@@ -183,31 +183,116 @@ fn real_daemons_answer_their_protocols() {
     run(&["chmod", "a+rx", &pki_dir(&ca)]);
 
     let hostkey = host.path("ssh_host_ed25519_key");
-    run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &hostkey]);
+    run(&[
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        &hostkey,
+    ]);
     std::fs::create_dir_all("/run/sshd").unwrap();
     let sshd = sshd.unwrap();
     host.start(
         "sshd",
-        &[&sshd, "-D", "-e", "-f", "/dev/null", "-h", &hostkey, "-p", "22", "-o", "ListenAddress=127.0.0.1", "-o", "PidFile=none"],
+        &[
+            &sshd,
+            "-D",
+            "-e",
+            "-f",
+            "/dev/null",
+            "-h",
+            &hostkey,
+            "-p",
+            "22",
+            "-o",
+            "ListenAddress=127.0.0.1",
+            "-o",
+            "PidFile=none",
+        ],
     );
-    host.start("smtp", &["python3", "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:25"]);
+    host.start(
+        "smtp",
+        &["python3", "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:25"],
+    );
     host.start(
         "submission",
-        &["python3", "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:587", "--tlscert", &cert, "--tlskey", &key, "--no-requiretls"],
+        &[
+            "python3",
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            "127.0.0.1:587",
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+            "--no-requiretls",
+        ],
     );
     host.start(
         "smtps",
-        &["python3", "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:465", "--smtpscert", &cert, "--smtpskey", &key],
+        &[
+            "python3",
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            "127.0.0.1:465",
+            "--smtpscert",
+            &cert,
+            "--smtpskey",
+            &key,
+        ],
     );
     host.start(
         "redis",
-        &[&redis.unwrap(), "--port", "6379", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
+        &[
+            &redis.unwrap(),
+            "--port",
+            "6379",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ],
     );
-    host.start("memcached", &[&memcached.unwrap(), "-u", "nobody", "-l", "127.0.0.1", "-p", "11211"]);
+    host.start(
+        "memcached",
+        &[
+            &memcached.unwrap(),
+            "-u",
+            "nobody",
+            "-l",
+            "127.0.0.1",
+            "-p",
+            "11211",
+        ],
+    );
     let dns_pid = format!("--pid-file={}", host.path("dnsmasq.pid"));
     host.start(
         "dnsmasq",
-        &[&dnsmasq.unwrap(), "--keep-in-foreground", "--no-resolv", "--no-hosts", "-C", "/dev/null", "--listen-address=127.0.0.1", "--bind-interfaces", "--port=53", "--user=root", &dns_pid, "--address=/example.test/192.0.2.1"],
+        &[
+            &dnsmasq.unwrap(),
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "-C",
+            "/dev/null",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--port=53",
+            "--user=root",
+            &dns_pid,
+            "--address=/example.test/192.0.2.1",
+        ],
     );
     let root = host.dir.path.display().to_string();
     let conf = host.path("nginx.conf");
@@ -218,38 +303,111 @@ fn real_daemons_answer_their_protocols() {
         ),
     )
     .unwrap();
-    host.start("nginx", &[&nginx.unwrap(), "-c", &conf, "-p", &root, "-e", &format!("{root}/nginx-error.log")]);
+    host.start(
+        "nginx",
+        &[
+            &nginx.unwrap(),
+            "-c",
+            &conf,
+            "-p",
+            &root,
+            "-e",
+            &format!("{root}/nginx-error.log"),
+        ],
+    );
     // PostgreSQL refuses to run as root: its cluster belongs to nobody.
     let pgdata = host.path("pg");
     let postgres = postgres.unwrap();
     let initdb = postgres.replace("/bin/postgres", "/bin/initdb");
     run(&["chmod", "a+rwx", &root]);
-    run(&["runuser", "-u", "nobody", "--", &initdb, "-D", &pgdata, "-A", "trust", "-U", "postgres"]);
+    run(&[
+        "runuser", "-u", "nobody", "--", &initdb, "-D", &pgdata, "-A", "trust", "-U", "postgres",
+    ]);
     host.start(
         "postgres",
-        &["runuser", "-u", "nobody", "--", &postgres, "-D", &pgdata, "-k", &root, "-p", "5432", "-c", "listen_addresses=127.0.0.1", "-c", "ssl=on", "-c", &format!("ssl_cert_file={cert}"), "-c", &format!("ssl_key_file={}", copy_key_for(&key, &root)), "-c", "logging_collector=off"],
+        &[
+            "runuser",
+            "-u",
+            "nobody",
+            "--",
+            &postgres,
+            "-D",
+            &pgdata,
+            "-k",
+            &root,
+            "-p",
+            "5432",
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "ssl=on",
+            "-c",
+            &format!("ssl_cert_file={cert}"),
+            "-c",
+            &format!("ssl_key_file={}", copy_key_for(&key, &root)),
+            "-c",
+            "logging_collector=off",
+        ],
     );
-    for (name, port) in [("sshd", 22), ("smtp", 25), ("submission", 587), ("smtps", 465), ("redis", 6379), ("memcached", 11211), ("dnsmasq", 53), ("nginx", 80), ("nginx", 443), ("postgres", 5432)] {
+    for (name, port) in [
+        ("sshd", 22),
+        ("smtp", 25),
+        ("submission", 587),
+        ("smtps", 465),
+        ("redis", 6379),
+        ("memcached", 11211),
+        ("dnsmasq", 53),
+        ("nginx", 80),
+        ("nginx", 443),
+        ("postgres", 5432),
+    ] {
         host.wait(name, port);
     }
 
-    let targets = ["22", "25", "465", "53", "80", "443", "5432", "6379", "11211"].map(|p| format!("127.0.0.1:{p}"));
-    let mut args = vec!["check", "--mode", "auto", "--format", "json", "--ca-file", &ca];
+    let targets = [
+        "22", "25", "465", "53", "80", "443", "5432", "6379", "11211",
+    ]
+    .map(|p| format!("127.0.0.1:{p}"));
+    let mut args = vec![
+        "check",
+        "--mode",
+        "auto",
+        "--format",
+        "json",
+        "--ca-file",
+        &ca,
+    ];
     args.extend(targets.iter().map(String::as_str));
     let (code, stdout, stderr) = host.portwatch(&args);
     let results = json_lines(&stdout);
     let by_port = |port: u64| -> &Value {
-        results.iter().find(|r| r["port"] == port).unwrap_or_else(|| panic!("no result for {port}: {stdout} {stderr}"))
+        results
+            .iter()
+            .find(|r| r["port"] == port)
+            .unwrap_or_else(|| panic!("no result for {port}: {stdout} {stderr}"))
     };
     for result in &results {
         assert_eq!(result["status"], "up", "{result}");
     }
     assert_eq!(code, 0, "{stdout}");
-    let detail = |port: u64, key: &str| by_port(port)["details"][key].as_str().unwrap_or_default().to_owned();
+    let detail = |port: u64, key: &str| {
+        by_port(port)["details"][key]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
     assert_eq!(by_port(22)["protocol"], "ssh");
-    assert!(detail(22, "software").starts_with("OpenSSH_"), "{}", by_port(22));
+    assert!(
+        detail(22, "software").starts_with("OpenSSH_"),
+        "{}",
+        by_port(22)
+    );
     assert_eq!(by_port(25)["protocol"], "smtp");
-    assert!(detail(25, "extensions").contains("8BITMIME"), "{}", by_port(25));
+    assert!(
+        detail(25, "extensions").contains("8BITMIME"),
+        "{}",
+        by_port(25)
+    );
     assert_eq!(by_port(465)["protocol"], "smtp+tls");
     assert_eq!(by_port(465)["tls"]["cert"]["subject"], "CN=localhost");
     assert_eq!(by_port(53)["protocol"], "domain");
@@ -258,8 +416,15 @@ fn real_daemons_answer_their_protocols() {
     assert_eq!(detail(80, "status"), "200 OK");
     assert!(detail(80, "server").starts_with("nginx"), "{}", by_port(80));
     assert_eq!(by_port(443)["protocol"], "https");
-    assert!(detail(443, "server").starts_with("nginx"), "{}", by_port(443));
-    assert_eq!(by_port(443)["tls"]["cert"]["issuer"], "CN=portwatch test CA");
+    assert!(
+        detail(443, "server").starts_with("nginx"),
+        "{}",
+        by_port(443)
+    );
+    assert_eq!(
+        by_port(443)["tls"]["cert"]["issuer"],
+        "CN=portwatch test CA"
+    );
     assert!(by_port(443)["tls_time_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(by_port(5432)["protocol"], "postgresql");
     assert_eq!(detail(5432, "tls"), "offered");
@@ -271,23 +436,52 @@ fn real_daemons_answer_their_protocols() {
     // STARTTLS: SMTP submission and PostgreSQL upgrade and show their
     // certificate.
     for target in ["127.0.0.1:587", "127.0.0.1:5432"] {
-        let (code, stdout, _) = host.portwatch(&["check", "--mode", "auto", "--tls", "starttls", "--format", "json", "--ca-file", &ca, target]);
+        let (code, stdout, _) = host.portwatch(&[
+            "check",
+            "--mode",
+            "auto",
+            "--tls",
+            "starttls",
+            "--format",
+            "json",
+            "--ca-file",
+            &ca,
+            target,
+        ]);
         let result = &json_lines(&stdout)[0];
         assert_eq!(code, 0, "{result}");
-        assert!(result["protocol"].as_str().unwrap().ends_with("+starttls"), "{result}");
+        assert!(
+            result["protocol"].as_str().unwrap().ends_with("+starttls"),
+            "{result}"
+        );
         assert_eq!(result["tls"]["cert"]["subject"], "CN=localhost", "{result}");
     }
     // A stopped service is DOWN, refused: the check is not fooled.
-    let (_, child) = host.children.iter_mut().find(|(n, _)| n == "redis").unwrap();
+    let (_, child) = host
+        .children
+        .iter_mut()
+        .find(|(n, _)| n == "redis")
+        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    let (code, stdout, _) = host.portwatch(&["check", "--mode", "auto", "--format", "json", "127.0.0.1:6379"]);
+    let (code, stdout, _) = host.portwatch(&[
+        "check",
+        "--mode",
+        "auto",
+        "--format",
+        "json",
+        "127.0.0.1:6379",
+    ]);
     assert_eq!(code, 2);
     assert_eq!(json_lines(&stdout)[0]["reason"], "refused");
 }
 
 fn pki_dir(ca: &str) -> String {
-    std::path::Path::new(ca).parent().unwrap().display().to_string()
+    std::path::Path::new(ca)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string()
 }
 
 /// PostgreSQL wants its key owned by its user and private.

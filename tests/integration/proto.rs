@@ -337,3 +337,111 @@ fn bad_protocol_options_are_refused_with_the_fix() {
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
 }
+
+#[test]
+fn the_monitor_runs_protocol_checks_and_shows_their_phases() {
+    use portwatch::store::Store;
+    let dir = crate::util::TempDir::new("proto-serve");
+    let silent = serve(Behaviour::Silent);
+    let slow = serve(Behaviour::SlowSsh(Duration::from_millis(50)));
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        format!(
+            r#"[defaults]
+interval = "1s"
+timeout = "500ms"
+retries = 0
+mode = "auto"
+[[server]]
+name = "box"
+host = "127.0.0.1"
+  [[server.sensor]]
+  name = "ssh"
+  port = {slow}
+  protocol = "ssh"
+  [[server.sensor]]
+  name = "quiet"
+  port = {silent}
+  protocol = "ssh"
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args(["serve", "--no-web", "--config", "portwatch.toml"])
+        .current_dir(&dir.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.path.join("portwatch.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = Store::open(&db)
+            .and_then(|s| s.status())
+            .unwrap_or_default();
+        let done = rows.len() == 2
+            && rows.iter().all(|r| r.last_reason.is_some())
+            && rows
+                .iter()
+                .any(|r| r.last_reason.as_deref() == Some("no_response"));
+        if done {
+            break rows;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let ssh = rows.iter().find(|r| r.path == "box/ssh").unwrap();
+    let quiet = rows.iter().find(|r| r.path == "box/quiet").unwrap();
+    assert_eq!(ssh.last_reason.as_deref(), Some("connected"), "{ssh:?}");
+    let details: Value = serde_json::from_str(ssh.last_details.as_deref().unwrap()).unwrap();
+    assert_eq!(details["protocol"], "ssh");
+    assert_eq!(details["details"]["software"], "slow_1.0");
+    assert!(
+        details["first_byte_ms"].as_f64().unwrap() >= 50.0,
+        "{details}"
+    );
+    assert!(
+        quiet
+            .last_message
+            .as_deref()
+            .unwrap_or("")
+            .contains("no answer within 500ms"),
+        "{quiet:?}"
+    );
+
+    // The sensor page and /metrics show the phases.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use tower::ServiceExt;
+        let state = portwatch::web::AppState::new(db.clone(), None, None)
+            .with_metrics_access(portwatch::web::MetricsAccess::Open);
+        let response = portwatch::web::app(state)
+            .oneshot(
+                axum::http::Request::get("/metrics")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("portwatch_sensor_phase_seconds{")
+                    && l.contains("sensor=\"ssh\"")
+                    && l.contains("phase=\"first_byte\"")
+            })
+            .unwrap_or_else(|| panic!("{text}"));
+        let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(seconds >= 0.05, "{line}");
+    });
+}

@@ -373,10 +373,16 @@ impl Pki {
             .distinguished_name
             .push(rcgen::DnType::CommonName, names[0]);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert_path, key_path) = (self.dir.path.join("leaf.pem"), self.dir.path.join("leaf.key"));
+        let (cert_path, key_path) = (
+            self.dir.path.join("leaf.pem"),
+            self.dir.path.join("leaf.key"),
+        );
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path.display().to_string(), key_path.display().to_string())
+        (
+            cert_path.display().to_string(),
+            key_path.display().to_string(),
+        )
     }
 
     /// A server config with a leaf for `names`, valid in `[from, until]`.
@@ -409,4 +415,3 @@ impl Pki {
         Arc::new(config)
     }
 }
-

@@ -488,6 +488,22 @@ pub async fn converse(
     (fail, report)
 }
 
+/// The phases, details and certificate of a protocol check as stored with
+/// the sensor's last result (JSON), for the web interface and metrics.
+pub fn stored_details(report: &ProtoReport) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    serde_json::json!({
+        "protocol": report.protocol,
+        "tls_ms": report.tls_time.map(ms),
+        "first_byte_ms": report.first_byte.map(ms),
+        "total_ms": ms(report.total),
+        "details": report.details,
+        "tls": report.tls,
+        "cert_not_after_s": report.tls.as_ref().and_then(|t| t.cert.as_ref()).map(|c| c.not_after_s),
+    })
+    .to_string()
+}
+
 /// A one-line summary of what a successful check found.
 pub fn summary(report: &ProtoReport) -> String {
     let mut parts: Vec<String> = report
@@ -560,6 +576,72 @@ mod tests {
             995, 1080, 3306, 5222, 5432, 6379, 8080, 8443, 11211, 27017,
         ] {
             assert!(Protocol::for_port(port).is_some(), "{port}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod no_panic {
+    //! Every parser of untrusted bytes, on arbitrary input (the fuzz
+    //! targets under fuzz/ run the same parsers much longer).
+    use proptest::prelude::*;
+
+    use super::{expect, http, session, simple, text, tls, wire};
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let data = &data[..];
+            let _ = session::parse_line(data);
+            let _ = text::parse_reply(data);
+            let _ = text::parse_pop3(data);
+            let _ = text::parse_imap_greeting(data);
+            let _ = text::parse_imap_tagged(data, "a1");
+            let _ = text::parse_ssh(data);
+            let _ = text::parse_telnet(data);
+            let _ = text::parse_redis(data);
+            let _ = text::parse_memcached(data);
+            let _ = text::parse_xmpp_features(data);
+            let _ = http::parse_head(data);
+            let _ = wire::parse_dns(data, 1);
+            let _ = wire::parse_ldap(data);
+            let _ = wire::parse_socks(data);
+            let _ = wire::parse_mysql(data);
+            let _ = wire::parse_postgres(data);
+            let _ = wire::parse_mongodb(data);
+            let _ = wire::bson_fields(data);
+            let _ = simple::parse_time(data);
+            let _ = simple::parse_echo(data, b"0123456789abcdef");
+            let _ = tls::cert_info(data);
+            let half = data.len() / 2;
+            let _ = expect::find(&data[..half], &data[half..]);
+        }
+
+        #[test]
+        fn structured_inputs_never_panic(
+            length in 0u32..70_000,
+            tag in any::<u8>(),
+            rest in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            // Length-prefixed formats with lying lengths.
+            let mut mysql = length.to_le_bytes()[..3].to_vec();
+            mysql.push(0);
+            mysql.push(tag);
+            mysql.extend_from_slice(&rest);
+            let _ = wire::parse_mysql(&mysql);
+            let mut ber = vec![0x30, 0x84];
+            ber.extend_from_slice(&length.to_be_bytes());
+            ber.extend_from_slice(&rest);
+            let _ = wire::parse_ldap(&ber);
+            let mut mongo = (length as i32).to_le_bytes().to_vec();
+            mongo.extend_from_slice(&[0; 8]);
+            mongo.extend_from_slice(&2013i32.to_le_bytes());
+            mongo.extend_from_slice(&[0, 0, 0, 0, 0]);
+            mongo.extend_from_slice(&rest);
+            let _ = wire::parse_mongodb(&mongo);
+            let mut dns = (length as u16).to_be_bytes().to_vec();
+            dns.extend_from_slice(&rest);
+            let _ = wire::parse_dns(&dns, 0);
         }
     }
 }

@@ -485,7 +485,7 @@ mod tests {
                     code: 220,
                     lines: vec!["first".into(), "last".into()]
                 },
-                22
+                21
             )
         );
         assert_eq!(parse_reply(b"220-first\r\n"), Frame::Need);
