@@ -316,7 +316,7 @@ pub struct CheckArgs {
     pub address: AddressArgs,
     /// Protocol checks.
     #[command(flatten)]
-    pub proto: ProtoArgs,
+    pub proto: Box<ProtoArgs>,
 }
 
 /// `check --mode`.
@@ -347,7 +347,7 @@ pub struct ProtoArgs {
     /// connect: the PORT check; auto: speak the well-known port's protocol.
     #[arg(long, value_enum, default_value_t = ModeArg::Connect)]
     pub mode: ModeArg,
-    /// Speak this protocol on any port (see PROTOCOLS below).
+    /// Speak this protocol on any port (see "Protocols" below).
     #[arg(long, value_name = "NAME", value_parser = parse_protocol)]
     pub protocol: Option<(crate::probe::proto::Protocol, crate::probe::proto::TlsMode)>,
     /// TLS: none, implicit (TLS from the first byte) or starttls.

@@ -328,3 +328,56 @@ fn escalations_repeats_templates_and_limits_are_validated_where_written() {
         assert!(message.starts_with(wanted), "{wanted}: {message}");
     }
 }
+
+#[test]
+fn protocol_settings_inherit_and_are_validated_where_written() {
+    let base = "[defaults]\nmode = \"auto\"\ncert_warn_days = 30\n[[server]]\nname = \"a\"\nhost = \"h\"\n  [[server.sensor]]\n  port = 443\n";
+    let config = parse(&format!(
+        "{base}  [[server.sensor]]\n  name = \"custom\"\n  port = 7000\n  steps = [{{ send = 'HELLO\\r\\n' }}, {{ expect_regex = '^OK (\\d+)' }}, {{ send = 'ID ${{1}}\\r\\n' }}]\n  quit = 'BYE\\r\\n'\n"
+    ))
+    .unwrap();
+    let resolved = crate::config::model::resolve(&config);
+    let https = resolved[0].probe.as_ref().expect("auto from the defaults");
+    assert_eq!(https.tls_settings.warn_days, 30);
+    assert_eq!(
+        https.plan(443).map(|p| p.protocol),
+        Some(crate::probe::proto::Protocol::Http)
+    );
+    let custom = resolved[1].probe.as_ref().unwrap();
+    assert_eq!(custom.steps.len(), 3);
+    assert_eq!(custom.quit.as_deref(), Some(&b"BYE\r\n"[..]));
+    let cases = [
+        (
+            format!("{base}  mode = \"smart\"\n"),
+            "test.toml:9:10: unknown mode 'smart': use connect or auto",
+        ),
+        (
+            format!("{base}  protocol = \"gopherx\"\n"),
+            "test.toml:9:14: unknown protocol 'gopherx'",
+        ),
+        (
+            format!("{base}  protocol = \"redis\"\n  tls = \"starttls\"\n"),
+            "test.toml:10:9: redis has no STARTTLS",
+        ),
+        (
+            format!("{base}  steps = [{{ expect_regex = '(' }}]\n"),
+            "test.toml:9:11: '(' is not a regular expression",
+        ),
+        (
+            format!("{base}  steps = [{{ send = 'a', expect = 'b' }}]\n"),
+            "test.toml:9:11: each step has exactly one of",
+        ),
+        (
+            format!("{base}  http_status = [200, 42]\n"),
+            "test.toml:9:17: 42 is not an HTTP status",
+        ),
+        (
+            format!("{base}  http_path = \"health\"\n"),
+            "test.toml:9:15: 'health' is not a request path",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let message = error(&text);
+        assert!(message.starts_with(wanted), "{wanted}: {message}");
+    }
+}

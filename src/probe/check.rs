@@ -99,7 +99,12 @@ impl Checker {
         };
         result.dns_time = Some(resolved.elapsed);
         let addresses = happy::interleave(&resolved.addresses);
-        let plan = options.proto.as_ref().and_then(|p| p.plan(target.port));
+        // A port that must stay shut is not spoken to.
+        let plan = options
+            .proto
+            .as_ref()
+            .filter(|_| !options.expect.expect_closed)
+            .and_then(|p| p.plan(target.port));
         let connect_options = ConnectOptions {
             source: options.source,
             close: options.close,
