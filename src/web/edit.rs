@@ -55,6 +55,12 @@ pub struct EditForm {
     #[serde(default)]
     depends_on: String,
     #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    protocol: String,
+    #[serde(default)]
+    tls: String,
+    #[serde(default)]
     expect_closed: Option<String>,
 }
 
@@ -88,6 +94,14 @@ fn fields(form: &EditForm) -> Vec<Field> {
             "server/sensor",
             &form.depends_on,
         ),
+        field("mode", "Check", "inherited: connect or auto", &form.mode),
+        field(
+            "protocol",
+            "Protocol",
+            "by port, or e.g. https",
+            &form.protocol,
+        ),
+        field("tls", "TLS", "none, implicit or starttls", &form.tls),
     ]
 }
 
@@ -147,6 +161,9 @@ pub async fn form(
         critical: show(o.critical),
         retries: o.retries.map(|r| r.to_string()).unwrap_or_default(),
         depends_on: o.depends_on.unwrap_or_default(),
+        mode: o.probe.mode.clone().unwrap_or_default(),
+        protocol: o.probe.protocol.clone().unwrap_or_default(),
+        tls: o.probe.tls.clone().unwrap_or_default(),
         expect_closed: expect_closed.then(|| "1".to_owned()),
     };
     page(&state, &user, id, form, Vec::new()).await
@@ -169,7 +186,14 @@ fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.clone()))
     .collect();
-    let overrides = parse_overrides(&fields, &mut errors);
+    let mut overrides = parse_overrides(&fields, &mut errors);
+    let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+    overrides.probe.mode = text(&form.mode);
+    overrides.probe.protocol = text(&form.protocol);
+    overrides.probe.tls = text(&form.tls);
+    if let Err((field, message)) = overrides.probe.options() {
+        errors.push((field, message));
+    }
     match (port, errors.is_empty()) {
         (Some(port), true) => Ok((port, overrides)),
         _ => Err(errors),

@@ -467,6 +467,34 @@ async fn sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot()
     let (status, _, page) = send(&state, edit(b, "port=8443&depends_on=nope%2Fnothing")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("error-depends_on"), "{page}");
+    // Protocol checks: validated next to the field, then stored.
+    let (status, _, page) = send(&state, edit(b, "port=8443&protocol=gopherx")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("error-protocol") && page.contains("unknown protocol &#39;gopherx&#39;"),
+        "{page}"
+    );
+    let (status, _, _) = send(
+        &state,
+        edit(b, "port=8443&mode=auto&protocol=https&tls=implicit"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let loaded = Store::open(&db).unwrap().load().unwrap().config;
+    let probe = portwatch::config::model::resolve(&loaded)
+        .into_iter()
+        .find(|s| s.path == "app/pcsync-https")
+        .and_then(|s| s.probe)
+        .expect("the sensor speaks https now");
+    assert_eq!(
+        probe.plan(8443).map(|p| p.protocol),
+        Some(portwatch::probe::proto::Protocol::Http)
+    );
+    let (_, _, page) = send(&state, get(&format!("/sensors/{b}/edit"), Some(&cookie))).await;
+    assert!(
+        page.contains("name=\"protocol\" value=\"https\""),
+        "prefilled: {page}"
+    );
 
     let store = Store::open(&db).unwrap();
     let (port, expect_closed, overrides, managed) = store.sensor_settings(a).unwrap();
