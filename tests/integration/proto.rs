@@ -445,3 +445,208 @@ host = "127.0.0.1"
         assert!(seconds >= 0.05, "{line}");
     });
 }
+
+/// A scripted server: sends `greeting` on connect, then answers each
+/// request (each read) with the next answer; `tls_after` answers later
+/// switch to TLS (a STARTTLS upgrade) after that many answers.
+fn scripted(
+    greeting: &'static [u8],
+    answers: Vec<Vec<u8>>,
+    tls_after: Option<(usize, Arc<tokio_rustls::rustls::ServerConfig>)>,
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (answers, tls_after) = (answers.clone(), tls_after.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    if !greeting.is_empty() {
+                        let _ = stream.write_all(greeting).await;
+                    }
+                    let mut answers = answers.into_iter();
+                    let mut sent = 0;
+                    loop {
+                        if let Some((after, config)) = &tls_after
+                            && sent == *after
+                        {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                            let Ok(mut tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            for answer in answers.by_ref() {
+                                match tls.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(_) => {}
+                                }
+                                let _ = tls.write_all(&answer).await;
+                            }
+                            let _ = tls.read(&mut buf).await;
+                            return;
+                        }
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        let Some(answer) = answers.next() else {
+                            return;
+                        };
+                        let _ = stream.write_all(&answer).await;
+                        sent += 1;
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn every_builtin_protocol_holds_its_conversation() {
+    let echo_port = {
+        // echo: a server that sends back what it reads.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = stream;
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut reader, &mut writer);
+                });
+            }
+        });
+        port
+    };
+    let now_1900 = (jiff::Timestamp::now().as_second() + 2_208_988_800) as u32;
+    let mut mysql = vec![0x0a];
+    mysql.extend_from_slice(b"10.11.6-MariaDB\0\x01\x00\x00\x00");
+    let mut mysql_packet = vec![mysql.len() as u8, 0, 0, 0];
+    mysql_packet.extend_from_slice(&mysql);
+    let mongo_reply = {
+        // OP_MSG reply {ok: 1.0, maxWireVersion: 21}.
+        let mut doc = vec![0x01];
+        doc.extend_from_slice(b"ok\0");
+        doc.extend_from_slice(&1.0f64.to_le_bytes());
+        doc.push(0x10);
+        doc.extend_from_slice(b"maxWireVersion\0");
+        doc.extend_from_slice(&21i32.to_le_bytes());
+        doc.push(0);
+        let mut bson = ((doc.len() + 4) as i32).to_le_bytes().to_vec();
+        bson.extend_from_slice(&doc);
+        let mut body = vec![0, 0, 0, 0, 0];
+        body.extend_from_slice(&bson);
+        let mut message = ((16 + body.len()) as i32).to_le_bytes().to_vec();
+        message.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        message.extend_from_slice(&2013i32.to_le_bytes());
+        message.extend_from_slice(&body);
+        message
+    };
+    let ldap_bind = vec![
+        0x30, 0x0c, 0x02, 0x01, 0x02, 0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+    ];
+    let cases: Vec<(&str, u16, &str, &str)> = vec![
+        ("echo", echo_port, "echoed", "16 bytes"),
+        ("ftp", scripted(b"220 FTP ready\r\n", vec![], None), "greeting", "FTP ready"),
+        ("telnet", scripted(&[0xff, 0xfd, 0x18], vec![], None), "greeting", "IAC DO option 24"),
+        ("smtp", scripted(b"220-mx.example ESMTP\r\n220 ready\r\n", vec![b"250-mx.example\r\n250-PIPELINING\r\n250 STARTTLS\r\n".to_vec()], None), "extensions", "PIPELINING STARTTLS"),
+        ("time", scripted(Box::leak(now_1900.to_be_bytes().to_vec().into_boxed_slice()), vec![], None), "offset_s", ""),
+        ("whois", scripted(b"", vec![b"\r\nDomain Name: EXAMPLE\r\n".to_vec()], None), "answer", "Domain Name: EXAMPLE"),
+        ("gopher", scripted(b"", vec![b"iWelcome\tfake\t(NULL)\t0\r\n.\r\n".to_vec()], None), "answer", "iWelcome\\tfake\\t(NULL)\\t0"),
+        ("finger", scripted(b"", vec![b"No one logged on.\r\n".to_vec()], None), "answer", "No one logged on."),
+        ("pop3", scripted(b"+OK POP3 ready\r\n", vec![], None), "greeting", "POP3 ready"),
+        ("nntp", scripted(b"201 news ready, no posting\r\n", vec![], None), "greeting", "201 news ready, no posting"),
+        ("imap", scripted(b"* OK [CAPABILITY IMAP4rev1] ready\r\n", vec![], None), "greeting", "* OK [CAPABILITY IMAP4rev1] ready"),
+        ("ldap", scripted(b"", vec![ldap_bind], None), "bind_result", "0"),
+        ("socks", scripted(b"", vec![vec![5, 0]], None), "method", "no authentication"),
+        ("mysql", scripted(Box::leak(mysql_packet.into_boxed_slice()), vec![], None), "version", "10.11.6-MariaDB"),
+        ("mongodb", scripted(b"", vec![mongo_reply], None), "max_wire_version", "21"),
+        ("xmpp", scripted(b"", vec![b"<?xml version='1.0'?><stream:stream><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>".to_vec()], None), "starttls", "offered"),
+    ];
+    for (protocol, port, key, wanted) in cases {
+        let (code, result) = check(&[
+            "--protocol",
+            protocol,
+            "-t",
+            "3s",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        assert_eq!(code, 0, "{protocol}: {result}");
+        assert_eq!(field(&result, "protocol"), protocol, "{result}");
+        let got = result["details"][key].as_str().unwrap_or_default();
+        if protocol == "time" {
+            // The clock offset: the script's time was taken moments ago.
+            let offset: i64 = got.parse().unwrap();
+            assert!(offset.abs() <= 5, "{result}");
+        } else {
+            assert_eq!(got, wanted, "{protocol}: {result}");
+        }
+    }
+}
+
+#[test]
+fn starttls_upgrades_for_imap_pop3_ftp_ldap_and_xmpp() {
+    let pki = Pki::new();
+    let ca = pki.ca_file();
+    let config = pki.server(
+        &["localhost", "127.0.0.1"],
+        days_from_now(-1),
+        days_from_now(90),
+    );
+    let ldap_starttls_ok = vec![
+        0x30, 0x0c, 0x02, 0x01, 0x01, 0x78, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+    ];
+    let ldap_bind = vec![
+        0x30, 0x0c, 0x02, 0x01, 0x02, 0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+    ];
+    let cases: Vec<(&str, u16)> = vec![
+        ("imap", scripted(b"* OK ready\r\n", vec![b"a1 OK begin TLS\r\n".to_vec(), b"* BYE\r\na2 OK\r\n".to_vec()], Some((1, config.clone())))),
+        ("pop3", scripted(b"+OK ready\r\n", vec![b"+OK begin TLS\r\n".to_vec(), b"+OK bye\r\n".to_vec()], Some((1, config.clone())))),
+        ("ftp", scripted(b"220 ready\r\n", vec![b"234 AUTH TLS ok\r\n".to_vec(), b"221 bye\r\n".to_vec()], Some((1, config.clone())))),
+        ("ldap", scripted(b"", vec![ldap_starttls_ok, ldap_bind], Some((1, config.clone())))),
+        ("xmpp", scripted(b"", vec![b"<?xml version='1.0'?><stream:stream><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>".to_vec(), b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".to_vec()], Some((2, config.clone())))),
+    ];
+    for (protocol, port) in cases {
+        let (code, result) = check(&[
+            "--protocol",
+            protocol,
+            "--tls",
+            "starttls",
+            "--ca-file",
+            &ca,
+            "-t",
+            "3s",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        assert_eq!(code, 0, "{protocol}: {result}");
+        assert_eq!(field(&result, "protocol"), format!("{protocol}+starttls"));
+        assert_eq!(
+            result["tls"]["cert"]["subject"], "CN=localhost",
+            "{protocol}: {result}"
+        );
+    }
+    // A server that does not offer STARTTLS is a TLS error, said plainly.
+    let port = scripted(b"220 mx\r\n", vec![b"250 mx\r\n".to_vec()], None);
+    let (_, result) = check(&[
+        "--protocol",
+        "smtp",
+        "--tls",
+        "starttls",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(field(&result, "reason"), "tls_error", "{result}");
+    assert!(
+        field(&result, "message").contains("does not offer STARTTLS"),
+        "{result}"
+    );
+}
