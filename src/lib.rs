@@ -5,6 +5,8 @@
 //! the connection and reports the service UP with its connect time. If not,
 //! it reports the service DOWN and says exactly why: refused, timed out,
 //! unreachable, rejected by a firewall, or a name that does not resolve.
+//! A protocol check then speaks the service's protocol over the same
+//! connection, because accepting is not answering.
 //!
 //! # Layout
 //!
@@ -21,9 +23,16 @@
 //!     status (thresholds, `--expect-closed`).
 //!   - [`probe::check`]: the whole PORT check (resolve, race, judge).
 //!   - [`probe::portspec`] and [`probe::scan`]: the port range sensor.
+//!   - [`probe::proto`]: protocol checks over the connection the PORT check
+//!     made: the bounded [`probe::proto::session`], TLS and STARTTLS
+//!     ([`probe::proto::tls`]), send/expect ([`probe::proto::expect`]) and
+//!     the built-in protocols, each a pure parser plus a short
+//!     conversation ([`probe::proto::text`], [`probe::proto::http`],
+//!     [`probe::proto::wire`], [`probe::proto::simple`]).
 //! - [`config`]: `portwatch.toml` (configuration as code) with
 //!   file:line:column errors; [`config::model`] holds settings inheritance,
-//!   maintenance window rules and dependency cycle detection.
+//!   maintenance window rules and dependency cycle detection;
+//!   [`config::probe`] the protocol-check settings.
 //! - [`monitor`]: the scheduled monitor.
 //!   - [`monitor::state`]: the pure sensor state machine.
 //!   - [`monitor::scheduler`]: pure scheduling decisions.
@@ -34,8 +43,10 @@
 //!   - [`store::pack`]: compact encoding of raw results.
 //!   - [`store::rollup`]: hourly rollups.
 //!   - [`store::writer`]: the one writer thread that batches all writes.
-//! - [`notify`]: notification channels and rules, delivery from the
-//!   store's outbox ([`store::outbox`]) with retries.
+//! - [`notify`]: notification channels and rules; [`notify::plan`] decides
+//!   what a change, an escalation, a repeat or a flapping sensor sends;
+//!   [`notify::template`] words it; delivery from the store's outbox
+//!   ([`store::outbox`]) with retries.
 //! - [`report`]: uptime by time and by requests, outages, connect times.
 //! - [`web`]: the web interface, JSON API and `/metrics` (axum; askama
 //!   templates in `templates/`, embedded assets in `assets/`), with sign-in,
@@ -49,6 +60,7 @@
 //! - `main.rs`: parses arguments, runs the subcommand, and maps errors to
 //!   exit codes.
 //! - `bench/`: benchmarks against peer tools (`bench/scan`, `bench/monitor`).
+//! - `fuzz/`: cargo-fuzz targets for every protocol parser (`fuzz/run`).
 //! - `tests/integration/`: the real binary against real listeners, the
 //!   network-namespace lab, and the monitor with a real store.
 pub mod cli;
