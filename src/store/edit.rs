@@ -2,8 +2,6 @@
 //! sensors, servers, groups and maintenance windows. Items declared in a
 //! configuration file are changed there, never here.
 
-use std::time::Duration;
-
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError};
@@ -18,16 +16,12 @@ impl Store {
         host: &crate::probe::Host,
         port: u16,
         name: &str,
-        interval: Option<Duration>,
+        overrides: &Overrides,
     ) -> Result<i64, StoreError> {
         let path = self.path.clone();
         let sqlite = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
-        };
-        let overrides = Overrides {
-            interval,
-            ..Overrides::default()
         };
         let tx = self.conn.transaction().map_err(sqlite)?;
         let server_id: i64 = tx

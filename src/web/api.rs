@@ -226,6 +226,15 @@ pub struct NewSensor {
     name: Option<String>,
     #[serde(default)]
     interval: Option<String>,
+    /// connect or auto.
+    #[serde(default)]
+    mode: Option<String>,
+    /// A protocol name.
+    #[serde(default)]
+    protocol: Option<String>,
+    /// none, implicit or starttls.
+    #[serde(default)]
+    tls: Option<String>,
 }
 
 /// `POST /api/sensors`: adds a sensor (admin); the server is created if
@@ -275,8 +284,18 @@ pub async fn create(
     if name.contains('/') {
         return Err(AppError::BadRequest("name: it cannot contain '/'".into()));
     }
+    let mut overrides = crate::config::Overrides {
+        interval,
+        ..crate::config::Overrides::default()
+    };
+    overrides.probe.mode = new.mode;
+    overrides.probe.protocol = new.protocol;
+    overrides.probe.tls = new.tls;
+    if let Err((field, message)) = overrides.probe.options() {
+        return Err(AppError::BadRequest(format!("{field}: {message}")));
+    }
     let id = state
-        .store(move |store| store.add_sensor(&server, &host, port, &name, interval))
+        .store(move |store| store.add_sensor(&server, &host, port, &name, &overrides))
         .await?;
     let row = state
         .store(move |store| store.status_of(id).map(Some))

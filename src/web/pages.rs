@@ -660,6 +660,10 @@ pub struct SensorForm {
     name: String,
     #[serde(default)]
     interval: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    protocol: String,
 }
 
 #[derive(Default)]
@@ -669,6 +673,7 @@ struct SensorErrors {
     port: Option<String>,
     name: Option<String>,
     interval: Option<String>,
+    protocol: Option<String>,
 }
 
 #[derive(Template)]
@@ -736,13 +741,24 @@ pub async fn create_sensor(
     if name.contains('/') {
         errors.name = Some("A sensor name cannot contain '/'.".into());
     }
-    let (Some(host), Some(port), None, None, None, None) = (
+    let mut overrides = crate::config::Overrides {
+        interval,
+        ..crate::config::Overrides::default()
+    };
+    let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+    overrides.probe.mode = text(&form.mode);
+    overrides.probe.protocol = text(&form.protocol);
+    if let Err((_, message)) = overrides.probe.options() {
+        errors.protocol = Some(message);
+    }
+    let (Some(host), Some(port), None, None, None, None, None) = (
         host,
         port,
         &errors.server,
         &errors.name,
         &errors.interval,
         &errors.host,
+        &errors.protocol,
     ) else {
         let (user, admin, csrf) = page_frame(&user);
         let mut response = render(NewSensorPage {
@@ -756,7 +772,7 @@ pub async fn create_sensor(
         return Ok(response);
     };
     let id = state
-        .store(move |store| store.add_sensor(&server, &host, port, &name, interval))
+        .store(move |store| store.add_sensor(&server, &host, port, &name, &overrides))
         .await?;
     Ok(Redirect::to(&format!("/sensors/{id}")).into_response())
 }

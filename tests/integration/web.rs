@@ -257,7 +257,21 @@ async fn adding_a_sensor_validates_each_field() {
         assert!(page.contains(field), "{field} missing in {page}");
     }
     assert!(page.contains("value=\"web\""), "the valid input is kept");
-    let form = format!("csrf={csrf}&server=web&host=127.0.0.1&port=https&name=&interval=30s");
+    let form = format!(
+        "csrf={csrf}&server=web&host=127.0.0.1&port=https&name=&interval=&mode=auto&protocol=htps"
+    );
+    let (status, _, page) = send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("error-protocol") && page.contains("unknown protocol &#39;htps&#39;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<option value=\"auto\" selected>"),
+        "the mode is kept"
+    );
+    let form =
+        format!("csrf={csrf}&server=web&host=127.0.0.1&port=https&name=&interval=30s&mode=auto");
     let (status, headers, _) = send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let id = sensor_id(&dir.path.join("portwatch.db"), "web/https");
@@ -564,6 +578,39 @@ async fn the_api_adds_and_removes_sensors() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("port: port '0' is out of range"), "{body}");
+    let (status, _, body) = send(
+        &state,
+        json(
+            "POST",
+            "/api/sensors",
+            r#"{"server":"api","host":"127.0.0.1","port":6380,"protocol":"rediss"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("protocol: unknown protocol 'rediss'"),
+        "{body}"
+    );
+    let (status, _, body) = send(
+        &state,
+        json(
+            "POST",
+            "/api/sensors",
+            r#"{"server":"api","host":"127.0.0.1","port":6380,"name":"cache","protocol":"redis"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let config = Store::open(&db).unwrap().load().unwrap().config;
+    let cache = portwatch::config::model::resolve(&config)
+        .into_iter()
+        .find(|s| s.path == "api/cache")
+        .unwrap();
+    assert_eq!(
+        cache.probe.and_then(|p| p.plan(6380)).map(|p| p.protocol),
+        Some(portwatch::probe::proto::Protocol::Redis)
+    );
     let id = created["id"].as_i64().unwrap();
     let (status, _, _) = send(&state, json("DELETE", &format!("/api/sensors/{id}"), "")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
