@@ -175,7 +175,7 @@ impl Locator<'_> {
                 _ => Err(self.error(r.span(), "retries must be from 0 to 10")),
             })
             .transpose()?;
-        let probe = self.probe(raw)?;
+        let probe = Some(Box::new(self.probe(raw)?)).filter(|p| !p.is_empty());
         Ok(Overrides {
             interval,
             timeout: self.duration(&raw.timeout)?,

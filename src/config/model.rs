@@ -31,9 +31,10 @@ pub struct Overrides {
     pub retries: Option<u32>,
     /// The sensor path this depends on.
     pub depends_on: Option<String>,
-    /// Protocol-check settings.
-    #[serde(skip_serializing_if = "super::probe::ProbeOverrides::is_empty")]
-    pub probe: super::probe::ProbeOverrides,
+    /// Protocol-check settings (boxed: most levels set none, and there is
+    /// one of these per sensor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Box<super::probe::ProbeOverrides>>,
 }
 
 impl Overrides {
@@ -46,8 +47,22 @@ impl Overrides {
             critical: self.critical.or(base.critical),
             retries: self.retries.or(base.retries),
             depends_on: self.depends_on.clone().or_else(|| base.depends_on.clone()),
-            probe: self.probe.over(&base.probe),
+            probe: match (&self.probe, &base.probe) {
+                (None, None) => None,
+                (Some(one), None) | (None, Some(one)) => Some(one.clone()),
+                (Some(mine), Some(theirs)) => Some(Box::new(mine.over(theirs))),
+            },
         }
+    }
+
+    /// Forgets protocol-check settings that set nothing.
+    pub fn drop_empty_probe(&mut self) {
+        self.probe = self.probe.take().filter(|p| !p.is_empty());
+    }
+
+    /// The protocol-check settings, created empty when there are none.
+    pub fn probe_mut(&mut self) -> &mut super::probe::ProbeOverrides {
+        self.probe.get_or_insert_default()
     }
 }
 
@@ -261,6 +276,10 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
     let groups: HashMap<&str, &super::GroupDef> =
         config.groups.iter().map(|g| (g.path.as_str(), g)).collect();
     let mut resolved = Vec::new();
+    let mut probes: HashMap<
+        super::probe::ProbeOverrides,
+        Option<std::sync::Arc<crate::probe::proto::ProtoOptions>>,
+    > = HashMap::new();
     for server in &config.servers {
         let mut inherited = config.defaults.clone();
         let chain = server.group.as_deref().map(group_chain).unwrap_or_default();
@@ -285,12 +304,23 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                 .collect();
             let mut tags = server.tags.clone();
             tags.extend(sensor.tags.iter().cloned());
-            let probe = match overrides.probe.options() {
-                Ok(options) => options.map(std::sync::Arc::new),
-                Err((key, message)) => {
-                    tracing::warn!(sensor = %path, key, %message, "protocol settings ignored");
-                    None
-                }
+            // Sensors with the same settings share one set of options.
+            let probe = match overrides.probe.as_deref() {
+                None => None,
+                Some(settings) => match probes.get(settings) {
+                    Some(shared) => shared.clone(),
+                    None => {
+                        let options = match settings.options() {
+                            Ok(options) => options.map(std::sync::Arc::new),
+                            Err((key, message)) => {
+                                tracing::warn!(sensor = %path, key, %message, "protocol settings ignored");
+                                None
+                            }
+                        };
+                        probes.insert(settings.clone(), options.clone());
+                        options
+                    }
+                },
             };
             resolved.push(ResolvedSensor {
                 probe,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::probe::proto::{self, Mode, ProtoOptions, TlsMode, expect};
 
 /// One send/expect step as written: exactly one key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StepSpec {
     /// Bytes to send (escapes: \r \n \t \0 \\ \xNN; `${1}` reuses a capture).
@@ -22,7 +22,7 @@ pub struct StepSpec {
 }
 
 /// Protocol-check settings as declared at one level; `None` inherits.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProbeOverrides {
     /// `connect` or `auto`.

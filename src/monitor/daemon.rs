@@ -558,7 +558,13 @@ impl Monitor {
             return;
         };
         sensor.running = false;
-        sensor.message.clone_from(&result.message);
+        // Kept only while failing (escalations and repeats quote it): an
+        // UP message per sensor would cost megabytes at 100,000 sensors.
+        if result.status == Status::Up {
+            sensor.message = String::new();
+        } else {
+            sensor.message.clone_from(&result.message);
+        }
         let slow = result.status == Status::Down
             && result.reason == Reason::Connected
             && !sensor.spec.expect_closed;
@@ -607,7 +613,7 @@ impl Monitor {
             details: result
                 .protocol
                 .as_ref()
-                .map(crate::probe::proto::stored_details),
+                .map(|p| crate::probe::proto::stored_details(p).into_boxed_str()),
             message: result.message,
         };
         self.writer.result(stored, last);

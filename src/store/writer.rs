@@ -49,12 +49,14 @@ pub struct LastCheck {
     /// Its message.
     pub message: String,
     /// A protocol check's phases, details and certificate (JSON).
-    pub details: Option<String>,
+    pub details: Option<Box<str>>,
 }
 
 enum Write {
     Result(StoredResult, LastCheck),
-    Ordered(Ordered, oneshot::Sender<()>),
+    /// Boxed: rare, and larger than a result, which every queue slot is
+    /// sized for.
+    Ordered(Box<Ordered>, oneshot::Sender<()>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -198,7 +200,7 @@ impl Writer {
 
     fn ordered(&self, op: Ordered) -> oneshot::Receiver<()> {
         let (ack, committed) = oneshot::channel();
-        let write = Write::Ordered(op, ack);
+        let write = Write::Ordered(Box::new(op), ack);
         match self.queue.try_send(write) {
             Ok(()) => {}
             // Events are never dropped: wait for room on a blocking thread.
@@ -317,7 +319,7 @@ impl WriterThread {
                         .fetch_sub(excess as u64, Ordering::Relaxed);
                 }
             }
-            Write::Ordered(op, ack) => self.events.push(PendingEvent { op, ack }),
+            Write::Ordered(op, ack) => self.events.push(PendingEvent { op: *op, ack }),
             Write::Flush(ack) => self.acks.push(ack),
         }
     }

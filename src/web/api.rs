@@ -288,12 +288,14 @@ pub async fn create(
         interval,
         ..crate::config::Overrides::default()
     };
-    overrides.probe.mode = new.mode;
-    overrides.probe.protocol = new.protocol;
-    overrides.probe.tls = new.tls;
-    if let Err((field, message)) = overrides.probe.options() {
+    let probe = overrides.probe_mut();
+    probe.mode = new.mode;
+    probe.protocol = new.protocol;
+    probe.tls = new.tls;
+    if let Err((field, message)) = probe.options() {
         return Err(AppError::BadRequest(format!("{field}: {message}")));
     }
+    overrides.drop_empty_probe();
     let id = state
         .store(move |store| store.add_sensor(&server, &host, port, &name, &overrides))
         .await?;

@@ -269,7 +269,7 @@ pub fn parse_overrides(
         critical,
         retries,
         depends_on,
-        probe: Default::default(),
+        probe: None,
     }
 }
 

@@ -161,9 +161,21 @@ pub async fn form(
         critical: show(o.critical),
         retries: o.retries.map(|r| r.to_string()).unwrap_or_default(),
         depends_on: o.depends_on.unwrap_or_default(),
-        mode: o.probe.mode.clone().unwrap_or_default(),
-        protocol: o.probe.protocol.clone().unwrap_or_default(),
-        tls: o.probe.tls.clone().unwrap_or_default(),
+        mode: o
+            .probe
+            .as_ref()
+            .and_then(|p| p.mode.clone())
+            .unwrap_or_default(),
+        protocol: o
+            .probe
+            .as_ref()
+            .and_then(|p| p.protocol.clone())
+            .unwrap_or_default(),
+        tls: o
+            .probe
+            .as_ref()
+            .and_then(|p| p.tls.clone())
+            .unwrap_or_default(),
         expect_closed: expect_closed.then(|| "1".to_owned()),
     };
     page(&state, &user, id, form, Vec::new()).await
@@ -188,12 +200,14 @@ fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)
     .collect();
     let mut overrides = parse_overrides(&fields, &mut errors);
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
-    overrides.probe.mode = text(&form.mode);
-    overrides.probe.protocol = text(&form.protocol);
-    overrides.probe.tls = text(&form.tls);
-    if let Err((field, message)) = overrides.probe.options() {
+    let probe = overrides.probe_mut();
+    probe.mode = text(&form.mode);
+    probe.protocol = text(&form.protocol);
+    probe.tls = text(&form.tls);
+    if let Err((field, message)) = probe.options() {
         errors.push((field, message));
     }
+    overrides.drop_empty_probe();
     match (port, errors.is_empty()) {
         (Some(port), true) => Ok((port, overrides)),
         _ => Err(errors),

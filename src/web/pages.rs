@@ -746,11 +746,13 @@ pub async fn create_sensor(
         ..crate::config::Overrides::default()
     };
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
-    overrides.probe.mode = text(&form.mode);
-    overrides.probe.protocol = text(&form.protocol);
-    if let Err((_, message)) = overrides.probe.options() {
+    let probe = overrides.probe_mut();
+    probe.mode = text(&form.mode);
+    probe.protocol = text(&form.protocol);
+    if let Err((_, message)) = probe.options() {
         errors.protocol = Some(message);
     }
+    overrides.drop_empty_probe();
     let (Some(host), Some(port), None, None, None, None, None) = (
         host,
         port,
