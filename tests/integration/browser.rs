@@ -281,6 +281,98 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
     assert_eq!(status, serde_json::json!(403));
     wait_text(&client, &sensor_url, "state", "paused(manual)").await;
 
+    // A webhook channel and a rule, made in the Notifications page; the
+    // test button reports the exact delivery error in one line.
+    let (_closed_hook, hook) = closed_port("127.0.0.1");
+    client.goto(&format!("{base}/notifications")).await.unwrap();
+    let within = |form: &'static str, field: &'static str| {
+        Locator::Css(Box::leak(
+            format!("#{form} input[name={field}]").into_boxed_str(),
+        ))
+    };
+    for (field, value) in [
+        ("name", "ops-chat".to_owned()),
+        (
+            "webhook",
+            format!("http://127.0.0.1:{}/hook/s3cr3t", hook.port()),
+        ),
+        ("preset", "slack".to_owned()),
+    ] {
+        client
+            .find(within("channel-form", field))
+            .await
+            .unwrap()
+            .send_keys(&value)
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Css("#channel-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("form[action$='/test'] button"))
+        .await
+        .unwrap();
+    let channels = client
+        .find(Locator::Id("channels"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        channels.contains("ops-chat") && !channels.contains("s3cr3t"),
+        "the URL's path is not shown: {channels}"
+    );
+    for (field, value) in [("channel", "ops-chat"), ("on", "down, up")] {
+        client
+            .find(within("rule-form", field))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Css("#rule-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::XPath(
+            "//table[@id='rules']//td[text()='down, up']",
+        ))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form[action$='/test'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = client
+        .wait()
+        .for_element(Locator::Id("notice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        notice.starts_with("'ops-chat' failed: cannot connect"),
+        "{notice}"
+    );
+    save_screenshot(&client.screenshot().await.unwrap(), "notifications.png");
+
     // A public status page, opened without signing in.
     client.goto(&format!("{base}/status-pages")).await.unwrap();
     fill(
