@@ -1,7 +1,8 @@
 //! `portwatch check --mode auto` against real daemons from Debian's
-//! packages (sshd, an SMTP server, dnsmasq, nginx over HTTP and HTTPS,
-//! PostgreSQL, Redis, memcached), each on its well-known port inside a
-//! network namespace of its own, with test-only configuration.
+//! packages (inetd's echo and time, vsftpd, sshd, an SMTP server, dnsmasq,
+//! nginx over HTTP and HTTPS, dovecot's IMAP and POP3, PostgreSQL, Redis,
+//! memcached), each on its well-known port inside a network namespace of
+//! its own, with test-only configuration.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -154,6 +155,11 @@ fn real_daemons_answer_their_protocols() {
     let nginx = find(&["/usr/sbin/nginx"]);
     let memcached = find(&["/usr/bin/memcached"]);
     let dnsmasq = find(&["/usr/sbin/dnsmasq"]);
+    let inetd = find(&["/usr/sbin/inetutils-inetd"]);
+    let vsftpd = find(&["/usr/sbin/vsftpd"]);
+    let dovecot = find(&["/usr/sbin/dovecot"])
+        .filter(|_| std::path::Path::new("/usr/lib/dovecot/imap").exists())
+        .filter(|_| std::path::Path::new("/usr/lib/dovecot/pop3").exists());
     let postgres = find(&["/usr/lib/postgresql/*/bin/postgres"]);
     let aiosmtpd = Command::new("python3")
         .args(["-c", "import aiosmtpd"])
@@ -166,6 +172,9 @@ fn real_daemons_answer_their_protocols() {
         ("nginx", nginx.clone()),
         ("memcached", memcached.clone()),
         ("dnsmasq", dnsmasq.clone()),
+        ("inetutils-inetd", inetd.clone()),
+        ("vsftpd", vsftpd.clone()),
+        ("dovecot (dovecot-imapd, dovecot-pop3d)", dovecot.clone()),
         ("postgres (postgresql)", postgres.clone()),
         ("aiosmtpd (pip)", aiosmtpd),
     ];
@@ -295,6 +304,33 @@ fn real_daemons_answer_their_protocols() {
         ],
     );
     let root = host.dir.path.display().to_string();
+    let inetd_conf = host.path("inetd.conf");
+    std::fs::write(
+        &inetd_conf,
+        "127.0.0.1:echo stream tcp nowait root internal\n127.0.0.1:time stream tcp nowait root internal\n",
+    )
+    .unwrap();
+    host.start("inetd", &[&inetd.unwrap(), "-d", &inetd_conf]);
+    std::fs::create_dir_all("/var/run/vsftpd/empty").unwrap();
+    let vsftpd_conf = host.path("vsftpd.conf");
+    std::fs::write(
+        &vsftpd_conf,
+        format!(
+            "listen=YES\nlisten_address=127.0.0.1\nlisten_port=21\nanonymous_enable=YES\nlocal_enable=NO\nbackground=NO\nseccomp_sandbox=NO\nssl_enable=YES\nallow_anon_ssl=YES\nforce_local_data_ssl=NO\nforce_local_logins_ssl=NO\nrsa_cert_file={cert}\nrsa_private_key_file={key}\n"
+        ),
+    )
+    .unwrap();
+    host.start("vsftpd", &[&vsftpd.unwrap(), &vsftpd_conf]);
+    let dovecot_conf = host.path("dovecot.conf");
+    std::fs::create_dir_all(host.dir.path.join("dovecot-run")).unwrap();
+    std::fs::write(
+        &dovecot_conf,
+        format!(
+            "base_dir = {root}/dovecot-run\nlog_path = {root}/dovecot.log\nprotocols = imap pop3\nlisten = 127.0.0.1\nssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\ndisable_plaintext_auth = no\nmail_location = maildir:{root}/mail\npassdb {{\n  driver = static\n  args = nopassword=y\n}}\nuserdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={root}/mail\n}}\n"
+        ),
+    )
+    .unwrap();
+    host.start("dovecot", &[&dovecot.unwrap(), "-F", "-c", &dovecot_conf]);
     let conf = host.path("nginx.conf");
     std::fs::write(
         &conf,
@@ -350,6 +386,13 @@ fn real_daemons_answer_their_protocols() {
         ],
     );
     for (name, port) in [
+        ("inetd", 7),
+        ("inetd", 37),
+        ("vsftpd", 21),
+        ("dovecot", 110),
+        ("dovecot", 143),
+        ("dovecot", 993),
+        ("dovecot", 995),
         ("sshd", 22),
         ("smtp", 25),
         ("submission", 587),
@@ -365,7 +408,8 @@ fn real_daemons_answer_their_protocols() {
     }
 
     let targets = [
-        "22", "25", "465", "53", "80", "443", "5432", "6379", "11211",
+        "7", "21", "22", "25", "37", "465", "53", "80", "110", "143", "443", "993", "995", "5432",
+        "6379", "11211",
     ]
     .map(|p| format!("127.0.0.1:{p}"));
     let mut args = vec![
@@ -396,6 +440,25 @@ fn real_daemons_answer_their_protocols() {
             .unwrap_or_default()
             .to_owned()
     };
+    assert_eq!(by_port(7)["protocol"], "echo");
+    assert_eq!(by_port(37)["protocol"], "time");
+    let offset: i64 = detail(37, "offset_s").parse().unwrap();
+    assert!(offset.abs() <= 5, "{}", by_port(37));
+    assert_eq!(by_port(21)["protocol"], "ftp");
+    assert!(detail(21, "greeting").contains("vsFTPd"), "{}", by_port(21));
+    assert!(
+        detail(143, "greeting").contains("Dovecot"),
+        "{}",
+        by_port(143)
+    );
+    assert!(
+        detail(110, "greeting").contains("Dovecot"),
+        "{}",
+        by_port(110)
+    );
+    assert_eq!(by_port(993)["protocol"], "imap+tls");
+    assert_eq!(by_port(995)["protocol"], "pop3+tls");
+    assert_eq!(by_port(995)["tls"]["cert"]["subject"], "CN=localhost");
     assert_eq!(by_port(22)["protocol"], "ssh");
     assert!(
         detail(22, "software").starts_with("OpenSSH_"),
@@ -435,7 +498,13 @@ fn real_daemons_answer_their_protocols() {
 
     // STARTTLS: SMTP submission and PostgreSQL upgrade and show their
     // certificate.
-    for target in ["127.0.0.1:587", "127.0.0.1:5432"] {
+    for target in [
+        "127.0.0.1:21",
+        "127.0.0.1:110",
+        "127.0.0.1:143",
+        "127.0.0.1:587",
+        "127.0.0.1:5432",
+    ] {
         let (code, stdout, _) = host.portwatch(&[
             "check",
             "--mode",

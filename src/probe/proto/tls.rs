@@ -151,7 +151,20 @@ fn system_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
-fn roots(ca_file: Option<&Path>) -> Result<Arc<RootCertStore>, Fail> {
+/// The trusted roots, read on a blocking thread: the system store takes
+/// tens of milliseconds to load the first time, and an async worker must
+/// not stall other checks for that long.
+async fn roots(ca_file: Option<&Path>) -> Result<Arc<RootCertStore>, Fail> {
+    let ca_file = ca_file.map(Path::to_path_buf);
+    tokio::task::spawn_blocking(move || read_roots(ca_file.as_deref()))
+        .await
+        .map_err(|e| Fail {
+            reason: Reason::LocalError,
+            message: format!("cannot load the trusted certificates: {e}"),
+        })?
+}
+
+fn read_roots(ca_file: Option<&Path>) -> Result<Arc<RootCertStore>, Fail> {
     let Some(path) = ca_file else {
         return Ok(system_roots());
     };
@@ -259,7 +272,7 @@ pub async fn handshake(
     settings: &TlsSettings,
     alpn: &[&[u8]],
 ) -> Result<TlsReport, Fail> {
-    let roots = roots(settings.ca_file.as_deref())?;
+    let roots = roots(settings.ca_file.as_deref()).await?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
