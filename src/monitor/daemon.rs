@@ -391,6 +391,17 @@ impl Monitor {
             }
         }
         self.watched.sort_unstable();
+        // Outages that were under way before this load (a restart after a
+        // crash, or new escalation rules) still escalate and repeat.
+        if self.planner.has_rules() {
+            let now_ms = self.now_ms();
+            for (id, sensor) in &self.sensors {
+                if sensor.tracker.state == State::Down {
+                    self.planner
+                        .resume_outage(*id, &sensor.spec, sensor.since_ms, now_ms);
+                }
+            }
+        }
         self.evaluate_watched();
     }
 

@@ -142,6 +142,8 @@ pub struct Planner {
     limits: HashMap<(String, i64), Limit>,
     followups: BinaryHeap<Reverse<FollowUp>>,
     scheduled: HashSet<(i64, i64, String, bool, i64)>,
+    /// Escalations sent for the current outages (sent once each).
+    fired: HashSet<(i64, i64, String, bool, i64)>,
 }
 
 impl Planner {
@@ -283,37 +285,72 @@ impl Planner {
             payload.response_ms = response_ms;
             out.push(self.word(id, &channel, payload));
         }
-        if change.to == State::Down && change.from != State::Down {
-            let mut followups = Vec::new();
-            for rule in &covering {
-                for (trigger, period) in [
-                    (Trigger::Escalation, rule.after_s),
-                    (Trigger::Repeat, rule.every_s),
-                ] {
-                    let Some(period) = period.filter(|p| *p > 0) else {
-                        continue;
-                    };
-                    if !rule.on.contains(&trigger) {
-                        continue;
-                    }
-                    let period_ms = (period as i64).saturating_mul(1000);
-                    followups.push(FollowUp {
-                        due_ms: at_ms.saturating_add(period_ms),
-                        sensor: id,
-                        since_ms: at_ms,
-                        channel: rule.channel.clone(),
-                        repeat: trigger == Trigger::Repeat,
-                        period_ms,
-                    });
-                }
-            }
-            for followup in followups {
-                if self.scheduled.insert(followup.key()) {
-                    self.followups.push(Reverse(followup));
-                }
-            }
+        if change.to != State::Down {
+            // The outage (if any) is over: its escalations may fire again
+            // in the next one.
+            self.fired.retain(|key| key.0 != id);
+        } else if change.from != State::Down {
+            self.schedule(id, spec, at_ms, at_ms);
         }
         out
+    }
+
+    /// Schedules the escalations and repeats of an outage that began at
+    /// `since_ms`, skipping those already scheduled and escalations already
+    /// sent. Repeats start at their next slot after `now_ms`; an
+    /// escalation whose time has passed fires at the next tick.
+    fn schedule(&mut self, id: i64, spec: &ResolvedSensor, since_ms: i64, now_ms: i64) {
+        let mut followups = Vec::new();
+        for rule in &self.rules {
+            if !rule.covers(&spec.path, &spec.server, spec.group.as_deref()) {
+                continue;
+            }
+            for (trigger, period) in [
+                (Trigger::Escalation, rule.after_s),
+                (Trigger::Repeat, rule.every_s),
+            ] {
+                let Some(period) = period.filter(|p| *p > 0) else {
+                    continue;
+                };
+                if !rule.on.contains(&trigger) {
+                    continue;
+                }
+                let period_ms = (period as i64).saturating_mul(1000);
+                let mut due_ms = since_ms.saturating_add(period_ms);
+                if trigger == Trigger::Repeat {
+                    while due_ms <= now_ms {
+                        due_ms = due_ms.saturating_add(period_ms);
+                    }
+                }
+                followups.push(FollowUp {
+                    due_ms,
+                    sensor: id,
+                    since_ms,
+                    channel: rule.channel.clone(),
+                    repeat: trigger == Trigger::Repeat,
+                    period_ms,
+                });
+            }
+        }
+        for followup in followups {
+            let key = followup.key();
+            if !self.fired.contains(&key) && self.scheduled.insert(key) {
+                self.followups.push(Reverse(followup));
+            }
+        }
+    }
+
+    /// Picks up a sensor that is DOWN since `since_ms` without this
+    /// planner having seen it go down: after a restart (the state came
+    /// from the store) or a reload that added rules.
+    pub fn resume_outage(&mut self, id: i64, spec: &ResolvedSensor, since_ms: i64, now_ms: i64) {
+        if self
+            .rules
+            .iter()
+            .any(|r| r.after_s.is_some() || r.every_s.is_some())
+        {
+            self.schedule(id, spec, since_ms, now_ms);
+        }
     }
 
     /// The earliest time a scheduled notification is due.
@@ -384,7 +421,9 @@ impl Planner {
                 }
                 self.followups.push(Reverse(again));
             } else {
-                self.scheduled.remove(&followup.key());
+                let key = followup.key();
+                self.scheduled.remove(&key);
+                self.fired.insert(key);
             }
         }
         let mut released = Vec::new();
@@ -541,6 +580,61 @@ mod tests {
         // the old outage.
         assert!(planner.due(1_801_000, current(1_300_000)).is_empty());
         assert_eq!(planner.next_due_ms(), None);
+    }
+
+    #[test]
+    fn an_outage_found_after_a_restart_escalates_once_and_repeats_on_its_slots() {
+        let spec = spec();
+        let mut planner = Planner::new(None);
+        planner.configure(
+            vec![
+                rule(&[Trigger::Escalation], Some(300), None),
+                RuleDef {
+                    channel: "chat".into(),
+                    ..rule(&[Trigger::Repeat], None, Some(600))
+                },
+            ],
+            &[],
+        );
+        let current = |_| {
+            Some(Current {
+                spec: &spec,
+                state: State::Down,
+                since_ms: 0,
+                message: "refused",
+            })
+        };
+        // Down since 0; the monitor restarts at 1,000 s.
+        planner.resume_outage(1, &spec, 0, 1_000_000);
+        let kinds = |out: Vec<Outgoing>| out.iter().map(|o| o.payload.kind).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(planner.due(1_000_000, current)),
+            [Kind::Escalation],
+            "overdue: at once"
+        );
+        // The repeats keep their slots: 1,200 s, not 1,000 + 600.
+        assert_eq!(planner.next_due_ms(), Some(1_200_000));
+        // A reload resumes again: nothing is sent twice.
+        planner.resume_outage(1, &spec, 0, 1_100_000);
+        assert_eq!(kinds(planner.due(1_200_000, current)), [Kind::Repeat]);
+        // Recovered, then down again: the new outage escalates again.
+        let up = Change {
+            from: State::Down,
+            to: State::Up,
+            reason: None,
+            message: String::new(),
+        };
+        planner.on_change(1, &spec, &up, 1_250_000, None);
+        planner.on_change(1, &spec, &down(State::Up), 1_300_000, None);
+        let again = |_| {
+            Some(Current {
+                spec: &spec,
+                state: State::Down,
+                since_ms: 1_300_000,
+                message: "refused",
+            })
+        };
+        assert_eq!(kinds(planner.due(1_600_000, again)), [Kind::Escalation]);
     }
 
     #[test]

@@ -33,6 +33,12 @@ async fn start(config: &str) -> Running {
         .unwrap()
         .apply(&from_toml("test.toml", config).unwrap())
         .unwrap();
+    start_on(dir, &db).await
+}
+
+/// Starts the monitor on a store already prepared in `dir`.
+async fn start_on(dir: TempDir, db: &std::path::Path) -> Running {
+    let db = db.to_owned();
     let (writer, thread) = writer::start(&db).unwrap();
     let stats = Arc::new(MonitorStats::default());
     let options = MonitorOptions {
@@ -493,4 +499,49 @@ on = [\"change\"]
         db.iter().map(|r| r.to.as_str()).collect::<Vec<_>>(),
         ["down"]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_under_way_before_a_restart_still_escalates_once() {
+    let (_closed, closed) = crate::util::closed_port("127.0.0.1");
+    let config = format!(
+        "[defaults]\ninterval = \"10s\"\nretries = 0\n{}{CHANNELS}
+[[notify]]
+channel = \"pager\"
+on = [\"down\", \"escalation\"]
+after = \"5m\"
+",
+        server("db", closed.port(), "")
+    );
+    // A crash left the sensor DOWN for ten minutes already (a `kill -9`
+    // skips the "monitor stopped" event).
+    let dir = TempDir::new("monitor-resume");
+    let db = dir.path.join("portwatch.db");
+    let mut store = Store::open(&db).unwrap();
+    store
+        .apply(&from_toml("test.toml", &config).unwrap())
+        .unwrap();
+    let id = store.sensor_ids("db/tcp").unwrap()[0];
+    let origin: jiff::Timestamp = ORIGIN.parse().unwrap();
+    let since = origin.as_millisecond() - 600_000;
+    drop(store);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, 'down', ?2)",
+            (id, since),
+        )
+        .unwrap();
+    let monitor = start_on(dir, &db).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (store, _dir) = monitor.stop().await;
+    let rows = outbox_of(&store, "db/tcp");
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.channel.as_str(), r.kind.as_str()))
+            .collect::<Vec<_>>(),
+        [("pager", "escalation")],
+        "one escalation, no new DOWN alert: {rows:#?}"
+    );
+    assert!(rows[0].text.contains("still DOWN"), "{}", rows[0].text);
 }
