@@ -76,38 +76,12 @@ impl Store {
         Ok(())
     }
 
-    /// The channels and rules.
+    /// The channels and rules, without where they were declared.
     pub fn notifications(&self) -> Result<(Vec<ChannelDef>, Vec<RuleDef>), StoreError> {
-        let damaged = |e: serde_json::Error| StoreError::Damaged(self.path.clone(), e.to_string());
-        let mut statement = self
-            .conn
-            .prepare("SELECT definition FROM channels ORDER BY name")
-            .map_err(self.sqlite())?;
-        let channels: Vec<String> = statement
-            .query_map([], |r| r.get(0))
-            .map_err(self.sqlite())?
-            .collect::<Result<_, _>>()
-            .map_err(self.sqlite())?;
-        let mut statement = self
-            .conn
-            .prepare("SELECT definition FROM rules ORDER BY id")
-            .map_err(self.sqlite())?;
-        let rules: Vec<String> = statement
-            .query_map([], |r| r.get(0))
-            .map_err(self.sqlite())?
-            .collect::<Result<_, _>>()
-            .map_err(self.sqlite())?;
-        let channels = channels
-            .iter()
-            .map(|c| serde_json::from_str(c))
-            .collect::<Result<_, _>>()
-            .map_err(damaged)?;
-        let rules = rules
-            .iter()
-            .map(|r| serde_json::from_str(r))
-            .collect::<Result<_, _>>()
-            .map_err(damaged)?;
-        Ok((channels, rules))
+        Ok((
+            self.channels()?.into_iter().map(|c| c.def).collect(),
+            self.rules()?.into_iter().map(|r| r.def).collect(),
+        ))
     }
 
     /// Notifications due for an attempt at `now_ms`, oldest first.

@@ -17,9 +17,9 @@ use super::auth::{ApiUser, CsrfForm, PageUser};
 use super::{AppError, AppState};
 use crate::config::{Known, channel_from_json, rule_from_json};
 use crate::notify::{ChannelDef, ChannelKind, RuleDef};
-use crate::store::Store;
 use crate::store::accounts::{Account, Role};
 use crate::store::outbox::{StoredChannel, StoredRule};
+use crate::store::{Store, StoreError};
 
 /// A URL without its path, query or credentials: `https://hooks.example.com/…`.
 pub fn redact_url(url: &str) -> String {
@@ -112,15 +112,11 @@ fn new_channel(value: &Value) -> Result<ChannelDef, String> {
     Ok(def)
 }
 
-/// Validates a rule made in the web interface or API against the store.
-fn new_rule(store: &Store, value: &Value) -> Result<Result<RuleDef, String>, AppError> {
-    let channels: HashSet<String> = store
-        .channels()
-        .map_err(AppError::from)?
-        .into_iter()
-        .map(|c| c.def.name)
-        .collect();
-    let config = store.load().map_err(AppError::from)?.config;
+/// Validates a rule made in the web interface or API against the store;
+/// an invalid rule is a [`StoreError::Conflict`] with the reason.
+fn new_rule(store: &Store, value: &Value) -> Result<RuleDef, StoreError> {
+    let channels: HashSet<String> = store.channels()?.into_iter().map(|c| c.def.name).collect();
+    let config = store.load()?.config;
     let groups = config.groups.iter().map(|g| g.path.clone()).collect();
     let servers = config.servers.iter().map(|s| s.name.clone()).collect();
     let sensors = config
@@ -132,7 +128,7 @@ fn new_rule(store: &Store, value: &Value) -> Result<Result<RuleDef, String>, App
                 .map(move |x| format!("{}/{}", s.name, x.name))
         })
         .collect();
-    Ok(rule_from_json(
+    rule_from_json(
         value,
         &Known {
             channels: &channels,
@@ -140,7 +136,8 @@ fn new_rule(store: &Store, value: &Value) -> Result<Result<RuleDef, String>, App
             servers: &servers,
             sensors: &sensors,
         },
-    ))
+    )
+    .map_err(StoreError::Conflict)
 }
 
 /// `GET /api/channels`.
@@ -194,15 +191,10 @@ pub async fn api_add_rule(
     user.0.require_admin()?;
     let (id, def) = state
         .store(move |store| {
-            let def = match new_rule(store, &value) {
-                Ok(Ok(def)) => def,
-                Ok(Err(message)) => return Ok(Err(message)),
-                Err(error) => return Ok(Err(format!("{error:?}"))),
-            };
-            Ok(Ok((store.add_rule(&def)?, def)))
+            let def = new_rule(store, &value)?;
+            Ok((store.add_rule(&def)?, def))
         })
-        .await?
-        .map_err(AppError::BadRequest)?;
+        .await?;
     let shown = rule_json(&StoredRule {
         id,
         managed: false,
@@ -519,21 +511,18 @@ pub async fn add_rule(
     user.require_admin()?;
     let value = rule_value(&form);
     let added = state
-        .store(move |store| match new_rule(store, &value) {
-            Ok(Ok(def)) => store.add_rule(&def).map(|_| None),
-            Ok(Err(message)) => Ok(Some(message)),
-            Err(error) => Ok(Some(format!("{error:?}"))),
-        })
-        .await?;
+        .store(move |store| store.add_rule(&new_rule(store, &value)?))
+        .await;
     match added {
-        None => Ok(Redirect::to("/notifications").into_response()),
-        Some(error) => {
+        Ok(_) => Ok(Redirect::to("/notifications").into_response()),
+        Err(AppError::BadRequest(error)) => {
             let outcome = Outcome {
                 rule: Some((form, error)),
                 ..Outcome::default()
             };
             render(&state, &user, outcome).await
         }
+        Err(other) => Err(other),
     }
 }
 
