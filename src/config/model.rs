@@ -55,14 +55,22 @@ impl Overrides {
         }
     }
 
-    /// Forgets protocol-check settings that set nothing.
-    pub fn drop_empty_probe(&mut self) {
-        self.probe = self.probe.take().filter(|p| !p.is_empty());
-    }
-
-    /// The protocol-check settings, created empty when there are none.
-    pub fn probe_mut(&mut self) -> &mut super::probe::ProbeOverrides {
-        self.probe.get_or_insert_default()
+    /// Sets the check mode, protocol and TLS chosen in the web interface or
+    /// the API (`None`: inherited), validated like the file; the error names
+    /// the key at fault.
+    pub fn set_check(
+        &mut self,
+        mode: Option<String>,
+        protocol: Option<String>,
+        tls: Option<String>,
+    ) -> Result<(), (&'static str, String)> {
+        let mut probe = self.probe.take().unwrap_or_default();
+        probe.mode = mode;
+        probe.protocol = protocol;
+        probe.tls = tls;
+        let checked = probe.options().map(|_| ());
+        self.probe = Some(probe).filter(|p| !p.is_empty());
+        checked
     }
 }
 

@@ -288,14 +288,9 @@ pub async fn create(
         interval,
         ..crate::config::Overrides::default()
     };
-    let probe = overrides.probe_mut();
-    probe.mode = new.mode;
-    probe.protocol = new.protocol;
-    probe.tls = new.tls;
-    if let Err((field, message)) = probe.options() {
-        return Err(AppError::BadRequest(format!("{field}: {message}")));
-    }
-    overrides.drop_empty_probe();
+    overrides
+        .set_check(new.mode, new.protocol, new.tls)
+        .map_err(|(field, message)| AppError::BadRequest(format!("{field}: {message}")))?;
     let id = state
         .store(move |store| store.add_sensor(&server, &host, port, &name, &overrides))
         .await?;

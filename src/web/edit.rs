@@ -200,14 +200,10 @@ fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)
     .collect();
     let mut overrides = parse_overrides(&fields, &mut errors);
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
-    let probe = overrides.probe_mut();
-    probe.mode = text(&form.mode);
-    probe.protocol = text(&form.protocol);
-    probe.tls = text(&form.tls);
-    if let Err((field, message)) = probe.options() {
-        errors.push((field, message));
+    if let Err(error) = overrides.set_check(text(&form.mode), text(&form.protocol), text(&form.tls))
+    {
+        errors.push(error);
     }
-    overrides.drop_empty_probe();
     match (port, errors.is_empty()) {
         (Some(port), true) => Ok((port, overrides)),
         _ => Err(errors),

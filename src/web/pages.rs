@@ -746,13 +746,9 @@ pub async fn create_sensor(
         ..crate::config::Overrides::default()
     };
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
-    let probe = overrides.probe_mut();
-    probe.mode = text(&form.mode);
-    probe.protocol = text(&form.protocol);
-    if let Err((_, message)) = probe.options() {
+    if let Err((_, message)) = overrides.set_check(text(&form.mode), text(&form.protocol), None) {
         errors.protocol = Some(message);
     }
-    overrides.drop_empty_probe();
     let (Some(host), Some(port), None, None, None, None, None) = (
         host,
         port,
