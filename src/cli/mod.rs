@@ -395,7 +395,7 @@ pub struct ProtoArgs {
 impl ProtoArgs {
     /// The protocol options, `None` for a plain connect check.
     pub fn options(&self) -> Result<Option<crate::probe::proto::ProtoOptions>, String> {
-        use crate::probe::proto::{Mode, ProtoOptions, TlsMode, expect};
+        use crate::probe::proto::{Conflict, Mode, ProtoOptions, STARTTLS_NAMES, TlsMode, expect};
         let mut steps = Vec::new();
         if let Some(send) = &self.send {
             steps.push(expect::Step::Send(
@@ -412,25 +412,11 @@ impl ProtoArgs {
                 expect::regex(text).map_err(|e| format!("--expect-regex: {e}"))?,
             ));
         }
-        if !steps.is_empty() && self.protocol.is_some() {
-            return Err(
-                "--send/--expect define a conversation of their own: drop --protocol, or drop them"
-                    .into(),
-            );
-        }
         let tls = self.tls.map(|t| match t {
             TlsArg::None => TlsMode::None,
             TlsArg::Implicit => TlsMode::Implicit,
             TlsArg::Starttls => TlsMode::Starttls,
         });
-        if let (Some(TlsMode::Starttls), Some((protocol, _))) = (tls, self.protocol)
-            && !protocol.has_starttls()
-        {
-            return Err(format!(
-                "{} has no STARTTLS: use --tls implicit, or a protocol with STARTTLS (smtp, imap, pop3, ftp, ldap, xmpp, postgresql)",
-                protocol.as_str()
-            ));
-        }
         if tls == Some(TlsMode::Starttls)
             && self.protocol.is_none()
             && self.mode == ModeArg::Connect
@@ -466,11 +452,17 @@ impl ProtoArgs {
             steps,
             max_bytes: self.max_bytes,
         };
-        let plain = options.mode == Mode::Connect
-            && options.protocol.is_none()
-            && options.steps.is_empty()
-            && options.tls.is_none();
-        Ok((!plain).then_some(options))
+        match options.conflict() {
+            Some(Conflict::StepsAndProtocol) => Err(
+                "--send/--expect define a conversation of their own: drop --protocol, or drop them"
+                    .into(),
+            ),
+            Some(Conflict::NoStarttls(protocol)) => Err(format!(
+                "{} has no STARTTLS: use --tls implicit, or a protocol with STARTTLS ({STARTTLS_NAMES})",
+                protocol.as_str()
+            )),
+            None => Ok((!options.connect_only()).then_some(options)),
+        }
     }
 }
 

@@ -179,29 +179,22 @@ impl ProbeOverrides {
         if let Some(quit) = &self.quit {
             options.quit = Some(expect::unescape(quit).map_err(|e| ("quit", e))?);
         }
-        if !options.steps.is_empty() && options.protocol.is_some() {
-            return Err((
+        match options.conflict() {
+            Some(proto::Conflict::StepsAndProtocol) => Err((
                 "steps",
                 "steps define a conversation of their own: drop 'protocol', or drop the steps"
                     .into(),
-            ));
-        }
-        if let (Some(TlsMode::Starttls), Some((protocol, _))) = (options.tls, options.protocol)
-            && !protocol.has_starttls()
-        {
-            return Err((
+            )),
+            Some(proto::Conflict::NoStarttls(protocol)) => Err((
                 "tls",
                 format!(
-                    "{} has no STARTTLS: use tls = \"implicit\", or a protocol with STARTTLS (smtp, imap, pop3, ftp, ldap, xmpp, postgresql)",
-                    protocol.as_str()
+                    "{} has no STARTTLS: use tls = \"implicit\", or a protocol with STARTTLS ({})",
+                    protocol.as_str(),
+                    proto::STARTTLS_NAMES
                 ),
-            ));
+            )),
+            None => Ok((!options.connect_only()).then_some(options)),
         }
-        let plain = options.mode == Mode::Connect
-            && options.protocol.is_none()
-            && options.steps.is_empty()
-            && options.tls.is_none();
-        Ok((!plain).then_some(options))
     }
 }
 

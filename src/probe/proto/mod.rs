@@ -292,6 +292,40 @@ impl Default for ProtoOptions {
     }
 }
 
+/// Settings that contradict each other (each front end words it with its
+/// own option names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Send/expect steps and a built-in protocol: two conversations.
+    StepsAndProtocol,
+    /// STARTTLS asked of a protocol that has none.
+    NoStarttls(Protocol),
+}
+
+/// The protocols with a STARTTLS upgrade, for messages.
+pub const STARTTLS_NAMES: &str = "smtp, imap, pop3, ftp, ldap, xmpp, postgresql";
+
+impl ProtoOptions {
+    /// The first contradiction in these options, if any.
+    pub fn conflict(&self) -> Option<Conflict> {
+        match (self.protocol, self.tls) {
+            (Some(_), _) if !self.steps.is_empty() => Some(Conflict::StepsAndProtocol),
+            (Some((protocol, _)), Some(TlsMode::Starttls)) if !protocol.has_starttls() => {
+                Some(Conflict::NoStarttls(protocol))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether nothing beyond the plain connect check is asked for.
+    pub fn connect_only(&self) -> bool {
+        self.mode == Mode::Connect
+            && self.protocol.is_none()
+            && self.steps.is_empty()
+            && self.tls.is_none()
+    }
+}
+
 /// The protocol and TLS mode a check will use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
