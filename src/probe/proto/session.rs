@@ -27,6 +27,18 @@ pub enum Frame<T> {
     Bad(String),
 }
 
+impl<T> Frame<T> {
+    /// Goes on with a whole answer and the bytes it used; `Need` and `Bad`
+    /// pass through.
+    pub fn and_then<U>(self, next: impl FnOnce(T, usize) -> Frame<U>) -> Frame<U> {
+        match self {
+            Frame::Got(value, used) => next(value, used),
+            Frame::Need => Frame::Need,
+            Frame::Bad(message) => Frame::Bad(message),
+        }
+    }
+}
+
 /// Why a conversation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fail {
@@ -184,10 +196,7 @@ impl Session {
     }
 
     fn stream(&mut self) -> Result<&mut Stream, Fail> {
-        self.stream.as_mut().ok_or_else(|| Fail {
-            reason: Reason::LocalError,
-            message: "the connection was handed over and not returned".into(),
-        })
+        self.stream.as_mut().ok_or_else(handed_over)
     }
 
     /// Sends bytes before the deadline.
@@ -219,12 +228,21 @@ impl Session {
                 show(&self.buf, SHOWN)
             )));
         }
+        // Read straight into the buffer's tail: no allocation per read.
         let room = (self.max_bytes - self.received).min(16 * 1024);
-        let mut chunk = vec![0u8; room];
-        let deadline = self.deadline;
+        let start = self.buf.len();
         let timeout = self.timeout;
-        let stream = self.stream()?;
-        let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await;
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(handed_over());
+        };
+        self.buf.resize(start + room, 0);
+        let read =
+            tokio::time::timeout_at(self.deadline, stream.read(&mut self.buf[start..])).await;
+        let got = match &read {
+            Ok(Ok(n)) => *n,
+            _ => 0,
+        };
+        self.buf.truncate(start + got);
         match read {
             Ok(Ok(0)) => Err(Fail {
                 reason: Reason::ClosedByPeer,
@@ -242,7 +260,6 @@ impl Session {
                     self.first_byte = Some(self.opened.elapsed());
                 }
                 self.received += n;
-                self.buf.extend_from_slice(&chunk[..n]);
                 Ok(())
             }
             Ok(Err(error)) => Err(io_fail(
@@ -318,6 +335,14 @@ impl Session {
         if let Ok(stream) = self.stream() {
             let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
         }
+    }
+}
+
+/// The connection is with the TLS handshake (a bug if ever seen).
+fn handed_over() -> Fail {
+    Fail {
+        reason: Reason::LocalError,
+        message: "the connection was handed over and not returned".into(),
     }
 }
 

@@ -137,22 +137,18 @@ pub async fn nntp(session: &mut Session, _: &Ctx<'_>) -> Result<Details, Fail> {
 
 /// A POP3 status line: `+OK …` or `-ERR …`.
 pub fn parse_pop3(bytes: &[u8]) -> Frame<Result<String, String>> {
-    match parse_line(bytes) {
-        Frame::Got(line, n) => {
-            if let Some(rest) = line.strip_prefix("+OK") {
-                Frame::Got(Ok(rest.trim().to_owned()), n)
-            } else if let Some(rest) = line.strip_prefix("-ERR") {
-                Frame::Got(Err(rest.trim().to_owned()), n)
-            } else {
-                Frame::Bad(format!(
-                    "expected '+OK', got '{}'",
-                    show(line.as_bytes(), SHOWN)
-                ))
-            }
+    parse_line(bytes).and_then(|line, n| {
+        if let Some(rest) = line.strip_prefix("+OK") {
+            Frame::Got(Ok(rest.trim().to_owned()), n)
+        } else if let Some(rest) = line.strip_prefix("-ERR") {
+            Frame::Got(Err(rest.trim().to_owned()), n)
+        } else {
+            Frame::Bad(format!(
+                "expected '+OK', got '{}'",
+                show(line.as_bytes(), SHOWN)
+            ))
         }
-        Frame::Need => Frame::Need,
-        Frame::Bad(m) => Frame::Bad(m),
-    }
+    })
 }
 
 async fn pop3_ok(session: &mut Session, what: &str) -> Result<String, Fail> {
@@ -176,20 +172,17 @@ pub async fn pop3(session: &mut Session, ctx: &Ctx<'_>) -> Result<Details, Fail>
 
 /// An IMAP greeting: `* OK …` or `* PREAUTH …`.
 pub fn parse_imap_greeting(bytes: &[u8]) -> Frame<String> {
-    match parse_line(bytes) {
-        Frame::Got(line, n) => {
-            let upper = line.to_ascii_uppercase();
-            if upper.starts_with("* OK") || upper.starts_with("* PREAUTH") {
-                Frame::Got(line, n)
-            } else {
-                Frame::Bad(format!(
-                    "expected '* OK', got '{}'",
-                    show(line.as_bytes(), SHOWN)
-                ))
-            }
+    parse_line(bytes).and_then(|line, n| {
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("* OK") || upper.starts_with("* PREAUTH") {
+            Frame::Got(line, n)
+        } else {
+            Frame::Bad(format!(
+                "expected '* OK', got '{}'",
+                show(line.as_bytes(), SHOWN)
+            ))
         }
-        other => other,
-    }
+    })
 }
 
 /// The tagged answer to an IMAP command `tag`, skipping untagged lines.
@@ -324,28 +317,14 @@ pub async fn telnet(session: &mut Session, _: &Ctx<'_>) -> Result<Details, Fail>
 
 /// A Redis simple reply: `+text` or `-error`.
 pub fn parse_redis(bytes: &[u8]) -> Frame<Result<String, String>> {
-    match parse_line(bytes) {
-        Frame::Got(line, n) => match line.as_bytes().first() {
-            Some(b'+') => Frame::Got(Ok(line[1..].to_owned()), n),
-            Some(b'-') => Frame::Got(Err(line[1..].to_owned()), n),
-            _ => Frame::Bad(format!(
-                "expected '+PONG', got '{}'",
-                show(line.as_bytes(), SHOWN)
-            )),
-        },
-        other => other.map_never(),
-    }
-}
-
-impl<T> Frame<T> {
-    /// A `Need` or `Bad` of another type (never called on `Got`).
-    fn map_never<U>(self) -> Frame<U> {
-        match self {
-            Frame::Need => Frame::Need,
-            Frame::Bad(m) => Frame::Bad(m),
-            Frame::Got(..) => Frame::Bad("unreachable".into()),
-        }
-    }
+    parse_line(bytes).and_then(|line, n| match line.as_bytes().first() {
+        Some(b'+') => Frame::Got(Ok(line[1..].to_owned()), n),
+        Some(b'-') => Frame::Got(Err(line[1..].to_owned()), n),
+        _ => Frame::Bad(format!(
+            "expected '+PONG', got '{}'",
+            show(line.as_bytes(), SHOWN)
+        )),
+    })
 }
 
 /// Redis: `PING` answered `+PONG`; an authentication error also proves a
@@ -382,16 +361,13 @@ pub async fn redis(session: &mut Session, _: &Ctx<'_>) -> Result<Details, Fail> 
 
 /// memcached: `version` answered `VERSION x.y.z`.
 pub fn parse_memcached(bytes: &[u8]) -> Frame<String> {
-    match parse_line(bytes) {
-        Frame::Got(line, n) => match line.strip_prefix("VERSION ") {
-            Some(version) => Frame::Got(version.trim().to_owned(), n),
-            None => Frame::Bad(format!(
-                "expected 'VERSION', got '{}'",
-                show(line.as_bytes(), SHOWN)
-            )),
-        },
-        other => other,
-    }
+    parse_line(bytes).and_then(|line, n| match line.strip_prefix("VERSION ") {
+        Some(version) => Frame::Got(version.trim().to_owned(), n),
+        None => Frame::Bad(format!(
+            "expected 'VERSION', got '{}'",
+            show(line.as_bytes(), SHOWN)
+        )),
+    })
 }
 
 /// memcached: the server's version.
