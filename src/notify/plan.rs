@@ -110,6 +110,21 @@ struct Moment<'a> {
     since_ms: i64,
 }
 
+/// A channel's flapping limit: notifications per sensor, and the window in
+/// milliseconds.
+fn limit_of(channels: &HashMap<String, ChannelOptions>, channel: &str) -> (u32, i64) {
+    let defaults = ChannelOptions::default();
+    let options = channels.get(channel).unwrap_or(&defaults);
+    (
+        options.rate_limit,
+        (options.rate_window_s.max(1) as i64).saturating_mul(1000),
+    )
+}
+
+/// A follow-up without its due time: sensor, outage start, channel,
+/// repeat or escalation, period.
+type FollowUpKey = (i64, i64, String, bool, i64);
+
 /// A scheduled escalation or repeat.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct FollowUp {
@@ -122,7 +137,7 @@ struct FollowUp {
 }
 
 impl FollowUp {
-    fn key(&self) -> (i64, i64, String, bool, i64) {
+    fn key(&self) -> FollowUpKey {
         (
             self.sensor,
             self.since_ms,
@@ -141,9 +156,9 @@ pub struct Planner {
     public_url: Option<String>,
     limits: HashMap<(String, i64), Limit>,
     followups: BinaryHeap<Reverse<FollowUp>>,
-    scheduled: HashSet<(i64, i64, String, bool, i64)>,
+    scheduled: HashSet<FollowUpKey>,
     /// Escalations sent for the current outages (sent once each).
-    fired: HashSet<(i64, i64, String, bool, i64)>,
+    fired: HashSet<FollowUpKey>,
 }
 
 impl Planner {
@@ -222,14 +237,6 @@ impl Planner {
         }
     }
 
-    fn limit_of(&self, channel: &str) -> (u32, i64) {
-        let options = self.channels.get(channel).cloned().unwrap_or_default();
-        (
-            options.rate_limit,
-            (options.rate_window_s.max(1) as i64).saturating_mul(1000),
-        )
-    }
-
     /// The notifications a committed-to-be state change causes, one per
     /// channel whose rules match, within each channel's flapping limit.
     /// A change to DOWN also schedules the escalations and repeats.
@@ -258,7 +265,7 @@ impl Planner {
         channels.dedup();
         let mut out = Vec::new();
         for channel in channels {
-            let (limit, window_ms) = self.limit_of(&channel);
+            let (limit, window_ms) = limit_of(&self.channels, &channel);
             let admit = self
                 .limits
                 .entry((channel.clone(), id))
@@ -426,23 +433,18 @@ impl Planner {
                 self.fired.insert(key);
             }
         }
+        let channels = &self.channels;
         let mut released = Vec::new();
-        let keys: Vec<(String, i64)> = self.limits.keys().cloned().collect();
-        for key in keys {
-            let (limit, window_ms) = self.limit_of(&key.0);
-            let Some(entry) = self.limits.get_mut(&key) else {
-                continue;
-            };
+        self.limits.retain(|(channel, id), entry| {
+            let (limit, window_ms) = limit_of(channels, channel);
             if let Some(held) = entry.release(now_ms, limit, window_ms) {
-                released.push((key.clone(), held));
-            } else {
-                entry.prune(now_ms, window_ms);
-                if entry.idle() {
-                    self.limits.remove(&key);
-                }
+                released.push((channel.clone(), *id, held));
+                return true;
             }
-        }
-        for ((channel, id), held) in released {
+            entry.prune(now_ms, window_ms);
+            !entry.idle()
+        });
+        for (channel, id, held) in released {
             let Some(now) = current(id) else { continue };
             let mut payload = self.payload(
                 Kind::Summary,
