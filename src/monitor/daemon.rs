@@ -107,9 +107,6 @@ struct Sensor {
     manual: bool,
     /// The last check's message, for escalations and repeats.
     message: String,
-    /// A DOWN whose notifications are held until the dependency has been
-    /// re-checked.
-    held: bool,
     /// Bumped when the schedule changes, so stale queue entries are skipped.
     epoch: u64,
 }
@@ -141,6 +138,9 @@ struct Monitor {
     checks: JoinSet<()>,
     announcer: Announcer,
     planner: Planner,
+    /// Sensors whose DOWN notifications are held until their dependency
+    /// has been re-checked (usually none).
+    held: HashSet<i64>,
     generation: i64,
     missed_logged: Instant,
 }
@@ -197,6 +197,7 @@ pub async fn run_notifying(
         done: done_sender,
         checks: JoinSet::new(),
         planner,
+        held: HashSet::new(),
         announcer: Announcer::start(notified),
         generation: -1,
         missed_logged: Instant::now(),
@@ -358,7 +359,6 @@ impl Monitor {
                             running: false,
                             manual,
                             message: String::new(),
-                            held: false,
                             epoch: 0,
                         },
                     );
@@ -366,6 +366,7 @@ impl Monitor {
             }
         }
         self.sensors.retain(|id, _| seen.contains(id));
+        self.held.retain(|id| seen.contains(id));
         // Only the paths that something depends on need looking up by name.
         self.ids = ids
             .into_iter()
@@ -606,7 +607,11 @@ impl Monitor {
                 .copied()
                 .filter(|_| change.to == State::Down && !notify.is_empty());
             let hold_until_ms = dependency.map(|_| sensor.since_ms + HOLD_MS);
-            sensor.held = dependency.is_some();
+            if dependency.is_some() {
+                self.held.insert(id);
+            } else {
+                self.held.remove(&id);
+            }
             recheck_dependency = dependency;
             self.announcer.announce(
                 &self.writer,
@@ -649,6 +654,9 @@ impl Monitor {
     /// dependency is still up after its latest check. (Dependants it took
     /// down with it were paused, and their held notifications cancelled.)
     fn settle_dependants(&mut self, id: i64) {
+        if self.held.is_empty() {
+            return;
+        }
         let Some(dependants) = self.dependants.get(&id) else {
             return;
         };
@@ -661,9 +669,7 @@ impl Monitor {
         }
         let at_ms = self.now_ms();
         for dependant in dependants {
-            if let Some(sensor) = self.sensors.get_mut(dependant)
-                && std::mem::take(&mut sensor.held)
-            {
+            if self.held.remove(dependant) {
                 self.announcer
                     .settled(self.writer.settle(*dependant, at_ms, None));
             }
@@ -775,7 +781,7 @@ impl Monitor {
             return false;
         };
         sensor.since_ms = now.as_millisecond();
-        if std::mem::take(&mut sensor.held) && matches!(change.to, State::Paused(_)) {
+        if self.held.remove(&id) && matches!(change.to, State::Paused(_)) {
             // Its dependency went down: only the dependency alerts.
             let why = match (&change.to, &sensor.spec.depends_on) {
                 (State::Paused(state::PauseCause::Dependency), Some(dependency)) => {
