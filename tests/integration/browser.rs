@@ -101,6 +101,11 @@ async fn wait_text(client: &Client, url: &str, id: &str, want: &str) {
     }
 }
 
+/// Clicks the element `locator` finds.
+async fn click(client: &Client, locator: Locator<'_>) {
+    client.find(locator).await.unwrap().click().await.unwrap();
+}
+
 /// Types `value` into each named input of the page.
 async fn fill(client: &Client, fields: &[(&str, &str)]) {
     for (field, value) in fields {
@@ -182,13 +187,7 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
         .send_keys("browser-test-password")
         .await
         .unwrap();
-    client
-        .find(Locator::Css("form[action='/login'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("form[action='/login'] button")).await;
     client
         .wait()
         .for_element(Locator::Css("form.filter"))
@@ -210,13 +209,7 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
         ],
     )
     .await;
-    client
-        .find(Locator::Css("form.edit button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("form.edit button")).await;
     client
         .wait()
         .for_element(Locator::Id("state"))
@@ -258,13 +251,7 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
     );
 
     // Pause it.
-    client
-        .find(Locator::Id("pause"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Id("pause")).await;
     wait_text(&client, &sensor_url, "state", "paused(manual)").await;
 
     // A form post without the CSRF token is refused.
@@ -285,34 +272,18 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
     // test button reports the exact delivery error in one line.
     let (_closed_hook, hook) = closed_port("127.0.0.1");
     client.goto(&format!("{base}/notifications")).await.unwrap();
-    let within = |form: &'static str, field: &'static str| {
-        Locator::Css(Box::leak(
-            format!("#{form} input[name={field}]").into_boxed_str(),
-        ))
-    };
-    for (field, value) in [
-        ("name", "ops-chat".to_owned()),
-        (
-            "webhook",
-            format!("http://127.0.0.1:{}/hook/s3cr3t", hook.port()),
-        ),
-        ("preset", "slack".to_owned()),
-    ] {
-        client
-            .find(within("channel-form", field))
-            .await
-            .unwrap()
-            .send_keys(&value)
-            .await
-            .unwrap();
-    }
-    client
-        .find(Locator::Css("#channel-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // The field names are unique on the page: `fill` finds each one.
+    let webhook = format!("http://127.0.0.1:{}/hook/s3cr3t", hook.port());
+    fill(
+        &client,
+        &[
+            ("name", "ops-chat"),
+            ("webhook", &webhook),
+            ("preset", "slack"),
+        ],
+    )
+    .await;
+    click(&client, Locator::Css("#channel-form button")).await;
     client
         .wait()
         .for_element(Locator::Css("form[action$='/test'] button"))
@@ -329,22 +300,8 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
         channels.contains("ops-chat") && !channels.contains("s3cr3t"),
         "the URL's path is not shown: {channels}"
     );
-    for (field, value) in [("channel", "ops-chat"), ("on", "down, up")] {
-        client
-            .find(within("rule-form", field))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
-    }
-    client
-        .find(Locator::Css("#rule-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&client, &[("channel", "ops-chat"), ("on", "down, up")]).await;
+    click(&client, Locator::Css("#rule-form button")).await;
     client
         .wait()
         .for_element(Locator::XPath(
@@ -352,13 +309,7 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
         ))
         .await
         .unwrap();
-    client
-        .find(Locator::Css("form[action$='/test'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("form[action$='/test'] button")).await;
     let notice = client
         .wait()
         .for_element(Locator::Id("notice"))
@@ -384,13 +335,7 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
         ],
     )
     .await;
-    client
-        .find(Locator::Css("form.edit button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("form.edit button")).await;
     client
         .wait()
         .for_element(Locator::Css("a[href='/status/public']"))

@@ -29,8 +29,13 @@ enum Behaviour {
     Https(Arc<tokio_rustls::rustls::ServerConfig>),
 }
 
-/// Starts a server on 127.0.0.1 in its own thread; returns its port.
-fn serve(behaviour: Behaviour) -> u16 {
+/// Serves every connection to a new listener on 127.0.0.1 with `handle`,
+/// in a thread of its own; returns the port.
+fn listen<F, Fut>(handle: F) -> u16
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -42,52 +47,60 @@ fn serve(behaviour: Behaviour) -> u16 {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let behaviour = behaviour.clone();
-                tokio::spawn(async move {
-                    match behaviour {
-                        Behaviour::Silent => {
-                            tokio::time::sleep(Duration::from_secs(60)).await;
-                        }
-                        Behaviour::Garbage => {
-                            let mut buf = [0u8; 64];
-                            let _ = stream.read(&mut buf).await;
-                            let _ = stream.write_all(b"\x00\x01\x02garbage\r\n").await;
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                        Behaviour::Reset => {
-                            let std = stream.into_std().unwrap();
-                            socket2::SockRef::from(&std)
-                                .set_linger(Some(Duration::ZERO))
-                                .unwrap();
-                            drop(std);
-                        }
-                        Behaviour::Close => drop(stream),
-                        Behaviour::SlowSsh(delay) => {
-                            tokio::time::sleep(delay).await;
-                            let _ = stream.write_all(b"SSH-2.0-slow_1.0\r\n").await;
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                        Behaviour::Https(config) => {
-                            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                            let Ok(mut tls) = acceptor.accept(stream).await else {
-                                return;
-                            };
-                            let mut buf = [0u8; 1024];
-                            let _ = tls.read(&mut buf).await;
-                            let _ = tls
-                                .write_all(b"HTTP/1.1 200 OK\r\nServer: test-tls\r\nContent-Length: 0\r\n\r\n")
-                                .await;
-                            let _ = tls.shutdown().await;
-                        }
-                    }
-                });
+                if let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(handle(stream));
+                }
             }
         });
     });
     port
+}
+
+/// Starts a server on 127.0.0.1 in its own thread; returns its port.
+fn serve(behaviour: Behaviour) -> u16 {
+    listen(move |mut stream| {
+        let behaviour = behaviour.clone();
+        async move {
+            match behaviour {
+                Behaviour::Silent => {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Behaviour::Garbage => {
+                    let mut buf = [0u8; 64];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream.write_all(b"\x00\x01\x02garbage\r\n").await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Behaviour::Reset => {
+                    let std = stream.into_std().unwrap();
+                    socket2::SockRef::from(&std)
+                        .set_linger(Some(Duration::ZERO))
+                        .unwrap();
+                    drop(std);
+                }
+                Behaviour::Close => drop(stream),
+                Behaviour::SlowSsh(delay) => {
+                    tokio::time::sleep(delay).await;
+                    let _ = stream.write_all(b"SSH-2.0-slow_1.0\r\n").await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Behaviour::Https(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nServer: test-tls\r\nContent-Length: 0\r\n\r\n",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            }
+        }
+    })
 }
 
 /// Runs `portwatch check --format json` with `args`; the exit code and the
@@ -454,61 +467,45 @@ fn scripted(
     answers: Vec<Vec<u8>>,
     tls_after: Option<(usize, Arc<tokio_rustls::rustls::ServerConfig>)>,
 ) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    listen(move |mut stream| {
+        let (answers, tls_after) = (answers.clone(), tls_after.clone());
+        async move {
+            let mut buf = vec![0u8; 4096];
+            if !greeting.is_empty() {
+                let _ = stream.write_all(greeting).await;
+            }
+            let mut answers = answers.into_iter();
+            let mut sent = 0;
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (answers, tls_after) = (answers.clone(), tls_after.clone());
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    if !greeting.is_empty() {
-                        let _ = stream.write_all(greeting).await;
-                    }
-                    let mut answers = answers.into_iter();
-                    let mut sent = 0;
-                    loop {
-                        if let Some((after, config)) = &tls_after
-                            && sent == *after
-                        {
-                            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
-                            let Ok(mut tls) = acceptor.accept(stream).await else {
-                                return;
-                            };
-                            for answer in answers.by_ref() {
-                                match tls.read(&mut buf).await {
-                                    Ok(0) | Err(_) => return,
-                                    Ok(_) => {}
-                                }
-                                let _ = tls.write_all(&answer).await;
-                            }
-                            let _ = tls.read(&mut buf).await;
-                            return;
-                        }
-                        match stream.read(&mut buf).await {
+                if let Some((after, config)) = &tls_after
+                    && sent == *after
+                {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    for answer in answers.by_ref() {
+                        match tls.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
                             Ok(_) => {}
                         }
-                        let Some(answer) = answers.next() else {
-                            return;
-                        };
-                        let _ = stream.write_all(&answer).await;
-                        sent += 1;
+                        let _ = tls.write_all(&answer).await;
                     }
-                });
+                    let _ = tls.read(&mut buf).await;
+                    return;
+                }
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let Some(answer) = answers.next() else {
+                    return;
+                };
+                let _ = stream.write_all(&answer).await;
+                sent += 1;
             }
-        });
-    });
-    port
+        }
+    })
 }
 
 #[test]

@@ -335,6 +335,9 @@ impl Drop for TempDir {
     }
 }
 
+/// A calendar date: year, month, day.
+pub type Date = (i32, u8, u8);
+
 /// A CA and leaf certificates for the TLS tests.
 pub struct Pki {
     dir: TempDir,
@@ -362,9 +365,14 @@ impl Pki {
         self.dir.path.join("ca.pem").display().to_string()
     }
 
-    /// A leaf certificate for `names`, valid for a year, written as PEM
-    /// files (readable by daemons that drop privileges); their paths.
-    pub fn leaf_files(&self, names: &[&str]) -> (String, String) {
+    /// A leaf certificate for `names` (the first is also the subject's
+    /// common name), signed by the CA, valid in `[from, until]` or, without
+    /// them, in rcgen's default span (1975 to 4096).
+    fn leaf(
+        &self,
+        names: &[&str],
+        validity: Option<(Date, Date)>,
+    ) -> (rcgen::Certificate, rcgen::KeyPair) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -372,7 +380,17 @@ impl Pki {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, names[0]);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        if let Some((from, until)) = validity {
+            params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+            params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+        }
+        (params.signed_by(&key, &self.issuer).unwrap(), key)
+    }
+
+    /// A leaf certificate for `names` written as PEM files (readable by
+    /// daemons that drop privileges); their paths.
+    pub fn leaf_files(&self, names: &[&str]) -> (String, String) {
+        let (cert, key) = self.leaf(names, None);
         let (cert_path, key_path) = (
             self.dir.path.join("leaf.pem"),
             self.dir.path.join("leaf.key"),
@@ -389,20 +407,11 @@ impl Pki {
     pub fn server(
         &self,
         names: &[&str],
-        from: (i32, u8, u8),
-        until: (i32, u8, u8),
+        from: Date,
+        until: Date,
     ) -> Arc<tokio_rustls::rustls::ServerConfig> {
         use tokio_rustls::rustls;
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, names[0]);
-        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
-        params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert, key) = self.leaf(names, Some((from, until)));
         let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),

@@ -74,6 +74,17 @@ fn post_form(path: &str, cookie: Option<&str>, form: &str) -> Request<Body> {
     request.body(Body::from(form.to_owned())).unwrap()
 }
 
+/// A JSON API request with a bearer token.
+fn api(token: &str, method: &str, path: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
 /// Signs in and returns the session cookie and the page's CSRF token.
 async fn sign_in(state: &AppState, name: &str, password: &str) -> (String, String) {
     let (status, headers, _) = send(
@@ -543,15 +554,7 @@ async fn the_api_adds_and_removes_sensors() {
         .unwrap()
         .create_token("ci", Role::Admin)
         .unwrap();
-    let json = |method: &str, path: &str, body: &str| {
-        Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_owned()))
-            .unwrap()
-    };
+    let json = |method: &str, path: &str, body: &str| api(&token, method, path, body);
     let (status, _, body) = send(
         &state,
         json(
@@ -801,15 +804,7 @@ async fn the_api_covers_groups_servers_windows_and_status_pages() {
         .unwrap()
         .create_token("ops", Role::Admin)
         .unwrap();
-    let call = |method: &str, path: &str, body: &str| {
-        Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_owned()))
-            .unwrap()
-    };
+    let call = |method: &str, path: &str, body: &str| api(&token, method, path, body);
     let cases: &[(&str, &str, &str, StatusCode)] = &[
         (
             "POST",
@@ -974,15 +969,7 @@ async fn channels_and_rules_are_edited_through_the_api_and_pages_without_showing
             store.create_token("ro", Role::Read).unwrap(),
         )
     };
-    let json = |token: &str, method: &str, path: &str, body: &str| {
-        Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_owned()))
-            .unwrap()
-    };
+    let json = api;
     let hook = r#"{"name":"chat","webhook":"https://hooks.slack.com/services/T0/B0/s3cr3t","preset":"slack","template":"{summary} <{link}>","rate_limit":3}"#;
     let (status, _, body) = send(&state, json(&read, "POST", "/api/channels", hook)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
