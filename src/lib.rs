@@ -71,4 +71,5 @@ pub mod notify;
 pub mod probe;
 pub mod report;
 pub mod store;
+pub mod text;
 pub mod web;

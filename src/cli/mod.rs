@@ -199,6 +199,11 @@ pub struct ServeArgs {
     /// token), only token holders, or anyone.
     #[arg(long, value_enum, default_value_t = crate::web::MetricsAccess::Loopback)]
     pub metrics_access: crate::web::MetricsAccess,
+    /// A reverse proxy whose X-Forwarded-For and Forwarded headers are
+    /// believed (an address or block, e.g. 127.0.0.1/32; repeat for more).
+    /// Without it every client is the address that connected.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<crate::web::Cidr>,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,
@@ -576,6 +581,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Err(error) => return usage_error(&error),
     };
     init_logging(matches!(cli.command, Command::Serve(_)));
+    // The store holds password hashes and webhook secrets: every file this
+    // process creates (the database, its -wal and -shm) is for its owner
+    // only.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let outcome = match cli.command {
         Command::Completions { shell } => {
             let mut command = Cli::command();

@@ -27,10 +27,22 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     // First, before any thread starts, so that every thread inherits the
     // blocked signals.
     let signals = Signals::start()?;
+    // Descriptors: the soft limit raised to the hard one, a share kept for
+    // the web's connections, 128 for the store, resolver and deliveries,
+    // and the rest for checks, so no client load can starve them.
     let fd_limit = crate::probe::scan::raise_fd_limit();
-    let max_checks = (args.max_checks as usize).min(fd_limit.saturating_sub(256).max(16) as usize);
+    let web_limits = crate::web::WebLimits::for_fd_limit(fd_limit);
+    let max_checks = (args.max_checks as usize).min(
+        fd_limit
+            .saturating_sub(web_limits.max_connections as u64 + 128)
+            .max(16) as usize,
+    );
     let db = args.db.db.clone();
     let existed = db.exists();
+    let _lock = Store::lock_monitor(&db)?;
+    for file in crate::store::readable_by_others(&db) {
+        tracing::warn!(file = %file.display(), "the store is readable by other users (it holds password hashes and webhook secrets): chmod 600 it");
+    }
     let mut store = Store::open(&db)?;
     let applied = match &args.config {
         Some(file) => Some(apply(&mut store, file)?),
@@ -61,7 +73,9 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let web_state =
         crate::web::AppState::new(db.clone(), Some(stats.clone()), Some(written.clone()))
             .with_metrics_access(args.metrics_access)
-            .with_delivery_stats(delivery_stats.clone());
+            .with_delivery_stats(delivery_stats.clone())
+            .with_trusted_proxies(args.trusted_proxies.clone())
+            .with_public_url(args.public_url.clone());
     let outcome = runtime.block_on(async {
         let listener = if args.no_web {
             None
@@ -86,14 +100,12 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         let handler = tokio::spawn(handle_signals(signals, stop, config, db_for_hup, notify));
         let web = listener.map(|listener| {
             let mut stopped = stopped.clone();
-            let app = crate::web::app(web_state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let app = crate::web::app(web_state);
             tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 };
-                if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                    tracing::error!(%error, "the web server stopped");
-                }
+                crate::web::serve(listener, app, web_limits, shutdown).await;
             })
         });
         let mut monitor_stopped = stopped.clone();

@@ -534,16 +534,24 @@ fn channel_def(
                 })?),
                 None => None,
             };
-            if preset == Some(crate::notify::Preset::Pagerduty) && channel.token_env.is_none() {
+            if preset == Some(crate::notify::Preset::Pagerduty)
+                && channel.token_env.is_none()
+                && channel.token.is_none()
+            {
                 return Err(locate.error(
                     url.span(),
-                    "the pagerduty preset needs token_env: the variable holding the routing key",
+                    "the pagerduty preset needs token_env (the variable holding the routing key) or token",
                 ));
             }
             ChannelKind::Webhook {
                 url: text.to_owned(),
                 token_env: channel.token_env.as_ref().map(|t| t.get_ref().clone()),
+                token: channel.token.as_ref().map(|t| t.get_ref().clone()),
                 preset,
+                follow_redirects: channel
+                    .follow_redirects
+                    .as_ref()
+                    .is_some_and(|f| *f.get_ref()),
             }
         } else if let Some(command) = &channel.command {
             if command.get_ref().is_empty() {
@@ -622,6 +630,7 @@ fn channel_def(
                 username: channel.username.as_ref().map(|u| u.get_ref().clone()),
                 password_env: channel.password_env.as_ref().map(|p| p.get_ref().clone()),
                 password_file: channel.password_file.as_ref().map(|p| p.get_ref().clone()),
+                password: channel.password.as_ref().map(|p| p.get_ref().clone()),
             }
         };
         let options = channel_options(locate, channel)?;
@@ -772,9 +781,23 @@ fn table_from_json<T: serde::de::DeserializeOwned>(
 }
 
 /// A channel given as JSON (the same keys as `[[channel]]`), validated like
-/// the file's.
+/// the file's. It comes from the web interface or API, whose admins do not
+/// administer the monitor's host: it may not name an environment variable
+/// or a file of that host (`token_env`, `password_env`, `password_file`),
+/// only carry its secret itself (`token`, `password`).
 pub fn channel_from_json(value: &serde_json::Value) -> Result<crate::notify::ChannelDef, String> {
     let (text, raw): (String, raw::Channel) = table_from_json(value)?;
+    for (key, given, instead) in [
+        ("token_env", raw.token_env.is_some(), "token"),
+        ("password_env", raw.password_env.is_some(), "password"),
+        ("password_file", raw.password_file.is_some(), "password"),
+    ] {
+        if given {
+            return Err(format!(
+                "{key} names an environment variable or file of the monitor's host, which only portwatch.toml may do: give the secret itself in '{instead}' (it is stored and never shown again)"
+            ));
+        }
+    }
     let locate = Locator {
         file: "channel",
         text: &text,

@@ -161,6 +161,13 @@ pub struct Channel {
     /// The environment variable holding a bearer token for the webhook.
     #[serde(default)]
     pub token_env: Option<Spanned<String>>,
+    /// The webhook's bearer token itself (the web interface and API store
+    /// it; in a file, prefer token_env).
+    #[serde(default)]
+    pub token: Option<Spanned<String>>,
+    /// Follow the webhook's HTTP redirects (default false).
+    #[serde(default)]
+    pub follow_redirects: Option<Spanned<bool>>,
     /// A program and its arguments, run with the event in its environment
     /// and as JSON on stdin.
     #[serde(default)]
@@ -192,6 +199,10 @@ pub struct Channel {
     /// A file holding the SMTP password.
     #[serde(default)]
     pub password_file: Option<Spanned<String>>,
+    /// The SMTP password itself (the web interface and API store it; in a
+    /// file, prefer password_env or password_file).
+    #[serde(default)]
+    pub password: Option<Spanned<String>>,
     /// The message template, e.g. "{sensor} is {STATE}: {message}".
     #[serde(default)]
     pub template: Option<Spanned<String>>,

@@ -1,61 +1,164 @@
 //! Sending one notification through one channel. Every failure comes back
 //! as one line that says what went wrong (connection, HTTP status and body,
-//! exit status), for the outbox and for `portwatch notify test`.
+//! exit status), for the outbox and for `portwatch notify test`, and says
+//! whether trying again can help.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use super::{ChannelDef, ChannelKind, Payload};
 
+/// A delivery that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// One line: what went wrong.
+    pub message: String,
+    /// Trying again cannot help (the request cannot be built, or the
+    /// receiver rejected its content): the notification is marked failed
+    /// instead of being retried forever.
+    pub permanent: bool,
+}
+
+impl Failure {
+    fn retry(message: impl Into<String>) -> Failure {
+        Failure {
+            message: crate::text::header_safe(&message.into(), 300),
+            permanent: false,
+        }
+    }
+
+    fn permanent(message: impl Into<String>) -> Failure {
+        Failure {
+            message: crate::text::header_safe(&message.into(), 300),
+            permanent: true,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The HTTP clients of the webhooks: one that never follows redirects (the
+/// default) and one for channels with `follow_redirects = true`. Cloning is
+/// shallow.
+#[derive(Clone)]
+pub struct Http {
+    direct: reqwest::Client,
+    following: reqwest::Client,
+}
+
+impl Http {
+    /// Both clients, with portwatch's user agent.
+    pub fn new() -> Http {
+        let builder = || {
+            reqwest::Client::builder().user_agent(concat!("portwatch/", env!("CARGO_PKG_VERSION")))
+        };
+        Http {
+            direct: builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client with default settings"),
+            following: builder()
+                .redirect(reqwest::redirect::Policy::limited(5))
+                .build()
+                .expect("an HTTP client with default settings"),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
+/// HTTP statuses that say the receiver will never take this request as it
+/// is: bad request, gone, too large, unsupported type, unprocessable.
+fn rejects_content(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 410 | 413 | 415 | 422)
+}
+
 /// Sends `payload` through `channel`, within the channel's timeout.
-pub async fn deliver(
-    channel: &ChannelDef,
-    payload: &Payload,
-    client: &reqwest::Client,
-) -> Result<(), String> {
+pub async fn deliver(channel: &ChannelDef, payload: &Payload, http: &Http) -> Result<(), Failure> {
     let timeout = channel.options.timeout();
     match &channel.kind {
         ChannelKind::Webhook {
             url,
             token_env,
+            token,
             preset,
+            follow_redirects,
         } => {
-            let token = match token_env {
-                Some(variable) => Some(std::env::var(variable).map_err(|_| {
-                    format!("the environment variable {variable} (the webhook's token) is not set")
+            let token = match (token, token_env) {
+                (Some(token), _) => Some(token.clone()),
+                (None, Some(variable)) => Some(std::env::var(variable).map_err(|_| {
+                    Failure::retry(format!(
+                        "the environment variable {variable} (the webhook's token) is not set"
+                    ))
                 })?),
-                None => None,
+                (None, None) => None,
             };
-            let (content_type, body) = super::webhook_body(*preset, payload, token.as_deref());
+            let (content_type, body) =
+                super::webhook_body(*preset, payload, token.as_deref(), &channel.options);
+            let client = if *follow_redirects {
+                &http.following
+            } else {
+                &http.direct
+            };
             let mut request = client
                 .post(url)
                 .timeout(timeout)
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body);
             if *preset == Some(super::Preset::Ntfy) {
-                request = request.header("Title", payload.title.as_str()).header(
-                    "Priority",
-                    if payload.to == "down" {
-                        "high"
-                    } else {
-                        "default"
-                    },
-                );
+                request = request
+                    .header("Title", crate::text::header_safe(&payload.title, 250))
+                    .header(
+                        "Priority",
+                        if payload.to == "down" {
+                            "high"
+                        } else {
+                            "default"
+                        },
+                    );
             }
             if let Some(token) = token.filter(|_| *preset != Some(super::Preset::Pagerduty)) {
                 request = request.bearer_auth(token);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|error| describe(&error, timeout))?;
+            let response = request.send().await.map_err(|error| {
+                let message = describe(&error, timeout);
+                if error.is_builder() {
+                    Failure::permanent(message)
+                } else {
+                    Failure::retry(message)
+                }
+            })?;
             let status = response.status();
             if status.is_success() {
                 return Ok(());
             }
+            if status.is_redirection() {
+                let to = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(super::redact_url)
+                    .unwrap_or_default();
+                return Err(Failure::retry(format!(
+                    "HTTP {status}: the receiver redirects to {to}; redirects are not followed unless the channel sets follow_redirects = true"
+                )));
+            }
             let body = response.text().await.unwrap_or_default();
             let body: String = body.chars().take(200).collect();
-            Err(format!("HTTP {status}: {}", body.trim()))
+            let message = format!("HTTP {status}: {}", body.trim());
+            Err(if rejects_content(status) {
+                Failure::permanent(message)
+            } else {
+                Failure::retry(message)
+            })
         }
         ChannelKind::Email {
             host,
@@ -66,16 +169,22 @@ pub async fn deliver(
             username,
             password_env,
             password_file,
+            password,
         } => {
+            let password = match password {
+                Some(password) => Some(password.clone()),
+                None => smtp_password(password_env.as_deref(), password_file.as_deref())
+                    .map_err(Failure::retry)?,
+            };
             send_mail(
                 host,
                 *port,
                 *security,
                 from,
                 to,
-                username.as_deref(),
-                password_env.as_deref(),
-                password_file.as_deref(),
+                username
+                    .as_deref()
+                    .map(|user| (user, password.unwrap_or_default())),
                 payload,
                 timeout,
             )
@@ -85,7 +194,8 @@ pub async fn deliver(
             let (argv, payload) = (argv.clone(), payload.clone());
             tokio::task::spawn_blocking(move || run_command(&argv, &payload, timeout))
                 .await
-                .map_err(|e| format!("the command runner failed: {e}"))?
+                .map_err(|e| Failure::retry(format!("the command runner failed: {e}")))?
+                .map_err(Failure::retry)
         }
     }
 }
@@ -143,26 +253,27 @@ async fn send_mail(
     security: super::Security,
     from: &str,
     to: &[String],
-    username: Option<&str>,
-    password_env: Option<&str>,
-    password_file: Option<&str>,
+    credentials: Option<(&str, String)>,
     payload: &Payload,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     use lettre::message::{Mailbox, MultiPart};
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
     let from: Mailbox = from
         .parse()
-        .map_err(|e| format!("the sender '{from}' is not an address: {e}"))?;
-    let mut message = Message::builder()
-        .from(from)
-        .subject(format!("[portwatch] {}", payload.title));
+        .map_err(|e| Failure::permanent(format!("the sender '{from}' is not an address: {e}")))?;
+    let mut message = Message::builder().from(from).subject(format!(
+        "[portwatch] {}",
+        crate::text::header_safe(&payload.title, 250)
+    ));
     for recipient in to {
-        message = message.to(recipient
-            .parse()
-            .map_err(|e| format!("the recipient '{recipient}' is not an address: {e}"))?);
+        message = message.to(recipient.parse().map_err(|e| {
+            Failure::permanent(format!(
+                "the recipient '{recipient}' is not an address: {e}"
+            ))
+        })?);
     }
     let rows = mail_rows(payload);
     let mut plain = format!("{}\n\n", payload.text);
@@ -184,21 +295,19 @@ async fn send_mail(
     }
     let message = message
         .multipart(MultiPart::alternative_plain_html(plain, html))
-        .map_err(|e| format!("cannot build the mail: {e}"))?;
+        .map_err(|e| Failure::permanent(format!("cannot build the mail: {e}")))?;
     let builder = match security {
         super::Security::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-            .map_err(|e| format!("{host}: {e}"))?,
-        super::Security::Tls => {
-            AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| format!("{host}: {e}"))?
-        }
+            .map_err(|e| Failure::retry(format!("{host}: {e}")))?,
+        super::Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+            .map_err(|e| Failure::retry(format!("{host}: {e}")))?,
         super::Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
     };
     let mut builder = builder.timeout(Some(timeout));
     if let Some(port) = port {
         builder = builder.port(port);
     }
-    if let Some(user) = username {
-        let password = smtp_password(password_env, password_file)?.unwrap_or_default();
+    if let Some((user, password)) = credentials {
         builder = builder.credentials(Credentials::new(user.to_owned(), password));
     }
     builder
@@ -213,7 +322,13 @@ async fn send_mail(
                 text = format!("{text}: {cause}");
                 source = cause.source();
             }
-            text
+            // 5xx replies to the mail itself (a refused recipient) never
+            // change on a retry; connection trouble may.
+            if e.is_permanent() {
+                Failure::permanent(text)
+            } else {
+                Failure::retry(text)
+            }
         })
 }
 
@@ -226,7 +341,16 @@ fn run_command(argv: &[String], payload: &Payload, timeout: Duration) -> Result<
         return Err("the command is empty".into());
     };
     let json = serde_json::to_vec(payload).expect("a payload serialises");
-    let mut child = std::process::Command::new(program)
+    // A cleared environment: the daemon's own (an admin password, tokens
+    // for other channels) is not the command's business.
+    let mut command = std::process::Command::new(program);
+    command.env_clear();
+    for kept in ["PATH", "LANG", "LC_ALL", "TZ", "HOME"] {
+        if let Some(value) = std::env::var_os(kept) {
+            command.env(kept, value);
+        }
+    }
+    let mut child = command
         .args(args)
         .env("PORTWATCH_SENSOR", &payload.sensor)
         .env("PORTWATCH_SERVER", &payload.server)

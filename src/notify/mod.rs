@@ -32,8 +32,16 @@ pub enum ChannelKind {
     Webhook {
         /// The URL.
         url: String,
-        /// The environment variable holding the token.
+        /// The environment variable holding the token (portwatch.toml only).
         token_env: Option<String>,
+        /// The token itself, as entered in the web interface or API; stored,
+        /// used for this channel only, and never shown again.
+        #[serde(default)]
+        token: Option<String>,
+        /// Follow HTTP redirects (off by default: a 307 would carry the
+        /// body, and the token, to wherever the receiver points).
+        #[serde(default)]
+        follow_redirects: bool,
         /// The body format of a chat or paging service, or the generic JSON.
         #[serde(default)]
         preset: Option<Preset>,
@@ -52,10 +60,15 @@ pub enum ChannelKind {
         to: Vec<String>,
         /// The SMTP user name, if the server wants one.
         username: Option<String>,
-        /// The environment variable holding the password.
+        /// The environment variable holding the password (portwatch.toml
+        /// only).
         password_env: Option<String>,
-        /// A file holding the password (first line).
+        /// A file holding the password, first line (portwatch.toml only).
         password_file: Option<String>,
+        /// The password itself, as entered in the web interface or API;
+        /// stored, used for this channel only, and never shown again.
+        #[serde(default)]
+        password: Option<String>,
     },
     /// A local program, given the event in `PORTWATCH_*` environment
     /// variables and as JSON on stdin.
@@ -110,17 +123,66 @@ pub enum Security {
     None,
 }
 
+/// A URL without its path, query or credentials: `https://hooks.example.com/…`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let more = rest.len() > authority.len() || authority.contains('@');
+    format!("{scheme}://{host}{}", if more { "/…" } else { "" })
+}
+
+/// Escapes text that came from monitored servers or users for a chat
+/// service's markup, so a banner such as `<!channel>` or `@everyone` or a
+/// disguised link arrives as the characters it is.
+pub fn escape_for(preset: Option<Preset>, text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match (preset, c) {
+            (Some(Preset::Slack), '&') => out.push_str("&amp;"),
+            (Some(Preset::Slack), '<') => out.push_str("&lt;"),
+            (Some(Preset::Slack), '>') => out.push_str("&gt;"),
+            (Some(Preset::Teams), '&') => out.push_str("&amp;"),
+            (Some(Preset::Teams), '<') => out.push_str("&lt;"),
+            (Some(Preset::Teams), '>') => out.push_str("&gt;"),
+            (
+                Some(Preset::Discord | Preset::Teams),
+                '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '<' | '#' | '[' | ']' | '(' | ')' | '@'
+                | '-' | '!',
+            ) => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// A webhook body: content type and bytes, shaped for `preset`. PagerDuty
-/// takes its routing key in the body, so the token goes there.
+/// takes its routing key in the body, so the token goes there. The chat
+/// presets get their text rendered again with every field escaped for
+/// their markup; the template's own text keeps its formatting.
 pub fn webhook_body(
     preset: Option<Preset>,
     payload: &Payload,
     token: Option<&str>,
+    options: &ChannelOptions,
 ) -> (&'static str, Vec<u8>) {
     let json = |value: serde_json::Value| {
         (
             "application/json",
             serde_json::to_vec(&value).expect("json serialises"),
+        )
+    };
+    let chat_text = || {
+        template::render_with(
+            options
+                .template
+                .as_deref()
+                .unwrap_or(template::default_text(payload.kind)),
+            payload,
+            &|value| escape_for(preset, value),
         )
     };
     let severe = payload.to == "down";
@@ -129,8 +191,11 @@ pub fn webhook_body(
             "application/json",
             serde_json::to_vec(payload).expect("a payload serialises"),
         ),
-        Some(Preset::Slack | Preset::Teams) => json(serde_json::json!({ "text": payload.text })),
-        Some(Preset::Discord) => json(serde_json::json!({ "content": payload.text })),
+        Some(Preset::Slack | Preset::Teams) => json(serde_json::json!({ "text": chat_text() })),
+        Some(Preset::Discord) => json(serde_json::json!({
+            "content": chat_text(),
+            "allowed_mentions": { "parse": [] },
+        })),
         Some(Preset::Ntfy) => (
             "text/plain; charset=utf-8",
             payload.text.clone().into_bytes(),
@@ -506,7 +571,12 @@ mod tests {
     #[test]
     fn presets_shape_the_body() {
         let body = |preset, to| {
-            let (kind, bytes) = webhook_body(Some(preset), &payload(to), Some("routing-key"));
+            let (kind, bytes) = webhook_body(
+                Some(preset),
+                &payload(to),
+                Some("routing-key"),
+                &ChannelOptions::default(),
+            );
             (kind, String::from_utf8(bytes).unwrap())
         };
         assert_eq!(
@@ -545,8 +615,10 @@ mod tests {
         let gotify: serde_json::Value =
             serde_json::from_str(&body(Preset::Gotify, "down").1).unwrap();
         assert_eq!(gotify["priority"], 8);
-        let generic: Payload =
-            serde_json::from_slice(&webhook_body(None, &payload("down"), None).1).unwrap();
+        let generic: Payload = serde_json::from_slice(
+            &webhook_body(None, &payload("down"), None, &ChannelOptions::default()).1,
+        )
+        .unwrap();
         assert_eq!(generic, payload("down"));
     }
 

@@ -80,6 +80,13 @@ pub fn validate(template: &str) -> Result<(), String> {
 /// Fills a template. An invalid one (validated templates never are) is
 /// returned as it is, so a message still goes out.
 pub fn render(template: &str, payload: &Payload) -> String {
+    render_with(template, payload, &|value| value.to_owned())
+}
+
+/// Fills a template, passing every field's value through `escape` (a chat
+/// service's markup escaping) after removing control and bidi-override
+/// characters, which may come from a monitored server's reply.
+pub fn render_with(template: &str, payload: &Payload, escape: &dyn Fn(&str) -> String) -> String {
     let Ok(pieces) = pieces(template) else {
         return template.to_owned();
     };
@@ -87,7 +94,9 @@ pub fn render(template: &str, payload: &Payload) -> String {
     for piece in pieces {
         match piece {
             Piece::Text(text) => out.push_str(text),
-            Piece::Field(name) => out.push_str(&field(name, payload)),
+            Piece::Field(name) => {
+                out.push_str(&escape(&crate::text::printable(&field(name, payload))))
+            }
         }
     }
     out

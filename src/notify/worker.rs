@@ -3,10 +3,11 @@
 //! exponential backoff until it succeeds, so a receiver that is down during
 //! an outage gets its alerts once it is back, even across restarts.
 //!
-//! Channels are delivered to side by side, each in outbox order: a channel
-//! whose receiver hangs holds up only itself, for at most its timeout.
+//! Channels are delivered to independently, each in outbox order, by a task
+//! of its own: a channel whose receiver hangs holds up only itself, and
+//! every other channel's attempts are recorded as they end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{ChannelDef, backoff, deliver::deliver};
+use super::deliver::{Failure, Http, deliver};
+use super::{ChannelDef, backoff};
 use crate::store::outbox::Pending;
 use crate::store::{Store, StoreError};
 
@@ -27,56 +29,139 @@ pub struct DeliveryStats {
     pub failed_attempts: AtomicU64,
 }
 
-/// One attempt's outcome, to record.
-struct Attempt {
-    id: i64,
-    at_ms: i64,
-    outcome: Result<(), String>,
-    retry_ms: i64,
-}
-
-/// Runs until `stop` is notified: delivers whatever is due, then waits for
-/// `wake` (new notifications) or the next retry, at most a second.
+/// Runs until `stop` is notified: starts a delivery task for every channel
+/// with something due and no task running, then waits for `wake` (new
+/// notifications), a task finishing, or a second. Each channel's task
+/// delivers that channel's notifications in order and records each attempt
+/// as soon as it ends, so a hanging receiver delays nothing but itself.
 pub async fn run(db: PathBuf, wake: Arc<Notify>, stop: Arc<Notify>, stats: Arc<DeliveryStats>) {
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("portwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("an HTTP client with default settings");
+    let http = Http::new();
     let mut store: Option<Store> = None;
+    let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
+        while let Some(done) = tasks.try_join_next_with_id() {
+            finished(&mut running, done);
+        }
         let now_ms = jiff::Timestamp::now().as_millisecond();
+        let busy: Vec<String> = running.values().cloned().collect();
         let (taken, due) = on_store(store.take(), db.clone(), move |s| {
-            Ok((s.due_notifications(now_ms, 200)?, s.notifications()?.0))
+            Ok((
+                s.due_notifications_except(now_ms, 200, &busy)?,
+                s.notifications()?.0,
+            ))
         })
         .await;
         store = taken;
         match due {
-            Ok((due, channels)) if !due.is_empty() => {
-                let attempts = deliver_all(due, &channels, &client, &stats).await;
-                let (taken, recorded) = on_store(store.take(), db.clone(), move |s| {
-                    for attempt in attempts {
-                        match attempt.outcome {
-                            Ok(()) => s.delivered(attempt.id, attempt.at_ms)?,
-                            Err(error) => {
-                                s.delivery_failed(attempt.id, &error, attempt.retry_ms)?
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-                .await;
-                store = taken;
-                if let Err(error) = recorded {
-                    tracing::error!(%error, "cannot record delivery attempts; they may be repeated");
+            Ok((due, channels)) => {
+                for (name, queue) in by_channel(due) {
+                    let channel = channels.iter().find(|c| c.name == name).cloned();
+                    let task = deliver_channel(
+                        db.clone(),
+                        name.clone(),
+                        channel,
+                        queue,
+                        http.clone(),
+                        stats.clone(),
+                    );
+                    running.insert(tasks.spawn(task).id(), name);
                 }
             }
-            Ok(_) => {}
             Err(error) => tracing::error!(%error, "cannot read the outbox; retrying"),
         }
         tokio::select! {
-            () = stop.notified() => return,
+            () = stop.notified() => break,
             () = wake.notified() => {}
+            Some(done) = tasks.join_next_with_id() => finished(&mut running, done),
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    // Attempts under way end within their channel's timeout and are
+    // recorded before the worker returns.
+    while tasks.join_next().await.is_some() {}
+}
+
+fn finished(
+    running: &mut HashMap<tokio::task::Id, String>,
+    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+) {
+    let id = match done {
+        Ok((id, ())) => id,
+        Err(error) => {
+            tracing::error!(%error, "a delivery task failed");
+            error.id()
+        }
+    };
+    running.remove(&id);
+}
+
+fn by_channel(due: Vec<Pending>) -> BTreeMap<String, Vec<Pending>> {
+    let mut by_channel: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+    for pending in due {
+        by_channel
+            .entry(pending.channel.clone())
+            .or_default()
+            .push(pending);
+    }
+    by_channel
+}
+
+/// Delivers one channel's due notifications in order, recording each
+/// attempt when it ends. A failure that a retry may mend stops the round
+/// (the receiver is likely down); one that cannot be mended is recorded as
+/// failed and the next notification goes on.
+async fn deliver_channel(
+    db: PathBuf,
+    name: String,
+    channel: Option<ChannelDef>,
+    queue: Vec<Pending>,
+    http: Http,
+    stats: Arc<DeliveryStats>,
+) {
+    let mut store: Option<Store> = None;
+    for pending in queue {
+        let outcome = match &channel {
+            Some(channel) => deliver(channel, &pending.payload, &http).await,
+            None => Err(Failure {
+                message: format!("the channel '{name}' no longer exists"),
+                permanent: true,
+            }),
+        };
+        let at_ms = jiff::Timestamp::now().as_millisecond();
+        let (sensor, to) = (&pending.payload.sensor, &pending.payload.to);
+        let kind = pending.payload.kind.as_str();
+        let retry_ms = at_ms + backoff(pending.attempts).as_millis() as i64;
+        let stop = match &outcome {
+            Ok(()) => {
+                stats.delivered.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(channel = %name, %sensor, %to, kind, "notification delivered");
+                false
+            }
+            Err(failure) if failure.permanent => {
+                stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(channel = %name, %sensor, %to, kind, error = %failure, "notification failed for good; it will not be retried");
+                false
+            }
+            Err(failure) => {
+                stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(channel = %name, %sensor, %to, attempt = pending.attempts + 1, error = %failure, "notification not delivered; it will be retried");
+                true
+            }
+        };
+        let id = pending.id;
+        let (taken, recorded) = on_store(store.take(), db.clone(), move |s| match outcome {
+            Ok(()) => s.delivered(id, at_ms),
+            Err(failure) if failure.permanent => s.delivery_abandoned(id, &failure.message, at_ms),
+            Err(failure) => s.delivery_failed(id, &failure.message, retry_ms),
+        })
+        .await;
+        store = taken;
+        if let Err(error) = recorded {
+            tracing::error!(%error, "cannot record a delivery attempt; it may be repeated");
+        }
+        if stop {
+            break;
         }
     }
 }
@@ -112,67 +197,4 @@ async fn on_store<T: Send + 'static>(
             )),
         ),
     }
-}
-
-/// Delivers every due notification: channels in parallel, each channel's
-/// in order.
-async fn deliver_all(
-    due: Vec<Pending>,
-    channels: &[ChannelDef],
-    client: &reqwest::Client,
-    stats: &Arc<DeliveryStats>,
-) -> Vec<Attempt> {
-    let mut by_channel: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
-    for pending in due {
-        by_channel
-            .entry(pending.channel.clone())
-            .or_default()
-            .push(pending);
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for (name, queue) in by_channel {
-        let channel = channels.iter().find(|c| c.name == name).cloned();
-        let (client, stats) = (client.clone(), stats.clone());
-        tasks.spawn(async move {
-            let mut attempts = Vec::new();
-            for pending in queue {
-                let outcome = match &channel {
-                    Some(channel) => deliver(channel, &pending.payload, &client).await,
-                    None => Err(format!("the channel '{name}' no longer exists")),
-                };
-                let at_ms = jiff::Timestamp::now().as_millisecond();
-                let (sensor, to) = (&pending.payload.sensor, &pending.payload.to);
-                match &outcome {
-                    Ok(()) => {
-                        stats.delivered.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(channel = %name, %sensor, %to, kind = pending.payload.kind.as_str(), "notification delivered");
-                    }
-                    Err(error) => {
-                        stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(channel = %name, %sensor, %to, attempt = pending.attempts + 1, %error, "notification not delivered; it will be retried");
-                    }
-                }
-                let failed = outcome.is_err();
-                attempts.push(Attempt {
-                    id: pending.id,
-                    at_ms,
-                    outcome,
-                    retry_ms: at_ms + backoff(pending.attempts).as_millis() as i64,
-                });
-                // The receiver is likely down: the channel's other
-                // notifications are tried on the next round.
-                if failed {
-                    break;
-                }
-            }
-            attempts
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(attempts) = done {
-            all.extend(attempts);
-        }
-    }
-    all
 }

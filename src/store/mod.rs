@@ -73,6 +73,37 @@ pub enum StoreError {
     /// Stored data that does not parse.
     #[error("store {0}: damaged row: {1}")]
     Damaged(PathBuf, String),
+    /// Another process holds the store's monitor lock.
+    #[error("another portwatch serve{} is already monitoring the store {}: stop it first, or give another --db", .1.map(|pid| format!(" (pid {pid})")).unwrap_or_default(), .0.display())]
+    Locked(PathBuf, Option<u32>),
+    /// A command that only reads was pointed at a store that does not exist.
+    #[error("no store at {}: start the monitor with portwatch serve, or give --db", .0.display())]
+    Missing(PathBuf),
+}
+
+/// The monitor lock of a store, held while it lives.
+pub struct MonitorLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+/// The lock file of the store at `path`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Whether users other than the owner may read the store's files; the
+/// paths that they may read.
+pub fn readable_by_others(path: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+        .filter(|file| std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o077 != 0))
+        .collect()
 }
 
 /// A connection to the store.
@@ -185,6 +216,46 @@ impl Store {
             conn,
             path: path.to_owned(),
         })
+    }
+
+    /// Opens the store at `path` only if it exists: the commands that work
+    /// on a store (`status`, `report`, `pause`, …) never create an empty one
+    /// at a mistyped path.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        Store::open(path)
+    }
+
+    /// Takes the store's monitor lock: a lock file beside it (`PATH.lock`,
+    /// holding the owner's pid), locked with `flock`. One `serve` per store;
+    /// the lock ends with the process, also after `kill -9`. Commands that
+    /// only read or edit the store do not take it.
+    pub fn lock_monitor(path: &Path) -> Result<MonitorLock, StoreError> {
+        use std::io::{Read, Seek, Write};
+        let lock_path = lock_path(path);
+        let io = |e: std::io::Error| StoreError::Damaged(lock_path.clone(), e.to_string());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io)?;
+        let mut locked =
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(locked) => locked,
+                Err((mut file, _)) => {
+                    let mut pid = String::new();
+                    let _ = file.read_to_string(&mut pid);
+                    return Err(StoreError::Locked(path.to_owned(), pid.trim().parse().ok()));
+                }
+            };
+        locked.set_len(0).map_err(io)?;
+        locked.rewind().map_err(io)?;
+        writeln!(locked, "{}", std::process::id()).map_err(io)?;
+        Ok(MonitorLock(locked))
     }
 
     fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {

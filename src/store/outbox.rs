@@ -41,6 +41,8 @@ pub struct OutboxRow {
     pub held: bool,
     /// When it was cancelled (its dependency turned out to be down).
     pub cancelled_ms: Option<i64>,
+    /// When it failed for good (an error that no retry can mend).
+    pub failed_ms: Option<i64>,
     /// Attempts so far (failed ones, plus the delivering one).
     pub attempts: u32,
     /// When it was delivered.
@@ -86,12 +88,24 @@ impl Store {
 
     /// Notifications due for an attempt at `now_ms`, oldest first.
     pub fn due_notifications(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        self.due_notifications_except(now_ms, limit, &[])
+    }
+
+    /// Notifications due for an attempt at `now_ms`, oldest first, leaving
+    /// out the channels in `busy` (their deliveries are under way).
+    pub fn due_notifications_except(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        busy: &[String],
+    ) -> Result<Vec<Pending>, StoreError> {
+        let busy = serde_json::to_string(busy).expect("names serialise");
         let mut statement = self
             .conn
-            .prepare("SELECT id, channel, payload, attempts FROM outbox WHERE delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= ?1 ORDER BY id LIMIT ?2")
+            .prepare("SELECT id, channel, payload, attempts FROM outbox WHERE delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= ?1 AND channel NOT IN (SELECT value FROM json_each(?3)) ORDER BY id LIMIT ?2")
             .map_err(self.sqlite())?;
         let rows = statement
-            .query_map(params![now_ms, limit as i64], |r| {
+            .query_map(params![now_ms, limit as i64, busy], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
@@ -123,6 +137,15 @@ impl Store {
         Ok(())
     }
 
+    /// Records an attempt that failed for good: the notification leaves the
+    /// queue (it is never retried) and keeps the reason.
+    pub fn delivery_abandoned(&self, id: i64, error: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?2, failed_ms = ?3, cancelled_ms = ?3 WHERE id = ?1", params![id, error, now_ms])
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
     /// Records a failed attempt and when to try again.
     pub fn delivery_failed(&self, id: i64, error: &str, next_ms: i64) -> Result<(), StoreError> {
         self.conn
@@ -135,7 +158,7 @@ impl Store {
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         let mut statement = self
             .conn
-            .prepare("SELECT id, channel, payload, attempts, delivered_ms, last_error, created_ms, held, cancelled_ms FROM outbox ORDER BY id DESC LIMIT ?1")
+            .prepare("SELECT id, channel, payload, attempts, delivered_ms, last_error, created_ms, held, cancelled_ms, failed_ms FROM outbox ORDER BY id DESC LIMIT ?1")
             .map_err(self.sqlite())?;
         let rows = statement
             .query_map([limit as i64], |r| {
@@ -149,6 +172,7 @@ impl Store {
                     r.get::<_, i64>(6)?,
                     r.get::<_, bool>(7)?,
                     r.get::<_, Option<i64>>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
                 ))
             })
             .map_err(self.sqlite())?;
@@ -164,6 +188,7 @@ impl Store {
                 created_ms,
                 held,
                 cancelled_ms,
+                failed_ms,
             ) = row.map_err(self.sqlite())?;
             let payload: Payload = serde_json::from_str(&payload)
                 .map_err(|e| StoreError::Damaged(self.path.clone(), e.to_string()))?;
@@ -177,6 +202,7 @@ impl Store {
                 created_ms,
                 held,
                 cancelled_ms,
+                failed_ms,
                 attempts,
                 delivered_ms,
                 last_error,

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 5;
+pub const CURRENT_VERSION: i64 = 6;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -178,6 +178,16 @@ const MIGRATIONS: &[&str] = &[
     // 4 → 5: the last protocol check's phases, details and certificate.
     "
     ALTER TABLE sensor_status ADD COLUMN last_details TEXT;
+    ",
+    // 5 → 6: notifications that failed for good (never retried), disabled
+    // users, and unique API token names (older duplicates get their id
+    // appended, so `access revoke NAME` names one token).
+    "
+    ALTER TABLE outbox ADD COLUMN failed_ms INTEGER;
+    ALTER TABLE users ADD COLUMN disabled_ms INTEGER;
+    UPDATE api_tokens SET name = name || '-' || id
+        WHERE id NOT IN (SELECT min(id) FROM api_tokens GROUP BY name);
+    CREATE UNIQUE INDEX api_tokens_name ON api_tokens (name);
     ",
 ];
 

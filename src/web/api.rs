@@ -313,11 +313,20 @@ pub async fn delete(
 }
 
 /// `GET /api/notifications`: the latest notifications with their delivery
-/// state (attempts, last error, when delivered). Never the channel secrets.
+/// state (attempts, last error, when delivered). Never the channel secrets;
+/// the last error (which may quote a receiver's reply) only for admins.
 pub async fn notifications(
     State(state): State<AppState>,
-    _: ApiUser,
+    user: ApiUser,
 ) -> Result<Response, AppError> {
-    let rows = state.store(|store| store.outbox(200)).await?;
+    let mut rows = state.store(|store| store.outbox(200)).await?;
+    if user.0.require_admin().is_err() {
+        for row in &mut rows {
+            row.last_error = row
+                .last_error
+                .as_ref()
+                .map(|_| "(shown to admins only)".to_owned());
+        }
+    }
     Ok(Json(rows).into_response())
 }

@@ -1,9 +1,6 @@
 //! Sign-in: sessions in an HttpOnly, SameSite=Strict cookie, bearer API
 //! tokens, CSRF tokens on forms, and a limit on failed sign-ins.
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
-
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -12,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::{AppError, AppState};
 use crate::store::accounts::{Account, Role, random_token};
 use crate::store::{Store, StoreError};
+use std::net::{IpAddr, SocketAddr};
 
 /// A form whose only field is the CSRF token (pause, resume, delete, sign
 /// out).
@@ -25,8 +23,9 @@ pub struct CsrfForm {
 /// The session cookie.
 pub const COOKIE: &str = "pw_session";
 
-/// Failed sign-ins allowed per address per minute.
-const MAX_FAILURES: u32 = 5;
+/// The cookie that ties the sign-in form to the browser that loaded it
+/// (a CSRF token before there is a session).
+pub const LOGIN_COOKIE: &str = "pw_login";
 
 /// Creates the `admin` user on first start, with `PORTWATCH_ADMIN_PASSWORD`
 /// or a generated password; returns the password when it was generated, so
@@ -43,7 +42,7 @@ pub fn ensure_admin(store: &Store) -> Result<Option<String>, StoreError> {
     Ok(generated.then_some(password))
 }
 
-fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
+pub(super) fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
     parts
         .headers
         .get_all(header::COOKIE)
@@ -63,14 +62,28 @@ fn bearer(parts: &Parts) -> Option<String> {
 /// The signed-in account of a request, from its session cookie or bearer
 /// token.
 pub async fn account(parts: &Parts, state: &AppState) -> Result<Option<Account>, AppError> {
+    Ok(signed_in(parts, state).await?.map(|(account, _)| account))
+}
+
+/// The account and whether it came from the session cookie (rather than a
+/// bearer token, which a browser never sends by itself).
+async fn signed_in(parts: &Parts, state: &AppState) -> Result<Option<(Account, bool)>, AppError> {
     if let Some(token) = bearer(parts) {
-        return state.store(move |store| store.token(&token)).await;
+        let account = state.store(move |store| store.token(&token)).await?;
+        return Ok(account.map(|a| (a, false)));
     }
     match cookie_value(parts, COOKIE) {
-        Some(token) => state.store(move |store| store.session(&token)).await,
+        Some(token) => {
+            let account = state.store(move |store| store.session(&token)).await?;
+            Ok(account.map(|a| (a, true)))
+        }
         None => Ok(None),
     }
 }
+
+/// The header that carries the CSRF token on API calls made with the
+/// session cookie.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// A page visitor who must be signed in; others are sent to /login.
 pub struct PageUser(pub Account);
@@ -90,7 +103,10 @@ impl FromRequestParts<AppState> for PageUser {
     }
 }
 
-/// An API caller who must be signed in (session or bearer token).
+/// An API caller who must be signed in (session or bearer token). A call
+/// that changes something with the session cookie must also carry the
+/// session's CSRF token in the `X-CSRF-Token` header: a page on another
+/// origin can make the browser send the cookie, but not that header.
 pub struct ApiUser(pub Account);
 
 impl FromRequestParts<AppState> for ApiUser {
@@ -100,10 +116,18 @@ impl FromRequestParts<AppState> for ApiUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        account(parts, state)
+        let (account, by_cookie) = signed_in(parts, state)
             .await?
-            .map(ApiUser)
-            .ok_or(AppError::Unauthorized)
+            .ok_or(AppError::Unauthorized)?;
+        if by_cookie && !parts.method.is_safe() {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            account.check_csrf(sent)?;
+        }
+        Ok(ApiUser(account))
     }
 }
 
@@ -118,15 +142,7 @@ impl Account {
 
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check_csrf(&self, sent: &str) -> Result<(), AppError> {
-        let expected = self.csrf.as_bytes();
-        let same = !expected.is_empty()
-            && expected.len() == sent.len()
-            && expected
-                .iter()
-                .zip(sent.as_bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
+        if crate::store::accounts::same_secret(&self.csrf, sent) {
             Ok(())
         } else {
             Err(AppError::Forbidden(
@@ -136,32 +152,193 @@ impl Account {
     }
 }
 
-/// The client's address, when the server knows it.
-pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
-    parts
+/// The client's address: the peer's, or, when the peer is a trusted
+/// reverse proxy (`--trusted-proxy`), the nearest untrusted address in
+/// `X-Forwarded-For` or `Forwarded`.
+pub fn client_ip(parts: &Parts, trusted: &[Cidr]) -> Option<IpAddr> {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
+        .map(|info| info.0.ip())?;
+    if !trusted.iter().any(|net| net.contains(peer)) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = forwarded_for(&parts.headers);
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.iter().any(|net| net.contains(*ip)))
+            .unwrap_or(peer),
+    )
 }
 
-impl AppState {
-    /// Refuses a sign-in from an address with too many recent failures.
-    pub fn login_allowed(&self, ip: Option<IpAddr>) -> Result<(), AppError> {
-        let Some(ip) = ip else { return Ok(()) };
-        let mut failures = self.failed_logins.lock().expect("login lock");
-        failures.retain(|_, (_, since)| since.elapsed() < Duration::from_secs(60));
-        match failures.get(&ip) {
-            Some((count, _)) if *count >= MAX_FAILURES => Err(AppError::TooMany),
-            _ => Ok(()),
+/// The addresses a request passed through, nearest last, from
+/// `X-Forwarded-For` or, without it, `Forwarded: for=`.
+fn forwarded_for(headers: &axum::http::HeaderMap) -> Vec<IpAddr> {
+    let values = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let xff = values("x-forwarded-for");
+    let items: Vec<String> = if xff.is_empty() {
+        values("forwarded")
+            .iter()
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    key.eq_ignore_ascii_case("for")
+                        .then(|| value.trim_matches('"').to_owned())
+                })
+            })
+            .collect()
+    } else {
+        xff
+    };
+    items
+        .iter()
+        .filter_map(|item| parse_forwarded_address(item))
+        .collect()
+}
+
+/// `192.0.2.1`, `192.0.2.1:443`, `[2001:db8::1]:443` or `2001:db8::1`.
+fn parse_forwarded_address(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse() {
+        return Some(ip);
+    }
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    text.strip_prefix('[')?.split(']').next()?.parse().ok()
+}
+
+/// An address block, as `--trusted-proxy` takes it: `127.0.0.1/32`,
+/// `10.0.0.0/8`, `::1` (a single address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside the block.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
         }
     }
+}
 
-    /// Counts a failed sign-in.
-    pub fn login_failed(&self, ip: Option<IpAddr>) {
-        if let Some(ip) = ip {
-            let mut failures = self.failed_logins.lock().expect("login lock");
-            let entry = failures.entry(ip).or_insert((0, Instant::now()));
-            entry.0 += 1;
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Cidr, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.trim().parse().map_err(|_| {
+            format!("'{text}' is not an address block: write e.g. 127.0.0.1/32 or 10.0.0.0/8")
+        })?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{text}': the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { network, prefix })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(peer: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut request = axum::http::Request::get("/");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        parts
+            .extensions
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        parts
+    }
+
+    #[test]
+    fn forwarded_headers_are_believed_only_from_a_trusted_proxy() {
+        let trusted: Vec<Cidr> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let xff = [("x-forwarded-for", "203.0.113.9, 10.1.2.3")];
+        // From the proxy: the nearest untrusted hop is the client.
+        assert_eq!(
+            client_ip(&parts("127.0.0.1:5000", &xff), &trusted),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        // From anyone else, the header is a lie and ignored.
+        assert_eq!(
+            client_ip(&parts("198.51.100.4:5000", &xff), &trusted),
+            Some("198.51.100.4".parse().unwrap())
+        );
+        // Without --trusted-proxy nothing is believed.
+        assert_eq!(
+            client_ip(&parts("127.0.0.1:5000", &xff), &[]),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        // A client cannot hide behind a spoofed leftmost entry.
+        let spoof = [("x-forwarded-for", "127.0.0.1, 203.0.113.9")];
+        assert_eq!(
+            client_ip(&parts("127.0.0.1:5000", &spoof), &trusted),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        let forwarded = [("forwarded", "for=\"[2001:db8::5]:4711\";proto=https")];
+        assert_eq!(
+            client_ip(&parts("127.0.0.1:5000", &forwarded), &trusted),
+            Some("2001:db8::5".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn address_blocks_parse_and_match() {
+        let net: Cidr = "192.0.2.0/24".parse().unwrap();
+        assert!(net.contains("192.0.2.200".parse().unwrap()));
+        assert!(!net.contains("192.0.3.1".parse().unwrap()));
+        assert!(net.contains("::ffff:192.0.2.1".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        let any: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("203.0.113.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("proxy".parse::<Cidr>().is_err());
     }
 }

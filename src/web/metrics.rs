@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::auth::{account, client_ip};
+use super::auth::account;
 use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
 use crate::probe::Services;
@@ -66,7 +66,9 @@ fn state_code(state: SensorState) -> i64 {
 pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Response, AppError> {
     let free = match state.metrics {
         super::MetricsAccess::Open => true,
-        super::MetricsAccess::Loopback => client_ip(&parts).is_some_and(|ip| ip.is_loopback()),
+        super::MetricsAccess::Loopback => {
+            state.client_ip(&parts).is_some_and(|ip| ip.is_loopback())
+        }
         super::MetricsAccess::Token => false,
     };
     if !free && account(&parts, &state).await?.is_none() {
@@ -268,6 +270,21 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
             counter(delivery.failed_attempts.load(Ordering::Relaxed)),
         );
     }
+    let counter = |n: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(n);
+        c
+    };
+    registry.register(
+        "portwatch_web_sign_in_verifications",
+        "Passwords verified by the sign-in form (right or wrong)",
+        counter(state.sign_ins.verified.load(Ordering::Relaxed)),
+    );
+    registry.register(
+        "portwatch_web_sign_ins_refused",
+        "Sign-ins refused before their password was verified (throttled or busy)",
+        counter(state.sign_ins.refused.load(Ordering::Relaxed)),
+    );
     let mut body = String::new();
     encode(&mut body, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok((

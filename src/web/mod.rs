@@ -12,40 +12,53 @@ mod auth;
 pub mod chart;
 mod config_pages;
 mod edit;
+mod guard;
+mod listen;
 mod metrics;
 mod notify_pages;
 mod pages;
 mod reports;
+mod signin;
 mod status_pages;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
+use tokio::sync::Semaphore;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::monitor::stats::MonitorStats;
 use crate::store::writer::WriterStats;
 use crate::store::{Store, StoreError};
 
-pub use auth::ensure_admin;
+pub use auth::{CSRF_HEADER, Cidr, ensure_admin};
+pub use listen::{WebLimits, serve};
+pub use signin::SignIns;
+
+/// Store connections the web may hold open at once; requests beyond it
+/// wait for one.
+const MAX_STORE_CONNECTIONS: usize = 16;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     db: PathBuf,
     pool: Arc<Mutex<Vec<Store>>>,
+    connections: Arc<Semaphore>,
     monitor: Option<Arc<MonitorStats>>,
     writer: Option<Arc<WriterStats>>,
-    failed_logins: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
+    sign_ins: Arc<SignIns>,
     metrics: MetricsAccess,
     delivery: Option<Arc<crate::notify::worker::DeliveryStats>>,
+    trusted_proxies: Arc<[Cidr]>,
+    public_url: Option<String>,
+    status_cache: status_pages::Cache,
 }
 
 /// Who may read `/metrics`.
@@ -70,12 +83,49 @@ impl AppState {
         AppState {
             db,
             pool: Arc::default(),
+            connections: Arc::new(Semaphore::new(MAX_STORE_CONNECTIONS)),
             monitor,
             writer,
-            failed_logins: Arc::default(),
+            sign_ins: Arc::default(),
             metrics: MetricsAccess::default(),
             delivery: None,
+            trusted_proxies: Arc::new([]),
+            public_url: None,
+            status_cache: status_pages::Cache::default(),
         }
+    }
+
+    /// Believes `X-Forwarded-For` and `Forwarded` from these proxies only.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<Cidr>) -> AppState {
+        self.trusted_proxies = proxies.into();
+        self
+    }
+
+    /// The address users reach the interface at (`--public-url`): its
+    /// origin is accepted on changes, and an `https://` URL marks the
+    /// session cookie `Secure`.
+    pub fn with_public_url(mut self, url: Option<String>) -> AppState {
+        self.public_url = url;
+        self
+    }
+
+    /// `; Secure` when users reach the interface over HTTPS.
+    fn secure_flag(&self) -> &'static str {
+        match &self.public_url {
+            Some(url) if url.starts_with("https://") => "; Secure",
+            _ => "",
+        }
+    }
+
+    /// The sign-in counters, for `/metrics` and tests.
+    pub fn sign_ins(&self) -> &SignIns {
+        &self.sign_ins
+    }
+
+    /// The client's address, with forwarded headers believed only from a
+    /// trusted proxy.
+    fn client_ip(&self, parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+        auth::client_ip(parts, &self.trusted_proxies)
     }
 
     /// Adds the notification worker's counters to `/metrics`.
@@ -100,14 +150,26 @@ impl AppState {
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     {
         let (db, pool) = (self.db.clone(), self.pool.clone());
+        // At most MAX_STORE_CONNECTIONS connections exist: a request takes
+        // a permit before it takes (or opens) one.
+        let permit = self
+            .connections
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = pool.lock().expect("pool lock").pop();
             let mut store = match pooled {
                 Some(store) => store,
-                None => Store::open(&db)?,
+                None => Store::open_existing(&db)?,
             };
             let result = work(&mut store);
-            pool.lock().expect("pool lock").push(store);
+            let mut pool = pool.lock().expect("pool lock");
+            if pool.len() < MAX_STORE_CONNECTIONS {
+                pool.push(store);
+            }
             result
         })
         .await
@@ -133,8 +195,11 @@ pub enum AppError {
     #[error("{0}")]
     BadRequest(String),
     /// Too many attempts.
-    #[error("too many failed sign-ins from this address; wait a minute")]
+    #[error("too many sign-in attempts; wait a minute")]
     TooMany,
+    /// Every slot for this kind of work is taken.
+    #[error("the server is busy; try again in a few seconds")]
+    Busy,
     /// Our fault.
     #[error("internal error")]
     Internal(String),
@@ -160,6 +225,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -205,113 +271,152 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
     }
 }
 
-/// The router: pages, API, metrics and assets.
+/// Records each route as it is added, so tests can walk every route of the
+/// router (every change must be refused without a CSRF token).
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Routes
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let route = match method {
+            Method::GET => get(handler),
+            Method::POST => post(handler),
+            Method::DELETE => delete(handler),
+            _ => unreachable!("the web uses GET, POST and DELETE"),
+        };
+        self.router = self.router.route(path, route);
+        self.table.push((method, path));
+        self
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Routes {
+        self.add(Method::GET, path, handler)
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Routes {
+        self.add(Method::POST, path, handler)
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Routes {
+        self.add(Method::DELETE, path, handler)
+    }
+}
+
+fn routes() -> Routes {
+    Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    }
+    .get("/", pages::dashboard)
+    .get("/login", pages::login_form)
+    .post("/login", pages::login)
+    .post("/logout", pages::logout)
+    .get("/sensors/new", pages::new_sensor_form)
+    .post("/sensors/new", pages::create_sensor)
+    .get("/sensors/{id}", pages::sensor)
+    .get("/sensors/{id}/edit", edit::form)
+    .post("/sensors/{id}/edit", edit::update)
+    .post("/sensors/{id}/delete", edit::delete)
+    .post("/sensors/{id}/pause", pages::pause)
+    .post("/sensors/{id}/resume", pages::resume)
+    .get("/events", pages::events)
+    .get("/config", config_pages::page)
+    .post("/config/group", config_pages::save_group)
+    .post("/config/server", config_pages::save_server)
+    .post("/config/window", config_pages::add_window)
+    .post("/config/window/{id}/delete", config_pages::delete_window)
+    .post("/config/{kind}/delete", config_pages::delete)
+    .post("/config/{kind}/{action}", config_pages::pause)
+    .get("/reports", reports::page)
+    .get("/status-pages", status_pages::list)
+    .post("/status-pages", status_pages::create)
+    .post("/status-pages/{slug}/delete", status_pages::delete)
+    .get("/status/{slug}", status_pages::public)
+    .get("/api/reports", reports::api)
+    .get("/api/sensors", api::list)
+    .post("/api/sensors", api::create)
+    .get("/api/sensors/{id}", api::get)
+    .delete("/api/sensors/{id}", api::delete)
+    .post("/api/sensors/{id}/pause", api::pause)
+    .post("/api/sensors/{id}/resume", api::resume)
+    .get("/api/events", api::events)
+    .get("/api/notifications", api::notifications)
+    .get("/api/channels", notify_pages::api_channels)
+    .post("/api/channels", notify_pages::api_save_channel)
+    .delete("/api/channels/{name}", notify_pages::api_delete_channel)
+    .get("/api/rules", notify_pages::api_rules)
+    .post("/api/rules", notify_pages::api_add_rule)
+    .delete("/api/rules/{id}", notify_pages::api_delete_rule)
+    .get("/notifications", notify_pages::page)
+    .post("/notifications/channel", notify_pages::save_channel)
+    .post("/notifications/rule", notify_pages::add_rule)
+    .post(
+        "/notifications/channel/{name}/delete",
+        notify_pages::delete_channel,
+    )
+    .post(
+        "/notifications/channel/{name}/test",
+        notify_pages::test_channel,
+    )
+    .post("/notifications/rule/{id}/delete", notify_pages::delete_rule)
+    .get("/api/groups", config_pages::api_groups)
+    .post("/api/groups", config_pages::api_save_group)
+    .get("/api/servers", config_pages::api_servers)
+    .post("/api/servers", config_pages::api_save_server)
+    .delete("/api/groups/{name}", config_pages::api_delete_group)
+    .delete("/api/servers/{name}", config_pages::api_delete_server)
+    .get("/api/maintenance", config_pages::api_windows)
+    .post("/api/maintenance", config_pages::api_add_window)
+    .delete("/api/maintenance/{id}", config_pages::api_delete_window)
+    .get("/api/status-pages", status_pages::api_list)
+    .post("/api/status-pages", status_pages::api_save)
+    .delete("/api/status-pages/{slug}", status_pages::api_delete)
+    .get("/api/openapi.json", api::openapi)
+    .get("/metrics", metrics::metrics)
+    .get("/healthz", || async { "ok\n" })
+    .get("/assets/{*file}", asset)
+}
+
+/// Every route of [`app`]: method and path pattern.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().table
+}
+
+/// Headers on every response: no framing, no type sniffing, no referrer
+/// leaving the site, and a policy that allows this site's own styles and
+/// nothing inline.
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+];
+
+/// The router: pages, API, metrics and assets. Every request passes the
+/// [`guard`]: a change from another origin is refused, and a change made
+/// with the session cookie needs the session's CSRF token.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(pages::dashboard))
-        .route("/login", get(pages::login_form).post(pages::login))
-        .route("/logout", post(pages::logout))
-        .route(
-            "/sensors/new",
-            get(pages::new_sensor_form).post(pages::create_sensor),
-        )
-        .route("/sensors/{id}", get(pages::sensor))
-        .route("/sensors/{id}/edit", get(edit::form).post(edit::update))
-        .route("/sensors/{id}/delete", post(edit::delete))
-        .route("/sensors/{id}/pause", post(pages::pause))
-        .route("/sensors/{id}/resume", post(pages::resume))
-        .route("/events", get(pages::events))
-        .route("/config", get(config_pages::page))
-        .route("/config/group", post(config_pages::save_group))
-        .route("/config/server", post(config_pages::save_server))
-        .route("/config/window", post(config_pages::add_window))
-        .route(
-            "/config/window/{id}/delete",
-            post(config_pages::delete_window),
-        )
-        .route("/config/{kind}/delete", post(config_pages::delete))
-        .route("/config/{kind}/{action}", post(config_pages::pause))
-        .route("/reports", get(reports::page))
-        .route(
-            "/status-pages",
-            get(status_pages::list).post(status_pages::create),
-        )
-        .route("/status-pages/{slug}/delete", post(status_pages::delete))
-        .route("/status/{slug}", get(status_pages::public))
-        .route("/api/reports", get(reports::api))
-        .route("/api/sensors", get(api::list).post(api::create))
-        .route("/api/sensors/{id}", get(api::get).delete(api::delete))
-        .route("/api/sensors/{id}/pause", post(api::pause))
-        .route("/api/sensors/{id}/resume", post(api::resume))
-        .route("/api/events", get(api::events))
-        .route("/api/notifications", get(api::notifications))
-        .route(
-            "/api/channels",
-            get(notify_pages::api_channels).post(notify_pages::api_save_channel),
-        )
-        .route(
-            "/api/channels/{name}",
-            axum::routing::delete(notify_pages::api_delete_channel),
-        )
-        .route(
-            "/api/rules",
-            get(notify_pages::api_rules).post(notify_pages::api_add_rule),
-        )
-        .route(
-            "/api/rules/{id}",
-            axum::routing::delete(notify_pages::api_delete_rule),
-        )
-        .route("/notifications", get(notify_pages::page))
-        .route("/notifications/channel", post(notify_pages::save_channel))
-        .route("/notifications/rule", post(notify_pages::add_rule))
-        .route(
-            "/notifications/channel/{name}/delete",
-            post(notify_pages::delete_channel),
-        )
-        .route(
-            "/notifications/channel/{name}/test",
-            post(notify_pages::test_channel),
-        )
-        .route(
-            "/notifications/rule/{id}/delete",
-            post(notify_pages::delete_rule),
-        )
-        .route(
-            "/api/groups",
-            get(config_pages::api_groups).post(config_pages::api_save_group),
-        )
-        .route(
-            "/api/servers",
-            get(config_pages::api_servers).post(config_pages::api_save_server),
-        )
-        .route(
-            "/api/groups/{name}",
-            axum::routing::delete(config_pages::api_delete_group),
-        )
-        .route(
-            "/api/servers/{name}",
-            axum::routing::delete(config_pages::api_delete_server),
-        )
-        .route(
-            "/api/maintenance",
-            get(config_pages::api_windows).post(config_pages::api_add_window),
-        )
-        .route(
-            "/api/maintenance/{id}",
-            axum::routing::delete(config_pages::api_delete_window),
-        )
-        .route(
-            "/api/status-pages",
-            get(status_pages::api_list).post(status_pages::api_save),
-        )
-        .route(
-            "/api/status-pages/{slug}",
-            axum::routing::delete(status_pages::api_delete),
-        )
-        .route("/api/openapi.json", get(api::openapi))
-        .route("/metrics", get(metrics::metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/assets/{*file}", get(asset))
-        .layer(RequestBodyLimitLayer::new(64 * 1024))
-        .with_state(state)
+    let mut router = routes()
+        .router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .layer(RequestBodyLimitLayer::new(64 * 1024));
+    for (name, value) in SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            header::HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    router.with_state(state)
 }

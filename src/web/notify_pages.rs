@@ -16,19 +16,11 @@ use serde_json::{Value, json};
 use super::auth::{ApiUser, CsrfForm, PageUser};
 use super::{AppError, AppState};
 use crate::config::{Known, channel_from_json, rule_from_json};
+use crate::notify::redact_url;
 use crate::notify::{ChannelDef, ChannelKind, RuleDef};
 use crate::store::accounts::{Account, Role};
 use crate::store::outbox::{StoredChannel, StoredRule};
 use crate::store::{Store, StoreError};
-
-/// A URL without its path, query or credentials: `https://hooks.example.com/…`.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    let more = rest.len() > authority.len() || authority.contains('@');
-    format!("{scheme}://{host}{}", if more { "/…" } else { "" })
-}
 
 /// A channel as the API shows it.
 fn channel_json(channel: &StoredChannel) -> Value {
@@ -37,12 +29,16 @@ fn channel_json(channel: &StoredChannel) -> Value {
         ChannelKind::Webhook {
             url,
             token_env,
+            token,
             preset,
+            follow_redirects,
         } => json!({
             "kind": "webhook",
             "webhook": redact_url(url),
             "token_env": token_env,
+            "token_set": token.is_some(),
             "preset": preset,
+            "follow_redirects": follow_redirects,
         }),
         ChannelKind::Email {
             host,
@@ -53,6 +49,7 @@ fn channel_json(channel: &StoredChannel) -> Value {
             username,
             password_env,
             password_file,
+            password,
         } => json!({
             "kind": "email",
             "smtp": host,
@@ -63,6 +60,7 @@ fn channel_json(channel: &StoredChannel) -> Value {
             "username": username,
             "password_env": password_env,
             "password_file": password_file,
+            "password_set": password.is_some(),
         }),
         ChannelKind::Command { argv } => json!({
             "kind": "command",
@@ -347,6 +345,8 @@ async fn render(state: &AppState, user: &Account, outcome: Outcome) -> Result<Re
         .map(|row| {
             let (state, class) = if row.delivered_ms.is_some() {
                 ("delivered", "up")
+            } else if row.failed_ms.is_some() {
+                ("failed", "down")
             } else if row.cancelled_ms.is_some() {
                 ("cancelled", "paused")
             } else if row.held {
@@ -365,7 +365,14 @@ async fn render(state: &AppState, user: &Account, outcome: Outcome) -> Result<Re
                 attempts: row.attempts,
                 state,
                 class,
-                error: row.last_error.unwrap_or_default(),
+                // A receiver's reply may hold anything: admins only.
+                error: if user.role == Role::Admin {
+                    row.last_error.unwrap_or_default()
+                } else {
+                    row.last_error
+                        .map(|_| "(shown to admins only)".to_owned())
+                        .unwrap_or_default()
+                },
             }
         })
         .collect();
@@ -428,13 +435,12 @@ fn channel_value(form: &HashMap<String, String>) -> Result<Value, String> {
         "name",
         "webhook",
         "preset",
-        "token_env",
+        "token",
         "smtp",
         "security",
         "from",
         "username",
-        "password_env",
-        "password_file",
+        "password",
         "template",
         "title",
         "rate_window",
@@ -578,7 +584,7 @@ pub async fn test_channel(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no channel named '{name}'")))?;
     let payload = crate::notify::test_payload(&channel);
-    let client = reqwest::Client::new();
+    let client = crate::notify::deliver::Http::new();
     let message = match crate::notify::deliver::deliver(&channel, &payload, &client).await {
         Ok(()) => format!("Delivered a test notification through '{name}'."),
         Err(error) => format!("'{name}' failed: {error}"),

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{COOKIE, CsrfForm, PageUser, client_ip};
+use super::auth::{COOKIE, CsrfForm, LOGIN_COOKIE, PageUser, cookie_value};
 use super::chart;
 use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
@@ -120,44 +120,77 @@ struct LoginPage {
     error: Option<String>,
 }
 
-pub async fn login_form() -> Result<Response, AppError> {
-    render(LoginPage {
+/// The sign-in form, with a token tied to this browser by a cookie, so
+/// that another site cannot sign a visitor in to an account of its own.
+pub async fn login_form(State(state): State<AppState>) -> Result<Response, AppError> {
+    let token = crate::store::accounts::random_token();
+    let cookie = format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        state.secure_flag()
+    );
+    let mut response = render(LoginPage {
         user: None,
         admin: false,
-        csrf: String::new(),
+        csrf: token,
         error: None,
-    })
+    })?;
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie.parse().expect("a cookie is a header value"),
+    );
+    Ok(response)
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
     name: String,
     password: String,
+    #[serde(default)]
+    csrf: String,
 }
 
+/// Signs in. The attempt is counted before the password is verified, and
+/// at most a few verifications run at once (see [`super::signin`]).
 pub async fn login(
     State(state): State<AppState>,
     parts: Parts,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
-    let ip = client_ip(&parts);
-    state.login_allowed(ip)?;
-    let (name, password) = (form.name, form.password);
+    let expected = cookie_value(&parts, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !crate::store::accounts::same_secret(&expected, &form.csrf) {
+        return Err(AppError::Forbidden(
+            "the sign-in form is stale: reload the page and sign in again",
+        ));
+    }
+    let ip = state.client_ip(&parts);
+    let permit = state
+        .sign_ins
+        .admit(ip, &form.name)
+        .await
+        .map_err(|refusal| match refusal {
+            super::signin::Refusal::TooMany => AppError::TooMany,
+            super::signin::Refusal::Busy => AppError::Busy,
+        })?;
+    let (name, password) = (form.name.clone(), form.password);
     let token = state
         .store(move |store| store.login(&name, &password))
-        .await?;
+        .await;
+    drop(permit);
+    let token = token?;
+    state.sign_ins.settle(ip, &form.name, token.is_some());
     match token {
         Some(token) => {
-            let cookie =
-                format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200");
+            let cookie = format!(
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200{}",
+                state.secure_flag()
+            );
             Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
         }
         None => {
-            state.login_failed(ip);
             let page = LoginPage {
                 user: None,
                 admin: false,
-                csrf: String::new(),
+                csrf: form.csrf,
                 error: Some("Wrong user name or password.".into()),
             };
             let mut response = render(page)?;
@@ -188,7 +221,10 @@ pub async fn logout(
     {
         state.store(move |store| store.logout(&token)).await?;
     }
-    let expire = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let expire = format!(
+        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        state.secure_flag()
+    );
     Ok(([(header::SET_COOKIE, expire)], Redirect::to("/login")).into_response())
 }
 

@@ -1,6 +1,8 @@
 //! Public status pages: chosen sensors' names and states, no sign-in. They
 //! never show hosts, ports or messages, and they never start a check.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
@@ -120,38 +122,126 @@ struct PublicPage {
     overall_class: &'static str,
     sensors: Vec<PublicSensor>,
     updated: String,
+    page: usize,
+    pages: usize,
+    previous: Option<usize>,
+    next: Option<usize>,
 }
 
-/// `GET /status/{slug}`: public, read-only.
+/// Sensors on one page of a public status page.
+const PAGE_SIZE: usize = 100;
+/// How long a rendered status page is served from memory.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Rendered public pages by (slug, page number). One page is computed at a
+/// time, and concurrent visitors wait for it and share the result: an
+/// anonymous page costs the monitor at most one computation per page per
+/// [`CACHE_TTL`], whatever the traffic.
+#[derive(Clone, Default)]
+pub(super) struct Cache(
+    std::sync::Arc<tokio::sync::Mutex<HashMap<(String, usize), (tokio::time::Instant, Rendered)>>>,
+);
+
+#[derive(Clone)]
+enum Rendered {
+    Page(String),
+    Missing,
+}
+
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found</title><link rel=\"stylesheet\" href=\"/assets/style.css\"></head><body><main><h1>No status page here</h1><p>There is no status page named &#8216;{{ slug }}&#8217;. Check the address, or ask whoever gave it to you.</p></main></body></html>"
+)]
+struct MissingPage {
+    slug: String,
+}
+
+#[derive(Deserialize)]
+pub struct PublicQuery {
+    #[serde(default)]
+    page: usize,
+}
+
+/// `GET /status/{slug}?page=N`: public, read-only, cached, 100 sensors a
+/// page. An unknown slug is an HTML 404 page (JSON for
+/// `Accept: application/json`).
 pub async fn public(
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<PublicQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
+    let key = (slug.clone(), query.page);
+    let rendered = {
+        let mut cache = state.status_cache.0.lock().await;
+        let now = tokio::time::Instant::now();
+        cache.retain(|_, (at, _)| now.duration_since(*at) < CACHE_TTL);
+        match cache.get(&key) {
+            Some((_, rendered)) => rendered.clone(),
+            None => {
+                let rendered = render_public(&state, slug.clone(), query.page).await?;
+                cache.insert(key, (now, rendered.clone()));
+                rendered
+            }
+        }
+    };
+    match rendered {
+        Rendered::Page(html) => Ok((
+            [(axum::http::header::CACHE_CONTROL, "public, max-age=10")],
+            Html(html),
+        )
+            .into_response()),
+        Rendered::Missing => {
+            let wants_json = headers
+                .get(axum::http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|accept| accept.contains("application/json"));
+            if wants_json {
+                return Err(AppError::NotFound("no such status page".into()));
+            }
+            let html = MissingPage { slug }
+                .render()
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            Ok((axum::http::StatusCode::NOT_FOUND, Html(html)).into_response())
+        }
+    }
+}
+
+async fn render_public(state: &AppState, slug: String, page: usize) -> Result<Rendered, AppError> {
     let now = jiff::Timestamp::now().as_millisecond();
     let data = state
         .store(move |store| {
-            let Some(page) = store.status_pages()?.into_iter().find(|p| p.slug == slug) else {
+            let Some(found) = store.status_pages()?.into_iter().find(|p| p.slug == slug) else {
                 return Ok(None);
             };
-            let mut ids = Vec::new();
-            for name in &page.names {
+            let mut ids = std::collections::HashSet::new();
+            for name in &found.names {
                 ids.extend(store.sensor_ids(name).unwrap_or_default());
             }
+            let rows: Vec<_> = store
+                .status()?
+                .into_iter()
+                .filter(|r| ids.contains(&r.id))
+                .collect();
+            let states: Vec<SensorState> = rows.iter().map(|r| r.state).collect();
+            let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
+            let page = page.min(pages - 1);
             let mut sensors = Vec::new();
-            for row in store.status()?.into_iter().filter(|r| ids.contains(&r.id)) {
+            for row in rows.into_iter().skip(page * PAGE_SIZE).take(PAGE_SIZE) {
                 let report = sensor_report(store, row.id, &row.path, now - 30 * 86_400_000, now)?;
                 sensors.push((row.path, row.state, report.uptime_by_time));
             }
-            Ok(Some((page.title, sensors)))
+            Ok(Some((found.title, states, sensors, page, pages)))
         })
         .await?;
-    let Some((title, sensors)) = data else {
-        return Err(AppError::NotFound("no such status page".into()));
+    let Some((title, states, sensors, page, pages)) = data else {
+        return Ok(Rendered::Missing);
     };
-    let down = sensors.iter().filter(|s| s.1 == SensorState::Down).count();
-    let warning = sensors
+    let down = states.iter().filter(|s| **s == SensorState::Down).count();
+    let warning = states
         .iter()
-        .filter(|s| s.1 == SensorState::Warning)
+        .filter(|s| **s == SensorState::Warning)
         .count();
     let (overall, overall_class) = match (down, warning) {
         (0, 0) => ("All systems operational".to_owned(), "up"),
@@ -184,10 +274,14 @@ pub async fn public(
         overall_class,
         sensors,
         updated,
+        page: page + 1,
+        pages,
+        previous: page.checked_sub(1),
+        next: (page + 1 < pages).then_some(page + 1),
     }
     .render()
     .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(Html(html).into_response())
+    Ok(Rendered::Page(html))
 }
 
 /// `GET /api/status-pages`.
