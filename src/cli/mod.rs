@@ -98,7 +98,7 @@ pub enum Command {
     /// Create API tokens and users for the web interface and API.
     #[command(
         subcommand,
-        after_help = "Examples:\n  portwatch access token grafana --scope read\n  portwatch access user alice --role read"
+        after_help = "Examples:\n  portwatch access token grafana --scope read\n  portwatch access user alice --role read\n  portwatch access list\n  portwatch access revoke grafana\n  PORTWATCH_PASSWORD=… portwatch access passwd alice\n  portwatch access disable alice"
     )]
     Access(AccessCommand),
     /// Print a shell completion script.
@@ -134,6 +134,45 @@ pub enum AccessCommand {
         /// What it may do.
         #[arg(long, value_enum, default_value_t = Scope::Read)]
         scope: Scope,
+        /// The store.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List users and API tokens (never the tokens themselves).
+    List {
+        /// The store.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke an API token by name: it stops working at once.
+    Revoke {
+        /// The token's name.
+        name: String,
+        /// The store.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Set a user's password (PORTWATCH_PASSWORD, or a generated one printed
+    /// once) and sign them out everywhere.
+    Passwd {
+        /// The user name.
+        name: String,
+        /// The store.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Disable a user: they can no longer sign in, and their sessions end.
+    Disable {
+        /// The user name.
+        name: String,
+        /// The store.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The user name.
+        name: String,
         /// The store.
         #[command(flatten)]
         db: DbArgs,
@@ -430,6 +469,11 @@ impl ProtoArgs {
                 "--tls starttls needs a protocol: add --protocol NAME or --mode auto".into(),
             );
         }
+        if let Some(sni) = &self.sni {
+            crate::probe::proto::tls::check_sni(sni).map_err(|e| format!("--sni: {e}"))?;
+        }
+        crate::probe::proto::http::check_path(&self.http_path)
+            .map_err(|e| format!("--http-path: {e}"))?;
         let options = ProtoOptions {
             mode: match self.mode {
                 ModeArg::Connect => Mode::Connect,

@@ -8,7 +8,7 @@ use crate::store::Store;
 use crate::store::accounts::{Role, random_token};
 
 pub(super) fn run(args: &NameArgs, paused: bool) -> anyhow::Result<u8> {
-    let mut store = Store::open(&args.db.db)?;
+    let mut store = Store::open_existing(&args.db.db)?;
     let changed = store.set_paused(&args.name, paused)?;
     let verb = if paused { "paused" } else { "resumed" };
     writeln!(
@@ -26,11 +26,75 @@ fn role(scope: Scope) -> Role {
     }
 }
 
+/// PORTWATCH_PASSWORD, or a generated password (then `true`: print it).
+fn password_from_env() -> (String, bool) {
+    match std::env::var("PORTWATCH_PASSWORD") {
+        Ok(password) if !password.is_empty() => (password, false),
+        _ => (random_token()[..20].to_owned(), true),
+    }
+}
+
 pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
     let mut out = anstream::stdout();
     match command {
+        AccessCommand::List { db } => {
+            let store = Store::open_existing(&db.db)?;
+            let time = |ms: i64| {
+                jiff::Timestamp::from_millisecond(ms)
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default()
+            };
+            writeln!(out, "users:")?;
+            for user in store.users()? {
+                let state = match user.disabled_ms {
+                    Some(ms) => format!("disabled since {}", time(ms)),
+                    None => "active".to_owned(),
+                };
+                writeln!(
+                    out,
+                    "  {:<20} {:<6} created {}  {state}",
+                    user.name,
+                    user.role.as_str(),
+                    time(user.created_ms)
+                )?;
+            }
+            writeln!(out, "API tokens:")?;
+            for token in store.tokens()? {
+                writeln!(
+                    out,
+                    "  {:<20} {:<6} created {}",
+                    token.name,
+                    token.scope.as_str(),
+                    time(token.created_ms)
+                )?;
+            }
+        }
+        AccessCommand::Revoke { name, db } => {
+            Store::open_existing(&db.db)?.revoke_token(name)?;
+            writeln!(out, "API token '{name}' revoked")?;
+        }
+        AccessCommand::Passwd { name, db } => {
+            let (password, shown) = password_from_env();
+            Store::open_existing(&db.db)?.set_password(name, &password)?;
+            if shown {
+                writeln!(
+                    out,
+                    "user {name}: new password {password} (shown once); their sessions ended"
+                )?;
+            } else {
+                writeln!(out, "user {name}: password changed; their sessions ended")?;
+            }
+        }
+        AccessCommand::Disable { name, db } => {
+            Store::open_existing(&db.db)?.set_disabled(name, true)?;
+            writeln!(out, "user {name} disabled; their sessions ended")?;
+        }
+        AccessCommand::Enable { name, db } => {
+            Store::open_existing(&db.db)?.set_disabled(name, false)?;
+            writeln!(out, "user {name} enabled")?;
+        }
         AccessCommand::Token { name, scope, db } => {
-            let token = Store::open(&db.db)?.create_token(name, role(*scope))?;
+            let token = Store::open_existing(&db.db)?.create_token(name, role(*scope))?;
             writeln!(out, "{token}")?;
             writeln!(
                 anstream::stderr(),
@@ -43,12 +107,8 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
             role: scope,
             db,
         } => {
-            let password = std::env::var("PORTWATCH_PASSWORD")
-                .ok()
-                .filter(|p| !p.is_empty());
-            let shown = password.is_none();
-            let password = password.unwrap_or_else(|| random_token()[..20].to_owned());
-            Store::open(&db.db)?.create_user(name, &password, role(*scope))?;
+            let (password, shown) = password_from_env();
+            Store::open_existing(&db.db)?.create_user(name, &password, role(*scope))?;
             if shown {
                 writeln!(
                     out,
@@ -64,7 +124,7 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
 }
 
 pub(super) async fn notify_test(name: &str, db: &super::DbArgs) -> anyhow::Result<u8> {
-    let Some(channel) = Store::open(&db.db)?.channel(name)? else {
+    let Some(channel) = Store::open_existing(&db.db)?.channel(name)? else {
         anyhow::bail!(
             "no channel named '{name}' in {}: declare it in portwatch.toml and apply it",
             db.db.display()

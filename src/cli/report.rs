@@ -31,7 +31,7 @@ fn millis(us: Option<u32>) -> String {
 }
 
 pub(super) fn run(args: &ReportArgs) -> anyhow::Result<u8> {
-    let store = Store::open(&args.db.db)?;
+    let store = Store::open_existing(&args.db.db)?;
     let rows = store.status()?;
     let ids = match &args.name {
         Some(name) => store.sensor_ids(name)?,

@@ -50,7 +50,7 @@ pub(super) fn paint(state: State) -> String {
 }
 
 pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
-    let store = Store::open(&args.db.db)?;
+    let store = Store::open_existing(&args.db.db)?;
     let rows = store.status()?;
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());

@@ -137,6 +137,17 @@ struct Locator<'a> {
 }
 
 impl Locator<'_> {
+    /// Refuses a name with control, invisible or text-direction characters.
+    fn check_name(&self, span: Range<usize>, what: &str, text: &str) -> Result<(), ConfigError> {
+        match crate::text::name_problem(text) {
+            Some(problem) => Err(self.error(
+                span,
+                format!("{what} '{}' {problem}", crate::text::visible(text)),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn error(&self, span: Range<usize>, message: impl fmt::Display) -> ConfigError {
         let start = span.start.min(self.text.len());
         let before = &self.text[..start];
@@ -261,6 +272,7 @@ fn validate(locate: &Locator, raw: raw::File) -> Result<Config, ConfigError> {
     let mut group_paths = HashSet::new();
     for group in &raw.group {
         let path = group.name.get_ref().trim().trim_matches('/').to_owned();
+        locate.check_name(group.name.span(), "the group name", &path)?;
         if path.is_empty() || path.split('/').any(|part| part.trim().is_empty()) {
             return Err(locate.error(
                 group.name.span(),
@@ -292,6 +304,10 @@ fn validate(locate: &Locator, raw: raw::File) -> Result<Config, ConfigError> {
     let mut sensor_spans = HashMap::new();
     for server in &raw.server {
         let name = server.name.get_ref().trim().to_owned();
+        locate.check_name(server.name.span(), "the server name", &name)?;
+        for tag in &server.tags {
+            locate.check_name(server.name.span(), "the tag", tag)?;
+        }
         if name.is_empty() || name.contains('/') {
             return Err(locate.error(
                 server.name.span(),
@@ -344,6 +360,10 @@ fn validate(locate: &Locator, raw: raw::File) -> Result<Config, ConfigError> {
                 .name
                 .as_ref()
                 .map_or(sensor.port.span(), |n| n.span());
+            locate.check_name(name_span.clone(), "the sensor name", &sensor_name)?;
+            for tag in &sensor.tags {
+                locate.check_name(name_span.clone(), "the tag", tag)?;
+            }
             if sensor_name.is_empty() || sensor_name.contains('/') {
                 return Err(locate.error(
                     name_span,
@@ -499,6 +519,7 @@ fn channel_def(
 ) -> Result<crate::notify::ChannelDef, ConfigError> {
     use crate::notify::{ChannelDef, ChannelKind};
     let name = channel.name.get_ref().trim().to_owned();
+    locate.check_name(channel.name.span(), "the channel name", &name)?;
     if name.is_empty() || name.contains('/') {
         return Err(locate.error(
             channel.name.span(),

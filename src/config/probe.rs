@@ -117,6 +117,9 @@ impl ProbeOverrides {
             ))?);
         }
         options.tls_settings.verify = !self.insecure.unwrap_or(false);
+        if let Some(sni) = &self.sni {
+            crate::probe::proto::tls::check_sni(sni).map_err(|e| ("sni", e))?;
+        }
         options.tls_settings.sni.clone_from(&self.sni);
         options.tls_settings.ca_file = self.ca_file.as_ref().map(Into::into);
         if let Some(days) = self.cert_warn_days {
@@ -133,12 +136,7 @@ impl ProbeOverrides {
             options.http.method = upper;
         }
         if let Some(path) = &self.http_path {
-            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err((
-                    "http_path",
-                    format!("'{path}' is not a request path: write e.g. \"/health\""),
-                ));
-            }
+            crate::probe::proto::http::check_path(path).map_err(|e| ("http_path", e))?;
             options.http.path.clone_from(path);
         }
         if let Some(statuses) = &self.http_status {

@@ -173,6 +173,11 @@ pub fn parse_host(input: &str, host: &str) -> Result<Host, TargetError> {
         ));
     }
     let name = host.strip_suffix('.').unwrap_or(host);
+    // IDN mapping would silently drop zero-width characters and let
+    // control characters reach messages: refuse them first.
+    if crate::text::name_problem(name).is_some() {
+        return Err(TargetError::BadName(crate::text::visible(host)));
+    }
     let short = |s: &str| s.chars().take(20).collect::<String>();
     // Check lengths before IDN conversion too, so that a huge input is
     // refused cheaply and with its own message.

@@ -93,6 +93,7 @@ impl Store {
 
     /// Creates a user with a password (hashed here).
     pub fn create_user(&self, name: &str, password: &str, role: Role) -> Result<(), StoreError> {
+        Store::check_names("the user name", [name])?;
         let taken: bool = self
             .conn
             .query_row(
@@ -126,7 +127,7 @@ impl Store {
         let user: Option<(i64, String)> = self
             .conn
             .query_row(
-                "SELECT id, password_hash FROM users WHERE name = ?1",
+                "SELECT id, password_hash FROM users WHERE name = ?1 AND disabled_ms IS NULL",
                 [name],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -161,7 +162,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.token_hash = ?1 AND s.expires_ms > ?2",
+                 WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND u.disabled_ms IS NULL",
                 params![token_hash(token), jiff::Timestamp::now().as_millisecond()],
                 |r| {
                     Ok(Account {
@@ -188,6 +189,20 @@ impl Store {
 
     /// Creates an API token; returns the token, which is shown once.
     pub fn create_token(&self, name: &str, scope: Role) -> Result<String, StoreError> {
+        Store::check_names("the token name", [name])?;
+        let taken: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM api_tokens WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(self.sqlite())?;
+        if taken {
+            return Err(StoreError::Conflict(format!(
+                "an API token named '{name}' already exists: choose another name, or revoke it first (portwatch access revoke {name})"
+            )));
+        }
         let token = format!("pw_{}", random_token());
         self.conn
             .execute(
@@ -214,6 +229,123 @@ impl Store {
             )
             .optional()
             .map_err(self.sqlite())
+    }
+}
+
+/// A user, as `portwatch access list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// The user name.
+    pub name: String,
+    /// What the user may do.
+    pub role: Role,
+    /// When it was created (ms since the epoch).
+    pub created_ms: i64,
+    /// When it was disabled, if it is.
+    pub disabled_ms: Option<i64>,
+}
+
+/// An API token, as `portwatch access list` shows it (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// The token's name.
+    pub name: String,
+    /// What it may do.
+    pub scope: Role,
+    /// When it was created (ms since the epoch).
+    pub created_ms: i64,
+}
+
+impl Store {
+    /// Every user, by name.
+    pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT name, role, created_ms, disabled_ms FROM users ORDER BY name")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(UserRow {
+                    name: r.get(0)?,
+                    role: Role::parse(&r.get::<_, String>(1)?),
+                    created_ms: r.get(2)?,
+                    disabled_ms: r.get(3)?,
+                })
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// Every API token, by name.
+    pub fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT name, scope, created_ms FROM api_tokens ORDER BY name")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(TokenRow {
+                    name: r.get(0)?,
+                    scope: Role::parse(&r.get::<_, String>(1)?),
+                    created_ms: r.get(2)?,
+                })
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// Revokes the API token named `name`: it stops working at once.
+    pub fn revoke_token(&self, name: &str) -> Result<(), StoreError> {
+        let removed = self
+            .conn
+            .execute("DELETE FROM api_tokens WHERE name = ?1", [name])
+            .map_err(self.sqlite())?;
+        if removed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "no API token named '{name}' (see portwatch access list)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sets a user's password and ends their sessions.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+                params![name, hash_password(password)],
+            )
+            .map_err(self.sqlite())?;
+        self.end_sessions(name, changed)
+    }
+
+    /// Disables (or enables again) a user; disabling ends their sessions.
+    pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
+        let at = disabled.then(|| jiff::Timestamp::now().as_millisecond());
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE users SET disabled_ms = ?2 WHERE name = ?1",
+                params![name, at],
+            )
+            .map_err(self.sqlite())?;
+        self.end_sessions(name, changed)
+    }
+
+    fn end_sessions(&self, name: &str, changed: usize) -> Result<(), StoreError> {
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "no user named '{name}' (see portwatch access list)"
+            )));
+        }
+        self.conn
+            .execute(
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+                [name],
+            )
+            .map_err(self.sqlite())?;
+        Ok(())
     }
 }
 
@@ -273,6 +405,7 @@ pub struct StatusPage {
 impl Store {
     /// Creates or replaces a status page. Every name must select sensors.
     pub fn save_status_page(&self, page: &StatusPage) -> Result<(), StoreError> {
+        Store::check_names("the status page", [page.slug.as_str(), page.title.as_str()])?;
         let valid_slug = !page.slug.is_empty()
             && page.slug.len() <= 64
             && page

@@ -18,12 +18,27 @@ impl Store {
         name: &str,
         overrides: &Overrides,
     ) -> Result<i64, StoreError> {
+        Store::check_names("the server name", [server])?;
+        Store::check_names("the sensor name", [name])?;
         let path = self.path.clone();
         let sqlite = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
         let tx = self.conn.transaction().map_err(sqlite)?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT host FROM servers WHERE name = ?1 AND retired_at IS NULL",
+                [server],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sqlite)?;
+        if let Some(existing) = existing.filter(|h| *h != host.to_string()) {
+            return Err(StoreError::Conflict(format!(
+                "the server '{server}' has the host {existing}, not {host}: leave the host out, give {existing}, or change the server's host first"
+            )));
+        }
         let server_id: i64 = tx
             .query_row(
                 "INSERT INTO servers (name, host) VALUES (?1, ?2)
@@ -180,6 +195,7 @@ impl Store {
 
     /// Creates or changes a group (its parent must exist).
     pub fn save_group(&self, path: &str, overrides: &Overrides) -> Result<(), StoreError> {
+        Store::check_names("the group name", [path])?;
         let path = path.trim().trim_matches('/');
         if path.is_empty() || path.split('/').any(|p| p.trim().is_empty()) {
             return Err(StoreError::Conflict(
@@ -234,6 +250,9 @@ impl Store {
         overrides: &Overrides,
         tags: &[String],
     ) -> Result<(), StoreError> {
+        Store::check_names("the server name", [name])?;
+        Store::check_names("the group name", group)?;
+        Store::check_names("the tag", tags.iter().map(String::as_str))?;
         let name = name.trim();
         if name.is_empty() || name.contains('/') {
             return Err(StoreError::Conflict(

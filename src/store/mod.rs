@@ -258,6 +258,25 @@ impl Store {
         Ok(MonitorLock(locked))
     }
 
+    /// Refuses a name (of a sensor, server, group, tag, channel, user,
+    /// token or status page) with control, invisible or text-direction
+    /// characters. The configuration file is checked the same way when it
+    /// is read; this guards what the web interface, API and CLI write.
+    pub(crate) fn check_names<'a>(
+        what: &str,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
+        for name in names {
+            if let Some(problem) = crate::text::name_problem(name) {
+                return Err(StoreError::Conflict(format!(
+                    "{what} '{}' {problem}",
+                    crate::text::visible(name)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         |source| StoreError::Sqlite {
             path: self.path.clone(),

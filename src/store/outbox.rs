@@ -310,6 +310,7 @@ impl Store {
     /// Adds or replaces a channel made in the web interface or API. One
     /// declared in portwatch.toml is edited there.
     pub fn save_channel(&self, def: &ChannelDef) -> Result<(), StoreError> {
+        Store::check_names("the channel name", [def.name.as_str()])?;
         let managed: Option<bool> = self
             .conn
             .query_row(

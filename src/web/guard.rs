@@ -49,7 +49,11 @@ pub(super) async fn guard(State(state): State<AppState>, request: Request, next:
             }
         }
     }
+    let api = parts.uri.path().starts_with("/api/");
     let mut response = next.run(Request::from_parts(parts, body)).await;
+    if api {
+        response = json_error(response).await;
+    }
     if signed_in {
         response
             .headers_mut()
@@ -57,6 +61,41 @@ pub(super) async fn guard(State(state): State<AppState>, request: Request, next:
             .or_insert(HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// An API error that a request extractor answered in plain text (a body
+/// that is not JSON, a bad query or path) becomes `{"error": "…"}`, as
+/// every other API error is.
+async fn json_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let text = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_owned()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({ "error": text }).to_string();
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Whether the browser says the request comes from another origin.

@@ -92,9 +92,12 @@ pub(super) fn protocol_rows(details: &str, rtt_us: Option<i64>) -> Vec<(String, 
         for (key, detail) in details {
             rows.push((
                 key.replace('_', " "),
-                detail.as_str().unwrap_or_default().to_owned(),
+                crate::text::visible(detail.as_str().unwrap_or_default()),
             ));
         }
+    }
+    for row in &mut rows {
+        row.1 = crate::text::visible(&row.1);
     }
     rows
 }
@@ -547,7 +550,7 @@ pub async fn sensor(
             .map(time)
             .unwrap_or_else(|| "not yet".into()),
         reason: row.last_reason.clone().unwrap_or_default(),
-        message: row.last_message.clone().unwrap_or_default(),
+        message: crate::text::visible(&row.last_message.clone().unwrap_or_default()),
         protocol: row
             .last_details
             .as_deref()
@@ -570,7 +573,7 @@ pub async fn sensor(
                 end: o.end_ms.map_or_else(|| "ongoing".to_owned(), time),
                 duration: crate::duration::age(0, o.duration_ms(now_ms)),
                 reason: o.reason.clone().unwrap_or_default(),
-                message: o.message.clone(),
+                message: crate::text::visible(&o.message),
             })
             .collect(),
         events: events
@@ -582,7 +585,7 @@ pub async fn sensor(
                 from: e.from.to_string(),
                 to: e.to.to_string(),
                 reason: e.reason.clone().unwrap_or_default(),
-                message: e.message.clone(),
+                message: crate::text::visible(&e.message),
             })
             .collect(),
     })
@@ -676,7 +679,7 @@ pub async fn events(
                 from: e.from.to_string(),
                 to: e.to.to_string(),
                 reason: e.reason.unwrap_or_default(),
-                message: e.message,
+                message: crate::text::visible(&e.message),
             })
             .collect(),
     })

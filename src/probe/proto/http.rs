@@ -4,6 +4,23 @@
 use super::session::{Fail, Frame, SHOWN, Session, show};
 use super::{Ctx, Details};
 
+/// Checks an HTTP request path before it is sent: it starts with `/` and
+/// holds no space or control character (which would end the request line
+/// or add a header).
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/')
+        && path.len() <= 2048
+        && !path.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not a request path: write e.g. \"/health\" (no spaces or control characters; percent-encode them)",
+            crate::text::visible(path)
+        ))
+    }
+}
+
 /// What an HTTP check sends and accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
@@ -144,6 +161,14 @@ pub async fn http(session: &mut Session, ctx: &Ctx<'_>) -> Result<Details, Fail>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_paths_cannot_smuggle_headers() {
+        assert!(check_path("/health?x=1").is_ok());
+        for bad in ["health", "/a b", "/a\r\nX-Injected: yes", "/\0", ""] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn heads() {

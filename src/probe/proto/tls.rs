@@ -25,6 +25,28 @@ use tokio_rustls::rustls::{
 use super::session::{Fail, Session};
 use crate::probe::Reason;
 
+/// Checks a TLS server name (`--sni`, `sni =`) before it is sent: a DNS
+/// name of letters, digits, `-`, `_` and dots, at most 253 characters. It
+/// goes into the ClientHello and the HTTP `Host` header, so anything else
+/// (a CR or LF above all) is refused.
+pub fn check_sni(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && !name.starts_with('.')
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not a server name: give a DNS name such as www.example.com (letters, digits, '-', '.'; internationalised names as punycode)",
+            crate::text::visible(name)
+        ))
+    }
+}
+
 /// How a check treats TLS.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsSettings {
@@ -368,6 +390,24 @@ pub async fn handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_names_cannot_smuggle_headers() {
+        assert!(check_sni("www.example.com").is_ok());
+        assert!(check_sni("xn--bcher-kva.example").is_ok());
+        for bad in [
+            "a\r\nX-Injected: yes",
+            "a b",
+            "",
+            ".a",
+            "a..b",
+            "host:443",
+            "a/b",
+        ] {
+            assert!(check_sni(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_sni(&"a".repeat(254)).is_err());
+    }
 
     fn report(not_after_s: i64) -> TlsReport {
         TlsReport {
