@@ -66,7 +66,7 @@ pub fn header_safe(text: &str, max: usize) -> String {
 pub fn visible(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if (c.is_control() && c != '\n') || is_invisible_format(c) {
+        if c.is_control() || is_invisible_format(c) {
             out.push_str(&format!("\\u{{{:04x}}}", c as u32));
         } else {
             out.push(c);

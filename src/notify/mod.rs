@@ -583,10 +583,11 @@ mod tests {
             body(Preset::Slack, "down").1,
             r#"{"text":"web/https is DOWN (refused): connection refused"}"#
         );
-        assert!(
-            body(Preset::Discord, "down")
-                .1
-                .starts_with(r#"{"content":"#)
+        let discord: serde_json::Value =
+            serde_json::from_str(&body(Preset::Discord, "down").1).unwrap();
+        assert_eq!(
+            discord["content"],
+            "web/https is DOWN (refused): connection refused"
         );
         assert_eq!(
             body(Preset::Ntfy, "down"),
@@ -627,5 +628,39 @@ mod tests {
         assert_eq!(backoff(0), Duration::from_secs(1));
         assert_eq!(backoff(3), Duration::from_secs(8));
         assert_eq!(backoff(30), Duration::from_secs(600));
+    }
+
+    /// Regression (hardening #8): a banner with chat markup reached Slack,
+    /// Discord and Teams verbatim.
+    #[test]
+    fn chat_markup_from_a_monitored_server_arrives_as_text() {
+        let mut p = payload("down");
+        p.message = "<!channel> @everyone <https://evil.example/x|Re-login> **now**".into();
+        let options = ChannelOptions::default();
+        let body = |preset| {
+            let (_, bytes) = webhook_body(Some(preset), &p, None, &options);
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        };
+        let slack = body(Preset::Slack)["text"].as_str().unwrap().to_owned();
+        assert!(!slack.contains('<') && !slack.contains('>'), "{slack}");
+        assert!(slack.contains("&lt;!channel&gt;"), "{slack}");
+        let discord = body(Preset::Discord);
+        assert_eq!(discord["allowed_mentions"]["parse"], serde_json::json!([]));
+        let text = discord["content"].as_str().unwrap();
+        assert!(
+            text.contains("\\@everyone") && text.contains("\\*\\*now\\*\\*"),
+            "{text}"
+        );
+        let teams = body(Preset::Teams)["text"].as_str().unwrap().to_owned();
+        assert!(
+            teams.contains("&lt;https://evil.example/x\\|Re\\-login&gt;"),
+            "{teams}"
+        );
+        // portwatch's own wording (the template's text) is kept.
+        assert!(slack.starts_with(&p.sensor), "{slack}");
+        // A CR from a server never reaches a chat body.
+        p.message = "up\r\nX-Injected: yes".into();
+        let (_, bytes) = webhook_body(Some(Preset::Slack), &p, None, &options);
+        assert!(!String::from_utf8(bytes).unwrap().contains("\\r"));
     }
 }

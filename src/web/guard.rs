@@ -6,6 +6,8 @@
 //!   not. Bearer-token calls are not browser calls and skip this check.
 //! - A change made with the session cookie must carry the session's CSRF
 //!   token: the `csrf` field of a form, or the `X-CSRF-Token` header.
+//! - A change needs an admin (session or token); read-only accounts may
+//!   only sign out.
 //! - Every response to a signed-in request gets `Cache-Control: no-store`
 //!   unless the handler chose otherwise.
 
@@ -28,16 +30,17 @@ pub(super) async fn guard(State(state): State<AppState>, request: Request, next:
     let cookie = cookie_value(&parts, COOKIE);
     let signed_in = bearer || cookie.is_some();
     let mut body = body;
-    if !parts.method.is_safe() && !bearer {
-        if cross_origin(&parts.headers, state.public_url.as_deref()) {
+    let path = parts.uri.path();
+    if !parts.method.is_safe() && path != "/login" {
+        if !bearer && cross_origin(&parts.headers, state.public_url.as_deref()) {
             return AppError::Forbidden("a change from another site is refused").into_response();
         }
-        if let Some(token) = cookie {
-            let account = match state.store(move |store| store.session(&token)).await {
-                Ok(account) => account,
-                Err(error) => return error.into_response(),
-            };
-            if let Some(account) = account {
+        let account = match super::auth::account(&parts, &state).await {
+            Ok(account) => account,
+            Err(error) => return error.into_response(),
+        };
+        if let Some(account) = account {
+            if !bearer {
                 let (sent, kept) = match csrf_sent(&parts.headers, body).await {
                     Ok(found) => found,
                     Err(response) => return response,
@@ -46,6 +49,11 @@ pub(super) async fn guard(State(state): State<AppState>, request: Request, next:
                     return error.into_response();
                 }
                 body = kept;
+            }
+            if path != "/logout"
+                && let Err(error) = account.require_admin()
+            {
+                return error.into_response();
             }
         }
     }

@@ -351,3 +351,160 @@ fn help_explains_with_examples_and_completions_are_generated() {
         );
     }
 }
+
+/// Regression (hardening #11): `--sni $'a\r\nX-Injected: yes'` added an
+/// HTTP header. Values that go onto the wire are checked before any packet,
+/// on the command line and in portwatch.toml.
+#[test]
+fn values_that_go_onto_the_wire_are_validated_first() {
+    for (args, says) in [
+        (
+            vec!["--protocol", "https", "--sni", "a\r\nX-Injected: yes"],
+            "--sni: 'a\\u{000d}\\u{000a}X-Injected: yes' is not a server name",
+        ),
+        (
+            vec!["--protocol", "http", "--http-path", "/a b"],
+            "--http-path: '/a b' is not a request path",
+        ),
+        (
+            vec!["--protocol", "http", "--http-path", "/x\r\nHost: evil"],
+            "--http-path:",
+        ),
+    ] {
+        let mut all = vec!["check"];
+        all.extend(args.iter().copied());
+        all.push("127.0.0.1:1");
+        let (code, stdout, stderr) = outcome(&portwatch(&all));
+        assert_eq!(code, 3, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    let dir = crate::util::TempDir::new("wire-values");
+    let file = dir.path.join("p.toml");
+    std::fs::write(
+        &file,
+        "[[server]]\nname = \"web\"\nhost = \"127.0.0.1\"\n  [[server.sensor]]\n  port = 443\n  protocol = \"https\"\n  sni = \"a\\r\\nX: y\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = outcome(&portwatch(&["apply", "--check", file.to_str().unwrap()]));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("p.toml:") && stderr.contains("is not a server name"),
+        "{stderr}"
+    );
+}
+
+/// Regression (hardening #12): a server name with a newline forged a log
+/// line. Names, tags and hosts refuse control, text-direction and
+/// zero-width characters, at file:line:column.
+#[test]
+fn names_with_hidden_characters_are_refused() {
+    let dir = crate::util::TempDir::new("names");
+    for (body, line) in [
+        (
+            "[[server]]\nname = \"web\\nINFO forged\"\nhost = \"127.0.0.1\"\n",
+            2,
+        ),
+        ("[[group]]\nname = \"Ops\\u202e\"\n", 2),
+        (
+            "[[server]]\nname = \"web\"\nhost = \"127.0.0.1\"\ntags = [\"a\\u200bb\"]\n",
+            2,
+        ),
+        (
+            "[[server]]\nname = \"web\"\nhost = \"127.0.0.1\"\n  [[server.sensor]]\n  name = \"a\\u0000\"\n  port = 80\n",
+            5,
+        ),
+        (
+            "[[server]]\nname = \"web\"\nhost = \"exa\\u200bmple.com\"\n",
+            3,
+        ),
+    ] {
+        let file = dir.path.join("n.toml");
+        std::fs::write(&file, body).unwrap();
+        let (code, _, stderr) = outcome(&portwatch(&["apply", "--check", file.to_str().unwrap()]));
+        assert_eq!(code, 3, "{body}: {stderr}");
+        assert!(
+            stderr.contains(&format!("n.toml:{line}:")),
+            "{body}: {stderr}"
+        );
+    }
+    let (code, _, stderr) = outcome(&portwatch(&["check", "exa\u{200b}mple.com:80"]));
+    assert_eq!(code, 3, "{stderr}");
+}
+
+/// Regressions (hardening #13, first-run #5): tokens can be listed and
+/// revoked, users disabled and given new passwords from the command line,
+/// token names are unique; and these commands refuse a store that does not
+/// exist instead of creating an empty one.
+#[test]
+fn access_is_managed_from_the_command_line() {
+    let dir = crate::util::TempDir::new("access");
+    let db = dir.path.join("portwatch.db");
+    let db_arg = db.to_str().unwrap();
+    let missing = dir.path.join("mistyped.db");
+    for args in [
+        vec!["status"],
+        vec!["report"],
+        vec!["pause", "x"],
+        vec!["access", "list"],
+        vec!["notify", "test", "x"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--db", missing.to_str().unwrap()]);
+        let (code, _, stderr) = outcome(&portwatch(&all));
+        assert_eq!(code, 3, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no store at")
+                && stderr.contains("start the monitor with portwatch serve, or give --db"),
+            "{stderr}"
+        );
+        assert!(!missing.exists(), "{args:?} created a store");
+    }
+    portwatch::store::Store::open(&db).unwrap();
+    let (code, token, _) = outcome(&portwatch(&["access", "token", "grafana", "--db", db_arg]));
+    assert_eq!(code, 0);
+    let (code, _, stderr) = outcome(&portwatch(&["access", "token", "grafana", "--db", db_arg]));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    let store = portwatch::store::Store::open(&db).unwrap();
+    assert!(store.token(token.trim()).unwrap().is_some());
+    let (code, _, _) = outcome(&portwatch(&["access", "user", "alice", "--db", db_arg]));
+    assert_eq!(code, 0);
+    let (code, list, _) = outcome(&portwatch(&["access", "list", "--db", db_arg]));
+    assert_eq!(code, 0);
+    assert!(
+        list.contains("alice") && list.contains("grafana") && !list.contains(token.trim()),
+        "{list}"
+    );
+    let (code, _, _) = outcome(&portwatch(&["access", "revoke", "grafana", "--db", db_arg]));
+    assert_eq!(code, 0);
+    assert!(
+        store.token(token.trim()).unwrap().is_none(),
+        "revoked at once"
+    );
+    let (code, _, stderr) = outcome(&portwatch(&["access", "revoke", "grafana", "--db", db_arg]));
+    assert_eq!(code, 3, "{stderr}");
+    let passwd = std::process::Command::new(crate::util::bin())
+        .args(["access", "passwd", "alice", "--db", db_arg])
+        .env("PORTWATCH_PASSWORD", "new-password-1")
+        .output()
+        .unwrap();
+    assert_eq!(passwd.status.code(), Some(0));
+    let session = store
+        .login("alice", "new-password-1")
+        .unwrap()
+        .expect("the new password works");
+    assert!(store.session(&session).unwrap().is_some());
+    let (code, _, _) = outcome(&portwatch(&["access", "disable", "alice", "--db", db_arg]));
+    assert_eq!(code, 0);
+    assert!(store.session(&session).unwrap().is_none(), "sessions end");
+    assert!(
+        store.login("alice", "new-password-1").unwrap().is_none(),
+        "disabled"
+    );
+    let (_, list, _) = outcome(&portwatch(&["access", "list", "--db", db_arg]));
+    assert!(list.contains("disabled since"), "{list}");
+    let (code, _, _) = outcome(&portwatch(&["access", "enable", "alice", "--db", db_arg]));
+    assert_eq!(code, 0);
+    assert!(store.login("alice", "new-password-1").unwrap().is_some());
+}

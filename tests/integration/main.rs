@@ -8,6 +8,7 @@ mod lab;
 mod monitor;
 mod notify;
 mod proto;
+mod security;
 mod serve;
 mod util;
 mod web;

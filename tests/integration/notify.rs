@@ -412,16 +412,19 @@ on = ["down"]
     );
 }
 
+/// Regression (hardening #9, tests #6): the other channel's delivery is
+/// **recorded** while the hanging receiver still holds its request, not
+/// after it times out; then the hanging one times out and is retried.
 #[test]
 fn a_hanging_receiver_times_out_is_retried_and_holds_up_no_other_channel() {
     let dir = TempDir::new("notify-hang");
     let receiver = Receiver::start(0);
     receiver.hang.store(true, Ordering::SeqCst);
-    let (_closed, closed) = closed_port("127.0.0.1");
+    let (_bound, closed) = closed_port("127.0.0.1");
     let out = dir.path.join("script.jsonl");
     let config = config(closed.port(), receiver.port, &out)
-        .replace("webhook = \"http", "timeout = \"1s\"\nwebhook = \"http");
-    assert!(config.contains("timeout = \"1s\""));
+        .replace("webhook = \"http", "timeout = \"6s\"\nwebhook = \"http");
+    assert!(config.contains("timeout = \"6s\""));
     std::fs::write(dir.path.join("portwatch.toml"), config).unwrap();
     let mut child = serve(&dir.path);
     let db = dir.path.join("portwatch.db");
@@ -430,31 +433,211 @@ fn a_hanging_receiver_times_out_is_retried_and_holds_up_no_other_channel() {
         let rows = Store::open(&db)
             .and_then(|s| s.outbox(100))
             .unwrap_or_default();
-        let timed_out = rows.iter().any(|r| {
-            r.channel == "hook"
-                && r.delivered_ms.is_none()
-                && r.last_error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("no answer within 1s"))
-        });
-        if timed_out {
+        if rows
+            .iter()
+            .any(|r| r.channel == "script" && r.delivered_ms.is_some())
+        {
             break rows;
         }
         assert!(
             Instant::now() < deadline,
-            "no timeout recorded: {rows:?}\n{}",
-            std::fs::read_to_string(dir.path.join("serve.log")).unwrap_or_default()
+            "the command's delivery was never recorded: {rows:?}"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     };
-    // The command channel did not wait for the hanging one.
-    let script = rows.iter().find(|r| r.channel == "script").unwrap();
-    assert!(script.delivered_ms.is_some(), "{rows:?}");
-    // The receiver answers again: the retry delivers it.
+    let hook = rows.iter().find(|r| r.channel == "hook").unwrap();
+    assert!(
+        hook.attempts == 0 && hook.last_error.is_none(),
+        "the command's delivery is recorded while the webhook still hangs: {rows:?}"
+    );
+    assert_eq!(
+        receiver.attempts.load(Ordering::SeqCst),
+        1,
+        "the webhook's request is held"
+    );
+    // Then the hanging attempt times out, is recorded, and is retried.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = outbox(&db);
+        let timed_out = rows.iter().any(|r| {
+            r.channel == "hook"
+                && r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("no answer within 6s"))
+        });
+        if timed_out {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no timeout recorded: {rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     receiver.hang.store(false, Ordering::SeqCst);
     let received = receiver.wait_for(1);
     assert_eq!(received[0]["to"], "down");
     assert!(receiver.attempts.load(Ordering::SeqCst) >= 2);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A receiver that answers every request with `status` (and a `Location`
+/// header when it is a redirect), counting the requests.
+fn answering(status: u16, location: Option<String>) -> (u16, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicU32::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = Router::new().fallback(move || {
+                let (counted, location) = (counted.clone(), location.clone());
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let mut response =
+                        axum::response::Response::new(axum::body::Body::from("bad payload"));
+                    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                    if let Some(location) = location {
+                        response
+                            .headers_mut()
+                            .insert("location", location.parse().unwrap());
+                    }
+                    response
+                }
+            });
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (port, hits)
+}
+
+/// Regressions (hardening #10, #14, #15): redirects are not followed unless
+/// a channel opts in; a reply that no retry can mend (400) marks the
+/// notification failed after one attempt; a title with a CR still goes out
+/// (headers are cleaned); command channels do not see the daemon's
+/// environment.
+#[test]
+fn deliveries_follow_no_redirects_give_up_on_hopeless_errors_and_keep_secrets_from_commands() {
+    let dir = TempDir::new("notify-edges");
+    let receiver = Receiver::start(0);
+    let target = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let (redirect, redirect_hits) = answering(307, Some(target));
+    let (rejecting, rejected) = answering(400, None);
+    let (_bound, closed) = closed_port("127.0.0.1");
+    let port = closed.port();
+    let env_out = dir.path.join("env.txt");
+    let config = format!(
+        r#"[defaults]
+interval = "1s"
+retries = 0
+[[server]]
+name = "app"
+host = "127.0.0.1"
+  [[server.sensor]]
+  name = "api"
+  port = {port}
+[[channel]]
+name = "moved"
+webhook = "http://127.0.0.1:{redirect}/x"
+[[channel]]
+name = "follows"
+webhook = "http://127.0.0.1:{redirect}/y"
+follow_redirects = true
+[[channel]]
+name = "rejects"
+webhook = "http://127.0.0.1:{rejecting}/z"
+preset = "ntfy"
+title = "{{sensor}}\r\nX-Injected: yes"
+[[channel]]
+name = "script"
+command = ["sh", "-c", "env > '{env}'"]
+[[notify]]
+channel = "moved"
+on = ["down"]
+[[notify]]
+channel = "follows"
+on = ["down"]
+[[notify]]
+channel = "rejects"
+on = ["down"]
+[[notify]]
+channel = "script"
+on = ["down"]
+"#,
+        env = env_out.display()
+    );
+    std::fs::write(dir.path.join("portwatch.toml"), config).unwrap();
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args(["serve", "--no-web", "--config", "portwatch.toml"])
+        .current_dir(&dir.path)
+        .env("PORTWATCH_ADMIN_PASSWORD", "never-shown-to-commands")
+        .env("SOME_TOKEN", "also-private")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let db = dir.path.join("portwatch.db");
+    // The channel that follows redirects reaches the receiver; the other
+    // does not.
+    let received = receiver.wait_for(1);
+    assert_eq!(received[0]["to"], "down");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = outbox(&db);
+        let moved = rows.iter().find(|r| r.channel == "moved");
+        let rejects = rows.iter().find(|r| r.channel == "rejects");
+        if moved.is_some_and(|r| r.last_error.is_some())
+            && rejects.is_some_and(|r| r.failed_ms.is_some())
+            && env_out.exists()
+        {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "{rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let moved = rows.iter().find(|r| r.channel == "moved").unwrap();
+    assert!(moved.delivered_ms.is_none());
+    assert!(
+        moved
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("redirects are not followed"),
+        "{moved:?}"
+    );
+    let rejects = rows.iter().find(|r| r.channel == "rejects").unwrap();
+    assert_eq!(rejects.attempts, 1, "{rejects:?}");
+    assert!(
+        rejects
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("HTTP 400")
+    );
+    // Not retried: still one request a few seconds later (the backoff
+    // would have retried it after 1 s).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rejected.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        outbox(&db)
+            .iter()
+            .find(|r| r.channel == "rejects")
+            .unwrap()
+            .attempts,
+        1
+    );
+    assert_eq!(redirect_hits.load(Ordering::SeqCst) >= 2, true);
+    let env = std::fs::read_to_string(&env_out).unwrap();
+    assert!(env.contains("PORTWATCH_SENSOR=app/api"), "{env}");
+    assert!(env.contains("PATH="), "{env}");
+    assert!(
+        !env.contains("never-shown-to-commands") && !env.contains("also-private"),
+        "{env}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

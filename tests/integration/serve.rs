@@ -13,15 +13,33 @@ use portwatch::store::Store;
 use crate::util::{TempDir, bin, json_lines, outcome, portwatch};
 
 /// A `portwatch serve` child whose stderr lines are collected.
-struct Serve {
-    child: Child,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Serve {
-    fn start(dir: &Path, args: &[&str]) -> Serve {
-        let mut child = Command::new(bin())
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Serve {
+        Serve::start_with_fd_limit(dir, args, None)
+    }
+
+    /// Starts serve with its descriptors limited (soft and hard) to
+    /// `nofile`, as `ulimit -n` would.
+    pub(crate) fn start_with_fd_limit(dir: &Path, args: &[&str], nofile: Option<u32>) -> Serve {
+        let mut command = match nofile {
+            Some(limit) => {
+                let mut command = Command::new("sh");
+                command.args([
+                    "-c",
+                    &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+                    bin(),
+                ]);
+                command
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = command
             .arg("serve")
             // Tests run side by side: each web server takes a free port.
             .args(["--listen", "127.0.0.1:0"])
@@ -55,7 +73,7 @@ impl Serve {
     }
 
     /// Waits for a line containing `needle`, for at most `limit`.
-    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
         if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
             return line.clone();
         }
@@ -77,13 +95,25 @@ impl Serve {
         }
     }
 
-    fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         while let Ok(line) = self.lines.try_recv() {
             self.seen.push(line);
         }
     }
 
-    fn terminate(mut self) -> (i32, Vec<String>) {
+    /// The web interface's address, once serve has printed it.
+    pub(crate) fn web_address(&mut self) -> String {
+        let line = self.wait_for("  web       http://", Duration::from_secs(30));
+        line.split("http://")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub(crate) fn terminate(mut self) -> (i32, Vec<String>) {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -112,7 +142,7 @@ fn config(listeners: &[TcpListener], closed: u16) -> String {
 }
 
 /// Polls the store until `ready` says yes, for at most `limit`.
-fn wait_store(db: &Path, limit: Duration, ready: impl Fn(&Store) -> bool) {
+pub(crate) fn wait_store(db: &Path, limit: Duration, ready: impl Fn(&Store) -> bool) {
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(store) = Store::open(db)
@@ -128,7 +158,7 @@ fn wait_store(db: &Path, limit: Duration, ready: impl Fn(&Store) -> bool) {
     }
 }
 
-fn latest_result_ms(store: &Store, id: i64) -> Option<i64> {
+pub(crate) fn latest_result_ms(store: &Store, id: i64) -> Option<i64> {
     store.results(id, 0, i64::MAX).ok()?.last().map(|r| r.at_ms)
 }
 
@@ -439,7 +469,7 @@ fn monitoring_goes_on_while_the_disk_is_full() {
 
 /// A raw HTTP/1.1 GET, for checking the served web interface without a
 /// client library: returns the status code.
-fn http_status(address: &str, path: &str) -> u16 {
+pub(crate) fn http_status(address: &str, path: &str) -> u16 {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     write!(

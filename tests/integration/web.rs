@@ -85,13 +85,57 @@ fn api(token: &str, method: &str, path: &str, body: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// Loads the sign-in form: its cookie and token, which a sign-in must
+/// send back.
+async fn login_form(state: &AppState) -> (String, String) {
+    let (status, headers, page) = send(state, get("/login", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.ends_with(&token), "the form's token is its cookie's");
+    (cookie, token)
+}
+
+/// A sign-in request from the form, from `ip` if given.
+async fn login_request(
+    state: &AppState,
+    name: &str,
+    password: &str,
+    ip: Option<[u8; 4]>,
+) -> Request<Body> {
+    let (cookie, token) = login_form(state).await;
+    let mut request = post_form(
+        "/login",
+        Some(&cookie),
+        &format!("name={name}&password={password}&csrf={token}"),
+    );
+    if let Some(ip) = ip {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                ip, 40000,
+            ))));
+    }
+    request
+}
+
 /// Signs in and returns the session cookie and the page's CSRF token.
 async fn sign_in(state: &AppState, name: &str, password: &str) -> (String, String) {
-    let (status, headers, _) = send(
-        state,
-        post_form("/login", None, &format!("name={name}&password={password}")),
-    )
-    .await;
+    let request = login_request(state, name, password, None).await;
+    let (status, headers, _) = send(state, request).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let set_cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
     for flag in ["HttpOnly", "SameSite=Strict"] {
@@ -120,13 +164,32 @@ async fn pages_need_a_sign_in_and_wrong_passwords_are_refused() {
     let (status, headers, _) = send(&state, get("/", None)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/login");
-    let (status, _, body) = send(
-        &state,
-        post_form("/login", None, "name=admin&password=wrong"),
-    )
-    .await;
+    let request = login_request(&state, "admin", "wrong", None).await;
+    let (status, _, body) = send(&state, request).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("Wrong user name or password"));
+    // Without the form's cookie and token (login CSRF), no sign-in at all.
+    let (status, _, _) = send(
+        &state,
+        post_form("/login", None, "name=admin&password=admin-password"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (cookie, _) = login_form(&state).await;
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            "/login",
+            Some(&cookie),
+            "name=admin&password=admin-password&csrf=0123456789abcdef0123456789abcdef",
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a token that is not the cookie's"
+    );
     let (status, _, _) = send(&state, get("/api/sensors", None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, body) = send(&state, get("/healthz", None)).await;
@@ -322,33 +385,24 @@ async fn metrics_use_prometheus_names_and_need_a_token_off_loopback() {
 #[tokio::test]
 async fn failed_sign_ins_are_rate_limited_per_address() {
     let (_dir, state) = setup();
-    let from =
-        |form: &str| {
-            let mut request = post_form("/login", None, form);
-            request.extensions_mut().insert(axum::extract::ConnectInfo(
-                std::net::SocketAddr::from(([192, 0, 2, 7], 40000)),
-            ));
-            request
-        };
     for _ in 0..5 {
-        let (status, _, _) = send(&state, from("name=admin&password=guess")).await;
+        let request = login_request(&state, "admin", "guess", Some([192, 0, 2, 7])).await;
+        let (status, _, _) = send(&state, request).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let (status, _, _) = send(&state, from("name=admin&password=admin-password")).await;
+    let request = login_request(&state, "admin", "admin-password", Some([192, 0, 2, 7])).await;
+    let (status, _, _) = send(&state, request).await;
     assert_eq!(
         status,
         StatusCode::TOO_MANY_REQUESTS,
         "even the right password waits"
     );
-    let (status, _, _) = send(
-        &state,
-        post_form("/login", None, "name=admin&password=admin-password"),
-    )
-    .await;
+    let request = login_request(&state, "admin", "admin-password", None).await;
+    let (status, _, _) = send(&state, request).await;
     assert_eq!(
         status,
         StatusCode::SEE_OTHER,
-        "other addresses are not affected"
+        "other addresses are not affected, and the user is not locked out"
     );
 }
 
@@ -600,7 +654,7 @@ async fn the_api_adds_and_removes_sensors() {
         json(
             "POST",
             "/api/sensors",
-            r#"{"server":"api","host":"127.0.0.1","port":6380,"name":"cache","protocol":"redis"}"#,
+            r#"{"server":"api","host":"2001:db8::1","port":6380,"name":"cache","protocol":"redis"}"#,
         ),
     )
     .await;
@@ -956,6 +1010,20 @@ async fn the_api_shows_notifications_and_their_delivery() {
     assert_eq!(rows[0]["to"], "down");
     assert_eq!(rows[0]["attempts"], 0);
     assert!(rows[0]["delivered_ms"].is_null());
+    // A receiver's error reply is for admins only (hardening #14).
+    let outbox_id = rows[0]["id"].as_i64().unwrap();
+    Store::open(&db)
+        .unwrap()
+        .delivery_failed(outbox_id, "HTTP 500: internal reply body", 0)
+        .unwrap();
+    let (_, _, body) = send(&state, get("/api/notifications", Some(&cookie))).await;
+    assert!(!body.contains("internal reply body"), "{body}");
+    assert!(body.contains("(shown to admins only)"), "{body}");
+    let (_, _, page) = send(&state, get("/notifications", Some(&cookie))).await;
+    assert!(!page.contains("internal reply body"));
+    let (admin, _) = sign_in(&state, "admin", "admin-password").await;
+    let (_, _, body) = send(&state, get("/api/notifications", Some(&admin))).await;
+    assert!(body.contains("HTTP 500: internal reply body"), "{body}");
 }
 
 #[tokio::test]
@@ -1101,4 +1169,335 @@ async fn channels_and_rules_are_edited_through_the_api_and_pages_without_showing
     assert!(page.contains("<td>down, up</td><td>Prod</td>"), "{page}");
     let (_, rules) = Store::open(&db).unwrap().notifications().unwrap();
     assert_eq!(rules.len(), 1);
+}
+
+/// A concrete path for a route pattern, naming things that exist.
+fn concrete(pattern: &str, sensor: i64) -> String {
+    pattern
+        .replace("{id}", &sensor.to_string())
+        .replace("{name}", "db")
+        .replace("{slug}", "status")
+        .replace("{kind}", "server")
+        .replace("{action}", "pause")
+}
+
+/// A change request with the session cookie and `csrf`, as a form (pages)
+/// or with the header (API).
+fn change(method: &axum::http::Method, path: &str, cookie: &str, csrf: &str) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header(header::COOKIE, cookie);
+    if path.starts_with("/api/") {
+        request = request
+            .header("x-csrf-token", csrf)
+            .header(header::CONTENT_TYPE, "application/json");
+        request.body(Body::from("{}")).unwrap()
+    } else {
+        request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        request.body(Body::from(format!("csrf={csrf}"))).unwrap()
+    }
+}
+
+/// Regression (hardening #3, tests #5): every route that changes something
+/// refuses a session request with a wrong token of the right length, a
+/// request from another origin even with the right token, and a read-only
+/// user. The walk covers every route of the router, so a new one cannot
+/// forget.
+#[tokio::test]
+async fn every_change_needs_the_csrf_token_the_same_origin_and_an_admin() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let id = sensor_id(&db, "db/postgresql");
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let (viewer, viewer_csrf) = sign_in(&state, "viewer", "viewer-password").await;
+    let wrong: String = csrf
+        .chars()
+        .map(|c| if c == 'a' { 'b' } else { 'a' })
+        .collect();
+    assert_eq!(wrong.len(), csrf.len());
+    let changes: Vec<_> = portwatch::web::route_table()
+        .into_iter()
+        .filter(|(method, _)| !method.is_safe())
+        .collect();
+    assert!(changes.len() >= 35, "{} change routes", changes.len());
+    let before = Store::open(&db).unwrap().load().unwrap();
+    for (method, pattern) in &changes {
+        if *pattern == "/login" {
+            continue; // its own token; tested above
+        }
+        let path = concrete(pattern, id);
+        let (status, _, body) = send(&state, change(method, &path, &cookie, &wrong)).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{method} {path} with a wrong token: {body}"
+        );
+        let mut cross = change(method, &path, &cookie, &csrf);
+        cross
+            .headers_mut()
+            .insert(header::ORIGIN, "http://127.0.0.1:9999".parse().unwrap());
+        let (status, _, body) = send(&state, cross).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{method} {path} from another origin: {body}"
+        );
+        let mut site = change(method, &path, &cookie, &csrf);
+        site.headers_mut()
+            .insert("sec-fetch-site", "same-site".parse().unwrap());
+        let (status, _, _) = send(&state, site).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} same-site");
+        if *pattern != "/logout" {
+            let (status, _, body) =
+                send(&state, change(method, &path, &viewer, &viewer_csrf)).await;
+            assert!(
+                status == StatusCode::FORBIDDEN,
+                "{method} {path} as a read-only user: {status} {body}"
+            );
+        }
+    }
+    assert_eq!(
+        Store::open(&db).unwrap().load().unwrap().paused,
+        before.paused,
+        "nothing was paused"
+    );
+    // The API's pause with the cookie, no body and no token (the finding).
+    let (status, _, _) = send(
+        &state,
+        Request::post(format!("/api/sensors/{id}/pause"))
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // With the token it works, and a bearer token needs none.
+    let (status, _, body) = send(
+        &state,
+        change(
+            &axum::http::Method::POST,
+            &format!("/api/sensors/{id}/pause"),
+            &cookie,
+            &csrf,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        Store::open(&db)
+            .unwrap()
+            .load()
+            .unwrap()
+            .paused
+            .contains(&id)
+    );
+}
+
+/// Hardening "also": framing, sniffing, referrers and inline script are
+/// refused by headers on every response; signed-in pages are not cached;
+/// the cookie is Secure behind an https:// public URL.
+#[tokio::test]
+async fn responses_carry_the_security_headers() {
+    let (_dir, state) = setup();
+    let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
+    for path in [
+        "/login",
+        "/",
+        "/config",
+        "/notifications",
+        "/api/sensors",
+        "/healthz",
+    ] {
+        let (_, headers, _) = send(&state, get(path, Some(&cookie))).await;
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+            "{path}: {csp}"
+        );
+        if path != "/login" {
+            assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{path}");
+        }
+    }
+    let https = state
+        .clone()
+        .with_public_url(Some("https://mon.example.com".into()));
+    let (_, headers, _) = send(&https, get("/login", None)).await;
+    assert!(
+        headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
+    let (_, headers, _) = send(&state, get("/login", None)).await;
+    assert!(
+        !headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+}
+
+/// Regression (hardening #2): a web admin could make a channel send
+/// `PORTWATCH_ADMIN_PASSWORD` or `/etc/shadow` to a receiver of theirs.
+/// Channels from the web carry their own secret, stored and never shown.
+#[tokio::test]
+async fn web_channels_cannot_reach_the_hosts_environment_or_files() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let admin = Store::open(&db)
+        .unwrap()
+        .create_token("ci", Role::Admin)
+        .unwrap();
+    for bad in [
+        r#"{"name":"x","webhook":"http://127.0.0.1:9/h","token_env":"PORTWATCH_ADMIN_PASSWORD"}"#,
+        r#"{"name":"x","smtp":"127.0.0.1","from":"a@b.c","to":["d@e.f"],"username":"u","password_file":"/proc/self/environ"}"#,
+        r#"{"name":"x","smtp":"127.0.0.1","from":"a@b.c","to":["d@e.f"],"username":"u","password_env":"HOME"}"#,
+    ] {
+        let (status, _, body) = send(&state, api(&admin, "POST", "/api/channels", bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains("only portwatch.toml may do"), "{body}");
+    }
+    let good = r#"{"name":"chat","webhook":"http://127.0.0.1:9/h","token":"tok-s3cret"}"#;
+    let (status, _, body) = send(&state, api(&admin, "POST", "/api/channels", good)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        !body.contains("tok-s3cret") && body.contains("\"token_set\":true"),
+        "{body}"
+    );
+    let (_, _, body) = send(&state, api(&admin, "GET", "/api/channels", "")).await;
+    assert!(!body.contains("tok-s3cret"), "{body}");
+    let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
+    let (_, _, page) = send(&state, get("/notifications", Some(&cookie))).await;
+    assert!(!page.contains("tok-s3cret") && !page.contains("name=\"token_env\""));
+    // The stored channel uses its own token.
+    let stored = Store::open(&db).unwrap().channel("chat").unwrap().unwrap();
+    match stored.kind {
+        portwatch::notify::ChannelKind::Webhook {
+            token, token_env, ..
+        } => {
+            assert_eq!((token.as_deref(), token_env), (Some("tok-s3cret"), None));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Hardening "also" and #12: request-parsing errors on the API are JSON; a
+/// sensor cannot silently get another host than its server's; names with
+/// control or text-direction characters are refused.
+#[tokio::test]
+async fn the_api_refuses_bad_requests_in_json() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let admin = Store::open(&db)
+        .unwrap()
+        .create_token("ci", Role::Admin)
+        .unwrap();
+    for (method, path, body) in [
+        ("POST", "/api/sensors", "{not json"),
+        ("GET", "/api/sensors/abc", ""),
+        ("GET", "/api/events?limit=many", ""),
+    ] {
+        let (status, headers, text) = send(&state, api(&admin, method, path, body)).await;
+        assert!(status.is_client_error(), "{path}: {status}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{path}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            value["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{text}"
+        );
+    }
+    let conflict = r#"{"server":"db","host":"192.0.2.50","port":6379}"#;
+    let (status, _, body) = send(&state, api(&admin, "POST", "/api/sensors", conflict)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("has the host 127.0.0.1, not 192.0.2.50"),
+        "{body}"
+    );
+    for bad in [
+        r#"{"server":"new\nserver","host":"127.0.0.1","port":80}"#,
+        r#"{"server":"admin\u202egpj","host":"127.0.0.1","port":80}"#,
+        r#"{"server":"ok","name":"a\u0000b","host":"127.0.0.1","port":80}"#,
+        r#"{"server":"ok","host":"exa\u200bmple.com","port":80}"#,
+    ] {
+        let (status, _, body) = send(&state, api(&admin, "POST", "/api/sensors", bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, _, body) = send(
+        &state,
+        api(&admin, "POST", "/api/groups", r#"{"name":"Ops\r\nforged"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        Store::open(&db)
+            .unwrap()
+            .load()
+            .unwrap()
+            .config
+            .servers
+            .iter()
+            .all(|s| s.name == "db" || s.name.starts_with('<'))
+    );
+}
+
+/// Regression (hardening #16, first-run #10): a public status page cost
+/// seconds per anonymous request. It is now computed at most once per
+/// 10 seconds and 100 sensors a page; an unknown page is an HTML 404.
+#[tokio::test]
+async fn public_status_pages_are_cached_paged_and_404_in_html() {
+    let dir = TempDir::new("status-cache");
+    let db = dir.path.join("portwatch.db");
+    let mut config = String::from("[[server]]\nname = \"s\"\nhost = \"127.0.0.1\"\n");
+    for port in 1..=150 {
+        config += &format!("  [[server.sensor]]\n  name = \"p{port:03}\"\n  port = {port}\n");
+    }
+    let mut store = Store::open(&db).unwrap();
+    store.apply(&from_toml("t.toml", &config).unwrap()).unwrap();
+    store
+        .save_status_page(&portwatch::store::accounts::StatusPage {
+            slug: "all".into(),
+            title: "All".into(),
+            names: vec!["s".into()],
+        })
+        .unwrap();
+    let state = AppState::new(db.clone(), None, None);
+    let (status, _, page1) = send(&state, get("/status/all", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page1.contains("s/p001") && page1.contains("s/p100") && !page1.contains("s/p101"));
+    assert!(page1.contains("Page 1 of 2"), "{page1}");
+    let (_, _, page2) = send(&state, get("/status/all?page=1", None)).await;
+    assert!(page2.contains("s/p101") && page2.contains("s/p150") && !page2.contains("s/p001"));
+    // A change within the cache's life is not recomputed for visitors.
+    store
+        .save_status_page(&portwatch::store::accounts::StatusPage {
+            slug: "all".into(),
+            title: "Renamed".into(),
+            names: vec!["s".into()],
+        })
+        .unwrap();
+    let (_, headers, again) = send(&state, get("/status/all", None)).await;
+    assert_eq!(again, page1, "served from the cache");
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=10");
+    let (status, headers, body) = send(&state, get("/status/nope", None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        body.contains("No status page here") && body.contains("nope"),
+        "{body}"
+    );
+    let mut json = get("/status/nope", None);
+    json.headers_mut()
+        .insert(header::ACCEPT, "application/json".parse().unwrap());
+    let (status, headers, body) = send(&state, json).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{body}");
 }
