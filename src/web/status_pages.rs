@@ -138,9 +138,10 @@ const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 /// anonymous page costs the monitor at most one computation per page per
 /// [`CACHE_TTL`], whatever the traffic.
 #[derive(Clone, Default)]
-pub(super) struct Cache(
-    std::sync::Arc<tokio::sync::Mutex<HashMap<(String, usize), (tokio::time::Instant, Rendered)>>>,
-);
+pub(super) struct Cache(std::sync::Arc<tokio::sync::Mutex<Pages>>);
+
+/// Rendered pages by (slug, page number), with when they were rendered.
+type Pages = HashMap<(String, usize), (tokio::time::Instant, Rendered)>;
 
 #[derive(Clone)]
 enum Rendered {

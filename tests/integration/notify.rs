@@ -630,7 +630,10 @@ on = ["down"]
             .attempts,
         1
     );
-    assert_eq!(redirect_hits.load(Ordering::SeqCst) >= 2, true);
+    assert!(
+        redirect_hits.load(Ordering::SeqCst) >= 2,
+        "both channels reached the redirect"
+    );
     let env = std::fs::read_to_string(&env_out).unwrap();
     assert!(env.contains("PORTWATCH_SENSOR=app/api"), "{env}");
     assert!(env.contains("PATH="), "{env}");
