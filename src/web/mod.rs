@@ -397,7 +397,7 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("referrer-policy", "same-origin"),
     (
         "content-security-policy",
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
 ];
 
