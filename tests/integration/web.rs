@@ -846,8 +846,87 @@ async fn metrics_access_is_configurable() {
         send(&token_only, from([127, 0, 0, 1])).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let open = state.with_metrics_access(MetricsAccess::Open);
+    let open = state.clone().with_metrics_access(MetricsAccess::Open);
     assert_eq!(send(&open, from([192, 0, 2, 9])).await.0, StatusCode::OK);
+    // Behind a reverse proxy on loopback (hardening #5): forwarded
+    // addresses are believed only from a trusted proxy, and then decide.
+    let forwarded = |ip: [u8; 4], client: &str| {
+        let mut request = from(ip);
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", client.parse().unwrap());
+        request
+    };
+    let proxied = state
+        .clone()
+        .with_trusted_proxies(vec!["127.0.0.1/32".parse().unwrap()]);
+    assert_eq!(
+        send(&proxied, forwarded([127, 0, 0, 1], "203.0.113.5"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED,
+        "a visitor of the proxy is not loopback"
+    );
+    assert_eq!(
+        send(&proxied, forwarded([127, 0, 0, 1], "127.0.0.1"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&proxied, forwarded([192, 0, 2, 9], "127.0.0.1"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED,
+        "only the trusted proxy is believed"
+    );
+    assert_eq!(
+        send(&loopback, forwarded([127, 0, 0, 1], "203.0.113.5"))
+            .await
+            .0,
+        StatusCode::OK,
+        "without --trusted-proxy the header means nothing"
+    );
+}
+
+/// Hardening "also": text a monitored server sent is shown with its
+/// hidden and text-direction characters escaped.
+#[tokio::test]
+async fn server_replies_show_hidden_characters_escaped() {
+    let (dir, state) = setup();
+    let db = dir.path.join("portwatch.db");
+    let id = sensor_id(&db, "db/postgresql");
+    let (writer, thread) = portwatch::store::writer::start(&db).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    writer.result(
+        portwatch::store::pack::StoredResult {
+            sensor: id,
+            at_ms: now,
+            status: portwatch::probe::Status::Down,
+            reason: portwatch::probe::Reason::ProtocolMismatch,
+            rtt_us: Some(100),
+        },
+        portwatch::store::writer::LastCheck {
+            state: portwatch::monitor::state::State::Down,
+            since_ms: now,
+            message: "banner: admin\u{202E}gpj.exe\r\nforged".into(),
+            details: None,
+        },
+    );
+    drop(writer);
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
+    let (_, _, page) = send(&state, get(&format!("/sensors/{id}"), Some(&cookie))).await;
+    assert!(
+        !page.contains('\u{202E}') && !page.contains("\r\nforged"),
+        "raw characters reached the page"
+    );
+    assert!(
+        page.contains("admin\\u{202e}gpj.exe\\u{000d}\\u{000a}forged"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
