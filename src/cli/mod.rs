@@ -684,9 +684,15 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     let text = error.render().to_string();
     let first = text.lines().next().unwrap_or("invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // clap lists the valid values on a later line: keep them on this one.
+    let valid = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("[possible values: "))
+        .map(|values| format!(": use one of {}", values.trim_end_matches(']')))
+        .unwrap_or_default();
     let _ = writeln!(
         anstream::stderr(),
-        "portwatch: {first} (see portwatch --help)"
+        "portwatch: {first}{valid} (see portwatch --help)"
     );
     ExitCode::from(EXIT_UNKNOWN)
 }

@@ -11,9 +11,10 @@ pub(super) fn run(args: &NameArgs, paused: bool) -> anyhow::Result<u8> {
     let mut store = Store::open_existing(&args.db.db)?;
     let changed = store.set_paused(&args.name, paused)?;
     let verb = if paused { "paused" } else { "resumed" };
+    let noun = if changed == 1 { "sensor" } else { "sensors" };
     writeln!(
         anstream::stdout(),
-        "{verb} {changed} sensors under '{}'",
+        "{verb} {changed} {noun} under '{}'",
         args.name
     )?;
     Ok(0)

@@ -74,14 +74,20 @@ fn human(out: &mut impl Write, report: &SensorReport, now_ms: i64) -> std::io::R
         report.checks_up,
         report.checks
     )?;
-    writeln!(
-        out,
-        "  connect time        min {}  avg {}  p95 {}  max {}",
-        millis(report.min_us),
-        millis(report.avg_us),
-        millis(report.p95_us),
-        millis(report.max_us)
-    )?;
+    if report.checks_up == 0 {
+        // Refusals answer fast too: a sensor that never connected has no
+        // connect time worth showing.
+        writeln!(out, "  connect time        - (no check connected)")?;
+    } else {
+        writeln!(
+            out,
+            "  connect time        min {}  avg {}  p95 {}  max {}",
+            millis(report.min_us),
+            millis(report.avg_us),
+            millis(report.p95_us),
+            millis(report.max_us)
+        )?;
+    }
     if report.outages.is_empty() {
         writeln!(out, "  outages             none")?;
     } else {

@@ -93,7 +93,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             });
             Some(listener)
         };
-        hints()?;
+        hints(sensors)?;
         let reload = Arc::new(Notify::new());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (config, db_for_hup, notify) = (args.config.clone(), db.clone(), reload.clone());
@@ -265,6 +265,13 @@ fn first_screen(
             "  config    none given (use --config portwatch.toml, or `portwatch apply FILE` at any time)"
         )?,
     }
+    out.flush()
+}
+
+/// The commands to try next, after the addresses; on an empty store, how
+/// to declare the first sensor.
+fn hints(sensors: usize) -> std::io::Result<()> {
+    let mut out = anstream::stdout().lock();
     if sensors == 0 {
         writeln!(out)?;
         writeln!(
@@ -287,12 +294,7 @@ fn first_screen(
             "up within two seconds. The repository's examples/portwatch.toml explains every key."
         )?;
     }
-    out.flush()
-}
 
-/// The commands to try next, after the addresses.
-fn hints() -> std::io::Result<()> {
-    let mut out = anstream::stdout().lock();
     writeln!(out)?;
     writeln!(out, "  portwatch status              every sensor's state")?;
     writeln!(

@@ -14,8 +14,9 @@ pub(super) const EXAMPLES: &str = "Examples:
   portwatch status
   portwatch status --format json | jq 'select(.state == \"down\")'
 
-Exit codes: 0 every sensor is UP (or paused), 1 a WARNING, 2 a DOWN, 3 an
-UNKNOWN (Nagios style), so `portwatch status` can itself be a check.";
+Exit codes: 0 every sensor is UP, paused or pending (not checked yet: no
+verdict, so no alarm), 1 a WARNING, 2 a DOWN, 3 an UNKNOWN (Nagios style),
+so `portwatch status` can itself be a check.";
 
 #[derive(Serialize)]
 struct JsonStatus<'a> {

@@ -24,7 +24,9 @@ pub enum State {
     Pending,
     /// Answering as expected.
     Up,
-    /// A failed check being re-checked, or slower than the warning threshold.
+    /// Slower than the warning threshold (or, with several locations, down
+    /// at some of them). An immediate re-check of a failure is part of its
+    /// check and does not pass through WARNING.
     Warning,
     /// A failure confirmed by re-checks, or slower than the error threshold.
     Down,
@@ -206,9 +208,12 @@ pub fn step(tracker: Tracker, input: &Input, retries: u32) -> Step {
                             false,
                         )
                     } else {
+                        // An immediate re-check is part of this check: the
+                        // state stays as it is until the re-check answers
+                        // (never up -> warning -> down within milliseconds).
                         (
                             Tracker {
-                                state: State::Warning,
+                                state: tracker.state,
                                 failures,
                             },
                             true,
@@ -216,8 +221,10 @@ pub fn step(tracker: Tracker, input: &Input, retries: u32) -> Step {
                     }
                 }
             };
-            let message = if recheck {
-                format!("{message} (re-checking, {} of {retries})", next.failures)
+            let message = if next.state == State::Down && !*slow && next.failures > 1 {
+                let rechecks = next.failures - 1;
+                let plural = if rechecks == 1 { "" } else { "s" };
+                format!("{message} (confirmed by {rechecks} re-check{plural})")
             } else {
                 message.clone()
             };
@@ -302,38 +309,71 @@ mod tests {
             .collect()
     }
 
+    /// Regression (first-run #7): every failure made two events,
+    /// `up -> warning -> down` a millisecond apart. The re-check is part of
+    /// the check: one change, when it has answered.
     #[test]
-    fn a_failure_is_rechecked_once_before_down() {
+    fn a_failure_is_rechecked_once_before_down_with_one_change() {
         let states = run(1, &[up(), refused(), refused(), refused(), up()]);
         assert_eq!(
             states,
             [
                 (State::Up, true, false),
-                (State::Warning, true, true),
+                (State::Up, false, true),
                 (State::Down, true, false),
                 (State::Down, false, false),
                 (State::Up, true, false),
             ]
         );
+        let mut tracker = Tracker::PENDING;
+        let mut changes = Vec::new();
+        for input in [up(), refused(), refused()] {
+            let step = step(tracker, &input, 1);
+            tracker = step.tracker;
+            changes.extend(step.change);
+        }
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!((changes[1].from, changes[1].to), (State::Up, State::Down));
+        assert!(
+            changes[1].message.ends_with("(confirmed by 1 re-check)"),
+            "{changes:?}"
+        );
     }
 
     #[test]
-    fn a_passing_recheck_returns_to_up() {
+    fn a_passing_recheck_leaves_the_sensor_up_without_an_event() {
         let states = run(1, &[up(), refused(), up()]);
         assert_eq!(
-            states.iter().map(|s| s.0).collect::<Vec<_>>(),
-            [State::Up, State::Warning, State::Up]
+            states,
+            [
+                (State::Up, true, false),
+                (State::Up, false, true),
+                (State::Up, false, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sensor_never_up_goes_from_pending_straight_to_down() {
+        let states = run(1, &[refused(), refused()]);
+        assert_eq!(
+            states,
+            [(State::Pending, false, true), (State::Down, true, false)]
         );
     }
 
     #[test]
     fn retries_zero_goes_down_at_once_and_two_needs_three_failures() {
         assert_eq!(run(0, &[refused()])[0], (State::Down, true, false));
-        let states: Vec<State> = run(2, &[refused(), refused(), refused()])
-            .iter()
-            .map(|s| s.0)
-            .collect();
-        assert_eq!(states, [State::Warning, State::Warning, State::Down]);
+        let states: Vec<(State, bool, bool)> = run(2, &[up(), refused(), refused(), refused()]);
+        assert_eq!(
+            states[1..],
+            [
+                (State::Up, false, true),
+                (State::Up, false, true),
+                (State::Down, true, false)
+            ]
+        );
     }
 
     #[test]
@@ -361,7 +401,7 @@ mod tests {
         );
         assert_eq!(
             states.iter().map(|s| s.0).collect::<Vec<_>>(),
-            [State::Warning, State::Unknown, State::Down]
+            [State::Pending, State::Unknown, State::Down]
         );
     }
 
@@ -386,7 +426,7 @@ mod tests {
                 (State::Paused(PauseCause::Dependency), false, false),
                 (State::Paused(PauseCause::Dependency), false, false),
                 (State::Pending, true, false),
-                (State::Warning, true, true),
+                (State::Pending, false, true),
             ]
         );
         // A different cause is a change of its own.

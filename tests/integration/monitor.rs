@@ -116,7 +116,7 @@ fn server(name: &str, port: u16, extra: &str) -> String {
 }
 
 #[tokio::test(start_paused = true)]
-async fn up_then_warning_while_rechecking_then_down_then_up() {
+async fn a_failure_and_its_recheck_make_one_event_then_up() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let monitor = start(&format!(
@@ -141,30 +141,31 @@ async fn up_then_warning_while_rechecking_then_down_then_up() {
     let (store, _dir) = monitor.stop().await;
     drop(listener);
     let events = events_of(&store, "web/tcp");
+    // One change per check: never up -> warning -> down (first-run #7).
     assert_eq!(
         transitions(&events),
         [
             (State::Pending, State::Up),
-            (State::Up, State::Warning),
-            (State::Warning, State::Down),
+            (State::Up, State::Down),
             (State::Down, State::Up),
             (State::Up, State::Pending),
         ]
     );
-    assert_eq!(events[2].reason.as_deref(), Some("refused"));
+    assert_eq!(events[1].reason.as_deref(), Some("refused"));
     assert!(
-        events[1].message.contains("re-checking"),
+        events[1].message.contains("(confirmed by 1 re-check)"),
         "{}",
         events[1].message
     );
-    // The re-check ran at once, not an interval later.
-    assert!(events[2].at_ms - events[1].at_ms < 1000, "{events:?}");
-    // Every result was stored, and reports see the outage.
+    // Every result was stored (the failed first attempt too), and the
+    // re-check ran at once, not an interval later.
     let id = store.sensor_ids("web/tcp").unwrap()[0];
     let results = store.results(id, 0, i64::MAX).unwrap();
     assert_eq!(results.len(), 4);
+    assert!(results[2].at_ms - results[1].at_ms < 1000, "{results:?}");
+    assert_eq!(events[1].at_ms, results[2].at_ms.max(events[1].at_ms));
     let report =
-        portwatch::report::sensor_report(&store, id, "web/tcp", 0, events[4].at_ms).unwrap();
+        portwatch::report::sensor_report(&store, id, "web/tcp", 0, events[3].at_ms).unwrap();
     assert_eq!(report.outages.len(), 1);
     assert_eq!((report.checks, report.checks_up), (4, 2));
 }
@@ -214,6 +215,60 @@ async fn dependants_pause_while_their_dependency_is_down_and_resume_by_themselve
     assert!(
         gw_events.contains(&(State::Up, State::Down)),
         "{gw_events:?}"
+    );
+}
+
+/// Regression (first-run #7): while a dependency that never came up was
+/// re-checked it passed through WARNING, which counts as up, so every
+/// dependant flipped `paused(dependency) -> pending -> paused(dependency)`.
+#[tokio::test(start_paused = true)]
+async fn dependants_stay_paused_while_their_dependency_is_rechecked() {
+    let (_bound, gateway) = crate::util::closed_port("127.0.0.1");
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = format!(
+        "[defaults]\ninterval = \"10s\"\nretries = 1\n{}{}",
+        server("gw", gateway.port(), ""),
+        server(
+            "app",
+            app.local_addr().unwrap().port(),
+            "  depends_on = \"gw/tcp\"\n"
+        ),
+    );
+    let monitor = start(&config).await;
+    // Three rounds of the gateway's check and re-check.
+    monitor.until_done(6, Duration::from_secs(60)).await;
+    let (store, _dir) = monitor.stop().await;
+    assert_eq!(
+        transitions(&events_of(&store, "app/tcp")),
+        [(State::Pending, State::Paused(PauseCause::Dependency))],
+        "the dependant never passed through pending (and it stays paused when the monitor stops)"
+    );
+    assert_eq!(
+        transitions(&events_of(&store, "gw/tcp")),
+        [(State::Pending, State::Down), (State::Down, State::Pending)],
+        "down once; pending when the monitor stopped"
+    );
+    // Never up: 0 % by time, not 0.002 % for an instant in WARNING
+    // (first-run #6), and no connect time for a sensor that never
+    // connected.
+    let id = store.sensor_ids("gw/tcp").unwrap()[0];
+    let report = portwatch::report::sensor_report(&store, id, "gw/tcp", 0, i64::MAX / 2).unwrap();
+    assert_eq!(report.uptime_by_time, Some(0.0), "{report:?}");
+    assert_eq!(report.time.up_ms, 0);
+    let (code, stdout, stderr) = crate::util::outcome(&crate::util::portwatch(&[
+        "report",
+        "gw/tcp",
+        "--db",
+        store.path().to_str().unwrap(),
+    ]));
+    assert!(code == 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("connect time        - (no check connected)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0.000%") || stdout.contains("0.00%"),
+        "{stdout}"
     );
 }
 

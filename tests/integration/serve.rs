@@ -268,7 +268,9 @@ fn kill_9_loses_at_most_the_last_second_and_no_event() {
         "{stored} events stored, {} announced",
         announced.len()
     );
-    assert!(announced.len() >= 22, "{announced:?}");
+    // 20 sensors up, and the closed one down (once: its re-check is part
+    // of its check).
+    assert!(announced.len() >= 21, "{announced:?}");
     drop(store);
 
     // A restart carries on with the same store.
