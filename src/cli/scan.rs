@@ -19,6 +19,7 @@ pub(super) const EXAMPLES: &str = "Examples:
   portwatch scan 192.0.2.10 --ports 1-1024,3306,ssh
   portwatch scan example.com -p 1-65535 --rate 500 --concurrency 200
   portwatch scan ::1 -p 1-10000 --format json
+  portwatch scan localhost -4                   IPv4 only (default: every address)
 
 States: open (handshake completed), closed (RST), filtered (no answer within
 --timeout), unreachable and prohibited (ICMP errors). Closed ports are listed
@@ -58,7 +59,11 @@ pub(super) async fn run(args: ScanArgs) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    let address = crate::probe::happy::interleave(&resolved.addresses)[0];
+    // Every address the name has (IPv6 and IPv4 unless -4 or -6 chose),
+    // each scanned in full: a service may listen on one family only.
+    let mut addresses = crate::probe::happy::interleave(&resolved.addresses);
+    let mut seen = std::collections::HashSet::new();
+    addresses.retain(|a| seen.insert(*a));
 
     let fd_limit = scan::raise_fd_limit();
     let concurrency = (args.concurrency as usize).min(fd_limit.saturating_sub(64).max(1) as usize);
@@ -68,58 +73,71 @@ pub(super) async fn run(args: ScanArgs) -> anyhow::Result<u8> {
         rate: args.rate,
         source: args.address.source,
     };
-    let progress = progress_bar(ports.len() as u64);
-    let started = Instant::now();
-    let bar = progress.clone();
-    let reports = scan::scan(address, &ports, options, move |report| {
-        bar.inc(1);
-        if report.state == PortState::Open {
-            bar.set_message(format!("{} open", report.port));
-        }
-    })
-    .await;
-    progress.finish_and_clear();
-    let elapsed = started.elapsed();
-
+    let progress = progress_bar((ports.len() * addresses.len()) as u64);
     let host_text = host.to_string();
     let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
     let list_closed = args.all || ports.len() <= LIST_CLOSED_UP_TO;
-    if args.format == ScanFormat::Human {
-        writeln!(
-            stdout,
-            "{}",
-            format!("{:<11} {:<12} {:<16} TIME", "PORT", "STATE", "SERVICE").bold()
-        )?;
-    }
-    for report in &reports {
-        let service = services.by_port(report.port).map(|s| s.name.as_str());
-        match args.format {
-            ScanFormat::Json => {
-                let json = JsonPort {
-                    host: &host_text,
-                    address,
-                    port: report.port,
-                    service,
-                    state: report.state,
-                    reason: report.reason,
-                    response_time_ms: report.response_time.map(millis),
-                    reported_by: report.reported_by,
-                };
-                writeln!(stdout, "{}", serde_json::to_string(&json)?)?;
+    let mut all_reports = Vec::new();
+    for (index, &address) in addresses.iter().enumerate() {
+        let started = Instant::now();
+        let bar = progress.clone();
+        let reports = scan::scan(address, &ports, options, move |report| {
+            bar.inc(1);
+            if report.state == PortState::Open {
+                bar.set_message(format!("{address} {} open", report.port));
             }
-            ScanFormat::Human if report.state != PortState::Closed || list_closed => {
-                writeln!(stdout, "{}", human_line(report, service))?;
-            }
-            ScanFormat::Human => {}
+        })
+        .await;
+        let elapsed = started.elapsed();
+        if index + 1 == addresses.len() {
+            progress.finish_and_clear();
         }
+        if args.format == ScanFormat::Human {
+            if index > 0 {
+                writeln!(stdout)?;
+            }
+            if addresses.len() > 1 {
+                writeln!(stdout, "{}", format!("{address}").bold())?;
+            }
+            writeln!(
+                stdout,
+                "{}",
+                format!("{:<11} {:<12} {:<16} TIME", "PORT", "STATE", "SERVICE").bold()
+            )?;
+        }
+        for report in &reports {
+            let service = services.by_port(report.port).map(|s| s.name.as_str());
+            match args.format {
+                ScanFormat::Json => {
+                    let json = JsonPort {
+                        host: &host_text,
+                        address,
+                        port: report.port,
+                        service,
+                        state: report.state,
+                        reason: report.reason,
+                        response_time_ms: report.response_time.map(millis),
+                        reported_by: report.reported_by,
+                    };
+                    writeln!(stdout, "{}", serde_json::to_string(&json)?)?;
+                }
+                ScanFormat::Human if report.state != PortState::Closed || list_closed => {
+                    writeln!(stdout, "{}", human_line(report, service))?;
+                }
+                ScanFormat::Human => {}
+            }
+        }
+        if args.format == ScanFormat::Human {
+            writeln!(
+                stdout,
+                "{}",
+                summary(&host_text, address, &reports, elapsed, list_closed)
+            )?;
+        }
+        all_reports.extend(reports);
     }
-    if args.format == ScanFormat::Human {
-        writeln!(
-            stdout,
-            "{}",
-            summary(&host_text, address, &reports, elapsed, list_closed)
-        )?;
-    }
+    stdout.flush()?;
+    let reports = all_reports;
     let errors = reports
         .iter()
         .filter(|r| r.state == PortState::Error)

@@ -508,3 +508,57 @@ fn access_is_managed_from_the_command_line() {
     assert_eq!(code, 0);
     assert!(store.login("alice", "new-password-1").unwrap().is_some());
 }
+
+/// Regression (first-run #4): `scan localhost` scanned only `::1` and
+/// called an IPv4-only service closed. Every address of the name is
+/// scanned and named.
+#[test]
+fn scan_covers_every_address_of_a_name() {
+    let v4_only = listener("127.0.0.1");
+    let port = v4_only.local_addr().unwrap().port().to_string();
+    let (code, stdout, stderr) = outcome(&portwatch(&[
+        "scan",
+        "localhost",
+        "--ports",
+        &port,
+        "--format",
+        "json",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let lines = json_lines(&stdout);
+    let v4 = lines
+        .iter()
+        .find(|l| l["address"] == "127.0.0.1")
+        .unwrap_or_else(|| panic!("127.0.0.1 was not scanned: {stdout}"));
+    assert_eq!(v4["state"], "open", "{stdout}");
+    let (code, human, _) = outcome(&portwatch(&["scan", "localhost", "--ports", &port]));
+    assert_eq!(code, 0);
+    assert!(human.contains("on localhost (127.0.0.1)"), "{human}");
+    let (_, only4, _) = outcome(&portwatch(&[
+        "scan",
+        "localhost",
+        "-4",
+        "--ports",
+        &port,
+        "--format",
+        "json",
+    ]));
+    assert!(
+        json_lines(&only4)
+            .iter()
+            .all(|l| l["address"] == "127.0.0.1"),
+        "{only4}"
+    );
+}
+
+/// First-run #11: wording a user meets.
+#[test]
+fn usage_errors_name_the_valid_values() {
+    let (code, _, stderr) = outcome(&portwatch(&["completions", "tcsh"]));
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains("use one of bash, elvish, fish, powershell, zsh"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1);
+}
