@@ -586,6 +586,19 @@ fn channel_def(
             }
         } else {
             let smtp = channel.smtp.as_ref().expect("one kind");
+            // `host:port` would reach the resolver as a name and fail only
+            // at the first delivery: the port has its own key.
+            if let Some((host, port)) = smtp.get_ref().trim().rsplit_once(':')
+                && !host.contains(':')
+            {
+                return Err(locate.error(
+                    smtp.span(),
+                    format!("smtp = \"{host}:{port}\": give the host alone and the port as port = {port}"),
+                ));
+            }
+            if let Err(error) = crate::probe::target::parse_bare_host(smtp.get_ref()) {
+                return Err(locate.error(smtp.span(), error));
+            }
             let security = match channel
                 .security
                 .as_ref()

@@ -241,7 +241,7 @@ fn channels_and_rules_are_validated() {
             format!(
                 "{base}[[channel]]\nname = \"x\"\nwebhook = \"https://x\"\npreset = \"pagerduty\"\n"
             ),
-            "needs token_env",
+            "needs token_env (the variable holding the routing key) or token",
         ),
         (
             format!("{base}[[channel]]\nname = \"x\"\n"),
@@ -250,6 +250,13 @@ fn channels_and_rules_are_validated() {
         (
             format!("{base}[[channel]]\nname = \"x\"\nsmtp = \"m\"\nto = [\"a@b.c\"]\n"),
             "needs 'from'",
+        ),
+        // First-run #9: accepted, then failing at every delivery.
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\nsmtp = \"mail.example.com:2525\"\nfrom = \"a@b.c\"\nto = [\"a@b.c\"]\n"
+            ),
+            "give the host alone and the port as port = 2525",
         ),
         (
             format!(

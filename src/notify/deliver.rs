@@ -151,9 +151,15 @@ pub async fn deliver(channel: &ChannelDef, payload: &Payload, http: &Http) -> Re
                     "HTTP {status}: the receiver redirects to {to}; redirects are not followed unless the channel sets follow_redirects = true"
                 )));
             }
+            // One line: an HTML error page's lines and indentation folded
+            // into single spaces, then cut.
             let body = response.text().await.unwrap_or_default();
+            let body = crate::text::printable(&body)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             let body: String = body.chars().take(200).collect();
-            let message = format!("HTTP {status}: {}", body.trim());
+            let message = format!("HTTP {status}: {body}");
             Err(if rejects_content(status) {
                 Failure::permanent(message)
             } else {

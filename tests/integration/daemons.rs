@@ -21,7 +21,7 @@ struct Host {
 impl Host {
     fn new() -> Host {
         let ns = format!("pwd{}", std::process::id() % 100_000);
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        crate::util::remove_namespace(&ns);
         run(&["ip", "netns", "add", &ns]);
         run(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
         Host {
@@ -86,7 +86,7 @@ impl Drop for Host {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        crate::util::remove_namespace(&self.ns);
     }
 }
 

@@ -644,3 +644,53 @@ on = ["down"]
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Regression (first-run #8): `notify test` printed a whole HTML error
+/// page over many lines. It prints one line, the body folded and cut.
+#[test]
+fn notify_test_reports_an_html_error_page_on_one_line() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("notify-test-line");
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = server.accept() {
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let body = "<!DOCTYPE HTML>\n<html>\n  <head>\n    <title>Error response</title>\n  </head>\n  <body>\r\n    <h1>Error response</h1>\n    <p>Error code: 501</p>\n  </body>\n</html>\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let file = dir.path.join("p.toml");
+    std::fs::write(
+        &file,
+        format!("[[channel]]\nname = \"hook\"\nwebhook = \"http://127.0.0.1:{port}/hook\"\n"),
+    )
+    .unwrap();
+    let db = dir.path.join("portwatch.db");
+    let db = db.to_str().unwrap();
+    let (code, _, stderr) = crate::util::outcome(&crate::util::portwatch(&[
+        "apply",
+        file.to_str().unwrap(),
+        "--db",
+        db,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = crate::util::outcome(&crate::util::portwatch(&[
+        "notify", "test", "hook", "--db", db,
+    ]));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("portwatch: 'hook' failed: HTTP 501 Not Implemented: <!DOCTYPE HTML> <html> <head> <title>Error response</title>"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("  "),
+        "{stderr:?}"
+    );
+}

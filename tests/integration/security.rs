@@ -265,16 +265,25 @@ fn the_store_is_private_and_has_one_monitor() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     // Read and edit commands work beside the monitor.
-    for args in [
-        vec!["status"],
-        vec!["report", "--since", "1h"],
-        vec!["pause", "local/app"],
-        vec!["resume", "local/app"],
+    for (args, says) in [
+        (vec!["status"], "local/app"),
+        (vec!["report", "--since", "1h"], "local/app"),
+        (
+            vec!["pause", "local/app"],
+            "paused 1 sensor under 'local/app'",
+        ),
+        (
+            vec!["resume", "local/app"],
+            "resumed 1 sensor under 'local/app'",
+        ),
     ] {
         let mut args = args.clone();
         args.extend(["--db", db.to_str().unwrap()]);
         let (code, stdout, stderr) = outcome(&portwatch(&args));
-        assert!(code == 0, "{args:?}: {code} {stdout}{stderr}");
+        assert!(
+            code == 0 && stdout.contains(says),
+            "{args:?}: {code} {stdout}{stderr}"
+        );
     }
     let (code, _) = first.terminate();
     assert_eq!(code, 0);

@@ -222,6 +222,18 @@ fn serve_without_sensors_tells_a_newcomer_what_to_do() {
         dir.path.join("portwatch.db").exists(),
         "the store is created in the current directory"
     );
+    // First-run #11: the banner's lines stay together, the hint follows.
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {lines:?}"))
+    };
+    assert!(at("  store ") < at("  config ") && at("  config ") < at("  web "));
+    assert!(
+        at("  web ") < at("There is nothing to check yet"),
+        "{lines:?}"
+    );
 }
 
 #[test]

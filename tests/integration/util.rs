@@ -238,9 +238,20 @@ impl Drop for Lab {
             let _ = child.wait();
         }
         for ns in [&self.client, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            remove_namespace(ns);
         }
         let _ = std::fs::remove_dir_all(&self.etc);
+    }
+}
+
+/// Removes network namespace `ns` if it exists (a namespace left by an
+/// earlier run, or this test's own), without noise when it does not.
+pub fn remove_namespace(ns: &str) {
+    if std::path::Path::new("/run/netns").join(ns).exists() {
+        let _ = Command::new("ip")
+            .args(["netns", "del", ns])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
