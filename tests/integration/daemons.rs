@@ -134,7 +134,6 @@ fn available(needed: &[(&str, Option<String>)]) -> bool {
         .filter(|(_, path)| path.is_none())
         .map(|(name, _)| *name)
         .collect();
-    let ci = std::env::var_os("CI").is_some();
     if root && missing.is_empty() {
         return true;
     }
@@ -143,8 +142,7 @@ fn available(needed: &[(&str, Option<String>)]) -> bool {
     } else {
         "needs root for a network namespace".to_owned()
     };
-    assert!(!ci, "the real-daemon test {why}; .ci/run must provide it");
-    eprintln!("skip real_daemons_answer_their_protocols: {why}");
+    crate::util::skip("real_daemons_answer_their_protocols", &why);
     false
 }
 

@@ -426,11 +426,10 @@ fn monitoring_goes_on_while_the_disk_is_full() {
         ])
         .status();
     if !mounted.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root and must be able to mount a tmpfs"
+        crate::util::skip(
+            "monitoring_goes_on_while_the_disk_is_full",
+            "mounting a small tmpfs needs root",
         );
-        eprintln!("skip monitoring_goes_on_while_the_disk_is_full: cannot mount a tmpfs");
         return;
     }
     struct Unmount(std::path::PathBuf);
