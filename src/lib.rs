@@ -50,7 +50,13 @@
 //! - [`report`]: uptime by time and by requests, outages, connect times.
 //! - [`web`]: the web interface, JSON API and `/metrics` (axum; askama
 //!   templates in `templates/`, embedded assets in `assets/`), with sign-in,
-//!   sessions, CSRF tokens and API tokens ([`store::accounts`]).
+//!   sessions, CSRF tokens and API tokens ([`store::accounts`]). Inside it,
+//!   `guard` is the layer every request passes (cross-origin changes,
+//!   CSRF, read-only accounts, `no-store`), `signin` the sign-in throttle,
+//!   and `listen` the HTTP listener with its header timeout and connection
+//!   cap; [`web::route_table`] lists every route for tests to walk.
+//! - [`text`]: names and replies that cross a trust boundary: hidden
+//!   characters refused in names, stripped before headers, shown escaped.
 //! - [`duration`]: the human duration syntax shared by the CLI and the
 //!   configuration (`500ms`, `10s`, `2m`).
 //! - [`cli`]: the command line, one file per subcommand (`check`, `scan`,
@@ -62,7 +68,9 @@
 //! - `bench/`: benchmarks against peer tools (`bench/scan`, `bench/monitor`).
 //! - `fuzz/`: cargo-fuzz targets for every protocol parser (`fuzz/run`).
 //! - `tests/integration/`: the real binary against real listeners, the
-//!   network-namespace lab, and the monitor with a real store.
+//!   network-namespace lab, and the monitor with a real store; `security.rs`
+//!   tries a running `serve` as an attacker would. `scripts/test` sets up a
+//!   machine for them and runs them.
 pub mod cli;
 pub mod config;
 pub mod duration;

@@ -402,7 +402,7 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// The router: pages, API, metrics and assets. Every request passes the
-/// [`guard`]: a change from another origin is refused, and a change made
+/// guard (`guard.rs`): a change from another origin is refused, and a change made
 /// with the session cookie needs the session's CSRF token.
 pub fn app(state: AppState) -> Router {
     let mut router = routes()
