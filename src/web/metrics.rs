@@ -63,6 +63,13 @@ fn state_code(state: SensorState) -> i64 {
     }
 }
 
+/// A counter holding `n`, for values the monitor already counts.
+fn counter(n: u64) -> Counter {
+    let c = Counter::<u64>::default();
+    c.inc_by(n);
+    c
+}
+
 pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Response, AppError> {
     let free = match state.metrics {
         super::MetricsAccess::Open => true,
@@ -203,11 +210,6 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
             "Checks running now",
             in_flight,
         );
-        let counter = |n: u64| {
-            let c = Counter::<u64>::default();
-            c.inc_by(n);
-            c
-        };
         registry.register(
             "portwatch_checks_late",
             "Checks that started more than 1 s late",
@@ -225,11 +227,6 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
         );
     }
     if let Some(writer) = &state.writer {
-        let counter = |n: u64| {
-            let c = Counter::<u64>::default();
-            c.inc_by(n);
-            c
-        };
         registry.register(
             "portwatch_store_write_errors",
             "Failed store commits (retried)",
@@ -254,11 +251,6 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
         pending,
     );
     if let Some(delivery) = &state.delivery {
-        let counter = |n: u64| {
-            let c = Counter::<u64>::default();
-            c.inc_by(n);
-            c
-        };
         registry.register(
             "portwatch_notifications_delivered",
             "Notifications delivered",
@@ -270,11 +262,6 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
             counter(delivery.failed_attempts.load(Ordering::Relaxed)),
         );
     }
-    let counter = |n: u64| {
-        let c = Counter::<u64>::default();
-        c.inc_by(n);
-        c
-    };
     registry.register(
         "portwatch_web_sign_in_verifications",
         "Passwords verified by the sign-in form (right or wrong)",

@@ -28,9 +28,6 @@ struct Receiver {
 
 impl Receiver {
     fn start(fail: u32) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let (fail, attempts, received) = (
             Arc::new(AtomicU32::new(fail)),
             Arc::new(AtomicU32::new(0)),
@@ -43,36 +40,29 @@ impl Receiver {
             received.clone(),
             hang.clone(),
         );
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let app = Router::new().route(
-                    "/hook",
-                    post(move |body: axum::Json<Value>| {
-                        let (f, a, r, h) = (f.clone(), a.clone(), r.clone(), h.clone());
-                        async move {
-                            a.fetch_add(1, Ordering::SeqCst);
-                            if h.load(Ordering::SeqCst) {
-                                std::future::pending::<()>().await;
-                            }
-                            if f.load(Ordering::SeqCst) > 0 {
-                                f.fetch_sub(1, Ordering::SeqCst);
-                                return (
-                                    StatusCode::INTERNAL_SERVER_ERROR,
-                                    "receiver down for a while",
-                                );
-                            }
-                            r.lock().unwrap().push(body.0);
-                            (StatusCode::OK, "ok")
-                        }
-                    }),
-                );
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
+        let app = Router::new().route(
+            "/hook",
+            post(move |body: axum::Json<Value>| {
+                let (f, a, r, h) = (f.clone(), a.clone(), r.clone(), h.clone());
+                async move {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    if h.load(Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
+                    if f.load(Ordering::SeqCst) > 0 {
+                        f.fetch_sub(1, Ordering::SeqCst);
+                        return (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "receiver down for a while",
+                        );
+                    }
+                    r.lock().unwrap().push(body.0);
+                    (StatusCode::OK, "ok")
+                }
+            }),
+        );
+        let port = crate::util::serve_in_thread(|listener| async move {
+            axum::serve(listener, app).await.unwrap();
         });
         Receiver {
             port,
@@ -481,35 +471,24 @@ fn a_hanging_receiver_times_out_is_retried_and_holds_up_no_other_channel() {
 /// A receiver that answers every request with `status` (and a `Location`
 /// header when it is a redirect), counting the requests.
 fn answering(status: u16, location: Option<String>) -> (u16, Arc<AtomicU32>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicU32::new(0));
     let counted = hits.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let app = Router::new().fallback(move || {
-                let (counted, location) = (counted.clone(), location.clone());
-                async move {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let mut response =
-                        axum::response::Response::new(axum::body::Body::from("bad payload"));
-                    *response.status_mut() = StatusCode::from_u16(status).unwrap();
-                    if let Some(location) = location {
-                        response
-                            .headers_mut()
-                            .insert("location", location.parse().unwrap());
-                    }
-                    response
-                }
-            });
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
+    let app = Router::new().fallback(move || {
+        let (counted, location) = (counted.clone(), location.clone());
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut response = axum::response::Response::new(axum::body::Body::from("bad payload"));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            if let Some(location) = location {
+                response
+                    .headers_mut()
+                    .insert("location", location.parse().unwrap());
+            }
+            response
+        }
+    });
+    let port = crate::util::serve_in_thread(|listener| async move {
+        axum::serve(listener, app).await.unwrap();
     });
     (port, hits)
 }

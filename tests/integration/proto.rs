@@ -36,24 +36,13 @@ where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                if let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(handle(stream));
-                }
+    crate::util::serve_in_thread(move |listener| async move {
+        loop {
+            if let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(handle(stream));
             }
-        });
-    });
-    port
+        }
+    })
 }
 
 /// Starts a server on 127.0.0.1 in its own thread; returns its port.

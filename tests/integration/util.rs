@@ -270,6 +270,29 @@ impl Drop for Lab {
     }
 }
 
+/// Runs `work` with a listener on 127.0.0.1 on a runtime of its own, in a
+/// thread of its own (a test's receiver or scripted server); returns the
+/// port.
+pub fn serve_in_thread<F, Fut>(work: F) -> u16
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            work(tokio::net::TcpListener::from_std(listener).unwrap()).await;
+        });
+    });
+    port
+}
+
 /// Removes network namespace `ns` if it exists (a namespace left by an
 /// earlier run, or this test's own), without noise when it does not.
 pub fn remove_namespace(ns: &str) {

@@ -154,6 +154,15 @@ async fn sign_in(state: &AppState, name: &str, password: &str) -> (String, Strin
     (cookie, csrf)
 }
 
+fn is_paused(db: &Path, id: i64) -> bool {
+    Store::open(db)
+        .unwrap()
+        .load()
+        .unwrap()
+        .paused
+        .contains(&id)
+}
+
 fn sensor_id(db: &Path, path: &str) -> i64 {
     Store::open(db).unwrap().sensor_ids(path).unwrap()[0]
 }
@@ -245,14 +254,7 @@ async fn forms_without_the_csrf_token_are_refused() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert!(
-        Store::open(&db)
-            .unwrap()
-            .load()
-            .unwrap()
-            .paused
-            .contains(&id)
-    );
+    assert!(is_paused(&db, id));
 }
 
 #[tokio::test]
@@ -1363,14 +1365,7 @@ async fn every_change_needs_the_csrf_token_the_same_origin_and_an_admin() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(
-        Store::open(&db)
-            .unwrap()
-            .load()
-            .unwrap()
-            .paused
-            .contains(&id)
-    );
+    assert!(is_paused(&db, id));
 }
 
 /// Hardening "also": framing, sniffing, referrers and inline script are
