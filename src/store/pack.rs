@@ -196,6 +196,54 @@ mod tests {
         }
     }
 
+    /// The bytes on disk, pinned: the status and reason of every stored
+    /// result, as written by every portwatch since the format began. A
+    /// change here makes old stores misread (tests #3: dropping the bit for
+    /// reasons 8-15 passed every test).
+    #[test]
+    fn the_packed_code_of_every_status_and_reason_is_pinned() {
+        const GOLDEN: [(&str, [u8; 4]); 15] = [
+            ("connected", [0x00, 0x08, 0x10, 0x18]),
+            ("refused", [0x01, 0x09, 0x11, 0x19]),
+            ("timeout", [0x02, 0x0a, 0x12, 0x1a]),
+            ("host_unreachable", [0x03, 0x0b, 0x13, 0x1b]),
+            ("network_unreachable", [0x04, 0x0c, 0x14, 0x1c]),
+            ("admin_prohibited", [0x05, 0x0d, 0x15, 0x1d]),
+            ("dns_error", [0x06, 0x0e, 0x16, 0x1e]),
+            ("local_error", [0x07, 0x0f, 0x17, 0x1f]),
+            ("reset", [0x20, 0x28, 0x30, 0x38]),
+            ("closed_by_peer", [0x21, 0x29, 0x31, 0x39]),
+            ("no_response", [0x22, 0x2a, 0x32, 0x3a]),
+            ("protocol_mismatch", [0x23, 0x2b, 0x33, 0x3b]),
+            ("tls_error", [0x24, 0x2c, 0x34, 0x3c]),
+            ("cert_expiring", [0x25, 0x2d, 0x35, 0x3d]),
+            ("cert_expired", [0x26, 0x2e, 0x36, 0x3e]),
+        ];
+        assert_eq!(Reason::ALL.len(), GOLDEN.len(), "a new reason needs a pinned code");
+        let start = 1_790_000_000_000;
+        for (reason, (name, codes)) in Reason::ALL.iter().zip(GOLDEN) {
+            assert_eq!(reason.as_str(), name, "Reason::ALL's order is the format");
+            for (status, expected) in STATUSES.iter().zip(codes) {
+                for rtt in [None, Some(300)] {
+                    let stored = StoredResult {
+                        sensor: 1,
+                        at_ms: start,
+                        status: *status,
+                        reason: *reason,
+                        rtt_us: rtt,
+                    };
+                    let bytes = pack_window(start, &[stored]);
+                    let mut want = vec![0x00, expected | if rtt.is_some() { HAS_RTT } else { 0 }];
+                    if rtt.is_some() {
+                        want.extend([0xac, 0x02]); // 300 as a varint
+                    }
+                    assert_eq!(bytes, want, "{name} {status:?} {rtt:?}");
+                    assert_eq!(unpack_window(1, start, &bytes).unwrap(), [stored]);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_typical_result_takes_about_five_bytes() {
         let start = 1_790_000_000_000;
@@ -231,8 +279,8 @@ mod tests {
         (
             1i64..200_000,
             0i64..4_000_000_000_000,
-            0usize..4,
-            0usize..8,
+            0usize..STATUSES.len(),
+            0usize..REASONS.len(),
             proptest::option::of(any::<u32>()),
         )
             .prop_map(|(sensor, at_ms, s, r, rtt_us)| StoredResult {

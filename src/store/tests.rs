@@ -340,3 +340,52 @@ fn one_sensor_status_matches_the_full_listing() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+/// Tests #1: "a state-change event is committed before anyone is notified
+/// of it". Another connection holds the write lock, so the writer's commit
+/// fails (and is counted); by then the event must not have been
+/// acknowledged, and it must not be in the store. Once the lock is gone,
+/// the retry commits it and only then acknowledges it.
+#[test]
+fn an_event_is_acknowledged_only_after_its_commit() {
+    use crate::monitor::state::{Change, State};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let path = dir.path.join("test.db");
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (writer, thread) = writer::start(&path).unwrap();
+    let change = Change {
+        from: State::Up,
+        to: State::Down,
+        reason: None,
+        message: "down".into(),
+    };
+    let mut acknowledged = writer.event(id, 1_790_000_000_000, change);
+    // Wait for the writer's first commit to fail (its busy timeout runs
+    // out while the lock is held).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while writer.stats.write_errors.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the commit never failed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        acknowledged.try_recv(),
+        Err(tokio::sync::oneshot::error::TryRecvError::Empty),
+        "acknowledged although not committed"
+    );
+    let stored: i64 = blocker
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 0);
+    blocker.execute_batch("ROLLBACK").unwrap();
+    // The retry commits it, then acknowledges it.
+    acknowledged.blocking_recv().expect("acknowledged after the commit");
+    let stored: i64 = blocker
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 1, "acknowledged, so stored");
+    drop(writer);
+    thread.join().unwrap();
+}
