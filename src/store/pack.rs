@@ -219,7 +219,11 @@ mod tests {
             ("cert_expiring", [0x25, 0x2d, 0x35, 0x3d]),
             ("cert_expired", [0x26, 0x2e, 0x36, 0x3e]),
         ];
-        assert_eq!(Reason::ALL.len(), GOLDEN.len(), "a new reason needs a pinned code");
+        assert_eq!(
+            Reason::ALL.len(),
+            GOLDEN.len(),
+            "a new reason needs a pinned code"
+        );
         let start = 1_790_000_000_000;
         for (reason, (name, codes)) in Reason::ALL.iter().zip(GOLDEN) {
             assert_eq!(reason.as_str(), name, "Reason::ALL's order is the format");

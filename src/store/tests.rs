@@ -366,8 +366,16 @@ fn an_event_is_acknowledged_only_after_its_commit() {
     // Wait for the writer's first commit to fail (its busy timeout runs
     // out while the lock is held).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while writer.stats.write_errors.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the commit never failed");
+    while writer
+        .stats
+        .write_errors
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the commit never failed"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(
@@ -381,11 +389,53 @@ fn an_event_is_acknowledged_only_after_its_commit() {
     assert_eq!(stored, 0);
     blocker.execute_batch("ROLLBACK").unwrap();
     // The retry commits it, then acknowledges it.
-    acknowledged.blocking_recv().expect("acknowledged after the commit");
+    acknowledged
+        .blocking_recv()
+        .expect("acknowledged after the commit");
     let stored: i64 = blocker
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
         .unwrap();
     assert_eq!(stored, 1, "acknowledged, so stored");
+    drop(writer);
+    thread.join().unwrap();
+}
+
+/// Tests #4: the README promises that `kill -9` loses at most the last
+/// second of results, so the writer commits a queued result within one
+/// second (its flush period), without anything else asking it to.
+#[test]
+fn a_queued_result_is_committed_within_a_second() {
+    use crate::monitor::state::State;
+    use crate::probe::{Reason, Status};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let (writer, thread) = writer::start(&dir.path.join("test.db")).unwrap();
+    let queued = std::time::Instant::now();
+    let now = jiff::Timestamp::now().as_millisecond();
+    writer.result(
+        StoredResult {
+            sensor: id,
+            at_ms: now,
+            status: Status::Up,
+            reason: Reason::Connected,
+            rtt_us: Some(50),
+        },
+        writer::LastCheck {
+            state: State::Up,
+            since_ms: now,
+            message: String::new(),
+            details: None,
+        },
+    );
+    while store.results(id, 0, i64::MAX).unwrap().is_empty() {
+        assert!(
+            queued.elapsed() < std::time::Duration::from_millis(1500),
+            "a result waited more than a second to be committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(writer::FLUSH_EVERY <= std::time::Duration::from_secs(1));
     drop(writer);
     thread.join().unwrap();
 }
