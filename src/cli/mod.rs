@@ -474,6 +474,11 @@ impl ProtoArgs {
         }
         crate::probe::proto::http::check_path(&self.http_path)
             .map_err(|e| format!("--http-path: {e}"))?;
+        if let Some(bad) = self.http_status.iter().find(|s| !(100..=999).contains(*s)) {
+            return Err(format!(
+                "--http-status: {bad} is not an HTTP status: use 100 to 999"
+            ));
+        }
         let options = ProtoOptions {
             mode: match self.mode {
                 ModeArg::Connect => Mode::Connect,

@@ -18,20 +18,94 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Starts `portwatch serve` on a port the kernel picks (no race for a
+/// "free" port) and returns it with the web address it printed.
+fn start_serve(dir: &std::path::Path) -> (Killed, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("PORTWATCH_ADMIN_PASSWORD", "browser-test-password")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let serve = Killed(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("serve printed its web address")
+            .unwrap();
+        if let Some(rest) = line.trim().strip_prefix("web       http://") {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    // Keep reading, so that serve never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (serve, address)
 }
 
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(100));
+/// Starts chromedriver on a port below 32768 (the ephemeral range starts
+/// there); a port that turns out to be taken makes it exit, and another is
+/// tried.
+fn start_chromedriver() -> (Killed, u16) {
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for attempt in 0..10 {
+        let port = 20_000 + ((seed + attempt * 104_729) % 12_000) as u16;
+        let mut driver = Killed(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if driver.0.try_wait().unwrap().is_some() {
+                break; // the port was taken: try another
+            }
+            if driver_ready(port) {
+                return (driver, port);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver never answered on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
+    panic!("chromedriver found no free port in 10 tries");
+}
+
+/// Whether chromedriver answers its status request on `port`.
+fn driver_ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = write!(
+        stream,
+        "GET /status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    );
+    // chromedriver may keep the connection open: read until its answer is
+    // complete or a second passes.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+        response.extend_from_slice(&chunk[..n]);
+        if response.ends_with(b"}}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&response).contains("\"ready\":true")
 }
 
 fn browser_available() -> bool {
@@ -137,30 +211,10 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
         return;
     }
     let dir = TempDir::new("browser");
-    let web_port = free_port();
-    let _serve = Killed(
-        Command::new(bin())
-            .args(["serve", "--listen", &format!("127.0.0.1:{web_port}")])
-            .current_dir(&dir.path)
-            .env("PORTWATCH_ADMIN_PASSWORD", "browser-test-password")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let driver_port = free_port();
-    let _driver = Killed(
-        Command::new("chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(web_port);
-    wait_port(driver_port);
+    let (_serve, web_address) = start_serve(&dir.path);
+    let (_driver, driver_port) = start_chromedriver();
     let client = browser(driver_port, &dir.path.join("profile")).await;
-    let base = format!("http://127.0.0.1:{web_port}");
+    let base = format!("http://{web_address}");
 
     // Sign in.
     client.goto(&format!("{base}/")).await.unwrap();
@@ -235,8 +289,9 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
     save_screenshot(&client.screenshot().await.unwrap(), "dashboard.png");
 
     // Stop the service: DOWN, with the reason.
-    drop(listener);
-    let (_closed, _) = closed_port("127.0.0.1");
+    // The port stays bound, not listening, so a connect is refused and
+    // nothing else can take it meanwhile.
+    let _held = crate::util::close_listener(listener);
     wait_text(&client, &sensor_url, "state", "down").await;
     assert_eq!(
         client

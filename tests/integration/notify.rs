@@ -173,8 +173,7 @@ fn one_alert_and_one_recovery_arrive_although_the_receiver_fails_at_first() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    drop(listener);
-    let (_closed, _) = closed_port("127.0.0.1");
+    let _held = crate::util::close_listener(listener);
     let received = receiver.wait_for(1);
     assert_eq!(
         (received[0]["sensor"].as_str(), received[0]["to"].as_str()),

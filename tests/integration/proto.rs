@@ -329,12 +329,16 @@ fn bad_protocol_options_are_refused_with_the_fix() {
         ),
         (&["--protocol", "ssh", "--send", "x"][..], "drop --protocol"),
         (&["--expect-regex", "("][..], "is not a regular expression"),
+        (
+            &["--protocol", "http", "--http-status", "99"][..],
+            "--http-status: 99 is not an HTTP status",
+        ),
     ] {
         let mut all = vec!["check"];
         all.extend_from_slice(args);
         all.push("127.0.0.1:9");
         let (code, _, stderr) = outcome(&portwatch(&all));
-        assert!(code == 3 || code == 2, "{args:?}: {code}");
+        assert_eq!(code, 3, "bad input: {args:?}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }

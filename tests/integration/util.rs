@@ -72,6 +72,22 @@ pub fn closed_port(ip: &str) -> (socket2::Socket, SocketAddr) {
     (socket, bound)
 }
 
+/// Stops `listener` but keeps its port bound (not listening): connects to
+/// it are refused, and no other program can take the port meanwhile.
+pub fn close_listener(listener: TcpListener) -> socket2::Socket {
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&address.into()).unwrap();
+    socket
+}
+
 /// Whether the machine can host the lab: root, `ip` and `iptables`.
 /// In CI the lab must run, so a missing piece fails instead of skipping.
 pub fn lab_available(test: &str) -> bool {

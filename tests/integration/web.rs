@@ -430,12 +430,7 @@ async fn reports_as_a_page_as_csv_and_as_json() {
     assert!(lines[1].starts_with("db/postgresql,"), "{csv}");
     let (status, _, page) = send(&state, get("/reports?since=ten", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        page.contains("invalid duration &#39;ten&#39;")
-            || page.contains("invalid duration &#x27;ten&#x27;")
-            || page.contains("invalid duration"),
-        "{page}"
-    );
+    assert!(page.contains("invalid duration &#39;ten&#39;"), "{page}");
     let (status, _, body) = send(&state, get("/api/reports?since=24h", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
     let reports: serde_json::Value = serde_json::from_str(&body).unwrap();
