@@ -63,8 +63,9 @@ impl State {
 }
 
 impl fmt::Display for State {
+    /// The name, honouring width and alignment (`{:<18}` in tables).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -463,6 +464,85 @@ mod tests {
         assert_eq!(State::Warning.availability(), Some(true));
         assert_eq!(State::Down.availability(), Some(false));
         assert_eq!(State::Paused(PauseCause::Schedule).availability(), None);
+    }
+
+    fn checked_with(status: Status, reason: Reason, slow: bool) -> Input {
+        Input::Checked {
+            status,
+            reason,
+            slow,
+            message: "m".into(),
+        }
+    }
+
+    /// Runs `inputs` and returns the messages of the changes they made.
+    fn messages(retries: u32, inputs: &[Input]) -> Vec<(State, String)> {
+        let mut tracker = Tracker::PENDING;
+        let mut out = Vec::new();
+        for input in inputs {
+            let step = step(tracker, input, retries);
+            tracker = step.tracker;
+            out.extend(step.change.map(|c| (c.to, c.message)));
+        }
+        out
+    }
+
+    #[test]
+    fn only_a_down_confirmed_by_rechecks_says_so() {
+        let refused = || checked_with(Status::Down, Reason::Refused, false);
+        // No re-check: no suffix.
+        assert_eq!(messages(0, &[refused()]), [(State::Down, "m".into())]);
+        // Two re-checks.
+        assert_eq!(
+            messages(2, &[refused(), refused(), refused()]),
+            [(State::Down, "m (confirmed by 2 re-checks)".into())]
+        );
+        // A failure run that ends in UNKNOWN is not a confirmed DOWN.
+        let unknown = checked_with(Status::Unknown, Reason::LocalError, false);
+        assert_eq!(
+            messages(5, &[refused(), refused(), unknown]),
+            [(State::Unknown, "m".into())]
+        );
+        // Too slow after a failed attempt: DOWN at once, no re-check claimed.
+        let slow = checked_with(Status::Down, Reason::Connected, true);
+        assert_eq!(messages(5, &[refused(), slow]), [(State::Down, "m".into())]);
+    }
+
+    #[test]
+    fn resume_changes_only_a_paused_sensor() {
+        let up = Tracker {
+            state: State::Up,
+            failures: 0,
+        };
+        assert_eq!(step(up, &Input::Resume, 1).tracker, up);
+        assert!(step(up, &Input::Resume, 1).change.is_none());
+    }
+
+    #[test]
+    fn pauses_say_why_and_states_print_their_names() {
+        let cases = [
+            (PauseCause::Manual, "paused by a user"),
+            (
+                PauseCause::Dependency,
+                "paused: the sensor it depends on is not UP",
+            ),
+            (
+                PauseCause::Schedule,
+                "paused: a maintenance window is in force",
+            ),
+        ];
+        for (cause, says) in cases {
+            let change = step(Tracker::PENDING, &Input::Pause(cause), 1)
+                .change
+                .unwrap();
+            assert_eq!(change.message, says);
+            assert_eq!(
+                State::Paused(cause).to_string(),
+                State::Paused(cause).as_str()
+            );
+        }
+        assert_eq!(format!("{}", State::Down), "down");
+        assert_eq!(format!("{:>6}", State::Up), "    up");
     }
 
     #[test]
