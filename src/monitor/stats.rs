@@ -118,4 +118,25 @@ mod tests {
             None
         );
     }
+    /// Mutation testing found the bucket clamp and the one-second boundary
+    /// unchecked.
+    #[test]
+    fn lateness_past_the_last_bucket_and_the_one_second_boundary() {
+        let mut counts = MonitorStats::default().snapshot();
+        counts.started_late_by(u64::MAX);
+        counts.started_late_by(BUCKETS as u64 * 10);
+        assert_eq!(
+            counts.lateness[BUCKETS - 1],
+            2,
+            "clamped into the last bucket"
+        );
+        assert_eq!(counts.lateness_quantile(0.5), Some(BUCKETS as u64 - 1));
+        let mut counts = MonitorStats::default().snapshot();
+        counts.started_late_by(1000);
+        assert_eq!(counts.late, 0, "late means more than one second");
+        counts.started_late_by(1001);
+        assert_eq!(counts.late, 1);
+        // A quantile above 1 (a caller's slip) is the largest bucket.
+        assert_eq!(counts.lateness_quantile(2.0), Some(BUCKETS as u64 - 1));
+    }
 }

@@ -721,4 +721,114 @@ mod tests {
             summary[0].payload.text
         );
     }
+    /// Mutation testing found these planner decisions unchecked.
+    #[test]
+    fn an_escalation_fires_again_in_the_next_outage() {
+        let spec = spec();
+        let mut planner = Planner::new(None);
+        planner.configure(vec![rule(&[Trigger::Escalation], Some(60), None)], &[]);
+        let up = Change {
+            from: State::Down,
+            to: State::Up,
+            reason: None,
+            message: String::new(),
+        };
+        let current = |state, since_ms| {
+            let spec = &spec;
+            move |_| {
+                Some(Current {
+                    spec,
+                    state,
+                    since_ms,
+                    message: "",
+                })
+            }
+        };
+        planner.on_change(3, &spec, &down(State::Up), 0, None);
+        assert_eq!(planner.due(60_000, current(State::Down, 0)).len(), 1);
+        planner.on_change(9, &spec, &down(State::Up), 0, None);
+        planner.due(60_000, current(State::Down, 0));
+        planner.on_change(3, &spec, &up, 70_000, None);
+        // The recovered sensor's record is gone; the other's is kept.
+        assert!(planner.fired.iter().all(|key| key.0 != 3));
+        assert!(planner.fired.iter().any(|key| key.0 == 9));
+        // A second outage escalates again.
+        planner.on_change(3, &spec, &down(State::Up), 100_000, None);
+        assert_eq!(planner.due(160_000, current(State::Down, 100_000)).len(), 1);
+    }
+
+    #[test]
+    fn a_zero_period_schedules_nothing_and_rules_are_known() {
+        let spec = spec();
+        let mut planner = Planner::new(None);
+        assert!(!planner.has_rules());
+        planner.configure(
+            vec![rule(
+                &[Trigger::Escalation, Trigger::Repeat],
+                Some(0),
+                Some(0),
+            )],
+            &[],
+        );
+        assert!(planner.has_rules());
+        planner.on_change(4, &spec, &down(State::Up), 1_000, None);
+        assert_eq!(planner.next_due_ms(), None, "a zero period is no follow-up");
+    }
+
+    #[test]
+    fn a_quiet_sensor_is_forgotten_by_the_flapping_limit() {
+        let spec = spec();
+        let mut planner = Planner::new(None);
+        planner.configure(vec![rule(&[Trigger::Change], None, None)], &[]);
+        let sent = planner.on_change(5, &spec, &down(State::Up), 0, None);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            planner.limits.len(),
+            1,
+            "the change is remembered for the window"
+        );
+        let window_ms = ChannelOptions::default().rate_window_s as i64 * 1000;
+        let current = |_| None;
+        planner.due(window_ms / 2, current);
+        assert_eq!(planner.limits.len(), 1, "still inside the window");
+        planner.due(window_ms + 1, current);
+        assert!(
+            planner.limits.is_empty(),
+            "nothing held and the window passed"
+        );
+    }
+
+    #[test]
+    fn a_changed_period_cancels_the_old_follow_ups() {
+        let spec = spec();
+        let mut planner = Planner::new(None);
+        planner.configure(
+            vec![
+                rule(&[Trigger::Escalation], Some(60), None),
+                rule(&[Trigger::Repeat], None, Some(60)),
+            ],
+            &[],
+        );
+        planner.on_change(6, &spec, &down(State::Up), 0, None);
+        // Both periods change before the follow-ups are due.
+        planner.configure(
+            vec![
+                rule(&[Trigger::Escalation], Some(600), None),
+                rule(&[Trigger::Repeat], None, Some(600)),
+            ],
+            &[],
+        );
+        let current = |_| {
+            Some(Current {
+                spec: &spec,
+                state: State::Down,
+                since_ms: 0,
+                message: "",
+            })
+        };
+        assert!(
+            planner.due(60_000, current).is_empty(),
+            "follow-ups of periods no rule has any more do not fire"
+        );
+    }
 }

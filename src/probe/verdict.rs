@@ -141,4 +141,28 @@ mod tests {
         );
         assert_eq!(judge(Reason::Refused, ms(1), &expect).0, Status::Down);
     }
+    /// Mutation testing: "above the warning threshold" is strictly above.
+    #[test]
+    fn a_time_equal_to_the_warning_threshold_is_up() {
+        let expect = Expectation {
+            warning: ms(100),
+            ..Default::default()
+        };
+        assert_eq!(judge(Reason::Connected, ms(100), &expect).0, Status::Up);
+        let critical = Expectation {
+            critical: ms(200),
+            ..Default::default()
+        };
+        assert_eq!(judge(Reason::Connected, ms(200), &critical).0, Status::Up);
+        assert_eq!(judge(Reason::Connected, ms(201), &critical).0, Status::Down);
+        assert_eq!(
+            judge(
+                Reason::Connected,
+                Some(Duration::from_micros(100_001)),
+                &expect
+            )
+            .0,
+            Status::Warning
+        );
+    }
 }
