@@ -139,12 +139,9 @@ pub fn escape_for(preset: Option<Preset>, text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match (preset, c) {
-            (Some(Preset::Slack), '&') => out.push_str("&amp;"),
-            (Some(Preset::Slack), '<') => out.push_str("&lt;"),
-            (Some(Preset::Slack), '>') => out.push_str("&gt;"),
-            (Some(Preset::Teams), '&') => out.push_str("&amp;"),
-            (Some(Preset::Teams), '<') => out.push_str("&lt;"),
-            (Some(Preset::Teams), '>') => out.push_str("&gt;"),
+            (Some(Preset::Slack | Preset::Teams), '&') => out.push_str("&amp;"),
+            (Some(Preset::Slack | Preset::Teams), '<') => out.push_str("&lt;"),
+            (Some(Preset::Slack | Preset::Teams), '>') => out.push_str("&gt;"),
             (
                 Some(Preset::Discord | Preset::Teams),
                 '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '<' | '#' | '[' | ']' | '(' | ')' | '@'

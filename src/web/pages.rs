@@ -210,18 +210,7 @@ pub async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     user.check_csrf(&form.csrf)?;
-    if let Some(token) = parts
-        .headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split(';').find_map(|p| {
-                p.trim()
-                    .strip_prefix(&format!("{COOKIE}="))
-                    .map(str::to_owned)
-            })
-        })
-    {
+    if let Some(token) = cookie_value(&parts, COOKIE) {
         state.store(move |store| store.logout(&token)).await?;
     }
     let expire = format!(

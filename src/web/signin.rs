@@ -58,6 +58,23 @@ struct Window {
     since: Instant,
 }
 
+impl Window {
+    /// An empty window starting at `now`.
+    fn new(now: Instant) -> Window {
+        Window {
+            count: 0,
+            since: now,
+        }
+    }
+
+    /// Starts the window again at `now` when `length` has passed.
+    fn renew(&mut self, now: Instant, length: Duration) {
+        if now.duration_since(self.since) >= length {
+            *self = Window::new(now);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct UserThrottle {
     failures: Window,
@@ -106,12 +123,7 @@ fn address_key(ip: IpAddr) -> IpAddr {
 
 /// Counts one attempt in `window` at `now`; false when the window is full.
 fn count(window: &mut Window, now: Instant, limit: u32, length: Duration) -> bool {
-    if now.duration_since(window.since) >= length {
-        *window = Window {
-            count: 0,
-            since: now,
-        };
-    }
+    window.renew(now, length);
     if window.count >= limit {
         return false;
     }
@@ -122,12 +134,7 @@ fn count(window: &mut Window, now: Instant, limit: u32, length: Duration) -> boo
 /// A user's throttle: how long an attempt at `now` waits, and books it.
 /// `None` when it would wait longer than [`MAX_USER_WAIT`].
 fn user_wait(throttle: &mut UserThrottle, now: Instant) -> Option<Duration> {
-    if now.duration_since(throttle.failures.since) >= USER_WINDOW {
-        throttle.failures = Window {
-            count: 0,
-            since: now,
-        };
-    }
+    throttle.failures.renew(now, USER_WINDOW);
     if throttle.failures.count < USER_FAILURES {
         return Some(Duration::ZERO);
     }
@@ -168,10 +175,7 @@ impl SignIns {
         if let Some(ip) = ip {
             let mut addresses = self.addresses.lock().expect("sign-in lock");
             trim(&mut addresses, |w| w.since);
-            let window = addresses.entry(address_key(ip)).or_insert(Window {
-                count: 0,
-                since: now,
-            });
+            let window = addresses.entry(address_key(ip)).or_insert(Window::new(now));
             if !count(window, now, ADDRESS_ATTEMPTS, ADDRESS_WINDOW) {
                 drop(addresses);
                 return Err(self.refuse(Refusal::TooMany));
@@ -221,18 +225,10 @@ impl SignIns {
         let mut users = self.users.lock().expect("sign-in lock");
         trim(&mut users, |t| t.failures.since);
         let throttle = users.entry(user.to_owned()).or_insert(UserThrottle {
-            failures: Window {
-                count: 0,
-                since: now,
-            },
+            failures: Window::new(now),
             next: now,
         });
-        if now.duration_since(throttle.failures.since) >= USER_WINDOW {
-            throttle.failures = Window {
-                count: 0,
-                since: now,
-            };
-        }
+        throttle.failures.renew(now, USER_WINDOW);
         throttle.failures.count += 1;
     }
 }
