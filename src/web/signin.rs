@@ -304,6 +304,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_users_failures_count_for_fifteen_minutes() {
+        let limits = SignIns::default();
+        for _ in 0..USER_FAILURES {
+            drop(limits.admit(None, "admin").await.unwrap());
+            limits.settle(None, "admin", false);
+        }
+        // Ten minutes on, the failures still count: the second attempt in a
+        // row waits its turn.
+        tokio::time::advance(Duration::from_secs(10 * 60)).await;
+        drop(limits.admit(None, "admin").await.unwrap());
+        let before = Instant::now();
+        drop(limits.admit(None, "admin").await.unwrap());
+        assert_eq!(Instant::now() - before, USER_SPACING, "still throttled");
+        // Fifteen minutes after the first failure the window starts again.
+        tokio::time::advance(USER_WINDOW - Duration::from_secs(10 * 60)).await;
+        let before = Instant::now();
+        drop(limits.admit(None, "admin").await.unwrap());
+        drop(limits.admit(None, "admin").await.unwrap());
+        assert_eq!(Instant::now(), before, "the window has ended");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_throttled_users_queue_is_bounded() {
         let mut throttle = UserThrottle {
             failures: Window {
