@@ -446,7 +446,7 @@ impl Store {
                 Ok(StatusPage {
                     slug: r.get(0)?,
                     title: r.get(1)?,
-                    names: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                    names: r.get::<_, super::Json<_>>(2)?.0,
                 })
             })
             .map_err(self.sqlite())?;

@@ -21,10 +21,7 @@ impl Store {
         Store::check_names("the server name", [server])?;
         Store::check_names("the sensor name", [name])?;
         let path = self.path.clone();
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = super::sqlite_error(&path);
         let tx = self.conn.transaction().map_err(sqlite)?;
         let existing: Option<String> = tx
             .query_row(
@@ -116,10 +113,7 @@ impl Store {
             }
         })?;
         let path = self.path.clone();
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = super::sqlite_error(&path);
         let tx = self.conn.transaction().map_err(sqlite)?;
         tx.execute(
             "UPDATE sensors SET port = ?2, expect_closed = ?3, settings = ?4 WHERE id = ?1",
@@ -375,18 +369,17 @@ impl Store {
         let mut windows = Vec::new();
         for row in rows {
             let (id, managed, name, rule, groups, servers, sensors) = row.map_err(self.sqlite())?;
-            let Ok(rule) = serde_json::from_str(&rule) else {
-                continue;
-            };
+            let damaged = |what| StoreError::Damaged(self.path.clone(), what);
+            let rule = super::json(&rule).map_err(damaged)?;
             windows.push((
                 id,
                 managed,
                 WindowDef {
                     name,
                     rule,
-                    groups: serde_json::from_str(&groups).unwrap_or_default(),
-                    servers: serde_json::from_str(&servers).unwrap_or_default(),
-                    sensors: serde_json::from_str(&sensors).unwrap_or_default(),
+                    groups: super::json(&groups).map_err(damaged)?,
+                    servers: super::json(&servers).map_err(damaged)?,
+                    sensors: super::json(&sensors).map_err(damaged)?,
                 },
             ));
         }
@@ -479,7 +472,7 @@ impl Store {
                     name: r.get(0)?,
                     host: r.get(1)?,
                     group: r.get(2)?,
-                    overrides: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                    overrides: r.get::<_, super::Json<_>>(3)?.0,
                     managed: r.get(4)?,
                 })
             })

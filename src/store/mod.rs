@@ -106,6 +106,38 @@ pub fn readable_by_others(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The error of a failed SQLite call on the store at `path`. A value
+/// that does not convert (a [`Json`] column that does not parse, a blob
+/// where text belongs) is a damaged row.
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| match source {
+        rusqlite::Error::FromSqlConversionFailure(column, _, error) => {
+            StoreError::Damaged(path.to_owned(), format!("column {column}: {error}"))
+        }
+        source => StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        },
+    }
+}
+
+/// A JSON column, parsed as it is read: a value that does not parse is a
+/// damaged row ([`StoreError::Damaged`]), never an empty default.
+pub(crate) struct Json<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> rusqlite::types::FromSql for Json<T> {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        serde_json::from_str(value.as_str()?)
+            .map(Json)
+            .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// Parses stored JSON text, or says which value is damaged.
+fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("{text}: {e}"))
+}
+
 /// A connection to the store.
 pub struct Store {
     conn: Connection,
@@ -190,14 +222,8 @@ impl Store {
     /// Opens (creating if needed) the store at `path`, in WAL mode, with the
     /// schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let mut conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        })?;
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
+        let sqlite = sqlite_error(path);
+        let mut conn = Connection::open(path).map_err(&sqlite)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
         // Switching a new file to WAL needs an exclusive lock, and SQLite
         // reports a competing opener as busy without waiting: retry briefly.
@@ -278,10 +304,7 @@ impl Store {
     }
 
     fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_error(&self.path)
     }
 
     /// The store's file.
@@ -307,10 +330,7 @@ impl Store {
     /// the same name gets its old id, and so its history, back.
     pub fn apply(&mut self, config: &Config) -> Result<ApplySummary, StoreError> {
         let path = self.path.clone();
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&path);
         let now = jiff::Timestamp::now().as_millisecond();
         let tx = self.conn.transaction().map_err(sqlite)?;
         let mut summary = ApplySummary::default();
@@ -472,7 +492,7 @@ impl Store {
                 host,
                 group,
                 overrides: overrides(settings)?,
-                tags: serde_json::from_str(&tags).unwrap_or_default(),
+                tags: json(&tags).map_err(damaged)?,
                 sensors: Vec::new(),
             });
         }
@@ -512,7 +532,7 @@ impl Store {
                 port,
                 expect_closed,
                 overrides: overrides(settings)?,
-                tags: serde_json::from_str(&tags).unwrap_or_default(),
+                tags: json(&tags).map_err(damaged)?,
             });
         }
         let mut maintenance = Vec::new();
@@ -538,9 +558,9 @@ impl Store {
             maintenance.push(WindowDef {
                 name,
                 rule,
-                groups: serde_json::from_str(&groups).unwrap_or_default(),
-                servers: serde_json::from_str(&servers).unwrap_or_default(),
-                sensors: serde_json::from_str(&sensors).unwrap_or_default(),
+                groups: json(&groups).map_err(damaged)?,
+                servers: json(&servers).map_err(damaged)?,
+                sensors: json(&sensors).map_err(damaged)?,
             });
         }
         let (channels, rules) = self.notifications()?;
@@ -565,13 +585,7 @@ impl Store {
     /// sensors changed.
     pub fn set_paused(&mut self, name: &str, paused: bool) -> Result<usize, StoreError> {
         let ids = self.sensor_ids(name)?;
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|source| StoreError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })?;
+        let tx = self.conn.transaction().map_err(sqlite_error(&self.path))?;
         let mut changed = 0;
         for id in &ids {
             changed += tx
@@ -579,23 +593,14 @@ impl Store {
                     "UPDATE sensors SET paused = ?1 WHERE id = ?2 AND paused != ?1",
                     params![paused, id],
                 )
-                .map_err(|source| StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                .map_err(sqlite_error(&self.path))?;
         }
         tx.execute(
             "UPDATE meta SET value = value + 1 WHERE key = 'config_generation'",
             [],
         )
-        .map_err(|source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })?;
-        tx.commit().map_err(|source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })?;
+        .map_err(sqlite_error(&self.path))?;
+        tx.commit().map_err(sqlite_error(&self.path))?;
         Ok(changed)
     }
 
@@ -677,12 +682,8 @@ impl Store {
                     last_reason: r.get(9)?,
                     last_message: r.get(10)?,
                     tags: {
-                        let mut tags: Vec<String> =
-                            serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default();
-                        tags.extend(
-                            serde_json::from_str::<Vec<String>>(&r.get::<_, String>(13)?)
-                                .unwrap_or_default(),
-                        );
+                        let mut tags: Vec<String> = r.get::<_, Json<_>>(12)?.0;
+                        tags.extend(r.get::<_, Json<Vec<String>>>(13)?.0);
                         tags
                     },
                     managed: r.get(14)?,

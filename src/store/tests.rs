@@ -439,3 +439,176 @@ fn a_queued_result_is_committed_within_a_second() {
     drop(writer);
     thread.join().unwrap();
 }
+
+/// Ordered writes (events, notification holds) keep their order when the
+/// result queue is full, and waiting for room starts no thread per write.
+/// The writer is held inside a commit by another connection's write lock
+/// while its queue is full; fifty events are then made from a thread whose
+/// name every thread it starts inherits.
+#[test]
+fn ordered_writes_keep_their_order_and_start_no_threads_when_the_queue_is_full() {
+    use crate::monitor::state::{Change, State};
+    use crate::probe::{Reason, Status};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let path = dir.path.join("test.db");
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (writer, thread) = writer::start_with_queue(&path, 4).unwrap();
+    let change = |n: i64| Change {
+        from: State::Up,
+        to: State::Down,
+        reason: None,
+        message: format!("event {n}"),
+    };
+    let base = 1_790_000_000_000;
+    let result = StoredResult {
+        sensor: id,
+        at_ms: base,
+        status: Status::Up,
+        reason: Reason::Connected,
+        rtt_us: Some(50),
+    };
+    let last = writer::LastCheck {
+        state: State::Up,
+        since_ms: base,
+        message: String::new(),
+        details: None,
+    };
+    // The first event sends the writer into a commit that waits for the lock.
+    let first = writer.event(id, base, change(0));
+    let maker = std::thread::Builder::new()
+        .name("pw-order-test".into())
+        .spawn({
+            let writer = writer.clone();
+            move || {
+                // Fill the queue: results are dropped once it is full.
+                while writer
+                    .stats
+                    .results_dropped
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == 0
+                {
+                    writer.result(result, last.clone());
+                }
+                let acks: Vec<_> = (1..=50)
+                    .map(|n| writer.event(id, base + n, change(n)))
+                    .collect();
+                let threads = std::fs::read_dir("/proc/self/task")
+                    .unwrap()
+                    .filter(|task| {
+                        let comm = task.as_ref().unwrap().path().join("comm");
+                        std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "pw-order-test")
+                    })
+                    .count();
+                (acks, threads)
+            }
+        })
+        .unwrap();
+    let (acks, threads) = maker.join().unwrap();
+    assert_eq!(threads, 1, "threads started to wait for room in the queue");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    first.blocking_recv().expect("the first event is committed");
+    for ack in acks {
+        ack.blocking_recv().expect("every event is committed");
+    }
+    let order: Vec<i64> = blocker
+        .prepare("SELECT at_ms - ?1 FROM events ORDER BY id")
+        .unwrap()
+        .query_map([base], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        order,
+        (0..=50).collect::<Vec<i64>>(),
+        "committed out of order"
+    );
+    drop(writer);
+    thread.join().unwrap();
+}
+
+/// A read error on a stored results window must not be taken for "no
+/// window yet": the window would be replaced by only the new results. A
+/// window whose data is not a blob (damaged) fails the repack, which keeps
+/// both the window and the journal for the next try.
+#[test]
+fn a_window_that_cannot_be_read_is_not_overwritten() {
+    use crate::monitor::state::State;
+    use crate::probe::{Reason, Status};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let now = jiff::Timestamp::now().as_millisecond();
+    let start = now.div_euclid(writer::WINDOW_MS) * writer::WINDOW_MS;
+    let path = dir.path.join("test.db");
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute(
+            "INSERT INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?2, 1, 'not a blob')",
+            rusqlite::params![id, start],
+        )
+        .unwrap();
+    let (writer, thread) = writer::start(&path).unwrap();
+    writer.result(
+        StoredResult {
+            sensor: id,
+            at_ms: now,
+            status: Status::Up,
+            reason: Reason::Connected,
+            rtt_us: Some(50),
+        },
+        writer::LastCheck {
+            state: State::Up,
+            since_ms: now,
+            message: String::new(),
+            details: None,
+        },
+    );
+    let errors = writer.stats.clone();
+    // Dropping the writer commits the result and repacks every window.
+    drop(writer);
+    thread.join().unwrap();
+    let (kind, data): (String, String) = other
+        .query_row(
+            "SELECT typeof(data), CAST(data AS TEXT) FROM results WHERE sensor_id = ?1 AND start_ms = ?2",
+            rusqlite::params![id, start],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((kind.as_str(), data.as_str()), ("text", "not a blob"));
+    let journal: i64 = other
+        .query_row("SELECT count(*) FROM journal", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, 1, "the new result waits in the journal");
+    assert!(
+        errors
+            .write_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}
+
+/// Damaged JSON in a row is reported as a damaged row wherever it is read,
+/// never taken for an empty list.
+#[test]
+fn damaged_json_is_a_damaged_row_everywhere() {
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let other = rusqlite::Connection::open(dir.path.join("test.db")).unwrap();
+    other
+        .execute("UPDATE sensors SET tags = '[\"a\"' WHERE name = 'http'", [])
+        .unwrap();
+    let damaged = |result: Result<(), StoreError>, says: &str| match result {
+        Err(StoreError::Damaged(_, what)) => assert!(what.contains(says), "{what}"),
+        other => panic!("expected a damaged row, got {other:?}"),
+    };
+    damaged(store.load().map(drop), "EOF while parsing");
+    damaged(store.status().map(drop), "EOF while parsing");
+    other.execute("UPDATE sensors SET tags = '[]'", []).unwrap();
+    other
+        .execute("UPDATE maintenance SET servers = 'db'", [])
+        .unwrap();
+    damaged(store.load().map(drop), "db: expected value");
+}

@@ -12,14 +12,14 @@
 //!   counted, nothing is dropped, and the write is retried with backoff.
 //!   Monitoring never waits for the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::pack::{self, StoredResult};
@@ -54,11 +54,17 @@ pub struct LastCheck {
 
 enum Write {
     Result(StoredResult, LastCheck),
-    /// Boxed: rare, and larger than a result, which every queue slot is
-    /// sized for.
-    Ordered(Box<Ordered>, oneshot::Sender<()>),
+    /// Ordered writes are waiting in [`OrderedQueue`].
+    Wake,
     Flush(oneshot::Sender<()>),
 }
+
+/// Ordered writes waiting for the writer, oldest first, each with the
+/// acknowledgement it fires once committed. Never bounded and never
+/// dropped (events are rare and must not be lost), and appended under one
+/// lock, so they are committed in the order they were made even when the
+/// result queue is full.
+type OrderedQueue = Arc<Mutex<VecDeque<PendingEvent>>>;
 
 /// Writes committed at once and in order: events and the outbox.
 #[derive(Debug)]
@@ -106,21 +112,38 @@ pub struct WriterStats {
 #[derive(Clone)]
 pub struct Writer {
     queue: SyncSender<Write>,
+    ordered: OrderedQueue,
     /// Counters.
     pub stats: Arc<WriterStats>,
 }
 
 /// Starts the writer thread on the store at `path`.
 pub fn start(path: &Path) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+    start_with_queue(path, QUEUE)
+}
+
+/// [`start`] with a result queue of `capacity` slots.
+pub(super) fn start_with_queue(
+    path: &Path,
+    capacity: usize,
+) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
     let store = Store::open(path)?;
-    let (queue, receiver) = sync_channel(QUEUE);
+    let (queue, receiver) = sync_channel(capacity);
+    let ordered = OrderedQueue::default();
     let stats = Arc::new(WriterStats::default());
-    let thread_stats = stats.clone();
+    let thread = WriterThread::new(store.conn, store.path, stats.clone(), ordered.clone());
     let handle = std::thread::Builder::new()
         .name("portwatch-store".into())
-        .spawn(move || WriterThread::new(store.conn, store.path, thread_stats).run(receiver))
+        .spawn(move || thread.run(receiver))
         .expect("start the store writer thread");
-    Ok((Writer { queue, stats }, handle))
+    Ok((
+        Writer {
+            queue,
+            ordered,
+            stats,
+        },
+        handle,
+    ))
 }
 
 impl Writer {
@@ -200,17 +223,18 @@ impl Writer {
 
     fn ordered(&self, op: Ordered) -> oneshot::Receiver<()> {
         let (ack, committed) = oneshot::channel();
-        let write = Write::Ordered(Box::new(op), ack);
-        match self.queue.try_send(write) {
-            Ok(()) => {}
-            // Events are never dropped: wait for room on a blocking thread.
-            Err(TrySendError::Full(write)) => {
-                let queue = self.queue.clone();
-                std::thread::spawn(move || {
-                    let _ = queue.send(write);
-                });
+        self.ordered
+            .lock()
+            .expect("ordered writes lock")
+            .push_back(PendingEvent { op, ack });
+        match self.queue.try_send(Write::Wake) {
+            // A full queue needs no wake-up: the writer is busy with it, and
+            // takes the ordered writes before its next commit.
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            // No writer: drop the acknowledgements, so nobody waits forever.
+            Err(TrySendError::Disconnected(_)) => {
+                self.ordered.lock().expect("ordered writes lock").clear();
             }
-            Err(TrySendError::Disconnected(_)) => {}
         }
         committed
     }
@@ -234,6 +258,7 @@ struct WriterThread {
     conn: Connection,
     path: PathBuf,
     stats: Arc<WriterStats>,
+    ordered: OrderedQueue,
     results: Vec<StoredResult>,
     last: HashMap<i64, (StoredResult, LastCheck)>,
     events: Vec<PendingEvent>,
@@ -247,11 +272,17 @@ struct WriterThread {
 }
 
 impl WriterThread {
-    fn new(conn: Connection, path: PathBuf, stats: Arc<WriterStats>) -> WriterThread {
+    fn new(
+        conn: Connection,
+        path: PathBuf,
+        stats: Arc<WriterStats>,
+        ordered: OrderedQueue,
+    ) -> WriterThread {
         let mut thread = WriterThread {
             conn,
             path,
             stats,
+            ordered,
             results: Vec::new(),
             last: HashMap::new(),
             events: Vec::new(),
@@ -277,6 +308,7 @@ impl WriterThread {
                 Ok(write) => self.take(write),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
+                    self.take_ordered();
                     self.flush_until_done();
                     self.repack(i64::MAX);
                     return;
@@ -289,6 +321,9 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
+            // After the queue: an ordered write made before anything just
+            // taken from it is in this batch too.
+            self.take_ordered();
             let urgent = !self.events.is_empty() || !self.acks.is_empty();
             let due = self.last_flush.elapsed() >= FLUSH_EVERY;
             let retry_ok = self.retry_at.is_none_or(|at| Instant::now() >= at);
@@ -319,9 +354,15 @@ impl WriterThread {
                         .fetch_sub(excess as u64, Ordering::Relaxed);
                 }
             }
-            Write::Ordered(op, ack) => self.events.push(PendingEvent { op: *op, ack }),
+            Write::Wake => {}
             Write::Flush(ack) => self.acks.push(ack),
         }
+    }
+
+    /// Moves the waiting ordered writes into the next commit, in order.
+    fn take_ordered(&mut self) {
+        let mut ordered = self.ordered.lock().expect("ordered writes lock");
+        self.events.extend(ordered.drain(..));
     }
 
     fn flush_until_done(&mut self) {
@@ -500,13 +541,15 @@ impl WriterThread {
                     .or_default()
                     .add(result);
             }
+            // An error here must not read as "no window yet": that would
+            // replace the stored window with only the new results.
             let existing: Option<Vec<u8>> = tx
                 .query_row(
                     "SELECT data FROM results WHERE sensor_id = ?1 AND start_ms = ?2",
                     params![sensor, start],
                     |r| r.get(0),
                 )
-                .ok();
+                .optional()?;
             if let Some(existing) = existing {
                 results.extend(pack::unpack_window(sensor, start, &existing)?);
             }
