@@ -10,74 +10,89 @@
 //!
 //! # Layout
 //!
-//! - [`probe`]: one check of one target, with no storage.
-//!   - [`probe::target`]: parsing `host:port`, `host:service`, `[v6]:port`
-//!     and `tcp://host:port`, host name validation and IDN to punycode.
-//!   - [`probe::services`]: the compiled-in well-known port table, with
-//!     `/etc/services` layered on top.
-//!   - [`probe::resolve`]: the caching async resolver (hickory-resolver).
-//!   - [`probe::connect`]: one TCP connect attempt on a raw socket, reading
-//!     the socket error queue to tell ICMP reasons apart.
-//!   - [`probe::happy`]: RFC 8305 Happy Eyeballs ordering and racing.
-//!   - [`probe::verdict`]: turning a reason and a response time into a
-//!     status (thresholds, `--expect-closed`).
-//!   - [`probe::check`]: the whole PORT check (resolve, race, judge).
-//!   - [`probe::portspec`] and [`probe::scan`]: the port range sensor.
-//!   - [`probe::proto`]: protocol checks over the connection the PORT check
-//!     made: the bounded [`probe::proto::session`], TLS and STARTTLS
-//!     ([`probe::proto::tls`]), send/expect ([`probe::proto::expect`]) and
-//!     the built-in protocols, each a pure parser plus a short
-//!     conversation ([`probe::proto::text`], [`probe::proto::http`],
-//!     [`probe::proto::wire`], [`probe::proto::simple`]).
-//! - [`config`]: `portwatch.toml` (configuration as code) with
-//!   file:line:column errors; [`config::model`] holds settings inheritance,
-//!   maintenance window rules and dependency cycle detection;
-//!   [`config::probe`] the protocol-check settings.
-//! - [`monitor`]: the scheduled monitor.
-//!   - [`monitor::state`]: the pure sensor state machine.
-//!   - [`monitor::scheduler`]: pure scheduling decisions.
-//!   - [`monitor::stats`]: checks due, done, late and missed.
-//!   - [`monitor::daemon`]: the running monitor (checks, states,
-//!     dependencies, windows, reloads).
-//! - [`store`]: the SQLite store (WAL, versioned migrations).
-//!   - [`store::pack`]: compact encoding of raw results.
-//!   - [`store::rollup`]: hourly rollups.
-//!   - [`store::writer`]: the one writer thread that batches all writes.
-//! - [`notify`]: notification channels and rules; [`notify::plan`] decides
-//!   what a change, an escalation, a repeat or a flapping sensor sends;
-//!   [`notify::template`] words it; delivery from the store's outbox
-//!   ([`store::outbox`]) with retries.
-//! - [`report`]: uptime by time and by requests, outages, connect times.
-//! - [`web`]: the web interface, JSON API and `/metrics` (axum; askama
-//!   templates in `templates/`, embedded assets in `assets/`), with sign-in,
-//!   sessions, CSRF tokens and API tokens ([`store::accounts`]). Inside it,
-//!   `guard` is the layer every request passes (cross-origin changes,
-//!   CSRF, read-only accounts, `no-store`), `signin` the sign-in throttle,
-//!   and `listen` the HTTP listener with its header timeout and connection
-//!   cap; [`web::route_table`] lists every route for tests to walk.
-//! - [`text`]: names and replies that cross a trust boundary: hidden
-//!   characters refused in names, stripped before headers, shown escaped.
-//! - [`duration`]: the human duration syntax shared by the CLI and the
-//!   configuration (`500ms`, `10s`, `2m`).
-//! - [`cli`]: the command line, one file per subcommand (`check`, `scan`,
-//!   `ports`, `serve`, `apply`, `status`, `report`, `pause`/`resume`,
-//!   `access`), plus
-//!   output formatting (human, JSON Lines, Nagios).
-//! - `main.rs`: parses arguments, runs the subcommand, and maps errors to
-//!   exit codes.
+//! A Cargo workspace in four layers; each names only the layers below it
+//! (`tests/integration/layering.rs` fails otherwise):
+//!
+//! 1. `crates/probe` (`portwatch-probe`, re-exported as [`probe`]): one
+//!    check of one target, with no storage.
+//!    - [`probe::target`]: parsing `host:port`, `host:service`, `[v6]:port`
+//!      and `tcp://host:port`, host name validation and IDN to punycode.
+//!    - [`probe::services`]: the compiled-in well-known port table, with
+//!      `/etc/services` layered on top.
+//!    - [`probe::resolve`]: the caching async resolver (hickory-resolver).
+//!    - [`probe::connect`]: one TCP connect attempt on a raw socket, reading
+//!      the socket error queue to tell ICMP reasons apart.
+//!    - [`probe::happy`]: RFC 8305 Happy Eyeballs ordering and racing.
+//!    - [`probe::verdict`]: turning a reason and a response time into a
+//!      status (thresholds, `--expect-closed`).
+//!    - [`probe::check`]: the whole PORT check (resolve, race, judge).
+//!    - [`probe::portspec`] and [`probe::scan`]: the port range sensor.
+//!    - [`probe::proto`]: protocol checks over the connection the PORT check
+//!      made: the bounded [`probe::proto::session`], TLS and STARTTLS
+//!      ([`probe::proto::tls`]), send/expect ([`probe::proto::expect`]) and
+//!      the built-in protocols, each a pure parser plus a short
+//!      conversation ([`probe::proto::text`], [`probe::proto::http`],
+//!      [`probe::proto::wire`], [`probe::proto::simple`]).
+//!    - [`text`]: names and replies that cross a trust boundary: hidden
+//!      characters refused in names, stripped before headers, shown escaped.
+//!    - [`duration`]: the human duration syntax shared by the CLI and the
+//!      configuration (`500ms`, `10s`, `2m`).
+//!
+//!    `fuzz/` (cargo-fuzz targets for every protocol parser, `fuzz/run`)
+//!    depends on this crate only.
+//! 2. `crates/core` (`portwatch-core`): the model and the pure decisions,
+//!    with no sockets, SQLite or HTTP.
+//!    - [`config`]: `portwatch.toml` (configuration as code) with
+//!      file:line:column errors; [`config::model`] holds settings
+//!      inheritance, maintenance window rules and dependency cycle
+//!      detection; [`config::probe`] the protocol-check settings.
+//!    - [`monitor::state`] (the sensor state machine),
+//!      [`monitor::scheduler`] (scheduling decisions) and [`monitor::stats`]
+//!      (checks due, done, late and missed).
+//!    - [`notify`]'s definitions and payloads, [`notify::plan`] (what a
+//!      change, an escalation, a repeat or a flapping sensor sends) and
+//!      [`notify::template`] (how it is worded).
+//! 3. `crates/store` (`portwatch-store`, re-exported as [`store`]): the
+//!    SQLite store (WAL, versioned migrations).
+//!    - [`store::pack`]: compact encoding of raw results.
+//!    - [`store::rollup`]: hourly rollups.
+//!    - [`store::writer`]: the one writer thread that batches all writes.
+//!    - [`store::outbox`]: notifications waiting for delivery.
+//!    - [`store::accounts`]: users, sessions and API tokens.
+//! 4. This crate, `portwatch`: the running application.
+//!    - [`monitor::daemon`]: the running monitor (checks, states,
+//!      dependencies, windows, reloads).
+//!    - [`notify::deliver`] (the channels: webhook, mail, command) and
+//!      [`notify::worker`] (delivery from the outbox with retries).
+//!    - [`report`]: uptime by time and by requests, outages, connect times.
+//!    - [`web`]: the web interface, JSON API and `/metrics` (axum; askama
+//!      templates in `templates/`, embedded assets in `assets/`), with sign-in,
+//!      sessions, CSRF tokens and API tokens ([`store::accounts`]). Inside it,
+//!      `guard` is the layer every request passes (cross-origin changes,
+//!      CSRF, read-only accounts, `no-store`), `signin` the sign-in throttle,
+//!      and `listen` the HTTP listener with its header timeout and connection
+//!      cap; [`web::route_table`] lists every route for tests to walk.
+//!    - [`cli`]: the command line, one file per subcommand (`check`, `scan`,
+//!      `ports`, `serve`, `apply`, `status`, `report`, `pause`/`resume`,
+//!      `access`), plus
+//!      output formatting (human, JSON Lines, Nagios).
+//!    - `main.rs`: parses arguments, runs the subcommand, and maps errors to
+//!      exit codes.
+//!
+//! Around them:
+//!
 //! - `bench/`: benchmarks against peer tools (`bench/scan`, `bench/monitor`).
-//! - `fuzz/`: cargo-fuzz targets for every protocol parser (`fuzz/run`).
 //! - `tests/integration/`: the real binary against real listeners, the
 //!   network-namespace lab, and the monitor with a real store; `security.rs`
 //!   tries a running `serve` as an attacker would. `scripts/test` sets up a
 //!   machine for them and runs them.
 pub mod cli;
-pub mod config;
-pub mod duration;
 pub mod monitor;
 pub mod notify;
-pub mod probe;
 pub mod report;
-pub mod store;
-pub mod text;
 pub mod web;
+
+pub use portwatch_core::config;
+pub use portwatch_probe as probe;
+pub use portwatch_probe::{duration, text};
+pub use portwatch_store as store;

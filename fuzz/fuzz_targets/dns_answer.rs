@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = portwatch::probe::proto::wire::parse_dns(data, 0x1234);
+    let _ = portwatch_probe::proto::wire::parse_dns(data, 0x1234);
 });

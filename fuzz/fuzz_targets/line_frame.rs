@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = portwatch::probe::proto::session::parse_line(data);
+    let _ = portwatch_probe::proto::session::parse_line(data);
 });

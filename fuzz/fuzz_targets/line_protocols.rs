@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = {
-        use portwatch::probe::proto::text::*;
+        use portwatch_probe::proto::text::*;
         let _ = parse_pop3(data);
         let _ = parse_imap_greeting(data);
         let _ = parse_imap_tagged(data, "a1");

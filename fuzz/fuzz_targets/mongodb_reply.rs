@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = { let _ = portwatch::probe::proto::wire::parse_mongodb(data); let _ = portwatch::probe::proto::wire::bson_fields(data); };
+    let _ = { let _ = portwatch_probe::proto::wire::parse_mongodb(data); let _ = portwatch_probe::proto::wire::bson_fields(data); };
 });

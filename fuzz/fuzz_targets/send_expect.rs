@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = {
-        use portwatch::probe::proto::expect::*;
+        use portwatch_probe::proto::expect::*;
         if let Ok(text) = std::str::from_utf8(data) {
             let _ = unescape(text);
             let _ = regex(text);

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = { let _ = portwatch::probe::proto::simple::parse_time(data); let _ = portwatch::probe::proto::simple::parse_echo(data, b"0123456789abcdef"); };
+    let _ = { let _ = portwatch_probe::proto::simple::parse_time(data); let _ = portwatch_probe::proto::simple::parse_echo(data, b"0123456789abcdef"); };
 });

@@ -8,8 +8,7 @@
 //!   machine and hands results and events to the store's writer.
 
 pub mod daemon;
-pub mod scheduler;
-pub mod state;
-pub mod stats;
+
+pub use portwatch_core::monitor::{scheduler, state, stats};
 
 pub use daemon::{Clock, MonitorOptions, run};

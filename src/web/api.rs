@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::auth::ApiUser;
+use super::auth::{Admin, ApiUser};
 use super::{AppError, AppState};
 use crate::report::{SensorReport, sensor_report};
 use crate::store::StatusRow;
@@ -131,11 +131,10 @@ pub async fn get(
 
 async fn set_paused(
     state: AppState,
-    user: ApiUser,
+    _: Admin,
     id: i64,
     paused: bool,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     let changed = state
         .store(move |store| {
             let path = store.sensor_path(id)?;
@@ -148,7 +147,7 @@ async fn set_paused(
 /// `POST /api/sensors/{id}/pause`.
 pub async fn pause(
     State(state): State<AppState>,
-    user: ApiUser,
+    user: Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
     set_paused(state, user, id, true).await
@@ -157,7 +156,7 @@ pub async fn pause(
 /// `POST /api/sensors/{id}/resume`.
 pub async fn resume(
     State(state): State<AppState>,
-    user: ApiUser,
+    user: Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
     set_paused(state, user, id, false).await
@@ -241,10 +240,9 @@ pub struct NewSensor {
 /// needed.
 pub async fn create(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Admin,
     Json(new): Json<NewSensor>,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     let services = crate::probe::Services::global();
     let server = new.server.trim().to_owned();
     if server.is_empty() || server.contains('/') {
@@ -304,10 +302,9 @@ pub async fn create(
 /// `DELETE /api/sensors/{id}` (admin): stops monitoring it; history stays.
 pub async fn delete(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     state.store(move |store| store.retire_sensor(id)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
@@ -320,7 +317,7 @@ pub async fn notifications(
     user: ApiUser,
 ) -> Result<Response, AppError> {
     let mut rows = state.store(|store| store.outbox(200)).await?;
-    if user.0.require_admin().is_err() {
+    if super::auth::require_admin(&user.0).is_err() {
         for row in &mut rows {
             row.last_error = row
                 .last_error

@@ -1,23 +1,64 @@
 //! Sign-in: sessions in an HttpOnly, SameSite=Strict cookie, bearer API
 //! tokens, CSRF tokens on forms, and a limit on failed sign-ins.
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
+use serde::de::DeserializeOwned;
 
 use super::{AppError, AppState};
 use crate::store::accounts::{Account, Role, random_token};
 use crate::store::{Store, StoreError};
 use std::net::{IpAddr, SocketAddr};
 
-/// A form whose only field is the CSRF token (pause, resume, delete, sign
+/// The largest form a [`CsrfForm`] reads.
+const MAX_FORM: usize = 64 * 1024;
+
+/// The CSRF field of a form, whatever else it holds.
+#[derive(Debug, serde::Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A form with no fields but its CSRF token (pause, resume, delete, sign
 /// out).
 #[derive(Debug, serde::Deserialize)]
-pub struct CsrfForm {
-    /// The session's CSRF token, from the page.
-    #[serde(default)]
-    pub csrf: String,
+pub struct NoFields {}
+
+/// A form posted with the session cookie, admitted only when its `csrf`
+/// field is the session's CSRF token (else 403). A handler that changes
+/// something from a form takes its form through this extractor, so it
+/// cannot forget the check. Bearer-token calls carry no CSRF token and need
+/// none: a browser never sends the token by itself.
+pub struct CsrfForm<T = NoFields>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let signed = signed_in(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let bytes = axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| {
+            AppError::BadRequest(format!("the form is larger than {MAX_FORM} bytes"))
+                .into_response()
+        })?;
+        match signed {
+            Some((account, true)) => {
+                let sent: CsrfField = serde_urlencoded::from_bytes(&bytes)
+                    .map_err(|e| AppError::BadRequest(e.to_string()).into_response())?;
+                check_csrf(&account, &sent.csrf).map_err(IntoResponse::into_response)?;
+            }
+            Some((_, false)) => {}
+            None => return Err(Redirect::to("/login").into_response()),
+        }
+        serde_urlencoded::from_bytes(&bytes)
+            .map(CsrfForm)
+            .map_err(|e| AppError::BadRequest(format!("the form: {e}")).into_response())
+    }
 }
 
 /// The session cookie.
@@ -61,24 +102,38 @@ fn bearer(parts: &Parts) -> Option<String> {
 
 /// The signed-in account of a request, from its session cookie or bearer
 /// token.
-pub async fn account(parts: &Parts, state: &AppState) -> Result<Option<Account>, AppError> {
+pub async fn account(parts: &mut Parts, state: &AppState) -> Result<Option<Account>, AppError> {
     Ok(signed_in(parts, state).await?.map(|(account, _)| account))
 }
 
+/// Who signed a request in, looked up once per request and kept in its
+/// extensions for the extractors after the first.
+#[derive(Clone)]
+struct SignedIn(Option<(Account, bool)>);
+
 /// The account and whether it came from the session cookie (rather than a
 /// bearer token, which a browser never sends by itself).
-async fn signed_in(parts: &Parts, state: &AppState) -> Result<Option<(Account, bool)>, AppError> {
-    if let Some(token) = bearer(parts) {
+async fn signed_in(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<Option<(Account, bool)>, AppError> {
+    if let Some(SignedIn(known)) = parts.extensions.get::<SignedIn>() {
+        return Ok(known.clone());
+    }
+    let found = if let Some(token) = bearer(parts) {
         let account = state.store(move |store| store.token(&token)).await?;
-        return Ok(account.map(|a| (a, false)));
-    }
-    match cookie_value(parts, COOKIE) {
-        Some(token) => {
-            let account = state.store(move |store| store.session(&token)).await?;
-            Ok(account.map(|a| (a, true)))
+        account.map(|a| (a, false))
+    } else {
+        match cookie_value(parts, COOKIE) {
+            Some(token) => {
+                let account = state.store(move |store| store.session(&token)).await?;
+                account.map(|a| (a, true))
+            }
+            None => None,
         }
-        None => Ok(None),
-    }
+    };
+    parts.extensions.insert(SignedIn(found.clone()));
+    Ok(found)
 }
 
 /// The header that carries the CSRF token on API calls made with the
@@ -125,30 +180,53 @@ impl FromRequestParts<AppState> for ApiUser {
                 .get(CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            account.check_csrf(sent)?;
+            check_csrf(&account, sent)?;
         }
         Ok(ApiUser(account))
     }
 }
 
-impl Account {
-    /// Refuses read-only accounts.
-    pub fn require_admin(&self) -> Result<(), AppError> {
-        match self.role {
-            Role::Admin => Ok(()),
-            Role::Read => Err(AppError::Forbidden("this account is read-only")),
-        }
-    }
+/// A signed-in admin (session or token). On a page, a visitor who is not
+/// signed in is sent to /login; on the API, 401. A read-only account gets
+/// 403 either way.
+pub struct Admin(pub Account);
 
-    /// Refuses a form whose CSRF token is not this session's.
-    pub fn check_csrf(&self, sent: &str) -> Result<(), AppError> {
-        if crate::store::accounts::same_secret(&self.csrf, sent) {
-            Ok(())
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let account = if parts.uri.path().starts_with("/api/") {
+            ApiUser::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?
+                .0
         } else {
-            Err(AppError::Forbidden(
-                "the form's security token is missing or stale: reload the page",
-            ))
-        }
+            PageUser::from_request_parts(parts, state).await?.0
+        };
+        require_admin(&account).map_err(IntoResponse::into_response)?;
+        Ok(Admin(account))
+    }
+}
+
+/// Refuses read-only accounts.
+pub(super) fn require_admin(account: &Account) -> Result<(), AppError> {
+    match account.role {
+        Role::Admin => Ok(()),
+        Role::Read => Err(AppError::Forbidden("this account is read-only")),
+    }
+}
+
+/// Refuses a form whose CSRF token is not this session's.
+pub(super) fn check_csrf(account: &Account, sent: &str) -> Result<(), AppError> {
+    if crate::store::accounts::same_secret(&account.csrf, sent) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "the form's security token is missing or stale: reload the page",
+        ))
     }
 }
 

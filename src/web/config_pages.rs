@@ -4,11 +4,10 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::auth::PageUser;
+use super::auth::{Admin, CsrfForm};
 use super::{AppError, AppState};
 use crate::config::model::parse_days;
 use crate::config::{Overrides, WindowDef, WindowRule};
@@ -208,11 +207,7 @@ async fn render(state: &AppState, user: &Account, failed: Failed) -> Result<Resp
 }
 
 /// `GET /config`.
-pub async fn page(
-    State(state): State<AppState>,
-    PageUser(user): PageUser,
-) -> Result<Response, AppError> {
-    user.require_admin()?;
+pub async fn page(State(state): State<AppState>, Admin(user): Admin) -> Result<Response, AppError> {
     render(&state, &user, Failed::None).await
 }
 
@@ -291,11 +286,9 @@ fn refusal(error: AppError, field: &'static str) -> Result<(&'static str, String
 /// `POST /config/group`.
 pub async fn save_group(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
-    Form(form): Form<HashMap<String, String>>,
+    Admin(user): Admin,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&text(&form, "csrf"))?;
-    user.require_admin()?;
     let mut errors = Vec::new();
     let overrides = parse_overrides(&form, &mut errors);
     if errors.is_empty() {
@@ -314,11 +307,9 @@ pub async fn save_group(
 /// `POST /config/server`.
 pub async fn save_server(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
-    Form(form): Form<HashMap<String, String>>,
+    Admin(user): Admin,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&text(&form, "csrf"))?;
-    user.require_admin()?;
     let mut errors = Vec::new();
     let overrides = parse_overrides(&form, &mut errors);
     let host = crate::probe::target::parse_bare_host(&text(&form, "host"))
@@ -440,11 +431,9 @@ fn parse_window(
 /// `POST /config/window`.
 pub async fn add_window(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
-    Form(form): Form<HashMap<String, String>>,
+    Admin(user): Admin,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&text(&form, "csrf"))?;
-    user.require_admin()?;
     let mut errors = Vec::new();
     if let Some(window) = parse_window(&form, &mut errors) {
         match state.store(move |store| store.add_window(&window)).await {
@@ -458,12 +447,10 @@ pub async fn add_window(
 /// `POST /config/group/delete` and `/config/server/delete`.
 pub async fn delete(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    _: Admin,
     Path(kind): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&text(&form, "csrf"))?;
-    user.require_admin()?;
     let name = text(&form, "name");
     state.store(move |store| store.retire(&kind, &name)).await?;
     Ok(Redirect::to("/config").into_response())
@@ -472,12 +459,10 @@ pub async fn delete(
 /// `POST /config/window/{id}/delete`.
 pub async fn delete_window(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    _: Admin,
     Path(id): Path<i64>,
-    Form(form): Form<HashMap<String, String>>,
+    CsrfForm(_): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&text(&form, "csrf"))?;
-    user.require_admin()?;
     state.store(move |store| store.delete_window(id)).await?;
     Ok(Redirect::to("/config").into_response())
 }
@@ -546,10 +531,9 @@ async fn api_list(state: AppState, servers: bool) -> Result<Response, AppError> 
 /// `POST /api/groups`: `{"name": "Site/Web", "interval": "30s", …}`.
 pub async fn api_save_group(
     State(state): State<AppState>,
-    user: super::auth::ApiUser,
+    _: Admin,
     axum::Json(body): JsonBody,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     let form = json_fields(body);
     let mut errors = Vec::new();
     let overrides = parse_overrides(&form, &mut errors);
@@ -566,10 +550,9 @@ pub async fn api_save_group(
 /// `POST /api/servers`: `{"name": "web1", "host": "…", "group": "Site", "tags": ["eu"], …}`.
 pub async fn api_save_server(
     State(state): State<AppState>,
-    user: super::auth::ApiUser,
+    _: Admin,
     axum::Json(body): JsonBody,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     let form = json_fields(body);
     let mut errors = Vec::new();
     let overrides = parse_overrides(&form, &mut errors);
@@ -593,7 +576,7 @@ pub async fn api_save_server(
 /// `DELETE /api/groups/{name}`.
 pub async fn api_delete_group(
     State(state): State<AppState>,
-    user: super::auth::ApiUser,
+    user: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
     api_delete(state, user, "group", name).await
@@ -602,7 +585,7 @@ pub async fn api_delete_group(
 /// `DELETE /api/servers/{name}`.
 pub async fn api_delete_server(
     State(state): State<AppState>,
-    user: super::auth::ApiUser,
+    user: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
     api_delete(state, user, "server", name).await
@@ -610,11 +593,10 @@ pub async fn api_delete_server(
 
 async fn api_delete(
     state: AppState,
-    user: super::auth::ApiUser,
+    _: Admin,
     kind: &'static str,
     name: String,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     state.store(move |store| store.retire(kind, &name)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
@@ -638,10 +620,9 @@ pub async fn api_windows(
 /// `every`/`start`/`duration`, `timezone`, `groups`/`servers`/`sensors`).
 pub async fn api_add_window(
     State(state): State<AppState>,
-    user: super::auth::ApiUser,
+    _: Admin,
     axum::Json(body): JsonBody,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     let form = json_fields(body);
     let mut errors = Vec::new();
     let Some(window) = parse_window(&form, &mut errors) else {
@@ -654,10 +635,9 @@ pub async fn api_add_window(
 /// `DELETE /api/maintenance/{id}`.
 pub async fn api_delete_window(
     State(state): State<AppState>,
-    user: super::auth::ApiUser,
+    _: Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     state.store(move |store| store.delete_window(id)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
@@ -665,12 +645,10 @@ pub async fn api_delete_window(
 /// `POST /config/{kind}/pause` and `/resume` for groups and servers.
 pub async fn pause(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    _: Admin,
     Path((_kind, action)): Path<(String, String)>,
-    Form(form): Form<HashMap<String, String>>,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&text(&form, "csrf"))?;
-    user.require_admin()?;
     let paused = action == "pause";
     let name = text(&form, "name");
     state

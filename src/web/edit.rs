@@ -2,14 +2,13 @@
 //! Sensors declared in a configuration file are read-only here.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use std::collections::HashMap;
 
-use super::auth::{CsrfForm, PageUser};
+use super::auth::{Admin, CsrfForm};
 use super::config_pages::parse_overrides;
 use super::{AppError, AppState};
 use crate::config::Overrides;
@@ -38,8 +37,6 @@ struct EditPage {
 
 #[derive(Deserialize, Default)]
 pub struct EditForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     port: String,
     #[serde(default)]
@@ -141,10 +138,9 @@ async fn page(
 /// `GET /sensors/{id}/edit`.
 pub async fn form(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    Admin(user): Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    user.require_admin()?;
     let (port, expect_closed, o, managed) =
         state.store(move |store| store.sensor_settings(id)).await?;
     if managed {
@@ -153,7 +149,6 @@ pub async fn form(
         ));
     }
     let form = EditForm {
-        csrf: String::new(),
         port: port.to_string(),
         interval: show(o.interval),
         timeout: show(o.timeout),
@@ -213,12 +208,10 @@ fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)
 /// `POST /sensors/{id}/edit`.
 pub async fn update(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    Admin(user): Admin,
     Path(id): Path<i64>,
-    Form(form): Form<EditForm>,
+    CsrfForm(form): CsrfForm<EditForm>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
-    user.require_admin()?;
     let (port, overrides) = match parse(&form) {
         Ok(parsed) => parsed,
         Err(errors) => return page(&state, &user, id, form, errors).await,
@@ -239,12 +232,10 @@ pub async fn update(
 /// `POST /sensors/{id}/delete`.
 pub async fn delete(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    _: Admin,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
-    user.require_admin()?;
     state.store(move |store| store.retire_sensor(id)).await?;
     Ok(Redirect::to("/").into_response())
 }

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{COOKIE, CSRF_HEADER, cookie_value};
+use super::auth::{COOKIE, CSRF_HEADER, check_csrf, cookie_value, require_admin};
 use super::{AppError, AppState};
 
 /// The largest form body read for its CSRF token (the router refuses
@@ -25,17 +25,17 @@ use super::{AppError, AppState};
 const MAX_FORM: usize = 64 * 1024;
 
 pub(super) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let bearer = parts.headers.contains_key(header::AUTHORIZATION);
     let cookie = cookie_value(&parts, COOKIE);
     let signed_in = bearer || cookie.is_some();
     let mut body = body;
-    let path = parts.uri.path();
+    let path = parts.uri.path().to_owned();
     if !parts.method.is_safe() && path != "/login" {
         if !bearer && cross_origin(&parts.headers, state.public_url.as_deref()) {
             return AppError::Forbidden("a change from another site is refused").into_response();
         }
-        let account = match super::auth::account(&parts, &state).await {
+        let account = match super::auth::account(&mut parts, &state).await {
             Ok(account) => account,
             Err(error) => return error.into_response(),
         };
@@ -45,13 +45,13 @@ pub(super) async fn guard(State(state): State<AppState>, request: Request, next:
                     Ok(found) => found,
                     Err(response) => return response,
                 };
-                if let Err(error) = account.check_csrf(&sent) {
+                if let Err(error) = check_csrf(&account, &sent) {
                     return error.into_response();
                 }
                 body = kept;
             }
             if path != "/logout"
-                && let Err(error) = account.require_admin()
+                && let Err(error) = require_admin(&account)
             {
                 return error.into_response();
             }

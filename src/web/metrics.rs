@@ -70,7 +70,10 @@ fn counter(n: u64) -> Counter {
     c
 }
 
-pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Response, AppError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    mut parts: Parts,
+) -> Result<Response, AppError> {
     let free = match state.metrics {
         super::MetricsAccess::Open => true,
         super::MetricsAccess::Loopback => {
@@ -78,7 +81,7 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Resp
         }
         super::MetricsAccess::Token => false,
     };
-    if !free && account(&parts, &state).await?.is_none() {
+    if !free && account(&mut parts, &state).await?.is_none() {
         return Err(AppError::Unauthorized);
     }
     let (rows, undelivered) = state

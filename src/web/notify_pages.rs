@@ -8,12 +8,12 @@
 use std::collections::{HashMap, HashSet};
 
 use askama::Template;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::{Form, Json};
 use serde_json::{Value, json};
 
-use super::auth::{ApiUser, CsrfForm, PageUser};
+use super::auth::{Admin, ApiUser, CsrfForm, PageUser};
 use super::{AppError, AppState};
 use crate::config::{Known, channel_from_json, rule_from_json};
 use crate::notify::redact_url;
@@ -147,10 +147,9 @@ pub async fn api_channels(State(state): State<AppState>, _: ApiUser) -> Result<R
 /// `POST /api/channels` (admin): adds or replaces a webhook or mail channel.
 pub async fn api_save_channel(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Admin,
     Json(value): Json<Value>,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     let def = new_channel(&value).map_err(AppError::BadRequest)?;
     let saved = def.clone();
     state.store(move |store| store.save_channel(&saved)).await?;
@@ -164,10 +163,9 @@ pub async fn api_save_channel(
 /// `DELETE /api/channels/{name}` (admin).
 pub async fn api_delete_channel(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     state
         .store(move |store| store.delete_channel(&name))
         .await?;
@@ -183,10 +181,9 @@ pub async fn api_rules(State(state): State<AppState>, _: ApiUser) -> Result<Resp
 /// `POST /api/rules` (admin).
 pub async fn api_add_rule(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Admin,
     Json(value): Json<Value>,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     let (id, def) = state
         .store(move |store| {
             let def = new_rule(store, &value)?;
@@ -204,10 +201,9 @@ pub async fn api_add_rule(
 /// `DELETE /api/rules/{id}` (admin).
 pub async fn api_delete_rule(
     State(state): State<AppState>,
-    user: ApiUser,
+    _: Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     state.store(move |store| store.delete_rule(id)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
@@ -486,11 +482,9 @@ fn rule_value(form: &HashMap<String, String>) -> Value {
 /// `POST /notifications/channel` (admin).
 pub async fn save_channel(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
-    Form(form): Form<HashMap<String, String>>,
+    Admin(user): Admin,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(text(&form, "csrf"))?;
-    user.require_admin()?;
     let def = channel_value(&form).and_then(|v| new_channel(&v));
     let error = match def {
         Ok(def) => match state.store(move |store| store.save_channel(&def)).await {
@@ -510,11 +504,9 @@ pub async fn save_channel(
 /// `POST /notifications/rule` (admin).
 pub async fn add_rule(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
-    Form(form): Form<HashMap<String, String>>,
+    Admin(user): Admin,
+    CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(text(&form, "csrf"))?;
-    user.require_admin()?;
     let value = rule_value(&form);
     let added = state
         .store(move |store| store.add_rule(&new_rule(store, &value)?))
@@ -535,12 +527,10 @@ pub async fn add_rule(
 /// `POST /notifications/channel/{name}/delete` (admin).
 pub async fn delete_channel(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    Admin(user): Admin,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
-    user.require_admin()?;
     match state.store(move |store| store.delete_channel(&name)).await {
         Ok(()) => Ok(Redirect::to("/notifications").into_response()),
         Err(AppError::BadRequest(message)) => {
@@ -557,12 +547,10 @@ pub async fn delete_channel(
 /// `POST /notifications/rule/{id}/delete` (admin).
 pub async fn delete_rule(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    _: Admin,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
-    user.require_admin()?;
     state.store(move |store| store.delete_rule(id)).await?;
     Ok(Redirect::to("/notifications").into_response())
 }
@@ -572,12 +560,10 @@ pub async fn delete_rule(
 /// an admin has configured are reached, never an address from the request.
 pub async fn test_channel(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    Admin(user): Admin,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
-    user.require_admin()?;
     let lookup = name.clone();
     let channel = state
         .store(move |store| store.channel(&lookup))

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{COOKIE, CsrfForm, LOGIN_COOKIE, PageUser, cookie_value};
+use super::auth::{Admin, COOKIE, CsrfForm, LOGIN_COOKIE, PageUser, cookie_value};
 use super::chart;
 use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
@@ -205,11 +205,10 @@ pub async fn login(
 
 pub async fn logout(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    _: PageUser,
     parts: Parts,
-    Form(form): Form<CsrfForm>,
+    CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
     if let Some(token) = cookie_value(&parts, COOKIE) {
         state.store(move |store| store.logout(&token)).await?;
     }
@@ -582,13 +581,10 @@ pub async fn sensor(
 
 async fn set_paused(
     state: AppState,
-    user: Account,
+    _: Admin,
     id: i64,
-    csrf: String,
     paused: bool,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&csrf)?;
-    user.require_admin()?;
     state
         .store(move |store| {
             let path = store.sensor_path(id)?;
@@ -600,20 +596,20 @@ async fn set_paused(
 
 pub async fn pause(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    admin: Admin,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    set_paused(state, user, id, form.csrf, true).await
+    set_paused(state, admin, id, true).await
 }
 
 pub async fn resume(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    admin: Admin,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    set_paused(state, user, id, form.csrf, false).await
+    set_paused(state, admin, id, false).await
 }
 
 struct EventRowView {
@@ -677,8 +673,6 @@ pub async fn events(
 #[derive(Deserialize, Default, Clone)]
 pub struct SensorForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     server: String,
     #[serde(default)]
     host: String,
@@ -714,8 +708,7 @@ struct NewSensorPage {
     errors: SensorErrors,
 }
 
-pub async fn new_sensor_form(PageUser(user): PageUser) -> Result<Response, AppError> {
-    user.require_admin()?;
+pub async fn new_sensor_form(Admin(user): Admin) -> Result<Response, AppError> {
     let (user, admin, csrf) = page_frame(&user);
     render(NewSensorPage {
         user,
@@ -729,11 +722,9 @@ pub async fn new_sensor_form(PageUser(user): PageUser) -> Result<Response, AppEr
 /// Adds a sensor; invalid fields come back with a message next to them.
 pub async fn create_sensor(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
-    Form(form): Form<SensorForm>,
+    Admin(user): Admin,
+    CsrfForm(form): CsrfForm<SensorForm>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
-    user.require_admin()?;
     let mut errors = SensorErrors::default();
     let server = form.server.trim().to_owned();
     if server.is_empty() || server.contains('/') {

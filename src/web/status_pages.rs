@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{CsrfForm, PageUser};
+use super::auth::{Admin, CsrfForm, PageUser};
 use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
 use crate::report::sensor_report;
@@ -53,8 +52,6 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct NewPage {
-    #[serde(default)]
-    csrf: String,
     slug: String,
     title: String,
     names: String,
@@ -63,11 +60,9 @@ pub struct NewPage {
 /// `POST /status-pages`.
 pub async fn create(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
-    Form(form): Form<NewPage>,
+    Admin(user): Admin,
+    CsrfForm(form): CsrfForm<NewPage>,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
-    user.require_admin()?;
     let page = StatusPage {
         slug: form.slug.trim().to_owned(),
         title: form.title.trim().to_owned(),
@@ -95,12 +90,10 @@ pub async fn create(
 /// `POST /status-pages/{slug}/delete`.
 pub async fn delete(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    _: Admin,
     Path(slug): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    user.check_csrf(&form.csrf)?;
-    user.require_admin()?;
     state
         .store(move |store| store.delete_status_page(&slug))
         .await?;
@@ -304,10 +297,9 @@ pub struct NewPageJson {
 /// `POST /api/status-pages`: `{"slug": "public", "title": "…", "names": ["web", "db/postgresql"]}`.
 pub async fn api_save(
     State(state): State<AppState>,
-    user: super::auth::ApiUser,
+    _: Admin,
     axum::Json(page): axum::Json<NewPageJson>,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     let page = StatusPage {
         slug: page.slug,
         title: page.title,
@@ -322,10 +314,9 @@ pub async fn api_save(
 /// `DELETE /api/status-pages/{slug}`.
 pub async fn api_delete(
     State(state): State<AppState>,
-    user: super::auth::ApiUser,
+    _: Admin,
     Path(slug): Path<String>,
 ) -> Result<Response, AppError> {
-    user.0.require_admin()?;
     state
         .store(move |store| store.delete_status_page(&slug))
         .await?;

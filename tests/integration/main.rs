@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod daemons;
 mod lab;
+mod layering;
 mod monitor;
 mod notify;
 mod proto;

@@ -1,0 +1,390 @@
+use std::time::Duration;
+
+use super::model::resolve;
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    from_toml("test.toml", text)
+}
+
+fn error(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let config = parse(include_str!("../../../../examples/portwatch.toml")).unwrap();
+    assert_eq!(config.counts(), (3, 2, 3));
+    let sensors = resolve(&config);
+    let ssh = sensors.iter().find(|s| s.path == "router/ssh").unwrap();
+    assert_eq!(
+        ssh.settings.interval,
+        Duration::from_secs(30),
+        "from Office/Network"
+    );
+    assert_eq!(ssh.depends_on, None);
+    let smb = sensors
+        .iter()
+        .find(|s| s.path == "files/microsoft-ds")
+        .unwrap();
+    assert_eq!(
+        smb.settings.interval,
+        Duration::from_secs(60),
+        "from the defaults"
+    );
+    assert_eq!(smb.settings.warning, Some(Duration::from_millis(200)));
+    assert_eq!(
+        smb.depends_on.as_deref(),
+        Some("router/ssh"),
+        "from Office/Servers"
+    );
+    assert_eq!(smb.windows.len(), 1);
+    assert_eq!(smb.tags, ["storage"]);
+    let telnet = sensors
+        .iter()
+        .find(|s| s.path == "files/telnet-closed")
+        .unwrap();
+    assert!(telnet.expect_closed);
+    assert_eq!(ssh.windows.len(), 1, "the router window");
+}
+
+#[test]
+fn unknown_keys_name_line_and_column() {
+    let text = "[[server]]\nname = \"a\"\nhost = \"localhost\"\nintervall = \"10s\"\n";
+    let message = error(text);
+    assert!(
+        message.starts_with("test.toml:4:1: unknown field 'intervall'"),
+        "{message}"
+    );
+    let message = error("[defaults]\nretries = 1\ncolour = \"red\"\n");
+    assert!(
+        message.starts_with("test.toml:3:1: unknown field 'colour'"),
+        "{message}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_line_and_column() {
+    let message = error("[[server]]\nname = \"a\nhost = 1\n");
+    assert!(message.starts_with("test.toml:2:"), "{message}");
+}
+
+#[test]
+fn bad_values_point_at_the_value() {
+    let base = "[[server]]\nname = \"web\"\nhost = \"localhost\"\n";
+    let message = error(&format!("{base}interval = \"ten\"\n"));
+    assert_eq!(
+        message,
+        "test.toml:4:12: invalid duration 'ten': use a number with a unit, e.g. 500ms, 10s, 2m"
+    );
+    let message = error(&format!("{base}interval = \"500ms\"\n"));
+    assert!(message.contains("at least 1s"), "{message}");
+    let message = error(&format!("{base}[[server.sensor]]\nport = 0\n"));
+    assert_eq!(
+        message,
+        "test.toml:5:8: port 0 is out of range: use a port from 1 to 65535"
+    );
+    let message = error(&format!("{base}[[server.sensor]]\nport = \"shh\"\n"));
+    assert!(
+        message.starts_with("test.toml:5:8: unknown service 'shh' (did you mean ssh?)"),
+        "{message}"
+    );
+    let message = error("[[server]]\nname = \"web\"\nhost = \"bad host\"\n");
+    assert!(
+        message.starts_with("test.toml:3:8: host 'bad host' is not a valid host name"),
+        "{message}"
+    );
+    assert!(
+        parse("[[server]]\nname = \"web\"\nhost = \"2001:db8::1\"\n").is_ok(),
+        "a bare IPv6 host is fine"
+    );
+    let message = error(&format!("{base}retries = 99\n"));
+    assert!(
+        message.starts_with("test.toml:4:11: retries must be from 0 to 10"),
+        "{message}"
+    );
+}
+
+#[test]
+fn duplicates_are_refused() {
+    let server = "[[server]]\nname = \"web\"\nhost = \"localhost\"\n";
+    let message = error(&format!("{server}{server}"));
+    assert!(
+        message.starts_with("test.toml:5:8: duplicate server 'web'"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{server}[[server.sensor]]\nport = 22\n[[server.sensor]]\nport = \"ssh\"\n"
+    ));
+    assert!(
+        message.starts_with("test.toml:7:8: duplicate sensor 'web/ssh'"),
+        "{message}"
+    );
+    let message = error("[[group]]\nname = \"A\"\n[[group]]\nname = \"A\"\n");
+    assert!(
+        message.starts_with("test.toml:4:8: duplicate group 'A'"),
+        "{message}"
+    );
+    let message = error("[[group]]\nname = \"A/B\"\n");
+    assert!(message.contains("parent group 'A'"), "{message}");
+}
+
+#[test]
+fn dependencies_must_exist_and_not_loop() {
+    let text = "\
+[[server]]
+name = \"a\"
+host = \"localhost\"
+  [[server.sensor]]
+  port = 22
+  depends_on = \"b/ssh\"
+[[server]]
+name = \"b\"
+host = \"localhost\"
+depends_on = \"a/ssh\"
+  [[server.sensor]]
+  port = 22
+";
+    let message = error(text);
+    assert!(
+        message.contains("dependency cycle through sensor"),
+        "{message}"
+    );
+    assert!(
+        message.starts_with("test.toml:5:10:") || message.starts_with("test.toml:12:10:"),
+        "{message}"
+    );
+    let message = error("[[server]]\nname = \"a\"\nhost = \"h\"\ndepends_on = \"x/y\"\n");
+    assert!(
+        message.starts_with("test.toml:4:14: depends_on 'x/y' is not a declared sensor"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_group_may_depend_on_a_sensor_inside_it() {
+    let text = "\
+[[group]]
+name = \"Site\"
+depends_on = \"gw/ssh\"
+[[server]]
+name = \"gw\"
+host = \"localhost\"
+group = \"Site\"
+  [[server.sensor]]
+  port = 22
+[[server]]
+name = \"app\"
+host = \"localhost\"
+group = \"Site\"
+  [[server.sensor]]
+  port = 80
+";
+    let sensors = resolve(&parse(text).unwrap());
+    assert_eq!(
+        sensors[0].depends_on, None,
+        "the gateway does not depend on itself"
+    );
+    assert_eq!(sensors[1].depends_on.as_deref(), Some("gw/ssh"));
+}
+
+#[test]
+fn maintenance_windows_are_validated() {
+    let base = "[[server]]\nname = \"a\"\nhost = \"h\"\n";
+    let message = error(&format!(
+        "{base}[[maintenance]]\nname = \"m\"\nevery = \"sunday\"\nstart = \"02:00\"\nduration = \"1h\"\ntimezone = \"Mars/Olympus\"\nservers = [\"a\"]\n"
+    ));
+    assert!(
+        message.starts_with("test.toml:9:12: unknown time zone 'Mars/Olympus'"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{base}[[maintenance]]\nname = \"m\"\nfrom = \"2026-12-02T00:00\"\nuntil = \"2026-12-01T00:00\"\n"
+    ));
+    assert!(
+        message.contains("'until' must be after 'from'"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{base}[[maintenance]]\nname = \"m\"\nevery = \"sunday\"\nstart = \"02:00\"\nduration = \"1h\"\nservers = [\"nope\"]\n"
+    ));
+    assert!(
+        message.starts_with("test.toml:9:12: unknown server 'nope'"),
+        "{message}"
+    );
+    let message = error(&format!("{base}[[maintenance]]\nname = \"m\"\n"));
+    assert!(message.contains("needs either"), "{message}");
+}
+
+#[test]
+fn channels_and_rules_are_validated() {
+    let base = "[[server]]\nname = \"a\"\nhost = \"h\"\n  [[server.sensor]]\n  port = 22\n";
+    let ok = format!(
+        "{base}[[channel]]\nname = \"hook\"\nwebhook = \"https://hooks.example.com/x\"\npreset = \"slack\"\n\
+         [[channel]]\nname = \"mail\"\nsmtp = \"mail.example.com\"\nfrom = \"pw@example.com\"\nto = [\"ops@example.com\"]\npassword_env = \"SMTP_PASSWORD\"\nusername = \"pw\"\n\
+         [[notify]]\nchannel = \"hook\"\non = [\"down\", \"up\"]\nservers = [\"a\"]\n"
+    );
+    let config = parse(&ok).unwrap();
+    assert_eq!((config.channels.len(), config.rules.len()), (2, 1));
+    let cases = [
+        (
+            format!("{base}[[channel]]\nname = \"x\"\nwebhook = \"ftp://x\"\n"),
+            "is not an http:// or https:// URL",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\nwebhook = \"https://x\"\npreset = \"myspace\"\n"
+            ),
+            "unknown preset 'myspace'",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\nwebhook = \"https://x\"\npreset = \"pagerduty\"\n"
+            ),
+            "needs token_env (the variable holding the routing key) or token",
+        ),
+        (
+            format!("{base}[[channel]]\nname = \"x\"\n"),
+            "exactly one of",
+        ),
+        (
+            format!("{base}[[channel]]\nname = \"x\"\nsmtp = \"m\"\nto = [\"a@b.c\"]\n"),
+            "needs 'from'",
+        ),
+        // First-run #9: accepted, then failing at every delivery.
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\nsmtp = \"mail.example.com:2525\"\nfrom = \"a@b.c\"\nto = [\"a@b.c\"]\n"
+            ),
+            "give the host alone and the port as port = 2525",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\nsmtp = \"m\"\nfrom = \"not an address\"\nto = [\"a@b.c\"]\n"
+            ),
+            "is not a mail address",
+        ),
+        (
+            format!("{base}[[notify]]\nchannel = \"nope\"\non = [\"down\"]\n"),
+            "unknown channel 'nope'",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\ncommand = [\"true\"]\n[[notify]]\nchannel = \"x\"\non = [\"sideways\"]\n"
+            ),
+            "unknown trigger 'sideways'",
+        ),
+        (
+            format!(
+                "{base}[[channel]]\nname = \"x\"\ncommand = [\"true\"]\n[[notify]]\nchannel = \"x\"\non = [\"down\"]\nsensors = [\"a/nope\"]\n"
+            ),
+            "unknown sensor 'a/nope'",
+        ),
+    ];
+    for (text, needle) in cases {
+        let message = error(&text);
+        assert!(
+            message.starts_with("test.toml:") && message.contains(needle),
+            "{needle}: {message}"
+        );
+    }
+}
+
+#[test]
+fn escalations_repeats_templates_and_limits_are_validated_where_written() {
+    let base = "[[server]]\nname = \"a\"\nhost = \"h\"\n  [[server.sensor]]\n  port = 22\n[[channel]]\nname = \"x\"\ncommand = [\"true\"]\n";
+    let ok = format!(
+        "{base}template = \"{{summary}} <{{link}}>\"\nrate_limit = 0\ntimeout = \"3s\"\n[[notify]]\nchannel = \"x\"\non = [\"escalation\", \"repeat\"]\nafter = \"30m\"\nevery = \"2h\"\n"
+    );
+    let config = parse(&ok).unwrap();
+    assert_eq!(
+        (config.rules[0].after_s, config.rules[0].every_s),
+        (Some(1800), Some(7200))
+    );
+    let options = &config.channels[0].options;
+    assert_eq!((options.rate_limit, options.timeout_s), (0, 3));
+    assert_eq!(options.template.as_deref(), Some("{summary} <{link}>"));
+    let cases = [
+        (
+            format!("{base}[[notify]]\nchannel = \"x\"\non = [\"escalation\"]\n"),
+            "test.toml:11:6: an escalation needs 'after'",
+        ),
+        (
+            format!("{base}[[notify]]\nchannel = \"x\"\non = [\"down\"]\nevery = \"1h\"\n"),
+            "test.toml:12:9: 'every' is for repeats",
+        ),
+        (
+            format!("{base}[[notify]]\nchannel = \"x\"\non = [\"repeat\"]\nevery = \"10s\"\n"),
+            "test.toml:12:9: repeat at most once a minute",
+        ),
+        (
+            format!("{base}template = \"{{sensr}} down\"\n"),
+            "test.toml:9:12: unknown placeholder {sensr}",
+        ),
+        (
+            format!("{base}rate_limit = -1\n"),
+            "test.toml:9:14: rate_limit is a count",
+        ),
+        (
+            format!("{base}timeout = \"10m\"\n"),
+            "test.toml:9:11: timeout must be from 1s to 5m",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let message = error(&text);
+        assert!(message.starts_with(wanted), "{wanted}: {message}");
+    }
+}
+
+#[test]
+fn protocol_settings_inherit_and_are_validated_where_written() {
+    let base = "[defaults]\nmode = \"auto\"\ncert_warn_days = 30\n[[server]]\nname = \"a\"\nhost = \"h\"\n  [[server.sensor]]\n  port = 443\n";
+    let config = parse(&format!(
+        "{base}  [[server.sensor]]\n  name = \"custom\"\n  port = 7000\n  steps = [{{ send = 'HELLO\\r\\n' }}, {{ expect_regex = '^OK (\\d+)' }}, {{ send = 'ID ${{1}}\\r\\n' }}]\n  quit = 'BYE\\r\\n'\n"
+    ))
+    .unwrap();
+    let resolved = crate::config::model::resolve(&config);
+    let https = resolved[0].probe.as_ref().expect("auto from the defaults");
+    assert_eq!(https.tls_settings.warn_days, 30);
+    assert_eq!(
+        https.plan(443).map(|p| p.protocol),
+        Some(portwatch_probe::proto::Protocol::Http)
+    );
+    let custom = resolved[1].probe.as_ref().unwrap();
+    assert_eq!(custom.steps.len(), 3);
+    assert_eq!(custom.quit.as_deref(), Some(&b"BYE\r\n"[..]));
+    let cases = [
+        (
+            format!("{base}  mode = \"smart\"\n"),
+            "test.toml:9:10: unknown mode 'smart': use connect or auto",
+        ),
+        (
+            format!("{base}  protocol = \"gopherx\"\n"),
+            "test.toml:9:14: unknown protocol 'gopherx'",
+        ),
+        (
+            format!("{base}  protocol = \"redis\"\n  tls = \"starttls\"\n"),
+            "test.toml:10:9: redis has no STARTTLS",
+        ),
+        (
+            format!("{base}  steps = [{{ expect_regex = '(' }}]\n"),
+            "test.toml:9:11: '(' is not a regular expression",
+        ),
+        (
+            format!("{base}  steps = [{{ send = 'a', expect = 'b' }}]\n"),
+            "test.toml:9:11: each step has exactly one of",
+        ),
+        (
+            format!("{base}  http_status = [200, 42]\n"),
+            "test.toml:9:17: 42 is not an HTTP status",
+        ),
+        (
+            format!("{base}  http_path = \"health\"\n"),
+            "test.toml:9:15: 'health' is not a request path",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let message = error(&text);
+        assert!(message.starts_with(wanted), "{wanted}: {message}");
+    }
+}

@@ -1,0 +1,957 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! It holds the configuration (groups, servers, sensors, maintenance
+//! windows), the sensors' current states, state-change events, raw results
+//! (packed, see [`pack`]) and hourly rollups. All writes of the running
+//! monitor go through one [`writer`] thread; readers open their own
+//! connections.
+
+pub mod accounts;
+pub mod edit;
+pub mod outbox;
+pub mod pack;
+pub mod rollup;
+mod schema;
+pub mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use portwatch_core::config::{
+    Config, GroupDef, Overrides, SensorDef, ServerDef, WindowDef, WindowRule,
+};
+use portwatch_core::monitor::state::State;
+use portwatch_probe::target::parse_bare_host;
+
+pub use pack::StoredResult;
+pub use rollup::Rollup;
+
+/// The default store file, in the current directory.
+pub const DEFAULT_PATH: &str = "portwatch.db";
+
+/// How long raw results are kept.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long hourly rollups are kept.
+pub const ROLLUP_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// SQL statements run so far by every store connection of this process.
+pub fn statements_run() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error("store {0}: {1}")]
+    Schema(PathBuf, String),
+    /// A name that is not in the store.
+    #[error("no sensor, server or group named '{0}' (see `portwatch status`)")]
+    NotFound(String),
+    /// A name that is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored data that does not parse.
+    #[error("store {0}: damaged row: {1}")]
+    Damaged(PathBuf, String),
+    /// Another process holds the store's monitor lock.
+    #[error("another portwatch serve{} is already monitoring the store {}: stop it first, or give another --db", .1.map(|pid| format!(" (pid {pid})")).unwrap_or_default(), .0.display())]
+    Locked(PathBuf, Option<u32>),
+    /// A command that only reads was pointed at a store that does not exist.
+    #[error("no store at {}: start the monitor with portwatch serve, or give --db", .0.display())]
+    Missing(PathBuf),
+}
+
+/// The monitor lock of a store, held while it lives.
+pub struct MonitorLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+/// The lock file of the store at `path`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Whether users other than the owner may read the store's files; the
+/// paths that they may read.
+pub fn readable_by_others(path: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+        .filter(|file| std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o077 != 0))
+        .collect()
+}
+
+/// The error of a failed SQLite call on the store at `path`. A value
+/// that does not convert (a [`Json`] column that does not parse, a blob
+/// where text belongs) is a damaged row.
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| match source {
+        rusqlite::Error::FromSqlConversionFailure(column, _, error) => {
+            StoreError::Damaged(path.to_owned(), format!("column {column}: {error}"))
+        }
+        source => StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        },
+    }
+}
+
+/// A JSON column, parsed as it is read: a value that does not parse is a
+/// damaged row ([`StoreError::Damaged`]), never an empty default.
+pub(crate) struct Json<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> rusqlite::types::FromSql for Json<T> {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        serde_json::from_str(value.as_str()?)
+            .map(Json)
+            .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// Parses stored JSON text, or says which value is damaged.
+fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("{text}: {e}"))
+}
+
+/// A connection to the store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// What `apply` changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplySummary {
+    /// Sensors declared by the file.
+    pub sensors: usize,
+    /// Sensors that were not in the store (or came back).
+    pub added: usize,
+    /// File-managed sensors that left the file.
+    pub removed: usize,
+}
+
+/// The configuration in the store, ready for the monitor.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Sensor ids by path.
+    pub ids: HashMap<String, i64>,
+    /// Sensors paused by hand.
+    pub paused: HashSet<i64>,
+    /// Changes whenever the configuration changes.
+    pub generation: i64,
+}
+
+/// One sensor in `portwatch status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    /// Sensor id.
+    pub id: i64,
+    /// `server/sensor`.
+    pub path: String,
+    /// The server's group.
+    pub group: Option<String>,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Current state.
+    pub state: State,
+    /// Since when (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Last check time.
+    pub last_check_ms: Option<i64>,
+    /// Last connect time.
+    pub last_rtt_us: Option<i64>,
+    /// Last reason.
+    pub last_reason: Option<String>,
+    /// Last message.
+    pub last_message: Option<String>,
+    /// The last protocol check's phases, details and certificate (JSON).
+    pub last_details: Option<String>,
+    /// The server's and the sensor's tags.
+    pub tags: Vec<String>,
+    /// Declared by a configuration file (read-only in the web interface).
+    pub managed: bool,
+}
+
+/// A stored state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// Sensor id.
+    pub sensor_id: i64,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// Before.
+    pub from: State,
+    /// After.
+    pub to: State,
+    /// The check's reason, if a check caused it.
+    pub reason: Option<String>,
+    /// What happened.
+    pub message: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`, in WAL mode, with the
+    /// schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let sqlite = sqlite_error(path);
+        let mut conn = Connection::open(path).map_err(&sqlite)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
+        // Switching a new file to WAL needs an exclusive lock, and SQLite
+        // reports a competing opener as busy without waiting: retry briefly.
+        let mut attempts = 0;
+        while let Err(error) = conn.pragma_update(None, "journal_mode", "WAL") {
+            attempts += 1;
+            if attempts >= 100 || !is_busy(&error) {
+                return Err(sqlite(error));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sqlite)?;
+        schema::schema_up(&mut conn).map_err(|e| StoreError::Schema(path.to_owned(), e))?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens the store at `path` only if it exists: the commands that work
+    /// on a store (`status`, `report`, `pause`, …) never create an empty one
+    /// at a mistyped path.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        Store::open(path)
+    }
+
+    /// Takes the store's monitor lock: a lock file beside it (`PATH.lock`,
+    /// holding the owner's pid), locked with `flock`. One `serve` per store;
+    /// the lock ends with the process, also after `kill -9`. Commands that
+    /// only read or edit the store do not take it.
+    pub fn lock_monitor(path: &Path) -> Result<MonitorLock, StoreError> {
+        use std::io::{Read, Seek, Write};
+        let lock_path = lock_path(path);
+        let io = |e: std::io::Error| StoreError::Damaged(lock_path.clone(), e.to_string());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io)?;
+        let mut locked =
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(locked) => locked,
+                Err((mut file, _)) => {
+                    let mut pid = String::new();
+                    let _ = file.read_to_string(&mut pid);
+                    return Err(StoreError::Locked(path.to_owned(), pid.trim().parse().ok()));
+                }
+            };
+        locked.set_len(0).map_err(io)?;
+        locked.rewind().map_err(io)?;
+        writeln!(locked, "{}", std::process::id()).map_err(io)?;
+        Ok(MonitorLock(locked))
+    }
+
+    /// Refuses a name (of a sensor, server, group, tag, channel, user,
+    /// token or status page) with control, invisible or text-direction
+    /// characters. The configuration file is checked the same way when it
+    /// is read; this guards what the web interface, API and CLI write.
+    pub(crate) fn check_names<'a>(
+        what: &str,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
+        for name in names {
+            if let Some(problem) = portwatch_probe::text::name_problem(name) {
+                return Err(StoreError::Conflict(format!(
+                    "{what} '{}' {problem}",
+                    portwatch_probe::text::visible(name)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        sqlite_error(&self.path)
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The configuration generation: it changes on every configuration
+    /// change, so the monitor knows when to reload.
+    pub fn generation(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'config_generation'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sqlite())
+    }
+
+    /// Makes the store hold what `config` declares: upserts its groups,
+    /// servers, sensors and windows (marked file-managed), and retires the
+    /// file-managed items that left it. A retired item that comes back under
+    /// the same name gets its old id, and so its history, back.
+    pub fn apply(&mut self, config: &Config) -> Result<ApplySummary, StoreError> {
+        let path = self.path.clone();
+        let sqlite = sqlite_error(&path);
+        let now = jiff::Timestamp::now().as_millisecond();
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        let mut summary = ApplySummary::default();
+        let json = |o: &Overrides| serde_json::to_string(o).expect("settings serialise");
+        tx.execute(
+            "UPDATE defaults SET settings = ?1 WHERE id = 1",
+            [json(&config.defaults)],
+        )
+        .map_err(sqlite)?;
+        for group in &config.groups {
+            tx.execute(
+                "INSERT INTO groups (path, settings, managed) VALUES (?1, ?2, 1)
+                 ON CONFLICT (path) DO UPDATE SET settings = ?2, managed = 1, retired_at = NULL",
+                params![group.path, json(&group.overrides)],
+            )
+            .map_err(sqlite)?;
+        }
+        let mut kept_servers = Vec::new();
+        let mut kept_sensors = Vec::new();
+        for server in &config.servers {
+            let server_id: i64 = tx
+                .query_row(
+                    "INSERT INTO servers (name, host, group_path, settings, tags, managed) VALUES (?1, ?2, ?3, ?4, ?5, 1)
+                     ON CONFLICT (name) DO UPDATE SET host = ?2, group_path = ?3, settings = ?4, tags = ?5, managed = 1, retired_at = NULL
+                     RETURNING id",
+                    params![server.name, server.host.to_string(), server.group, json(&server.overrides), serde_json::to_string(&server.tags).unwrap()],
+                    |r| r.get(0),
+                )
+                .map_err(sqlite)?;
+            kept_servers.push(server_id);
+            for sensor in &server.sensors {
+                let existed: Option<Option<i64>> = tx
+                    .query_row(
+                        "SELECT retired_at FROM sensors WHERE server_id = ?1 AND name = ?2",
+                        params![server_id, sensor.name],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sqlite)?;
+                if !matches!(existed, Some(None)) {
+                    summary.added += 1;
+                }
+                let id: i64 = tx
+                    .query_row(
+                        "INSERT INTO sensors (server_id, name, port, expect_closed, settings, tags, managed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)
+                         ON CONFLICT (server_id, name) DO UPDATE SET port = ?3, expect_closed = ?4, settings = ?5, tags = ?6, managed = 1, retired_at = NULL
+                         RETURNING id",
+                        params![server_id, sensor.name, sensor.port, sensor.expect_closed, json(&sensor.overrides), serde_json::to_string(&sensor.tags).unwrap()],
+                        |r| r.get(0),
+                    )
+                    .map_err(sqlite)?;
+                kept_sensors.push(id);
+                summary.sensors += 1;
+            }
+        }
+        let retire = |table: &str, kept: &[i64]| -> Result<usize, rusqlite::Error> {
+            let list = kept
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            tx.execute(
+                &format!("UPDATE {table} SET retired_at = ?1 WHERE managed = 1 AND retired_at IS NULL AND id NOT IN ({list})"),
+                [now],
+            )
+        };
+        summary.removed = retire("sensors", &kept_sensors).map_err(sqlite)?;
+        retire("servers", &kept_servers).map_err(sqlite)?;
+        // Sensors of retired servers retire with them.
+        summary.removed += tx
+            .execute(
+                "UPDATE sensors SET retired_at = ?1 WHERE retired_at IS NULL AND server_id IN (SELECT id FROM servers WHERE retired_at IS NOT NULL)",
+                [now],
+            )
+            .map_err(sqlite)?;
+        let paths: Vec<String> = config.groups.iter().map(|g| g.path.clone()).collect();
+        tx.execute(
+            "UPDATE groups SET retired_at = ?1 WHERE managed = 1 AND retired_at IS NULL AND path NOT IN (SELECT value FROM json_each(?2))",
+            params![now, serde_json::to_string(&paths).unwrap()],
+        )
+        .map_err(sqlite)?;
+        tx.execute("DELETE FROM maintenance WHERE managed = 1", [])
+            .map_err(sqlite)?;
+        for window in &config.maintenance {
+            tx.execute(
+                "INSERT INTO maintenance (name, rule, groups, servers, sensors, managed) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+                params![
+                    window.name,
+                    serde_json::to_string(&window.rule).unwrap(),
+                    serde_json::to_string(&window.groups).unwrap(),
+                    serde_json::to_string(&window.servers).unwrap(),
+                    serde_json::to_string(&window.sensors).unwrap()
+                ],
+            )
+            .map_err(sqlite)?;
+        }
+        Store::apply_notifications(&tx, &config.channels, &config.rules).map_err(sqlite)?;
+        tx.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'config_generation'",
+            [],
+        )
+        .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        Ok(summary)
+    }
+
+    /// Loads the active configuration.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let damaged = |what: String| StoreError::Damaged(self.path.clone(), what);
+        let overrides = |text: String| -> Result<Overrides, StoreError> {
+            serde_json::from_str(&text).map_err(|e| damaged(format!("settings {text}: {e}")))
+        };
+        let generation = self.generation()?;
+        let defaults: String = self
+            .conn
+            .query_row("SELECT settings FROM defaults WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.sqlite())?;
+        let mut groups = Vec::new();
+        let mut statement = self
+            .conn
+            .prepare("SELECT path, settings FROM groups WHERE retired_at IS NULL ORDER BY path")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.sqlite())?;
+        for row in rows {
+            let (path, settings) = row.map_err(self.sqlite())?;
+            groups.push(GroupDef {
+                path,
+                overrides: overrides(settings)?,
+            });
+        }
+        let mut servers: Vec<ServerDef> = Vec::new();
+        let mut server_index = HashMap::new();
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, name, host, group_path, settings, tags FROM servers WHERE retired_at IS NULL ORDER BY id")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        for row in rows {
+            let (id, name, host, group, settings, tags) = row.map_err(self.sqlite())?;
+            let host = parse_bare_host(&host).map_err(|e| damaged(e.to_string()))?;
+            server_index.insert(id, servers.len());
+            servers.push(ServerDef {
+                name,
+                host,
+                group,
+                overrides: overrides(settings)?,
+                tags: json(&tags).map_err(damaged)?,
+                sensors: Vec::new(),
+            });
+        }
+        let mut ids = HashMap::new();
+        let mut paused = HashSet::new();
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, server_id, name, port, expect_closed, settings, tags, paused FROM sensors WHERE retired_at IS NULL ORDER BY id")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u16>(3)?,
+                    r.get::<_, bool>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, bool>(7)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        for row in rows {
+            let (id, server_id, name, port, expect_closed, settings, tags, is_paused) =
+                row.map_err(self.sqlite())?;
+            let Some(&index) = server_index.get(&server_id) else {
+                continue;
+            };
+            let server = &mut servers[index];
+            ids.insert(format!("{}/{name}", server.name), id);
+            if is_paused {
+                paused.insert(id);
+            }
+            server.sensors.push(SensorDef {
+                name,
+                port,
+                expect_closed,
+                overrides: overrides(settings)?,
+                tags: json(&tags).map_err(damaged)?,
+            });
+        }
+        let mut maintenance = Vec::new();
+        let mut statement = self
+            .conn
+            .prepare("SELECT name, rule, groups, servers, sensors FROM maintenance ORDER BY id")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        for row in rows {
+            let (name, rule, groups, servers, sensors) = row.map_err(self.sqlite())?;
+            let rule: WindowRule =
+                serde_json::from_str(&rule).map_err(|e| damaged(format!("window {name}: {e}")))?;
+            maintenance.push(WindowDef {
+                name,
+                rule,
+                groups: json(&groups).map_err(damaged)?,
+                servers: json(&servers).map_err(damaged)?,
+                sensors: json(&sensors).map_err(damaged)?,
+            });
+        }
+        let (channels, rules) = self.notifications()?;
+        let config = Config {
+            defaults: overrides(defaults)?,
+            groups,
+            servers,
+            maintenance,
+            channels,
+            rules,
+        };
+        Ok(Loaded {
+            config,
+            ids,
+            paused,
+            generation,
+        })
+    }
+
+    /// Pauses or resumes sensors by path: a sensor (`server/sensor`), a
+    /// server, or a group with everything below it. Returns how many
+    /// sensors changed.
+    pub fn set_paused(&mut self, name: &str, paused: bool) -> Result<usize, StoreError> {
+        let ids = self.sensor_ids(name)?;
+        let tx = self.conn.transaction().map_err(sqlite_error(&self.path))?;
+        let mut changed = 0;
+        for id in &ids {
+            changed += tx
+                .execute(
+                    "UPDATE sensors SET paused = ?1 WHERE id = ?2 AND paused != ?1",
+                    params![paused, id],
+                )
+                .map_err(sqlite_error(&self.path))?;
+        }
+        tx.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'config_generation'",
+            [],
+        )
+        .map_err(sqlite_error(&self.path))?;
+        tx.commit().map_err(sqlite_error(&self.path))?;
+        Ok(changed)
+    }
+
+    /// The ids of the active sensors a name covers: a sensor path, a server
+    /// name, or a group path (with its subgroups).
+    pub fn sensor_ids(&self, name: &str) -> Result<Vec<i64>, StoreError> {
+        let name = name.trim_matches('/');
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT s.id FROM sensors s JOIN servers v ON v.id = s.server_id
+                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL
+                   AND (v.name || '/' || s.name = ?1 OR v.name = ?1 OR v.group_path = ?1 OR v.group_path LIKE ?2 ESCAPE '\\')
+                 ORDER BY s.id",
+            )
+            .map_err(self.sqlite())?;
+        let prefix = format!(
+            "{}/%",
+            name.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let ids: Vec<i64> = statement
+            .query_map(params![name, prefix], |r| r.get(0))
+            .map_err(self.sqlite())?
+            .collect::<Result<_, _>>()
+            .map_err(self.sqlite())?;
+        if ids.is_empty() {
+            return Err(StoreError::NotFound(name.to_owned()));
+        }
+        Ok(ids)
+    }
+
+    /// Every active sensor with its current state and last result.
+    pub fn status(&self) -> Result<Vec<StatusRow>, StoreError> {
+        self.status_rows(None)
+    }
+
+    /// One active sensor's state and last result (one indexed lookup, not
+    /// a scan of every sensor).
+    pub fn status_of(&self, id: i64) -> Result<StatusRow, StoreError> {
+        self.status_rows(Some(id))?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn status_rows(&self, only: Option<i64>) -> Result<Vec<StatusRow>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT s.id, v.name || '/' || s.name, v.group_path, v.host, s.port,
+                        st.state, st.since_ms, st.last_check_ms, st.last_rtt_us, st.last_reason, st.last_message, s.paused,
+                        v.tags, s.tags, s.managed, st.last_details
+                 FROM sensors s JOIN servers v ON v.id = s.server_id
+                 LEFT JOIN sensor_status st ON st.sensor_id = s.id
+                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL AND (?1 IS NULL OR s.id = ?1)
+                 ORDER BY v.group_path, v.name, s.name",
+            )
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([only], |r| {
+                let state: Option<String> = r.get(5)?;
+                let paused: bool = r.get(11)?;
+                let state = match state.and_then(|s| s.parse().ok()) {
+                    Some(state) => state,
+                    None if paused => {
+                        State::Paused(portwatch_core::monitor::state::PauseCause::Manual)
+                    }
+                    None => State::Pending,
+                };
+                Ok(StatusRow {
+                    id: r.get(0)?,
+                    path: r.get(1)?,
+                    group: r.get(2)?,
+                    host: r.get(3)?,
+                    port: r.get(4)?,
+                    state,
+                    since_ms: r.get(6)?,
+                    last_check_ms: r.get(7)?,
+                    last_rtt_us: r.get(8)?,
+                    last_reason: r.get(9)?,
+                    last_message: r.get(10)?,
+                    tags: {
+                        let mut tags: Vec<String> = r.get::<_, Json<_>>(12)?.0;
+                        tags.extend(r.get::<_, Json<Vec<String>>>(13)?.0);
+                        tags
+                    },
+                    managed: r.get(14)?,
+                    last_details: r.get(15)?,
+                })
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// Every sensor's last known state and since when, for a restart.
+    pub fn states(&self) -> Result<HashMap<i64, (State, i64)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT sensor_id, state, since_ms FROM sensor_status")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        let mut states = HashMap::new();
+        for row in rows {
+            let (id, state, since) = row.map_err(self.sqlite())?;
+            if let Ok(state) = state.parse() {
+                states.insert(id, (state, since));
+            }
+        }
+        Ok(states)
+    }
+
+    /// How many active sensors the store holds.
+    pub fn sensor_count(&self) -> Result<usize, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sensors s JOIN servers v ON v.id = s.server_id WHERE s.retired_at IS NULL AND v.retired_at IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(self.sqlite())
+    }
+
+    /// The events of a sensor from `from_ms` (inclusive) to `to_ms`
+    /// (exclusive), in time order.
+    pub fn events(
+        &self,
+        sensor_id: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT sensor_id, at_ms, from_state, to_state, reason, message FROM events
+                 WHERE sensor_id = ?1 AND at_ms >= ?2 AND at_ms < ?3 ORDER BY at_ms, id",
+            )
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map(params![sensor_id, from_ms, to_ms], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (sensor_id, at_ms, from, to, reason, message) = row.map_err(self.sqlite())?;
+            let parse = |s: String| {
+                s.parse::<State>()
+                    .map_err(|e| StoreError::Damaged(self.path.clone(), e))
+            };
+            events.push(EventRow {
+                sensor_id,
+                at_ms,
+                from: parse(from)?,
+                to: parse(to)?,
+                reason,
+                message,
+            });
+        }
+        Ok(events)
+    }
+
+    /// The latest events across all sensors, newest first, with the
+    /// sensor's path.
+    pub fn recent_events(
+        &self,
+        limit: usize,
+        before_id: Option<i64>,
+    ) -> Result<Vec<(i64, String, EventRow)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT e.id, v.name || '/' || s.name, e.sensor_id, e.at_ms, e.from_state, e.to_state, e.reason, e.message
+                 FROM events e JOIN sensors s ON s.id = e.sensor_id JOIN servers v ON v.id = s.server_id
+                 WHERE e.id < ?1 ORDER BY e.id DESC LIMIT ?2",
+            )
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map(params![before_id.unwrap_or(i64::MAX), limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })
+            .map_err(self.sqlite())?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (id, path, sensor_id, at_ms, from, to, reason, message) =
+                row.map_err(self.sqlite())?;
+            let parse = |s: String| {
+                s.parse::<State>()
+                    .map_err(|e| StoreError::Damaged(self.path.clone(), e))
+            };
+            events.push((
+                id,
+                path,
+                EventRow {
+                    sensor_id,
+                    at_ms,
+                    from: parse(from)?,
+                    to: parse(to)?,
+                    reason,
+                    message,
+                },
+            ));
+        }
+        Ok(events)
+    }
+
+    /// The path (`server/sensor`) of an active sensor id.
+    pub fn sensor_path(&self, id: i64) -> Result<String, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT v.name || '/' || s.name FROM sensors s JOIN servers v ON v.id = s.server_id WHERE s.id = ?1 AND s.retired_at IS NULL",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sqlite())?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// The state a sensor was in at `at_ms` (from the last event before).
+    pub fn state_at(&self, sensor_id: i64, at_ms: i64) -> Result<Option<State>, StoreError> {
+        let state: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT to_state FROM events WHERE sensor_id = ?1 AND at_ms < ?2 ORDER BY at_ms DESC, id DESC LIMIT 1",
+                params![sensor_id, at_ms],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sqlite())?;
+        Ok(state.and_then(|s| s.parse().ok()))
+    }
+
+    /// A sensor's raw results from `from_ms` to `to_ms`, packed windows and
+    /// the not yet repacked journal together, in time order.
+    pub fn results(
+        &self,
+        sensor_id: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<StoredResult>, StoreError> {
+        let damaged = |e: pack::Corrupt| StoreError::Damaged(self.path.clone(), e.to_string());
+        let mut results = Vec::new();
+        let mut statement = self
+            .conn
+            .prepare("SELECT start_ms, data FROM results WHERE sensor_id = ?1 AND end_ms >= ?2 AND start_ms < ?3")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map(params![sensor_id, from_ms, to_ms], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(self.sqlite())?;
+        for row in rows {
+            let (start, data) = row.map_err(self.sqlite())?;
+            results.extend(pack::unpack_window(sensor_id, start, &data).map_err(damaged)?);
+        }
+        let mut statement = self
+            .conn
+            .prepare("SELECT first_ms, data FROM journal WHERE last_ms >= ?1 AND first_ms < ?2")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map(params![from_ms, to_ms], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(self.sqlite())?;
+        for row in rows {
+            let (first, data) = row.map_err(self.sqlite())?;
+            results.extend(
+                pack::unpack_batch(first, &data)
+                    .map_err(damaged)?
+                    .into_iter()
+                    .filter(|r| r.sensor == sensor_id),
+            );
+        }
+        results.retain(|r| r.at_ms >= from_ms && r.at_ms < to_ms);
+        results.sort_unstable_by_key(|r| r.at_ms);
+        Ok(results)
+    }
+
+    /// A sensor's hourly rollups for hours starting in `from_ms..to_ms`.
+    pub fn rollups(
+        &self,
+        sensor_id: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, Rollup)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT hour_ms, count, ups, min_us, avg_us, max_us, p95_us FROM rollups
+                 WHERE sensor_id = ?1 AND hour_ms >= ?2 AND hour_ms < ?3 ORDER BY hour_ms",
+            )
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map(params![sensor_id, from_ms, to_ms], |r| {
+                Ok((
+                    r.get(0)?,
+                    Rollup {
+                        count: r.get(1)?,
+                        ups: r.get(2)?,
+                        min_us: r.get(3)?,
+                        avg_us: r.get(4)?,
+                        max_us: r.get(5)?,
+                        p95_us: r.get(6)?,
+                    },
+                ))
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// Raw results stored and the bytes they take (packed windows and
+    /// journal), for the benchmark's bytes-per-result figure.
+    pub fn result_footprint(&self) -> Result<(i64, i64), StoreError> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT coalesce(sum(count), 0) FROM results) + (SELECT coalesce(sum(count), 0) FROM journal),
+                        (SELECT coalesce(sum(length(data)), 0) FROM results) + (SELECT coalesce(sum(length(data)), 0) FROM journal)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.sqlite())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! Compact encoding of raw check results.
+//!
+//! A result is a time, a status, a reason and a connect time. Stored one per
+//! row, SQLite spends 20–30 bytes on each; packed as varint deltas they take
+//! about five. Two layouts share the entry format:
+//! - a **journal batch**: everything one flush of the writer holds, sorted by
+//!   sensor, so that a crash loses at most that flush;
+//! - a **sensor window**: one sensor's results over a few minutes, for
+//!   reading back one sensor's history.
+
+use portwatch_probe::{Reason, Status};
+
+/// One raw result as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredResult {
+    /// The sensor's id.
+    pub sensor: i64,
+    /// When the check started, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The verdict.
+    pub status: Status,
+    /// The reason.
+    pub reason: Reason,
+    /// The connect time in microseconds, if an answer came.
+    pub rtt_us: Option<u32>,
+}
+
+const STATUSES: [Status; 4] = [Status::Up, Status::Warning, Status::Down, Status::Unknown];
+const REASONS: [Reason; 15] = Reason::ALL;
+const HAS_RTT: u8 = 0x80;
+
+fn code(result: &StoredResult) -> u8 {
+    let status = STATUSES
+        .iter()
+        .position(|s| *s == result.status)
+        .unwrap_or(3) as u8;
+    let reason = REASONS
+        .iter()
+        .position(|r| *r == result.reason)
+        .unwrap_or(7) as u8;
+    // Reason index: bits 0-2, and bit 5 for indexes 8-15 (added later, so
+    // older stores read unchanged).
+    status << 3
+        | (reason & 7)
+        | (reason & 8) << 2
+        | if result.rtt_us.is_some() { HAS_RTT } else { 0 }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    (value >> 1) as i64 ^ -((value & 1) as i64)
+}
+
+/// Why packed bytes could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt packed results at byte {0}")]
+pub struct Corrupt(pub usize);
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn varint(&mut self) -> Result<u64, Corrupt> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.bytes.get(self.at).ok_or(Corrupt(self.at))?;
+            self.at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Corrupt(self.at))
+    }
+
+    fn byte(&mut self) -> Result<u8, Corrupt> {
+        let byte = *self.bytes.get(self.at).ok_or(Corrupt(self.at))?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    fn done(&self) -> bool {
+        self.at >= self.bytes.len()
+    }
+}
+
+fn put_tail(out: &mut Vec<u8>, result: &StoredResult) {
+    out.push(code(result));
+    if let Some(rtt) = result.rtt_us {
+        put_varint(out, u64::from(rtt));
+    }
+}
+
+fn read_tail(reader: &mut Reader, sensor: i64, at_ms: i64) -> Result<StoredResult, Corrupt> {
+    let code = reader.byte()?;
+    let status = STATUSES[usize::from(code >> 3 & 0x3)];
+    let index = usize::from(code & 0x7 | (code >> 2) & 0x8);
+    let reason = *REASONS.get(index).ok_or(Corrupt(reader.at))?;
+    let rtt_us = if code & HAS_RTT != 0 {
+        Some(u32::try_from(reader.varint()?).map_err(|_| Corrupt(reader.at))?)
+    } else {
+        None
+    };
+    Ok(StoredResult {
+        sensor,
+        at_ms,
+        status,
+        reason,
+        rtt_us,
+    })
+}
+
+/// Packs one sensor's results, in time order and none before `start_ms`,
+/// as unsigned time deltas (a 10 s interval takes two bytes).
+pub fn pack_window(start_ms: i64, results: &[StoredResult]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(results.len() * 5);
+    let mut previous = start_ms;
+    for result in results {
+        debug_assert!(result.at_ms >= previous, "results must be in time order");
+        put_varint(&mut out, (result.at_ms - previous).max(0) as u64);
+        previous = result.at_ms;
+        put_tail(&mut out, result);
+    }
+    out
+}
+
+/// Reads a sensor window back.
+pub fn unpack_window(
+    sensor: i64,
+    start_ms: i64,
+    bytes: &[u8],
+) -> Result<Vec<StoredResult>, Corrupt> {
+    let mut reader = Reader { bytes, at: 0 };
+    let mut results = Vec::new();
+    let mut at_ms = start_ms;
+    while !reader.done() {
+        let delta = i64::try_from(reader.varint()?).map_err(|_| Corrupt(reader.at))?;
+        at_ms = at_ms.checked_add(delta).ok_or(Corrupt(reader.at))?;
+        results.push(read_tail(&mut reader, sensor, at_ms)?);
+    }
+    Ok(results)
+}
+
+/// Packs a journal batch: any sensors, sorted here by (sensor, time).
+pub fn pack_batch(first_ms: i64, results: &mut [StoredResult]) -> Vec<u8> {
+    results.sort_unstable_by_key(|r| (r.sensor, r.at_ms));
+    let mut out = Vec::with_capacity(results.len() * 6);
+    let mut previous_sensor = 0;
+    for result in results.iter() {
+        put_varint(&mut out, zigzag(result.sensor - previous_sensor));
+        previous_sensor = result.sensor;
+        put_varint(&mut out, zigzag(result.at_ms - first_ms));
+        put_tail(&mut out, result);
+    }
+    out
+}
+
+/// Reads a journal batch back.
+pub fn unpack_batch(first_ms: i64, bytes: &[u8]) -> Result<Vec<StoredResult>, Corrupt> {
+    let mut reader = Reader { bytes, at: 0 };
+    let mut results = Vec::new();
+    let mut sensor: i64 = 0;
+    while !reader.done() {
+        sensor = sensor.wrapping_add(unzigzag(reader.varint()?));
+        let at_ms = first_ms.wrapping_add(unzigzag(reader.varint()?));
+        results.push(read_tail(&mut reader, sensor, at_ms)?);
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn result(sensor: i64, at_ms: i64, rtt: Option<u32>) -> StoredResult {
+        StoredResult {
+            sensor,
+            at_ms,
+            status: Status::Up,
+            reason: Reason::Connected,
+            rtt_us: rtt,
+        }
+    }
+
+    /// The bytes on disk, pinned: the status and reason of every stored
+    /// result, as written by every portwatch since the format began. A
+    /// change here makes old stores misread (tests #3: dropping the bit for
+    /// reasons 8-15 passed every test).
+    #[test]
+    fn the_packed_code_of_every_status_and_reason_is_pinned() {
+        const GOLDEN: [(&str, [u8; 4]); 15] = [
+            ("connected", [0x00, 0x08, 0x10, 0x18]),
+            ("refused", [0x01, 0x09, 0x11, 0x19]),
+            ("timeout", [0x02, 0x0a, 0x12, 0x1a]),
+            ("host_unreachable", [0x03, 0x0b, 0x13, 0x1b]),
+            ("network_unreachable", [0x04, 0x0c, 0x14, 0x1c]),
+            ("admin_prohibited", [0x05, 0x0d, 0x15, 0x1d]),
+            ("dns_error", [0x06, 0x0e, 0x16, 0x1e]),
+            ("local_error", [0x07, 0x0f, 0x17, 0x1f]),
+            ("reset", [0x20, 0x28, 0x30, 0x38]),
+            ("closed_by_peer", [0x21, 0x29, 0x31, 0x39]),
+            ("no_response", [0x22, 0x2a, 0x32, 0x3a]),
+            ("protocol_mismatch", [0x23, 0x2b, 0x33, 0x3b]),
+            ("tls_error", [0x24, 0x2c, 0x34, 0x3c]),
+            ("cert_expiring", [0x25, 0x2d, 0x35, 0x3d]),
+            ("cert_expired", [0x26, 0x2e, 0x36, 0x3e]),
+        ];
+        assert_eq!(
+            Reason::ALL.len(),
+            GOLDEN.len(),
+            "a new reason needs a pinned code"
+        );
+        let start = 1_790_000_000_000;
+        for (reason, (name, codes)) in Reason::ALL.iter().zip(GOLDEN) {
+            assert_eq!(reason.as_str(), name, "Reason::ALL's order is the format");
+            for (status, expected) in STATUSES.iter().zip(codes) {
+                for rtt in [None, Some(300)] {
+                    let stored = StoredResult {
+                        sensor: 1,
+                        at_ms: start,
+                        status: *status,
+                        reason: *reason,
+                        rtt_us: rtt,
+                    };
+                    let bytes = pack_window(start, &[stored]);
+                    let mut want = vec![0x00, expected | if rtt.is_some() { HAS_RTT } else { 0 }];
+                    if rtt.is_some() {
+                        want.extend([0xac, 0x02]); // 300 as a varint
+                    }
+                    assert_eq!(bytes, want, "{name} {status:?} {rtt:?}");
+                    assert_eq!(unpack_window(1, start, &bytes).unwrap(), [stored]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_typical_result_takes_about_five_bytes() {
+        let start = 1_790_000_000_000;
+        let results: Vec<StoredResult> = (0..60)
+            .map(|i| result(7, start + i * 10_000, Some(180)))
+            .collect();
+        let bytes = pack_window(start, &results);
+        assert!(bytes.len() <= 60 * 5, "{} bytes", bytes.len());
+        assert_eq!(unpack_window(7, start, &bytes).unwrap(), results);
+    }
+
+    #[test]
+    fn batches_round_trip_in_sensor_order() {
+        let first = 1_790_000_000_000;
+        let mut results = vec![
+            result(9, first + 5, None),
+            result(2, first + 900, Some(70_000)),
+            result(2, first, Some(1)),
+        ];
+        let bytes = pack_batch(first, &mut results);
+        let back = unpack_batch(first, &bytes).unwrap();
+        assert_eq!(
+            back.iter().map(|r| (r.sensor, r.at_ms)).collect::<Vec<_>>(),
+            [(2, first), (2, first + 900), (9, first + 5)]
+        );
+        assert!(
+            unpack_batch(first, &bytes[..bytes.len() - 1]).is_err(),
+            "a cut batch is corrupt, not misread"
+        );
+    }
+
+    fn any_result() -> impl Strategy<Value = StoredResult> {
+        (
+            1i64..200_000,
+            0i64..4_000_000_000_000,
+            0usize..STATUSES.len(),
+            0usize..REASONS.len(),
+            proptest::option::of(any::<u32>()),
+        )
+            .prop_map(|(sensor, at_ms, s, r, rtt_us)| StoredResult {
+                sensor,
+                at_ms,
+                status: STATUSES[s],
+                reason: REASONS[r],
+                rtt_us,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn window_round_trips(mut results in proptest::collection::vec(any_result(), 0..50), start in 0i64..4_000_000_000_000) {
+            for r in &mut results { r.sensor = 1; r.at_ms += start; }
+            results.sort_by_key(|r| r.at_ms);
+            let bytes = pack_window(start, &results);
+            prop_assert_eq!(unpack_window(1, start, &bytes).unwrap(), results);
+        }
+
+        #[test]
+        fn batch_round_trips(mut results in proptest::collection::vec(any_result(), 0..50), first in 0i64..4_000_000_000_000) {
+            let bytes = pack_batch(first, &mut results);
+            prop_assert_eq!(unpack_batch(first, &bytes).unwrap(), results);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = unpack_batch(0, &bytes);
+            let _ = unpack_window(1, 0, &bytes);
+        }
+    }
+}

@@ -1,0 +1,614 @@
+use super::*;
+use portwatch_core::config::from_toml;
+
+fn temp_store() -> (tempdir::Dir, Store) {
+    let dir = tempdir::Dir::new();
+    let store = Store::open(&dir.path.join("test.db")).unwrap();
+    (dir, store)
+}
+
+/// A temporary directory removed on drop (no extra dependency).
+mod tempdir {
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+
+    impl Dir {
+        pub fn new() -> Dir {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir()
+                .join(format!("portwatch-store-test-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir { path }
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+const CONFIG: &str = "
+[defaults]
+interval = \"30s\"
+[[group]]
+name = \"Site\"
+[[group]]
+name = \"Site/Web\"
+retries = 2
+[[server]]
+name = \"web\"
+host = \"127.0.0.1\"
+group = \"Site/Web\"
+  [[server.sensor]]
+  port = 80
+  [[server.sensor]]
+  port = 443
+[[server]]
+name = \"db\"
+host = \"2001:db8::5\"
+  [[server.sensor]]
+  port = \"postgresql\"
+[[maintenance]]
+name = \"nightly\"
+every = \"day\"
+start = \"03:00\"
+duration = \"30m\"
+servers = [\"db\"]
+";
+
+#[test]
+fn apply_then_load_round_trips_the_configuration() {
+    let (_dir, mut store) = temp_store();
+    let config = from_toml("c.toml", CONFIG).unwrap();
+    let summary = store.apply(&config).unwrap();
+    assert_eq!(
+        summary,
+        ApplySummary {
+            sensors: 3,
+            added: 3,
+            removed: 0
+        }
+    );
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.config, config);
+    assert_eq!(loaded.ids.len(), 3);
+    assert_eq!(store.generation().unwrap(), 1);
+    let again = store.apply(&config).unwrap();
+    assert_eq!(again.added, 0, "nothing new the second time");
+    assert_eq!(store.generation().unwrap(), 2);
+}
+
+#[test]
+fn removed_items_keep_their_id_when_they_come_back() {
+    let (_dir, mut store) = temp_store();
+    let config = from_toml("c.toml", CONFIG).unwrap();
+    store.apply(&config).unwrap();
+    let id = store.load().unwrap().ids["web/https"];
+    let without = CONFIG.replace("  [[server.sensor]]\n  port = 443\n", "");
+    let summary = store
+        .apply(&from_toml("c.toml", &without).unwrap())
+        .unwrap();
+    assert_eq!(summary.removed, 1);
+    assert!(!store.load().unwrap().ids.contains_key("web/https"));
+    assert!(matches!(
+        store.sensor_ids("web/https"),
+        Err(StoreError::NotFound(_))
+    ));
+    let summary = store.apply(&config).unwrap();
+    assert_eq!(summary.added, 1);
+    assert_eq!(
+        store.load().unwrap().ids["web/https"],
+        id,
+        "same id, so same history"
+    );
+    // A whole server leaving retires its sensors.
+    let without_db = CONFIG
+        .split("[[server]]\nname = \"db\"")
+        .next()
+        .unwrap()
+        .to_owned();
+    let summary = store
+        .apply(&from_toml("c.toml", &without_db).unwrap())
+        .unwrap();
+    assert_eq!(summary.removed, 1);
+}
+
+#[test]
+fn names_select_sensors_servers_and_groups() {
+    let (_dir, mut store) = temp_store();
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    assert_eq!(store.sensor_ids("web/http").unwrap().len(), 1);
+    assert_eq!(store.sensor_ids("web").unwrap().len(), 2);
+    assert_eq!(
+        store.sensor_ids("Site").unwrap().len(),
+        2,
+        "a group covers its subgroups"
+    );
+    assert_eq!(store.sensor_ids("Site/Web").unwrap().len(), 2);
+    assert!(store.sensor_ids("Sit").is_err());
+    assert_eq!(store.set_paused("web", true).unwrap(), 2);
+    assert_eq!(store.load().unwrap().paused.len(), 2);
+    assert_eq!(store.set_paused("web/http", false).unwrap(), 1);
+}
+
+#[test]
+fn refuses_a_newer_schema() {
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("new.db");
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let error = Store::open(&path).err().unwrap().to_string();
+    assert!(
+        error.contains("newer than this portwatch understands"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_writer_packs_results_and_rolls_up_closed_hours() {
+    use portwatch_core::monitor::state::{Change, State};
+    use portwatch_probe::{Reason, Status};
+    use rollup::HOUR_MS;
+    use writer::LastCheck;
+
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("w.db");
+    let mut store = Store::open(&path).unwrap();
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    let id = store.load().unwrap().ids["web/http"];
+    drop(store);
+
+    let now = jiff::Timestamp::now().as_millisecond();
+    let two_hours_ago = rollup::hour_of(now) - 2 * HOUR_MS;
+    let (writer, thread) = writer::start(&path).unwrap();
+    let last = || LastCheck {
+        state: State::Up,
+        since_ms: two_hours_ago,
+        message: "ok".into(),
+        details: None,
+    };
+    // An hour of checks every 10 s, one in ten refused, then one check now.
+    let mut expected = Vec::new();
+    for i in 0..360 {
+        let refused = i % 10 == 0;
+        let result = StoredResult {
+            sensor: id,
+            at_ms: two_hours_ago + i * 10_000,
+            status: if refused { Status::Down } else { Status::Up },
+            reason: if refused {
+                Reason::Refused
+            } else {
+                Reason::Connected
+            },
+            rtt_us: Some(100 + i as u32),
+        };
+        expected.push(result);
+        writer.result(result, last());
+    }
+    let current = StoredResult {
+        sensor: id,
+        at_ms: now,
+        status: Status::Up,
+        reason: Reason::Connected,
+        rtt_us: Some(50),
+    };
+    writer.result(current, last());
+    let committed = writer.event(
+        id,
+        now,
+        Change {
+            from: State::Pending,
+            to: State::Up,
+            reason: Some(Reason::Connected),
+            message: "up".into(),
+        },
+    );
+    committed.blocking_recv().expect("the event is committed");
+    let stats = writer.stats.clone();
+    drop(writer);
+    thread.join().unwrap();
+    assert_eq!(
+        stats.pending.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "everything queued was written"
+    );
+    assert_eq!(
+        stats
+            .results_stored
+            .load(std::sync::atomic::Ordering::Relaxed),
+        361
+    );
+
+    let store = Store::open(&path).unwrap();
+    let results = store.results(id, 0, i64::MAX).unwrap();
+    expected.push(current);
+    assert_eq!(results, expected, "every result comes back, in order");
+    let rollups = store.rollups(id, 0, i64::MAX).unwrap();
+    assert_eq!(
+        rollups.len(),
+        1,
+        "only the closed hour is rolled up: {rollups:?}"
+    );
+    let (hour, rollup) = rollups[0];
+    assert_eq!(hour, two_hours_ago);
+    assert_eq!((rollup.count, rollup.ups), (360, 324));
+    assert_eq!((rollup.min_us, rollup.max_us), (Some(100), Some(459)));
+    assert_eq!(store.events(id, 0, i64::MAX).unwrap().len(), 1);
+    let (count, bytes) = store.result_footprint().unwrap();
+    assert_eq!(count, 361);
+    assert!(bytes <= 361 * 6, "{bytes} bytes for {count} results");
+    let status = store.status().unwrap();
+    let web = status.iter().find(|r| r.id == id).unwrap();
+    assert_eq!((web.state, web.last_rtt_us), (State::Up, Some(50)));
+}
+
+/// Regression: a result queued just before a state change used to
+/// overwrite the new state in `sensor_status` when both were committed
+/// together, leaving a paused sensor shown as DOWN.
+#[test]
+fn a_state_change_wins_over_an_older_result_committed_with_it() {
+    use portwatch_core::monitor::state::{Change, PauseCause, State};
+    use portwatch_probe::{Reason, Status};
+    use writer::LastCheck;
+
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("order.db");
+    let mut store = Store::open(&path).unwrap();
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    let id = store.load().unwrap().ids["web/http"];
+    drop(store);
+    let (writer, thread) = writer::start(&path).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let down = StoredResult {
+        sensor: id,
+        at_ms: now,
+        status: Status::Down,
+        reason: Reason::Refused,
+        rtt_us: Some(40),
+    };
+    writer.result(
+        down,
+        LastCheck {
+            state: State::Down,
+            since_ms: now,
+            message: "refused".into(),
+            details: None,
+        },
+    );
+    let paused = State::Paused(PauseCause::Manual);
+    let change = Change {
+        from: State::Down,
+        to: paused,
+        reason: None,
+        message: "paused by a user".into(),
+    };
+    writer.event(id, now + 1, change).blocking_recv().unwrap();
+    drop(writer);
+    thread.join().unwrap();
+    let store = Store::open(&path).unwrap();
+    let row = store
+        .status()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    assert_eq!(row.state, paused);
+    assert_eq!(
+        row.last_reason.as_deref(),
+        Some("refused"),
+        "the result is still recorded"
+    );
+}
+
+/// Regression: two processes opening a new store at the same moment both
+/// ran the first migration, and one failed with "table already exists".
+#[test]
+fn concurrent_opens_of_a_new_store_migrate_it_once() {
+    for round in 0..5 {
+        let dir = tempdir::Dir::new();
+        let path = dir.path.join(format!("race{round}.db"));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    Store::open(&path).map(|_| ()).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for opener in openers {
+            assert_eq!(opener.join().unwrap(), Ok(()));
+        }
+    }
+}
+
+#[test]
+fn one_sensor_status_matches_the_full_listing() {
+    let (_dir, mut store) = temp_store();
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    let all = store.status().unwrap();
+    for row in &all {
+        assert_eq!(&store.status_of(row.id).unwrap(), row);
+    }
+    assert!(matches!(
+        store.status_of(999_999),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Tests #1: "a state-change event is committed before anyone is notified
+/// of it". Another connection holds the write lock, so the writer's commit
+/// fails (and is counted); by then the event must not have been
+/// acknowledged, and it must not be in the store. Once the lock is gone,
+/// the retry commits it and only then acknowledges it.
+#[test]
+fn an_event_is_acknowledged_only_after_its_commit() {
+    use portwatch_core::monitor::state::{Change, State};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let path = dir.path.join("test.db");
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (writer, thread) = writer::start(&path).unwrap();
+    let change = Change {
+        from: State::Up,
+        to: State::Down,
+        reason: None,
+        message: "down".into(),
+    };
+    let mut acknowledged = writer.event(id, 1_790_000_000_000, change);
+    // Wait for the writer's first commit to fail (its busy timeout runs
+    // out while the lock is held).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while writer
+        .stats
+        .write_errors
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the commit never failed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        acknowledged.try_recv(),
+        Err(tokio::sync::oneshot::error::TryRecvError::Empty),
+        "acknowledged although not committed"
+    );
+    let stored: i64 = blocker
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 0);
+    blocker.execute_batch("ROLLBACK").unwrap();
+    // The retry commits it, then acknowledges it.
+    acknowledged
+        .blocking_recv()
+        .expect("acknowledged after the commit");
+    let stored: i64 = blocker
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 1, "acknowledged, so stored");
+    drop(writer);
+    thread.join().unwrap();
+}
+
+/// Tests #4: the README promises that `kill -9` loses at most the last
+/// second of results, so the writer commits a queued result within one
+/// second (its flush period), without anything else asking it to.
+#[test]
+fn a_queued_result_is_committed_within_a_second() {
+    use portwatch_core::monitor::state::State;
+    use portwatch_probe::{Reason, Status};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let (writer, thread) = writer::start(&dir.path.join("test.db")).unwrap();
+    let queued = std::time::Instant::now();
+    let now = jiff::Timestamp::now().as_millisecond();
+    writer.result(
+        StoredResult {
+            sensor: id,
+            at_ms: now,
+            status: Status::Up,
+            reason: Reason::Connected,
+            rtt_us: Some(50),
+        },
+        writer::LastCheck {
+            state: State::Up,
+            since_ms: now,
+            message: String::new(),
+            details: None,
+        },
+    );
+    while store.results(id, 0, i64::MAX).unwrap().is_empty() {
+        assert!(
+            queued.elapsed() < std::time::Duration::from_millis(1500),
+            "a result waited more than a second to be committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(writer::FLUSH_EVERY <= std::time::Duration::from_secs(1));
+    drop(writer);
+    thread.join().unwrap();
+}
+
+/// Ordered writes (events, notification holds) keep their order when the
+/// result queue is full, and waiting for room starts no thread per write.
+/// The writer is held inside a commit by another connection's write lock
+/// while its queue is full; fifty events are then made from a thread whose
+/// name every thread it starts inherits.
+#[test]
+fn ordered_writes_keep_their_order_and_start_no_threads_when_the_queue_is_full() {
+    use portwatch_core::monitor::state::{Change, State};
+    use portwatch_probe::{Reason, Status};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let path = dir.path.join("test.db");
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (writer, thread) = writer::start_with_queue(&path, 4).unwrap();
+    let change = |n: i64| Change {
+        from: State::Up,
+        to: State::Down,
+        reason: None,
+        message: format!("event {n}"),
+    };
+    let base = 1_790_000_000_000;
+    let result = StoredResult {
+        sensor: id,
+        at_ms: base,
+        status: Status::Up,
+        reason: Reason::Connected,
+        rtt_us: Some(50),
+    };
+    let last = writer::LastCheck {
+        state: State::Up,
+        since_ms: base,
+        message: String::new(),
+        details: None,
+    };
+    // The first event sends the writer into a commit that waits for the lock.
+    let first = writer.event(id, base, change(0));
+    let maker = std::thread::Builder::new()
+        .name("pw-order-test".into())
+        .spawn({
+            let writer = writer.clone();
+            move || {
+                // Fill the queue: results are dropped once it is full.
+                while writer
+                    .stats
+                    .results_dropped
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == 0
+                {
+                    writer.result(result, last.clone());
+                }
+                let acks: Vec<_> = (1..=50)
+                    .map(|n| writer.event(id, base + n, change(n)))
+                    .collect();
+                let threads = std::fs::read_dir("/proc/self/task")
+                    .unwrap()
+                    .filter(|task| {
+                        let comm = task.as_ref().unwrap().path().join("comm");
+                        std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "pw-order-test")
+                    })
+                    .count();
+                (acks, threads)
+            }
+        })
+        .unwrap();
+    let (acks, threads) = maker.join().unwrap();
+    assert_eq!(threads, 1, "threads started to wait for room in the queue");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    first.blocking_recv().expect("the first event is committed");
+    for ack in acks {
+        ack.blocking_recv().expect("every event is committed");
+    }
+    let order: Vec<i64> = blocker
+        .prepare("SELECT at_ms - ?1 FROM events ORDER BY id")
+        .unwrap()
+        .query_map([base], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        order,
+        (0..=50).collect::<Vec<i64>>(),
+        "committed out of order"
+    );
+    drop(writer);
+    thread.join().unwrap();
+}
+
+/// A read error on a stored results window must not be taken for "no
+/// window yet": the window would be replaced by only the new results. A
+/// window whose data is not a blob (damaged) fails the repack, which keeps
+/// both the window and the journal for the next try.
+#[test]
+fn a_window_that_cannot_be_read_is_not_overwritten() {
+    use portwatch_core::monitor::state::State;
+    use portwatch_probe::{Reason, Status};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let now = jiff::Timestamp::now().as_millisecond();
+    let start = now.div_euclid(writer::WINDOW_MS) * writer::WINDOW_MS;
+    let path = dir.path.join("test.db");
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute(
+            "INSERT INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?2, 1, 'not a blob')",
+            rusqlite::params![id, start],
+        )
+        .unwrap();
+    let (writer, thread) = writer::start(&path).unwrap();
+    writer.result(
+        StoredResult {
+            sensor: id,
+            at_ms: now,
+            status: Status::Up,
+            reason: Reason::Connected,
+            rtt_us: Some(50),
+        },
+        writer::LastCheck {
+            state: State::Up,
+            since_ms: now,
+            message: String::new(),
+            details: None,
+        },
+    );
+    let errors = writer.stats.clone();
+    // Dropping the writer commits the result and repacks every window.
+    drop(writer);
+    thread.join().unwrap();
+    let (kind, data): (String, String) = other
+        .query_row(
+            "SELECT typeof(data), CAST(data AS TEXT) FROM results WHERE sensor_id = ?1 AND start_ms = ?2",
+            rusqlite::params![id, start],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((kind.as_str(), data.as_str()), ("text", "not a blob"));
+    let journal: i64 = other
+        .query_row("SELECT count(*) FROM journal", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, 1, "the new result waits in the journal");
+    assert!(
+        errors
+            .write_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}
+
+/// Damaged JSON in a row is reported as a damaged row wherever it is read,
+/// never taken for an empty list.
+#[test]
+fn damaged_json_is_a_damaged_row_everywhere() {
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let other = rusqlite::Connection::open(dir.path.join("test.db")).unwrap();
+    other
+        .execute("UPDATE sensors SET tags = '[\"a\"' WHERE name = 'http'", [])
+        .unwrap();
+    let damaged = |result: Result<(), StoreError>, says: &str| match result {
+        Err(StoreError::Damaged(_, what)) => assert!(what.contains(says), "{what}"),
+        other => panic!("expected a damaged row, got {other:?}"),
+    };
+    damaged(store.load().map(drop), "EOF while parsing");
+    damaged(store.status().map(drop), "EOF while parsing");
+    other.execute("UPDATE sensors SET tags = '[]'", []).unwrap();
+    other
+        .execute("UPDATE maintenance SET servers = 'db'", [])
+        .unwrap();
+    damaged(store.load().map(drop), "db: expected value");
+}

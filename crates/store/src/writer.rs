@@ -1,0 +1,644 @@
+//! The store's one writer: a thread that owns the write connection and
+//! batches everything the monitor produces.
+//!
+//! - Results are committed at least once a second, as one packed journal
+//!   batch: a `kill -9` loses at most the last second of them.
+//! - An event is committed at once, before its acknowledgement is sent, so
+//!   nobody is told of a state change that is not stored.
+//! - Every minute, journal batches of closed windows are repacked into one
+//!   row per sensor and window, and hourly rollups are written when an hour
+//!   closes.
+//! - When SQLite fails (database locked, disk full), the error is logged and
+//!   counted, nothing is dropped, and the write is retried with backoff.
+//!   Monitoring never waits for the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::pack::{self, StoredResult};
+use super::rollup::{Accumulator, HOUR_MS, hour_of};
+use super::{RETENTION, ROLLUP_RETENTION, Store, StoreError};
+use portwatch_core::monitor::state::{Change, State};
+
+/// How often results are committed.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// The span of one packed per-sensor row.
+pub const WINDOW_MS: i64 = 120_000;
+/// How often closed windows are repacked.
+const REPACK_EVERY: Duration = Duration::from_secs(60);
+/// Queue between the monitor and the writer.
+const QUEUE: usize = 200_000;
+/// Results held in memory while the store refuses writes, before the oldest
+/// are dropped (and counted).
+const MAX_BACKLOG: usize = 5_000_000;
+
+/// The latest result of a sensor, for `portwatch status`.
+#[derive(Debug, Clone)]
+pub struct LastCheck {
+    /// The sensor's state after this result.
+    pub state: State,
+    /// Since when it is in that state (ms).
+    pub since_ms: i64,
+    /// Its message.
+    pub message: String,
+    /// A protocol check's phases, details and certificate (JSON).
+    pub details: Option<Box<str>>,
+}
+
+enum Write {
+    Result(StoredResult, LastCheck),
+    /// Ordered writes are waiting in [`OrderedQueue`].
+    Wake,
+    Flush(oneshot::Sender<()>),
+}
+
+/// Ordered writes waiting for the writer, oldest first, each with the
+/// acknowledgement it fires once committed. Never bounded and never
+/// dropped (events are rare and must not be lost), and appended under one
+/// lock, so they are committed in the order they were made even when the
+/// result queue is full.
+type OrderedQueue = Arc<Mutex<VecDeque<PendingEvent>>>;
+
+/// Writes committed at once and in order: events and the outbox.
+#[derive(Debug)]
+enum Ordered {
+    /// A state change and the notifications it causes. Held notifications
+    /// wait until `hold_until_ms` unless released or cancelled first.
+    Event {
+        sensor: i64,
+        at_ms: i64,
+        change: Change,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+        hold_until_ms: Option<i64>,
+    },
+    /// Notifications without a state change (escalations, repeats,
+    /// flapping summaries).
+    Notify {
+        sensor: i64,
+        at_ms: i64,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+    },
+    /// A sensor's held notifications: sent now, or cancelled with a reason.
+    Settle {
+        sensor: i64,
+        at_ms: i64,
+        cancel: Option<String>,
+    },
+}
+
+/// Counters a user would graph.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Results committed.
+    pub results_stored: AtomicU64,
+    /// Results lost: the queue was full, or the backlog overflowed.
+    pub results_dropped: AtomicU64,
+    /// Events committed.
+    pub events_stored: AtomicU64,
+    /// Failed commits (each retried).
+    pub write_errors: AtomicU64,
+    /// Results queued or held, not yet committed.
+    pub pending: AtomicU64,
+}
+
+/// The monitor's side of the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    queue: SyncSender<Write>,
+    ordered: OrderedQueue,
+    /// Counters.
+    pub stats: Arc<WriterStats>,
+}
+
+/// Starts the writer thread on the store at `path`.
+pub fn start(path: &Path) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+    start_with_queue(path, QUEUE)
+}
+
+/// [`start`] with a result queue of `capacity` slots.
+pub(super) fn start_with_queue(
+    path: &Path,
+    capacity: usize,
+) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+    let store = Store::open(path)?;
+    let (queue, receiver) = sync_channel(capacity);
+    let ordered = OrderedQueue::default();
+    let stats = Arc::new(WriterStats::default());
+    let thread = WriterThread::new(store.conn, store.path, stats.clone(), ordered.clone());
+    let handle = std::thread::Builder::new()
+        .name("portwatch-store".into())
+        .spawn(move || thread.run(receiver))
+        .expect("start the store writer thread");
+    Ok((
+        Writer {
+            queue,
+            ordered,
+            stats,
+        },
+        handle,
+    ))
+}
+
+impl Writer {
+    /// Queues a result without waiting. A full queue drops it and counts it.
+    pub fn result(&self, result: StoredResult, last: LastCheck) {
+        match self.queue.try_send(Write::Result(result, last)) {
+            Ok(()) => {
+                self.stats.pending.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.results_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Stores an event; the returned receiver fires once it is committed.
+    pub fn event(&self, sensor: i64, at_ms: i64, change: Change) -> oneshot::Receiver<()> {
+        self.event_notifying(sensor, at_ms, change, Vec::new())
+    }
+
+    /// Stores an event and, in the same transaction, the notifications it
+    /// causes (channel name, payload) in the outbox.
+    pub fn event_notifying(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        change: Change,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+    ) -> oneshot::Receiver<()> {
+        self.event_holding(sensor, at_ms, change, notify, None)
+    }
+
+    /// [`Writer::event_notifying`], with the notifications held until
+    /// `hold_until_ms` unless [`Writer::settle`] comes first. A held
+    /// notification is in the outbox all the same: if the monitor dies,
+    /// it is sent when the hold ends.
+    pub fn event_holding(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        change: Change,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+        hold_until_ms: Option<i64>,
+    ) -> oneshot::Receiver<()> {
+        self.ordered(Ordered::Event {
+            sensor,
+            at_ms,
+            change,
+            notify,
+            hold_until_ms,
+        })
+    }
+
+    /// Stores notifications that no state change caused.
+    pub fn notify(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+    ) -> oneshot::Receiver<()> {
+        self.ordered(Ordered::Notify {
+            sensor,
+            at_ms,
+            notify,
+        })
+    }
+
+    /// Sends a sensor's held notifications now, or cancels them (`cancel`
+    /// says why, for the outbox's record).
+    pub fn settle(&self, sensor: i64, at_ms: i64, cancel: Option<String>) -> oneshot::Receiver<()> {
+        self.ordered(Ordered::Settle {
+            sensor,
+            at_ms,
+            cancel,
+        })
+    }
+
+    fn ordered(&self, op: Ordered) -> oneshot::Receiver<()> {
+        let (ack, committed) = oneshot::channel();
+        self.ordered
+            .lock()
+            .expect("ordered writes lock")
+            .push_back(PendingEvent { op, ack });
+        match self.queue.try_send(Write::Wake) {
+            // A full queue needs no wake-up: the writer is busy with it, and
+            // takes the ordered writes before its next commit.
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            // No writer: drop the acknowledgements, so nobody waits forever.
+            Err(TrySendError::Disconnected(_)) => {
+                self.ordered.lock().expect("ordered writes lock").clear();
+            }
+        }
+        committed
+    }
+
+    /// Commits everything queued so far; returns once it is stored.
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        let queue = self.queue.clone();
+        // `send` may wait for room; keep that off the async threads.
+        let _ = tokio::task::spawn_blocking(move || queue.send(Write::Flush(ack))).await;
+        let _ = done.await;
+    }
+}
+
+struct PendingEvent {
+    op: Ordered,
+    ack: oneshot::Sender<()>,
+}
+
+struct WriterThread {
+    conn: Connection,
+    path: PathBuf,
+    stats: Arc<WriterStats>,
+    ordered: OrderedQueue,
+    results: Vec<StoredResult>,
+    last: HashMap<i64, (StoredResult, LastCheck)>,
+    events: Vec<PendingEvent>,
+    acks: Vec<oneshot::Sender<()>>,
+    /// Rollup accumulators by (sensor, hour).
+    hours: HashMap<(i64, i64), Accumulator>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_flush: Instant,
+    last_repack: Instant,
+}
+
+impl WriterThread {
+    fn new(
+        conn: Connection,
+        path: PathBuf,
+        stats: Arc<WriterStats>,
+        ordered: OrderedQueue,
+    ) -> WriterThread {
+        let mut thread = WriterThread {
+            conn,
+            path,
+            stats,
+            ordered,
+            results: Vec::new(),
+            last: HashMap::new(),
+            events: Vec::new(),
+            acks: Vec::new(),
+            hours: HashMap::new(),
+            retry_at: None,
+            backoff: Duration::from_millis(250),
+            last_flush: Instant::now(),
+            last_repack: Instant::now(),
+        };
+        if let Err(error) = thread.rebuild_open_hours() {
+            tracing::warn!(%error, store = %thread.path.display(), "cannot rebuild this hour's rollups; they will miss results before the restart");
+        }
+        thread
+    }
+
+    fn run(mut self, receiver: Receiver<Write>) {
+        loop {
+            let wait = FLUSH_EVERY
+                .saturating_sub(self.last_flush.elapsed())
+                .max(Duration::from_millis(1));
+            match receiver.recv_timeout(wait) {
+                Ok(write) => self.take(write),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.take_ordered();
+                    self.flush_until_done();
+                    self.repack(i64::MAX);
+                    return;
+                }
+            }
+            // Take whatever else is already queued before committing.
+            while self.results.len() < 100_000 {
+                match receiver.try_recv() {
+                    Ok(write) => self.take(write),
+                    Err(_) => break,
+                }
+            }
+            // After the queue: an ordered write made before anything just
+            // taken from it is in this batch too.
+            self.take_ordered();
+            let urgent = !self.events.is_empty() || !self.acks.is_empty();
+            let due = self.last_flush.elapsed() >= FLUSH_EVERY;
+            let retry_ok = self.retry_at.is_none_or(|at| Instant::now() >= at);
+            if (urgent || due) && retry_ok {
+                self.flush();
+            }
+            if self.last_repack.elapsed() >= REPACK_EVERY && self.retry_at.is_none() {
+                let now_ms = jiff::Timestamp::now().as_millisecond();
+                self.repack(now_ms.div_euclid(WINDOW_MS) * WINDOW_MS);
+                self.last_repack = Instant::now();
+            }
+        }
+    }
+
+    fn take(&mut self, write: Write) {
+        match write {
+            Write::Result(result, last) => {
+                self.results.push(result);
+                self.last.insert(result.sensor, (result, last));
+                if self.results.len() > MAX_BACKLOG {
+                    let excess = self.results.len() - MAX_BACKLOG;
+                    self.results.drain(..excess);
+                    self.stats
+                        .results_dropped
+                        .fetch_add(excess as u64, Ordering::Relaxed);
+                    self.stats
+                        .pending
+                        .fetch_sub(excess as u64, Ordering::Relaxed);
+                }
+            }
+            Write::Wake => {}
+            Write::Flush(ack) => self.acks.push(ack),
+        }
+    }
+
+    /// Moves the waiting ordered writes into the next commit, in order.
+    fn take_ordered(&mut self) {
+        let mut ordered = self.ordered.lock().expect("ordered writes lock");
+        self.events.extend(ordered.drain(..));
+    }
+
+    fn flush_until_done(&mut self) {
+        for _ in 0..20 {
+            if self.flush() {
+                return;
+            }
+            std::thread::sleep(self.backoff);
+        }
+        tracing::error!(store = %self.path.display(), lost = self.results.len(), "giving up on writing the last results at shutdown");
+    }
+
+    /// Commits the pending events, results and latest states. Returns
+    /// whether it succeeded.
+    fn flush(&mut self) -> bool {
+        self.last_flush = Instant::now();
+        match self.commit() {
+            Ok(()) => {
+                self.stats
+                    .results_stored
+                    .fetch_add(self.results.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .pending
+                    .fetch_sub(self.results.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .events_stored
+                    .fetch_add(self.events.len() as u64, Ordering::Relaxed);
+                self.results.clear();
+                self.last.clear();
+                for event in self.events.drain(..) {
+                    let _ = event.ack.send(());
+                }
+                for ack in self.acks.drain(..) {
+                    let _ = ack.send(());
+                }
+                self.retry_at = None;
+                self.backoff = Duration::from_millis(250);
+                true
+            }
+            Err(error) => {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, store = %self.path.display(), pending = self.results.len(), retry_in = ?self.backoff, "cannot write to the store; monitoring goes on and the write is retried");
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                false
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        if !self.results.is_empty() {
+            let first = self.results.iter().map(|r| r.at_ms).min().unwrap_or(0);
+            let last = self.results.iter().map(|r| r.at_ms).max().unwrap_or(0);
+            let mut batch = self.results.clone();
+            let data = pack::pack_batch(first, &mut batch);
+            tx.execute(
+                "INSERT INTO journal (first_ms, last_ms, count, data) VALUES (?1, ?2, ?3, ?4)",
+                params![first, last, batch.len() as i64, data],
+            )?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3, last_check_ms = ?4, last_status = ?5,
+                     last_reason = ?6, last_rtt_us = ?7, last_message = ?8, last_details = ?9",
+            )?;
+            for (result, last) in self.last.values() {
+                upsert.execute(params![
+                    result.sensor,
+                    last.state.as_str(),
+                    last.since_ms,
+                    result.at_ms,
+                    result.status.as_str(),
+                    result.reason.as_str(),
+                    result.rtt_us,
+                    last.message,
+                    last.details
+                ])?;
+            }
+        }
+        // Events last: a result queued before a state change carries the
+        // old state, and must not overwrite the new one in sensor_status.
+        for event in &self.events {
+            match &event.op {
+                Ordered::Event {
+                    sensor,
+                    at_ms,
+                    change,
+                    notify,
+                    hold_until_ms,
+                } => {
+                    tx.execute(
+                        "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![sensor, at_ms, change.from.as_str(), change.to.as_str(), change.reason.map(|r| r.as_str()), change.message],
+                    )?;
+                    // The notifications commit with their event, or not at all.
+                    let event_id = tx.last_insert_rowid();
+                    insert_outbox(&tx, Some(event_id), *sensor, *at_ms, notify, *hold_until_ms)?;
+                    tx.execute(
+                        "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",
+                        params![sensor, change.to.as_str(), at_ms],
+                    )?;
+                }
+                Ordered::Notify {
+                    sensor,
+                    at_ms,
+                    notify,
+                } => insert_outbox(&tx, None, *sensor, *at_ms, notify, None)?,
+                Ordered::Settle {
+                    sensor,
+                    at_ms,
+                    cancel: None,
+                } => {
+                    tx.execute(
+                        "UPDATE outbox SET next_ms = ?2, held = 0 WHERE sensor_id = ?1 AND held = 1 AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+                        params![sensor, at_ms],
+                    )?;
+                }
+                Ordered::Settle {
+                    sensor,
+                    at_ms,
+                    cancel: Some(why),
+                } => {
+                    tx.execute(
+                        "UPDATE outbox SET cancelled_ms = ?2, held = 0, last_error = ?3 WHERE sensor_id = ?1 AND held = 1 AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+                        params![sensor, at_ms, why],
+                    )?;
+                }
+            }
+        }
+        tx.commit()
+    }
+
+    /// Moves journal batches that end before `before_ms` into per-sensor
+    /// windows, feeds the rollup accumulators, and writes the rollups of
+    /// hours that are over.
+    fn repack(&mut self, before_ms: i64) {
+        if let Err(error) = self.try_repack(before_ms) {
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, store = %self.path.display(), "cannot repack results; retrying later");
+        }
+    }
+
+    fn try_repack(&mut self, before_ms: i64) -> Result<(), Box<dyn std::error::Error>> {
+        let tx = self.conn.transaction()?;
+        let mut by_window: HashMap<(i64, i64), Vec<StoredResult>> = HashMap::new();
+        let mut ids = Vec::new();
+        let mut latest = i64::MIN;
+        {
+            let mut statement = tx.prepare(
+                "SELECT id, first_ms, last_ms, data FROM journal WHERE last_ms < ?1 ORDER BY id",
+            )?;
+            let mut rows = statement.query([before_ms])?;
+            while let Some(row) = rows.next()? {
+                ids.push(row.get::<_, i64>(0)?);
+                latest = latest.max(row.get::<_, i64>(2)?);
+                for result in pack::unpack_batch(row.get(1)?, &row.get::<_, Vec<u8>>(3)?)? {
+                    by_window
+                        .entry((
+                            result.sensor,
+                            result.at_ms.div_euclid(WINDOW_MS) * WINDOW_MS,
+                        ))
+                        .or_default()
+                        .push(result);
+                }
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for ((sensor, start), mut results) in by_window {
+            for result in &results {
+                self.hours
+                    .entry((sensor, hour_of(result.at_ms)))
+                    .or_default()
+                    .add(result);
+            }
+            // An error here must not read as "no window yet": that would
+            // replace the stored window with only the new results.
+            let existing: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT data FROM results WHERE sensor_id = ?1 AND start_ms = ?2",
+                    params![sensor, start],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(existing) = existing {
+                results.extend(pack::unpack_window(sensor, start, &existing)?);
+            }
+            results.sort_unstable_by_key(|r| r.at_ms);
+            let end = results.last().map_or(start, |r| r.at_ms);
+            tx.execute(
+                "INSERT OR REPLACE INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![sensor, start, end, results.len() as i64, pack::pack_window(start, &results)],
+            )?;
+        }
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        tx.execute(&format!("DELETE FROM journal WHERE id IN ({list})"), [])?;
+        // Hours that ended before everything repacked so far are complete.
+        let closed_before = hour_of(latest.min(before_ms));
+        let closed: Vec<(i64, i64)> = self
+            .hours
+            .keys()
+            .filter(|(_, hour)| *hour < closed_before)
+            .copied()
+            .collect();
+        for key in &closed {
+            let rollup = self.hours[key].finish();
+            tx.execute(
+                "INSERT OR REPLACE INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![key.0, key.1, rollup.count, rollup.ups, rollup.min_us, rollup.avg_us, rollup.max_us, rollup.p95_us],
+            )?;
+        }
+        if !closed.is_empty() {
+            let now = jiff::Timestamp::now().as_millisecond();
+            tx.execute(
+                "DELETE FROM results WHERE end_ms < ?1",
+                [now - RETENTION.as_millis() as i64],
+            )?;
+            tx.execute(
+                "DELETE FROM rollups WHERE hour_ms < ?1",
+                [now - ROLLUP_RETENTION.as_millis() as i64],
+            )?;
+        }
+        tx.commit()?;
+        for key in closed {
+            self.hours.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// After a restart, the current hour's accumulators start again from the
+    /// results already repacked in that hour.
+    fn rebuild_open_hours(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let hour = hour_of(jiff::Timestamp::now().as_millisecond()) - HOUR_MS;
+        let mut statement = self
+            .conn
+            .prepare("SELECT sensor_id, start_ms, data FROM results WHERE start_ms >= ?1")?;
+        let mut rows = statement.query([hour])?;
+        while let Some(row) = rows.next()? {
+            for result in pack::unpack_window(row.get(0)?, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?
+            {
+                self.hours
+                    .entry((result.sensor, hour_of(result.at_ms)))
+                    .or_default()
+                    .add(&result);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds notifications to the outbox, due at `at_ms` or held until
+/// `hold_until_ms`.
+fn insert_outbox(
+    tx: &rusqlite::Transaction<'_>,
+    event_id: Option<i64>,
+    sensor: i64,
+    at_ms: i64,
+    notify: &[(String, portwatch_core::notify::Payload)],
+    hold_until_ms: Option<i64>,
+) -> Result<(), rusqlite::Error> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO outbox (event_id, sensor_id, channel, payload, created_ms, next_ms, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (channel, payload) in notify {
+        insert.execute(params![
+            event_id,
+            sensor,
+            channel,
+            serde_json::to_string(payload).expect("a payload serialises"),
+            at_ms,
+            hold_until_ms.unwrap_or(at_ms),
+            hold_until_ms.is_some()
+        ])?;
+    }
+    Ok(())
+}
