@@ -9,7 +9,11 @@ use super::{CheckArgs, CheckFormat};
 use crate::probe::verdict::Expectation;
 use crate::probe::{CheckOptions, Checker, CloseMode};
 
-pub(super) const EXAMPLES: &str = "Examples:
+/// `portwatch check --help`'s examples, with the protocols of the
+/// built-in table.
+pub(super) fn examples() -> String {
+    format!(
+        "Examples:
   portwatch check localhost:ssh
   portwatch check example.com:443 example.com:80 [2001:db8::1]:22
   portwatch check --format json tcp://db.example:5432
@@ -18,16 +22,17 @@ pub(super) const EXAMPLES: &str = "Examples:
   portwatch check --mode auto localhost:22 localhost:443 localhost:6379
   portwatch check --protocol smtp --tls starttls mail.example:587
   portwatch check --protocol https --ca-file ca.pem --sni www.example internal:8443
-  portwatch check --send 'PING\r\n' --expect '+PONG' cache.example:6379
+  portwatch check --send 'PING\\r\\n' --expect '+PONG' cache.example:6379
 
-Protocols (--protocol): echo, ftp, ssh, telnet, smtp, smtps, time, whois,
-domain, gopher, finger, http, https, pop3, pop3s, nntp, imap, imaps, ldap,
-ldaps, socks, mysql, postgresql, redis, memcached, mongodb, xmpp, tls.
+Protocols (--protocol): {}.
 Protocol reasons: reset, closed_by_peer, no_response, protocol_mismatch,
 tls_error, cert_expiring (WARNING), cert_expired.
 
 Exit codes (Nagios): 0 all UP, 1 a WARNING and nothing DOWN, 2 something DOWN,
-3 UNKNOWN (the check itself failed) or bad input.";
+3 UNKNOWN (the check itself failed) or bad input.",
+        crate::probe::proto::names()
+    )
+}
 
 /// How many targets are checked at once.
 const PARALLEL_TARGETS: usize = 256;

@@ -59,7 +59,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check that TCP services accept connections (a drop-in for check_tcp).
-    #[command(after_help = check::EXAMPLES)]
+    #[command(after_help = check::examples())]
     Check(CheckArgs),
     /// Scan a range of ports on one host: open, closed or filtered.
     #[command(after_help = scan::EXAMPLES)]
@@ -439,7 +439,7 @@ pub struct ProtoArgs {
 impl ProtoArgs {
     /// The protocol options, `None` for a plain connect check.
     pub fn options(&self) -> Result<Option<crate::probe::proto::ProtoOptions>, String> {
-        use crate::probe::proto::{Conflict, Mode, ProtoOptions, STARTTLS_NAMES, TlsMode, expect};
+        use crate::probe::proto::{Conflict, Mode, ProtoOptions, TlsMode, expect, starttls_names};
         let mut steps = Vec::new();
         if let Some(send) = &self.send {
             steps.push(expect::Step::Send(
@@ -512,8 +512,9 @@ impl ProtoArgs {
                     .into(),
             ),
             Some(Conflict::NoStarttls(protocol)) => Err(format!(
-                "{} has no STARTTLS: use --tls implicit, or a protocol with STARTTLS ({STARTTLS_NAMES})",
-                protocol.as_str()
+                "{} has no STARTTLS: use --tls implicit, or a protocol with STARTTLS ({})",
+                protocol.as_str(),
+                starttls_names()
             )),
             None => Ok((!options.connect_only()).then_some(options)),
         }
@@ -526,7 +527,7 @@ fn parse_protocol(
     crate::probe::proto::Protocol::parse(text).ok_or_else(|| {
         format!(
             "unknown protocol '{text}': use one of {}",
-            crate::probe::proto::NAMES
+            crate::probe::proto::names()
         )
     })
 }

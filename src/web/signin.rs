@@ -343,6 +343,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_full_map_drops_its_oldest_tenth() {
+        let start = Instant::now();
+        let at = |n: usize| start + Duration::from_secs(n as u64);
+        let mut map: HashMap<usize, Instant> = (0..MAX_ENTRIES - 1).map(|n| (n, at(n))).collect();
+        trim(&mut map, |since| *since);
+        assert_eq!(map.len(), MAX_ENTRIES - 1, "not full yet: nothing dropped");
+        map.insert(MAX_ENTRIES - 1, at(MAX_ENTRIES - 1));
+        trim(&mut map, |since| *since);
+        assert_eq!(map.len(), MAX_ENTRIES - MAX_ENTRIES / 10);
+        let oldest_kept = map.keys().min().copied();
+        assert_eq!(oldest_kept, Some(MAX_ENTRIES / 10), "the oldest went first");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn at_most_max_hashes_verify_at_once() {
         let limits = std::sync::Arc::new(SignIns::default());
         let mut held = Vec::new();

@@ -107,7 +107,7 @@ impl ProbeOverrides {
         if let Some(name) = &self.protocol {
             options.protocol = Some(proto::Protocol::parse(name).ok_or((
                 "protocol",
-                format!("unknown protocol '{name}': use one of {}", proto::NAMES),
+                format!("unknown protocol '{name}': use one of {}", proto::names()),
             ))?);
         }
         if let Some(tls) = &self.tls {
@@ -188,7 +188,7 @@ impl ProbeOverrides {
                 format!(
                     "{} has no STARTTLS: use tls = \"implicit\", or a protocol with STARTTLS ({})",
                     protocol.as_str(),
-                    proto::STARTTLS_NAMES
+                    proto::starttls_names()
                 ),
             )),
             None => Ok((!options.connect_only()).then_some(options)),

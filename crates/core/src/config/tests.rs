@@ -346,10 +346,7 @@ fn protocol_settings_inherit_and_are_validated_where_written() {
     let resolved = crate::config::model::resolve(&config);
     let https = resolved[0].probe.as_ref().expect("auto from the defaults");
     assert_eq!(https.tls_settings.warn_days, 30);
-    assert_eq!(
-        https.plan(443).map(|p| p.protocol),
-        Some(portwatch_probe::proto::Protocol::Http)
-    );
+    assert_eq!(https.plan(443).map(|p| p.protocol.as_str()), Some("http"));
     let custom = resolved[1].probe.as_ref().unwrap();
     assert_eq!(custom.steps.len(), 3);
     assert_eq!(custom.quit.as_deref(), Some(&b"BYE\r\n"[..]));

@@ -116,6 +116,23 @@ pub fn substitute(bytes: &[u8], captures: &HashMap<String, Vec<u8>>) -> Vec<u8> 
     out
 }
 
+/// The `custom` protocol's conversation: runs the steps, then sends the
+/// quit bytes, if any.
+pub async fn conversation(
+    session: &mut Session,
+    ctx: &super::Ctx<'_>,
+) -> Result<super::Details, Fail> {
+    let matched = run(session, ctx.steps).await?;
+    if let Some(quit) = ctx.quit {
+        session.quit(quit).await;
+    }
+    Ok(if matched.is_empty() {
+        Vec::new()
+    } else {
+        vec![("matched", matched)]
+    })
+}
+
 /// Runs the steps; returns what the last expectation matched.
 pub async fn run(session: &mut Session, steps: &[Step]) -> Result<String, Fail> {
     let mut captures: HashMap<String, Vec<u8>> = HashMap::new();

@@ -19,6 +19,8 @@ pub mod tls;
 pub mod wire;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,60 +35,6 @@ use super::Reason;
 
 /// What a protocol check found out (version, banner, status …).
 pub type Details = Vec<(&'static str, String)>;
-
-/// Every built-in protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// echo (7).
-    Echo,
-    /// FTP (21).
-    Ftp,
-    /// SSH (22).
-    Ssh,
-    /// telnet (23).
-    Telnet,
-    /// SMTP (25, 587; 465 over TLS).
-    Smtp,
-    /// time (37).
-    Time,
-    /// whois (43).
-    Whois,
-    /// DNS over TCP (53).
-    Domain,
-    /// gopher (70).
-    Gopher,
-    /// finger (79).
-    Finger,
-    /// HTTP (80, 8080; over TLS: 443, 8443).
-    Http,
-    /// POP3 (110; 995 over TLS).
-    Pop3,
-    /// NNTP (119).
-    Nntp,
-    /// IMAP (143; 993 over TLS).
-    Imap,
-    /// LDAP (389; 636 over TLS).
-    Ldap,
-    /// SOCKS5 (1080).
-    Socks,
-    /// MySQL and MariaDB (3306).
-    Mysql,
-    /// PostgreSQL (5432).
-    Postgresql,
-    /// Redis (6379).
-    Redis,
-    /// memcached (11211).
-    Memcached,
-    /// MongoDB (27017).
-    Mongodb,
-    /// XMPP client connections (5222).
-    Xmpp,
-    /// A TLS handshake only (any TLS service).
-    Tls,
-    /// Send/expect steps.
-    Custom,
-}
 
 /// How TLS is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -113,119 +61,372 @@ impl TlsMode {
     }
 }
 
-/// Names `--protocol` accepts, for help and errors.
-pub const NAMES: &str = "echo, ftp, ssh, telnet, smtp, smtps, submission, time, whois, domain (dns), gopher, finger, http, https, pop3, pop3s, nntp, imap, imaps, ldap, ldaps, socks, mysql (mariadb), postgresql (postgres), redis, memcached, mongodb, xmpp, tls";
+/// A protocol's conversation over an established session.
+pub type Conversation =
+    for<'a> fn(
+        &'a mut Session,
+        &'a Ctx<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<Details, Fail>> + Send + 'a>>;
+
+/// Boxes `async fn(&mut Session, &Ctx) -> Result<Details, Fail>` as a
+/// [`Conversation`].
+macro_rules! conversation {
+    ($f:path) => {
+        |session, ctx| Box::pin($f(session, ctx))
+    };
+}
+
+/// One built-in protocol: everything portwatch knows of it. Adding a
+/// protocol is adding one of these to [`PROTOCOLS`]; parsing its name,
+/// `auto` mode's port table, STARTTLS checks, help texts, the property
+/// tests and the fuzz target all read the list.
+pub struct Descriptor {
+    /// The name `--protocol` takes and results report (`smtp`).
+    pub name: &'static str,
+    /// Other names of the same protocol (`submission`).
+    pub aliases: &'static [&'static str],
+    /// The TLS mode its name and aliases imply (implicit for `tls`).
+    pub implied_tls: TlsMode,
+    /// Names of its implicit-TLS variant (`smtps`, `submissions`).
+    pub tls_names: &'static [&'static str],
+    /// Well-known ports `auto` mode speaks it on in plain TCP.
+    pub ports: &'static [u16],
+    /// Well-known ports of its implicit-TLS variant.
+    pub tls_ports: &'static [u16],
+    /// Whether it has a STARTTLS upgrade.
+    pub starttls: bool,
+    /// The conversation.
+    pub speak: Conversation,
+    /// Feeds untrusted bytes to each parser of its replies; the property
+    /// tests and the `protocol_replies` fuzz target call it with arbitrary
+    /// input, and nothing it calls may panic.
+    pub parse: fn(&[u8]),
+}
+
+/// Every built-in protocol, in the order help lists them.
+pub static PROTOCOLS: &[Descriptor] = &[
+    Descriptor {
+        name: "echo",
+        ports: &[7],
+        speak: conversation!(simple::echo),
+        parse: |data| drop(simple::parse_echo(data, b"0123456789abcdef")),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "ftp",
+        ports: &[21],
+        starttls: true,
+        speak: conversation!(text::ftp),
+        parse: |data| drop(text::parse_reply(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "ssh",
+        ports: &[22],
+        speak: conversation!(text::ssh),
+        parse: |data| drop(text::parse_ssh(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "telnet",
+        ports: &[23],
+        speak: conversation!(text::telnet),
+        parse: |data| drop(text::parse_telnet(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "smtp",
+        aliases: &["submission"],
+        tls_names: &["smtps", "submissions"],
+        ports: &[25, 587],
+        tls_ports: &[465],
+        starttls: true,
+        speak: conversation!(text::smtp),
+        parse: |data| drop(text::parse_reply(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "time",
+        ports: &[37],
+        speak: conversation!(simple::time),
+        parse: |data| drop(simple::parse_time(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "whois",
+        aliases: &["nicname"],
+        ports: &[43],
+        speak: conversation!(simple::whois),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "domain",
+        aliases: &["dns"],
+        ports: &[53],
+        speak: conversation!(wire::domain),
+        parse: |data| drop(wire::parse_dns(data, 0x1234)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "gopher",
+        ports: &[70],
+        speak: conversation!(simple::gopher),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "finger",
+        ports: &[79],
+        speak: conversation!(simple::finger),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "http",
+        tls_names: &["https"],
+        ports: &[80, 8080],
+        tls_ports: &[443, 8443],
+        speak: conversation!(http::http),
+        parse: |data| drop(http::parse_head(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "pop3",
+        tls_names: &["pop3s"],
+        ports: &[110],
+        tls_ports: &[995],
+        starttls: true,
+        speak: conversation!(text::pop3),
+        parse: |data| drop(text::parse_pop3(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "nntp",
+        ports: &[119],
+        speak: conversation!(text::nntp),
+        parse: |data| drop(text::parse_reply(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "imap",
+        tls_names: &["imaps"],
+        ports: &[143],
+        tls_ports: &[993],
+        starttls: true,
+        speak: conversation!(text::imap),
+        parse: |data| {
+            drop(text::parse_imap_greeting(data));
+            drop(text::parse_imap_tagged(data, "a1"));
+        },
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "ldap",
+        tls_names: &["ldaps"],
+        ports: &[389],
+        tls_ports: &[636],
+        starttls: true,
+        speak: conversation!(wire::ldap),
+        parse: |data| drop(wire::parse_ldap(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "socks",
+        aliases: &["socks5"],
+        ports: &[1080],
+        speak: conversation!(wire::socks),
+        parse: |data| drop(wire::parse_socks(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "mysql",
+        aliases: &["mariadb"],
+        ports: &[3306],
+        speak: conversation!(wire::mysql),
+        parse: |data| drop(wire::parse_mysql(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "postgresql",
+        aliases: &["postgres"],
+        ports: &[5432],
+        starttls: true,
+        speak: conversation!(wire::postgresql),
+        parse: |data| drop(wire::parse_postgres(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "redis",
+        ports: &[6379],
+        speak: conversation!(text::redis),
+        parse: |data| drop(text::parse_redis(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "memcached",
+        aliases: &["memcache"],
+        ports: &[11211],
+        speak: conversation!(text::memcached),
+        parse: |data| drop(text::parse_memcached(data)),
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "mongodb",
+        aliases: &["mongo"],
+        ports: &[27017],
+        speak: conversation!(wire::mongodb),
+        parse: |data| {
+            drop(wire::parse_mongodb(data));
+            drop(wire::bson_fields(data));
+        },
+        ..Descriptor::PLAIN
+    },
+    Descriptor {
+        name: "xmpp",
+        aliases: &["xmpp-client"],
+        ports: &[5222],
+        starttls: true,
+        speak: conversation!(text::xmpp),
+        parse: |data| drop(text::parse_xmpp_features(data)),
+        ..Descriptor::PLAIN
+    },
+    // A TLS handshake only, for any TLS service.
+    Descriptor {
+        name: "tls",
+        implied_tls: TlsMode::Implicit,
+        speak: |_, _| Box::pin(async { Ok(Vec::new()) }),
+        ..Descriptor::PLAIN
+    },
+];
+
+/// Send/expect steps: not a name `--protocol` takes; chosen by giving
+/// steps.
+static CUSTOM: Descriptor = Descriptor {
+    name: "custom",
+    speak: conversation!(expect::conversation),
+    ..Descriptor::PLAIN
+};
+
+impl Descriptor {
+    /// The fields most protocols leave as they are.
+    const PLAIN: Descriptor = Descriptor {
+        name: "",
+        aliases: &[],
+        implied_tls: TlsMode::None,
+        tls_names: &[],
+        ports: &[],
+        tls_ports: &[],
+        starttls: false,
+        speak: |_, _| Box::pin(async { Ok(Vec::new()) }),
+        parse: |_| {},
+    };
+}
+
+/// A built-in protocol (or send/expect steps): a handle to its
+/// [`Descriptor`].
+#[derive(Clone, Copy)]
+pub struct Protocol(&'static Descriptor);
+
+impl PartialEq for Protocol {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Protocol {}
+
+impl std::hash::Hash for Protocol {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
+
+impl std::fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name)
+    }
+}
+
+/// Names `--protocol` accepts, for help and errors: `echo, …, smtp
+/// (submission), smtps (submissions), …`.
+pub fn names() -> String {
+    let listed = |names: &[&str]| match names {
+        [] => String::new(),
+        [name] => (*name).to_owned(),
+        [name, aliases @ ..] => format!("{name} ({})", aliases.join(", ")),
+    };
+    PROTOCOLS
+        .iter()
+        .flat_map(|d| {
+            let plain: Vec<&str> = std::iter::once(d.name)
+                .chain(d.aliases.iter().copied())
+                .collect();
+            [listed(&plain), listed(d.tls_names)]
+        })
+        .filter(|text| !text.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The protocols with a STARTTLS upgrade, for messages.
+pub fn starttls_names() -> String {
+    PROTOCOLS
+        .iter()
+        .filter(|d| d.starttls)
+        .map(|d| d.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl Protocol {
+    /// Send/expect steps.
+    pub const CUSTOM: Protocol = Protocol(&CUSTOM);
+
     /// Parses a protocol name; names of TLS variants (https, smtps, …)
     /// come with implicit TLS.
     pub fn parse(name: &str) -> Option<(Protocol, TlsMode)> {
-        use Protocol::*;
-        let plain = |p| Some((p, TlsMode::None));
-        let tls = |p| Some((p, TlsMode::Implicit));
-        match name.trim().to_ascii_lowercase().as_str() {
-            "echo" => plain(Echo),
-            "ftp" => plain(Ftp),
-            "ssh" => plain(Ssh),
-            "telnet" => plain(Telnet),
-            "smtp" | "submission" => plain(Smtp),
-            "smtps" | "submissions" => tls(Smtp),
-            "time" => plain(Time),
-            "whois" | "nicname" => plain(Whois),
-            "domain" | "dns" => plain(Domain),
-            "gopher" => plain(Gopher),
-            "finger" => plain(Finger),
-            "http" => plain(Http),
-            "https" => tls(Http),
-            "pop3" => plain(Pop3),
-            "pop3s" => tls(Pop3),
-            "nntp" => plain(Nntp),
-            "imap" => plain(Imap),
-            "imaps" => tls(Imap),
-            "ldap" => plain(Ldap),
-            "ldaps" => tls(Ldap),
-            "socks" | "socks5" => plain(Socks),
-            "mysql" | "mariadb" => plain(Mysql),
-            "postgresql" | "postgres" => plain(Postgresql),
-            "redis" => plain(Redis),
-            "memcached" | "memcache" => plain(Memcached),
-            "mongodb" | "mongo" => plain(Mongodb),
-            "xmpp" | "xmpp-client" => plain(Xmpp),
-            "tls" => tls(Tls),
-            _ => None,
-        }
+        let name = name.trim().to_ascii_lowercase();
+        PROTOCOLS.iter().find_map(|d| {
+            if d.name == name || d.aliases.contains(&name.as_str()) {
+                Some((Protocol(d), d.implied_tls))
+            } else if d.tls_names.contains(&name.as_str()) {
+                Some((Protocol(d), TlsMode::Implicit))
+            } else {
+                None
+            }
+        })
     }
 
     /// The protocol `auto` mode speaks on a well-known port.
     pub fn for_port(port: u16) -> Option<(Protocol, TlsMode)> {
-        let name = match port {
-            7 => "echo",
-            21 => "ftp",
-            22 => "ssh",
-            23 => "telnet",
-            25 | 587 => "smtp",
-            465 => "smtps",
-            37 => "time",
-            43 => "whois",
-            53 => "domain",
-            70 => "gopher",
-            79 => "finger",
-            80 | 8080 => "http",
-            443 | 8443 => "https",
-            110 => "pop3",
-            995 => "pop3s",
-            119 => "nntp",
-            143 => "imap",
-            993 => "imaps",
-            389 => "ldap",
-            636 => "ldaps",
-            1080 => "socks",
-            3306 => "mysql",
-            5432 => "postgresql",
-            6379 => "redis",
-            11211 => "memcached",
-            27017 => "mongodb",
-            5222 => "xmpp",
-            _ => return None,
-        };
-        Protocol::parse(name)
+        PROTOCOLS.iter().find_map(|d| {
+            if d.ports.contains(&port) {
+                Some((Protocol(d), d.implied_tls))
+            } else if d.tls_ports.contains(&port) {
+                Some((Protocol(d), TlsMode::Implicit))
+            } else {
+                None
+            }
+        })
     }
 
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
-        use Protocol::*;
-        match self {
-            Echo => "echo",
-            Ftp => "ftp",
-            Ssh => "ssh",
-            Telnet => "telnet",
-            Smtp => "smtp",
-            Time => "time",
-            Whois => "whois",
-            Domain => "domain",
-            Gopher => "gopher",
-            Finger => "finger",
-            Http => "http",
-            Pop3 => "pop3",
-            Nntp => "nntp",
-            Imap => "imap",
-            Ldap => "ldap",
-            Socks => "socks",
-            Mysql => "mysql",
-            Postgresql => "postgresql",
-            Redis => "redis",
-            Memcached => "memcached",
-            Mongodb => "mongodb",
-            Xmpp => "xmpp",
-            Tls => "tls",
-            Custom => "custom",
-        }
+        self.0.name
     }
 
     /// Whether the protocol has a STARTTLS upgrade.
     pub fn has_starttls(self) -> bool {
-        use Protocol::*;
-        matches!(self, Smtp | Imap | Pop3 | Ftp | Ldap | Xmpp | Postgresql)
+        self.0.starttls
+    }
+
+    /// Its descriptor.
+    pub fn descriptor(self) -> &'static Descriptor {
+        self.0
     }
 }
 
@@ -302,9 +503,6 @@ pub enum Conflict {
     NoStarttls(Protocol),
 }
 
-/// The protocols with a STARTTLS upgrade, for messages.
-pub const STARTTLS_NAMES: &str = "smtp, imap, pop3, ftp, ldap, xmpp, postgresql";
-
 impl ProtoOptions {
     /// The first contradiction in these options, if any.
     pub fn conflict(&self) -> Option<Conflict> {
@@ -340,12 +538,12 @@ impl ProtoOptions {
     pub fn plan(&self, port: u16) -> Option<Plan> {
         let chosen = match (self.protocol, self.mode) {
             (Some(chosen), _) => Some(chosen),
-            (None, _) if !self.steps.is_empty() => Some((Protocol::Custom, TlsMode::None)),
+            (None, _) if !self.steps.is_empty() => Some((Protocol::CUSTOM, TlsMode::None)),
             (None, Mode::Auto) => Protocol::for_port(port),
             (None, Mode::Connect) => self
                 .tls
                 .filter(|t| *t == TlsMode::Implicit)
-                .map(|_| (Protocol::Tls, TlsMode::Implicit)),
+                .map(|_| Protocol::parse("tls").expect("tls is built in")),
         };
         chosen.map(|(protocol, tls)| Plan {
             protocol,
@@ -386,60 +584,19 @@ pub struct Ctx<'a> {
     pub http: &'a HttpOptions,
     /// The report of a STARTTLS handshake.
     pub tls_report: Mutex<Option<TlsReport>>,
+    /// Send/expect steps (protocol `custom`).
+    pub steps: &'a [expect::Step],
+    /// Sent before closing, after the steps.
+    pub quit: Option<&'a [u8]>,
 }
 
 fn label(plan: Plan) -> String {
-    match (plan.protocol, plan.tls) {
-        (Protocol::Http, TlsMode::Implicit) => "https".into(),
-        (Protocol::Tls, _) => "tls".into(),
-        (p, TlsMode::Implicit) => format!("{}+tls", p.as_str()),
-        (p, TlsMode::Starttls) => format!("{}+starttls", p.as_str()),
-        (p, TlsMode::None) => p.as_str().into(),
-    }
-}
-
-async fn speak(
-    session: &mut Session,
-    plan: Plan,
-    ctx: &Ctx<'_>,
-    options: &ProtoOptions,
-) -> Result<Details, Fail> {
-    use Protocol::*;
-    match plan.protocol {
-        Echo => simple::echo(session, ctx).await,
-        Ftp => text::ftp(session, ctx).await,
-        Ssh => text::ssh(session, ctx).await,
-        Telnet => text::telnet(session, ctx).await,
-        Smtp => text::smtp(session, ctx).await,
-        Time => simple::time(session, ctx).await,
-        Whois => simple::whois(session, ctx).await,
-        Domain => wire::domain(session, ctx).await,
-        Gopher => simple::gopher(session, ctx).await,
-        Finger => simple::finger(session, ctx).await,
-        Http => http::http(session, ctx).await,
-        Pop3 => text::pop3(session, ctx).await,
-        Nntp => text::nntp(session, ctx).await,
-        Imap => text::imap(session, ctx).await,
-        Ldap => wire::ldap(session, ctx).await,
-        Socks => wire::socks(session, ctx).await,
-        Mysql => wire::mysql(session, ctx).await,
-        Postgresql => wire::postgresql(session, ctx).await,
-        Redis => text::redis(session, ctx).await,
-        Memcached => text::memcached(session, ctx).await,
-        Mongodb => wire::mongodb(session, ctx).await,
-        Xmpp => text::xmpp(session, ctx).await,
-        Tls => Ok(Vec::new()),
-        Custom => {
-            let matched = expect::run(session, &options.steps).await?;
-            if let Some(quit) = &options.quit {
-                session.quit(quit).await;
-            }
-            Ok(if matched.is_empty() {
-                Vec::new()
-            } else {
-                vec![("matched", matched)]
-            })
-        }
+    match (plan.protocol.as_str(), plan.tls) {
+        ("http", TlsMode::Implicit) => "https".into(),
+        ("tls", _) => "tls".into(),
+        (p, TlsMode::Implicit) => format!("{p}+tls"),
+        (p, TlsMode::Starttls) => format!("{p}+starttls"),
+        (p, TlsMode::None) => p.into(),
     }
 }
 
@@ -479,10 +636,12 @@ pub async fn converse(
         starttls: plan.tls == TlsMode::Starttls,
         http: &options.http,
         tls_report: Mutex::new(None),
+        steps: &options.steps,
+        quit: options.quit.as_deref(),
     };
     let mut outcome = Ok(Vec::new());
     if plan.tls == TlsMode::Implicit {
-        let alpn: &[&[u8]] = if plan.protocol == Protocol::Http {
+        let alpn: &[&[u8]] = if plan.protocol.as_str() == "http" {
             &[b"http/1.1"]
         } else {
             &[]
@@ -493,9 +652,9 @@ pub async fn converse(
         }
     }
     if outcome.is_ok() {
-        outcome = speak(&mut session, plan, &ctx, options).await;
+        outcome = (plan.protocol.0.speak)(&mut session, &ctx).await;
     }
-    if plan.protocol == Protocol::Tls && outcome.is_ok() {
+    if plan.protocol.as_str() == "tls" && outcome.is_ok() {
         session.quit(b"").await;
     }
     report.total = started.elapsed();
@@ -575,11 +734,11 @@ mod tests {
         assert_eq!(
             auto.plan(443),
             Some(Plan {
-                protocol: Protocol::Http,
+                protocol: Protocol::parse("http").unwrap().0,
                 tls: TlsMode::Implicit
             })
         );
-        assert_eq!(auto.plan(22).map(|p| p.protocol), Some(Protocol::Ssh));
+        assert_eq!(auto.plan(22).map(|p| p.protocol.as_str()), Some("ssh"));
         assert_eq!(auto.plan(12345), None, "no known protocol: connect");
         assert_eq!(ProtoOptions::default().plan(22), None, "connect mode");
         let explicit = ProtoOptions {
@@ -587,8 +746,8 @@ mod tests {
             ..ProtoOptions::default()
         };
         assert_eq!(
-            explicit.plan(7000).map(|p| p.protocol),
-            Some(Protocol::Redis)
+            explicit.plan(7000).map(|p| p.protocol.as_str()),
+            Some("redis")
         );
         let starttls = ProtoOptions {
             mode: Mode::Auto,
@@ -600,17 +759,83 @@ mod tests {
     }
 
     #[test]
-    fn every_name_in_the_help_parses() {
-        for name in NAMES.split(", ") {
-            let name = name.split(' ').next().unwrap();
+    fn every_name_in_the_help_parses_and_names_are_unique() {
+        let help = names();
+        assert!(
+            help.starts_with(
+                "echo, ftp, ssh, telnet, smtp (submission), smtps (submissions), time,"
+            ),
+            "{help}"
+        );
+        let mut seen = std::collections::HashSet::new();
+        for name in help
+            .split([',', '(', ')'])
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
             assert!(Protocol::parse(name).is_some(), "{name}");
+            assert!(seen.insert(name), "{name} names two protocols");
         }
-        for port in [
-            7, 21, 22, 23, 25, 37, 43, 53, 70, 79, 80, 110, 119, 143, 389, 443, 465, 587, 636, 993,
-            995, 1080, 3306, 5222, 5432, 6379, 8080, 8443, 11211, 27017,
-        ] {
-            assert!(Protocol::for_port(port).is_some(), "{port}");
+        assert_eq!(
+            starttls_names(),
+            "ftp, smtp, pop3, imap, ldap, postgresql, xmpp"
+        );
+        assert_eq!(
+            Protocol::parse("custom"),
+            None,
+            "steps choose custom, not a name"
+        );
+    }
+
+    #[test]
+    fn auto_mode_speaks_the_protocol_of_each_well_known_port() {
+        let label_of =
+            |port| Protocol::for_port(port).map(|(protocol, tls)| label(Plan { protocol, tls }));
+        let table = [
+            (7, "echo"),
+            (21, "ftp"),
+            (22, "ssh"),
+            (23, "telnet"),
+            (25, "smtp"),
+            (37, "time"),
+            (43, "whois"),
+            (53, "domain"),
+            (70, "gopher"),
+            (79, "finger"),
+            (80, "http"),
+            (110, "pop3"),
+            (119, "nntp"),
+            (143, "imap"),
+            (389, "ldap"),
+            (443, "https"),
+            (465, "smtp+tls"),
+            (587, "smtp"),
+            (636, "ldap+tls"),
+            (993, "imap+tls"),
+            (995, "pop3+tls"),
+            (1080, "socks"),
+            (3306, "mysql"),
+            (5222, "xmpp"),
+            (5432, "postgresql"),
+            (6379, "redis"),
+            (8080, "http"),
+            (8443, "https"),
+            (11211, "memcached"),
+            (27017, "mongodb"),
+        ];
+        for (port, expected) in table {
+            assert_eq!(label_of(port).as_deref(), Some(expected), "port {port}");
         }
+        let listed: usize = PROTOCOLS
+            .iter()
+            .map(|d| d.ports.len() + d.tls_ports.len())
+            .sum();
+        assert_eq!(
+            listed,
+            table.len(),
+            "a port in the table is not pinned here"
+        );
+        assert_eq!(label_of(12345), None);
     }
 }
 
@@ -620,32 +845,16 @@ mod no_panic {
     //! targets under fuzz/ run the same parsers much longer).
     use proptest::prelude::*;
 
-    use super::{expect, http, session, simple, text, tls, wire};
+    use super::{PROTOCOLS, expect, session, tls, wire};
 
     proptest! {
         #[test]
         fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             let data = &data[..];
             let _ = session::parse_line(data);
-            let _ = text::parse_reply(data);
-            let _ = text::parse_pop3(data);
-            let _ = text::parse_imap_greeting(data);
-            let _ = text::parse_imap_tagged(data, "a1");
-            let _ = text::parse_ssh(data);
-            let _ = text::parse_telnet(data);
-            let _ = text::parse_redis(data);
-            let _ = text::parse_memcached(data);
-            let _ = text::parse_xmpp_features(data);
-            let _ = http::parse_head(data);
-            let _ = wire::parse_dns(data, 1);
-            let _ = wire::parse_ldap(data);
-            let _ = wire::parse_socks(data);
-            let _ = wire::parse_mysql(data);
-            let _ = wire::parse_postgres(data);
-            let _ = wire::parse_mongodb(data);
-            let _ = wire::bson_fields(data);
-            let _ = simple::parse_time(data);
-            let _ = simple::parse_echo(data, b"0123456789abcdef");
+            for protocol in PROTOCOLS {
+                (protocol.parse)(data);
+            }
             let _ = tls::cert_info(data);
             let half = data.len() / 2;
             let _ = expect::find(&data[..half], &data[half..]);

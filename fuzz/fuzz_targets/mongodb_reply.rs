@@ -1,8 +1,0 @@
-#![no_main]
-//! Fuzzes a response parser of the protocol checks: no input may panic.
-
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = { let _ = portwatch_probe::proto::wire::parse_mongodb(data); let _ = portwatch_probe::proto::wire::bson_fields(data); };
-});
