@@ -626,10 +626,7 @@ impl Monitor {
         let last = LastCheck {
             state: sensor.tracker.state,
             since_ms: sensor.since_ms,
-            details: result
-                .protocol
-                .as_ref()
-                .map(|p| crate::probe::proto::stored_details(p).into_boxed_str()),
+            details: result.protocol.as_ref().map(|p| Box::new(p.into())),
             message: result.message,
         };
         self.writer.result(stored, last);

@@ -29,7 +29,7 @@ struct SensorJson {
     managed: bool,
     /// The last protocol check: protocol, phases, details, TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
-    protocol: Option<serde_json::Value>,
+    protocol: Option<crate::probe::proto::CheckDetails>,
 }
 
 impl From<StatusRow> for SensorJson {
@@ -48,10 +48,7 @@ impl From<StatusRow> for SensorJson {
             message: row.last_message,
             tags: row.tags,
             managed: row.managed,
-            protocol: row
-                .last_details
-                .as_deref()
-                .and_then(|d| serde_json::from_str(d).ok()),
+            protocol: row.last_details,
         }
     }
 }

@@ -151,17 +151,13 @@ pub async fn metrics(
         if let Some(ms) = row.last_check_ms {
             last.get_or_create(&labels).set(ms as f64 / 1e3);
         }
-        if let Some(details) = row
-            .last_details
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        {
-            for (key, phase) in [
-                ("tls_ms", "tls"),
-                ("first_byte_ms", "first_byte"),
-                ("total_ms", "total"),
+        if let Some(details) = &row.last_details {
+            for (ms, phase) in [
+                (details.tls_ms, "tls"),
+                (details.first_byte_ms, "first_byte"),
+                (Some(details.total_ms), "total"),
             ] {
-                if let Some(ms) = details[key].as_f64() {
+                if let Some(ms) = ms {
                     let labels = PhaseLabels {
                         group: labels.group.clone(),
                         server: labels.server.clone(),
@@ -174,7 +170,7 @@ pub async fn metrics(
                     phases.get_or_create(&labels).set(ms / 1e3);
                 }
             }
-            if let Some(seconds) = details["cert_not_after_s"].as_i64() {
+            if let Some(seconds) = details.cert_not_after_s {
                 cert_expiry.get_or_create(&labels).set(seconds);
             }
         }

@@ -36,65 +36,49 @@ pub(super) fn time(ms: i64) -> String {
 
 /// The rows the sensor page shows for its last protocol check: protocol,
 /// phases, certificate and what the check found.
-pub(super) fn protocol_rows(details: &str, rtt_us: Option<i64>) -> Vec<(String, String)> {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(details) else {
-        return Vec::new();
-    };
-    let mut rows = vec![(
-        "Protocol".to_owned(),
-        value["protocol"].as_str().unwrap_or_default().to_owned(),
-    )];
+pub(super) fn protocol_rows(
+    check: &crate::probe::proto::CheckDetails,
+    rtt_us: Option<i64>,
+) -> Vec<(String, String)> {
+    let mut rows = vec![("Protocol".to_owned(), check.protocol.clone())];
     let mut phases = Vec::new();
     if let Some(us) = rtt_us {
         phases.push(format!("connect {:.1} ms", us as f64 / 1e3));
     }
-    for (key, label) in [
-        ("tls_ms", "TLS"),
-        ("first_byte_ms", "first byte"),
-        ("total_ms", "total"),
+    for (ms, label) in [
+        (check.tls_ms, "TLS"),
+        (check.first_byte_ms, "first byte"),
+        (Some(check.total_ms), "total"),
     ] {
-        if let Some(ms) = value[key].as_f64() {
+        if let Some(ms) = ms {
             phases.push(format!("{label} {ms:.1} ms"));
         }
     }
     rows.push(("Phases".to_owned(), phases.join(" · ")));
-    if let Some(tls) = value["tls"].as_object() {
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-        rows.push((
-            "TLS".to_owned(),
-            format!("{} {}", text(&tls["version"]), text(&tls["cipher"])),
-        ));
-        if let Some(cert) = tls.get("cert").filter(|c| c.is_object()) {
-            let names: Vec<String> = cert["sans"]
-                .as_array()
-                .map(|a| a.iter().map(text).collect())
-                .unwrap_or_default();
+    if let Some(tls) = &check.tls {
+        rows.push(("TLS".to_owned(), format!("{} {}", tls.version, tls.cipher)));
+        if let Some(cert) = &tls.cert {
             rows.push((
                 "Certificate".to_owned(),
                 format!(
                     "{} issued by {}, valid until {}{}",
-                    text(&cert["subject"]),
-                    text(&cert["issuer"]),
-                    text(&cert["not_after"]),
-                    if names.is_empty() {
+                    cert.subject,
+                    cert.issuer,
+                    cert.not_after,
+                    if cert.sans.is_empty() {
                         String::new()
                     } else {
-                        format!(" for {}", names.join(", "))
+                        format!(" for {}", cert.sans.join(", "))
                     }
                 ),
             ));
         }
-        if let Some(error) = tls.get("verify_error").and_then(|e| e.as_str()) {
-            rows.push(("Not verified".to_owned(), error.to_owned()));
+        if let Some(error) = &tls.verify_error {
+            rows.push(("Not verified".to_owned(), error.clone()));
         }
     }
-    if let Some(details) = value["details"].as_object() {
-        for (key, detail) in details {
-            rows.push((
-                key.replace('_', " "),
-                crate::text::visible(detail.as_str().unwrap_or_default()),
-            ));
-        }
+    for (key, detail) in &check.details {
+        rows.push((key.replace('_', " "), detail.clone()));
     }
     for row in &mut rows {
         row.1 = crate::text::visible(&row.1);
@@ -541,7 +525,7 @@ pub async fn sensor(
         message: crate::text::visible(&row.last_message.clone().unwrap_or_default()),
         protocol: row
             .last_details
-            .as_deref()
+            .as_ref()
             .map(|d| protocol_rows(d, row.last_rtt_us))
             .unwrap_or_default(),
         ranges: ["24h", "7d", "30d"]

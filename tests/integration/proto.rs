@@ -405,7 +405,7 @@ host = "127.0.0.1"
     let ssh = rows.iter().find(|r| r.path == "box/ssh").unwrap();
     let quiet = rows.iter().find(|r| r.path == "box/quiet").unwrap();
     assert_eq!(ssh.last_reason.as_deref(), Some("connected"), "{ssh:?}");
-    let details: Value = serde_json::from_str(ssh.last_details.as_deref().unwrap()).unwrap();
+    let details = serde_json::to_value(ssh.last_details.as_ref().unwrap()).unwrap();
     assert_eq!(details["protocol"], "ssh");
     assert_eq!(details["details"]["software"], "slow_1.0");
     assert!(

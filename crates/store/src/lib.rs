@@ -196,7 +196,7 @@ pub struct StatusRow {
     /// Last message.
     pub last_message: Option<String>,
     /// The last protocol check's phases, details and certificate (JSON).
-    pub last_details: Option<String>,
+    pub last_details: Option<portwatch_probe::proto::CheckDetails>,
     /// The server's and the sensor's tags.
     pub tags: Vec<String>,
     /// Declared by a configuration file (read-only in the web interface).
@@ -691,7 +691,7 @@ impl Store {
                         tags
                     },
                     managed: r.get(14)?,
-                    last_details: r.get(15)?,
+                    last_details: r.get::<_, Option<Json<_>>>(15)?.map(|d| d.0),
                 })
             })
             .map_err(self.sqlite())?;

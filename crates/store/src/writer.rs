@@ -48,8 +48,8 @@ pub struct LastCheck {
     pub since_ms: i64,
     /// Its message.
     pub message: String,
-    /// A protocol check's phases, details and certificate (JSON).
-    pub details: Option<Box<str>>,
+    /// A protocol check's phases, details and certificate.
+    pub details: Option<Box<portwatch_probe::proto::CheckDetails>>,
 }
 
 enum Write {
@@ -440,6 +440,8 @@ impl WriterThread {
                     result.rtt_us,
                     last.message,
                     last.details
+                        .as_ref()
+                        .map(|d| serde_json::to_string(d).expect("details serialise"))
                 ])?;
             }
         }

@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub use http::HttpOptions;
@@ -681,20 +681,45 @@ pub async fn converse(
     (fail, report)
 }
 
-/// The phases, details and certificate of a protocol check as stored with
-/// the sensor's last result (JSON), for the web interface and metrics.
-pub fn stored_details(report: &ProtoReport) -> String {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    serde_json::json!({
-        "protocol": report.protocol,
-        "tls_ms": report.tls_time.map(ms),
-        "first_byte_ms": report.first_byte.map(ms),
-        "total_ms": ms(report.total),
-        "details": report.details,
-        "tls": report.tls,
-        "cert_not_after_s": report.tls.as_ref().and_then(|t| t.cert.as_ref()).map(|c| c.not_after_s),
-    })
-    .to_string()
+/// The phases, details and certificate of a protocol check, as stored
+/// with the sensor's last result (JSON) and read back by the web pages, the
+/// API (`protocol` of a sensor) and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckDetails {
+    /// The protocol spoken (`https`, `smtp+starttls`, …).
+    pub protocol: String,
+    /// The TLS handshake's duration.
+    pub tls_ms: Option<f64>,
+    /// Connection established to the first byte of the answer.
+    pub first_byte_ms: Option<f64>,
+    /// Connection established to the end of the conversation.
+    pub total_ms: f64,
+    /// What the check found out (version, banner, status …).
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
+    /// The TLS handshake's outcome and certificate.
+    pub tls: Option<TlsReport>,
+    /// The certificate's expiry, seconds since the epoch.
+    pub cert_not_after_s: Option<i64>,
+}
+
+impl From<&ProtoReport> for CheckDetails {
+    fn from(report: &ProtoReport) -> CheckDetails {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        CheckDetails {
+            protocol: report.protocol.clone(),
+            tls_ms: report.tls_time.map(ms),
+            first_byte_ms: report.first_byte.map(ms),
+            total_ms: ms(report.total),
+            details: report.details.clone(),
+            tls: report.tls.clone(),
+            cert_not_after_s: report
+                .tls
+                .as_ref()
+                .and_then(|t| t.cert.as_ref())
+                .map(|c| c.not_after_s),
+        }
+    }
 }
 
 /// A one-line summary of what a successful check found.
@@ -756,6 +781,56 @@ mod tests {
         };
         assert_eq!(starttls.plan(25).map(|p| p.tls), Some(TlsMode::Starttls));
         assert_eq!(label(starttls.plan(25).unwrap()), "smtp+starttls");
+    }
+
+    /// The stored JSON of a check's details is a contract: rows written
+    /// by earlier versions must read back, and a round trip keeps every
+    /// field.
+    #[test]
+    fn stored_check_details_read_back_unchanged() {
+        let stored = serde_json::json!({
+            "protocol": "https",
+            "tls_ms": 4.25,
+            "first_byte_ms": 7.5,
+            "total_ms": 9.0,
+            "details": {"status": "200", "server": "nginx"},
+            "tls": {
+                "version": "TLSv1_3",
+                "cipher": "TLS13_AES_256_GCM_SHA384",
+                "cert": {
+                    "subject": "CN=www.example",
+                    "issuer": "CN=Example CA",
+                    "sans": ["www.example", "192.0.2.1"],
+                    "not_before": "2026-01-01T00:00:00Z",
+                    "not_after": "2027-01-01T00:00:00Z",
+                    "serial": "0a"
+                },
+                "verify_error": null
+            },
+            "cert_not_after_s": 1798761600_i64
+        });
+        let details: CheckDetails = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(details.details["status"], "200");
+        assert_eq!(details.cert_not_after_s, Some(1_798_761_600));
+        assert_eq!(
+            details
+                .tls
+                .as_ref()
+                .unwrap()
+                .cert
+                .as_ref()
+                .unwrap()
+                .sans
+                .len(),
+            2
+        );
+        assert_eq!(serde_json::to_value(&details).unwrap(), stored);
+        let plain: CheckDetails = serde_json::from_str(
+            r#"{"protocol":"ssh","tls_ms":null,"first_byte_ms":1.0,"total_ms":2.0,"details":{"software":"OpenSSH_9.6"},"tls":null,"cert_not_after_s":null}"#,
+        )
+        .unwrap();
+        assert_eq!(plain.tls, None);
+        assert_eq!(plain.details["software"], "OpenSSH_9.6");
     }
 
     #[test]
