@@ -87,6 +87,7 @@
 //!   tries a running `serve` as an attacker would. `scripts/test` sets up a
 //!   machine for them and runs them.
 pub mod cli;
+pub mod daemon;
 pub mod monitor;
 pub mod notify;
 pub mod report;

@@ -38,7 +38,7 @@ async fn statements(sensors: usize, paths: &[&str]) -> Vec<u64> {
         .unwrap();
     let token = store.create_token("count", Role::Admin).unwrap();
     drop(store);
-    let state = AppState::new(db, None, None);
+    let state = AppState::new(portwatch::store::Db::open(&db, 16).unwrap(), None, None);
     let mut counts = Vec::new();
     for path in paths {
         // The first request opens the pooled connection; count the second.

@@ -2,17 +2,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use nix::sys::signal::{SigSet, Signal};
-use tokio::sync::Notify;
 
 use super::ServeArgs;
-use crate::config::read_config;
-use crate::monitor::stats::MonitorStats;
+use crate::daemon;
 use crate::monitor::{Clock, MonitorOptions};
 use crate::probe::CloseMode;
-use crate::store::{Store, writer};
+use crate::store::Store;
 
 pub(super) const EXAMPLES: &str = "Examples:
   portwatch serve                               the store ./portwatch.db
@@ -45,17 +42,14 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     }
     let mut store = Store::open(&db)?;
     let applied = match &args.config {
-        Some(file) => Some(apply(&mut store, file)?),
+        Some(file) => Some(daemon::apply_file(&mut store, file)?),
         None => None,
     };
     let sensors = store.sensor_count()?;
     drop(store);
     first_screen(&db, existed, args.config.as_deref(), applied, sensors)?;
 
-    let (writer, writer_thread) = writer::start(&db)?;
-    let written = writer.stats.clone();
-    let stats = Arc::new(MonitorStats::default());
-    let mut options = MonitorOptions {
+    let mut monitor = MonitorOptions {
         max_checks,
         per_host: args.per_host as usize,
         clock: Clock::System,
@@ -69,15 +63,8 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let delivery_stats = Arc::new(crate::notify::worker::DeliveryStats::default());
-    let web_state =
-        crate::web::AppState::new(db.clone(), Some(stats.clone()), Some(written.clone()))
-            .with_metrics_access(args.metrics_access)
-            .with_delivery_stats(delivery_stats.clone())
-            .with_trusted_proxies(args.trusted_proxies.clone())
-            .with_public_url(args.public_url.clone());
-    let outcome = runtime.block_on(async {
-        let listener = if args.no_web {
+    let summary = runtime.block_on(async {
+        let web = if args.no_web {
             None
         } else {
             let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|error| {
@@ -86,77 +73,90 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             // The admin is created only once the address is ours, so that its
             // generated password is always printed.
             let password = crate::web::ensure_admin(&Store::open(&db)?)?;
-            web_screen(&listener, password.as_deref())?;
-            options.public_url = Some(match &args.public_url {
+            let address = listener.local_addr()?;
+            monitor.public_url = Some(match &args.public_url {
                 Some(url) => url.clone(),
-                None => format!("http://{}", listener.local_addr()?),
+                None => format!("http://{address}"),
             });
-            Some(listener)
+            let (access, proxies, public_url) = (
+                args.metrics_access,
+                args.trusted_proxies.clone(),
+                args.public_url.clone(),
+            );
+            Some((address, password, daemon::Web {
+                listener,
+                limits: web_limits,
+                configure: Box::new(move |state| {
+                    state
+                        .with_metrics_access(access)
+                        .with_trusted_proxies(proxies)
+                        .with_public_url(public_url)
+                }),
+            }))
         };
-        hints(sensors)?;
-        let reload = Arc::new(Notify::new());
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let (config, db_for_hup, notify) = (args.config.clone(), db.clone(), reload.clone());
-        let handler = tokio::spawn(handle_signals(signals, stop, config, db_for_hup, notify));
-        let web = listener.map(|listener| {
-            let mut stopped = stopped.clone();
-            let app = crate::web::app(web_state);
-            tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                };
-                crate::web::serve(listener, app, web_limits, shutdown).await;
-            })
-        });
-        let mut monitor_stopped = stopped.clone();
-        let shutdown = async move {
-            let _ = monitor_stopped.wait_for(|stop| *stop).await;
-            tracing::info!("stopping: writing what is left to the store");
+        let (shown, web) = match web {
+            Some((address, password, web)) => (Some((address, password)), Some(web)),
+            None => (None, None),
         };
-        let (wake, stop_delivery) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let delivery = tokio::spawn(crate::notify::worker::run(db.clone(), wake.clone(), stop_delivery.clone(), delivery_stats.clone()));
-        let result = crate::monitor::daemon::run_notifying(db.clone(), writer, options, stats.clone(), reload, wake, shutdown).await;
-        stop_delivery.notify_one();
-        let _ = delivery.await;
-        handler.abort();
-        if let Some(web) = web {
-            let _ = web.await;
+        let running = daemon::start(daemon::Options {
+            db: db.clone(),
+            config: args.config.clone(),
+            monitor,
+            web,
+            deliver: true,
+        })?;
+        // Shown once everything runs: the address answers, and the store's
+        // files are all there.
+        if let Some((address, password)) = shown {
+            web_screen(address, password.as_deref())?;
         }
-        result.map_err(anyhow::Error::from)
-    });
-    // The monitor has dropped its writer handle: the thread commits what is
-    // left, repacks, and ends.
-    let _ = writer_thread.join();
-    outcome?;
-    let counts = stats.snapshot();
-    let stored = written
-        .results_stored
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let dropped = written
-        .results_dropped
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let errors = written
-        .write_errors
-        .load(std::sync::atomic::Ordering::Relaxed);
+        hints(sensors)?;
+        // SIGTERM or SIGINT stops the daemon; SIGHUP re-applies the
+        // configuration file (if one was given) and reloads.
+        let shutdown = running.shutdown();
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        let signals = tokio::spawn(async move {
+            let mut signals = signals;
+            while let Some(signal) = signals.received.recv().await {
+                if signal != Signal::SIGHUP {
+                    tracing::info!("stopping: writing what is left to the store");
+                    shutdown.cancel();
+                    return;
+                }
+                let _ = reload_tx.send(());
+            }
+        });
+        let mut reloads = reload_rx;
+        let stopped = running.shutdown();
+        loop {
+            tokio::select! {
+                () = stopped.cancelled() => break,
+                Some(()) = reloads.recv() => {
+                    if let Err(error) = running.reload().await {
+                        tracing::error!("{error:#}; keeping the running configuration");
+                    }
+                }
+            }
+        }
+        signals.abort();
+        running.wait().await
+    })?;
+    let counts = summary.checks;
     writeln!(
         anstream::stderr(),
-        "portwatch: stopped after {} checks ({} due, {} missed, {} late; start lateness p50 {} ms, p99 {} ms); {stored} results stored, {dropped} lost, {errors} write errors, in {}",
+        "portwatch: stopped after {} checks ({} due, {} missed, {} late; start lateness p50 {} ms, p99 {} ms); {} results stored, {} lost, {} write errors, in {}",
         counts.done,
         counts.due,
         counts.missed,
         counts.late,
         counts.lateness_quantile(0.5).unwrap_or(0),
         counts.lateness_quantile(0.99).unwrap_or(0),
+        summary.stored,
+        summary.dropped,
+        summary.write_errors,
         db.display()
     )?;
     Ok(0)
-}
-
-fn apply(store: &mut Store, file: &Path) -> anyhow::Result<usize> {
-    let config = read_config(file)?;
-    let summary = store.apply(&config)?;
-    tracing::info!(file = %file.display(), sensors = summary.sensors, added = summary.added, removed = summary.removed, "configuration applied");
-    Ok(summary.sensors)
 }
 
 /// SIGTERM, SIGINT and SIGHUP, taken by a thread of their own with
@@ -187,43 +187,10 @@ impl Signals {
     }
 }
 
-/// SIGTERM or SIGINT stops the monitor; SIGHUP re-applies the configuration
-/// file (if one was given) and reloads.
-async fn handle_signals(
-    mut signals: Signals,
-    stop: tokio::sync::watch::Sender<bool>,
-    config: Option<PathBuf>,
-    db: PathBuf,
-    reload: Arc<Notify>,
-) {
-    while let Some(signal) = signals.received.recv().await {
-        if signal != Signal::SIGHUP {
-            let _ = stop.send(true);
-            return;
-        }
-        let Some(file) = config.clone() else {
-            reload.notify_one();
-            continue;
-        };
-        let db = db.clone();
-        let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-            let mut store = Store::open(&db)?;
-            apply(&mut store, &file)
-        })
-        .await;
-        match applied {
-            Ok(Ok(_)) => reload.notify_one(),
-            Ok(Err(error)) => tracing::error!("{error:#}; keeping the running configuration"),
-            Err(error) => tracing::error!(%error, "reloading the configuration failed"),
-        }
-    }
-}
-
 /// Where the web interface is, and the admin password when it was just
 /// generated (printed this once).
-fn web_screen(listener: &tokio::net::TcpListener, password: Option<&str>) -> std::io::Result<()> {
+fn web_screen(address: std::net::SocketAddr, password: Option<&str>) -> std::io::Result<()> {
     let mut out = anstream::stdout().lock();
-    let address = listener.local_addr()?;
     writeln!(
         out,
         "  web       http://{address}/  (API: /api/openapi.json, metrics: /metrics)"

@@ -8,14 +8,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
+use tokio_util::sync::CancellationToken;
 
 use super::scheduler::{first_offset, next_due};
 use super::state::{self, Input, State, Tracker, wanted_pause};
@@ -25,7 +24,7 @@ use crate::notify::plan::{Current, Outgoing, Planner};
 use crate::probe::verdict::Expectation;
 use crate::probe::{CheckOptions, CheckResult, Checker, CloseMode, Family, Reason, Status, Target};
 use crate::store::writer::{LastCheck, Writer};
-use crate::store::{Loaded, Store, StoreError, StoredResult};
+use crate::store::{Db, Loaded, StoreError, StoredResult};
 
 /// The wall clock the monitor stamps results, events and maintenance
 /// windows with.
@@ -145,41 +144,36 @@ struct Monitor {
     missed_logged: Instant,
 }
 
-/// Runs the monitor on the store at `store` until `shutdown` completes,
-/// then waits for the writer to commit everything. `reload` asks for an
-/// immediate configuration reload (SIGHUP); changes are also picked up by
-/// polling the store.
-pub async fn run(
-    store: PathBuf,
-    writer: Writer,
-    options: MonitorOptions,
-    stats: Arc<MonitorStats>,
-    reload: Arc<Notify>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StoreError> {
-    run_notifying(
-        store,
-        writer,
-        options,
-        stats,
-        reload,
-        Arc::new(Notify::new()),
-        shutdown,
-    )
-    .await
+/// What the monitor is wired to: the store (read through `db`, written
+/// through `writer`), and the signals it takes.
+pub struct Wiring {
+    /// The store handle: configuration loads and generation polls.
+    pub db: Db,
+    /// The store's writer: results, events and notifications.
+    pub writer: Writer,
+    /// Counters of checks due, done, late and missed.
+    pub stats: Arc<MonitorStats>,
+    /// Asks for an immediate configuration reload (SIGHUP); changes are
+    /// also noticed by polling the configuration generation.
+    pub reload: Arc<Notify>,
+    /// Woken whenever notifications were committed to the outbox (for the
+    /// delivery worker).
+    pub notified: Arc<Notify>,
+    /// Cancelled to stop.
+    pub shutdown: CancellationToken,
 }
 
-/// [`run`], waking `notified` whenever notifications were committed to the
-/// outbox (for the delivery worker).
-pub async fn run_notifying(
-    store: PathBuf,
-    writer: Writer,
-    options: MonitorOptions,
-    stats: Arc<MonitorStats>,
-    reload: Arc<Notify>,
-    notified: Arc<Notify>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StoreError> {
+/// Runs the monitor until `wiring.shutdown` is cancelled, then waits for
+/// the writer to commit everything.
+pub async fn run(wiring: Wiring, options: MonitorOptions) -> Result<(), StoreError> {
+    let Wiring {
+        db,
+        writer,
+        stats,
+        reload,
+        notified,
+        shutdown,
+    } = wiring;
     let (done_sender, mut done) = mpsc::channel(65_536);
     let planner = Planner::new(options.public_url.clone());
     let mut monitor = Monitor {
@@ -202,29 +196,28 @@ pub async fn run_notifying(
         generation: -1,
         missed_logged: Instant::now(),
     };
-    let (loaded, statuses) = load(store.clone()).await?;
+    let (loaded, statuses) = load(&db).await?;
     monitor.apply(loaded, &statuses);
     tracing::info!(sensors = monitor.sensors.len(), "monitor started");
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_poll = Instant::now();
-    tokio::pin!(shutdown);
     loop {
         let next = monitor.queue.peek().map(|Reverse((due, _, _))| *due);
         tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            () = shutdown.cancelled() => break,
             Some(finished) = done.recv() => monitor.finish(finished),
             () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => monitor.start_due(),
-            () = reload.notified() => monitor.reload(&store).await,
+            () = reload.notified() => monitor.reload(&db).await,
             _ = tick.tick() => {
                 monitor.reap();
                 monitor.evaluate_watched();
                 monitor.follow_up();
                 if last_poll.elapsed() >= monitor.options.reload_every {
                     last_poll = Instant::now();
-                    monitor.poll_generation(&store).await;
+                    monitor.poll_generation(&db).await;
                 }
             }
         }
@@ -238,6 +231,7 @@ pub async fn run_notifying(
     monitor.stop_all();
     monitor.writer.flush().await;
     monitor.announcer.finish().await;
+    tracing::info!("stopped: everything taken is written to the store");
     let counts = monitor.stats.snapshot();
     tracing::info!(
         due = counts.due,
@@ -252,15 +246,8 @@ pub async fn run_notifying(
 }
 
 /// Loads the configuration and the last known states, off the async threads.
-async fn load(store: PathBuf) -> Result<(Loaded, HashMap<i64, (State, i64)>), StoreError> {
-    tokio::task::spawn_blocking(move || {
-        let store = Store::open(&store)?;
-        let loaded = store.load()?;
-        let statuses = store.states()?;
-        Ok((loaded, statuses))
-    })
-    .await
-    .expect("the store loader does not panic")
+async fn load(db: &Db) -> Result<(Loaded, HashMap<i64, (State, i64)>), StoreError> {
+    db.call(|store| Ok((store.load()?, store.states()?))).await
 }
 
 fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
@@ -406,22 +393,18 @@ impl Monitor {
         self.evaluate_watched();
     }
 
-    async fn poll_generation(&mut self, store: &Path) {
-        let path = store.to_owned();
-        let generation =
-            tokio::task::spawn_blocking(move || Store::open(&path)?.generation()).await;
-        match generation {
-            Ok(Ok(generation)) if generation != self.generation => self.reload(store).await,
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => {
+    async fn poll_generation(&mut self, db: &Db) {
+        match db.generation().await {
+            Ok(generation) if generation != self.generation => self.reload(db).await,
+            Ok(_) => {}
+            Err(error) => {
                 tracing::warn!(%error, "cannot read the configuration generation; retrying")
             }
-            Err(error) => tracing::warn!(%error, "configuration poll failed; retrying"),
         }
     }
 
-    async fn reload(&mut self, store: &Path) {
-        match load(store.to_owned()).await {
+    async fn reload(&mut self, db: &Db) {
+        match load(db).await {
             Ok((loaded, statuses)) => {
                 self.apply(loaded, &statuses);
                 tracing::info!(

@@ -8,17 +8,18 @@
 //! every other channel's attempts are recorded as they end.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::deliver::{Failure, Http, deliver};
 use super::{ChannelDef, backoff};
+use crate::monitor::Clock;
+use crate::store::Db;
 use crate::store::outbox::Pending;
-use crate::store::{Store, StoreError};
 
 /// Delivery counters, for `/metrics`.
 #[derive(Debug, Default)]
@@ -29,36 +30,42 @@ pub struct DeliveryStats {
     pub failed_attempts: AtomicU64,
 }
 
-/// Runs until `stop` is notified: starts a delivery task for every channel
+/// Runs until `stop` is cancelled: starts a delivery task for every channel
 /// with something due and no task running, then waits for `wake` (new
 /// notifications), a task finishing, or a second. Each channel's task
 /// delivers that channel's notifications in order and records each attempt
 /// as soon as it ends, so a hanging receiver delays nothing but itself.
-pub async fn run(db: PathBuf, wake: Arc<Notify>, stop: Arc<Notify>, stats: Arc<DeliveryStats>) {
+pub async fn run(
+    db: Db,
+    clock: Clock,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    stats: Arc<DeliveryStats>,
+) {
     let http = Http::new();
-    let mut store: Option<Store> = None;
     let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         while let Some(done) = tasks.try_join_next_with_id() {
             finished(&mut running, done);
         }
-        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let now_ms = clock.now().as_millisecond();
         let busy: Vec<String> = running.values().cloned().collect();
-        let (taken, due) = on_store(store.take(), db.clone(), move |s| {
-            Ok((
-                s.due_notifications_except(now_ms, 200, &busy)?,
-                s.notifications()?.0,
-            ))
-        })
-        .await;
-        store = taken;
+        let due = db
+            .call(move |s| {
+                Ok((
+                    s.due_notifications_except(now_ms, 200, &busy)?,
+                    s.notifications()?.0,
+                ))
+            })
+            .await;
         match due {
             Ok((due, channels)) => {
                 for (name, queue) in by_channel(due) {
                     let channel = channels.iter().find(|c| c.name == name).cloned();
                     let task = deliver_channel(
                         db.clone(),
+                        clock.clone(),
                         name.clone(),
                         channel,
                         queue,
@@ -71,7 +78,7 @@ pub async fn run(db: PathBuf, wake: Arc<Notify>, stop: Arc<Notify>, stats: Arc<D
             Err(error) => tracing::error!(%error, "cannot read the outbox; retrying"),
         }
         tokio::select! {
-            () = stop.notified() => break,
+            () = stop.cancelled() => break,
             () = wake.notified() => {}
             Some(done) = tasks.join_next_with_id() => finished(&mut running, done),
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -112,14 +119,14 @@ fn by_channel(due: Vec<Pending>) -> BTreeMap<String, Vec<Pending>> {
 /// (the receiver is likely down); one that cannot be mended is recorded as
 /// failed and the next notification goes on.
 async fn deliver_channel(
-    db: PathBuf,
+    db: Db,
+    clock: Clock,
     name: String,
     channel: Option<ChannelDef>,
     queue: Vec<Pending>,
     http: Http,
     stats: Arc<DeliveryStats>,
 ) {
-    let mut store: Option<Store> = None;
     for pending in queue {
         let outcome = match &channel {
             Some(channel) => deliver(channel, &pending.payload, &http).await,
@@ -128,7 +135,7 @@ async fn deliver_channel(
                 permanent: true,
             }),
         };
-        let at_ms = jiff::Timestamp::now().as_millisecond();
+        let at_ms = clock.now().as_millisecond();
         let (sensor, to) = (&pending.payload.sensor, &pending.payload.to);
         let kind = pending.payload.kind.as_str();
         let retry_ms = at_ms + backoff(pending.attempts).as_millis() as i64;
@@ -150,51 +157,20 @@ async fn deliver_channel(
             }
         };
         let id = pending.id;
-        let (taken, recorded) = on_store(store.take(), db.clone(), move |s| match outcome {
-            Ok(()) => s.delivered(id, at_ms),
-            Err(failure) if failure.permanent => s.delivery_abandoned(id, &failure.message, at_ms),
-            Err(failure) => s.delivery_failed(id, &failure.message, retry_ms),
-        })
-        .await;
-        store = taken;
+        let recorded = db
+            .call(move |s| match outcome {
+                Ok(()) => s.delivered(id, at_ms),
+                Err(failure) if failure.permanent => {
+                    s.delivery_abandoned(id, &failure.message, at_ms)
+                }
+                Err(failure) => s.delivery_failed(id, &failure.message, retry_ms),
+            })
+            .await;
         if let Err(error) = recorded {
             tracing::error!(%error, "cannot record a delivery attempt; it may be repeated");
         }
         if stop {
             break;
         }
-    }
-}
-
-/// Runs `work` on the worker's store connection on a blocking thread,
-/// opening it first if needed. A failure drops the connection, so the next
-/// call opens a fresh one.
-async fn on_store<T: Send + 'static>(
-    store: Option<Store>,
-    path: PathBuf,
-    work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> (Option<Store>, Result<T, StoreError>) {
-    let joined = tokio::task::spawn_blocking(move || {
-        let store = match store {
-            Some(store) => store,
-            None => match Store::open(&path) {
-                Ok(store) => store,
-                Err(error) => return (None, Err(error)),
-            },
-        };
-        let result = work(&store);
-        let keep = result.is_ok().then_some(store);
-        (keep, result)
-    })
-    .await;
-    match joined {
-        Ok(done) => done,
-        Err(error) => (
-            None,
-            Err(StoreError::Damaged(
-                PathBuf::new(),
-                format!("the outbox task failed: {error}"),
-            )),
-        ),
     }
 }

@@ -21,36 +21,33 @@ mod reports;
 mod signin;
 mod status_pages;
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::handler::Handler;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use tokio::sync::Semaphore;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::monitor::stats::MonitorStats;
 use crate::store::writer::WriterStats;
-use crate::store::{Store, StoreError};
+use crate::store::{Db, Store, StoreError};
 
 pub use auth::{CSRF_HEADER, Cidr, ensure_admin};
 pub use listen::{WebLimits, serve};
 pub use signin::SignIns;
 
-/// Store connections the web may hold open at once; requests beyond it
-/// wait for one.
-const MAX_STORE_CONNECTIONS: usize = 16;
+/// Store connections a `portwatch serve` holds open at once (the web,
+/// the monitor's reloads and the delivery worker share them; the writer
+/// has its own); requests beyond it wait for one.
+pub const MAX_STORE_CONNECTIONS: usize = 16;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    db: PathBuf,
-    pool: Arc<Mutex<Vec<Store>>>,
-    connections: Arc<Semaphore>,
+    db: Db,
     monitor: Option<Arc<MonitorStats>>,
     writer: Option<Arc<WriterStats>>,
     sign_ins: Arc<SignIns>,
@@ -74,16 +71,15 @@ pub enum MetricsAccess {
 }
 
 impl AppState {
-    /// State for the store at `db`, with the monitor's counters if one runs.
+    /// State for the store behind `db`, with the monitor's counters if one
+    /// runs.
     pub fn new(
-        db: PathBuf,
+        db: Db,
         monitor: Option<Arc<MonitorStats>>,
         writer: Option<Arc<WriterStats>>,
     ) -> AppState {
         AppState {
             db,
-            pool: Arc::default(),
-            connections: Arc::new(Semaphore::new(MAX_STORE_CONNECTIONS)),
             monitor,
             writer,
             sign_ins: Arc::default(),
@@ -149,32 +145,7 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let (db, pool) = (self.db.clone(), self.pool.clone());
-        // At most MAX_STORE_CONNECTIONS connections exist: a request takes
-        // a permit before it takes (or opens) one.
-        let permit = self
-            .connections
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let pooled = pool.lock().expect("pool lock").pop();
-            let mut store = match pooled {
-                Some(store) => store,
-                None => Store::open_existing(&db)?,
-            };
-            let result = work(&mut store);
-            let mut pool = pool.lock().expect("pool lock");
-            if pool.len() < MAX_STORE_CONNECTIONS {
-                pool.push(store);
-            }
-            result
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
-        .map_err(AppError::from)
+        self.db.call(work).await.map_err(AppError::from)
     }
 }
 

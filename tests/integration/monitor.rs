@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portwatch::config::from_toml;
+use portwatch::daemon;
 use portwatch::monitor::state::{PauseCause, State};
 use portwatch::monitor::stats::MonitorStats;
 use portwatch::monitor::{Clock, MonitorOptions};
-use portwatch::store::{EventRow, Store, writer};
-use tokio::sync::{Notify, oneshot};
+use portwatch::store::{EventRow, Store};
 
 use crate::util::TempDir;
 
@@ -19,9 +19,7 @@ use crate::util::TempDir;
 struct Running {
     dir: TempDir,
     stats: Arc<MonitorStats>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    daemon: daemon::Running,
 }
 
 const ORIGIN: &str = "2026-11-29T00:00:00Z";
@@ -36,40 +34,26 @@ async fn start(config: &str) -> Running {
     start_on(dir, &db).await
 }
 
-/// Starts the monitor on a store already prepared in `dir`.
+/// Starts the monitor (the daemon without its web) on a store already
+/// prepared in `dir`.
 async fn start_on(dir: TempDir, db: &std::path::Path) -> Running {
-    let db = db.to_owned();
-    let (writer, thread) = writer::start(&db).unwrap();
-    let stats = Arc::new(MonitorStats::default());
     let options = MonitorOptions {
         clock: Clock::starting_at(ORIGIN.parse().unwrap()),
         ..MonitorOptions::default()
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let stats = stats.clone();
-        async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            portwatch::monitor::run(
-                db,
-                writer,
-                options,
-                stats,
-                Arc::new(Notify::new()),
-                shutdown,
-            )
-            .await
-            .unwrap();
-        }
-    });
+    let daemon = daemon::start(daemon::Options {
+        db: db.to_owned(),
+        config: None,
+        monitor: options,
+        web: None,
+        // The outbox is checked as the monitor leaves it.
+        deliver: false,
+    })
+    .unwrap();
     Running {
         dir,
-        stats,
-        stop: Some(stop),
-        task,
-        writer: Some(thread),
+        stats: daemon.stats().clone(),
+        daemon,
     }
 }
 
@@ -88,13 +72,9 @@ impl Running {
     }
 
     /// Stops the monitor, waits for the writer, and opens the store.
-    async fn stop(mut self) -> (Store, TempDir) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap();
-        let writer = self.writer.take().unwrap();
-        tokio::task::spawn_blocking(move || writer.join().unwrap())
-            .await
-            .unwrap();
+    async fn stop(self) -> (Store, TempDir) {
+        self.daemon.shutdown().cancel();
+        self.daemon.wait().await.unwrap();
         let store = Store::open(&self.dir.path.join("portwatch.db")).unwrap();
         (store, self.dir)
     }

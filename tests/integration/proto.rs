@@ -154,7 +154,10 @@ fn a_slow_first_byte_is_timed_and_too_slow_is_no_response() {
     assert_eq!(result["details"]["software"], "slow_1.0");
     let first_byte = result["first_byte_ms"].as_f64().unwrap();
     let total = result["total_ms"].as_f64().unwrap();
-    assert!(first_byte >= 300.0 && total >= first_byte, "{result}");
+    // The server's delay starts when it accepts, which may be a little
+    // before the client starts its clock: far above the connect time all
+    // the same.
+    assert!(first_byte >= 250.0 && total >= first_byte, "{result}");
     assert!(result["response_time_ms"].as_f64().unwrap() < first_byte);
     let (_, result) = check(&["--protocol", "ssh", "-t", "100ms", &target]);
     assert_eq!(field(&result, "reason"), "no_response", "{result}");
@@ -428,8 +431,9 @@ host = "127.0.0.1"
         .unwrap();
     runtime.block_on(async {
         use tower::ServiceExt;
-        let state = portwatch::web::AppState::new(db.clone(), None, None)
-            .with_metrics_access(portwatch::web::MetricsAccess::Open);
+        let state =
+            portwatch::web::AppState::new(portwatch::store::Db::open(&db, 16).unwrap(), None, None)
+                .with_metrics_access(portwatch::web::MetricsAccess::Open);
         let response = portwatch::web::app(state)
             .oneshot(
                 axum::http::Request::get("/metrics")

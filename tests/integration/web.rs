@@ -41,7 +41,10 @@ fn setup() -> (TempDir, AppState) {
     store
         .create_user("viewer", "viewer-password", Role::Read)
         .unwrap();
-    (dir, AppState::new(db, None, None))
+    (
+        dir,
+        AppState::new(portwatch::store::Db::open(&db, 16).unwrap(), None, None),
+    )
 }
 
 async fn send(
@@ -1533,7 +1536,7 @@ async fn public_status_pages_are_cached_paged_and_404_in_html() {
             names: vec!["s".into()],
         })
         .unwrap();
-    let state = AppState::new(db.clone(), None, None);
+    let state = AppState::new(portwatch::store::Db::open(&db, 16).unwrap(), None, None);
     let (status, _, page1) = send(&state, get("/status/all", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page1.contains("s/p001") && page1.contains("s/p100") && !page1.contains("s/p101"));

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod edit;
+mod handle;
 pub mod outbox;
 pub mod pack;
 pub mod rollup;
@@ -26,6 +27,7 @@ use portwatch_core::config::{
 use portwatch_core::monitor::state::State;
 use portwatch_probe::target::parse_bare_host;
 
+pub use handle::Db;
 pub use pack::StoredResult;
 pub use rollup::Rollup;
 
@@ -78,6 +80,9 @@ pub enum StoreError {
     /// Another process holds the store's monitor lock.
     #[error("another portwatch serve{} is already monitoring the store {}: stop it first, or give another --db", .1.map(|pid| format!(" (pid {pid})")).unwrap_or_default(), .0.display())]
     Locked(PathBuf, Option<u32>),
+    /// The handle's work was cancelled: the process is shutting down.
+    #[error("store {}: shutting down", .0.display())]
+    Closed(PathBuf),
     /// A command that only reads was pointed at a store that does not exist.
     #[error("no store at {}: start the monitor with portwatch serve, or give --db", .0.display())]
     Missing(PathBuf),
