@@ -612,3 +612,43 @@ fn damaged_json_is_a_damaged_row_everywhere() {
         .unwrap();
     damaged(store.load().map(drop), "db: expected value");
 }
+
+/// `Writer::flush` returns only once everything queued before it is
+/// committed (the monitor relies on it when it stops).
+#[test]
+fn flush_returns_once_everything_queued_is_committed() {
+    use crate::writer::LastCheck;
+    use portwatch_core::monitor::state::State;
+    use portwatch_probe::{Reason, Status};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let (writer, thread) = writer::start(&dir.path.join("test.db")).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    for n in 0..100 {
+        writer.result(
+            StoredResult {
+                sensor: id,
+                at_ms: now + n,
+                status: Status::Up,
+                reason: Reason::Connected,
+                rtt_us: Some(50),
+            },
+            LastCheck {
+                state: State::Up,
+                since_ms: now,
+                message: String::new(),
+                details: None,
+            },
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(writer.flush());
+    // No wait: flush has returned, so all hundred are in the store.
+    assert_eq!(store.results(id, 0, i64::MAX).unwrap().len(), 100);
+    drop(writer);
+    thread.join().unwrap();
+}

@@ -35,6 +35,8 @@ pub const WINDOW_MS: i64 = 120_000;
 const REPACK_EVERY: Duration = Duration::from_secs(60);
 /// Queue between the monitor and the writer.
 const QUEUE: usize = 200_000;
+/// Results taken from the queue before a commit is considered.
+const MAX_BATCH: usize = 100_000;
 /// Results held in memory while the store refuses writes, before the oldest
 /// are dropped (and counted).
 const MAX_BACKLOG: usize = 5_000_000;
@@ -314,28 +316,37 @@ impl WriterThread {
                     return;
                 }
             }
-            // Take whatever else is already queued before committing.
-            while self.results.len() < 100_000 {
-                match receiver.try_recv() {
-                    Ok(write) => self.take(write),
-                    Err(_) => break,
-                }
-            }
-            // After the queue: an ordered write made before anything just
-            // taken from it is in this batch too.
-            self.take_ordered();
-            let urgent = !self.events.is_empty() || !self.acks.is_empty();
-            let due = self.last_flush.elapsed() >= FLUSH_EVERY;
-            let retry_ok = self.retry_at.is_none_or(|at| Instant::now() >= at);
-            if (urgent || due) && retry_ok {
+            self.take_queued(&receiver);
+            let now = Instant::now();
+            let next = next_steps(&Timing {
+                urgent: !self.events.is_empty() || !self.acks.is_empty(),
+                since_flush: now.duration_since(self.last_flush),
+                since_repack: now.duration_since(self.last_repack),
+                retry_at: self.retry_at,
+                now,
+            });
+            if next.flush {
                 self.flush();
             }
-            if self.last_repack.elapsed() >= REPACK_EVERY && self.retry_at.is_none() {
+            if next.repack {
                 let now_ms = jiff::Timestamp::now().as_millisecond();
-                self.repack(now_ms.div_euclid(WINDOW_MS) * WINDOW_MS);
+                self.repack(window_start(now_ms));
                 self.last_repack = Instant::now();
             }
         }
+    }
+
+    /// Takes whatever is already queued, up to [`MAX_BATCH`] results, then
+    /// the ordered writes: an ordered write made before anything just taken
+    /// from the queue is in this batch too.
+    fn take_queued(&mut self, receiver: &Receiver<Write>) {
+        while self.results.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(write) => self.take(write),
+                Err(_) => break,
+            }
+        }
+        self.take_ordered();
     }
 
     fn take(&mut self, write: Write) {
@@ -524,10 +535,7 @@ impl WriterThread {
                 latest = latest.max(row.get::<_, i64>(2)?);
                 for result in pack::unpack_batch(row.get(1)?, &row.get::<_, Vec<u8>>(3)?)? {
                     by_window
-                        .entry((
-                            result.sensor,
-                            result.at_ms.div_euclid(WINDOW_MS) * WINDOW_MS,
-                        ))
+                        .entry((result.sensor, window_start(result.at_ms)))
                         .or_default()
                         .push(result);
                 }
@@ -618,6 +626,47 @@ impl WriterThread {
     }
 }
 
+/// What the writer loop knows when it decides what to do next.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Events or flush requests wait: they are committed at once.
+    urgent: bool,
+    /// Time since the last commit (or failed attempt).
+    since_flush: Duration,
+    /// Time since the last repack.
+    since_repack: Duration,
+    /// While the store refuses writes, when to try again.
+    retry_at: Option<Instant>,
+    /// Now.
+    now: Instant,
+}
+
+/// What the writer loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NextSteps {
+    /// Commit what is pending.
+    flush: bool,
+    /// Repack closed windows.
+    repack: bool,
+}
+
+/// Commit when something is urgent or a second has passed, unless a failed
+/// commit's backoff still runs; repack once a minute, and never while the
+/// store refuses writes.
+fn next_steps(timing: &Timing) -> NextSteps {
+    let retry_ok = timing.retry_at.is_none_or(|at| timing.now >= at);
+    NextSteps {
+        flush: (timing.urgent || timing.since_flush >= FLUSH_EVERY) && retry_ok,
+        repack: timing.since_repack >= REPACK_EVERY && timing.retry_at.is_none(),
+    }
+}
+
+/// The start of the window that holds `at_ms`: windows before it are
+/// closed.
+fn window_start(at_ms: i64) -> i64 {
+    at_ms.div_euclid(WINDOW_MS) * WINDOW_MS
+}
+
 /// Adds notifications to the outbox, due at `at_ms` or held until
 /// `hold_until_ms`.
 fn insert_outbox(
@@ -643,4 +692,118 @@ fn insert_outbox(
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(urgent: bool, since_flush_ms: u64, since_repack_s: u64) -> Timing {
+        Timing {
+            urgent,
+            since_flush: Duration::from_millis(since_flush_ms),
+            since_repack: Duration::from_secs(since_repack_s),
+            retry_at: None,
+            now: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn events_commit_at_once_and_results_within_a_second() {
+        let next = |t: Timing| next_steps(&t).flush;
+        assert!(next(timing(true, 0, 0)), "an event waits for nothing");
+        assert!(!next(timing(false, 999, 0)), "results wait for the second");
+        assert!(next(timing(false, 1000, 0)), "a second on, results commit");
+    }
+
+    #[test]
+    fn a_failed_commit_waits_for_its_backoff_and_holds_repacking() {
+        let now = Instant::now();
+        let backing_off = Timing {
+            retry_at: Some(now + Duration::from_millis(1)),
+            now,
+            ..timing(true, 5000, 600)
+        };
+        assert_eq!(
+            next_steps(&backing_off),
+            NextSteps {
+                flush: false,
+                repack: false
+            }
+        );
+        let retry_now = Timing {
+            retry_at: Some(now),
+            ..backing_off
+        };
+        assert_eq!(
+            next_steps(&retry_now),
+            NextSteps {
+                flush: true,
+                repack: false
+            },
+            "the retry is due; repacking waits until a commit succeeds"
+        );
+    }
+
+    #[test]
+    fn closed_windows_are_repacked_once_a_minute() {
+        assert!(!next_steps(&timing(false, 0, 59)).repack);
+        assert!(next_steps(&timing(false, 0, 60)).repack);
+        assert_eq!(window_start(WINDOW_MS * 7 + 1), WINDOW_MS * 7);
+        assert_eq!(window_start(WINDOW_MS * 7 - 1), WINDOW_MS * 6);
+        assert_eq!(window_start(-1), -WINDOW_MS, "before the epoch too");
+    }
+
+    fn temp_thread() -> (std::path::PathBuf, WriterThread) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("portwatch-writer-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("t.db")).unwrap();
+        let thread = WriterThread::new(
+            store.conn,
+            store.path,
+            Arc::default(),
+            OrderedQueue::default(),
+        );
+        (dir, thread)
+    }
+
+    fn result(n: usize) -> Write {
+        Write::Result(
+            StoredResult {
+                sensor: 1,
+                at_ms: n as i64,
+                status: portwatch_probe::Status::Up,
+                reason: portwatch_probe::Reason::Connected,
+                rtt_us: None,
+            },
+            LastCheck {
+                state: State::Up,
+                since_ms: 0,
+                message: String::new(),
+                details: None,
+            },
+        )
+    }
+
+    /// Everything queued is taken into one batch, up to MAX_BATCH results.
+    #[test]
+    fn a_batch_takes_everything_queued_up_to_its_bound() {
+        let (dir, mut thread) = temp_thread();
+        let (queue, receiver) = sync_channel(MAX_BATCH + 10);
+        for n in 0..10 {
+            queue.send(result(n)).unwrap();
+        }
+        thread.take_queued(&receiver);
+        assert_eq!(thread.results.len(), 10);
+        thread.results.clear();
+        for n in 0..MAX_BATCH + 10 {
+            queue.send(result(n)).unwrap();
+        }
+        thread.take_queued(&receiver);
+        assert_eq!(thread.results.len(), MAX_BATCH, "bounded");
+        assert_eq!(receiver.try_iter().count(), 10, "the rest waits");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
