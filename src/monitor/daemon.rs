@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::reload::{self, Changed, ConfigDiff};
 use super::scheduler::{first_offset, next_due};
 use super::state::{self, Input, State, Tracker, wanted_pause};
 use super::stats::MonitorStats;
@@ -284,100 +285,94 @@ impl Monitor {
             .configure(config.rules.clone(), &config.channels);
         let now = Instant::now();
         let now_ms = self.now_ms();
-        let mut seen = HashSet::new();
         // The declared configuration is dropped as soon as it is resolved:
         // with 100,000 sensors, holding both doubles the start-up peak.
         let specs = resolve(&config);
         let dependencies: HashSet<String> =
             specs.iter().filter_map(|s| s.depends_on.clone()).collect();
         drop(config);
-        for spec in specs {
-            let Some(&id) = ids.get(&spec.path) else {
-                continue;
-            };
-            seen.insert(id);
-            let target = Target {
-                // The target's text is only for one-shot reports.
-                input: String::new(),
-                host: spec.host.clone(),
-                port: spec.port,
-            };
-            let options = check_options(&spec, self.options.close);
-            let host_key = spec.host.to_string();
-            let per_host = self.options.per_host.max(1);
-            let host = self
-                .hosts
-                .entry(host_key)
-                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
-                .clone();
+        let running: HashMap<i64, Duration> = self
+            .sensors
+            .iter()
+            .map(|(id, sensor)| (*id, sensor.spec.settings.interval))
+            .collect();
+        let ConfigDiff {
+            to_add,
+            to_change,
+            to_remove,
+        } = reload::diff(&running, specs, &ids);
+        drop(running);
+        for id in &to_remove {
+            self.sensors.remove(id);
+            self.held.remove(id);
+        }
+        for Changed {
+            id,
+            spec,
+            reschedule,
+        } in to_change
+        {
+            let (target, options, host) = self.check_parts(&spec);
             let manual = paused.contains(&id);
-            match self.sensors.get_mut(&id) {
-                Some(sensor) => {
-                    let reschedule = sensor.spec.settings.interval != spec.settings.interval;
-                    sensor.spec = spec;
-                    sensor.target = target;
-                    sensor.options = options;
-                    sensor.host = host;
-                    sensor.manual = manual;
-                    if reschedule {
-                        sensor.epoch += 1;
-                        sensor.due =
-                            now + first_offset(&sensor.spec.path, sensor.spec.settings.interval);
-                        self.queue.push(Reverse((sensor.due, id, sensor.epoch)));
-                    }
-                }
-                None => {
-                    let (tracker, since_ms) = match statuses.get(&id) {
-                        Some(&(state, since)) => (Tracker { state, failures: 0 }, since),
-                        None => (Tracker::PENDING, now_ms),
-                    };
-                    let due = now + first_offset(&spec.path, spec.settings.interval);
-                    self.queue.push(Reverse((due, id, 0)));
-                    self.sensors.insert(
-                        id,
-                        Sensor {
-                            spec,
-                            target,
-                            options,
-                            host,
-                            tracker,
-                            since_ms,
-                            due,
-                            running: false,
-                            manual,
-                            message: String::new(),
-                            epoch: 0,
-                        },
-                    );
-                }
+            let sensor = self.sensors.get_mut(&id).expect("a running sensor");
+            sensor.spec = spec;
+            sensor.target = target;
+            sensor.options = options;
+            sensor.host = host;
+            sensor.manual = manual;
+            if reschedule {
+                sensor.epoch += 1;
+                sensor.due = now + first_offset(&sensor.spec.path, sensor.spec.settings.interval);
+                self.queue.push(Reverse((sensor.due, id, sensor.epoch)));
             }
         }
-        self.sensors.retain(|id, _| seen.contains(id));
-        self.held.retain(|id| seen.contains(id));
+        for (id, spec) in to_add {
+            let (target, options, host) = self.check_parts(&spec);
+            let (tracker, since_ms) = match statuses.get(&id) {
+                Some(&(state, since)) => (Tracker { state, failures: 0 }, since),
+                None => (Tracker::PENDING, now_ms),
+            };
+            let due = now + first_offset(&spec.path, spec.settings.interval);
+            self.queue.push(Reverse((due, id, 0)));
+            self.sensors.insert(
+                id,
+                Sensor {
+                    manual: paused.contains(&id),
+                    spec,
+                    target,
+                    options,
+                    host,
+                    tracker,
+                    since_ms,
+                    due,
+                    running: false,
+                    message: String::new(),
+                    epoch: 0,
+                },
+            );
+        }
         // Only the paths that something depends on need looking up by name.
         self.ids = ids
             .into_iter()
-            .filter(|(path, id)| seen.contains(id) && dependencies.contains(path))
+            .filter(|(path, id)| self.sensors.contains_key(id) && dependencies.contains(path))
             .collect();
-        self.dependants.clear();
-        self.watched.clear();
-        for (id, sensor) in &self.sensors {
-            if let Some(dep) = sensor
-                .spec
-                .depends_on
-                .as_ref()
-                .and_then(|path| self.ids.get(path))
-            {
-                self.dependants.entry(*dep).or_default().push(*id);
-            }
-            if sensor.spec.depends_on.is_some()
-                || !sensor.spec.windows.is_empty()
-                || sensor.manual
-                || matches!(sensor.tracker.state, State::Paused(_))
-            {
-                self.watched.push(*id);
-            }
-        }
+        self.dependants = reload::dependants(
+            self.sensors
+                .iter()
+                .map(|(id, sensor)| (*id, sensor.spec.depends_on.as_deref())),
+            &self.ids,
+        );
+        self.watched = self
+            .sensors
+            .iter()
+            .filter(|(_, sensor)| {
+                sensor.spec.depends_on.is_some()
+                    || !sensor.spec.windows.is_empty()
+                    || sensor.manual
+                    || matches!(sensor.tracker.state, State::Paused(_))
+            })
+            .map(|(id, _)| *id)
+            .collect();
         self.watched.sort_unstable();
         // Outages that were under way before this load (a restart after a
         // crash, or new escalation rules) still escalate and repeat.
@@ -391,6 +386,24 @@ impl Monitor {
             }
         }
         self.evaluate_watched();
+    }
+
+    /// What a sensor's checks need: its target, check options and the
+    /// limit of checks at once on its host.
+    fn check_parts(&mut self, spec: &ResolvedSensor) -> (Target, CheckOptions, Arc<Semaphore>) {
+        let target = Target {
+            // The target's text is only for one-shot reports.
+            input: String::new(),
+            host: spec.host.clone(),
+            port: spec.port,
+        };
+        let per_host = self.options.per_host.max(1);
+        let host = self
+            .hosts
+            .entry(spec.host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+            .clone();
+        (target, check_options(spec, self.options.close), host)
     }
 
     async fn poll_generation(&mut self, db: &Db) {
@@ -582,12 +595,7 @@ impl Monitor {
             // A dependant going down while its dependency still looks up:
             // its alert waits for a fresh check of the dependency, so that
             // when the dependency is what failed, only the dependency alerts.
-            let dependency = sensor
-                .spec
-                .depends_on
-                .as_ref()
-                .and_then(|path| self.ids.get(path))
-                .copied()
+            let dependency = reload::dependency(sensor.spec.depends_on.as_deref(), &self.ids)
                 .filter(|_| change.to == State::Down && !notify.is_empty());
             let hold_until_ms = dependency.map(|_| sensor.since_ms + HOLD_MS);
             if dependency.is_some() {
@@ -729,12 +737,8 @@ impl Monitor {
             let Some(sensor) = self.sensors.get(&id) else {
                 return false;
             };
-            sensor
-                .spec
-                .depends_on
-                .as_ref()
-                .and_then(|path| self.ids.get(path))
-                .and_then(|dep| self.sensors.get(dep))
+            reload::dependency(sensor.spec.depends_on.as_deref(), &self.ids)
+                .and_then(|dep| self.sensors.get(&dep))
                 .is_none_or(|dep| is_up(dep.tracker.state))
         };
         let Some(sensor) = self.sensors.get_mut(&id) else {

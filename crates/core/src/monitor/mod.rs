@@ -1,9 +1,12 @@
 //! The monitor's pure decisions; the application runs them.
 //!
 //! - [`state`]: the sensor state machine.
+//! - [`reload`]: what a configuration reload changes, and the dependency
+//!   graph.
 //! - [`scheduler`]: scheduling decisions (first-run spread, catching up).
 //! - [`stats`]: counters of checks due, done, late and missed.
 
+pub mod reload;
 pub mod scheduler;
 pub mod state;
 pub mod stats;
