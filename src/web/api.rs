@@ -324,3 +324,17 @@ pub async fn notifications(
     }
     Ok(Json(rows).into_response())
 }
+
+/// The sensors API, its events and notifications, and its OpenAPI document.
+pub(super) fn routes() -> super::Routes {
+    super::Routes::new()
+        .get("/api/sensors", list)
+        .post("/api/sensors", create)
+        .get("/api/sensors/{id}", get)
+        .delete("/api/sensors/{id}", delete)
+        .post("/api/sensors/{id}/pause", pause)
+        .post("/api/sensors/{id}/resume", resume)
+        .get("/api/events", events)
+        .get("/api/notifications", notifications)
+        .get("/api/openapi.json", openapi)
+}

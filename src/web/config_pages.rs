@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use super::auth::{Admin, CsrfForm};
 use super::{AppError, AppState};
@@ -196,14 +196,12 @@ async fn render(state: &AppState, user: &Account, failed: Failed) -> Result<Resp
         server_fields: fields(&[&SERVER[..], &SETTINGS[..]].concat(), s.0, s.1),
         window_fields: fields(&WINDOW, w.0, w.1),
     };
-    let html = page
-        .render()
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    let mut response = Html(html).into_response();
-    if invalid {
-        *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    Ok(response)
+    let status = if invalid {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    super::render(&page, status)
 }
 
 /// `GET /config`.
@@ -655,4 +653,25 @@ pub async fn pause(
         .store(move |store| store.set_paused(&name, paused))
         .await?;
     Ok(Redirect::to("/config").into_response())
+}
+
+/// Groups, servers and maintenance windows: pages and API.
+pub(super) fn routes() -> super::Routes {
+    super::Routes::new()
+        .get("/config", page)
+        .post("/config/group", save_group)
+        .post("/config/server", save_server)
+        .post("/config/window", add_window)
+        .post("/config/window/{id}/delete", delete_window)
+        .post("/config/{kind}/delete", delete)
+        .post("/config/{kind}/{action}", pause)
+        .get("/api/groups", api_groups)
+        .post("/api/groups", api_save_group)
+        .get("/api/servers", api_servers)
+        .post("/api/servers", api_save_server)
+        .delete("/api/groups/{name}", api_delete_group)
+        .delete("/api/servers/{name}", api_delete_server)
+        .get("/api/maintenance", api_windows)
+        .post("/api/maintenance", api_add_window)
+        .delete("/api/maintenance/{id}", api_delete_window)
 }

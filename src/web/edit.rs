@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use std::collections::HashMap;
@@ -117,7 +117,7 @@ async fn page(
         }
     }
     let invalid = fields.iter().any(|f| f.error.is_some());
-    let html = EditPage {
+    let page = EditPage {
         user: Some(user.name.clone()),
         admin: true,
         csrf: user.csrf.clone(),
@@ -125,14 +125,13 @@ async fn page(
         path,
         fields,
         expect_closed: form.expect_closed.is_some(),
-    }
-    .render()
-    .map_err(|e| AppError::Internal(e.to_string()))?;
-    let mut response = Html(html).into_response();
-    if invalid {
-        *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    Ok(response)
+    };
+    let status = if invalid {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    super::render(&page, status)
 }
 
 /// `GET /sensors/{id}/edit`.
@@ -238,4 +237,12 @@ pub async fn delete(
 ) -> Result<Response, AppError> {
     state.store(move |store| store.retire_sensor(id)).await?;
     Ok(Redirect::to("/").into_response())
+}
+
+/// Editing and deleting a sensor.
+pub(super) fn routes() -> super::Routes {
+    super::Routes::new()
+        .get("/sensors/{id}/edit", form)
+        .post("/sensors/{id}/edit", update)
+        .post("/sensors/{id}/delete", delete)
 }

@@ -282,3 +282,8 @@ pub async fn metrics(
     )
         .into_response())
 }
+
+/// `/metrics`.
+pub(super) fn routes() -> super::Routes {
+    super::Routes::new().get("/metrics", metrics)
+}

@@ -242,6 +242,22 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
     }
 }
 
+/// A template's HTML.
+fn html(page: &impl askama::Template) -> Result<String, AppError> {
+    page.render().map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// Every page is rendered here: HTML with `status`, never stored by a
+/// cache (pages show what one account may see, and carry its CSRF token).
+fn render(page: &impl askama::Template, status: StatusCode) -> Result<Response, AppError> {
+    Ok((
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(html(page)?),
+    )
+        .into_response())
+}
+
 /// Records each route as it is added, so tests can walk every route of the
 /// router (every change must be refused without a CSRF token).
 struct Routes {
@@ -250,6 +266,20 @@ struct Routes {
 }
 
 impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    /// The routes of one resource, joined with [`Router::merge`].
+    fn merge(mut self, other: Routes) -> Routes {
+        self.router = self.router.merge(other.router);
+        self.table.extend(other.table);
+        self
+    }
+
     fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Routes
     where
         H: Handler<T, AppState>,
@@ -280,78 +310,17 @@ impl Routes {
 }
 
 fn routes() -> Routes {
-    Routes {
-        router: Router::new(),
-        table: Vec::new(),
-    }
-    .get("/", pages::dashboard)
-    .get("/login", pages::login_form)
-    .post("/login", pages::login)
-    .post("/logout", pages::logout)
-    .get("/sensors/new", pages::new_sensor_form)
-    .post("/sensors/new", pages::create_sensor)
-    .get("/sensors/{id}", pages::sensor)
-    .get("/sensors/{id}/edit", edit::form)
-    .post("/sensors/{id}/edit", edit::update)
-    .post("/sensors/{id}/delete", edit::delete)
-    .post("/sensors/{id}/pause", pages::pause)
-    .post("/sensors/{id}/resume", pages::resume)
-    .get("/events", pages::events)
-    .get("/config", config_pages::page)
-    .post("/config/group", config_pages::save_group)
-    .post("/config/server", config_pages::save_server)
-    .post("/config/window", config_pages::add_window)
-    .post("/config/window/{id}/delete", config_pages::delete_window)
-    .post("/config/{kind}/delete", config_pages::delete)
-    .post("/config/{kind}/{action}", config_pages::pause)
-    .get("/reports", reports::page)
-    .get("/status-pages", status_pages::list)
-    .post("/status-pages", status_pages::create)
-    .post("/status-pages/{slug}/delete", status_pages::delete)
-    .get("/status/{slug}", status_pages::public)
-    .get("/api/reports", reports::api)
-    .get("/api/sensors", api::list)
-    .post("/api/sensors", api::create)
-    .get("/api/sensors/{id}", api::get)
-    .delete("/api/sensors/{id}", api::delete)
-    .post("/api/sensors/{id}/pause", api::pause)
-    .post("/api/sensors/{id}/resume", api::resume)
-    .get("/api/events", api::events)
-    .get("/api/notifications", api::notifications)
-    .get("/api/channels", notify_pages::api_channels)
-    .post("/api/channels", notify_pages::api_save_channel)
-    .delete("/api/channels/{name}", notify_pages::api_delete_channel)
-    .get("/api/rules", notify_pages::api_rules)
-    .post("/api/rules", notify_pages::api_add_rule)
-    .delete("/api/rules/{id}", notify_pages::api_delete_rule)
-    .get("/notifications", notify_pages::page)
-    .post("/notifications/channel", notify_pages::save_channel)
-    .post("/notifications/rule", notify_pages::add_rule)
-    .post(
-        "/notifications/channel/{name}/delete",
-        notify_pages::delete_channel,
-    )
-    .post(
-        "/notifications/channel/{name}/test",
-        notify_pages::test_channel,
-    )
-    .post("/notifications/rule/{id}/delete", notify_pages::delete_rule)
-    .get("/api/groups", config_pages::api_groups)
-    .post("/api/groups", config_pages::api_save_group)
-    .get("/api/servers", config_pages::api_servers)
-    .post("/api/servers", config_pages::api_save_server)
-    .delete("/api/groups/{name}", config_pages::api_delete_group)
-    .delete("/api/servers/{name}", config_pages::api_delete_server)
-    .get("/api/maintenance", config_pages::api_windows)
-    .post("/api/maintenance", config_pages::api_add_window)
-    .delete("/api/maintenance/{id}", config_pages::api_delete_window)
-    .get("/api/status-pages", status_pages::api_list)
-    .post("/api/status-pages", status_pages::api_save)
-    .delete("/api/status-pages/{slug}", status_pages::api_delete)
-    .get("/api/openapi.json", api::openapi)
-    .get("/metrics", metrics::metrics)
-    .get("/healthz", || async { "ok\n" })
-    .get("/assets/{*file}", asset)
+    Routes::new()
+        .merge(pages::routes())
+        .merge(edit::routes())
+        .merge(config_pages::routes())
+        .merge(reports::routes())
+        .merge(status_pages::routes())
+        .merge(api::routes())
+        .merge(notify_pages::routes())
+        .merge(metrics::routes())
+        .get("/healthz", || async { "ok\n" })
+        .get("/assets/{*file}", asset)
 }
 
 /// Every route of [`app`]: method and path pattern.

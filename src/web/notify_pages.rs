@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use askama::Template;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
 use super::auth::{Admin, ApiUser, CsrfForm, PageUser};
@@ -394,14 +394,12 @@ async fn render(state: &AppState, user: &Account, outcome: Outcome) -> Result<Re
         rule_error,
         message: outcome.message,
     };
-    let html = page
-        .render()
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    let mut response = Html(html).into_response();
-    if failed {
-        *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    Ok(response)
+    let status = if failed {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    super::render(&page, status)
 }
 
 /// `GET /notifications`.
@@ -580,6 +578,23 @@ pub async fn test_channel(
         ..Outcome::default()
     };
     render(&state, &user, outcome).await
+}
+
+/// Notification channels and rules: pages and API.
+pub(super) fn routes() -> super::Routes {
+    super::Routes::new()
+        .get("/api/channels", api_channels)
+        .post("/api/channels", api_save_channel)
+        .delete("/api/channels/{name}", api_delete_channel)
+        .get("/api/rules", api_rules)
+        .post("/api/rules", api_add_rule)
+        .delete("/api/rules/{id}", api_delete_rule)
+        .get("/notifications", page)
+        .post("/notifications/channel", save_channel)
+        .post("/notifications/rule", add_rule)
+        .post("/notifications/channel/{name}/delete", delete_channel)
+        .post("/notifications/channel/{name}/test", test_channel)
+        .post("/notifications/rule/{id}/delete", delete_rule)
 }
 
 #[cfg(test)]

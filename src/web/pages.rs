@@ -8,7 +8,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::http::request::Parts;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::auth::{Admin, COOKIE, CsrfForm, LOGIN_COOKIE, PageUser, cookie_value};
@@ -22,10 +22,7 @@ use crate::store::StatusRow;
 use crate::store::accounts::{Account, Role};
 
 fn render(template: impl Template) -> Result<Response, AppError> {
-    let html = template
-        .render()
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+    super::render(&template, axum::http::StatusCode::OK)
 }
 
 pub(super) fn time(ms: i64) -> String {
@@ -776,4 +773,19 @@ pub async fn create_sensor(
         .store(move |store| store.add_sensor(&server, &host, port, &name, &overrides))
         .await?;
     Ok(Redirect::to(&format!("/sensors/{id}")).into_response())
+}
+
+/// The dashboard, sign-in, the sensor pages and the events page.
+pub(super) fn routes() -> super::Routes {
+    super::Routes::new()
+        .get("/", dashboard)
+        .get("/login", login_form)
+        .post("/login", login)
+        .post("/logout", logout)
+        .get("/sensors/new", new_sensor_form)
+        .post("/sensors/new", create_sensor)
+        .get("/sensors/{id}", sensor)
+        .post("/sensors/{id}/pause", pause)
+        .post("/sensors/{id}/resume", resume)
+        .get("/events", events)
 }

@@ -170,7 +170,7 @@ pub async fn page(
             sensor: r.sensor,
         })
         .collect();
-    let html = ReportsPage {
+    let page = ReportsPage {
         user: Some(user.name.clone()),
         admin: user.role == crate::store::accounts::Role::Admin,
         csrf: user.csrf.clone(),
@@ -182,10 +182,8 @@ pub async fn page(
         },
         error,
         rows,
-    }
-    .render()
-    .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(axum::response::Html(html).into_response())
+    };
+    super::render(&page, axum::http::StatusCode::OK)
 }
 
 /// `GET /api/reports?name=&since=30d`.
@@ -200,6 +198,13 @@ pub async fn api(
         .map(|(_, r)| r)
         .collect();
     Ok(Json(reports).into_response())
+}
+
+/// Reports: page and API.
+pub(super) fn routes() -> super::Routes {
+    super::Routes::new()
+        .get("/reports", page)
+        .get("/api/reports", api)
 }
 
 #[cfg(test)]

@@ -30,16 +30,14 @@ async fn list_page(
     error: Option<String>,
 ) -> Result<Response, AppError> {
     let pages = state.store(|store| store.status_pages()).await?;
-    let html = ListPage {
+    let page = ListPage {
         user: Some(user.name.clone()),
         admin: user.role == Role::Admin,
         csrf: user.csrf.clone(),
         pages,
         error,
-    }
-    .render()
-    .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(Html(html).into_response())
+    };
+    super::render(&page, axum::http::StatusCode::OK)
 }
 
 /// `GET /status-pages`: the list, and a form for admins.
@@ -194,10 +192,7 @@ pub async fn public(
             if wants_json {
                 return Err(AppError::NotFound("no such status page".into()));
             }
-            let html = MissingPage { slug }
-                .render()
-                .map_err(|e| AppError::Internal(e.to_string()))?;
-            Ok((axum::http::StatusCode::NOT_FOUND, Html(html)).into_response())
+            super::render(&MissingPage { slug }, axum::http::StatusCode::NOT_FOUND)
         }
     }
 }
@@ -262,7 +257,7 @@ async fn render_public(state: &AppState, slug: String, page: usize) -> Result<Re
     let updated = jiff::Timestamp::from_millisecond(now)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
-    let html = PublicPage {
+    let public = PublicPage {
         title,
         overall,
         overall_class,
@@ -272,10 +267,8 @@ async fn render_public(state: &AppState, slug: String, page: usize) -> Result<Re
         pages,
         previous: page.checked_sub(1),
         next: (page + 1 < pages).then_some(page + 1),
-    }
-    .render()
-    .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(Rendered::Page(html))
+    };
+    Ok(Rendered::Page(super::html(&public)?))
 }
 
 /// `GET /api/status-pages`.
@@ -321,4 +314,16 @@ pub async fn api_delete(
         .store(move |store| store.delete_status_page(&slug))
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// Status pages: their management and the public pages.
+pub(super) fn routes() -> super::Routes {
+    super::Routes::new()
+        .get("/status-pages", list)
+        .post("/status-pages", create)
+        .post("/status-pages/{slug}/delete", delete)
+        .get("/status/{slug}", public)
+        .get("/api/status-pages", api_list)
+        .post("/api/status-pages", api_save)
+        .delete("/api/status-pages/{slug}", api_delete)
 }
