@@ -79,6 +79,33 @@
 //!    - `main.rs`: parses arguments, runs the subcommand, and maps errors to
 //!      exit codes.
 //!
+//! # One check, end to end
+//!
+//! 1. [`daemon::start`] opens the store handle ([`store::Db`]), starts the
+//!    writer thread ([`store::writer::start`]), and runs
+//!    [`monitor::daemon::run`], which loads the configuration and applies
+//!    it as a [`monitor::reload::ConfigDiff`].
+//! 2. The monitor keeps a queue of due times. When a sensor is due
+//!    ([`monitor::scheduler`] spreads first runs and skips missed slots),
+//!    it takes a permit (global and per host) and spawns
+//!    [`probe::Checker::check`]: resolve, Happy Eyeballs connect
+//!    ([`probe::happy`], [`probe::connect`]), and, for a protocol check,
+//!    the protocol's conversation from [`probe::proto::PROTOCOLS`]. The
+//!    outcome is a [`probe::CheckResult`] with a [`probe::Reason`].
+//! 3. The result comes back to the monitor, which steps the sensor's state
+//!    machine ([`monitor::state::step`]): an immediate re-check before a
+//!    DOWN, dependants paused with their dependency, maintenance windows.
+//!    A state change asks the planner ([`notify::plan`]) which
+//!    notifications it causes.
+//! 4. The result goes to the writer's queue ([`store::writer::Writer`]):
+//!    packed ([`store::pack`]) and committed within a second. A state
+//!    change is committed at once with its notifications, before it is
+//!    announced; the delivery worker ([`notify::worker`]) then sends them.
+//! 5. The web ([`web`]) reads the sensor's state, its last result and its
+//!    [`probe::proto::CheckDetails`] through the same store handle, and
+//!    renders the dashboard and the sensor page; `/metrics` and the API
+//!    read the same rows.
+//!
 //! Around them:
 //!
 //! - `bench/`: benchmarks against peer tools (`bench/scan`, `bench/monitor`).
