@@ -484,14 +484,19 @@ fn ordered_writes_keep_their_order_and_start_no_threads_when_the_queue_is_full()
             let writer = writer.clone();
             move || {
                 // Fill the queue: results are dropped once it is full.
-                while writer
-                    .stats
-                    .results_dropped
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    == 0
-                {
+                let dropped = || {
+                    writer
+                        .stats
+                        .results_dropped
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                };
+                for _ in 0..1000 {
+                    if dropped() > 0 {
+                        break;
+                    }
                     writer.result(result, last.clone());
                 }
+                assert!(dropped() > 0, "the queue never filled");
                 let acks: Vec<_> = (1..=50)
                     .map(|n| writer.event(id, base + n, change(n)))
                     .collect();
