@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::dependency::{self, is_up};
 use super::reload::{self, Changed, ConfigDiff};
 use super::scheduler::{first_offset, next_due};
-use super::state::{self, Input, State, Tracker, wanted_pause};
+use super::state::{self, Input, State, Tracker};
 use super::stats::MonitorStats;
 use crate::config::model::{ResolvedSensor, resolve};
 use crate::notify::plan::{Current, Outgoing, Planner};
@@ -595,8 +596,11 @@ impl Monitor {
             // A dependant going down while its dependency still looks up:
             // its alert waits for a fresh check of the dependency, so that
             // when the dependency is what failed, only the dependency alerts.
-            let dependency = reload::dependency(sensor.spec.depends_on.as_deref(), &self.ids)
-                .filter(|_| change.to == State::Down && !notify.is_empty());
+            let dependency = dependency::hold(
+                &change,
+                !notify.is_empty(),
+                reload::dependency(sensor.spec.depends_on.as_deref(), &self.ids),
+            );
             let hold_until_ms = dependency.map(|_| sensor.since_ms + HOLD_MS);
             if dependency.is_some() {
                 self.held.insert(id);
@@ -652,15 +656,11 @@ impl Monitor {
             .sensors
             .get(&id)
             .is_some_and(|d| is_up(d.tracker.state));
-        if !dependency_up {
-            return;
-        }
         let at_ms = self.now_ms();
-        for dependant in dependants {
-            if self.held.remove(dependant) {
-                self.announcer
-                    .settled(self.writer.settle(*dependant, at_ms, None));
-            }
+        for dependant in dependency::to_release(dependency_up, &self.held, dependants) {
+            self.held.remove(&dependant);
+            self.announcer
+                .settled(self.writer.settle(dependant, at_ms, None));
         }
     }
 
@@ -749,14 +749,13 @@ impl Monitor {
             .windows
             .iter()
             .any(|(_, rule)| rule.contains(now));
-        let input = match (
-            wanted_pause(sensor.manual, in_window, dependency_up),
+        let Some(input) = dependency::pause_input(
             sensor.tracker.state,
-        ) {
-            (Some(cause), State::Paused(current)) if cause == current => return false,
-            (Some(cause), _) => Input::Pause(cause),
-            (None, State::Paused(_)) => Input::Resume,
-            (None, _) => return false,
+            sensor.manual,
+            in_window,
+            dependency_up,
+        ) else {
+            return false;
         };
         let was_up = is_up(sensor.tracker.state);
         let step = state::step(sensor.tracker, &input, sensor.spec.settings.retries);
@@ -767,12 +766,11 @@ impl Monitor {
         sensor.since_ms = now.as_millisecond();
         if self.held.remove(&id) && matches!(change.to, State::Paused(_)) {
             // Its dependency went down: only the dependency alerts.
-            let why = match (&change.to, &sensor.spec.depends_on) {
-                (State::Paused(state::PauseCause::Dependency), Some(dependency)) => {
-                    format!("cancelled: its dependency {dependency} is down; it alerts instead")
-                }
-                _ => format!("cancelled: {}", change.message),
-            };
+            let why = dependency::cancel_reason(
+                change.to,
+                sensor.spec.depends_on.as_deref(),
+                &change.message,
+            );
             self.announcer
                 .settled(self.writer.settle(id, sensor.since_ms, Some(why)));
         }
@@ -795,12 +793,6 @@ impl Monitor {
         }
         was_up != is_up(step.tracker.state)
     }
-}
-
-/// Whether a state satisfies dependants: UP, or WARNING (still answering,
-/// or one failure being re-checked).
-fn is_up(state: State) -> bool {
-    matches!(state, State::Up | State::Warning)
 }
 
 /// A commit to wait for, and the state change to log once it is stored.

@@ -9,6 +9,6 @@
 
 pub mod daemon;
 
-pub use portwatch_core::monitor::{reload, scheduler, state, stats};
+pub use portwatch_core::monitor::{dependency, reload, scheduler, state, stats};
 
 pub use daemon::{Clock, MonitorOptions, run};

@@ -1,11 +1,13 @@
 //! The monitor's pure decisions; the application runs them.
 //!
 //! - [`state`]: the sensor state machine.
+//! - [`dependency`]: pauses for dependencies and windows, held alerts.
 //! - [`reload`]: what a configuration reload changes, and the dependency
 //!   graph.
 //! - [`scheduler`]: scheduling decisions (first-run spread, catching up).
 //! - [`stats`]: counters of checks due, done, late and missed.
 
+pub mod dependency;
 pub mod reload;
 pub mod scheduler;
 pub mod state;
