@@ -88,142 +88,9 @@ pub async fn metrics(
         .store(|store| Ok((store.status()?, store.undelivered()?)))
         .await?;
     let mut registry = Registry::default();
-    let up = Family::<SensorLabels, Gauge>::default();
-    let state_gauge = Family::<SensorLabels, Gauge>::default();
-    let response = Family::<SensorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    let last = Family::<SensorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    registry.register(
-        "portwatch_sensor_up",
-        "1 when the sensor is UP or WARNING, 0 otherwise",
-        up.clone(),
-    );
-    registry.register(
-        "portwatch_sensor_state",
-        "0 pending, 1 up, 2 warning, 3 down, 4 paused, 5 unknown",
-        state_gauge.clone(),
-    );
-    registry.register(
-        "portwatch_sensor_response_seconds",
-        "The last connect time",
-        response.clone(),
-    );
-    registry.register(
-        "portwatch_sensor_last_check_timestamp_seconds",
-        "When the sensor was last checked",
-        last.clone(),
-    );
-    let phases = Family::<PhaseLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    let cert_expiry = Family::<SensorLabels, Gauge>::default();
-    registry.register(
-        "portwatch_sensor_phase_seconds",
-        "Protocol checks: the last check's TLS handshake, first byte and total time",
-        phases.clone(),
-    );
-    registry.register(
-        "portwatch_sensor_cert_expiry_timestamp_seconds",
-        "Protocol checks over TLS: when the last seen certificate expires",
-        cert_expiry.clone(),
-    );
-    let services = Services::global();
-    for row in &rows {
-        let (server, sensor) = row.path.split_once('/').unwrap_or((&row.path, ""));
-        let labels = SensorLabels {
-            group: row.group.clone().unwrap_or_default(),
-            server: server.to_owned(),
-            sensor: sensor.to_owned(),
-            host: row.host.clone(),
-            port: row.port.to_string(),
-            service: services
-                .by_port(row.port)
-                .map(|s| s.name.clone())
-                .unwrap_or_default(),
-        };
-        up.get_or_create(&labels).set(i64::from(matches!(
-            row.state,
-            SensorState::Up | SensorState::Warning
-        )));
-        state_gauge
-            .get_or_create(&labels)
-            .set(state_code(row.state));
-        if let Some(us) = row.last_rtt_us {
-            response.get_or_create(&labels).set(us as f64 / 1e6);
-        }
-        if let Some(ms) = row.last_check_ms {
-            last.get_or_create(&labels).set(ms as f64 / 1e3);
-        }
-        if let Some(details) = &row.last_details {
-            for (ms, phase) in [
-                (details.tls_ms, "tls"),
-                (details.first_byte_ms, "first_byte"),
-                (Some(details.total_ms), "total"),
-            ] {
-                if let Some(ms) = ms {
-                    let labels = PhaseLabels {
-                        group: labels.group.clone(),
-                        server: labels.server.clone(),
-                        sensor: labels.sensor.clone(),
-                        host: labels.host.clone(),
-                        port: labels.port.clone(),
-                        service: labels.service.clone(),
-                        phase: phase.to_owned(),
-                    };
-                    phases.get_or_create(&labels).set(ms / 1e3);
-                }
-            }
-            if let Some(seconds) = details.cert_not_after_s {
-                cert_expiry.get_or_create(&labels).set(seconds);
-            }
-        }
-    }
+    sensor_metrics(&mut registry, &rows);
     if let Some(monitor) = &state.monitor {
-        let counts = monitor.snapshot();
-        let checks = Family::<StatusLabels, Counter>::default();
-        for (status, n) in ["up", "warning", "down", "unknown"]
-            .iter()
-            .zip(counts.by_status)
-        {
-            checks
-                .get_or_create(&StatusLabels {
-                    status: (*status).to_owned(),
-                })
-                .inc_by(n);
-        }
-        registry.register("portwatch_checks", "Checks done, by status", checks);
-        let by_reason = Family::<ReasonLabels, Counter>::default();
-        for (reason, n) in crate::probe::Reason::ALL.iter().zip(counts.by_reason) {
-            by_reason
-                .get_or_create(&ReasonLabels {
-                    reason: reason.as_str().to_owned(),
-                })
-                .inc_by(n);
-        }
-        registry.register(
-            "portwatch_check_reasons",
-            "Checks done, by reason",
-            by_reason,
-        );
-        let in_flight = Gauge::<i64>::default();
-        in_flight.set(counts.in_flight as i64);
-        registry.register(
-            "portwatch_checks_in_flight",
-            "Checks running now",
-            in_flight,
-        );
-        registry.register(
-            "portwatch_checks_late",
-            "Checks that started more than 1 s late",
-            counter(counts.late),
-        );
-        registry.register(
-            "portwatch_checks_missed",
-            "Scheduled checks that could not run",
-            counter(counts.missed),
-        );
-        registry.register(
-            "portwatch_rechecks",
-            "Immediate re-checks of failures",
-            counter(counts.rechecks),
-        );
+        monitor_metrics(&mut registry, &monitor.snapshot());
     }
     if let Some(writer) = &state.writer {
         registry.register(
@@ -281,6 +148,150 @@ pub async fn metrics(
         body,
     )
         .into_response())
+}
+
+/// Per sensor: up, state, connect time, last check, protocol phases and
+/// certificate expiry.
+fn sensor_metrics(registry: &mut Registry, rows: &[crate::store::StatusRow]) {
+    let up = Family::<SensorLabels, Gauge>::default();
+    let state_gauge = Family::<SensorLabels, Gauge>::default();
+    let response = Family::<SensorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let last = Family::<SensorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    registry.register(
+        "portwatch_sensor_up",
+        "1 when the sensor is UP or WARNING, 0 otherwise",
+        up.clone(),
+    );
+    registry.register(
+        "portwatch_sensor_state",
+        "0 pending, 1 up, 2 warning, 3 down, 4 paused, 5 unknown",
+        state_gauge.clone(),
+    );
+    registry.register(
+        "portwatch_sensor_response_seconds",
+        "The last connect time",
+        response.clone(),
+    );
+    registry.register(
+        "portwatch_sensor_last_check_timestamp_seconds",
+        "When the sensor was last checked",
+        last.clone(),
+    );
+    let phases = Family::<PhaseLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let cert_expiry = Family::<SensorLabels, Gauge>::default();
+    registry.register(
+        "portwatch_sensor_phase_seconds",
+        "Protocol checks: the last check's TLS handshake, first byte and total time",
+        phases.clone(),
+    );
+    registry.register(
+        "portwatch_sensor_cert_expiry_timestamp_seconds",
+        "Protocol checks over TLS: when the last seen certificate expires",
+        cert_expiry.clone(),
+    );
+    let services = Services::global();
+    for row in rows {
+        let (server, sensor) = row.path.split_once('/').unwrap_or((&row.path, ""));
+        let labels = SensorLabels {
+            group: row.group.clone().unwrap_or_default(),
+            server: server.to_owned(),
+            sensor: sensor.to_owned(),
+            host: row.host.clone(),
+            port: row.port.to_string(),
+            service: services
+                .by_port(row.port)
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+        };
+        up.get_or_create(&labels).set(i64::from(matches!(
+            row.state,
+            SensorState::Up | SensorState::Warning
+        )));
+        state_gauge
+            .get_or_create(&labels)
+            .set(state_code(row.state));
+        if let Some(us) = row.last_rtt_us {
+            response.get_or_create(&labels).set(us as f64 / 1e6);
+        }
+        if let Some(ms) = row.last_check_ms {
+            last.get_or_create(&labels).set(ms as f64 / 1e3);
+        }
+        if let Some(details) = &row.last_details {
+            for (ms, phase) in [
+                (details.tls_ms, "tls"),
+                (details.first_byte_ms, "first_byte"),
+                (Some(details.total_ms), "total"),
+            ] {
+                if let Some(ms) = ms {
+                    let labels = PhaseLabels {
+                        group: labels.group.clone(),
+                        server: labels.server.clone(),
+                        sensor: labels.sensor.clone(),
+                        host: labels.host.clone(),
+                        port: labels.port.clone(),
+                        service: labels.service.clone(),
+                        phase: phase.to_owned(),
+                    };
+                    phases.get_or_create(&labels).set(ms / 1e3);
+                }
+            }
+            if let Some(seconds) = details.cert_not_after_s {
+                cert_expiry.get_or_create(&labels).set(seconds);
+            }
+        }
+    }
+}
+
+/// The monitor's counters: checks by status and reason, in flight, late,
+/// missed, re-checks.
+fn monitor_metrics(registry: &mut Registry, counts: &crate::monitor::stats::Counts) {
+    let checks = Family::<StatusLabels, Counter>::default();
+    for (status, n) in ["up", "warning", "down", "unknown"]
+        .iter()
+        .zip(counts.by_status)
+    {
+        checks
+            .get_or_create(&StatusLabels {
+                status: (*status).to_owned(),
+            })
+            .inc_by(n);
+    }
+    registry.register("portwatch_checks", "Checks done, by status", checks);
+    let by_reason = Family::<ReasonLabels, Counter>::default();
+    for (reason, n) in crate::probe::Reason::ALL.iter().zip(counts.by_reason) {
+        by_reason
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str().to_owned(),
+            })
+            .inc_by(n);
+    }
+    registry.register(
+        "portwatch_check_reasons",
+        "Checks done, by reason",
+        by_reason,
+    );
+    let in_flight = Gauge::<i64>::default();
+    in_flight.set(counts.in_flight as i64);
+    registry.register(
+        "portwatch_checks_in_flight",
+        "Checks running now",
+        in_flight,
+    );
+    registry.register(
+        "portwatch_checks_late",
+        "Checks that started more than 1 s late",
+        counter(counts.late),
+    );
+    registry.register(
+        "portwatch_checks_missed",
+        "Scheduled checks that could not run",
+        counter(counts.missed),
+    );
+    registry.register(
+        "portwatch_rechecks",
+        "Immediate re-checks of failures",
+        counter(counts.rechecks),
+    );
 }
 
 /// `/metrics`.
