@@ -26,7 +26,7 @@ use crate::notify::plan::{Current, Outgoing, Planner};
 use crate::probe::verdict::Expectation;
 use crate::probe::{CheckOptions, CheckResult, Checker, CloseMode, Family, Reason, Status, Target};
 use crate::store::writer::{LastCheck, Writer};
-use crate::store::{Db, Loaded, StoreError, StoredResult};
+use crate::store::{Loaded, Storage, StoreError, StoredResult};
 
 /// The wall clock the monitor stamps results, events and maintenance
 /// windows with.
@@ -148,9 +148,9 @@ struct Monitor {
 
 /// What the monitor is wired to: the store (read through `db`, written
 /// through `writer`), and the signals it takes.
-pub struct Wiring {
-    /// The store handle: configuration loads and generation polls.
-    pub db: Db,
+pub struct Wiring<S> {
+    /// The store: configuration loads and generation polls.
+    pub db: S,
     /// The store's writer: results, events and notifications.
     pub writer: Writer,
     /// Counters of checks due, done, late and missed.
@@ -167,7 +167,7 @@ pub struct Wiring {
 
 /// Runs the monitor until `wiring.shutdown` is cancelled, then waits for
 /// the writer to commit everything.
-pub async fn run(wiring: Wiring, options: MonitorOptions) -> Result<(), StoreError> {
+pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Result<(), StoreError> {
     let Wiring {
         db,
         writer,
@@ -248,8 +248,8 @@ pub async fn run(wiring: Wiring, options: MonitorOptions) -> Result<(), StoreErr
 }
 
 /// Loads the configuration and the last known states, off the async threads.
-async fn load(db: &Db) -> Result<(Loaded, HashMap<i64, (State, i64)>), StoreError> {
-    db.call(|store| Ok((store.load()?, store.states()?))).await
+async fn load<S: Storage>(db: &S) -> Result<(Loaded, HashMap<i64, (State, i64)>), StoreError> {
+    Ok((db.load().await?, db.states().await?))
 }
 
 fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
@@ -407,7 +407,7 @@ impl Monitor {
         (target, check_options(spec, self.options.close), host)
     }
 
-    async fn poll_generation(&mut self, db: &Db) {
+    async fn poll_generation<S: Storage>(&mut self, db: &S) {
         match db.generation().await {
             Ok(generation) if generation != self.generation => self.reload(db).await,
             Ok(_) => {}
@@ -417,7 +417,7 @@ impl Monitor {
         }
     }
 
-    async fn reload(&mut self, db: &Db) {
+    async fn reload<S: Storage>(&mut self, db: &S) {
         match load(db).await {
             Ok((loaded, statuses)) => {
                 self.apply(loaded, &statuses);

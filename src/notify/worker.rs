@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::deliver::{Failure, Http, deliver};
 use super::{ChannelDef, backoff};
 use crate::monitor::Clock;
-use crate::store::Db;
+use crate::store::Storage;
 use crate::store::outbox::Pending;
 
 /// Delivery counters, for `/metrics`.
@@ -35,8 +35,8 @@ pub struct DeliveryStats {
 /// notifications), a task finishing, or a second. Each channel's task
 /// delivers that channel's notifications in order and records each attempt
 /// as soon as it ends, so a hanging receiver delays nothing but itself.
-pub async fn run(
-    db: Db,
+pub async fn run<S: Storage>(
+    db: S,
     clock: Clock,
     wake: Arc<Notify>,
     stop: CancellationToken,
@@ -51,14 +51,13 @@ pub async fn run(
         }
         let now_ms = clock.now().as_millisecond();
         let busy: Vec<String> = running.values().cloned().collect();
-        let due = db
-            .call(move |s| {
-                Ok((
-                    s.due_notifications_except(now_ms, 200, &busy)?,
-                    s.notifications()?.0,
-                ))
-            })
-            .await;
+        let due = match db.due_notifications_except(now_ms, 200, busy).await {
+            Ok(due) => db
+                .notifications()
+                .await
+                .map(|(channels, _)| (due, channels)),
+            Err(error) => Err(error),
+        };
         match due {
             Ok((due, channels)) => {
                 for (name, queue) in by_channel(due) {
@@ -118,8 +117,8 @@ fn by_channel(due: Vec<Pending>) -> BTreeMap<String, Vec<Pending>> {
 /// attempt when it ends. A failure that a retry may mend stops the round
 /// (the receiver is likely down); one that cannot be mended is recorded as
 /// failed and the next notification goes on.
-async fn deliver_channel(
-    db: Db,
+async fn deliver_channel<S: Storage>(
+    db: S,
     clock: Clock,
     name: String,
     channel: Option<ChannelDef>,
@@ -157,15 +156,13 @@ async fn deliver_channel(
             }
         };
         let id = pending.id;
-        let recorded = db
-            .call(move |s| match outcome {
-                Ok(()) => s.delivered(id, at_ms),
-                Err(failure) if failure.permanent => {
-                    s.delivery_abandoned(id, &failure.message, at_ms)
-                }
-                Err(failure) => s.delivery_failed(id, &failure.message, retry_ms),
-            })
-            .await;
+        let recorded = match outcome {
+            Ok(()) => db.delivered(id, at_ms).await,
+            Err(failure) if failure.permanent => {
+                db.delivery_abandoned(id, failure.message, at_ms).await
+            }
+            Err(failure) => db.delivery_failed(id, failure.message, retry_ms).await,
+        };
         if let Err(error) = recorded {
             tracing::error!(%error, "cannot record a delivery attempt; it may be repeated");
         }

@@ -89,13 +89,6 @@ impl Db {
         }
     }
 
-    /// The configuration generation ([`Store::generation`]): the monitor
-    /// polls it to notice changes made by `portwatch apply`, the web or the
-    /// API, over a pooled connection.
-    pub async fn generation(&self) -> Result<i64, StoreError> {
-        self.call(|store| store.generation()).await
-    }
-
     /// Connections open and idle now.
     pub fn idle(&self) -> usize {
         self.inner.idle.lock().expect("pool lock").len()
@@ -143,10 +136,6 @@ mod tests {
         }
         assert!(peak.load(std::sync::atomic::Ordering::SeqCst) <= 3);
         assert!((1..=3).contains(&db.idle()), "{} idle", db.idle());
-        assert_eq!(
-            db.generation().await.unwrap(),
-            db.generation().await.unwrap()
-        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -161,7 +150,7 @@ mod tests {
             "{missing:?}"
         );
         assert_eq!(db.idle(), 1);
-        db.generation().await.unwrap();
+        db.call(|store| store.generation()).await.unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod pack;
 pub mod rollup;
 mod schema;
+mod storage;
 pub mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +31,7 @@ use portwatch_probe::target::parse_bare_host;
 pub use handle::Db;
 pub use pack::StoredResult;
 pub use rollup::Rollup;
+pub use storage::Storage;
 
 /// The default store file, in the current directory.
 pub const DEFAULT_PATH: &str = "portwatch.db";

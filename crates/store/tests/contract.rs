@@ -1,0 +1,384 @@
+//! The storage contract: what every backend of [`Storage`] must do, checked
+//! through the trait only. Each test is a function generic over the
+//! backend; the `sqlite` module at the end runs them on the embedded store.
+//! A new backend adds a module that runs the same functions.
+
+use std::time::Duration;
+
+use portwatch_core::config::{Overrides, from_toml};
+use portwatch_store::accounts::{Role, StatusPage};
+use portwatch_store::{Storage, StoreError};
+
+const CONFIG: &str = r#"
+[defaults]
+interval = "30s"
+[[group]]
+name = "Site"
+[[server]]
+name = "web"
+host = "127.0.0.1"
+group = "Site"
+tags = ["eu"]
+  [[server.sensor]]
+  port = 80
+  [[server.sensor]]
+  port = 443
+  depends_on = "db/postgresql"
+[[server]]
+name = "db"
+host = "2001:db8::5"
+  [[server.sensor]]
+  port = "postgresql"
+[[maintenance]]
+name = "nightly"
+every = "day"
+start = "03:00"
+duration = "30m"
+servers = ["db"]
+[[channel]]
+name = "chat"
+webhook = "http://127.0.0.1:9/hook"
+[[notify]]
+channel = "chat"
+on = ["down", "up"]
+"#;
+
+/// Applying a configuration stores it: loading gives it back, the
+/// generation moves, names select sensors, and a second apply of the same
+/// file changes nothing but the generation.
+async fn configuration_round_trips<S: Storage>(db: S) {
+    let before = db.generation().await.unwrap();
+    let config = from_toml("t.toml", CONFIG).unwrap();
+    let summary = db.apply(config.clone()).await.unwrap();
+    assert_eq!((summary.sensors, summary.added, summary.removed), (3, 3, 0));
+    assert!(db.generation().await.unwrap() > before);
+    let loaded = db.load().await.unwrap();
+    assert_eq!(loaded.config.servers.len(), 2);
+    assert_eq!(loaded.config.servers[0].tags, ["eu"]);
+    assert_eq!(loaded.config.maintenance.len(), 1);
+    assert_eq!(loaded.ids.len(), 3);
+    assert_eq!(db.sensor_count().await.unwrap(), 3);
+    let web = db.sensor_ids("web".into()).await.unwrap();
+    assert_eq!(web.len(), 2);
+    assert_eq!(
+        db.sensor_ids("Site".into()).await.unwrap(),
+        web,
+        "a group selects its servers' sensors"
+    );
+    let id = db.sensor_ids("db/postgresql".into()).await.unwrap()[0];
+    assert_eq!(db.sensor_path(id).await.unwrap(), "db/postgresql");
+    assert!(matches!(
+        db.sensor_ids("nothing".into()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let again = db.apply(config).await.unwrap();
+    assert_eq!((again.added, again.removed), (0, 0));
+    let (channels, rules) = db.notifications().await.unwrap();
+    assert_eq!(channels.len(), 1);
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].channel, "chat");
+}
+
+/// Pausing by name marks the sensors, once; resuming clears them.
+async fn pausing_by_name<S: Storage>(db: S) {
+    db.apply(from_toml("t.toml", CONFIG).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(db.set_paused("web".into(), true).await.unwrap(), 2);
+    assert_eq!(
+        db.set_paused("web".into(), true).await.unwrap(),
+        0,
+        "already paused"
+    );
+    assert_eq!(db.load().await.unwrap().paused.len(), 2);
+    assert_eq!(db.set_paused("web/http".into(), false).await.unwrap(), 1);
+    assert_eq!(db.load().await.unwrap().paused.len(), 1);
+}
+
+/// Users sign in with their password only, sessions end on sign-out, a
+/// disabled user cannot sign in, and tokens are verified, listed without
+/// their secret, and revoked.
+async fn accounts<S: Storage>(db: S) {
+    assert_eq!(db.user_count().await.unwrap(), 0);
+    db.create_user("ada".into(), "correct horse".into(), Role::Admin)
+        .await
+        .unwrap();
+    db.create_user("bob".into(), "battery staple".into(), Role::Read)
+        .await
+        .unwrap();
+    assert_eq!(db.user_count().await.unwrap(), 2);
+    assert_eq!(db.login("ada".into(), "wrong".into()).await.unwrap(), None);
+    assert_eq!(db.login("nobody".into(), "x".into()).await.unwrap(), None);
+    let session = db
+        .login("bob".into(), "battery staple".into())
+        .await
+        .unwrap()
+        .expect("signed in");
+    let account = db
+        .session(session.clone())
+        .await
+        .unwrap()
+        .expect("a session");
+    assert_eq!((account.name.as_str(), account.role), ("bob", Role::Read));
+    assert!(!account.csrf.is_empty());
+    db.logout(session.clone()).await.unwrap();
+    assert_eq!(db.session(session).await.unwrap(), None);
+    db.set_disabled("bob".into(), true).await.unwrap();
+    assert_eq!(
+        db.login("bob".into(), "battery staple".into())
+            .await
+            .unwrap(),
+        None
+    );
+    db.set_password("ada".into(), "new password".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.login("ada".into(), "correct horse".into())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        db.login("ada".into(), "new password".into())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let users = db.users().await.unwrap();
+    assert_eq!(
+        users
+            .iter()
+            .map(|u| (u.name.as_str(), u.disabled_ms.is_some()))
+            .collect::<Vec<_>>(),
+        [("ada", false), ("bob", true)]
+    );
+
+    let secret = db.create_token("ci".into(), Role::Admin).await.unwrap();
+    let by_token = db
+        .token(secret.clone())
+        .await
+        .unwrap()
+        .expect("a valid token");
+    assert_eq!((by_token.name.as_str(), by_token.role), ("ci", Role::Admin));
+    assert_eq!(db.token("not-a-token".into()).await.unwrap(), None);
+    let tokens = db.tokens().await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].name, "ci");
+    assert!(
+        db.create_token("ci".into(), Role::Read).await.is_err(),
+        "token names are unique"
+    );
+    db.revoke_token("ci".into()).await.unwrap();
+    assert_eq!(db.token(secret).await.unwrap(), None);
+}
+
+/// Status pages are saved, listed and deleted; a name that selects nothing
+/// is refused.
+async fn status_pages<S: Storage>(db: S) {
+    db.apply(from_toml("t.toml", CONFIG).unwrap())
+        .await
+        .unwrap();
+    let page = StatusPage {
+        slug: "public".into(),
+        title: "Our services".into(),
+        names: vec!["web".into(), "db/postgresql".into()],
+    };
+    db.save_status_page(page.clone()).await.unwrap();
+    assert_eq!(db.status_pages().await.unwrap(), [page]);
+    let bad = StatusPage {
+        slug: "bad".into(),
+        title: "Bad".into(),
+        names: vec!["missing".into()],
+    };
+    assert!(db.save_status_page(bad).await.is_err());
+    db.delete_status_page("public".into()).await.unwrap();
+    assert!(db.status_pages().await.unwrap().is_empty());
+}
+
+/// Sensors added, changed and retired through the interface (the web's
+/// and the API's edits), and groups, servers and windows likewise.
+async fn edits<S: Storage>(db: S) {
+    db.apply(from_toml("t.toml", CONFIG).unwrap())
+        .await
+        .unwrap();
+    let host = portwatch_probe::target::parse_bare_host("192.0.2.9").unwrap();
+    let overrides = Overrides {
+        interval: Some(Duration::from_secs(15)),
+        ..Overrides::default()
+    };
+    let id = db
+        .add_sensor(
+            "cache".into(),
+            host.clone(),
+            6379,
+            "redis".into(),
+            overrides.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(db.sensor_path(id).await.unwrap(), "cache/redis");
+    let (port, expect_closed, stored, managed) = db.sensor_settings(id).await.unwrap();
+    assert_eq!((port, expect_closed, managed), (6379, false, false));
+    assert_eq!(stored.interval, Some(Duration::from_secs(15)));
+    db.update_sensor(id, 6380, true, Overrides::default())
+        .await
+        .unwrap();
+    let (port, expect_closed, stored, _) = db.sensor_settings(id).await.unwrap();
+    assert_eq!((port, expect_closed, stored.interval), (6380, true, None));
+    db.retire_sensor(id).await.unwrap();
+    assert!(matches!(
+        db.sensor_ids("cache/redis".into()).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    db.save_group("Lab".into(), overrides.clone())
+        .await
+        .unwrap();
+    db.save_server(
+        "lab1".into(),
+        host,
+        Some("Lab".into()),
+        Overrides::default(),
+        vec!["x".into()],
+    )
+    .await
+    .unwrap();
+    let groups = db.config_items(false).await.unwrap();
+    let lab = groups
+        .iter()
+        .find(|g| g.name == "Lab")
+        .expect("the new group");
+    assert_eq!(
+        (lab.managed, lab.overrides.interval),
+        (false, Some(Duration::from_secs(15)))
+    );
+    let servers = db.config_items(true).await.unwrap();
+    let lab1 = servers
+        .iter()
+        .find(|s| s.name == "lab1")
+        .expect("the new server");
+    assert_eq!(
+        (lab1.host.as_str(), lab1.group.as_str()),
+        ("192.0.2.9", "Lab")
+    );
+    db.retire("server".into(), "lab1".into()).await.unwrap();
+    assert!(
+        !db.config_items(true)
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "lab1")
+    );
+
+    let windows = db.windows().await.unwrap();
+    assert_eq!(windows.len(), 1);
+    let (window_id, managed, def) = windows[0].clone();
+    assert!(managed, "from the file");
+    assert_eq!(def.name, "nightly");
+    let mut copy = def.clone();
+    copy.name = "weekly".into();
+    db.add_window(copy).await.unwrap();
+    assert_eq!(db.windows().await.unwrap().len(), 2);
+    assert!(
+        matches!(
+            db.delete_window(window_id).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a window from the file is edited in the file"
+    );
+    let added = db
+        .windows()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| w.2.name == "weekly")
+        .expect("the added window");
+    assert!(!added.1, "not from the file");
+    db.delete_window(added.0).await.unwrap();
+    let left: Vec<String> = db
+        .windows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.2.name)
+        .collect();
+    assert_eq!(left, ["nightly"]);
+}
+
+/// Channels and rules made through the interface are listed apart from
+/// the file's, and deleted.
+async fn notification_definitions<S: Storage>(db: S) {
+    db.apply(from_toml("t.toml", CONFIG).unwrap())
+        .await
+        .unwrap();
+    let def = portwatch_core::config::channel_from_json(&serde_json::json!({
+        "name": "ops",
+        "webhook": "http://127.0.0.1:9/ops",
+    }))
+    .unwrap();
+    db.save_channel(def.clone()).await.unwrap();
+    assert_eq!(db.channel("ops".into()).await.unwrap(), Some(def));
+    let channels = db.channels().await.unwrap();
+    let managed: Vec<(&str, bool)> = channels
+        .iter()
+        .map(|c| (c.def.name.as_str(), c.managed))
+        .collect();
+    assert_eq!(managed, [("chat", true), ("ops", false)]);
+    let mut rule = db.notifications().await.unwrap().1[0].clone();
+    rule.channel = "ops".into();
+    let rule_id = db.add_rule(rule).await.unwrap();
+    assert_eq!(db.rules().await.unwrap().len(), 2);
+    db.delete_rule(rule_id).await.unwrap();
+    assert_eq!(db.rules().await.unwrap().len(), 1);
+    db.delete_channel("ops".into()).await.unwrap();
+    assert_eq!(db.channel("ops".into()).await.unwrap(), None);
+    assert_eq!(db.undelivered().await.unwrap(), 0);
+    assert!(db.outbox(10).await.unwrap().is_empty());
+}
+
+/// The embedded SQLite store.
+mod sqlite {
+    use portwatch_store::Db;
+
+    /// A new store in a directory removed on drop.
+    struct Fresh {
+        dir: std::path::PathBuf,
+        db: Db,
+    }
+
+    impl Drop for Fresh {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn fresh() -> Fresh {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("portwatch-contract-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(&dir.join("contract.db"), 4).unwrap();
+        Fresh { dir, db }
+    }
+
+    macro_rules! contract {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = fresh();
+                super::$name(store.db.clone()).await;
+            }
+        )*};
+    }
+
+    contract!(
+        configuration_round_trips,
+        pausing_by_name,
+        accounts,
+        status_pages,
+        edits,
+        notification_definitions,
+    );
+}
