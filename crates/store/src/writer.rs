@@ -319,7 +319,8 @@ impl WriterThread {
             self.take_queued(&receiver);
             let now = Instant::now();
             let next = next_steps(&Timing {
-                urgent: !self.events.is_empty() || !self.acks.is_empty(),
+                events: self.events.len(),
+                flushes: self.acks.len(),
                 since_flush: now.duration_since(self.last_flush),
                 since_repack: now.duration_since(self.last_repack),
                 retry_at: self.retry_at,
@@ -629,8 +630,10 @@ impl WriterThread {
 /// What the writer loop knows when it decides what to do next.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
-    /// Events or flush requests wait: they are committed at once.
-    urgent: bool,
+    /// Events waiting: they are committed at once.
+    events: usize,
+    /// Flush requests waiting: they are answered at once.
+    flushes: usize,
     /// Time since the last commit (or failed attempt).
     since_flush: Duration,
     /// Time since the last repack.
@@ -655,8 +658,9 @@ struct NextSteps {
 /// store refuses writes.
 fn next_steps(timing: &Timing) -> NextSteps {
     let retry_ok = timing.retry_at.is_none_or(|at| timing.now >= at);
+    let urgent = timing.events > 0 || timing.flushes > 0;
     NextSteps {
-        flush: (timing.urgent || timing.since_flush >= FLUSH_EVERY) && retry_ok,
+        flush: (urgent || timing.since_flush >= FLUSH_EVERY) && retry_ok,
         repack: timing.since_repack >= REPACK_EVERY && timing.retry_at.is_none(),
     }
 }
@@ -698,9 +702,10 @@ fn insert_outbox(
 mod tests {
     use super::*;
 
-    fn timing(urgent: bool, since_flush_ms: u64, since_repack_s: u64) -> Timing {
+    fn timing(events: usize, since_flush_ms: u64, since_repack_s: u64) -> Timing {
         Timing {
-            urgent,
+            events,
+            flushes: 0,
             since_flush: Duration::from_millis(since_flush_ms),
             since_repack: Duration::from_secs(since_repack_s),
             retry_at: None,
@@ -711,9 +716,14 @@ mod tests {
     #[test]
     fn events_commit_at_once_and_results_within_a_second() {
         let next = |t: Timing| next_steps(&t).flush;
-        assert!(next(timing(true, 0, 0)), "an event waits for nothing");
-        assert!(!next(timing(false, 999, 0)), "results wait for the second");
-        assert!(next(timing(false, 1000, 0)), "a second on, results commit");
+        assert!(next(timing(1, 0, 0)), "an event waits for nothing");
+        let flush_asked = Timing {
+            flushes: 1,
+            ..timing(0, 0, 0)
+        };
+        assert!(next(flush_asked), "nor does a flush request");
+        assert!(!next(timing(0, 999, 0)), "results wait for the second");
+        assert!(next(timing(0, 1000, 0)), "a second on, results commit");
     }
 
     #[test]
@@ -722,7 +732,7 @@ mod tests {
         let backing_off = Timing {
             retry_at: Some(now + Duration::from_millis(1)),
             now,
-            ..timing(true, 5000, 600)
+            ..timing(1, 5000, 600)
         };
         assert_eq!(
             next_steps(&backing_off),
@@ -747,8 +757,8 @@ mod tests {
 
     #[test]
     fn closed_windows_are_repacked_once_a_minute() {
-        assert!(!next_steps(&timing(false, 0, 59)).repack);
-        assert!(next_steps(&timing(false, 0, 60)).repack);
+        assert!(!next_steps(&timing(0, 0, 59)).repack);
+        assert!(next_steps(&timing(0, 0, 60)).repack);
         assert_eq!(window_start(WINDOW_MS * 7 + 1), WINDOW_MS * 7);
         assert_eq!(window_start(WINDOW_MS * 7 - 1), WINDOW_MS * 6);
         assert_eq!(window_start(-1), -WINDOW_MS, "before the epoch too");
