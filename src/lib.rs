@@ -54,6 +54,10 @@
 //!      [`notify::template`] (how it is worded).
 //! 3. `crates/store` (`portwatch-store`, re-exported as [`store`]): the
 //!    SQLite store (WAL, versioned migrations).
+//!    - [`store::Storage`]: the storage interface (every read and edit),
+//!      implemented by [`store::Db`], the shared handle with its connection
+//!      pool; `crates/store/tests/contract.rs` checks any backend through
+//!      it.
 //!    - [`store::pack`]: compact encoding of raw results.
 //!    - [`store::rollup`]: hourly rollups.
 //!    - [`store::writer`]: the one writer thread that batches all writes.
