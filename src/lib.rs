@@ -121,10 +121,9 @@ pub mod cli;
 pub mod daemon;
 pub mod monitor;
 pub mod notify;
-pub mod report;
 pub mod web;
 
-pub use portwatch_core::config;
+pub use portwatch_core::{config, report};
 pub use portwatch_probe as probe;
 pub use portwatch_probe::{duration, text};
 pub use portwatch_store as store;

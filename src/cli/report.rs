@@ -6,7 +6,7 @@ use owo_colors::OwoColorize;
 
 use super::status::time;
 use super::{ReportArgs, ScanFormat};
-use crate::report::{SensorReport, sensor_report};
+use crate::report::SensorReport;
 use crate::store::Store;
 
 pub(super) const EXAMPLES: &str = "Examples:
@@ -41,7 +41,7 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<u8> {
     let from_ms = to_ms - args.since.as_millis() as i64;
     let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
     for row in rows.iter().filter(|r| ids.contains(&r.id)) {
-        let report = sensor_report(&store, row.id, &row.path, from_ms, to_ms)?;
+        let report = store.sensor_report(row.id, &row.path, from_ms, to_ms)?;
         match args.format {
             ScanFormat::Json => writeln!(stdout, "{}", serde_json::to_string(&report)?)?,
             ScanFormat::Human => human(&mut stdout, &report, to_ms)?,

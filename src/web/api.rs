@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Admin, ApiUser};
 use super::{AppError, AppState};
-use crate::report::{SensorReport, sensor_report};
+use crate::report::SensorReport;
 use crate::store::StatusRow;
+use crate::store::Storage;
 
 #[derive(Serialize)]
 struct SensorJson {
@@ -80,7 +81,7 @@ pub async fn list(
     Query(page): Query<Page>,
 ) -> Result<Response, AppError> {
     let limit = page.limit.clamp(1, 10_000);
-    let rows = state.store(|store| store.status()).await?;
+    let rows = state.db.status().await?;
     let total = rows.len();
     let items: Vec<SensorJson> = rows
         .into_iter()
@@ -111,13 +112,11 @@ pub async fn get(
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
     let now = jiff::Timestamp::now().as_millisecond();
-    let (row, report) = state
-        .store(move |store| {
-            let path = store.sensor_path(id)?;
-            let row = store.status_of(id)?;
-            let report = sensor_report(store, id, &path, now - 86_400_000, now)?;
-            Ok((row, report))
-        })
+    let path = state.db.sensor_path(id).await?;
+    let row = state.db.status_of(id).await?;
+    let report = state
+        .db
+        .sensor_report(id, path, now - 86_400_000, now)
         .await?;
     Ok(Json(SensorDetail {
         sensor: row.into(),
@@ -133,10 +132,8 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Response, AppError> {
     let changed = state
-        .store(move |store| {
-            let path = store.sensor_path(id)?;
-            store.set_paused(&path, paused)
-        })
+        .db
+        .set_paused(state.db.sensor_path(id).await?, paused)
         .await?;
     Ok(Json(serde_json::json!({ "id": id, "paused": paused, "changed": changed })).into_response())
 }
@@ -185,9 +182,7 @@ pub async fn events(
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, AppError> {
     let limit = query.limit.clamp(1, 1000);
-    let events = state
-        .store(move |store| store.recent_events(limit, query.before))
-        .await?;
+    let events = state.db.recent_events(limit, query.before).await?;
     let items: Vec<EventJson> = events
         .into_iter()
         .map(|(id, sensor, e)| EventJson {
@@ -287,11 +282,10 @@ pub async fn create(
         .set_check(new.mode, new.protocol, new.tls)
         .map_err(|(field, message)| AppError::BadRequest(format!("{field}: {message}")))?;
     let id = state
-        .store(move |store| store.add_sensor(&server, &host, port, &name, &overrides))
+        .db
+        .add_sensor(server, host, port, name, overrides)
         .await?;
-    let row = state
-        .store(move |store| store.status_of(id).map(Some))
-        .await?;
+    let row = state.db.status_of(id).await.map(Some)?;
     let row = row.ok_or_else(|| AppError::Internal("the new sensor vanished".into()))?;
     Ok((axum::http::StatusCode::CREATED, Json(SensorJson::from(row))).into_response())
 }
@@ -302,7 +296,7 @@ pub async fn delete(
     _: Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    state.store(move |store| store.retire_sensor(id)).await?;
+    state.db.retire_sensor(id).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
@@ -313,7 +307,7 @@ pub async fn notifications(
     State(state): State<AppState>,
     user: ApiUser,
 ) -> Result<Response, AppError> {
-    let mut rows = state.store(|store| store.outbox(200)).await?;
+    let mut rows = state.db.outbox(200).await?;
     if super::auth::require_admin(&user.0).is_err() {
         for row in &mut rows {
             row.last_error = row

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 
 use super::{AppError, AppState};
+use crate::store::Storage;
 use crate::store::accounts::{Account, Role, random_token};
 use crate::store::{Store, StoreError};
 use std::net::{IpAddr, SocketAddr};
@@ -121,12 +122,12 @@ async fn signed_in(
         return Ok(known.clone());
     }
     let found = if let Some(token) = bearer(parts) {
-        let account = state.store(move |store| store.token(&token)).await?;
+        let account = state.db.token(token).await?;
         account.map(|a| (a, false))
     } else {
         match cookie_value(parts, COOKIE) {
             Some(token) => {
-                let account = state.store(move |store| store.session(&token)).await?;
+                let account = state.db.session(token).await?;
                 account.map(|a| (a, true))
             }
             None => None,

@@ -11,6 +11,7 @@ use super::auth::{Admin, CsrfForm};
 use super::{AppError, AppState};
 use crate::config::model::parse_days;
 use crate::config::{Overrides, WindowDef, WindowRule};
+use crate::store::Storage;
 use crate::store::accounts::Account;
 
 /// A form field with its value and error.
@@ -130,15 +131,9 @@ enum Failed {
 }
 
 async fn render(state: &AppState, user: &Account, failed: Failed) -> Result<Response, AppError> {
-    let (groups, servers, windows) = state
-        .store(|store| {
-            Ok((
-                store.config_items(false)?,
-                store.config_items(true)?,
-                store.windows()?,
-            ))
-        })
-        .await?;
+    let groups = state.db.config_items(false).await?;
+    let servers = state.db.config_items(true).await?;
+    let windows = state.db.windows().await?;
     let view = |item: crate::store::edit::ConfigItem| ItemView {
         summary: summary(&item.overrides),
         name: item.name,
@@ -292,8 +287,10 @@ pub async fn save_group(
     if errors.is_empty() {
         let name = text(&form, "name");
         match state
-            .store(move |store| store.save_group(&name, &overrides))
+            .db
+            .save_group(name, overrides)
             .await
+            .map_err(AppError::from)
         {
             Ok(()) => return Ok(Redirect::to("/config").into_response()),
             Err(error) => errors.push(refusal(error, "name")?),
@@ -321,10 +318,10 @@ pub async fn save_server(
         );
         let field = if group.is_some() { "group" } else { "name" };
         match state
-            .store(move |store| {
-                store.save_server(&name, &host, group.as_deref(), &overrides, &tags)
-            })
+            .db
+            .save_server(name, host, group, overrides, tags)
             .await
+            .map_err(AppError::from)
         {
             Ok(()) => return Ok(Redirect::to("/config").into_response()),
             Err(error) => {
@@ -434,7 +431,7 @@ pub async fn add_window(
 ) -> Result<Response, AppError> {
     let mut errors = Vec::new();
     if let Some(window) = parse_window(&form, &mut errors) {
-        match state.store(move |store| store.add_window(&window)).await {
+        match state.db.add_window(window).await.map_err(AppError::from) {
             Ok(()) => return Ok(Redirect::to("/config").into_response()),
             Err(error) => errors.push(refusal(error, "sensors")?),
         }
@@ -450,7 +447,7 @@ pub async fn delete(
     CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let name = text(&form, "name");
-    state.store(move |store| store.retire(&kind, &name)).await?;
+    state.db.retire(kind.to_owned(), name).await?;
     Ok(Redirect::to("/config").into_response())
 }
 
@@ -461,7 +458,7 @@ pub async fn delete_window(
     Path(id): Path<i64>,
     CsrfForm(_): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    state.store(move |store| store.delete_window(id)).await?;
+    state.db.delete_window(id).await?;
     Ok(Redirect::to("/config").into_response())
 }
 
@@ -516,9 +513,7 @@ pub async fn api_servers(
 }
 
 async fn api_list(state: AppState, servers: bool) -> Result<Response, AppError> {
-    let items = state
-        .store(move |store| store.config_items(servers))
-        .await?;
+    let items = state.db.config_items(servers).await?;
     let items: Vec<serde_json::Value> = items
         .into_iter()
         .map(|i| serde_json::json!({ "name": i.name, "host": i.host, "group": i.group, "settings": i.overrides, "managed": i.managed }))
@@ -539,9 +534,7 @@ pub async fn api_save_group(
         return Err(first_error(errors));
     }
     let name = text(&form, "name");
-    state
-        .store(move |store| store.save_group(&name, &overrides))
-        .await?;
+    state.db.save_group(name, overrides).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
@@ -566,7 +559,8 @@ pub async fn api_save_server(
         list(&form, "tags"),
     );
     state
-        .store(move |store| store.save_server(&name, &host, group.as_deref(), &overrides, &tags))
+        .db
+        .save_server(name, host, group, overrides, tags)
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
@@ -595,7 +589,7 @@ async fn api_delete(
     kind: &'static str,
     name: String,
 ) -> Result<Response, AppError> {
-    state.store(move |store| store.retire(kind, &name)).await?;
+    state.db.retire(kind.to_owned(), name).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
@@ -604,7 +598,7 @@ pub async fn api_windows(
     State(state): State<AppState>,
     _: super::auth::ApiUser,
 ) -> Result<Response, AppError> {
-    let windows = state.store(|store| store.windows()).await?;
+    let windows = state.db.windows().await?;
     let windows: Vec<serde_json::Value> = windows
         .into_iter()
         .map(|(id, managed, w)| {
@@ -626,7 +620,7 @@ pub async fn api_add_window(
     let Some(window) = parse_window(&form, &mut errors) else {
         return Err(first_error(errors));
     };
-    state.store(move |store| store.add_window(&window)).await?;
+    state.db.add_window(window).await?;
     Ok(axum::http::StatusCode::CREATED.into_response())
 }
 
@@ -636,7 +630,7 @@ pub async fn api_delete_window(
     _: Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    state.store(move |store| store.delete_window(id)).await?;
+    state.db.delete_window(id).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
@@ -649,9 +643,7 @@ pub async fn pause(
 ) -> Result<Response, AppError> {
     let paused = action == "pause";
     let name = text(&form, "name");
-    state
-        .store(move |store| store.set_paused(&name, paused))
-        .await?;
+    state.db.set_paused(name, paused).await?;
     Ok(Redirect::to("/config").into_response())
 }
 

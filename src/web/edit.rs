@@ -14,6 +14,7 @@ use super::{AppError, AppState};
 use crate::config::Overrides;
 use crate::probe::Services;
 use crate::probe::target::parse_port;
+use crate::store::Storage;
 
 struct Field {
     name: &'static str,
@@ -109,7 +110,7 @@ async fn page(
     form: EditForm,
     errors: Vec<(&str, String)>,
 ) -> Result<Response, AppError> {
-    let path = state.store(move |store| store.sensor_path(id)).await?;
+    let path = state.db.sensor_path(id).await?;
     let mut fields = fields(&form);
     for (name, message) in errors {
         if let Some(field) = fields.iter_mut().find(|f| f.name == name) {
@@ -140,8 +141,7 @@ pub async fn form(
     Admin(user): Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let (port, expect_closed, o, managed) =
-        state.store(move |store| store.sensor_settings(id)).await?;
+    let (port, expect_closed, o, managed) = state.db.sensor_settings(id).await?;
     if managed {
         return Err(AppError::Forbidden(
             "this sensor is declared in the configuration file: change it there",
@@ -217,8 +217,10 @@ pub async fn update(
     };
     let expect_closed = form.expect_closed.is_some();
     match state
-        .store(move |store| store.update_sensor(id, port, expect_closed, &overrides))
+        .db
+        .update_sensor(id, port, expect_closed, overrides)
         .await
+        .map_err(AppError::from)
     {
         Ok(()) => Ok(Redirect::to(&format!("/sensors/{id}")).into_response()),
         Err(AppError::BadRequest(message)) => {
@@ -235,7 +237,7 @@ pub async fn delete(
     Path(id): Path<i64>,
     CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    state.store(move |store| store.retire_sensor(id)).await?;
+    state.db.retire_sensor(id).await?;
     Ok(Redirect::to("/").into_response())
 }
 

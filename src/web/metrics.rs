@@ -19,6 +19,7 @@ use super::auth::account;
 use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
 use crate::probe::Services;
+use crate::store::Storage;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SensorLabels {
@@ -84,9 +85,8 @@ pub async fn metrics(
     if !free && account(&mut parts, &state).await?.is_none() {
         return Err(AppError::Unauthorized);
     }
-    let (rows, undelivered) = state
-        .store(|store| Ok((store.status()?, store.undelivered()?)))
-        .await?;
+    let rows = state.db.status().await?;
+    let undelivered = state.db.undelivered().await?;
     let mut registry = Registry::default();
     sensor_metrics(&mut registry, &rows);
     if let Some(monitor) = &state.monitor {

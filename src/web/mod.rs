@@ -33,7 +33,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::monitor::stats::MonitorStats;
 use crate::store::writer::WriterStats;
-use crate::store::{Db, Store, StoreError};
+use crate::store::{Db, StoreError};
 
 pub use auth::{CSRF_HEADER, Cidr, ensure_admin};
 pub use listen::{WebLimits, serve};
@@ -137,15 +137,6 @@ impl AppState {
     pub fn with_metrics_access(mut self, access: MetricsAccess) -> AppState {
         self.metrics = access;
         self
-    }
-
-    /// Runs `work` with a store connection on a blocking thread.
-    async fn store<T, F>(&self, work: F) -> Result<T, AppError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.db.call(work).await.map_err(AppError::from)
     }
 }
 

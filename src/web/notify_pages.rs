@@ -18,9 +18,10 @@ use super::{AppError, AppState};
 use crate::config::{Known, channel_from_json, rule_from_json};
 use crate::notify::redact_url;
 use crate::notify::{ChannelDef, ChannelKind, RuleDef};
+use crate::store::Storage;
+use crate::store::StoreError;
 use crate::store::accounts::{Account, Role};
 use crate::store::outbox::{StoredChannel, StoredRule};
-use crate::store::{Store, StoreError};
 
 /// A channel as the API shows it.
 fn channel_json(channel: &StoredChannel) -> Value {
@@ -112,9 +113,14 @@ fn new_channel(value: &Value) -> Result<ChannelDef, String> {
 
 /// Validates a rule made in the web interface or API against the store;
 /// an invalid rule is a [`StoreError::Conflict`] with the reason.
-fn new_rule(store: &Store, value: &Value) -> Result<RuleDef, StoreError> {
-    let channels: HashSet<String> = store.channels()?.into_iter().map(|c| c.def.name).collect();
-    let config = store.load()?.config;
+async fn new_rule<S: Storage>(db: &S, value: &Value) -> Result<RuleDef, StoreError> {
+    let channels: HashSet<String> = db
+        .channels()
+        .await?
+        .into_iter()
+        .map(|c| c.def.name)
+        .collect();
+    let config = db.load().await?.config;
     let groups = config.groups.iter().map(|g| g.path.clone()).collect();
     let servers = config.servers.iter().map(|s| s.name.clone()).collect();
     let sensors = config
@@ -140,7 +146,7 @@ fn new_rule(store: &Store, value: &Value) -> Result<RuleDef, StoreError> {
 
 /// `GET /api/channels`.
 pub async fn api_channels(State(state): State<AppState>, _: ApiUser) -> Result<Response, AppError> {
-    let channels = state.store(|store| store.channels()).await?;
+    let channels = state.db.channels().await?;
     Ok(Json(channels.iter().map(channel_json).collect::<Vec<_>>()).into_response())
 }
 
@@ -152,7 +158,7 @@ pub async fn api_save_channel(
 ) -> Result<Response, AppError> {
     let def = new_channel(&value).map_err(AppError::BadRequest)?;
     let saved = def.clone();
-    state.store(move |store| store.save_channel(&saved)).await?;
+    state.db.save_channel(saved).await?;
     let shown = channel_json(&StoredChannel {
         managed: false,
         def,
@@ -166,15 +172,13 @@ pub async fn api_delete_channel(
     _: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
-    state
-        .store(move |store| store.delete_channel(&name))
-        .await?;
+    state.db.delete_channel(name).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /api/rules`.
 pub async fn api_rules(State(state): State<AppState>, _: ApiUser) -> Result<Response, AppError> {
-    let rules = state.store(|store| store.rules()).await?;
+    let rules = state.db.rules().await?;
     Ok(Json(rules.iter().map(rule_json).collect::<Vec<_>>()).into_response())
 }
 
@@ -184,12 +188,8 @@ pub async fn api_add_rule(
     _: Admin,
     Json(value): Json<Value>,
 ) -> Result<Response, AppError> {
-    let (id, def) = state
-        .store(move |store| {
-            let def = new_rule(store, &value)?;
-            Ok((store.add_rule(&def)?, def))
-        })
-        .await?;
+    let def = new_rule(&state.db, &value).await?;
+    let id = state.db.add_rule(def.clone()).await?;
     let shown = rule_json(&StoredRule {
         id,
         managed: false,
@@ -204,7 +204,7 @@ pub async fn api_delete_rule(
     _: Admin,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    state.store(move |store| store.delete_rule(id)).await?;
+    state.db.delete_rule(id).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
@@ -266,9 +266,9 @@ struct Outcome {
 }
 
 async fn render(state: &AppState, user: &Account, outcome: Outcome) -> Result<Response, AppError> {
-    let (channels, rules, outbox) = state
-        .store(|store| Ok((store.channels()?, store.rules()?, store.outbox(100)?)))
-        .await?;
+    let channels = state.db.channels().await?;
+    let rules = state.db.rules().await?;
+    let outbox = state.db.outbox(100).await?;
     let channels = channels
         .iter()
         .map(|c| {
@@ -485,7 +485,7 @@ pub async fn save_channel(
 ) -> Result<Response, AppError> {
     let def = channel_value(&form).and_then(|v| new_channel(&v));
     let error = match def {
-        Ok(def) => match state.store(move |store| store.save_channel(&def)).await {
+        Ok(def) => match state.db.save_channel(def).await.map_err(AppError::from) {
             Ok(()) => return Ok(Redirect::to("/notifications").into_response()),
             Err(AppError::BadRequest(message)) => message,
             Err(other) => return Err(other),
@@ -506,9 +506,10 @@ pub async fn add_rule(
     CsrfForm(form): CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let value = rule_value(&form);
-    let added = state
-        .store(move |store| store.add_rule(&new_rule(store, &value)?))
-        .await;
+    let added = match new_rule(&state.db, &value).await {
+        Ok(def) => state.db.add_rule(def).await.map_err(AppError::from),
+        Err(error) => Err(AppError::from(error)),
+    };
     match added {
         Ok(_) => Ok(Redirect::to("/notifications").into_response()),
         Err(AppError::BadRequest(error)) => {
@@ -529,7 +530,7 @@ pub async fn delete_channel(
     Path(name): Path<String>,
     CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    match state.store(move |store| store.delete_channel(&name)).await {
+    match state.db.delete_channel(name).await.map_err(AppError::from) {
         Ok(()) => Ok(Redirect::to("/notifications").into_response()),
         Err(AppError::BadRequest(message)) => {
             let outcome = Outcome {
@@ -549,7 +550,7 @@ pub async fn delete_rule(
     Path(id): Path<i64>,
     CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    state.store(move |store| store.delete_rule(id)).await?;
+    state.db.delete_rule(id).await?;
     Ok(Redirect::to("/notifications").into_response())
 }
 
@@ -564,7 +565,8 @@ pub async fn test_channel(
 ) -> Result<Response, AppError> {
     let lookup = name.clone();
     let channel = state
-        .store(move |store| store.channel(&lookup))
+        .db
+        .channel(lookup)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no channel named '{name}'")))?;
     let payload = crate::notify::test_payload(&channel);

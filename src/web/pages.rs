@@ -17,8 +17,9 @@ use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
 use crate::probe::Services;
 use crate::probe::target::{parse_bare_host, parse_port};
-use crate::report::{sensor_report, timeline};
+use crate::report::timeline;
 use crate::store::StatusRow;
+use crate::store::Storage;
 use crate::store::accounts::{Account, Role};
 
 fn render(template: impl Template) -> Result<Response, AppError> {
@@ -156,9 +157,7 @@ pub async fn login(
             super::signin::Refusal::Busy => AppError::Busy,
         })?;
     let (name, password) = (form.name.clone(), form.password);
-    let token = state
-        .store(move |store| store.login(&name, &password))
-        .await;
+    let token = state.db.login(name, password).await.map_err(AppError::from);
     drop(permit);
     let token = token?;
     state.sign_ins.settle(ip, &form.name, token.is_some());
@@ -191,7 +190,7 @@ pub async fn logout(
     CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
     if let Some(token) = cookie_value(&parts, COOKIE) {
-        state.store(move |store| store.logout(&token)).await?;
+        state.db.logout(token).await?;
     }
     let expire = format!(
         "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
@@ -287,7 +286,7 @@ pub async fn dashboard(
     PageUser(user): PageUser,
     Query(filter): Query<DashboardQuery>,
 ) -> Result<Response, AppError> {
-    let rows = state.store(|store| store.status()).await?;
+    let rows = state.db.status().await?;
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let problems = filter.problems.is_some();
     let count = |wanted: fn(SensorState) -> bool| rows.iter().filter(|r| wanted(r.state)).count();
@@ -450,39 +449,34 @@ pub async fn sensor(
     };
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let from_ms = now_ms - span_ms;
-    let data = state
-        .store(move |store| {
-            let path = store.sensor_path(id)?;
-            let row = store.status_of(id)?;
-            let report = sensor_report(store, id, &path, from_ms, now_ms)?;
-            // Up to 30 days of events for the per-day bars.
-            let bars_from = (now_ms / DAY_MS - 29) * DAY_MS;
-            let initial = store.state_at(id, bars_from)?;
-            let events = store.events(id, bars_from, now_ms)?;
-            let points: Vec<(i64, Option<f64>)> = if span_ms <= DAY_MS {
-                store
-                    .results(id, from_ms, now_ms)?
-                    .into_iter()
-                    .map(|r| {
-                        (
-                            r.at_ms,
-                            r.rtt_us
-                                .filter(|_| r.status != crate::probe::Status::Down)
-                                .map(|us| f64::from(us) / 1000.0),
-                        )
-                    })
-                    .collect()
-            } else {
-                store
-                    .rollups(id, from_ms, now_ms)?
-                    .into_iter()
-                    .map(|(hour, r)| (hour, r.avg_us.map(|us| f64::from(us) / 1000.0)))
-                    .collect()
-            };
-            Ok((path, row, report, initial, events, bars_from, points))
-        })
-        .await?;
-    let (path, row, report, initial, events, bars_from, points) = data;
+    let db = &state.db;
+    let path = db.sensor_path(id).await?;
+    let row = db.status_of(id).await?;
+    let report = db.sensor_report(id, path.clone(), from_ms, now_ms).await?;
+    // Up to 30 days of events for the per-day bars.
+    let bars_from = (now_ms / DAY_MS - 29) * DAY_MS;
+    let initial = db.state_at(id, bars_from).await?;
+    let events = db.events(id, bars_from, now_ms).await?;
+    let points: Vec<(i64, Option<f64>)> = if span_ms <= DAY_MS {
+        db.results(id, from_ms, now_ms)
+            .await?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.at_ms,
+                    r.rtt_us
+                        .filter(|_| r.status != crate::probe::Status::Down)
+                        .map(|us| f64::from(us) / 1000.0),
+                )
+            })
+            .collect()
+    } else {
+        db.rollups(id, from_ms, now_ms)
+            .await?
+            .into_iter()
+            .map(|(hour, r)| (hour, r.avg_us.map(|us| f64::from(us) / 1000.0)))
+            .collect()
+    };
     let mut days = Vec::new();
     for day in 0..30 {
         let start = bars_from + day * DAY_MS;
@@ -567,10 +561,8 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Response, AppError> {
     state
-        .store(move |store| {
-            let path = store.sensor_path(id)?;
-            store.set_paused(&path, paused)
-        })
+        .db
+        .set_paused(state.db.sensor_path(id).await?, paused)
         .await?;
     Ok(Redirect::to(&format!("/sensors/{id}")).into_response())
 }
@@ -624,9 +616,7 @@ pub async fn events(
     PageUser(user): PageUser,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, AppError> {
-    let events = state
-        .store(move |store| store.recent_events(100, query.before))
-        .await?;
+    let events = state.db.recent_events(100, query.before).await?;
     let next = (events.len() == 100)
         .then(|| events.last().map(|e| e.0))
         .flatten();
@@ -770,7 +760,8 @@ pub async fn create_sensor(
         return Ok(response);
     };
     let id = state
-        .store(move |store| store.add_sensor(&server, &host, port, &name, &overrides))
+        .db
+        .add_sensor(server, host, port, name, overrides)
         .await?;
     Ok(Redirect::to(&format!("/sensors/{id}")).into_response())
 }

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::auth::{ApiUser, PageUser};
 use super::{AppError, AppState};
-use crate::report::{SensorReport, sensor_report};
+use crate::report::SensorReport;
+use crate::store::Storage;
 
 #[derive(Deserialize, Default)]
 pub struct ReportQuery {
@@ -36,20 +37,21 @@ async fn build(
     let name = query.name.trim().to_owned();
     let to_ms = jiff::Timestamp::now().as_millisecond();
     let from_ms = to_ms - span.as_millis() as i64;
-    state
-        .store(move |store| {
-            let rows = store.status()?;
-            let ids = if name.is_empty() {
-                rows.iter().map(|r| r.id).collect()
-            } else {
-                store.sensor_ids(&name)?
-            };
-            rows.iter()
-                .filter(|r| ids.contains(&r.id))
-                .map(|r| Ok((r.id, sensor_report(store, r.id, &r.path, from_ms, to_ms)?)))
-                .collect()
-        })
-        .await
+    let rows = state.db.status().await?;
+    let ids: Vec<i64> = if name.is_empty() {
+        rows.iter().map(|r| r.id).collect()
+    } else {
+        state.db.sensor_ids(name).await?
+    };
+    let mut reports = Vec::new();
+    for row in rows.into_iter().filter(|r| ids.contains(&r.id)) {
+        let report = state
+            .db
+            .sensor_report(row.id, row.path, from_ms, to_ms)
+            .await?;
+        reports.push((row.id, report));
+    }
+    Ok(reports)
 }
 
 fn percent(value: Option<f64>) -> String {

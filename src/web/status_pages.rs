@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::auth::{Admin, CsrfForm, PageUser};
 use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
-use crate::report::sensor_report;
+use crate::store::Storage;
 use crate::store::accounts::{Role, StatusPage};
 
 #[derive(Template)]
@@ -29,7 +29,7 @@ async fn list_page(
     user: &crate::store::accounts::Account,
     error: Option<String>,
 ) -> Result<Response, AppError> {
-    let pages = state.store(|store| store.status_pages()).await?;
+    let pages = state.db.status_pages().await?;
     let page = ListPage {
         user: Some(user.name.clone()),
         admin: user.role == Role::Admin,
@@ -72,8 +72,10 @@ pub async fn create(
             .collect(),
     };
     match state
-        .store(move |store| store.save_status_page(&page))
+        .db
+        .save_status_page(page)
         .await
+        .map_err(AppError::from)
     {
         Ok(()) => Ok(Redirect::to("/status-pages").into_response()),
         Err(AppError::BadRequest(message) | AppError::NotFound(message)) => {
@@ -92,9 +94,7 @@ pub async fn delete(
     Path(slug): Path<String>,
     CsrfForm(_): CsrfForm,
 ) -> Result<Response, AppError> {
-    state
-        .store(move |store| store.delete_status_page(&slug))
-        .await?;
+    state.db.delete_status_page(slug).await?;
     Ok(Redirect::to("/status-pages").into_response())
 }
 
@@ -199,34 +199,36 @@ pub async fn public(
 
 async fn render_public(state: &AppState, slug: String, page: usize) -> Result<Rendered, AppError> {
     let now = jiff::Timestamp::now().as_millisecond();
-    let data = state
-        .store(move |store| {
-            let Some(found) = store.status_pages()?.into_iter().find(|p| p.slug == slug) else {
-                return Ok(None);
-            };
-            let mut ids = std::collections::HashSet::new();
-            for name in &found.names {
-                ids.extend(store.sensor_ids(name).unwrap_or_default());
-            }
-            let rows: Vec<_> = store
-                .status()?
-                .into_iter()
-                .filter(|r| ids.contains(&r.id))
-                .collect();
-            let states: Vec<SensorState> = rows.iter().map(|r| r.state).collect();
-            let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
-            let page = page.min(pages - 1);
-            let mut sensors = Vec::new();
-            for row in rows.into_iter().skip(page * PAGE_SIZE).take(PAGE_SIZE) {
-                let report = sensor_report(store, row.id, &row.path, now - 30 * 86_400_000, now)?;
-                sensors.push((row.path, row.state, report.uptime_by_time));
-            }
-            Ok(Some((found.title, states, sensors, page, pages)))
-        })
-        .await?;
-    let Some((title, states, sensors, page, pages)) = data else {
+    let db = &state.db;
+    let Some(found) = db
+        .status_pages()
+        .await?
+        .into_iter()
+        .find(|p| p.slug == slug)
+    else {
         return Ok(Rendered::Missing);
     };
+    let mut ids = std::collections::HashSet::new();
+    for name in found.names {
+        ids.extend(db.sensor_ids(name).await.unwrap_or_default());
+    }
+    let rows: Vec<_> = db
+        .status()
+        .await?
+        .into_iter()
+        .filter(|r| ids.contains(&r.id))
+        .collect();
+    let states: Vec<SensorState> = rows.iter().map(|r| r.state).collect();
+    let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
+    let page = page.min(pages - 1);
+    let mut sensors = Vec::new();
+    for row in rows.into_iter().skip(page * PAGE_SIZE).take(PAGE_SIZE) {
+        let report = db
+            .sensor_report(row.id, row.path.clone(), now - 30 * 86_400_000, now)
+            .await?;
+        sensors.push((row.path, row.state, report.uptime_by_time));
+    }
+    let title = found.title;
     let down = states.iter().filter(|s| **s == SensorState::Down).count();
     let warning = states
         .iter()
@@ -276,7 +278,7 @@ pub async fn api_list(
     State(state): State<AppState>,
     _: super::auth::ApiUser,
 ) -> Result<Response, AppError> {
-    let pages = state.store(|store| store.status_pages()).await?;
+    let pages = state.db.status_pages().await?;
     Ok(axum::Json(pages).into_response())
 }
 
@@ -298,9 +300,7 @@ pub async fn api_save(
         title: page.title,
         names: page.names,
     };
-    state
-        .store(move |store| store.save_status_page(&page))
-        .await?;
+    state.db.save_status_page(page).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
@@ -310,9 +310,7 @@ pub async fn api_delete(
     _: Admin,
     Path(slug): Path<String>,
 ) -> Result<Response, AppError> {
-    state
-        .store(move |store| store.delete_status_page(&slug))
-        .await?;
+    state.db.delete_status_page(slug).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 

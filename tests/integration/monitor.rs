@@ -144,8 +144,9 @@ async fn a_failure_and_its_recheck_make_one_event_then_up() {
     assert_eq!(results.len(), 4);
     assert!(results[2].at_ms - results[1].at_ms < 1000, "{results:?}");
     assert_eq!(events[1].at_ms, results[2].at_ms.max(events[1].at_ms));
-    let report =
-        portwatch::report::sensor_report(&store, id, "web/tcp", 0, events[3].at_ms).unwrap();
+    let report = store
+        .sensor_report(id, "web/tcp", 0, events[3].at_ms)
+        .unwrap();
     assert_eq!(report.outages.len(), 1);
     assert_eq!((report.checks, report.checks_up), (4, 2));
 }
@@ -232,7 +233,7 @@ async fn dependants_stay_paused_while_their_dependency_is_rechecked() {
     // (first-run #6), and no connect time for a sensor that never
     // connected.
     let id = store.sensor_ids("gw/tcp").unwrap()[0];
-    let report = portwatch::report::sensor_report(&store, id, "gw/tcp", 0, i64::MAX / 2).unwrap();
+    let report = store.sensor_report(id, "gw/tcp", 0, i64::MAX / 2).unwrap();
     assert_eq!(report.uptime_by_time, Some(0.0), "{report:?}");
     assert_eq!(report.time.up_ms, 0);
     let (code, stdout, stderr) = crate::util::outcome(&crate::util::portwatch(&[

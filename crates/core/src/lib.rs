@@ -8,7 +8,10 @@
 //! - [`monitor`]: the state machine, scheduling decisions and accounting.
 //! - [`notify`]: channel and rule definitions, payloads, the planner and
 //!   templates.
+//! - [`report`]: uptime by time and by requests, outages, connect-time
+//!   statistics and hourly rollups, from stored results and events.
 
 pub mod config;
 pub mod monitor;
 pub mod notify;
+pub mod report;

@@ -11,7 +11,6 @@ pub mod edit;
 mod handle;
 pub mod outbox;
 pub mod pack;
-pub mod rollup;
 mod schema;
 mod storage;
 pub mod writer;
@@ -30,7 +29,8 @@ use portwatch_probe::target::parse_bare_host;
 
 pub use handle::Db;
 pub use pack::StoredResult;
-pub use rollup::Rollup;
+use portwatch_core::report;
+pub use portwatch_core::report::rollup::{self, Rollup};
 pub use storage::Storage;
 
 /// The default store file, in the current directory.
@@ -210,22 +210,7 @@ pub struct StatusRow {
     pub managed: bool,
 }
 
-/// A stored state change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventRow {
-    /// Sensor id.
-    pub sensor_id: i64,
-    /// When (ms since the epoch).
-    pub at_ms: i64,
-    /// Before.
-    pub from: State,
-    /// After.
-    pub to: State,
-    /// The check's reason, if a check caused it.
-    pub reason: Option<String>,
-    /// What happened.
-    pub message: String,
-}
+pub use portwatch_core::report::EventRow;
 
 impl Store {
     /// Opens (creating if needed) the store at `path`, in WAL mode, with the
@@ -912,6 +897,54 @@ impl Store {
         results.retain(|r| r.at_ms >= from_ms && r.at_ms < to_ms);
         results.sort_unstable_by_key(|r| r.at_ms);
         Ok(results)
+    }
+
+    /// Builds the report of one sensor. Requests and connect times come from
+    /// raw results where the period is within their retention, else from the
+    /// hourly rollups plus the raw results of the hours not rolled up yet.
+    pub fn sensor_report(
+        &self,
+        id: i64,
+        path: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<report::SensorReport, StoreError> {
+        let initial = self.state_at(id, from_ms)?;
+        let events = self.events(id, from_ms, to_ms)?;
+        // A sensor added during the period is reported from its first event.
+        let from_ms = match (initial, events.first()) {
+            (None, Some(first)) => first.at_ms.max(from_ms),
+            _ => from_ms,
+        };
+        let (time, outages) = report::timeline(initial, &events, from_ms, to_ms);
+        let raw_from = to_ms - RETENTION.as_millis() as i64;
+        let stats = if from_ms >= raw_from {
+            report::summarize(&self.results(id, from_ms, to_ms)?)
+        } else {
+            let rollups = self.rollups(id, rollup::hour_of(from_ms), to_ms)?;
+            let rolled_until = rollups
+                .last()
+                .map_or(from_ms, |(hour, _)| hour + rollup::HOUR_MS);
+            let mut parts: Vec<Rollup> = rollups.into_iter().map(|(_, r)| r).collect();
+            parts.push(report::summarize(&self.results(id, rolled_until, to_ms)?));
+            report::combine(&parts)
+        };
+        Ok(report::SensorReport {
+            sensor: path.to_owned(),
+            from_ms,
+            to_ms,
+            uptime_by_time: time.uptime_percent(),
+            time,
+            uptime_by_requests: (stats.count > 0)
+                .then(|| f64::from(stats.ups) * 100.0 / f64::from(stats.count)),
+            checks: stats.count,
+            checks_up: stats.ups,
+            min_us: stats.min_us,
+            avg_us: stats.avg_us,
+            max_us: stats.max_us,
+            p95_us: stats.p95_us,
+            outages,
+        })
     }
 
     /// A sensor's hourly rollups for hours starting in `from_ms..to_ms`.

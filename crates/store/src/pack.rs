@@ -10,20 +10,7 @@
 
 use portwatch_probe::{Reason, Status};
 
-/// One raw result as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoredResult {
-    /// The sensor's id.
-    pub sensor: i64,
-    /// When the check started, in milliseconds since the Unix epoch.
-    pub at_ms: i64,
-    /// The verdict.
-    pub status: Status,
-    /// The reason.
-    pub reason: Reason,
-    /// The connect time in microseconds, if an answer came.
-    pub rtt_us: Option<u32>,
-}
+pub use portwatch_core::report::StoredResult;
 
 const STATUSES: [Status; 4] = [Status::Up, Status::Warning, Status::Down, Status::Unknown];
 const REASONS: [Reason; 15] = Reason::ALL;

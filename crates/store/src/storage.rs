@@ -15,6 +15,7 @@ use std::future::Future;
 use portwatch_core::config::{Config, Overrides, WindowDef};
 use portwatch_core::monitor::state::State;
 use portwatch_core::notify::{ChannelDef, RuleDef};
+use portwatch_core::report::SensorReport;
 use portwatch_probe::Host;
 
 use crate::accounts::{Account, Role, StatusPage, TokenRow, UserRow};
@@ -112,6 +113,16 @@ pub trait Storage: Clone + Send + Sync + 'static {
         from_ms: i64,
         to_ms: i64,
     ) -> impl Future<Output = Result<Vec<(i64, Rollup)>, StoreError>> + Send;
+
+    /// A sensor's report over `from_ms..to_ms`: uptime by time and by
+    /// requests, outages and connect times.
+    fn sensor_report(
+        &self,
+        id: i64,
+        path: String,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<SensorReport, StoreError>> + Send;
 
     /// Raw results stored and the bytes they take (packed windows and
     /// journal), for the benchmark's bytes-per-result figure.
@@ -435,6 +446,17 @@ impl Storage for Db {
         to_ms: i64,
     ) -> Result<Vec<(i64, Rollup)>, StoreError> {
         self.call(move |store| store.rollups(sensor_id, from_ms, to_ms))
+            .await
+    }
+
+    async fn sensor_report(
+        &self,
+        id: i64,
+        path: String,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<SensorReport, StoreError> {
+        self.call(move |store| store.sensor_report(id, &path, from_ms, to_ms))
             .await
     }
 

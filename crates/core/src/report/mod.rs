@@ -6,11 +6,45 @@
 //!
 //! Plus the outage list and connect-time statistics.
 
+pub mod rollup;
+
+use portwatch_probe::{Reason, Status};
 use serde::Serialize;
 
 use crate::monitor::state::State;
-use crate::store::rollup::{Accumulator, Rollup, hour_of};
-use crate::store::{EventRow, Store, StoreError, StoredResult};
+use rollup::{Accumulator, Rollup};
+
+/// One raw result as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredResult {
+    /// The sensor's id.
+    pub sensor: i64,
+    /// When the check started, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The verdict.
+    pub status: Status,
+    /// The reason.
+    pub reason: Reason,
+    /// The connect time in microseconds, if an answer came.
+    pub rtt_us: Option<u32>,
+}
+
+/// A stored state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// Sensor id.
+    pub sensor_id: i64,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// Before.
+    pub from: State,
+    /// After.
+    pub to: State,
+    /// The check's reason, if a check caused it.
+    pub reason: Option<String>,
+    /// What happened.
+    pub message: String,
+}
 
 /// An interval spent DOWN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -162,54 +196,6 @@ pub struct SensorReport {
     pub p95_us: Option<u32>,
     /// Outages.
     pub outages: Vec<Outage>,
-}
-
-/// Builds the report of one sensor. Requests and connect times come from
-/// raw results where the period is within their retention, else from the
-/// hourly rollups plus the raw results of the hours not rolled up yet.
-pub fn sensor_report(
-    store: &Store,
-    id: i64,
-    path: &str,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<SensorReport, StoreError> {
-    let initial = store.state_at(id, from_ms)?;
-    let events = store.events(id, from_ms, to_ms)?;
-    // A sensor added during the period is reported from its first event.
-    let from_ms = match (initial, events.first()) {
-        (None, Some(first)) => first.at_ms.max(from_ms),
-        _ => from_ms,
-    };
-    let (time, outages) = timeline(initial, &events, from_ms, to_ms);
-    let raw_from = to_ms - crate::store::RETENTION.as_millis() as i64;
-    let stats = if from_ms >= raw_from {
-        summarize(&store.results(id, from_ms, to_ms)?)
-    } else {
-        let rollups = store.rollups(id, hour_of(from_ms), to_ms)?;
-        let rolled_until = rollups
-            .last()
-            .map_or(from_ms, |(hour, _)| hour + crate::store::rollup::HOUR_MS);
-        let mut parts: Vec<Rollup> = rollups.into_iter().map(|(_, r)| r).collect();
-        parts.push(summarize(&store.results(id, rolled_until, to_ms)?));
-        combine(&parts)
-    };
-    Ok(SensorReport {
-        sensor: path.to_owned(),
-        from_ms,
-        to_ms,
-        uptime_by_time: time.uptime_percent(),
-        time,
-        uptime_by_requests: (stats.count > 0)
-            .then(|| f64::from(stats.ups) * 100.0 / f64::from(stats.count)),
-        checks: stats.count,
-        checks_up: stats.ups,
-        min_us: stats.min_us,
-        avg_us: stats.avg_us,
-        max_us: stats.max_us,
-        p95_us: stats.p95_us,
-        outages,
-    })
 }
 
 #[cfg(test)]

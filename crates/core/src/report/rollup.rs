@@ -7,7 +7,7 @@
 
 use portwatch_probe::Status;
 
-use super::pack::StoredResult;
+use super::StoredResult;
 
 /// Milliseconds in an hour.
 pub const HOUR_MS: i64 = 3_600_000;
