@@ -269,6 +269,8 @@ struct WriterThread {
     hours: HashMap<(i64, i64), Accumulator>,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// [`MAX_BACKLOG`], smaller in tests.
+    max_backlog: usize,
     last_flush: Instant,
     last_repack: Instant,
 }
@@ -292,6 +294,7 @@ impl WriterThread {
             hours: HashMap::new(),
             retry_at: None,
             backoff: Duration::from_millis(250),
+            max_backlog: MAX_BACKLOG,
             last_flush: Instant::now(),
             last_repack: Instant::now(),
         };
@@ -355,8 +358,8 @@ impl WriterThread {
             Write::Result(result, last) => {
                 self.results.push(result);
                 self.last.insert(result.sensor, (result, last));
-                if self.results.len() > MAX_BACKLOG {
-                    let excess = self.results.len() - MAX_BACKLOG;
+                if self.results.len() > self.max_backlog {
+                    let excess = self.results.len() - self.max_backlog;
                     self.results.drain(..excess);
                     self.stats
                         .results_dropped
@@ -814,6 +817,21 @@ mod tests {
         thread.take_queued(&receiver);
         assert_eq!(thread.results.len(), MAX_BATCH, "bounded");
         assert_eq!(receiver.try_iter().count(), 10, "the rest waits");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// While the store refuses writes, the backlog keeps the newest
+    /// results up to its bound and counts the oldest as lost.
+    #[test]
+    fn a_full_backlog_drops_its_oldest_results_and_counts_them() {
+        let (dir, mut thread) = temp_thread();
+        thread.max_backlog = 10;
+        for n in 0..15 {
+            thread.take(result(n));
+        }
+        let kept: Vec<i64> = thread.results.iter().map(|r| r.at_ms).collect();
+        assert_eq!(kept, (5..15).collect::<Vec<i64>>());
+        assert_eq!(thread.stats.results_dropped.load(Ordering::Relaxed), 5);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
