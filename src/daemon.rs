@@ -17,7 +17,7 @@ use crate::monitor::daemon::Wiring;
 use crate::monitor::stats::{Counts, MonitorStats};
 use crate::notify::worker::DeliveryStats;
 use crate::store::writer::{self, WriterStats};
-use crate::store::{Db, StoreError};
+use crate::store::{Db, Storage, StoreError};
 use crate::web::{AppState, WebLimits};
 
 /// What to run.
@@ -159,7 +159,7 @@ impl Running {
     pub async fn reload(&self) -> anyhow::Result<()> {
         if let Some(file) = self.config.clone() {
             let config = crate::config::read_config(&file)?;
-            let summary = self.db.call(move |store| store.apply(&config)).await?;
+            let summary = self.db.apply(config).await?;
             log_applied(&file, &summary);
         }
         self.reload.notify_one();

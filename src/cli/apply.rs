@@ -3,8 +3,9 @@
 use std::io::Write;
 
 use super::ApplyArgs;
+use super::StoreClient;
 use crate::config::read_config;
-use crate::store::Store;
+use crate::store::Storage;
 
 pub(super) const EXAMPLES: &str = "Examples:
   portwatch apply portwatch.toml
@@ -29,8 +30,8 @@ pub(super) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         )?;
         return Ok(0);
     }
-    let mut store = Store::open(&args.db.db)?;
-    let summary = store.apply(&config)?;
+    let store = StoreClient::open(&args.db.db, false)?;
+    let summary = store.call(store.db.apply(config))?;
     writeln!(
         stdout,
         "applied {}: {} sensors ({} added, {} removed) in {groups} groups and {servers} servers, store {}",

@@ -713,6 +713,37 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))
 }
 
+/// The store behind `--db` for a command that reads or edits it: the
+/// storage interface, called on a runtime of its own.
+struct StoreClient {
+    db: crate::store::Db,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl StoreClient {
+    /// The store at `path`; `existing`: it must exist already (commands
+    /// that only read or edit it), else it is created (`apply`).
+    fn open(path: &std::path::Path, existing: bool) -> anyhow::Result<StoreClient> {
+        let db = if existing {
+            crate::store::Db::open_existing(path, 1)?
+        } else {
+            crate::store::Db::open(path, 1)?
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))?;
+        Ok(StoreClient { db, runtime })
+    }
+
+    /// Waits for one call of the storage interface on `self.db`.
+    fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    ) -> Result<T, crate::store::StoreError> {
+        self.runtime.block_on(call)
+    }
+}
+
 /// Logs go to stderr; `PORTWATCH_LOG` sets the filter. The monitor logs
 /// state changes at info, the one-shot commands only warnings.
 fn init_logging(daemon: bool) {

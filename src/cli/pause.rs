@@ -3,13 +3,13 @@
 
 use std::io::Write;
 
-use super::{AccessCommand, NameArgs, Scope};
-use crate::store::Store;
+use super::{AccessCommand, NameArgs, Scope, StoreClient};
+use crate::store::Storage;
 use crate::store::accounts::{Role, random_token};
 
 pub(super) fn run(args: &NameArgs, paused: bool) -> anyhow::Result<u8> {
-    let mut store = Store::open_existing(&args.db.db)?;
-    let changed = store.set_paused(&args.name, paused)?;
+    let store = StoreClient::open(&args.db.db, true)?;
+    let changed = store.call(store.db.set_paused(args.name.clone(), paused))?;
     let verb = if paused { "paused" } else { "resumed" };
     let noun = if changed == 1 { "sensor" } else { "sensors" };
     writeln!(
@@ -37,16 +37,23 @@ fn password_from_env() -> (String, bool) {
 
 pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
     let mut out = anstream::stdout();
+    let (AccessCommand::List { db }
+    | AccessCommand::Revoke { db, .. }
+    | AccessCommand::Passwd { db, .. }
+    | AccessCommand::Disable { db, .. }
+    | AccessCommand::Enable { db, .. }
+    | AccessCommand::Token { db, .. }
+    | AccessCommand::User { db, .. }) = command;
+    let store = StoreClient::open(&db.db, true)?;
     match command {
-        AccessCommand::List { db } => {
-            let store = Store::open_existing(&db.db)?;
+        AccessCommand::List { .. } => {
             let time = |ms: i64| {
                 jiff::Timestamp::from_millisecond(ms)
                     .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
                     .unwrap_or_default()
             };
             writeln!(out, "users:")?;
-            for user in store.users()? {
+            for user in store.call(store.db.users())? {
                 let state = match user.disabled_ms {
                     Some(ms) => format!("disabled since {}", time(ms)),
                     None => "active".to_owned(),
@@ -60,7 +67,7 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
                 )?;
             }
             writeln!(out, "API tokens:")?;
-            for token in store.tokens()? {
+            for token in store.call(store.db.tokens())? {
                 writeln!(
                     out,
                     "  {:<20} {:<6} created {}",
@@ -70,13 +77,13 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
                 )?;
             }
         }
-        AccessCommand::Revoke { name, db } => {
-            Store::open_existing(&db.db)?.revoke_token(name)?;
+        AccessCommand::Revoke { name, .. } => {
+            store.call(store.db.revoke_token(name.clone()))?;
             writeln!(out, "API token '{name}' revoked")?;
         }
-        AccessCommand::Passwd { name, db } => {
+        AccessCommand::Passwd { name, .. } => {
             let (password, shown) = password_from_env();
-            Store::open_existing(&db.db)?.set_password(name, &password)?;
+            store.call(store.db.set_password(name.clone(), password.clone()))?;
             if shown {
                 writeln!(
                     out,
@@ -86,16 +93,16 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
                 writeln!(out, "user {name}: password changed; their sessions ended")?;
             }
         }
-        AccessCommand::Disable { name, db } => {
-            Store::open_existing(&db.db)?.set_disabled(name, true)?;
+        AccessCommand::Disable { name, .. } => {
+            store.call(store.db.set_disabled(name.clone(), true))?;
             writeln!(out, "user {name} disabled; their sessions ended")?;
         }
-        AccessCommand::Enable { name, db } => {
-            Store::open_existing(&db.db)?.set_disabled(name, false)?;
+        AccessCommand::Enable { name, .. } => {
+            store.call(store.db.set_disabled(name.clone(), false))?;
             writeln!(out, "user {name} enabled")?;
         }
-        AccessCommand::Token { name, scope, db } => {
-            let token = Store::open_existing(&db.db)?.create_token(name, role(*scope))?;
+        AccessCommand::Token { name, scope, .. } => {
+            let token = store.call(store.db.create_token(name.clone(), role(*scope)))?;
             writeln!(out, "{token}")?;
             writeln!(
                 anstream::stderr(),
@@ -104,12 +111,14 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
             )?;
         }
         AccessCommand::User {
-            name,
-            role: scope,
-            db,
+            name, role: scope, ..
         } => {
             let (password, shown) = password_from_env();
-            Store::open_existing(&db.db)?.create_user(name, &password, role(*scope))?;
+            store.call(
+                store
+                    .db
+                    .create_user(name.clone(), password.clone(), role(*scope)),
+            )?;
             if shown {
                 writeln!(
                     out,
@@ -125,7 +134,10 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
 }
 
 pub(super) async fn notify_test(name: &str, db: &super::DbArgs) -> anyhow::Result<u8> {
-    let Some(channel) = Store::open_existing(&db.db)?.channel(name)? else {
+    let Some(channel) = crate::store::Db::open_existing(&db.db, 1)?
+        .channel(name.to_owned())
+        .await?
+    else {
         anyhow::bail!(
             "no channel named '{name}' in {}: declare it in portwatch.toml and apply it",
             db.db.display()

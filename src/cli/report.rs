@@ -4,10 +4,11 @@ use std::io::Write;
 
 use owo_colors::OwoColorize;
 
+use super::StoreClient;
 use super::status::time;
 use super::{ReportArgs, ScanFormat};
 use crate::report::SensorReport;
-use crate::store::Store;
+use crate::store::Storage;
 
 pub(super) const EXAMPLES: &str = "Examples:
   portwatch report                      every sensor, last 30 days
@@ -31,17 +32,22 @@ fn millis(us: Option<u32>) -> String {
 }
 
 pub(super) fn run(args: &ReportArgs) -> anyhow::Result<u8> {
-    let store = Store::open_existing(&args.db.db)?;
-    let rows = store.status()?;
+    let store = StoreClient::open(&args.db.db, true)?;
+    let rows = store.call(store.db.status())?;
     let ids = match &args.name {
-        Some(name) => store.sensor_ids(name)?,
+        Some(name) => store.call(store.db.sensor_ids(name.clone()))?,
         None => rows.iter().map(|r| r.id).collect(),
     };
     let to_ms = jiff::Timestamp::now().as_millisecond();
     let from_ms = to_ms - args.since.as_millis() as i64;
     let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
     for row in rows.iter().filter(|r| ids.contains(&r.id)) {
-        let report = store.sensor_report(row.id, &row.path, from_ms, to_ms)?;
+        let report = store.call(store.db.sensor_report(
+            row.id,
+            row.path.clone(),
+            from_ms,
+            to_ms,
+        ))?;
         match args.format {
             ScanFormat::Json => writeln!(stdout, "{}", serde_json::to_string(&report)?)?,
             ScanFormat::Human => human(&mut stdout, &report, to_ms)?,

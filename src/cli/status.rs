@@ -5,10 +5,11 @@ use std::io::Write;
 use owo_colors::OwoColorize;
 use serde::Serialize;
 
+use super::StoreClient;
 use super::{ScanFormat, StatusArgs};
 use crate::monitor::state::State;
 use crate::probe::Status;
-use crate::store::{StatusRow, Store};
+use crate::store::{StatusRow, Storage};
 
 pub(super) const EXAMPLES: &str = "Examples:
   portwatch status
@@ -51,8 +52,8 @@ pub(super) fn paint(state: State) -> String {
 }
 
 pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
-    let store = Store::open_existing(&args.db.db)?;
-    let rows = store.status()?;
+    let store = StoreClient::open(&args.db.db, true)?;
+    let rows = store.call(store.db.status())?;
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
     match args.format {
