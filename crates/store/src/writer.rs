@@ -275,6 +275,17 @@ struct WriterThread {
     last_repack: Instant,
 }
 
+/// However the thread ends (its loop returns, or it panics), the ordered
+/// writes still waiting are dropped with their acknowledgements, so that
+/// nobody waits for a commit that will never come.
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Ok(mut ordered) = self.ordered.lock() {
+            ordered.clear();
+        }
+    }
+}
+
 impl WriterThread {
     fn new(
         conn: Connection,
@@ -832,6 +843,26 @@ mod tests {
         let kept: Vec<i64> = thread.results.iter().map(|r| r.at_ms).collect();
         assert_eq!(kept, (5..15).collect::<Vec<i64>>());
         assert_eq!(thread.stats.results_dropped.load(Ordering::Relaxed), 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A writer thread that ends leaves no acknowledgement waiting.
+    #[test]
+    fn acknowledgements_are_dropped_when_the_thread_ends() {
+        let (dir, thread) = temp_thread();
+        let ordered = thread.ordered.clone();
+        let (ack, committed) = oneshot::channel();
+        ordered.lock().unwrap().push_back(PendingEvent {
+            op: Ordered::Settle {
+                sensor: 1,
+                at_ms: 0,
+                cancel: None,
+            },
+            ack,
+        });
+        drop(thread);
+        assert!(ordered.lock().unwrap().is_empty());
+        assert!(committed.blocking_recv().is_err(), "told, not left waiting");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
