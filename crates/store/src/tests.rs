@@ -7,6 +7,26 @@ fn temp_store() -> (tempdir::Dir, Store) {
     (dir, store)
 }
 
+/// An UP result of `sensor` at `at_ms` (50 µs), and the last check it
+/// leaves, as the monitor queues them.
+fn up_result(sensor: i64, at_ms: i64) -> (StoredResult, writer::LastCheck) {
+    (
+        StoredResult {
+            sensor,
+            at_ms,
+            status: portwatch_probe::Status::Up,
+            reason: portwatch_probe::Reason::Connected,
+            rtt_us: Some(50),
+        },
+        writer::LastCheck {
+            state: portwatch_core::monitor::state::State::Up,
+            since_ms: at_ms,
+            message: String::new(),
+            details: None,
+        },
+    )
+}
+
 /// A temporary directory removed on drop (no extra dependency).
 mod tempdir {
     pub struct Dir {
@@ -405,29 +425,14 @@ fn an_event_is_acknowledged_only_after_its_commit() {
 /// second (its flush period), without anything else asking it to.
 #[test]
 fn a_queued_result_is_committed_within_a_second() {
-    use portwatch_core::monitor::state::State;
-    use portwatch_probe::{Reason, Status};
     let (dir, mut store) = temp_store();
     store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
     let id = store.sensor_ids("web/http").unwrap()[0];
     let (writer, thread) = writer::start(&dir.path.join("test.db")).unwrap();
     let queued = std::time::Instant::now();
     let now = jiff::Timestamp::now().as_millisecond();
-    writer.result(
-        StoredResult {
-            sensor: id,
-            at_ms: now,
-            status: Status::Up,
-            reason: Reason::Connected,
-            rtt_us: Some(50),
-        },
-        writer::LastCheck {
-            state: State::Up,
-            since_ms: now,
-            message: String::new(),
-            details: None,
-        },
-    );
+    let (result, last) = up_result(id, now);
+    writer.result(result, last);
     while store.results(id, 0, i64::MAX).unwrap().is_empty() {
         assert!(
             queued.elapsed() < std::time::Duration::from_millis(1500),
@@ -448,7 +453,6 @@ fn a_queued_result_is_committed_within_a_second() {
 #[test]
 fn ordered_writes_keep_their_order_and_start_no_threads_when_the_queue_is_full() {
     use portwatch_core::monitor::state::{Change, State};
-    use portwatch_probe::{Reason, Status};
     let (dir, mut store) = temp_store();
     store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
     let id = store.sensor_ids("web/http").unwrap()[0];
@@ -463,19 +467,7 @@ fn ordered_writes_keep_their_order_and_start_no_threads_when_the_queue_is_full()
         message: format!("event {n}"),
     };
     let base = 1_790_000_000_000;
-    let result = StoredResult {
-        sensor: id,
-        at_ms: base,
-        status: Status::Up,
-        reason: Reason::Connected,
-        rtt_us: Some(50),
-    };
-    let last = writer::LastCheck {
-        state: State::Up,
-        since_ms: base,
-        message: String::new(),
-        details: None,
-    };
+    let (result, last) = up_result(id, base);
     // The first event sends the writer into a commit that waits for the lock.
     let first = writer.event(id, base, change(0));
     let maker = std::thread::Builder::new()
@@ -540,8 +532,6 @@ fn ordered_writes_keep_their_order_and_start_no_threads_when_the_queue_is_full()
 /// both the window and the journal for the next try.
 #[test]
 fn a_window_that_cannot_be_read_is_not_overwritten() {
-    use portwatch_core::monitor::state::State;
-    use portwatch_probe::{Reason, Status};
     let (dir, mut store) = temp_store();
     store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
     let id = store.sensor_ids("web/http").unwrap()[0];
@@ -556,21 +546,8 @@ fn a_window_that_cannot_be_read_is_not_overwritten() {
         )
         .unwrap();
     let (writer, thread) = writer::start(&path).unwrap();
-    writer.result(
-        StoredResult {
-            sensor: id,
-            at_ms: now,
-            status: Status::Up,
-            reason: Reason::Connected,
-            rtt_us: Some(50),
-        },
-        writer::LastCheck {
-            state: State::Up,
-            since_ms: now,
-            message: String::new(),
-            details: None,
-        },
-    );
+    let (result, last) = up_result(id, now);
+    writer.result(result, last);
     let errors = writer.stats.clone();
     // Dropping the writer commits the result and repacks every window.
     drop(writer);
@@ -622,30 +599,14 @@ fn damaged_json_is_a_damaged_row_everywhere() {
 /// committed (the monitor relies on it when it stops).
 #[test]
 fn flush_returns_once_everything_queued_is_committed() {
-    use crate::writer::LastCheck;
-    use portwatch_core::monitor::state::State;
-    use portwatch_probe::{Reason, Status};
     let (dir, mut store) = temp_store();
     store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
     let id = store.sensor_ids("web/http").unwrap()[0];
     let (writer, thread) = writer::start(&dir.path.join("test.db")).unwrap();
     let now = jiff::Timestamp::now().as_millisecond();
     for n in 0..100 {
-        writer.result(
-            StoredResult {
-                sensor: id,
-                at_ms: now + n,
-                status: Status::Up,
-                reason: Reason::Connected,
-                rtt_us: Some(50),
-            },
-            LastCheck {
-                state: State::Up,
-                since_ms: now,
-                message: String::new(),
-                details: None,
-            },
-        );
+        let (result, last) = up_result(id, now + n);
+        writer.result(result, last);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
