@@ -261,7 +261,8 @@ struct WriterThread {
     path: PathBuf,
     stats: Arc<WriterStats>,
     ordered: OrderedQueue,
-    results: Vec<StoredResult>,
+    /// Results not committed yet, oldest first.
+    results: VecDeque<StoredResult>,
     last: HashMap<i64, (StoredResult, LastCheck)>,
     events: Vec<PendingEvent>,
     acks: Vec<oneshot::Sender<()>>,
@@ -298,7 +299,7 @@ impl WriterThread {
             path,
             stats,
             ordered,
-            results: Vec::new(),
+            results: VecDeque::new(),
             last: HashMap::new(),
             events: Vec::new(),
             acks: Vec::new(),
@@ -367,17 +368,13 @@ impl WriterThread {
     fn take(&mut self, write: Write) {
         match write {
             Write::Result(result, last) => {
-                self.results.push(result);
+                self.results.push_back(result);
                 self.last.insert(result.sensor, (result, last));
+                // One in, one out: the oldest is dropped, in constant time.
                 if self.results.len() > self.max_backlog {
-                    let excess = self.results.len() - self.max_backlog;
-                    self.results.drain(..excess);
-                    self.stats
-                        .results_dropped
-                        .fetch_add(excess as u64, Ordering::Relaxed);
-                    self.stats
-                        .pending
-                        .fetch_sub(excess as u64, Ordering::Relaxed);
+                    self.results.pop_front();
+                    self.stats.results_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.stats.pending.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             Write::Wake => {}
@@ -443,7 +440,7 @@ impl WriterThread {
         if !self.results.is_empty() {
             let first = self.results.iter().map(|r| r.at_ms).min().unwrap_or(0);
             let last = self.results.iter().map(|r| r.at_ms).max().unwrap_or(0);
-            let mut batch = self.results.clone();
+            let mut batch: Vec<StoredResult> = self.results.iter().copied().collect();
             let data = pack::pack_batch(first, &mut batch);
             tx.execute(
                 "INSERT INTO journal (first_ms, last_ms, count, data) VALUES (?1, ?2, ?3, ?4)",
