@@ -258,7 +258,8 @@ fn the_writer_packs_results_and_rolls_up_closed_hours() {
     let (hour, rollup) = rollups[0];
     assert_eq!(hour, two_hours_ago);
     assert_eq!((rollup.count, rollup.ups), (360, 324));
-    assert_eq!((rollup.min_us, rollup.max_us), (Some(100), Some(459)));
+    // The first check (100 µs) was refused: a refusal is no connect time.
+    assert_eq!((rollup.min_us, rollup.max_us), (Some(101), Some(459)));
     assert_eq!(store.events(id, 0, i64::MAX).unwrap().len(), 1);
     let (count, bytes) = store.result_footprint().unwrap();
     assert_eq!(count, 361);

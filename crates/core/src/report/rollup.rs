@@ -5,7 +5,7 @@
 //! two, so it is exact to within 1/8 of an octave (about 9 %), and never
 //! above the true maximum.
 
-use portwatch_probe::Status;
+use portwatch_probe::{Reason, Status};
 
 use super::StoredResult;
 
@@ -75,7 +75,9 @@ impl Accumulator {
         if matches!(result.status, Status::Up | Status::Warning) {
             self.ups += 1;
         }
-        if let Some(rtt) = result.rtt_us {
+        // Connect times are handshakes: the time a refusal (RST) or an ICMP
+        // error took to come back is not one.
+        if let Some(rtt) = result.rtt_us.filter(|_| result.reason == Reason::Connected) {
             if self.timed == 0 || rtt < self.min_us {
                 self.min_us = rtt;
             }
@@ -120,7 +122,6 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portwatch_probe::Reason;
     use proptest::prelude::*;
 
     fn up(rtt: u32) -> StoredResult {
@@ -131,6 +132,27 @@ mod tests {
             reason: Reason::Connected,
             rtt_us: Some(rtt),
         }
+    }
+
+    #[test]
+    fn only_completed_handshakes_count_as_connect_times() {
+        let mut acc = Accumulator::default();
+        acc.add(&up(2_000));
+        acc.add(&StoredResult {
+            status: Status::Down,
+            reason: Reason::Refused,
+            rtt_us: Some(40),
+            ..up(0)
+        });
+        // A slow answer that was judged DOWN still completed its handshake.
+        acc.add(&StoredResult {
+            status: Status::Down,
+            ..up(9_000)
+        });
+        let rollup = acc.finish();
+        assert_eq!((rollup.count, rollup.ups), (3, 1));
+        assert_eq!((rollup.min_us, rollup.max_us), (Some(2_000), Some(9_000)));
+        assert_eq!(rollup.avg_us, Some(5_500));
     }
 
     #[test]
