@@ -382,6 +382,13 @@ impl WriterThread {
         }
     }
 
+    /// After a failed commit: the next try waits for the backoff, which
+    /// doubles each time up to 30 s (a commit that succeeds resets it).
+    fn back_off(&mut self, now: Instant) {
+        self.retry_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+    }
+
     /// Moves the waiting ordered writes into the next commit, in order.
     fn take_ordered(&mut self) {
         let mut ordered = self.ordered.lock().expect("ordered writes lock");
@@ -428,8 +435,7 @@ impl WriterThread {
             Err(error) => {
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, store = %self.path.display(), pending = self.results.len(), retry_in = ?self.backoff, "cannot write to the store; monitoring goes on and the write is retried");
-                self.retry_at = Some(Instant::now() + self.backoff);
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                self.back_off(Instant::now());
                 false
             }
         }
@@ -860,6 +866,35 @@ mod tests {
         drop(thread);
         assert!(ordered.lock().unwrap().is_empty());
         assert!(committed.blocking_recv().is_err(), "told, not left waiting");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Failed commits are retried after 250 ms, then twice as long each
+    /// time, never more than 30 s apart.
+    #[test]
+    fn failed_commits_back_off_exponentially_up_to_thirty_seconds() {
+        let (dir, mut thread) = temp_thread();
+        let now = Instant::now();
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            thread.back_off(now);
+            waits.push(thread.retry_at.unwrap() - now);
+        }
+        let ms = |n: u64| Duration::from_millis(n);
+        assert_eq!(
+            waits,
+            [
+                ms(250),
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(16000),
+                ms(30000),
+                ms(30000)
+            ]
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
