@@ -897,4 +897,108 @@ mod tests {
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    /// Stores one window of `results` for sensor 1 starting at `start`.
+    fn store_window(thread: &WriterThread, start: i64, results: &[StoredResult]) {
+        let end = results.last().map_or(start, |r| r.at_ms);
+        thread
+            .conn
+            .execute(
+                "INSERT INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (1, ?1, ?2, ?3, ?4)",
+                params![start, end, results.len() as i64, pack::pack_window(start, results)],
+            )
+            .unwrap();
+    }
+
+    fn at(at_ms: i64) -> StoredResult {
+        match result(0) {
+            Write::Result(r, _) => StoredResult { at_ms, ..r },
+            _ => unreachable!(),
+        }
+    }
+
+    /// After a restart the accumulators of the hour before and of this hour
+    /// are rebuilt from what is stored, and nothing older.
+    #[test]
+    fn a_restart_rebuilds_this_hours_and_the_last_hours_rollups() {
+        let (dir, mut thread) = temp_thread();
+        let hour = hour_of(jiff::Timestamp::now().as_millisecond());
+        for (start, n) in [(hour - 2 * HOUR_MS, 3), (hour - HOUR_MS, 2), (hour, 1)] {
+            let results: Vec<StoredResult> = (0..n).map(|i| at(start + i)).collect();
+            store_window(&thread, start, &results);
+        }
+        thread.hours.clear();
+        thread.rebuild_open_hours().unwrap();
+        let mut counts: Vec<(i64, u32)> = thread
+            .hours
+            .iter()
+            .map(|((_, h), acc)| (*h, acc.count))
+            .collect();
+        counts.sort_unstable();
+        assert_eq!(counts, [(hour - HOUR_MS, 2), (hour, 1)]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// When an hour's rollups are written, raw results past their
+    /// retention and rollups past theirs are deleted; newer ones stay.
+    #[test]
+    fn closing_an_hour_deletes_what_is_past_retention() {
+        let (dir, mut thread) = temp_thread();
+        let now = jiff::Timestamp::now().as_millisecond();
+        let day = 24 * HOUR_MS;
+        let old_window = window_start(now - RETENTION.as_millis() as i64 - day);
+        let kept_window = window_start(now - RETENTION.as_millis() as i64 + day);
+        store_window(&thread, old_window, &[at(old_window)]);
+        store_window(&thread, kept_window, &[at(kept_window)]);
+        for hour_ms in [
+            hour_of(now - ROLLUP_RETENTION.as_millis() as i64 - day),
+            hour_of(now - ROLLUP_RETENTION.as_millis() as i64 + day),
+        ] {
+            thread
+                .conn
+                .execute(
+                    "INSERT INTO rollups (sensor_id, hour_ms, count, ups) VALUES (1, ?1, 1, 1)",
+                    [hour_ms],
+                )
+                .unwrap();
+        }
+        // Results two hours and one hour ago: the next repack closes the
+        // first hour (a later one has been seen).
+        thread.results.push_back(at(hour_of(now) - 2 * HOUR_MS));
+        thread.results.push_back(at(hour_of(now) - HOUR_MS));
+        assert!(thread.flush());
+        thread.repack(i64::MAX);
+        let starts: Vec<i64> = thread
+            .conn
+            .prepare("SELECT start_ms FROM results ORDER BY start_ms")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            starts,
+            [
+                kept_window,
+                window_start(hour_of(now) - 2 * HOUR_MS),
+                window_start(hour_of(now) - HOUR_MS)
+            ]
+        );
+        let hours: Vec<i64> = thread
+            .conn
+            .prepare("SELECT hour_ms FROM rollups ORDER BY hour_ms")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            hours,
+            [
+                hour_of(now - ROLLUP_RETENTION.as_millis() as i64 + day),
+                hour_of(now) - 2 * HOUR_MS
+            ]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
