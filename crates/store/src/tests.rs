@@ -619,3 +619,128 @@ fn flush_returns_once_everything_queued_is_committed() {
     drop(writer);
     thread.join().unwrap();
 }
+
+/// The outbox from event to delivery: notifications written with their
+/// event are due at once, per channel; a failed attempt waits for its
+/// retry, a delivered or abandoned one leaves the queue, and every attempt
+/// is counted and listed. Held notifications wait for their hold or a
+/// settle; a cancelled one is never due.
+#[test]
+fn the_outbox_takes_a_notification_from_its_event_to_its_delivery() {
+    use portwatch_core::monitor::state::{Change, State};
+    let (dir, mut store) = temp_store();
+    store.apply(&from_toml("t.toml", CONFIG).unwrap()).unwrap();
+    let id = store.sensor_ids("web/http").unwrap()[0];
+    let (writer, thread) = writer::start(&dir.path.join("test.db")).unwrap();
+    let channel = portwatch_core::config::channel_from_json(&serde_json::json!({
+        "name": "chat", "webhook": "http://127.0.0.1:9/hook"
+    }))
+    .unwrap();
+    let payload = portwatch_core::notify::test_payload(&channel);
+    let down = Change {
+        from: State::Up,
+        to: State::Down,
+        reason: None,
+        message: "down".into(),
+    };
+    let at = 1_790_000_000_000;
+    let notify = vec![
+        ("chat".to_owned(), payload.clone()),
+        ("ops".to_owned(), payload.clone()),
+    ];
+    writer
+        .event_notifying(id, at, down.clone(), notify.clone())
+        .blocking_recv()
+        .unwrap();
+    let due = store.due_notifications(at, 10).unwrap();
+    let channels: Vec<&str> = due.iter().map(|p| p.channel.as_str()).collect();
+    assert_eq!(channels, ["chat", "ops"]);
+    assert_eq!((due[0].attempts, &due[0].payload), (0, &payload));
+    assert!(
+        store.due_notifications(at - 1, 10).unwrap().is_empty(),
+        "not before its time"
+    );
+    assert_eq!(store.undelivered().unwrap(), 2);
+    let others = store
+        .due_notifications_except(at, 10, &["chat".to_owned()])
+        .unwrap();
+    assert_eq!(others.len(), 1);
+    assert_eq!(others[0].channel, "ops");
+
+    let (chat, ops) = (due[0].id, due[1].id);
+    store.delivery_failed(chat, "503 busy", at + 1_000).unwrap();
+    let ids = |now| -> Vec<i64> {
+        store
+            .due_notifications(now, 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    assert_eq!(ids(at), [ops], "the failed one waits for its retry");
+    assert_eq!(ids(at + 1_000), [chat, ops]);
+    store.delivered(ops, at + 5).unwrap();
+    assert_eq!(ids(i64::MAX), [chat]);
+    assert_eq!(store.undelivered().unwrap(), 1);
+    store
+        .delivery_abandoned(chat, "410 gone", at + 2_000)
+        .unwrap();
+    assert!(ids(i64::MAX).is_empty());
+    assert_eq!(store.undelivered().unwrap(), 0);
+    let rows = store.outbox(10).unwrap();
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.channel.as_str(),
+                r.attempts,
+                r.delivered_ms,
+                r.failed_ms,
+                r.last_error.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("ops", 1, Some(at + 5), None, None),
+            ("chat", 2, None, Some(at + 2_000), Some("410 gone")),
+        ],
+        "newest first"
+    );
+
+    // Held until the dependency's re-check: released by a settle...
+    writer
+        .event_holding(
+            id,
+            at + 10,
+            down.clone(),
+            notify[..1].to_vec(),
+            Some(at + 30_000),
+        )
+        .blocking_recv()
+        .unwrap();
+    assert!(ids(at + 20).is_empty(), "held");
+    writer.settle(id, at + 20, None).blocking_recv().unwrap();
+    let released = ids(at + 20);
+    assert_eq!(released.len(), 1, "released at once");
+    store.delivered(released[0], at + 21).unwrap();
+    // ...or cancelled by one, with the reason kept.
+    writer
+        .event_holding(id, at + 30, down, notify[..1].to_vec(), Some(at + 30_000))
+        .blocking_recv()
+        .unwrap();
+    writer
+        .settle(id, at + 40, Some("its dependency is down".into()))
+        .blocking_recv()
+        .unwrap();
+    assert!(ids(i64::MAX).is_empty(), "a cancelled one is never due");
+    let cancelled = &store.outbox(1).unwrap()[0];
+    assert_eq!(cancelled.cancelled_ms, Some(at + 40));
+    assert_eq!(
+        cancelled.last_error.as_deref(),
+        Some("its dependency is down")
+    );
+    drop(writer);
+    thread.join().unwrap();
+}

@@ -317,6 +317,15 @@ async fn notification_definitions<S: Storage>(db: S) {
         "webhook": "http://127.0.0.1:9/ops",
     }))
     .unwrap();
+    let chat = db
+        .channel("chat".into())
+        .await
+        .unwrap()
+        .expect("the file's channel");
+    assert!(
+        matches!(db.save_channel(chat).await, Err(StoreError::Conflict(_))),
+        "a channel from the file is edited in the file"
+    );
     db.save_channel(def.clone()).await.unwrap();
     assert_eq!(db.channel("ops".into()).await.unwrap(), Some(def));
     let channels = db.channels().await.unwrap();
