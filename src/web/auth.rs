@@ -406,6 +406,29 @@ mod tests {
         );
     }
 
+    /// The first start creates `admin` with a generated password, shown
+    /// once; later starts create nobody and show nothing.
+    #[test]
+    fn the_first_admin_is_created_once_with_a_password_that_signs_in() {
+        if std::env::var_os("PORTWATCH_ADMIN_PASSWORD").is_some() {
+            return; // the generated password is what is tested here
+        }
+        let dir = std::env::temp_dir().join(format!("portwatch-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("t.db")).unwrap();
+        let password = ensure_admin(&store).unwrap().expect("generated and shown");
+        assert_eq!(password.len(), 20);
+        assert!(store.login("admin", &password).unwrap().is_some());
+        assert_eq!(store.user_count().unwrap(), 1);
+        assert_eq!(
+            ensure_admin(&store).unwrap(),
+            None,
+            "only on the first start"
+        );
+        assert_eq!(store.user_count().unwrap(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn address_blocks_parse_and_match() {
         let net: Cidr = "192.0.2.0/24".parse().unwrap();
