@@ -72,7 +72,8 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             })?;
             // The admin is created only once the address is ours, so that its
             // generated password is always printed.
-            let password = crate::web::ensure_admin(&Store::open(&db)?)?;
+            let chosen = std::env::var("PORTWATCH_ADMIN_PASSWORD").ok();
+            let password = crate::web::ensure_admin(&Store::open(&db)?, chosen)?;
             let address = listener.local_addr()?;
             monitor.public_url = Some(match &args.public_url {
                 Some(url) => url.clone(),

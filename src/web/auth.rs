@@ -69,15 +69,16 @@ pub const COOKIE: &str = "pw_session";
 /// (a CSRF token before there is a session).
 pub const LOGIN_COOKIE: &str = "pw_login";
 
-/// Creates the `admin` user on first start, with `PORTWATCH_ADMIN_PASSWORD`
-/// or a generated password; returns the password when it was generated, so
-/// that it is printed once.
-pub fn ensure_admin(store: &Store) -> Result<Option<String>, StoreError> {
+/// Creates the `admin` user on first start, with `chosen` (serve passes
+/// `PORTWATCH_ADMIN_PASSWORD`) or, when it is unset or empty, a generated
+/// password; returns the password when it was generated, so that it is
+/// printed once.
+pub fn ensure_admin(store: &Store, chosen: Option<String>) -> Result<Option<String>, StoreError> {
     if store.user_count()? > 0 {
         return Ok(None);
     }
-    let (password, generated) = match std::env::var("PORTWATCH_ADMIN_PASSWORD") {
-        Ok(password) if !password.is_empty() => (password, false),
+    let (password, generated) = match chosen {
+        Some(password) if !password.is_empty() => (password, false),
         _ => (random_token()[..20].to_owned(), true),
     };
     store.create_user("admin", &password, Role::Admin)?;
@@ -406,26 +407,43 @@ mod tests {
         );
     }
 
-    /// The first start creates `admin` with a generated password, shown
-    /// once; later starts create nobody and show nothing.
-    #[test]
-    fn the_first_admin_is_created_once_with_a_password_that_signs_in() {
-        if std::env::var_os("PORTWATCH_ADMIN_PASSWORD").is_some() {
-            return; // the generated password is what is tested here
-        }
-        let dir = std::env::temp_dir().join(format!("portwatch-admin-{}", std::process::id()));
+    fn fresh_store(name: &str) -> (std::path::PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!("portwatch-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir.join("t.db")).unwrap();
-        let password = ensure_admin(&store).unwrap().expect("generated and shown");
+        (dir, store)
+    }
+
+    /// The first start creates `admin` with a generated password, shown
+    /// once (also when the chosen password is empty); later starts create
+    /// nobody and show nothing.
+    #[test]
+    fn the_first_admin_is_created_once_with_a_password_that_signs_in() {
+        let (dir, store) = fresh_store("admin-generated");
+        let password = ensure_admin(&store, Some(String::new()))
+            .unwrap()
+            .expect("generated and shown: an empty password is no password");
         assert_eq!(password.len(), 20);
         assert!(store.login("admin", &password).unwrap().is_some());
         assert_eq!(store.user_count().unwrap(), 1);
         assert_eq!(
-            ensure_admin(&store).unwrap(),
+            ensure_admin(&store, None).unwrap(),
             None,
             "only on the first start"
         );
         assert_eq!(store.user_count().unwrap(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A chosen password is used as it is and never shown.
+    #[test]
+    fn a_chosen_admin_password_is_used_and_not_shown() {
+        let (dir, store) = fresh_store("admin-chosen");
+        assert_eq!(
+            ensure_admin(&store, Some("chosen words".into())).unwrap(),
+            None
+        );
+        assert!(store.login("admin", "chosen words").unwrap().is_some());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
