@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::deliver::{Failure, Http, deliver};
-use super::{ChannelDef, backoff};
+use super::{ChannelDef, retry_at};
 use crate::monitor::Clock;
 use crate::store::Storage;
 use crate::store::outbox::Pending;
@@ -137,7 +137,7 @@ async fn deliver_channel<S: Storage>(
         let at_ms = clock.now().as_millisecond();
         let (sensor, to) = (&pending.payload.sensor, &pending.payload.to);
         let kind = pending.payload.kind.as_str();
-        let retry_ms = at_ms + backoff(pending.attempts).as_millis() as i64;
+        let retry_ms = retry_at(at_ms, pending.attempts);
         let stop = match &outcome {
             Ok(()) => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);

@@ -362,6 +362,11 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.min(10)).min(Duration::from_secs(600))
 }
 
+/// When to try again a delivery whose attempt `attempt` failed at `at_ms`.
+pub fn retry_at(at_ms: i64, attempt: u32) -> i64 {
+    at_ms + backoff(attempt).as_millis() as i64
+}
+
 /// Why a notification was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -622,6 +627,8 @@ mod tests {
         assert_eq!(backoff(0), Duration::from_secs(1));
         assert_eq!(backoff(3), Duration::from_secs(8));
         assert_eq!(backoff(30), Duration::from_secs(600));
+        assert_eq!(retry_at(10_000, 0), 11_000, "later, never earlier");
+        assert_eq!(retry_at(10_000, 3), 18_000);
     }
 
     /// Regression (hardening #8): a banner with chat markup reached Slack,
