@@ -113,6 +113,14 @@ fn by_channel(due: Vec<Pending>) -> BTreeMap<String, Vec<Pending>> {
     by_channel
 }
 
+/// Whether an attempt's outcome ends its channel's round: a failure that a
+/// retry may mend (the receiver is likely down, and the next ones would
+/// fail too). A delivery, or a failure no retry can mend, goes on to the
+/// channel's next notification.
+fn ends_round(outcome: &Result<(), Failure>) -> bool {
+    matches!(outcome, Err(failure) if !failure.permanent)
+}
+
 /// Delivers one channel's due notifications in order, recording each
 /// attempt when it ends. A failure that a retry may mend stops the round
 /// (the receiver is likely down); one that cannot be mended is recorded as
@@ -138,23 +146,21 @@ async fn deliver_channel<S: Storage>(
         let (sensor, to) = (&pending.payload.sensor, &pending.payload.to);
         let kind = pending.payload.kind.as_str();
         let retry_ms = retry_at(at_ms, pending.attempts);
-        let stop = match &outcome {
+        let stop = ends_round(&outcome);
+        match &outcome {
             Ok(()) => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(channel = %name, %sensor, %to, kind, "notification delivered");
-                false
-            }
-            Err(failure) if failure.permanent => {
-                stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(channel = %name, %sensor, %to, kind, error = %failure, "notification failed for good; it will not be retried");
-                false
             }
             Err(failure) => {
                 stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(channel = %name, %sensor, %to, attempt = pending.attempts + 1, error = %failure, "notification not delivered; it will be retried");
-                true
+                if stop {
+                    tracing::warn!(channel = %name, %sensor, %to, attempt = pending.attempts + 1, error = %failure, "notification not delivered; it will be retried");
+                } else {
+                    tracing::error!(channel = %name, %sensor, %to, kind, error = %failure, "notification failed for good; it will not be retried");
+                }
             }
-        };
+        }
         let id = pending.id;
         let recorded = match outcome {
             Ok(()) => db.delivered(id, at_ms).await,
@@ -169,5 +175,26 @@ async fn deliver_channel<S: Storage>(
         if stop {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failure_a_retry_may_mend_ends_the_round() {
+        let failure = |permanent| {
+            Err(Failure {
+                message: "x".into(),
+                permanent,
+            })
+        };
+        assert!(!ends_round(&Ok(())));
+        assert!(
+            !ends_round(&failure(true)),
+            "hopeless: the next one may work"
+        );
+        assert!(ends_round(&failure(false)), "the receiver is likely down");
     }
 }
