@@ -7,7 +7,7 @@
 //! committed it.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,17 +16,16 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::dependency::{self, is_up};
-use super::reload::{self, Changed, ConfigDiff};
+use super::decide::{Core, Due, Effect, Outcome, Reload};
+use super::reload::Changed;
 use super::scheduler::{first_offset, next_due};
-use super::state::{self, Input, State, Tracker};
+use super::state::{self, State};
 use super::stats::MonitorStats;
 use crate::config::model::{ResolvedSensor, resolve};
-use crate::notify::plan::{Current, Outgoing, Planner};
 use crate::probe::verdict::Expectation;
-use crate::probe::{CheckOptions, CheckResult, Checker, CloseMode, Family, Reason, Status, Target};
+use crate::probe::{CheckOptions, CheckResult, Checker, CloseMode, Family, Reason, Target};
 use crate::store::writer::{LastCheck, Writer};
-use crate::store::{Loaded, Storage, StoreError, StoredResult};
+use crate::store::{Loaded, Storage, StoreError};
 
 /// The wall clock the monitor stamps results, events and maintenance
 /// windows with.
@@ -96,18 +95,13 @@ impl Default for MonitorOptions {
     }
 }
 
-struct Sensor {
-    spec: ResolvedSensor,
+/// What the shell keeps of a sensor: how to check it and when.
+struct Schedule {
     target: Target,
     options: CheckOptions,
     host: Arc<Semaphore>,
-    tracker: Tracker,
-    since_ms: i64,
+    interval: Duration,
     due: Instant,
-    running: bool,
-    manual: bool,
-    /// The last check's message, for escalations and repeats.
-    message: String,
     /// Bumped when the schedule changes, so stale queue entries are skipped.
     epoch: u64,
 }
@@ -121,13 +115,12 @@ struct Done {
     result: CheckResult,
 }
 
+/// The async shell around [`Core`]: it owns the schedule, the checks in
+/// flight, the store's writer and the announcer, and carries out the
+/// effects the core decides.
 struct Monitor {
-    sensors: HashMap<i64, Sensor>,
-    ids: HashMap<String, i64>,
-    dependants: HashMap<i64, Vec<i64>>,
-    /// Sensors with a dependency, a window or a manual pause: re-evaluated
-    /// every second.
-    watched: Vec<i64>,
+    core: Core,
+    schedules: HashMap<i64, Schedule>,
     queue: BinaryHeap<Reverse<(Instant, i64, u64)>>,
     hosts: HashMap<String, Arc<Semaphore>>,
     global: Arc<Semaphore>,
@@ -138,10 +131,6 @@ struct Monitor {
     done: mpsc::Sender<Done>,
     checks: JoinSet<()>,
     announcer: Announcer,
-    planner: Planner,
-    /// Sensors whose DOWN notifications are held until their dependency
-    /// has been re-checked (usually none).
-    held: HashSet<i64>,
     generation: i64,
     missed_logged: Instant,
 }
@@ -177,12 +166,9 @@ pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Resu
         shutdown,
     } = wiring;
     let (done_sender, mut done) = mpsc::channel(65_536);
-    let planner = Planner::new(options.public_url.clone());
     let mut monitor = Monitor {
-        sensors: HashMap::new(),
-        ids: HashMap::new(),
-        dependants: HashMap::new(),
-        watched: Vec::new(),
+        core: Core::new(options.public_url.clone()),
+        schedules: HashMap::new(),
         queue: BinaryHeap::new(),
         hosts: HashMap::new(),
         global: Arc::new(Semaphore::new(options.max_checks.max(1))),
@@ -192,15 +178,13 @@ pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Resu
         options,
         done: done_sender,
         checks: JoinSet::new(),
-        planner,
-        held: HashSet::new(),
         announcer: Announcer::start(notified),
         generation: -1,
         missed_logged: Instant::now(),
     };
-    let (loaded, statuses) = load(&db).await?;
-    monitor.apply(loaded, &statuses);
-    tracing::info!(sensors = monitor.sensors.len(), "monitor started");
+    let (loaded, states) = load(&db).await?;
+    monitor.apply(loaded, states);
+    tracing::info!(sensors = monitor.core.len(), "monitor started");
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -215,8 +199,8 @@ pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Resu
             () = reload.notified() => monitor.reload(&db).await,
             _ = tick.tick() => {
                 monitor.reap();
-                monitor.evaluate_watched();
-                monitor.follow_up();
+                let effects = monitor.core.tick(monitor.options.clock.now());
+                monitor.carry_out(effects);
                 if last_poll.elapsed() >= monitor.options.reload_every {
                     last_poll = Instant::now();
                     monitor.poll_generation(&db).await;
@@ -230,7 +214,8 @@ pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Resu
     while let Ok(finished) = done.try_recv() {
         monitor.finish(finished);
     }
-    monitor.stop_all();
+    let effects = monitor.core.stop(monitor.options.clock.now());
+    monitor.carry_out(effects);
     monitor.writer.flush().await;
     monitor.announcer.finish().await;
     tracing::info!("stopped: everything taken is written to the store");
@@ -268,125 +253,72 @@ fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
 }
 
 impl Monitor {
-    fn now_ms(&self) -> i64 {
-        self.options.clock.now().as_millisecond()
-    }
-
     /// Makes the running sensors match `loaded`, keeping the state and
     /// schedule of sensors that stay.
-    fn apply(&mut self, loaded: Loaded, statuses: &HashMap<i64, (State, i64)>) {
+    fn apply(&mut self, loaded: Loaded, states: HashMap<i64, (State, i64)>) {
         let Loaded {
-            config,
+            mut config,
             ids,
             paused,
             generation,
         } = loaded;
         self.generation = generation;
-        self.planner
-            .configure(config.rules.clone(), &config.channels);
         let now = Instant::now();
-        let now_ms = self.now_ms();
         // The declared configuration is dropped as soon as it is resolved:
         // with 100,000 sensors, holding both doubles the start-up peak.
         let specs = resolve(&config);
-        let dependencies: HashSet<String> =
-            specs.iter().filter_map(|s| s.depends_on.clone()).collect();
+        let rules = std::mem::take(&mut config.rules);
+        let channels = std::mem::take(&mut config.channels);
         drop(config);
-        let running: HashMap<i64, Duration> = self
-            .sensors
-            .iter()
-            .map(|(id, sensor)| (*id, sensor.spec.settings.interval))
-            .collect();
-        let ConfigDiff {
-            to_add,
-            to_change,
-            to_remove,
-        } = reload::diff(&running, specs, &ids);
-        drop(running);
-        for id in &to_remove {
-            self.sensors.remove(id);
-            self.held.remove(id);
+        let diff = self.core.diff(specs, &ids);
+        for id in &diff.to_remove {
+            self.schedules.remove(id);
         }
         for Changed {
             id,
             spec,
             reschedule,
-        } in to_change
+        } in &diff.to_change
         {
-            let (target, options, host) = self.check_parts(&spec);
-            let manual = paused.contains(&id);
-            let sensor = self.sensors.get_mut(&id).expect("a running sensor");
-            sensor.spec = spec;
-            sensor.target = target;
-            sensor.options = options;
-            sensor.host = host;
-            sensor.manual = manual;
-            if reschedule {
-                sensor.epoch += 1;
-                sensor.due = now + first_offset(&sensor.spec.path, sensor.spec.settings.interval);
-                self.queue.push(Reverse((sensor.due, id, sensor.epoch)));
+            let (target, options, host) = self.check_parts(spec);
+            let schedule = self.schedules.get_mut(id).expect("a running sensor");
+            schedule.target = target;
+            schedule.options = options;
+            schedule.host = host;
+            schedule.interval = spec.settings.interval;
+            if *reschedule {
+                schedule.epoch += 1;
+                schedule.due = now + first_offset(&spec.path, spec.settings.interval);
+                self.queue
+                    .push(Reverse((schedule.due, *id, schedule.epoch)));
             }
         }
-        for (id, spec) in to_add {
-            let (target, options, host) = self.check_parts(&spec);
-            let (tracker, since_ms) = match statuses.get(&id) {
-                Some(&(state, since)) => (Tracker { state, failures: 0 }, since),
-                None => (Tracker::PENDING, now_ms),
-            };
+        for (id, spec) in &diff.to_add {
+            let (target, options, host) = self.check_parts(spec);
             let due = now + first_offset(&spec.path, spec.settings.interval);
-            self.queue.push(Reverse((due, id, 0)));
-            self.sensors.insert(
-                id,
-                Sensor {
-                    manual: paused.contains(&id),
-                    spec,
+            self.queue.push(Reverse((due, *id, 0)));
+            self.schedules.insert(
+                *id,
+                Schedule {
                     target,
                     options,
                     host,
-                    tracker,
-                    since_ms,
+                    interval: spec.settings.interval,
                     due,
-                    running: false,
-                    message: String::new(),
                     epoch: 0,
                 },
             );
         }
-        // Only the paths that something depends on need looking up by name.
-        self.ids = ids
-            .into_iter()
-            .filter(|(path, id)| self.sensors.contains_key(id) && dependencies.contains(path))
-            .collect();
-        self.dependants = reload::dependants(
-            self.sensors
-                .iter()
-                .map(|(id, sensor)| (*id, sensor.spec.depends_on.as_deref())),
-            &self.ids,
-        );
-        self.watched = self
-            .sensors
-            .iter()
-            .filter(|(_, sensor)| {
-                sensor.spec.depends_on.is_some()
-                    || !sensor.spec.windows.is_empty()
-                    || sensor.manual
-                    || matches!(sensor.tracker.state, State::Paused(_))
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        self.watched.sort_unstable();
-        // Outages that were under way before this load (a restart after a
-        // crash, or new escalation rules) still escalate and repeat.
-        if self.planner.has_rules() {
-            let now_ms = self.now_ms();
-            for (id, sensor) in &self.sensors {
-                if sensor.tracker.state == State::Down {
-                    self.planner
-                        .resume_outage(*id, &sensor.spec, sensor.since_ms, now_ms);
-                }
-            }
-        }
-        self.evaluate_watched();
+        let reload = Reload {
+            diff,
+            ids,
+            paused,
+            states,
+            rules,
+            channels,
+        };
+        let effects = self.core.on_config(reload, self.options.clock.now());
+        self.carry_out(effects);
     }
 
     /// What a sensor's checks need: its target, check options and the
@@ -419,10 +351,10 @@ impl Monitor {
 
     async fn reload<S: Storage>(&mut self, db: &S) {
         match load(db).await {
-            Ok((loaded, statuses)) => {
-                self.apply(loaded, &statuses);
+            Ok((loaded, states)) => {
+                self.apply(loaded, states);
                 tracing::info!(
-                    sensors = self.sensors.len(),
+                    sensors = self.core.len(),
                     generation = self.generation,
                     "configuration reloaded"
                 );
@@ -442,21 +374,24 @@ impl Monitor {
                 break;
             }
             self.queue.pop();
-            let Some(sensor) = self.sensors.get_mut(&id) else {
+            let Some(schedule) = self.schedules.get_mut(&id) else {
                 continue;
             };
-            if sensor.epoch != epoch {
+            if schedule.epoch != epoch {
                 continue;
             }
-            let interval = sensor.spec.settings.interval;
-            let (next, skipped) =
-                next_due(Duration::ZERO, interval, now.saturating_duration_since(due));
-            sensor.due = due + next;
-            self.queue.push(Reverse((sensor.due, id, epoch)));
-            if matches!(sensor.tracker.state, State::Paused(_)) {
-                continue;
-            }
-            let running = sensor.running;
+            let (next, skipped) = next_due(
+                Duration::ZERO,
+                schedule.interval,
+                now.saturating_duration_since(due),
+            );
+            schedule.due = due + next;
+            self.queue.push(Reverse((schedule.due, id, epoch)));
+            let running = match self.core.due(id) {
+                None | Some(Due::Paused) => continue,
+                Some(Due::Running) => true,
+                Some(Due::Start) => false,
+            };
             self.stats.update(|c| {
                 c.due += 1 + skipped;
                 c.missed += skipped + u64::from(running);
@@ -464,7 +399,13 @@ impl Monitor {
             if running || skipped > 0 {
                 if self.missed_logged.elapsed() >= Duration::from_secs(10) {
                     self.missed_logged = Instant::now();
-                    tracing::warn!(sensor = %sensor.spec.path, skipped, still_running = running, "checks missed: the monitor is behind (see the missed counter)");
+                    let sensor = self.core.spec(id).map(|s| s.path.as_str()).unwrap_or("?");
+                    tracing::warn!(
+                        sensor,
+                        skipped,
+                        still_running = running,
+                        "checks missed: the monitor is behind (see the missed counter)"
+                    );
                 }
                 if running {
                     continue;
@@ -478,16 +419,15 @@ impl Monitor {
     }
 
     fn launch(&mut self, id: i64, due: Instant, recheck: bool) {
-        let at_ms = self.now_ms();
-        let Some(sensor) = self.sensors.get_mut(&id) else {
+        let at_ms = self.options.clock.now().as_millisecond();
+        let Some(schedule) = self.schedules.get(&id) else {
             return;
         };
-        sensor.running = true;
         self.stats.update(|c| c.in_flight += 1);
         let (target, options, host) = (
-            sensor.target.clone(),
-            sensor.options.clone(),
-            sensor.host.clone(),
+            schedule.target.clone(),
+            schedule.options.clone(),
+            schedule.host.clone(),
         );
         let (global, checker, done) =
             (self.global.clone(), self.checker.clone(), self.done.clone());
@@ -544,254 +484,65 @@ impl Monitor {
                 c.started_late_by(started.saturating_duration_since(due).as_millis() as u64);
             }
         });
-        let stored = StoredResult {
-            sensor: id,
+        let outcome = Outcome {
             at_ms,
             status: result.status,
             reason: result.reason,
-            rtt_us: result
-                .response_time
-                .map(|t| t.as_micros().min(u128::from(u32::MAX)) as u32),
-        };
-        let Some(sensor) = self.sensors.get_mut(&id) else {
-            // Removed while its check ran: the result is still history.
-            self.writer.result(
-                stored,
-                LastCheck {
-                    state: State::Pending,
-                    since_ms: at_ms,
-                    message: result.message,
-                    details: None,
-                },
-            );
-            return;
-        };
-        sensor.running = false;
-        // Kept only while failing (escalations and repeats quote it): an
-        // UP message per sensor would cost megabytes at 100,000 sensors.
-        if result.status == Status::Up {
-            sensor.message = String::new();
-        } else {
-            sensor.message.clone_from(&result.message);
-        }
-        let slow = result.status == Status::Down
-            && result.reason == Reason::Connected
-            && !sensor.spec.expect_closed;
-        let input = Input::Checked {
-            status: result.status,
-            reason: result.reason,
-            slow,
-            message: result.message.clone(),
-        };
-        let was_up = is_up(sensor.tracker.state);
-        let step = state::step(sensor.tracker, &input, sensor.spec.settings.retries);
-        sensor.tracker = step.tracker;
-        let mut recheck_dependency = None;
-        if let Some(change) = step.change.clone() {
-            sensor.since_ms = self.options.clock.now().as_millisecond();
-            let response_ms = result.response_time.map(|t| t.as_secs_f64() * 1000.0);
-            let notify =
-                self.planner
-                    .on_change(id, &sensor.spec, &change, sensor.since_ms, response_ms);
-            // A dependant going down while its dependency still looks up:
-            // its alert waits for a fresh check of the dependency, so that
-            // when the dependency is what failed, only the dependency alerts.
-            let dependency = dependency::hold(
-                &change,
-                !notify.is_empty(),
-                reload::dependency(sensor.spec.depends_on.as_deref(), &self.ids),
-            );
-            let hold_until_ms = dependency.map(|_| sensor.since_ms + HOLD_MS);
-            if dependency.is_some() {
-                self.held.insert(id);
-            } else {
-                self.held.remove(&id);
-            }
-            recheck_dependency = dependency;
-            self.announcer.announce(
-                &self.writer,
-                id,
-                &sensor.spec.path,
-                sensor.since_ms,
-                change,
-                notify,
-                hold_until_ms,
-            );
-        }
-        let last = LastCheck {
-            state: sensor.tracker.state,
-            since_ms: sensor.since_ms,
             details: result.protocol.as_ref().map(|p| Box::new(p.into())),
             message: result.message,
+            response_time: result.response_time,
         };
-        self.writer.result(stored, last);
-        let now_up = is_up(sensor.tracker.state);
-        if step.recheck {
-            self.launch(id, Instant::now(), true);
-        }
-        if was_up != now_up {
-            self.evaluate_dependants(id);
-        }
-        // A check of a sensor with held dependants settles them: released
-        // if it is still up, cancelled by the pause if it is not.
-        self.settle_dependants(id);
-        if let Some(dependency) = recheck_dependency
-            && self.sensors.get(&dependency).is_some_and(|d| !d.running)
-        {
-            self.launch(dependency, Instant::now(), true);
-        }
+        let effects = self.core.on_result(id, outcome, self.options.clock.now());
+        self.carry_out(effects);
     }
 
-    /// Releases the held notifications of `id`'s dependants whose
-    /// dependency is still up after its latest check. (Dependants it took
-    /// down with it were paused, and their held notifications cancelled.)
-    fn settle_dependants(&mut self, id: i64) {
-        if self.held.is_empty() {
-            return;
-        }
-        let Some(dependants) = self.dependants.get(&id) else {
-            return;
-        };
-        let dependency_up = self
-            .sensors
-            .get(&id)
-            .is_some_and(|d| is_up(d.tracker.state));
-        let at_ms = self.now_ms();
-        for dependant in dependency::to_release(dependency_up, &self.held, dependants) {
-            self.held.remove(&dependant);
-            self.announcer
-                .settled(self.writer.settle(dependant, at_ms, None));
-        }
-    }
-
-    /// Sends the escalations, repeats and flapping summaries that are due.
-    fn follow_up(&mut self) {
-        if !self.planner.has_rules() {
-            return;
-        }
-        let now_ms = self.now_ms();
-        let sensors = &self.sensors;
-        let due = self.planner.due(now_ms, |id| {
-            sensors.get(&id).map(|s| Current {
-                spec: &s.spec,
-                state: s.tracker.state,
-                since_ms: s.since_ms,
-                message: &s.message,
-            })
-        });
-        let mut by_sensor: HashMap<i64, Vec<(String, crate::notify::Payload)>> = HashMap::new();
-        for outgoing in due {
-            by_sensor
-                .entry(outgoing.sensor)
-                .or_default()
-                .push((outgoing.channel, outgoing.payload));
-        }
-        for (id, notify) in by_sensor {
-            self.announcer
-                .settled(self.writer.notify(id, now_ms, notify));
-        }
-    }
-
-    /// Marks every checked sensor `pending` with a "monitor stopped" event,
-    /// so that reports do not count the time the monitor is off as uptime
-    /// or downtime.
-    fn stop_all(&mut self) {
-        let at_ms = self.now_ms();
-        for (id, sensor) in &mut self.sensors {
-            if matches!(sensor.tracker.state, State::Pending | State::Paused(_)) {
-                continue;
-            }
-            let change = state::Change {
-                from: sensor.tracker.state,
-                to: State::Pending,
-                reason: None,
-                message: "the monitor stopped".to_owned(),
-            };
-            sensor.tracker = Tracker::PENDING;
-            // Committed by the flush that follows; nobody waits for this one.
-            drop(self.writer.event(*id, at_ms, change));
-        }
-    }
-
-    fn evaluate_watched(&mut self) {
-        for id in self.watched.clone() {
-            self.evaluate(id);
-        }
-    }
-
-    fn evaluate_dependants(&mut self, id: i64) {
-        let mut pending = self.dependants.get(&id).cloned().unwrap_or_default();
-        let mut seen = HashSet::new();
-        while let Some(next) = pending.pop() {
-            if seen.insert(next) && self.evaluate(next) {
-                pending.extend(self.dependants.get(&next).cloned().unwrap_or_default());
+    /// Carries out what the core decided, in its order.
+    fn carry_out(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Check { id, recheck } => self.launch(id, Instant::now(), recheck),
+                Effect::Result {
+                    result,
+                    state,
+                    since_ms,
+                    message,
+                    details,
+                } => self.writer.result(
+                    result,
+                    LastCheck {
+                        state,
+                        since_ms,
+                        message,
+                        details,
+                    },
+                ),
+                Effect::Event {
+                    id,
+                    path,
+                    at_ms,
+                    change,
+                    notify,
+                    hold_until_ms,
+                } => {
+                    let notify = notify.into_iter().map(|o| (o.channel, o.payload)).collect();
+                    let committed =
+                        self.writer
+                            .event_holding(id, at_ms, change.clone(), notify, hold_until_ms);
+                    self.announcer.announce(committed, path, change);
+                }
+                Effect::Settle { id, at_ms, cancel } => {
+                    self.announcer
+                        .settled(self.writer.settle(id, at_ms, cancel));
+                }
+                Effect::Notify { id, at_ms, notify } => {
+                    let notify = notify.into_iter().map(|o| (o.channel, o.payload)).collect();
+                    self.announcer
+                        .settled(self.writer.notify(id, at_ms, notify));
+                }
+                // Committed by the flush that follows; nobody waits for it.
+                Effect::Stop { id, at_ms, change } => drop(self.writer.event(id, at_ms, change)),
             }
         }
-    }
-
-    /// Pauses or resumes a sensor as its manual flag, windows and dependency
-    /// want. Returns whether its up-ness changed.
-    fn evaluate(&mut self, id: i64) -> bool {
-        let now = self.options.clock.now();
-        let dependency_up = {
-            let Some(sensor) = self.sensors.get(&id) else {
-                return false;
-            };
-            reload::dependency(sensor.spec.depends_on.as_deref(), &self.ids)
-                .and_then(|dep| self.sensors.get(&dep))
-                .is_none_or(|dep| is_up(dep.tracker.state))
-        };
-        let Some(sensor) = self.sensors.get_mut(&id) else {
-            return false;
-        };
-        let in_window = sensor
-            .spec
-            .windows
-            .iter()
-            .any(|(_, rule)| rule.contains(now));
-        let Some(input) = dependency::pause_input(
-            sensor.tracker.state,
-            sensor.manual,
-            in_window,
-            dependency_up,
-        ) else {
-            return false;
-        };
-        let was_up = is_up(sensor.tracker.state);
-        let step = state::step(sensor.tracker, &input, sensor.spec.settings.retries);
-        sensor.tracker = step.tracker;
-        let Some(change) = step.change else {
-            return false;
-        };
-        sensor.since_ms = now.as_millisecond();
-        if self.held.remove(&id) && matches!(change.to, State::Paused(_)) {
-            // Its dependency went down: only the dependency alerts.
-            let why = dependency::cancel_reason(
-                change.to,
-                sensor.spec.depends_on.as_deref(),
-                &change.message,
-            );
-            self.announcer
-                .settled(self.writer.settle(id, sensor.since_ms, Some(why)));
-        }
-        let notify = self
-            .planner
-            .on_change(id, &sensor.spec, &change, sensor.since_ms, None);
-        self.announcer.announce(
-            &self.writer,
-            id,
-            &sensor.spec.path,
-            sensor.since_ms,
-            change,
-            notify,
-            None,
-        );
-        let resumed = input == Input::Resume;
-        let running = sensor.running;
-        if resumed && !running {
-            self.launch(id, Instant::now(), false);
-        }
-        was_up != is_up(step.tracker.state)
     }
 }
 
@@ -800,10 +551,6 @@ type Announcement = (
     tokio::sync::oneshot::Receiver<()>,
     Option<(String, state::Change)>,
 );
-
-/// How long a dependant's DOWN alert waits for its dependency's re-check
-/// at most; if the monitor dies meanwhile, it is sent when this ends.
-const HOLD_MS: i64 = 30_000;
 
 /// Announces state changes once the store has committed them, in the order
 /// they happened, and wakes the delivery worker.
@@ -840,24 +587,14 @@ impl Announcer {
         Announcer { queue, task }
     }
 
-    /// Stores a state change with its notifications; it is announced once
-    /// committed.
-    #[allow(clippy::too_many_arguments)]
+    /// Announces a stored state change once `committed`.
     fn announce(
         &self,
-        writer: &Writer,
-        id: i64,
-        path: &str,
-        at_ms: i64,
+        committed: tokio::sync::oneshot::Receiver<()>,
+        path: String,
         change: state::Change,
-        notify: Vec<Outgoing>,
-        hold_until_ms: Option<i64>,
     ) {
-        let notify = notify.into_iter().map(|o| (o.channel, o.payload)).collect();
-        let committed = writer.event_holding(id, at_ms, change.clone(), notify, hold_until_ms);
-        let _ = self
-            .queue
-            .send((committed, Some((path.to_owned(), change))));
+        let _ = self.queue.send((committed, Some((path, change))));
     }
 
     /// Wakes the delivery worker once an outbox write is committed.

@@ -1,14 +1,18 @@
 //! The monitor: sensors checked on schedule, each with a state, with
 //! dependencies and maintenance windows.
 //!
+//! - [`decide`]: every decision about the sensors (results to states,
+//!   re-checks, dependency pauses, held alerts, reloads), as effects.
 //! - [`state`]: the pure state machine.
 //! - [`scheduler`]: pure scheduling decisions (first-run spread, catching up).
 //! - [`stats`]: counters of checks due, done, late and missed.
-//! - [`daemon`]: the running monitor, which checks, steps the state
-//!   machine and hands results and events to the store's writer.
+//! - [`daemon`]: the running monitor, the async shell around
+//!   [`decide::Core`]: it keeps the schedule, runs the checks, and carries
+//!   out the core's effects (checks to start, results, events and
+//!   notifications to hand to the store's writer).
 
 pub mod daemon;
 
-pub use portwatch_core::monitor::{dependency, reload, scheduler, state, stats};
+pub use portwatch_core::monitor::{decide, dependency, reload, scheduler, state, stats};
 
 pub use daemon::{Clock, MonitorOptions, run};

@@ -1,5 +1,6 @@
 //! The monitor's pure decisions; the application runs them.
 //!
+//! - [`decide`]: every decision about the sensors, as effects to carry out.
 //! - [`state`]: the sensor state machine.
 //! - [`dependency`]: pauses for dependencies and windows, held alerts.
 //! - [`reload`]: what a configuration reload changes, and the dependency
@@ -7,6 +8,7 @@
 //! - [`scheduler`]: scheduling decisions (first-run spread, catching up).
 //! - [`stats`]: counters of checks due, done, late and missed.
 
+pub mod decide;
 pub mod dependency;
 pub mod reload;
 pub mod scheduler;
