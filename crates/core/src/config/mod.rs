@@ -271,142 +271,207 @@ fn validate(locate: &Locator, raw: raw::File) -> Result<Config, ConfigError> {
         .map(raw::Defaults::settings)
         .unwrap_or_default();
     let defaults = locate.overrides(&raw_defaults)?;
+    let mut names = Names::default();
+    let groups = raw
+        .group
+        .iter()
+        .map(|group| group_def(locate, group, &mut names))
+        .collect::<Result<Vec<_>, _>>()?;
+    let servers = raw
+        .server
+        .iter()
+        .map(|server| server_def(locate, server, &mut names))
+        .collect::<Result<Vec<_>, _>>()?;
+    dependencies(locate, &raw, &raw_defaults, &names)?;
+    let maintenance = raw
+        .maintenance
+        .iter()
+        .map(|window| window_def(locate, window, &names))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (channels, rules) =
+        notifications(locate, &raw, &names.groups, &names.servers, &names.sensors)?;
+    let config = Config {
+        defaults,
+        groups,
+        servers,
+        maintenance,
+        channels,
+        rules,
+    };
+    if let Some(path) = model::find_cycle(&config) {
+        let span = names.sensors.get(&path).cloned().unwrap_or(0..0);
+        return Err(locate.error(span, format!("dependency cycle through sensor '{path}': a sensor cannot depend on itself, directly or through others")));
+    }
+    Ok(config)
+}
+
+/// The names declared so far, which later tables refer to: group paths,
+/// server names, and sensor paths with where they were declared.
+#[derive(Default)]
+struct Names {
+    groups: HashSet<String>,
+    servers: HashSet<String>,
+    sensors: HashMap<String, std::ops::Range<usize>>,
+}
+
+/// Validates one `[[group]]`; its parent must come before it.
+fn group_def(
+    locate: &Locator,
+    group: &raw::Group,
+    names: &mut Names,
+) -> Result<GroupDef, ConfigError> {
+    let path = group.name.get_ref().trim().trim_matches('/').to_owned();
+    locate.check_name(group.name.span(), "the group name", &path)?;
+    if path.is_empty() || path.split('/').any(|part| part.trim().is_empty()) {
+        return Err(locate.error(
+            group.name.span(),
+            "group names must be non-empty; nest groups with '/', e.g. \"Production/Web\"",
+        ));
+    }
+    if let Some((parent, _)) = path.rsplit_once('/')
+        && !names.groups.contains(parent)
+    {
+        return Err(locate.error(
+            group.name.span(),
+            format!("group '{path}' needs its parent group '{parent}' declared before it"),
+        ));
+    }
+    if !names.groups.insert(path.clone()) {
+        return Err(locate.error(
+            group.name.span(),
+            format!("duplicate group '{path}': group names must be unique"),
+        ));
+    }
+    Ok(GroupDef {
+        path,
+        overrides: locate.overrides(&group.settings())?,
+    })
+}
+
+/// Validates one `[[server]]` and its sensors.
+fn server_def(
+    locate: &Locator,
+    server: &raw::Server,
+    names: &mut Names,
+) -> Result<ServerDef, ConfigError> {
+    let name = server.name.get_ref().trim().to_owned();
+    locate.check_name(server.name.span(), "the server name", &name)?;
+    for tag in &server.tags {
+        locate.check_name(server.name.span(), "the tag", tag)?;
+    }
+    if name.is_empty() || name.contains('/') {
+        return Err(locate.error(
+            server.name.span(),
+            "server names must be non-empty and contain no '/'",
+        ));
+    }
+    if !names.servers.insert(name.clone()) {
+        return Err(locate.error(
+            server.name.span(),
+            format!("duplicate server '{name}': server names must be unique"),
+        ));
+    }
+    let host =
+        parse_bare_host(server.host.get_ref()).map_err(|e| locate.error(server.host.span(), e))?;
+    if let Some(group) = &server.group
+        && !names.groups.contains(group.get_ref().trim_matches('/'))
+    {
+        return Err(locate.error(
+            group.span(),
+            format!(
+                "unknown group '{}': declare it in a [[group]] table",
+                group.get_ref()
+            ),
+        ));
+    }
+    let sensors = server
+        .sensor
+        .iter()
+        .map(|sensor| sensor_def(locate, &name, sensor, names))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ServerDef {
+        name,
+        host,
+        group: server
+            .group
+            .as_ref()
+            .map(|g| g.get_ref().trim_matches('/').to_owned()),
+        overrides: locate.overrides(&server.settings())?,
+        tags: server.tags.clone(),
+        sensors,
+    })
+}
+
+/// Validates one `[[server.sensor]]` of the server `server`.
+fn sensor_def(
+    locate: &Locator,
+    server: &str,
+    sensor: &raw::Sensor,
+    names: &mut Names,
+) -> Result<SensorDef, ConfigError> {
     let services = Services::global();
-
-    let mut groups = Vec::new();
-    let mut group_paths = HashSet::new();
-    for group in &raw.group {
-        let path = group.name.get_ref().trim().trim_matches('/').to_owned();
-        locate.check_name(group.name.span(), "the group name", &path)?;
-        if path.is_empty() || path.split('/').any(|part| part.trim().is_empty()) {
-            return Err(locate.error(
-                group.name.span(),
-                "group names must be non-empty; nest groups with '/', e.g. \"Production/Web\"",
-            ));
-        }
-        if let Some((parent, _)) = path.rsplit_once('/')
-            && !group_paths.contains(parent)
-        {
-            return Err(locate.error(
-                group.name.span(),
-                format!("group '{path}' needs its parent group '{parent}' declared before it"),
-            ));
-        }
-        if !group_paths.insert(path.clone()) {
-            return Err(locate.error(
-                group.name.span(),
-                format!("duplicate group '{path}': group names must be unique"),
-            ));
-        }
-        groups.push(GroupDef {
-            path,
-            overrides: locate.overrides(&group.settings())?,
-        });
-    }
-
-    let mut servers = Vec::new();
-    let mut server_names = HashSet::new();
-    let mut sensor_spans = HashMap::new();
-    for server in &raw.server {
-        let name = server.name.get_ref().trim().to_owned();
-        locate.check_name(server.name.span(), "the server name", &name)?;
-        for tag in &server.tags {
-            locate.check_name(server.name.span(), "the tag", tag)?;
-        }
-        if name.is_empty() || name.contains('/') {
-            return Err(locate.error(
-                server.name.span(),
-                "server names must be non-empty and contain no '/'",
-            ));
-        }
-        if !server_names.insert(name.clone()) {
-            return Err(locate.error(
-                server.name.span(),
-                format!("duplicate server '{name}': server names must be unique"),
-            ));
-        }
-        let host = parse_bare_host(server.host.get_ref())
-            .map_err(|e| locate.error(server.host.span(), e))?;
-        if let Some(group) = &server.group
-            && !group_paths.contains(group.get_ref().trim_matches('/'))
-        {
-            return Err(locate.error(
-                group.span(),
-                format!(
-                    "unknown group '{}': declare it in a [[group]] table",
-                    group.get_ref()
-                ),
-            ));
-        }
-        let mut sensors = Vec::new();
-        for sensor in &server.sensor {
-            let port = match sensor.port.get_ref() {
-                raw::Port::Number(n) => match u16::try_from(*n) {
-                    Ok(port @ 1..) => port,
-                    _ => {
-                        return Err(locate.error(
-                            sensor.port.span(),
-                            format!("port {n} is out of range: use a port from 1 to 65535"),
-                        ));
-                    }
-                },
-                raw::Port::Name(text) => {
-                    parse_port(text, services).map_err(|e| locate.error(sensor.port.span(), e))?
-                }
-            };
-            let default_name = services
-                .by_port(port)
-                .map_or_else(|| port.to_string(), |s| s.name.clone());
-            let sensor_name = sensor
-                .name
-                .as_ref()
-                .map_or(default_name, |n| n.get_ref().trim().to_owned());
-            let name_span = sensor
-                .name
-                .as_ref()
-                .map_or(sensor.port.span(), |n| n.span());
-            locate.check_name(name_span.clone(), "the sensor name", &sensor_name)?;
-            for tag in &sensor.tags {
-                locate.check_name(name_span.clone(), "the tag", tag)?;
-            }
-            if sensor_name.is_empty() || sensor_name.contains('/') {
+    let port = match sensor.port.get_ref() {
+        raw::Port::Number(n) => match u16::try_from(*n) {
+            Ok(port @ 1..) => port,
+            _ => {
                 return Err(locate.error(
-                    name_span,
-                    "sensor names must be non-empty and contain no '/'",
+                    sensor.port.span(),
+                    format!("port {n} is out of range: use a port from 1 to 65535"),
                 ));
             }
-            let path = format!("{name}/{sensor_name}");
-            if sensor_spans
-                .insert(path.clone(), name_span.clone())
-                .is_some()
-            {
-                return Err(locate.error(
-                    name_span,
-                    format!("duplicate sensor '{path}': give one of them a different name"),
-                ));
-            }
-            sensors.push(SensorDef {
-                name: sensor_name,
-                port,
-                expect_closed: sensor.expect_closed.unwrap_or(false),
-                overrides: locate.overrides(&sensor.settings())?,
-                tags: sensor.tags.clone(),
-            });
+        },
+        raw::Port::Name(text) => {
+            parse_port(text, services).map_err(|e| locate.error(sensor.port.span(), e))?
         }
-        servers.push(ServerDef {
-            name,
-            host,
-            group: server
-                .group
-                .as_ref()
-                .map(|g| g.get_ref().trim_matches('/').to_owned()),
-            overrides: locate.overrides(&server.settings())?,
-            tags: server.tags.clone(),
-            sensors,
-        });
+    };
+    let default_name = services
+        .by_port(port)
+        .map_or_else(|| port.to_string(), |s| s.name.clone());
+    let sensor_name = sensor
+        .name
+        .as_ref()
+        .map_or(default_name, |n| n.get_ref().trim().to_owned());
+    let name_span = sensor
+        .name
+        .as_ref()
+        .map_or(sensor.port.span(), |n| n.span());
+    locate.check_name(name_span.clone(), "the sensor name", &sensor_name)?;
+    for tag in &sensor.tags {
+        locate.check_name(name_span.clone(), "the tag", tag)?;
     }
+    if sensor_name.is_empty() || sensor_name.contains('/') {
+        return Err(locate.error(
+            name_span,
+            "sensor names must be non-empty and contain no '/'",
+        ));
+    }
+    let path = format!("{server}/{sensor_name}");
+    if names
+        .sensors
+        .insert(path.clone(), name_span.clone())
+        .is_some()
+    {
+        return Err(locate.error(
+            name_span,
+            format!("duplicate sensor '{path}': give one of them a different name"),
+        ));
+    }
+    Ok(SensorDef {
+        name: sensor_name,
+        port,
+        expect_closed: sensor.expect_closed.unwrap_or(false),
+        overrides: locate.overrides(&sensor.settings())?,
+        tags: sensor.tags.clone(),
+    })
+}
 
-    // Every depends_on names a declared sensor.
+/// Every `depends_on`, at any level, names a declared sensor.
+fn dependencies(
+    locate: &Locator,
+    raw: &raw::File,
+    raw_defaults: &raw::Settings,
+    names: &Names,
+) -> Result<(), ConfigError> {
     let all_settings = std::iter::once(raw_defaults.clone())
         .chain(raw.group.iter().map(raw::Group::settings))
         .chain(raw.server.iter().map(raw::Server::settings))
@@ -417,7 +482,7 @@ fn validate(locate: &Locator, raw: raw::File) -> Result<Config, ConfigError> {
         );
     for settings in all_settings {
         if let Some(dep) = &settings.depends_on
-            && !sensor_spans.contains_key(dep.get_ref())
+            && !names.sensors.contains_key(dep.get_ref())
         {
             return Err(locate.error(
                 dep.span(),
@@ -428,64 +493,51 @@ fn validate(locate: &Locator, raw: raw::File) -> Result<Config, ConfigError> {
             ));
         }
     }
+    Ok(())
+}
 
-    let mut maintenance = Vec::new();
-    for window in &raw.maintenance {
-        let rule = window_rule(locate, window)?;
-        for group in &window.groups {
-            if !group_paths.contains(group.get_ref().trim_matches('/')) {
-                return Err(
-                    locate.error(group.span(), format!("unknown group '{}'", group.get_ref()))
-                );
-            }
+/// Validates one `[[maintenance]]`: its times and what it covers.
+fn window_def(
+    locate: &Locator,
+    window: &raw::Maintenance,
+    names: &Names,
+) -> Result<WindowDef, ConfigError> {
+    let rule = window_rule(locate, window)?;
+    for group in &window.groups {
+        if !names.groups.contains(group.get_ref().trim_matches('/')) {
+            return Err(locate.error(group.span(), format!("unknown group '{}'", group.get_ref())));
         }
-        for server in &window.servers {
-            if !server_names.contains(server.get_ref()) {
-                return Err(locate.error(
-                    server.span(),
-                    format!("unknown server '{}'", server.get_ref()),
-                ));
-            }
-        }
-        for sensor in &window.sensors {
-            if !sensor_spans.contains_key(sensor.get_ref()) {
-                return Err(locate.error(
-                    sensor.span(),
-                    format!(
-                        "unknown sensor '{}': write \"server/sensor\"",
-                        sensor.get_ref()
-                    ),
-                ));
-            }
-        }
-        maintenance.push(WindowDef {
-            name: window.name.get_ref().clone(),
-            rule,
-            groups: window
-                .groups
-                .iter()
-                .map(|g| g.get_ref().trim_matches('/').to_owned())
-                .collect(),
-            servers: window.servers.iter().map(|s| s.get_ref().clone()).collect(),
-            sensors: window.sensors.iter().map(|s| s.get_ref().clone()).collect(),
-        });
     }
-
-    let (channels, rules) =
-        notifications(locate, &raw, &group_paths, &server_names, &sensor_spans)?;
-    let config = Config {
-        defaults,
-        groups,
-        servers,
-        maintenance,
-        channels,
-        rules,
-    };
-    if let Some(path) = model::find_cycle(&config) {
-        let span = sensor_spans.get(&path).cloned().unwrap_or(0..0);
-        return Err(locate.error(span, format!("dependency cycle through sensor '{path}': a sensor cannot depend on itself, directly or through others")));
+    for server in &window.servers {
+        if !names.servers.contains(server.get_ref()) {
+            return Err(locate.error(
+                server.span(),
+                format!("unknown server '{}'", server.get_ref()),
+            ));
+        }
     }
-    Ok(config)
+    for sensor in &window.sensors {
+        if !names.sensors.contains_key(sensor.get_ref()) {
+            return Err(locate.error(
+                sensor.span(),
+                format!(
+                    "unknown sensor '{}': write \"server/sensor\"",
+                    sensor.get_ref()
+                ),
+            ));
+        }
+    }
+    Ok(WindowDef {
+        name: window.name.get_ref().clone(),
+        rule,
+        groups: window
+            .groups
+            .iter()
+            .map(|g| g.get_ref().trim_matches('/').to_owned())
+            .collect(),
+        servers: window.servers.iter().map(|s| s.get_ref().clone()).collect(),
+        sensors: window.sensors.iter().map(|s| s.get_ref().clone()).collect(),
+    })
 }
 
 /// Validates `[[channel]]` and `[[notify]]`.
