@@ -6,12 +6,12 @@
 //! - [`state`]: the pure state machine.
 //! - [`scheduler`]: pure scheduling decisions (first-run spread, catching up).
 //! - [`stats`]: counters of checks due, done, late and missed.
-//! - [`daemon`]: the running monitor, the async shell around
+//! - `daemon`: the running monitor, the async shell around
 //!   [`decide::Core`]: it keeps the schedule, runs the checks, and carries
 //!   out the core's effects (checks to start, results, events and
 //!   notifications to hand to the store's writer).
 
-pub mod daemon;
+pub(crate) mod daemon;
 
 pub use portwatch_core::monitor::{decide, dependency, reload, scheduler, state, stats};
 

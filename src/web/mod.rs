@@ -9,7 +9,7 @@
 
 mod api;
 mod auth;
-pub mod chart;
+pub(crate) mod chart;
 mod config_pages;
 mod edit;
 mod guard;
