@@ -46,9 +46,14 @@
 //!      file:line:column errors; [`config::model`] holds settings
 //!      inheritance, maintenance window rules and dependency cycle
 //!      detection; [`config::probe`] the protocol-check settings.
-//!    - [`monitor::state`] (the sensor state machine),
-//!      [`monitor::scheduler`] (scheduling decisions) and [`monitor::stats`]
-//!      (checks due, done, late and missed).
+//!    - [`monitor::decide`]: every decision the monitor makes about its
+//!      sensors, as one plain struct ([`monitor::decide::Core`]) that takes
+//!      events (a result, a reload, a second passing, the stop) and returns
+//!      [`monitor::decide::Effect`]s; built on [`monitor::state`] (the
+//!      sensor state machine), [`monitor::dependency`] (pauses and held
+//!      alerts) and [`monitor::reload`] (the reload diff and the dependency
+//!      graph). Also [`monitor::scheduler`] (scheduling decisions) and
+//!      [`monitor::stats`] (checks due, done, late and missed).
 //!    - [`notify`]'s definitions and payloads, [`notify::plan`] (what a
 //!      change, an escalation, a repeat or a flapping sensor sends) and
 //!      [`notify::template`] (how it is worded).
@@ -64,10 +69,12 @@
 //!    - [`store::outbox`]: notifications waiting for delivery.
 //!    - [`store::accounts`]: users, sessions and API tokens.
 //! 4. This crate, `portwatch`: the running application.
-//!    - [`monitor::daemon`]: the running monitor (checks, states,
-//!      dependencies, windows, reloads).
-//!    - [`notify::deliver`] (the channels: webhook, mail, command) and
-//!      [`notify::worker`] (delivery from the outbox with retries).
+//!    - [`daemon`]: starts and stops everything below with one
+//!      cancellation token; inside it, `monitor::daemon` is the async shell
+//!      around [`monitor::decide::Core`]: the schedule, the checks in
+//!      flight, and the effects carried out.
+//!    - `notify::deliver` (the channels: webhook, mail, command) and
+//!      `notify::worker` (delivery from the outbox with retries).
 //!    - [`report`]: uptime by time and by requests, outages, connect times.
 //!    - [`web`]: the web interface, JSON API and `/metrics` (axum; askama
 //!      templates in `templates/`, embedded assets in `assets/`), with sign-in,
@@ -86,9 +93,10 @@
 //! # One check, end to end
 //!
 //! 1. [`daemon::start`] opens the store handle ([`store::Db`]), starts the
-//!    writer thread ([`store::writer::start`]), and runs
-//!    [`monitor::daemon::run`], which loads the configuration and applies
-//!    it as a [`monitor::reload::ConfigDiff`].
+//!    writer thread ([`store::writer::start`]), and runs the monitor
+//!    (`monitor::daemon`), which loads the configuration and hands it to
+//!    [`monitor::decide::Core::on_config`] as a
+//!    [`monitor::reload::ConfigDiff`].
 //! 2. The monitor keeps a queue of due times. When a sensor is due
 //!    ([`monitor::scheduler`] spreads first runs and skips missed slots),
 //!    it takes a permit (global and per host) and spawns
@@ -96,15 +104,17 @@
 //!    ([`probe::happy`], [`probe::connect`]), and, for a protocol check,
 //!    the protocol's conversation from [`probe::proto::PROTOCOLS`]. The
 //!    outcome is a [`probe::CheckResult`] with a [`probe::Reason`].
-//! 3. The result comes back to the monitor, which steps the sensor's state
-//!    machine ([`monitor::state::step`]): an immediate re-check before a
-//!    DOWN, dependants paused with their dependency, maintenance windows.
-//!    A state change asks the planner ([`notify::plan`]) which
-//!    notifications it causes.
+//! 3. The result comes back to the monitor, which passes it to
+//!    [`monitor::decide::Core::on_result`]: it steps the sensor's state
+//!    machine ([`monitor::state::step`]) and answers with effects: store
+//!    the result, store the state change with the notifications the
+//!    planner ([`notify::plan`]) says it causes, re-check at once before a
+//!    DOWN, pause the dependants of a sensor that went down, re-check a
+//!    dependency before its dependant alerts. The monitor carries them out.
 //! 4. The result goes to the writer's queue ([`store::writer::Writer`]):
 //!    packed ([`store::pack`]) and committed within a second. A state
 //!    change is committed at once with its notifications, before it is
-//!    announced; the delivery worker ([`notify::worker`]) then sends them.
+//!    announced; the delivery worker (`notify::worker`) then sends them.
 //! 5. The web ([`web`]) reads the sensor's state, its last result and its
 //!    [`probe::proto::CheckDetails`] through the same store handle, and
 //!    renders the dashboard and the sensor page; `/metrics` and the API
