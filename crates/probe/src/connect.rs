@@ -352,49 +352,228 @@ mod tests {
 
     #[test]
     fn icmp_codes() {
-        assert_eq!(
-            reason_from_icmp(false, 3, 0),
-            Some(Reason::NetworkUnreachable)
-        );
-        assert_eq!(reason_from_icmp(false, 3, 1), Some(Reason::HostUnreachable));
-        assert_eq!(reason_from_icmp(false, 3, 3), Some(Reason::Refused));
-        for code in [9, 10, 13] {
+        let table: [(bool, u8, &[u8], Reason); 8] = [
+            (false, 3, &[0, 6, 11], Reason::NetworkUnreachable),
+            (false, 3, &[1, 5, 7, 12], Reason::HostUnreachable),
+            (false, 3, &[2, 3], Reason::Refused),
+            (false, 3, &[9, 10, 13, 14, 15], Reason::AdminProhibited),
+            (true, 1, &[0, 2], Reason::NetworkUnreachable),
+            (true, 1, &[1, 5, 6], Reason::AdminProhibited),
+            (true, 1, &[3], Reason::HostUnreachable),
+            (true, 1, &[4], Reason::Refused),
+        ];
+        for (v6, kind, codes, reason) in table {
+            for &code in codes {
+                assert_eq!(
+                    reason_from_icmp(v6, kind, code),
+                    Some(reason),
+                    "v6 {v6} type {kind} code {code}"
+                );
+            }
+        }
+        // Time exceeded, fragmentation needed, source route failed and the
+        // other family's numbers carry no reachability verdict of their own.
+        for (v6, kind, code) in [
+            (false, 11, 0),
+            (false, 3, 4),
+            (false, 3, 8),
+            (true, 3, 0),
+            (false, 1, 4),
+            (true, 3, 3),
+        ] {
             assert_eq!(
-                reason_from_icmp(false, 3, code),
-                Some(Reason::AdminProhibited)
+                reason_from_icmp(v6, kind, code),
+                None,
+                "v6 {v6} type {kind} code {code}"
             );
         }
-        assert_eq!(
-            reason_from_icmp(true, 1, 0),
-            Some(Reason::NetworkUnreachable)
-        );
-        assert_eq!(reason_from_icmp(true, 1, 1), Some(Reason::AdminProhibited));
-        assert_eq!(reason_from_icmp(true, 1, 3), Some(Reason::HostUnreachable));
-        assert_eq!(reason_from_icmp(true, 1, 4), Some(Reason::Refused));
-        // Time exceeded and others carry no reachability verdict of their own.
-        assert_eq!(reason_from_icmp(false, 11, 0), None);
-        assert_eq!(reason_from_icmp(true, 3, 0), None);
     }
 
     #[test]
     fn errnos() {
-        assert_eq!(reason_from_errno(libc::ECONNREFUSED), Reason::Refused);
-        assert_eq!(
-            reason_from_errno(libc::EHOSTUNREACH),
-            Reason::HostUnreachable
-        );
-        assert_eq!(
-            reason_from_errno(libc::ENETUNREACH),
-            Reason::NetworkUnreachable
-        );
-        assert_eq!(reason_from_errno(libc::EACCES), Reason::AdminProhibited);
+        let table = [
+            (libc::ECONNREFUSED, Reason::Refused),
+            (libc::ENOPROTOOPT, Reason::Refused),
+            (libc::EPROTO, Reason::Refused),
+            (libc::ETIMEDOUT, Reason::Timeout),
+            (libc::EHOSTUNREACH, Reason::HostUnreachable),
+            (libc::EHOSTDOWN, Reason::HostUnreachable),
+            (libc::ENETUNREACH, Reason::NetworkUnreachable),
+            (libc::ENETDOWN, Reason::NetworkUnreachable),
+            (libc::EACCES, Reason::AdminProhibited),
+            (libc::EPERM, Reason::AdminProhibited),
+            (libc::ECONNRESET, Reason::Reset),
+        ];
+        for (errno, reason) in table {
+            assert_eq!(reason_from_errno(errno), reason, "errno {errno}");
+        }
         for local in [
             libc::EMFILE,
             libc::ENFILE,
             libc::EADDRNOTAVAIL,
             libc::ENOBUFS,
+            0,
         ] {
             assert_eq!(reason_from_errno(local), Reason::LocalError);
         }
+    }
+
+    #[test]
+    fn kernel_errors_read_as_words() {
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(error_text(&refused), "Connection refused");
+        let other = io::Error::other("no socket");
+        assert_eq!(error_text(&other), "no socket");
+    }
+
+    /// A failure without an ICMP message: what the errno gives, with the
+    /// kernel's words only where they add something, and a time only when
+    /// something answered.
+    #[test]
+    fn a_failure_without_icmp_says_what_its_errno_means() {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        let socket = SockRef::from(&socket);
+        let failure = |errno| {
+            failure_from(
+                &socket,
+                &io::Error::from_raw_os_error(errno),
+                Instant::now(),
+            )
+        };
+        let refused = failure(libc::ECONNREFUSED);
+        assert_eq!(
+            (refused.reason, refused.detail.as_str()),
+            (Reason::Refused, "")
+        );
+        assert!(refused.elapsed.is_some(), "a refusal is an answer");
+        assert_eq!(refused.reported_by, None);
+        let timeout = failure(libc::ETIMEDOUT);
+        assert_eq!(
+            (timeout.reason, timeout.detail.as_str(), timeout.elapsed),
+            (Reason::Timeout, "", None)
+        );
+        let no_route = failure(libc::ENETUNREACH);
+        assert_eq!(no_route.detail, "no route to it from this host");
+        assert!(no_route.elapsed.is_some());
+        let local = failure(libc::EMFILE);
+        assert_eq!(
+            (local.reason, local.detail.as_str(), local.elapsed),
+            (Reason::LocalError, "Too many open files", None)
+        );
+        let prohibited = failure(libc::EACCES);
+        assert_eq!(prohibited.detail, "Permission denied");
+    }
+
+    fn listener() -> (std::net::TcpListener, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        (listener, address)
+    }
+
+    /// What the server side reads after the checker is done: `Ok(0)` for a
+    /// graceful close, an error for a reset.
+    fn server_reads(listener: &std::net::TcpListener) -> io::Result<usize> {
+        use std::io::Read;
+        let (mut accepted, _) = listener.accept().unwrap();
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        accepted.read(&mut [0u8; 16])
+    }
+
+    #[tokio::test]
+    async fn an_open_port_connects_and_the_connection_is_closed_gracefully() {
+        let (listener, address) = listener();
+        let outcome = connect(address, ConnectOptions::default()).await;
+        assert!(
+            matches!(outcome, Outcome::Connected { kept: None, .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(server_reads(&listener).unwrap(), 0, "FIN, not RST");
+    }
+
+    #[tokio::test]
+    async fn abort_closes_with_a_reset() {
+        let (listener, address) = listener();
+        let options = ConnectOptions {
+            close: CloseMode::Abort,
+            ..ConnectOptions::default()
+        };
+        let outcome = connect(address, options).await;
+        assert!(matches!(outcome, Outcome::Connected { .. }), "{outcome:?}");
+        let read = server_reads(&listener);
+        assert_eq!(
+            read.map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionReset)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_is_handed_over_once_and_stays_open() {
+        use std::io::{Read, Write};
+        let (listener, address) = listener();
+        let options = ConnectOptions {
+            keep: true,
+            ..ConnectOptions::default()
+        };
+        let Outcome::Connected {
+            kept: Some(kept), ..
+        } = connect(address, options).await
+        else {
+            panic!("a kept connection");
+        };
+        assert_eq!(kept.clone(), kept, "clones share it");
+        let mut stream = kept.take().expect("the connection");
+        assert!(kept.take().is_none(), "given once");
+        stream.write_all(b"ping").unwrap();
+        let (mut accepted, _) = listener.accept().unwrap();
+        let mut buffer = [0u8; 4];
+        accepted.read_exact(&mut buffer).unwrap();
+        assert_eq!(&buffer, b"ping");
+        let (other, other_address) = self::listener();
+        let Outcome::Connected {
+            kept: Some(second), ..
+        } = connect(other_address, options).await
+        else {
+            panic!("a kept connection");
+        };
+        assert_ne!(second, kept, "two connections are not equal");
+        drop(other);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_refused_with_its_time() {
+        let (listener, address) = listener();
+        drop(listener);
+        let Outcome::Failed(failure) = connect(address, ConnectOptions::default()).await else {
+            panic!("refused");
+        };
+        assert_eq!(failure.reason, Reason::Refused);
+        assert!(failure.elapsed.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_source_address_that_is_not_ours_is_the_checkers_own_error() {
+        let (_listener, address) = listener();
+        let options = ConnectOptions {
+            source: Some("192.0.2.1".parse().unwrap()),
+            ..ConnectOptions::default()
+        };
+        let Outcome::Failed(failure) = connect(address, options).await else {
+            panic!("a local error");
+        };
+        assert_eq!(failure.reason, Reason::LocalError);
+        assert!(
+            failure
+                .detail
+                .starts_with("cannot use source address 192.0.2.1: "),
+            "{}",
+            failure.detail
+        );
+        let local = Failure::local("cannot create a socket", &io::Error::other("EMFILE"));
+        assert_eq!(
+            (local.reason, local.detail.as_str(), local.elapsed),
+            (Reason::LocalError, "cannot create a socket: EMFILE", None)
+        );
     }
 }
