@@ -634,7 +634,10 @@ mod tests {
 
     fn start(toml: &str, states: &[(i64, State, i64)]) -> Core {
         let mut core = Core::new(None);
+        assert!(core.is_empty());
         let effects = core.on_config(reload(&core, toml, &[], states), at(0));
+        assert_eq!((core.len(), core.is_empty()), (2, false));
+        assert_eq!(core.spec(WEB).map(|s| s.port), Some(80));
         // Until its dependency has been checked, app/web waits.
         assert_eq!(
             changes(&effects),
@@ -932,6 +935,45 @@ mod tests {
             [(WEB, State::Paused(PauseCause::Schedule), State::Pending)]
         );
         assert_eq!(checks(&effects), [(WEB, false)]);
+    }
+
+    #[test]
+    fn a_window_pauses_a_sensor_without_a_dependency_and_its_dependants_follow() {
+        let window = "[[maintenance]]\nname = \"m\"\nfrom = \"2027-01-15T08:01\"\nuntil = \"2027-01-15T09:00\"\nsensors = [\"gw/ping\"]\n";
+        let mut core = start_up(&config(window));
+        let effects = core.tick(at(60));
+        assert_eq!(
+            changes(&effects),
+            [
+                (GW, State::Up, State::Paused(PauseCause::Schedule)),
+                (WEB, State::Up, State::Paused(PauseCause::Dependency))
+            ]
+        );
+    }
+
+    #[test]
+    fn notifications_carry_the_response_time_and_repeats_the_failure() {
+        let rules = "[[channel]]\nname = \"hook\"\nwebhook = \"http://127.0.0.1:9/hook\"\n\
+                     [[notify]]\nchannel = \"hook\"\non = [\"up\", \"repeat\"]\nevery = \"1h\"\n";
+        let mut core = start_up(&config(rules));
+        check(&mut core, GW, refused(), 10);
+        core.on_result(GW, refused(), at(11));
+        assert_eq!(core.state(GW), Some(State::Down));
+        let repeats: Vec<String> = core
+            .tick(at(11 + 3600))
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Notify { notify, .. } => Some(notify[0].payload.message.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(repeats, ["Refused"], "the last failure's message");
+        let effects = check(&mut core, GW, up(), 3700);
+        let Some(Effect::Event { notify, .. }) = effects.first() else {
+            panic!("{effects:?}");
+        };
+        assert_eq!(notify.len(), 1, "the recovery: {effects:?}");
+        assert_eq!(notify[0].payload.response_ms, Some(0.25), "250 µs");
     }
 
     #[test]
