@@ -251,7 +251,8 @@ impl Core {
                 },
             );
         }
-        // Only the paths that something depends on need looking up by name.
+        // Only the paths that something depends on need looking up by name
+        // (every declared path with an id runs: the diff added it).
         let dependencies: HashSet<&str> = self
             .sensors
             .values()
@@ -259,9 +260,7 @@ impl Core {
             .collect();
         let ids: HashMap<String, i64> = ids
             .into_iter()
-            .filter(|(path, id)| {
-                self.sensors.contains_key(id) && dependencies.contains(path.as_str())
-            })
+            .filter(|(path, _)| dependencies.contains(path.as_str()))
             .collect();
         self.ids = ids;
         self.dependants = reload::dependants(
@@ -596,6 +595,7 @@ mod tests {
 
     const GW: i64 = 1;
     const WEB: i64 = 2;
+    const API: i64 = 3;
 
     /// A gateway and a web server that depends on it, both with one
     /// re-check before DOWN, and whatever `extra` adds.
@@ -616,8 +616,9 @@ mod tests {
 
     fn reload(core: &Core, toml: &str, paused: &[i64], states: &[(i64, State, i64)]) -> Reload {
         let config = from_toml("t.toml", toml).unwrap();
-        let ids: HashMap<String, i64> = [("gw/ping".to_owned(), GW), ("app/web".to_owned(), WEB)]
+        let ids: HashMap<String, i64> = [("gw/ping", GW), ("app/web", WEB), ("api/http", API)]
             .into_iter()
+            .map(|(path, id)| (path.to_owned(), id))
             .collect();
         Reload {
             diff: core.diff(resolve(&config), &ids),
@@ -832,6 +833,7 @@ mod tests {
             ]
         );
         assert_eq!(core.due(WEB), Some(Due::Paused));
+        assert_eq!(settles(&effects), [], "nothing was held");
         let effects = check(&mut core, GW, up(), 10);
         assert_eq!(
             changes(&effects),
@@ -842,6 +844,31 @@ mod tests {
         );
         assert_eq!(checks(&effects), [(WEB, false)], "resumed, checked at once");
         assert_eq!(core.due(WEB), Some(Due::Running));
+    }
+
+    #[test]
+    fn a_pause_goes_down_a_chain_of_dependencies_at_once() {
+        let api = "[[server]]\nname = \"api\"\nhost = \"192.0.2.3\"\n  [[server.sensor]]\n  name = \"http\"\n  port = 8080\n  depends_on = \"app/web\"\n";
+        let mut core = Core::new(None);
+        core.on_config(reload(&core, &config(api), &[], &[]), at(0));
+        assert_eq!(core.len(), 3);
+        core.due(GW);
+        core.on_result(GW, up(), at(1));
+        core.on_result(WEB, up(), at(1));
+        core.on_result(API, up(), at(1));
+        assert_eq!(core.state(API), Some(State::Up));
+        core.due(GW);
+        core.on_result(GW, refused(), at(2));
+        let effects = core.on_result(GW, refused(), at(3));
+        assert_eq!(
+            changes(&effects),
+            [
+                (GW, State::Up, State::Down),
+                (WEB, State::Up, State::Paused(PauseCause::Dependency)),
+                (API, State::Up, State::Paused(PauseCause::Dependency))
+            ],
+            "not a second later"
+        );
     }
 
     #[test]
