@@ -13,8 +13,9 @@ use std::collections::HashSet;
 
 use super::state::{Change, Input, PauseCause, State, wanted_pause};
 
-/// Whether a state satisfies dependants: UP, or WARNING (still answering,
-/// or one failure being re-checked).
+/// Whether a state satisfies dependants: UP, or WARNING (still answering).
+/// A failure being re-checked leaves the state as it was until the
+/// re-check answers.
 pub fn is_up(state: State) -> bool {
     matches!(state, State::Up | State::Warning)
 }
