@@ -95,10 +95,11 @@ impl Default for MonitorOptions {
     }
 }
 
-/// What the shell keeps of a sensor: how to check it and when.
+/// What the shell keeps of a sensor: when to check it, and its host's
+/// limit. (What to check comes from the core's settings at each launch:
+/// building it then costs what cloning a stored copy did, and keeping a
+/// copy per sensor cost about 10 MB per 100,000 sensors.)
 struct Schedule {
-    target: Target,
-    options: CheckOptions,
     host: Arc<Semaphore>,
     interval: Duration,
     due: Instant,
@@ -280,10 +281,8 @@ impl Monitor {
             reschedule,
         } in &diff.to_change
         {
-            let (target, options, host) = self.check_parts(spec);
+            let host = self.host_limit(spec);
             let schedule = self.schedules.get_mut(id).expect("a running sensor");
-            schedule.target = target;
-            schedule.options = options;
             schedule.host = host;
             schedule.interval = spec.settings.interval;
             if *reschedule {
@@ -294,14 +293,12 @@ impl Monitor {
             }
         }
         for (id, spec) in &diff.to_add {
-            let (target, options, host) = self.check_parts(spec);
+            let host = self.host_limit(spec);
             let due = now + first_offset(&spec.path, spec.settings.interval);
             self.queue.push(Reverse((due, *id, 0)));
             self.schedules.insert(
                 *id,
                 Schedule {
-                    target,
-                    options,
                     host,
                     interval: spec.settings.interval,
                     due,
@@ -321,22 +318,14 @@ impl Monitor {
         self.carry_out(effects);
     }
 
-    /// What a sensor's checks need: its target, check options and the
-    /// limit of checks at once on its host.
-    fn check_parts(&mut self, spec: &ResolvedSensor) -> (Target, CheckOptions, Arc<Semaphore>) {
-        let target = Target {
-            // The target's text is only for one-shot reports.
-            input: String::new(),
-            host: spec.host.clone(),
-            port: spec.port,
-        };
+    /// The limit of checks at once on a sensor's host, shared by every
+    /// sensor of that host.
+    fn host_limit(&mut self, spec: &ResolvedSensor) -> Arc<Semaphore> {
         let per_host = self.options.per_host.max(1);
-        let host = self
-            .hosts
+        self.hosts
             .entry(spec.host.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
-            .clone();
-        (target, check_options(spec, self.options.close), host)
+            .clone()
     }
 
     async fn poll_generation<S: Storage>(&mut self, db: &S) {
@@ -420,15 +409,18 @@ impl Monitor {
 
     fn launch(&mut self, id: i64, due: Instant, recheck: bool) {
         let at_ms = self.options.clock.now().as_millisecond();
-        let Some(schedule) = self.schedules.get(&id) else {
+        let (Some(schedule), Some(spec)) = (self.schedules.get(&id), self.core.spec(id)) else {
             return;
         };
         self.stats.update(|c| c.in_flight += 1);
-        let (target, options, host) = (
-            schedule.target.clone(),
-            schedule.options.clone(),
-            schedule.host.clone(),
-        );
+        let target = Target {
+            // The target's text is only for one-shot reports.
+            input: String::new(),
+            host: spec.host.clone(),
+            port: spec.port,
+        };
+        let options = check_options(spec, self.options.close);
+        let host = schedule.host.clone();
         let (global, checker, done) =
             (self.global.clone(), self.checker.clone(), self.done.clone());
         self.checks.spawn(async move {
