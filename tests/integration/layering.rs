@@ -1,12 +1,14 @@
-//! The workspace's layers point down only: `portwatch-probe` names no other
-//! portwatch crate, `portwatch-core` only the probe, `portwatch-store` the
+//! The workspace's layers point down only: `portwatch-testpg` (the tests'
+//! throwaway PostgreSQL) and `portwatch-probe` name no other portwatch
+//! crate, `portwatch-core` only the probe, `portwatch-store` the
 //! two below it, and the `portwatch` application any of them. Read from
 //! `cargo metadata`, so a new dependency that points up fails here.
 
 use std::process::Command;
 
 /// The layers, lowest first.
-const LAYERS: [&str; 4] = [
+const LAYERS: [&str; 5] = [
+    "portwatch-testpg",
     "portwatch-probe",
     "portwatch-core",
     "portwatch-store",

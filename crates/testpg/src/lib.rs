@@ -1,0 +1,323 @@
+//! A throwaway PostgreSQL cluster for tests, started with the server's own
+//! tools (`initdb`, `pg_ctl`) from the system's PostgreSQL (Debian's
+//! `postgresql` package), in a temporary directory, listening on a Unix
+//! socket in that directory and on a free loopback port. Dropping the
+//! [`Cluster`] stops the server and removes the directory.
+//!
+//! PostgreSQL refuses to run as root: as root, the cluster belongs to
+//! `nobody` and every tool runs through `runuser`.
+//!
+//! This crate names no other portwatch crate; any layer's tests may use it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The role every test database belongs to (trust authentication).
+pub const USER: &str = "portwatch";
+
+/// A running throwaway cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    as_nobody: bool,
+}
+
+static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+
+impl Cluster {
+    /// Starts a new cluster, or says why it cannot (no PostgreSQL server
+    /// installed, or a tool failed, with its output).
+    pub fn start() -> Result<Cluster, String> {
+        let bin = server_bin().ok_or_else(|| {
+            "no PostgreSQL server found (initdb and pg_ctl under /usr/lib/postgresql/*/bin, or pg_config --bindir); install Debian's postgresql package".to_owned()
+        })?;
+        let as_nobody = nix_is_root();
+        let dir = std::env::temp_dir().join(format!(
+            "portwatch-pg-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut cluster = Cluster {
+            dir,
+            bin,
+            port: 0,
+            as_nobody,
+        };
+        if as_nobody {
+            cluster.run("chown", &["-R", "nobody", &cluster.dir_str()], false)?;
+        }
+        let data = cluster.data();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                USER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            true,
+        )?;
+        cluster.port = free_port()?;
+        cluster.pg_ctl_start()?;
+        Ok(cluster)
+    }
+
+    /// [`Cluster::start`] for the test named `test`, following the test
+    /// suite's rule for what cannot run here: in CI (`CI` set) that fails
+    /// the test; under `scripts/test` (`PORTWATCH_SKIP_LOG` set) it is
+    /// logged as skipped and `None` is returned; anywhere else it fails
+    /// the test, saying to use `scripts/test`.
+    pub fn for_test(test: &str) -> Option<Cluster> {
+        let why = match Cluster::start() {
+            Ok(cluster) => return Some(cluster),
+            Err(why) => why,
+        };
+        if std::env::var_os("CI").is_some() {
+            panic!("{test}: {why}, and CI must provide it (.ci/run installs it)");
+        }
+        match std::env::var_os("PORTWATCH_SKIP_LOG") {
+            Some(log) => {
+                use std::io::Write;
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .expect("open the skip log");
+                writeln!(file, "{test}: {why}").expect("write the skip log");
+                eprintln!("skip {test}: {why}");
+                None
+            }
+            None => panic!(
+                "{test}: {why}. Run the tests with scripts/test: as root it installs what every test needs; without root it runs the rest and lists what it skipped"
+            ),
+        }
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of its Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A URL for `database` over TCP on loopback, as user [`USER`].
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates a database (owned by [`USER`]).
+    pub fn create_database(&self, name: &str) -> Result<(), String> {
+        let port = self.port.to_string();
+        self.run(
+            "createdb",
+            &["-h", &self.dir_str(), "-p", &port, "-U", USER, name],
+            true,
+        )
+    }
+
+    /// Runs SQL with psql on `database`, returning what it printed
+    /// (unaligned, tuples only).
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
+        let port = self.port.to_string();
+        self.output(
+            "psql",
+            &[
+                "-h",
+                &self.dir_str(),
+                "-p",
+                &port,
+                "-U",
+                USER,
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
+        )
+    }
+
+    /// Stops the server (fast shutdown); [`Cluster::restart`] starts it again
+    /// on the same port.
+    pub fn stop(&self) -> Result<(), String> {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"], true)
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn restart(&self) -> Result<(), String> {
+        self.pg_ctl_start()
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let data = self.data();
+        let log = self.dir.join("server.log").display().to_string();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c logging_collector=off",
+            self.port,
+            self.dir_str()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D", &data, "-l", &log, "-o", &options, "-w", "-t", "60", "start",
+            ],
+            true,
+        )
+        .map_err(|e| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("{e}\nserver log:\n{log}")
+        })
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn dir_str(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn command(&self, tool: &str, server_tool: bool) -> Command {
+        let program = if server_tool {
+            self.bin.join(tool).display().to_string()
+        } else {
+            tool.to_owned()
+        };
+        if self.as_nobody && server_tool {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "nobody", "--", &program]);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn output(&self, tool: &str, args: &[&str]) -> Result<String, String> {
+        let output = self
+            .command(tool, true)
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .map_err(|e| format!("{tool}: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout)
+                .trim_end()
+                .to_owned())
+        } else {
+            Err(format!(
+                "{tool} {}: {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str], server_tool: bool) -> Result<(), String> {
+        if server_tool {
+            return self.output(tool, args).map(drop);
+        }
+        let status = self
+            .command(tool, false)
+            .args(args)
+            .status()
+            .map_err(|e| format!("{tool}: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("{tool} {status}"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self.run(
+            "pg_ctl",
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+            true,
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The directory of the newest installed PostgreSQL server's tools.
+fn server_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("pg_ctl").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    let output = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let bin = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    bin.join("pg_ctl").exists().then_some(bin)
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("a free port: {e}"))
+}
+
+fn nix_is_root() -> bool {
+    // The effective user id, from /proc (no libc binding needed).
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_starts_answers_restarts_and_is_removed() {
+        let Some(cluster) = Cluster::for_test("testpg::a_cluster_starts") else {
+            return;
+        };
+        cluster.create_database("t").unwrap();
+        assert_eq!(cluster.psql("t", "select 1 + 1").unwrap(), "2");
+        cluster.stop().unwrap();
+        assert!(cluster.psql("t", "select 1").is_err(), "stopped");
+        cluster.restart().unwrap();
+        assert_eq!(cluster.psql("t", "select current_user").unwrap(), USER);
+        let dir = cluster.socket_dir().to_owned();
+        drop(cluster);
+        assert!(!dir.exists());
+    }
+}
