@@ -214,7 +214,8 @@ pub struct ServeArgs {
     /// Apply this configuration file at start and on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The most checks in flight at once.
+    /// The most checks in flight at once; checks due beyond it wait in line
+    /// (one per sensor) and the node reports itself over capacity.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_checks: u32,
     /// The most checks in flight against one host.

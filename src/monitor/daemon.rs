@@ -1,8 +1,9 @@
 //! The running monitor.
 //!
 //! One task owns every sensor's schedule and state. Checks run as their own
-//! tasks, bounded by a global cap and a per-host cap, and report back on a
-//! channel. Results and events go to the store's writer; an event is
+//! tasks, at most `max_checks` at once (a due check beyond that waits in a
+//! line, one entry per sensor, rather than becoming a task) and at most
+//! `per_host` at once against one host, and report back on a channel. Results and events go to the store's writer; an event is
 //! announced (logged, and later notified) only once the writer has
 //! committed it.
 
@@ -18,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::decide::{Core, Due, Effect, Outcome, Reload};
 use super::reload::Changed;
-use super::scheduler::{first_offset, next_due};
+use super::scheduler::{Slots, first_offset, next_due};
 use super::state::{self, State};
-use super::stats::MonitorStats;
+use super::stats::{self, MonitorStats, Window};
 use crate::config::model::{ResolvedSensor, resolve};
 use crate::probe::verdict::Expectation;
 use crate::probe::{CheckOptions, CheckResult, Checker, CloseMode, Family, Reason, Target};
@@ -124,7 +125,9 @@ struct Monitor {
     schedules: HashMap<i64, Schedule>,
     queue: BinaryHeap<Reverse<(Instant, i64, u64)>>,
     hosts: HashMap<String, Arc<Semaphore>>,
-    global: Arc<Semaphore>,
+    /// The cap on checks in flight, and the line of due checks waiting
+    /// for a slot (with their due time, and whether each is a re-check).
+    slots: Slots<(Instant, bool)>,
     checker: Checker,
     writer: Writer,
     stats: Arc<MonitorStats>,
@@ -133,8 +136,13 @@ struct Monitor {
     checks: JoinSet<()>,
     announcer: Announcer,
     generation: i64,
-    missed_logged: Instant,
+    /// The counters at the start of the current overload window.
+    window: Window,
+    window_started: Instant,
 }
+
+/// How often the monitor judges whether it keeps up.
+const OVERLOAD_WINDOW: Duration = Duration::from_secs(10);
 
 /// What the monitor is wired to: the store (read through `db`, written
 /// through `writer`), and the signals it takes.
@@ -172,7 +180,7 @@ pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Resu
         schedules: HashMap::new(),
         queue: BinaryHeap::new(),
         hosts: HashMap::new(),
-        global: Arc::new(Semaphore::new(options.max_checks.max(1))),
+        slots: Slots::new(options.max_checks),
         checker: Checker::from_system(),
         writer,
         stats,
@@ -181,7 +189,8 @@ pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Resu
         checks: JoinSet::new(),
         announcer: Announcer::start(notified),
         generation: -1,
-        missed_logged: Instant::now(),
+        window: Window::default(),
+        window_started: Instant::now(),
     };
     let (loaded, states) = load(&db).await?;
     monitor.apply(loaded, states);
@@ -202,6 +211,7 @@ pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Resu
                 monitor.reap();
                 let effects = monitor.core.tick(monitor.options.clock.now());
                 monitor.carry_out(effects);
+                monitor.judge_load();
                 if last_poll.elapsed() >= monitor.options.reload_every {
                     last_poll = Instant::now();
                     monitor.poll_generation(&db).await;
@@ -215,6 +225,12 @@ pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Resu
     while let Ok(finished) = done.try_recv() {
         monitor.finish(finished);
     }
+    // Checks still waiting for a slot will not run: they are missed.
+    let abandoned = monitor.slots.abandon_waiting() as u64;
+    monitor.stats.update(|c| {
+        c.missed += abandoned;
+        c.waiting = 0;
+    });
     let effects = monitor.core.stop(monitor.options.clock.now());
     monitor.carry_out(effects);
     monitor.writer.flush().await;
@@ -225,6 +241,7 @@ pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Resu
         due = counts.due,
         done = counts.done,
         missed = counts.missed,
+        abandoned_in_flight = counts.in_flight,
         late = counts.late,
         p50_late_ms = counts.lateness_quantile(0.5),
         p99_late_ms = counts.lateness_quantile(0.99),
@@ -381,38 +398,88 @@ impl Monitor {
                 Some(Due::Running) => true,
                 Some(Due::Start) => false,
             };
+            // A sensor whose previous check still runs or waits for a slot
+            // is not queued twice: this check is missed.
             self.stats.update(|c| {
                 c.due += 1 + skipped;
                 c.missed += skipped + u64::from(running);
             });
-            if running || skipped > 0 {
-                if self.missed_logged.elapsed() >= Duration::from_secs(10) {
-                    self.missed_logged = Instant::now();
-                    let sensor = self.core.spec(id).map(|s| s.path.as_str()).unwrap_or("?");
-                    tracing::warn!(
-                        sensor,
-                        skipped,
-                        still_running = running,
-                        "checks missed: the monitor is behind (see the missed counter)"
-                    );
-                }
-                if running {
-                    continue;
-                }
+            if !running {
+                launch.push((id, due));
             }
-            launch.push((id, due));
         }
         for (id, due) in launch {
-            self.launch(id, due, false);
+            self.start_check(id, due, false);
         }
     }
 
-    fn launch(&mut self, id: i64, due: Instant, recheck: bool) {
+    /// Starts a check now if a slot is free, or puts it in line (a
+    /// re-check at the front).
+    fn start_check(&mut self, id: i64, due: Instant, recheck: bool) {
+        let admitted = if recheck {
+            self.slots.offer_first(id, (due, recheck))
+        } else {
+            self.slots.offer(id, (due, recheck))
+        };
+        if let Some((id, (due, recheck))) = admitted
+            && !self.launch(id, due, recheck)
+        {
+            self.release_slot();
+        }
+        self.publish_slots();
+    }
+
+    /// A check's slot is free: the first in line takes it.
+    fn release_slot(&mut self) {
+        while let Some((id, (due, recheck))) = self.slots.release() {
+            if self.launch(id, due, recheck) {
+                break;
+            }
+        }
+    }
+
+    fn publish_slots(&self) {
+        let (in_flight, waiting) = (self.slots.in_flight() as u64, self.slots.waiting() as u64);
+        self.stats.update(|c| {
+            c.in_flight = in_flight;
+            c.waiting = waiting;
+        });
+    }
+
+    /// Every ten seconds: whether the monitor kept up (nothing missed, no
+    /// line of checks waiting for a slot), published as the overload
+    /// counter (`/metrics`, `/healthz`) and logged when it did not.
+    fn judge_load(&mut self) {
+        if self.window_started.elapsed() < OVERLOAD_WINDOW {
+            return;
+        }
+        self.window_started = Instant::now();
+        let counts = self.stats.snapshot();
+        let overload = stats::overload(self.window, &counts);
+        self.window = counts.window();
+        let percent = overload.map_or(0, |o| o.percent());
+        self.stats.update(|c| c.overload_percent = percent);
+        if let Some(o) = overload {
+            tracing::warn!(
+                due = o.due,
+                done = o.done,
+                missed = o.missed,
+                waiting = o.waiting,
+                max_checks = self.options.max_checks,
+                "the monitor is over capacity: {percent}% more checks came due in the last {} s than it could do ({} missed, {} waiting for a free slot); lengthen intervals, raise --max-checks if the machine has room, or spread the sensors over more nodes",
+                OVERLOAD_WINDOW.as_secs(),
+                o.missed,
+                o.waiting
+            );
+        }
+    }
+
+    /// Spawns a check that holds a slot; false when the sensor is gone.
+    fn launch(&mut self, id: i64, due: Instant, recheck: bool) -> bool {
         let at_ms = self.options.clock.now().as_millisecond();
         let (Some(schedule), Some(spec)) = (self.schedules.get(&id), self.core.spec(id)) else {
-            return;
+            return false;
         };
-        self.stats.update(|c| c.in_flight += 1);
         let target = Target {
             // The target's text is only for one-shot reports.
             input: String::new(),
@@ -421,12 +488,8 @@ impl Monitor {
         };
         let options = check_options(spec, self.options.close);
         let host = schedule.host.clone();
-        let (global, checker, done) =
-            (self.global.clone(), self.checker.clone(), self.done.clone());
+        let (checker, done) = (self.checker.clone(), self.done.clone());
         self.checks.spawn(async move {
-            let Ok(_global) = global.acquire_owned().await else {
-                return;
-            };
             let Ok(_host) = host.acquire_owned().await else {
                 return;
             };
@@ -443,6 +506,7 @@ impl Monitor {
                 })
                 .await;
         });
+        true
     }
 
     /// Drops the handles of finished check tasks.
@@ -466,7 +530,6 @@ impl Monitor {
         self.stats.update(|c| {
             c.done += 1;
             c.by_status[status_index.min(3)] += 1;
-            c.in_flight = c.in_flight.saturating_sub(1);
             if let Some(index) = Reason::ALL.iter().position(|r| *r == result.reason) {
                 c.by_reason[index] += 1;
             }
@@ -485,14 +548,18 @@ impl Monitor {
             response_time: result.response_time,
         };
         let effects = self.core.on_result(id, outcome, self.options.clock.now());
+        // A re-check among the effects waits at the front of the line, so
+        // the slot this check frees goes to it.
         self.carry_out(effects);
+        self.release_slot();
+        self.publish_slots();
     }
 
     /// Carries out what the core decided, in its order.
     fn carry_out(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Check { id, recheck } => self.launch(id, Instant::now(), recheck),
+                Effect::Check { id, recheck } => self.start_check(id, Instant::now(), recheck),
                 Effect::Result {
                     result,
                     state,

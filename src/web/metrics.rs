@@ -277,6 +277,20 @@ fn monitor_metrics(registry: &mut Registry, counts: &crate::monitor::stats::Coun
         "Checks running now",
         in_flight,
     );
+    let waiting = Gauge::<i64>::default();
+    waiting.set(counts.waiting as i64);
+    registry.register(
+        "portwatch_checks_waiting",
+        "Due checks waiting for a free slot (the cap on checks in flight)",
+        waiting,
+    );
+    let overload = Gauge::<i64>::default();
+    overload.set(counts.overload_percent as i64);
+    registry.register(
+        "portwatch_monitor_overload_percent",
+        "How much more was due than done over the last 10 s, in percent (0: the monitor keeps up)",
+        overload,
+    );
     registry.register(
         "portwatch_checks_late",
         "Checks that started more than 1 s late",

@@ -310,8 +310,20 @@ fn routes() -> Routes {
         .merge(api::routes())
         .merge(notify_pages::routes())
         .merge(metrics::routes())
-        .get("/healthz", || async { "ok\n" })
+        .get("/healthz", healthz)
         .get("/assets/{*file}", asset)
+}
+
+/// `/healthz`: `ok`, or `degraded` with the reason when the monitor cannot
+/// keep up with its schedule (HTTP 200 either way: the process is alive and
+/// serving; the body says whether it does all its work).
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> String {
+    match state.monitor.as_ref().map(|m| m.overload_percent()) {
+        Some(percent) if percent > 0 => format!(
+            "degraded: the monitor is over capacity ({percent}% more checks came due over the last 10 s than it could do; see portwatch_checks_missed)\n"
+        ),
+        _ => "ok\n".to_owned(),
+    }
 }
 
 /// Every route of [`app`]: method and path pattern.

@@ -37,9 +37,14 @@ async fn start(config: &str) -> Running {
 /// Starts the monitor (the daemon without its web) on a store already
 /// prepared in `dir`.
 async fn start_on(dir: TempDir, db: &std::path::Path) -> Running {
+    start_with(dir, db, MonitorOptions::default()).await
+}
+
+/// [`start_on`] with `options` (its clock is replaced by the test's).
+async fn start_with(dir: TempDir, db: &std::path::Path, options: MonitorOptions) -> Running {
     let options = MonitorOptions {
         clock: Clock::starting_at(ORIGIN.parse().unwrap()),
-        ..MonitorOptions::default()
+        ..options
     };
     let daemon = daemon::start(daemon::Options {
         db: db.to_owned(),
@@ -93,6 +98,96 @@ fn server(name: &str, port: u16, extra: &str) -> String {
     format!(
         "[[server]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\n  [[server.sensor]]\n  name = \"tcp\"\n  port = {port}\n{extra}"
     )
+}
+
+/// A loopback port whose accept queue is full: a connect to it gets no
+/// answer (the SYN is dropped) and times out.
+fn blackhole() -> (socket2::Socket, std::net::TcpStream, u16) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let address = socket.local_addr().unwrap().as_socket().unwrap();
+    // The one connection a backlog of 0 queues; nobody accepts it.
+    let filler = std::net::TcpStream::connect(address).unwrap();
+    (socket, filler, address.port())
+}
+
+/// The overload defect: twenty sensors due every 2 s whose checks each
+/// take 1 s (a timeout), with one check at a time. The monitor must keep
+/// a line of at most one entry per sensor instead of a task per due check,
+/// account for every due check (done, missed, in flight or waiting), count
+/// lateness as it is, and say it is over capacity.
+#[tokio::test(start_paused = true)]
+async fn an_overloaded_monitor_keeps_a_bounded_line_and_accounts_for_every_due_check() {
+    let (_blackhole, _filler, port) = blackhole();
+    let sensors: String = (0..20)
+        .map(|i| format!("  [[server.sensor]]\n  name = \"s{i}\"\n  port = {port}\n"))
+        .collect();
+    let config = format!(
+        "[defaults]\ninterval = \"2s\"\ntimeout = \"1s\"\nretries = 0\n[[server]]\nname = \"busy\"\nhost = \"127.0.0.1\"\n{sensors}"
+    );
+    let dir = TempDir::new("monitor");
+    let db = dir.path.join("portwatch.db");
+    Store::open(&db)
+        .unwrap()
+        .apply(&from_toml("test.toml", &config).unwrap())
+        .unwrap();
+    let options = MonitorOptions {
+        max_checks: 1,
+        ..MonitorOptions::default()
+    };
+    let monitor = start_with(dir, &db, options).await;
+    let stats = monitor.stats.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !stats.snapshot().over_capacity() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never judged over capacity: {:?}",
+            stats.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = stats.snapshot();
+    assert_eq!(counts.in_flight, 1, "never more checks than the cap");
+    assert!(
+        (15..=20).contains(&counts.waiting),
+        "the line holds each sensor once: {} waiting",
+        counts.waiting
+    );
+    assert!(counts.missed > 0 && counts.done > 0, "{counts:?}");
+    assert_eq!(counts.rechecks, 0);
+    assert_eq!(
+        counts.due,
+        counts.done + counts.missed + counts.in_flight + counts.waiting,
+        "every due check is done, missed, in flight or waiting"
+    );
+    assert!(counts.late > 0, "{counts:?}");
+    assert!(
+        counts.lateness_quantile(0.99).unwrap() >= 5_000,
+        "lateness as it is: {:?}",
+        counts.lateness_quantile(0.99)
+    );
+    assert!(
+        stats.overload_percent() > 100,
+        "{}",
+        stats.overload_percent()
+    );
+
+    monitor.stop().await;
+    let stopped = stats.snapshot();
+    assert_eq!(stopped.waiting, 0);
+    assert_eq!(
+        stopped.due,
+        stopped.done + stopped.missed + stopped.in_flight,
+        "what waited when the monitor stopped is missed; what was in flight was abandoned"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1601,3 +1601,36 @@ async fn public_status_pages_are_cached_paged_and_404_in_html() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{body}");
 }
+
+/// `/healthz` says `degraded` while the monitor is over capacity, and
+/// `/metrics` says by how much and how many checks wait for a slot.
+#[tokio::test]
+async fn an_overloaded_monitor_is_degraded_in_healthz_and_metrics() {
+    let (dir, _) = setup();
+    let monitor = std::sync::Arc::new(portwatch::monitor::stats::MonitorStats::default());
+    let state = AppState::new(
+        portwatch::store::Db::open(&dir.path.join("portwatch.db"), 4).unwrap(),
+        Some(monitor.clone()),
+        None,
+    )
+    .with_metrics_access(portwatch::web::MetricsAccess::Open);
+    let (status, _, body) = send(&state, get("/healthz", None)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+    monitor.update(|c| {
+        c.waiting = 17;
+        c.overload_percent = 240;
+    });
+    let (status, _, body) = send(&state, get("/healthz", None)).await;
+    assert_eq!(status, StatusCode::OK, "alive, serving");
+    assert!(
+        body.starts_with("degraded: the monitor is over capacity (240% more checks"),
+        "{body}"
+    );
+    let (_, _, metrics) = send(&state, get("/metrics", None)).await;
+    for line in [
+        "portwatch_checks_waiting 17",
+        "portwatch_monitor_overload_percent 240",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Pure scheduling decisions.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// Where in its first interval a sensor runs first: spread by a hash of its
@@ -29,9 +30,114 @@ pub fn next_due(due: Duration, interval: Duration, now: Duration) -> (Duration, 
     (next + interval * missed as u32, missed)
 }
 
+/// The cap on checks in flight. A check that comes due while every slot
+/// is taken waits in a first-in, first-out line instead of becoming a task,
+/// so that an overloaded monitor holds one small entry per waiting sensor
+/// rather than one parked check each. (A sensor is in the line at most
+/// once: until its check has run, its next due times are missed, not
+/// queued again.) `T` is what a check needs to start (its due time).
+#[derive(Debug)]
+pub struct Slots<T> {
+    max: usize,
+    in_flight: usize,
+    waiting: VecDeque<(i64, T)>,
+}
+
+impl<T> Slots<T> {
+    /// At most `max` checks at once (at least one).
+    pub fn new(max: usize) -> Slots<T> {
+        Slots {
+            max: max.max(1),
+            in_flight: 0,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// A check of sensor `id` is due: it starts now (it is returned and
+    /// holds a slot) or waits at the back of the line.
+    pub fn offer(&mut self, id: i64, check: T) -> Option<(i64, T)> {
+        if self.in_flight < self.max {
+            self.in_flight += 1;
+            return Some((id, check));
+        }
+        self.waiting.push_back((id, check));
+        None
+    }
+
+    /// A check that is part of another (a re-check confirming a failure or
+    /// a dependency): it starts now or waits at the front of the line.
+    pub fn offer_first(&mut self, id: i64, check: T) -> Option<(i64, T)> {
+        if self.in_flight < self.max {
+            self.in_flight += 1;
+            return Some((id, check));
+        }
+        self.waiting.push_front((id, check));
+        None
+    }
+
+    /// A check ended (or never started): its slot goes to the first
+    /// waiting check, which is returned to start now.
+    pub fn release(&mut self) -> Option<(i64, T)> {
+        match self.waiting.pop_front() {
+            Some(next) => Some(next),
+            None => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                None
+            }
+        }
+    }
+
+    /// Checks holding a slot.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Checks waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Empties the line (the monitor stops): how many checks were waiting,
+    /// which will not run.
+    pub fn abandon_waiting(&mut self) -> usize {
+        let waiting = self.waiting.len();
+        self.waiting.clear();
+        waiting
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_beyond_the_cap_wait_in_line_and_take_freed_slots_in_order() {
+        let mut slots = Slots::new(2);
+        assert_eq!(slots.offer(1, "a"), Some((1, "a")));
+        assert_eq!(slots.offer(2, "b"), Some((2, "b")));
+        assert_eq!(slots.offer(3, "c"), None);
+        assert_eq!(slots.offer(4, "d"), None);
+        assert_eq!(slots.offer_first(5, "recheck"), None);
+        assert_eq!((slots.in_flight(), slots.waiting()), (2, 3));
+        // A freed slot goes straight to the first in line: still two in flight.
+        assert_eq!(slots.release(), Some((5, "recheck")));
+        assert_eq!(slots.release(), Some((3, "c")));
+        assert_eq!((slots.in_flight(), slots.waiting()), (2, 1));
+        assert_eq!(slots.abandon_waiting(), 1);
+        assert_eq!(slots.release(), None);
+        assert_eq!(slots.in_flight(), 1);
+        assert_eq!(slots.release(), None);
+        assert_eq!(slots.release(), None, "never below zero");
+        assert_eq!(slots.in_flight(), 0);
+        assert_eq!(slots.offer_first(6, "x"), Some((6, "x")), "a free slot");
+    }
+
+    #[test]
+    fn a_cap_of_zero_is_one() {
+        let mut slots = Slots::new(0);
+        assert!(slots.offer(1, ()).is_some());
+        assert!(slots.offer(2, ()).is_none());
+    }
 
     #[test]
     fn offsets_are_stable_and_spread() {

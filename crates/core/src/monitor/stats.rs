@@ -24,8 +24,8 @@ pub struct Counts {
     /// Checks that started more than 1 s after their due time.
     pub late: u64,
     /// Scheduled checks that could not start because the previous check of
-    /// the same sensor was still running, or the monitor fell a whole
-    /// interval behind.
+    /// the same sensor was still running or waiting for a slot, the monitor
+    /// fell a whole interval behind, or it stopped while they waited.
     pub missed: u64,
     /// Checks by status: up, warning, down, unknown.
     pub by_status: [u64; 4],
@@ -33,6 +33,11 @@ pub struct Counts {
     pub by_reason: [u64; portwatch_probe::Reason::ALL.len()],
     /// Checks in flight now.
     pub in_flight: u64,
+    /// Checks waiting for a free slot now (the cap on checks in flight).
+    pub waiting: u64,
+    /// Over the last window: how much more was due than was done, in
+    /// percent of what was done (0 while the monitor keeps up).
+    pub overload_percent: u64,
     lateness: Vec<u64>,
 }
 
@@ -48,6 +53,8 @@ impl Default for MonitorStats {
                 by_status: [0; 4],
                 by_reason: [0; portwatch_probe::Reason::ALL.len()],
                 in_flight: 0,
+                waiting: 0,
+                overload_percent: 0,
                 lateness: vec![0; BUCKETS],
             }),
         }
@@ -55,6 +62,12 @@ impl Default for MonitorStats {
 }
 
 impl MonitorStats {
+    /// How much more was due than done over the last window, in percent
+    /// (0 while the monitor keeps up), without copying the counters.
+    pub fn overload_percent(&self) -> u64 {
+        self.inner.lock().expect("stats lock").overload_percent
+    }
+
     /// Updates the counters under the lock.
     pub fn update(&self, change: impl FnOnce(&mut Counts)) {
         let mut counts = self.inner.lock().expect("stats lock");
@@ -67,7 +80,79 @@ impl MonitorStats {
     }
 }
 
+/// The counters a window of time is judged by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Checks due.
+    pub due: u64,
+    /// Checks done, re-checks excluded.
+    pub done: u64,
+    /// Checks missed.
+    pub missed: u64,
+    /// Checks waiting for a slot.
+    pub waiting: u64,
+}
+
+/// A monitor that could not keep up over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    /// Checks due in the window.
+    pub due: u64,
+    /// Checks done in the window (re-checks excluded).
+    pub done: u64,
+    /// Checks missed in the window.
+    pub missed: u64,
+    /// Checks waiting for a slot at its end.
+    pub waiting: u64,
+}
+
+impl Overload {
+    /// How much more was due than was done, in percent of what was done
+    /// (at least 1 while overloaded, so that it reads as overloaded).
+    pub fn percent(&self) -> u64 {
+        let over = self.due.saturating_sub(self.done) * 100 / self.done.max(1);
+        over.max(1)
+    }
+}
+
+/// Whether the monitor was over capacity between two readings: checks were
+/// missed, or checks waited for a slot at both readings (a moment's queue
+/// is not an overload). `None` when it kept up.
+pub fn overload(before: Window, after: &Counts) -> Option<Overload> {
+    let now = after.window();
+    let missed = now.missed.saturating_sub(before.missed);
+    if missed == 0 && (before.waiting == 0 || now.waiting == 0) {
+        return None;
+    }
+    Some(Overload {
+        due: now.due.saturating_sub(before.due),
+        done: now.done.saturating_sub(before.done),
+        missed,
+        waiting: after.waiting,
+    })
+}
+
 impl Counts {
+    /// The counters a window is judged by, now.
+    pub fn window(&self) -> Window {
+        Window {
+            due: self.due,
+            done: self.done.saturating_sub(self.rechecks),
+            missed: self.missed,
+            waiting: self.waiting,
+        }
+    }
+
+    /// Whether the last window found the monitor over capacity.
+    pub fn over_capacity(&self) -> bool {
+        self.overload_percent > 0
+    }
+
+    /// The largest start lateness the histogram tells apart (10 s): later
+    /// checks are counted there, so a quantile equal to it means "this or
+    /// later".
+    pub const LATENESS_CAP_MS: u64 = BUCKETS as u64 - 1;
+
     /// Records how late a check started.
     pub fn started_late_by(&mut self, late_ms: u64) {
         let bucket = (late_ms as usize).min(BUCKETS - 1);
@@ -98,6 +183,63 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_monitor_is_over_capacity_when_checks_are_missed_or_wait() {
+        let stats = MonitorStats::default();
+        stats.update(|c| {
+            c.due = 100;
+            c.done = 100;
+        });
+        let before = stats.snapshot().window();
+        stats.update(|c| {
+            c.due = 300;
+            c.done = 210;
+            c.rechecks = 10;
+        });
+        assert_eq!(overload(before, &stats.snapshot()), None, "it kept up");
+        stats.update(|c| c.waiting = 3);
+        assert_eq!(
+            overload(before, &stats.snapshot()),
+            None,
+            "checks waiting at one reading only"
+        );
+        let before = Window {
+            waiting: 1,
+            ..before
+        };
+        let waiting = overload(before, &stats.snapshot()).unwrap();
+        assert_eq!(
+            (waiting.due, waiting.done, waiting.missed, waiting.waiting),
+            (200, 100, 0, 3),
+            "re-checks are not done scheduled checks"
+        );
+        assert_eq!(waiting.percent(), 100, "twice what was done was due");
+        stats.update(|c| {
+            c.waiting = 0;
+            c.missed = 7;
+        });
+        let missed = overload(before, &stats.snapshot()).unwrap();
+        assert_eq!(missed.missed, 7);
+        let barely = Overload {
+            due: 1000,
+            done: 999,
+            missed: 1,
+            waiting: 0,
+        };
+        assert_eq!(barely.percent(), 1, "over capacity reads as more than zero");
+        let nothing_done = Overload {
+            due: 50,
+            done: 0,
+            missed: 50,
+            waiting: 1,
+        };
+        assert_eq!(nothing_done.percent(), 5000);
+        let mut counts = stats.snapshot();
+        assert!(!counts.over_capacity());
+        counts.overload_percent = missed.percent();
+        assert!(counts.over_capacity());
+    }
 
     #[test]
     fn quantiles() {
