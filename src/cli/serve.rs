@@ -145,10 +145,11 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let counts = summary.checks;
     writeln!(
         anstream::stderr(),
-        "portwatch: stopped after {} checks ({} due, {} missed, {} late; start lateness p50 {} ms, p99 {} ms); {} results stored, {} lost, {} write errors, in {}",
+        "portwatch: stopped after {} checks ({} due, {} missed, {} in flight at the stop, {} late; start lateness p50 {} ms, p99 {} ms); {} results stored, {} lost, {} write errors, in {}",
         counts.done,
         counts.due,
         counts.missed,
+        counts.in_flight,
         counts.late,
         counts.lateness_quantile(0.5).unwrap_or(0),
         counts.lateness_quantile(0.99).unwrap_or(0),
