@@ -56,6 +56,7 @@ pub struct AppState {
     trusted_proxies: Arc<[Cidr]>,
     public_url: Option<String>,
     status_cache: status_pages::Cache,
+    sensor_series: metrics::SensorSeries,
 }
 
 /// Who may read `/metrics`.
@@ -88,6 +89,7 @@ impl AppState {
             trusted_proxies: Arc::new([]),
             public_url: None,
             status_cache: status_pages::Cache::default(),
+            sensor_series: metrics::SensorSeries::default(),
         }
     }
 

@@ -1634,3 +1634,71 @@ async fn an_overloaded_monitor_is_degraded_in_healthz_and_metrics() {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }
 }
+
+/// The per-sensor series are rendered at most once every 5 s and shared by
+/// the scrapes in between; `scope=summary` keeps only the daemon's series
+/// and the count of sensors by state.
+#[tokio::test(start_paused = true)]
+async fn metrics_render_sensors_once_per_interval_and_summarise_on_request() {
+    let (dir, state) = setup();
+    let state = state.with_metrics_access(portwatch::web::MetricsAccess::Open);
+    let scrape = |path: &'static str| {
+        let state = state.clone();
+        async move { send(&state, get(path, None)).await }
+    };
+    let line = |body: &str, prefix: &str| {
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{body}"))
+    };
+    let (status, _, full) = scrape("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        line(&full, r#"portwatch_sensors{state="pending"}"#),
+        r#"portwatch_sensors{state="pending"} 2"#
+    );
+    assert_eq!(full.matches("portwatch_sensor_up{").count(), 2);
+    assert!(
+        full.ends_with("# EOF\n") && full.matches("# EOF").count() == 1,
+        "{full}"
+    );
+
+    // A third sensor: the series rendered a moment ago are served as they were.
+    let mut store = Store::open(&dir.path.join("portwatch.db")).unwrap();
+    let more = format!("{CONFIG}  [[server.sensor]]\n  port = 6379\n");
+    store.apply(&from_toml("t.toml", &more).unwrap()).unwrap();
+    let (_, _, cached) = scrape("/metrics").await;
+    assert_eq!(
+        cached.matches("portwatch_sensor_up{").count(),
+        2,
+        "still the rendered series"
+    );
+    tokio::time::advance(std::time::Duration::from_secs(5)).await;
+    let (_, _, fresh) = scrape("/metrics").await;
+    assert_eq!(fresh.matches("portwatch_sensor_up{").count(), 3);
+    assert_eq!(
+        line(&fresh, r#"portwatch_sensors{state="pending"}"#),
+        r#"portwatch_sensors{state="pending"} 3"#
+    );
+
+    let (status, _, summary) = scrape("/metrics?scope=summary").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!summary.contains("portwatch_sensor_up"), "{summary}");
+    assert_eq!(
+        line(&summary, r#"portwatch_sensors{state="pending"}"#),
+        r#"portwatch_sensors{state="pending"} 3"#
+    );
+    assert!(
+        summary.contains("portwatch_web_sign_ins_refused"),
+        "the daemon's own series"
+    );
+    assert!(summary.ends_with("# EOF\n"));
+
+    let (status, _, body) = scrape("/metrics?scope=everything").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("unknown /metrics parameter 'scope=everything': use scope=summary"),
+        "{body}"
+    );
+}
