@@ -62,7 +62,9 @@
 //!    - [`store::Storage`]: the storage interface (every read and edit),
 //!      implemented by [`store::Db`], the shared handle with its connection
 //!      pool; `crates/store/tests/contract.rs` checks any backend through
-//!      it.
+//!      it. [`store::Writes`]: the write side (results, state changes and
+//!      notifications, committed in order), implemented by
+//!      [`store::writer::Writer`]; the monitor is generic over both.
 //!    - [`store::pack`]: compact encoding of raw results.
 //!    - [`store::rollup`]: hourly rollups.
 //!    - [`store::writer`]: the one writer thread that batches all writes.

@@ -25,8 +25,8 @@ use super::stats::{self, MonitorStats, Window};
 use crate::config::model::{ResolvedSensor, resolve};
 use crate::probe::verdict::Expectation;
 use crate::probe::{CheckOptions, CheckResult, Checker, CloseMode, Family, Reason, Target};
-use crate::store::writer::{LastCheck, Writer};
-use crate::store::{Loaded, Storage, StoreError};
+use crate::store::writer::LastCheck;
+use crate::store::{Loaded, Storage, StoreError, Writes};
 
 /// The wall clock the monitor stamps results, events and maintenance
 /// windows with.
@@ -120,7 +120,7 @@ struct Done {
 /// The async shell around [`Core`]: it owns the schedule, the checks in
 /// flight, the store's writer and the announcer, and carries out the
 /// effects the core decides.
-struct Monitor {
+struct Monitor<W> {
     core: Core,
     schedules: HashMap<i64, Schedule>,
     queue: BinaryHeap<Reverse<(Instant, i64, u64)>>,
@@ -129,7 +129,7 @@ struct Monitor {
     /// for a slot (with their due time, and whether each is a re-check).
     slots: Slots<(Instant, bool)>,
     checker: Checker,
-    writer: Writer,
+    writer: W,
     stats: Arc<MonitorStats>,
     options: MonitorOptions,
     done: mpsc::Sender<Done>,
@@ -146,11 +146,11 @@ const OVERLOAD_WINDOW: Duration = Duration::from_secs(10);
 
 /// What the monitor is wired to: the store (read through `db`, written
 /// through `writer`), and the signals it takes.
-pub struct Wiring<S> {
+pub struct Wiring<S, W> {
     /// The store: configuration loads and generation polls.
     pub db: S,
     /// The store's writer: results, events and notifications.
-    pub writer: Writer,
+    pub writer: W,
     /// Counters of checks due, done, late and missed.
     pub stats: Arc<MonitorStats>,
     /// Asks for an immediate configuration reload (SIGHUP); changes are
@@ -165,7 +165,10 @@ pub struct Wiring<S> {
 
 /// Runs the monitor until `wiring.shutdown` is cancelled, then waits for
 /// the writer to commit everything.
-pub async fn run<S: Storage>(wiring: Wiring<S>, options: MonitorOptions) -> Result<(), StoreError> {
+pub async fn run<S: Storage, W: Writes>(
+    wiring: Wiring<S, W>,
+    options: MonitorOptions,
+) -> Result<(), StoreError> {
     let Wiring {
         db,
         writer,
@@ -270,7 +273,7 @@ fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
     }
 }
 
-impl Monitor {
+impl<W: Writes> Monitor<W> {
     /// Makes the running sensors match `loaded`, keeping the state and
     /// schedule of sensors that stay.
     fn apply(&mut self, loaded: Loaded, states: HashMap<i64, (State, i64)>) {

@@ -31,7 +31,7 @@ pub use handle::Db;
 pub use pack::StoredResult;
 use portwatch_core::report;
 pub use portwatch_core::report::rollup::{self, Rollup};
-pub use storage::Storage;
+pub use storage::{Storage, Writes};
 
 /// The default store file, in the current directory.
 pub const DEFAULT_PATH: &str = "portwatch.db";

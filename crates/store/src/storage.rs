@@ -6,8 +6,9 @@
 //! behaviour through this trait only, so every backend runs the same
 //! tests.
 //!
-//! Results, events and notifications are not here: they go through the
-//! batching [`writer`](crate::writer), which commits them in order.
+//! Results, events and notifications are written through [`Writes`], the
+//! write side: one batching writer per process that commits them in
+//! order ([`Writer`](crate::writer::Writer) on SQLite).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,6 +23,103 @@ use crate::accounts::{Account, Role, StatusPage, TokenRow, UserRow};
 use crate::edit::ConfigItem;
 use crate::outbox::{OutboxRow, Pending, StoredChannel, StoredRule};
 use crate::{ApplySummary, Db, EventRow, Loaded, Rollup, StatusRow, StoreError, StoredResult};
+
+/// The write side of a store, one per process: results (queued and
+/// committed in batches within a second), and state changes and
+/// notifications, each acknowledged once committed, in the order given.
+/// The monitor writes through it; a backend provides one.
+pub trait Writes: Send + Sync + 'static {
+    /// Queues a result without waiting; a full queue drops it and counts it.
+    fn result(&self, result: StoredResult, last: crate::writer::LastCheck);
+
+    /// Stores a state change; the receiver fires once it is committed.
+    fn event(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        change: portwatch_core::monitor::state::Change,
+    ) -> tokio::sync::oneshot::Receiver<()>;
+
+    /// Stores a state change and, in the same transaction, the
+    /// notifications it causes (channel, payload), held until
+    /// `hold_until_ms` unless [`Writes::settle`] comes first.
+    fn event_holding(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        change: portwatch_core::monitor::state::Change,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+        hold_until_ms: Option<i64>,
+    ) -> tokio::sync::oneshot::Receiver<()>;
+
+    /// Stores notifications that no state change caused.
+    fn notify(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+    ) -> tokio::sync::oneshot::Receiver<()>;
+
+    /// Sends a sensor's held notifications now, or cancels them (`cancel`
+    /// says why).
+    fn settle(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        cancel: Option<String>,
+    ) -> tokio::sync::oneshot::Receiver<()>;
+
+    /// Commits everything queued so far; returns once it is stored.
+    fn flush(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl Writes for crate::writer::Writer {
+    fn result(&self, result: StoredResult, last: crate::writer::LastCheck) {
+        crate::writer::Writer::result(self, result, last);
+    }
+
+    fn event(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        change: portwatch_core::monitor::state::Change,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        crate::writer::Writer::event(self, sensor, at_ms, change)
+    }
+
+    fn event_holding(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        change: portwatch_core::monitor::state::Change,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+        hold_until_ms: Option<i64>,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        crate::writer::Writer::event_holding(self, sensor, at_ms, change, notify, hold_until_ms)
+    }
+
+    fn notify(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        crate::writer::Writer::notify(self, sensor, at_ms, notify)
+    }
+
+    fn settle(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        cancel: Option<String>,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        crate::writer::Writer::settle(self, sensor, at_ms, cancel)
+    }
+
+    fn flush(&self) -> impl Future<Output = ()> + Send {
+        crate::writer::Writer::flush(self)
+    }
+}
 
 /// What a store does. Cheap to clone; every method may run concurrently
 /// with the others.
