@@ -114,32 +114,10 @@ pub fn lab_available(test: &str) -> bool {
     false
 }
 
-/// Records that `test` cannot run here, and why. A skip is never silent:
-///
-/// - in CI (`CI` set) it fails the test, since CI installs everything;
-/// - under `scripts/test` (which sets `PORTWATCH_SKIP_LOG`) it is written
-///   to that file, and the script lists every skip at the end with the
-///   command that enables it;
-/// - anywhere else it fails the test, saying to run `scripts/test`.
+/// Records that `test` cannot run here, and why: the suite's one rule
+/// (fails in CI, logged under `scripts/test`, fails elsewhere naming it).
 pub fn skip(test: &str, why: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: {why}, and CI must provide it (.ci/run installs it)");
-    }
-    match std::env::var_os("PORTWATCH_SKIP_LOG") {
-        Some(log) => {
-            use std::io::Write;
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .expect("open the skip log");
-            writeln!(file, "{test}: {why}").expect("write the skip log");
-            eprintln!("skip {test}: {why}");
-        }
-        None => panic!(
-            "{test}: {why}. Run the tests with scripts/test: as root it installs what every test needs; without root it runs the rest and lists what it skipped"
-        ),
-    }
+    portwatch_testpg::skip(test, why);
 }
 
 static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);

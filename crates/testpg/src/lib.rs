@@ -7,12 +7,44 @@
 //! PostgreSQL refuses to run as root: as root, the cluster belongs to
 //! `nobody` and every tool runs through `runuser`.
 //!
-//! This crate names no other portwatch crate; any layer's tests may use it.
+//! It also holds [`skip`], the suite's rule for a test that cannot run
+//! here. This crate names no other portwatch crate; any layer's tests may
+//! use it.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Records that `test` cannot run here, and why, by the test suite's rule
+/// (shared by every portwatch test that needs something from the
+/// machine). A skip is never silent:
+///
+/// - in CI (`CI` set) it fails the test, since CI installs everything;
+/// - under `scripts/test` (which sets `PORTWATCH_SKIP_LOG`) it is written
+///   to that file, and the script lists every skip at the end with the
+///   command that enables it;
+/// - anywhere else it fails the test, saying to run `scripts/test`.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {why}, and CI must provide it (.ci/run installs it)");
+    }
+    match std::env::var_os("PORTWATCH_SKIP_LOG") {
+        Some(log) => {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("open the skip log");
+            writeln!(file, "{test}: {why}").expect("write the skip log");
+            eprintln!("skip {test}: {why}");
+        }
+        None => panic!(
+            "{test}: {why}. Run the tests with scripts/test: as root it installs what every test needs; without root it runs the rest and lists what it skipped"
+        ),
+    }
+}
 
 /// The role every test database belongs to (trust authentication).
 pub const USER: &str = "portwatch";
@@ -74,35 +106,16 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// [`Cluster::start`] for the test named `test`, following the test
-    /// suite's rule for what cannot run here: in CI (`CI` set) that fails
-    /// the test; under `scripts/test` (`PORTWATCH_SKIP_LOG` set) it is
-    /// logged as skipped and `None` is returned; anywhere else it fails
-    /// the test, saying to use `scripts/test`.
+    /// [`Cluster::start`] for the test named `test`; when it cannot start,
+    /// the suite's rule ([`skip`]) applies and, where that lets the test
+    /// go on, `None` is returned.
     pub fn for_test(test: &str) -> Option<Cluster> {
         let why = match Cluster::start() {
             Ok(cluster) => return Some(cluster),
             Err(why) => why,
         };
-        if std::env::var_os("CI").is_some() {
-            panic!("{test}: {why}, and CI must provide it (.ci/run installs it)");
-        }
-        match std::env::var_os("PORTWATCH_SKIP_LOG") {
-            Some(log) => {
-                use std::io::Write;
-                let mut file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .expect("open the skip log");
-                writeln!(file, "{test}: {why}").expect("write the skip log");
-                eprintln!("skip {test}: {why}");
-                None
-            }
-            None => panic!(
-                "{test}: {why}. Run the tests with scripts/test: as root it installs what every test needs; without root it runs the rest and lists what it skipped"
-            ),
-        }
+        skip(test, &why);
+        None
     }
 
     /// The loopback port it listens on.

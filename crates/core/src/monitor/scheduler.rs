@@ -56,8 +56,7 @@ impl<T> Slots<T> {
     /// A check of sensor `id` is due: it starts now (it is returned and
     /// holds a slot) or waits at the back of the line.
     pub fn offer(&mut self, id: i64, check: T) -> Option<(i64, T)> {
-        if self.in_flight < self.max {
-            self.in_flight += 1;
+        if self.take_slot() {
             return Some((id, check));
         }
         self.waiting.push_back((id, check));
@@ -67,12 +66,20 @@ impl<T> Slots<T> {
     /// A check that is part of another (a re-check confirming a failure or
     /// a dependency): it starts now or waits at the front of the line.
     pub fn offer_first(&mut self, id: i64, check: T) -> Option<(i64, T)> {
-        if self.in_flight < self.max {
-            self.in_flight += 1;
+        if self.take_slot() {
             return Some((id, check));
         }
         self.waiting.push_front((id, check));
         None
+    }
+
+    /// Takes a free slot, if there is one.
+    fn take_slot(&mut self) -> bool {
+        let free = self.in_flight < self.max;
+        if free {
+            self.in_flight += 1;
+        }
+        free
     }
 
     /// A check ended (or never started): its slot goes to the first
