@@ -326,6 +326,9 @@ impl<W: Writes> Monitor<W> {
                 },
             );
         }
+        // A host whose sensors are all gone keeps no limit: only the map
+        // holds its semaphore then.
+        self.hosts.retain(|_, limit| Arc::strong_count(limit) > 1);
         let reload = Reload {
             diff,
             ids,
