@@ -1,13 +1,14 @@
-//! The storage contract: what every backend of [`Storage`] must do, checked
-//! through the trait only. Each test is a function generic over the
-//! backend; the `sqlite` module at the end runs them on the embedded store.
-//! A new backend adds a module that runs the same functions.
+//! The storage contract: what every backend of [`Storage`] and [`Writes`]
+//! must do, checked through the traits only. Each test is a function
+//! generic over the backend; the `sqlite` module at the end runs them on
+//! the embedded store. A new backend adds a module that runs the same
+//! functions.
 
 use std::time::Duration;
 
 use portwatch_core::config::{Overrides, from_toml};
 use portwatch_store::accounts::{Role, StatusPage};
-use portwatch_store::{Storage, StoreError};
+use portwatch_store::{Storage, StoreError, Writes};
 
 const CONFIG: &str = r#"
 [defaults]
@@ -347,6 +348,139 @@ async fn notification_definitions<S: Storage>(db: S) {
 }
 
 /// The embedded SQLite store.
+/// What goes in through the write side comes back through the read side:
+/// a result and a state change with its notification, committed before
+/// they are acknowledged; the notification is due, retried when it fails,
+/// and gone once delivered; a held one waits for its settlement, and a
+/// cancelled one is never sent.
+async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W) {
+    use portwatch_core::monitor::state::{Change, State};
+    use portwatch_probe::{Reason, Status};
+    use portwatch_store::StoredResult;
+    use portwatch_store::writer::LastCheck;
+
+    db.apply(from_toml("t.toml", CONFIG).unwrap())
+        .await
+        .unwrap();
+    let id = db.sensor_ids("web/http".into()).await.unwrap()[0];
+    let at = 1_790_000_000_000;
+    let result = StoredResult {
+        sensor: id,
+        at_ms: at,
+        status: Status::Up,
+        reason: Reason::Connected,
+        rtt_us: Some(250),
+    };
+    let last = LastCheck {
+        state: State::Up,
+        since_ms: at,
+        message: "connected".into(),
+        details: None,
+    };
+    writer.result(result, last);
+    let channel = portwatch_core::config::channel_from_json(&serde_json::json!({
+        "name": "chat", "webhook": "http://127.0.0.1:9/hook"
+    }))
+    .unwrap();
+    let payload = portwatch_core::notify::test_payload(&channel);
+    let change = |from, to| Change {
+        from,
+        to,
+        reason: Some(Reason::Connected),
+        message: "connected".into(),
+    };
+    let notify = vec![("chat".to_owned(), payload.clone())];
+    writer
+        .event_holding(
+            id,
+            at,
+            change(State::Pending, State::Up),
+            notify.clone(),
+            None,
+        )
+        .await
+        .expect("acknowledged once committed");
+    // Acknowledged: readable at once, before any flush.
+    let events = db.events(id, 0, i64::MAX).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.from, e.to, e.at_ms))
+            .collect::<Vec<_>>(),
+        [(State::Pending, State::Up, at)]
+    );
+    writer.flush().await;
+    assert_eq!(db.results(id, 0, i64::MAX).await.unwrap(), [result]);
+    assert_eq!(db.states().await.unwrap()[&id], (State::Up, at));
+    assert_eq!(db.status_of(id).await.unwrap().last_rtt_us, Some(250));
+
+    let due = db.due_notifications(at, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].channel.as_str(), due[0].attempts, &due[0].payload),
+        ("chat", 0, &payload)
+    );
+    assert_eq!(db.undelivered().await.unwrap(), 1);
+    db.delivery_failed(due[0].id, "HTTP 503".into(), at + 1_000)
+        .await
+        .unwrap();
+    assert!(
+        db.due_notifications(at + 999, 10).await.unwrap().is_empty(),
+        "not before its retry time"
+    );
+    let retry = db.due_notifications(at + 1_000, 10).await.unwrap();
+    assert_eq!((retry[0].id, retry[0].attempts), (due[0].id, 1));
+    db.delivered(retry[0].id, at + 1_100).await.unwrap();
+    assert_eq!(db.undelivered().await.unwrap(), 0);
+    assert!(db.due_notifications(i64::MAX, 10).await.unwrap().is_empty());
+
+    // Held until settled: released by one settlement, cancelled by another.
+    writer
+        .event_holding(
+            id,
+            at + 2_000,
+            change(State::Up, State::Down),
+            notify.clone(),
+            Some(at + 32_000),
+        )
+        .await
+        .unwrap();
+    assert!(
+        db.due_notifications(at + 2_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held"
+    );
+    writer.settle(id, at + 2_500, None).await.unwrap();
+    let released = db.due_notifications(at + 2_500, 10).await.unwrap();
+    assert_eq!(released.len(), 1, "released by the settlement");
+    db.delivered(released[0].id, at + 2_600).await.unwrap();
+    writer
+        .event_holding(
+            id,
+            at + 3_000,
+            change(State::Down, State::Up),
+            notify,
+            Some(at + 33_000),
+        )
+        .await
+        .unwrap();
+    writer
+        .settle(
+            id,
+            at + 3_500,
+            Some("cancelled: its dependency is down".into()),
+        )
+        .await
+        .unwrap();
+    assert!(
+        db.due_notifications(i64::MAX, 10).await.unwrap().is_empty(),
+        "a cancelled notification is never sent"
+    );
+    assert_eq!(db.events(id, 0, i64::MAX).await.unwrap().len(), 3);
+}
+
 mod sqlite {
     use portwatch_store::Db;
 
@@ -380,6 +514,18 @@ mod sqlite {
                 super::$name(store.db.clone()).await;
             }
         )*};
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_are_read_back() {
+        let store = fresh();
+        let (writer, thread) =
+            portwatch_store::writer::start(&store.dir.join("contract.db")).unwrap();
+        super::writes_are_read_back(store.db.clone(), writer).await;
+        // Dropping the writer's last handle ends its thread.
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
     }
 
     contract!(
