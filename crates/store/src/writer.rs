@@ -941,6 +941,16 @@ mod tests {
 
     /// When an hour's rollups are written, raw results past their
     /// retention and rollups past theirs are deleted; newer ones stay.
+    /// The integers of a one-column query.
+    fn column(conn: &Connection, sql: &str) -> Vec<i64> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[test]
     fn closing_an_hour_deletes_what_is_past_retention() {
         let (dir, mut thread) = temp_thread();
@@ -968,14 +978,10 @@ mod tests {
         thread.results.push_back(at(hour_of(now) - HOUR_MS));
         assert!(thread.flush());
         thread.repack(i64::MAX);
-        let starts: Vec<i64> = thread
-            .conn
-            .prepare("SELECT start_ms FROM results ORDER BY start_ms")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let starts = column(
+            &thread.conn,
+            "SELECT start_ms FROM results ORDER BY start_ms",
+        );
         assert_eq!(
             starts,
             [
@@ -984,14 +990,7 @@ mod tests {
                 window_start(hour_of(now) - HOUR_MS)
             ]
         );
-        let hours: Vec<i64> = thread
-            .conn
-            .prepare("SELECT hour_ms FROM rollups ORDER BY hour_ms")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let hours = column(&thread.conn, "SELECT hour_ms FROM rollups ORDER BY hour_ms");
         assert_eq!(
             hours,
             [
