@@ -224,16 +224,17 @@ pub async fn run<S: Storage, W: Writes>(
     }
     // Checks in flight are abandoned; everything already reported is
     // committed before returning.
-    monitor.checks.shutdown().await;
-    while let Ok(finished) = done.try_recv() {
-        monitor.finish(finished);
-    }
-    // Checks still waiting for a slot will not run: they are missed.
+    // Checks still waiting for a slot will not run: they are missed (and
+    // the results taken below free no slot for them).
     let abandoned = monitor.slots.abandon_waiting() as u64;
     monitor.stats.update(|c| {
         c.missed += abandoned;
         c.waiting = 0;
     });
+    monitor.checks.shutdown().await;
+    while let Ok(finished) = done.try_recv() {
+        monitor.finish(finished);
+    }
     let effects = monitor.core.stop(monitor.options.clock.now());
     monitor.carry_out(effects);
     monitor.writer.flush().await;
