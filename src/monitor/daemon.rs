@@ -214,6 +214,7 @@ pub async fn run<S: Storage, W: Writes>(
                 monitor.reap();
                 let effects = monitor.core.tick(monitor.options.clock.now());
                 monitor.carry_out(effects);
+                monitor.publish_slots();
                 monitor.judge_load();
                 if last_poll.elapsed() >= monitor.options.reload_every {
                     last_poll = Instant::now();
@@ -340,6 +341,7 @@ impl<W: Writes> Monitor<W> {
         };
         let effects = self.core.on_config(reload, self.options.clock.now());
         self.carry_out(effects);
+        self.publish_slots();
     }
 
     /// The limit of checks at once on a sensor's host, shared by every
@@ -382,6 +384,7 @@ impl<W: Writes> Monitor<W> {
     fn start_due(&mut self) {
         let now = Instant::now();
         let mut launch = Vec::new();
+        let (mut due_now, mut missed_now) = (0, 0);
         while let Some(&Reverse((due, id, epoch))) = self.queue.peek() {
             if due > now {
                 break;
@@ -407,21 +410,25 @@ impl<W: Writes> Monitor<W> {
             };
             // A sensor whose previous check still runs or waits for a slot
             // is not queued twice: this check is missed.
-            self.stats.update(|c| {
-                c.due += 1 + skipped;
-                c.missed += skipped + u64::from(running);
-            });
+            due_now += 1 + skipped;
+            missed_now += skipped + u64::from(running);
             if !running {
                 launch.push((id, due));
             }
         }
+        self.stats.update(|c| {
+            c.due += due_now;
+            c.missed += missed_now;
+        });
         for (id, due) in launch {
             self.start_check(id, due, false);
         }
+        self.publish_slots();
     }
 
     /// Starts a check now if a slot is free, or puts it in line (a
-    /// re-check at the front).
+    /// re-check at the front). The caller publishes the slots' counts once
+    /// it is done starting checks.
     fn start_check(&mut self, id: i64, due: Instant, recheck: bool) {
         let admitted = if recheck {
             self.slots.offer_first(id, (due, recheck))
@@ -433,7 +440,6 @@ impl<W: Writes> Monitor<W> {
         {
             self.release_slot();
         }
-        self.publish_slots();
     }
 
     /// A check's slot is free: the first in line takes it.
