@@ -6,8 +6,8 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use portwatch::config::from_toml;
-use portwatch::store::Store;
 use portwatch::store::accounts::Role;
+use portwatch::store::{Store, Writes};
 use portwatch::web::{AppState, app};
 use tower::ServiceExt;
 

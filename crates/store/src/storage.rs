@@ -73,54 +73,6 @@ pub trait Writes: Send + Sync + 'static {
     fn flush(&self) -> impl Future<Output = ()> + Send;
 }
 
-impl Writes for crate::writer::Writer {
-    fn result(&self, result: StoredResult, last: crate::writer::LastCheck) {
-        crate::writer::Writer::result(self, result, last);
-    }
-
-    fn event(
-        &self,
-        sensor: i64,
-        at_ms: i64,
-        change: portwatch_core::monitor::state::Change,
-    ) -> tokio::sync::oneshot::Receiver<()> {
-        crate::writer::Writer::event(self, sensor, at_ms, change)
-    }
-
-    fn event_holding(
-        &self,
-        sensor: i64,
-        at_ms: i64,
-        change: portwatch_core::monitor::state::Change,
-        notify: Vec<(String, portwatch_core::notify::Payload)>,
-        hold_until_ms: Option<i64>,
-    ) -> tokio::sync::oneshot::Receiver<()> {
-        crate::writer::Writer::event_holding(self, sensor, at_ms, change, notify, hold_until_ms)
-    }
-
-    fn notify(
-        &self,
-        sensor: i64,
-        at_ms: i64,
-        notify: Vec<(String, portwatch_core::notify::Payload)>,
-    ) -> tokio::sync::oneshot::Receiver<()> {
-        crate::writer::Writer::notify(self, sensor, at_ms, notify)
-    }
-
-    fn settle(
-        &self,
-        sensor: i64,
-        at_ms: i64,
-        cancel: Option<String>,
-    ) -> tokio::sync::oneshot::Receiver<()> {
-        crate::writer::Writer::settle(self, sensor, at_ms, cancel)
-    }
-
-    fn flush(&self) -> impl Future<Output = ()> + Send {
-        crate::writer::Writer::flush(self)
-    }
-}
-
 /// What a store does. Cheap to clone; every method may run concurrently
 /// with the others.
 pub trait Storage: Clone + Send + Sync + 'static {

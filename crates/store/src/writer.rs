@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use super::pack::{self, StoredResult};
 use super::rollup::{Accumulator, HOUR_MS, hour_of};
-use super::{RETENTION, ROLLUP_RETENTION, Store, StoreError};
+use super::{RETENTION, ROLLUP_RETENTION, Store, StoreError, Writes};
 use portwatch_core::monitor::state::{Change, State};
 
 /// How often results are committed.
@@ -149,23 +149,6 @@ pub(super) fn start_with_queue(
 }
 
 impl Writer {
-    /// Queues a result without waiting. A full queue drops it and counts it.
-    pub fn result(&self, result: StoredResult, last: LastCheck) {
-        match self.queue.try_send(Write::Result(result, last)) {
-            Ok(()) => {
-                self.stats.pending.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.stats.results_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Stores an event; the returned receiver fires once it is committed.
-    pub fn event(&self, sensor: i64, at_ms: i64, change: Change) -> oneshot::Receiver<()> {
-        self.event_notifying(sensor, at_ms, change, Vec::new())
-    }
-
     /// Stores an event and, in the same transaction, the notifications it
     /// causes (channel name, payload) in the outbox.
     pub fn event_notifying(
@@ -176,51 +159,6 @@ impl Writer {
         notify: Vec<(String, portwatch_core::notify::Payload)>,
     ) -> oneshot::Receiver<()> {
         self.event_holding(sensor, at_ms, change, notify, None)
-    }
-
-    /// [`Writer::event_notifying`], with the notifications held until
-    /// `hold_until_ms` unless [`Writer::settle`] comes first. A held
-    /// notification is in the outbox all the same: if the monitor dies,
-    /// it is sent when the hold ends.
-    pub fn event_holding(
-        &self,
-        sensor: i64,
-        at_ms: i64,
-        change: Change,
-        notify: Vec<(String, portwatch_core::notify::Payload)>,
-        hold_until_ms: Option<i64>,
-    ) -> oneshot::Receiver<()> {
-        self.ordered(Ordered::Event {
-            sensor,
-            at_ms,
-            change,
-            notify,
-            hold_until_ms,
-        })
-    }
-
-    /// Stores notifications that no state change caused.
-    pub fn notify(
-        &self,
-        sensor: i64,
-        at_ms: i64,
-        notify: Vec<(String, portwatch_core::notify::Payload)>,
-    ) -> oneshot::Receiver<()> {
-        self.ordered(Ordered::Notify {
-            sensor,
-            at_ms,
-            notify,
-        })
-    }
-
-    /// Sends a sensor's held notifications now, or cancels them (`cancel`
-    /// says why, for the outbox's record).
-    pub fn settle(&self, sensor: i64, at_ms: i64, cancel: Option<String>) -> oneshot::Receiver<()> {
-        self.ordered(Ordered::Settle {
-            sensor,
-            at_ms,
-            cancel,
-        })
     }
 
     fn ordered(&self, op: Ordered) -> oneshot::Receiver<()> {
@@ -240,9 +178,69 @@ impl Writer {
         }
         committed
     }
+}
 
-    /// Commits everything queued so far; returns once it is stored.
-    pub async fn flush(&self) {
+/// The SQLite write side: results go to the writer thread's queue, ordered
+/// writes (events, notifications, settlements) to its FIFO; each ordered
+/// write is acknowledged once its transaction commits.
+impl Writes for Writer {
+    /// Queues a result without waiting. A full queue drops it and counts it.
+    fn result(&self, result: StoredResult, last: LastCheck) {
+        match self.queue.try_send(Write::Result(result, last)) {
+            Ok(()) => {
+                self.stats.pending.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.results_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn event(&self, sensor: i64, at_ms: i64, change: Change) -> oneshot::Receiver<()> {
+        self.event_notifying(sensor, at_ms, change, Vec::new())
+    }
+
+    /// A held notification is in the outbox all the same: if the monitor
+    /// dies, it is sent when the hold ends.
+    fn event_holding(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        change: Change,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+        hold_until_ms: Option<i64>,
+    ) -> oneshot::Receiver<()> {
+        self.ordered(Ordered::Event {
+            sensor,
+            at_ms,
+            change,
+            notify,
+            hold_until_ms,
+        })
+    }
+
+    fn notify(
+        &self,
+        sensor: i64,
+        at_ms: i64,
+        notify: Vec<(String, portwatch_core::notify::Payload)>,
+    ) -> oneshot::Receiver<()> {
+        self.ordered(Ordered::Notify {
+            sensor,
+            at_ms,
+            notify,
+        })
+    }
+
+    fn settle(&self, sensor: i64, at_ms: i64, cancel: Option<String>) -> oneshot::Receiver<()> {
+        self.ordered(Ordered::Settle {
+            sensor,
+            at_ms,
+            cancel,
+        })
+    }
+
+    async fn flush(&self) {
         let (ack, done) = oneshot::channel();
         let queue = self.queue.clone();
         // `send` may wait for room; keep that off the async threads.
