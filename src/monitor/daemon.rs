@@ -467,9 +467,9 @@ impl<W: Writes> Monitor<W> {
             return;
         }
         self.window_started = Instant::now();
-        let counts = self.stats.snapshot();
-        let overload = stats::overload(self.window, &counts);
-        self.window = counts.window();
+        let now = self.stats.window();
+        let overload = stats::overload(self.window, now);
+        self.window = now;
         let percent = overload.map_or(0, |o| o.percent());
         self.stats.update(|c| c.overload_percent = percent);
         if let Some(o) = overload {

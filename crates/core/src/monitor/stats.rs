@@ -68,6 +68,12 @@ impl MonitorStats {
         self.inner.lock().expect("stats lock").overload_percent
     }
 
+    /// The counters an overload window is judged by, without copying the
+    /// lateness histogram.
+    pub fn window(&self) -> Window {
+        self.inner.lock().expect("stats lock").window()
+    }
+
     /// Updates the counters under the lock.
     pub fn update(&self, change: impl FnOnce(&mut Counts)) {
         let mut counts = self.inner.lock().expect("stats lock");
@@ -118,8 +124,7 @@ impl Overload {
 /// Whether the monitor was over capacity between two readings: checks were
 /// missed, or checks waited for a slot at both readings (a moment's queue
 /// is not an overload). `None` when it kept up.
-pub fn overload(before: Window, after: &Counts) -> Option<Overload> {
-    let now = after.window();
+pub fn overload(before: Window, now: Window) -> Option<Overload> {
     let missed = now.missed.saturating_sub(before.missed);
     if missed == 0 && (before.waiting == 0 || now.waiting == 0) {
         return None;
@@ -128,7 +133,7 @@ pub fn overload(before: Window, after: &Counts) -> Option<Overload> {
         due: now.due.saturating_sub(before.due),
         done: now.done.saturating_sub(before.done),
         missed,
-        waiting: after.waiting,
+        waiting: now.waiting,
     })
 }
 
@@ -192,10 +197,10 @@ mod tests {
             c.done = 210;
             c.rechecks = 10;
         });
-        assert_eq!(overload(before, &stats.snapshot()), None, "it kept up");
+        assert_eq!(overload(before, stats.window()), None, "it kept up");
         stats.update(|c| c.waiting = 3);
         assert_eq!(
-            overload(before, &stats.snapshot()),
+            overload(before, stats.window()),
             None,
             "checks waiting at one reading only"
         );
@@ -203,7 +208,7 @@ mod tests {
             waiting: 1,
             ..before
         };
-        let waiting = overload(before, &stats.snapshot()).unwrap();
+        let waiting = overload(before, stats.window()).unwrap();
         assert_eq!(
             (waiting.due, waiting.done, waiting.missed, waiting.waiting),
             (200, 100, 0, 3),
@@ -214,7 +219,7 @@ mod tests {
             c.waiting = 0;
             c.missed = 7;
         });
-        let missed = overload(before, &stats.snapshot()).unwrap();
+        let missed = overload(before, stats.window()).unwrap();
         assert_eq!(missed.missed, 7);
         let barely = Overload {
             due: 1000,
