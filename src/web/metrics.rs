@@ -94,19 +94,26 @@ pub(super) struct SensorSeries(Arc<tokio::sync::Mutex<Option<Rendered>>>);
 
 struct Rendered {
     at: tokio::time::Instant,
-    /// The per-sensor families, without the end-of-file marker.
-    text: Arc<str>,
+    /// The per-sensor families, without the end-of-file marker; `None`
+    /// when only summaries were asked for since the rows were read.
+    text: Option<Arc<str>>,
     /// Sensors by state, indexed by [`state_code`].
     by_state: [i64; 6],
 }
 
 impl SensorSeries {
-    /// The per-sensor text and the count by state, rendered again when
-    /// older than [`SENSORS_FRESH`].
-    async fn get(&self, db: &crate::store::Db) -> Result<(Arc<str>, [i64; 6]), AppError> {
+    /// The count of sensors by state and, unless `summary`, the per-sensor
+    /// text, read again when older than [`SENSORS_FRESH`]. A summary never
+    /// renders the per-sensor series.
+    async fn get(
+        &self,
+        db: &crate::store::Db,
+        summary: bool,
+    ) -> Result<(Option<Arc<str>>, [i64; 6]), AppError> {
         let mut cached = self.0.lock().await;
         if let Some(rendered) = cached.as_ref()
             && rendered.at.elapsed() < SENSORS_FRESH
+            && (summary || rendered.text.is_some())
         {
             return Ok((rendered.text.clone(), rendered.by_state));
         }
@@ -115,12 +122,16 @@ impl SensorSeries {
         for row in &rows {
             by_state[state_code(row.state) as usize] += 1;
         }
-        let mut registry = Registry::default();
-        sensor_metrics(&mut registry, &rows);
+        let text = if summary {
+            None
+        } else {
+            let mut registry = Registry::default();
+            sensor_metrics(&mut registry, &rows);
+            let mut text = String::new();
+            encode_registry(&mut text, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
+            Some(Arc::<str>::from(text))
+        };
         drop(rows);
-        let mut text = String::new();
-        encode_registry(&mut text, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
-        let text: Arc<str> = text.into();
         *cached = Some(Rendered {
             at: tokio::time::Instant::now(),
             text: text.clone(),
@@ -169,7 +180,9 @@ pub async fn metrics(
         return Err(AppError::Unauthorized);
     }
     let summary = summary_only(&parts)?;
-    let (sensor_text, by_state) = state.sensor_series.get(&state.db).await?;
+    let (sensor_text, by_state) = state.sensor_series.get(&state.db, summary).await?;
+    // A summary leaves the per-sensor series out, even when they are cached.
+    let sensor_text = sensor_text.filter(|_| !summary);
     let undelivered = state.db.undelivered().await?;
     let mut registry = Registry::default();
     let sensors = Family::<StateLabels, Gauge>::default();
@@ -230,13 +243,9 @@ pub async fn metrics(
         "Sign-ins refused before their password was verified (throttled or busy)",
         counter(state.sign_ins.refused.load(Ordering::Relaxed)),
     );
-    let mut body = String::with_capacity(if summary {
-        4096
-    } else {
-        sensor_text.len() + 4096
-    });
-    if !summary {
-        body.push_str(&sensor_text);
+    let mut body = String::with_capacity(sensor_text.as_ref().map_or(0, |t| t.len()) + 4096);
+    if let Some(text) = &sensor_text {
+        body.push_str(text);
     }
     encode_registry(&mut body, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
     encode_eof(&mut body).map_err(|e| AppError::Internal(e.to_string()))?;

@@ -1695,6 +1695,14 @@ async fn metrics_render_sensors_once_per_interval_and_summarise_on_request() {
     );
     assert!(summary.ends_with("# EOF\n"));
 
+    // A summary of stale series reads the counts only; a full scrape right
+    // after it renders the series.
+    tokio::time::advance(std::time::Duration::from_secs(5)).await;
+    let (_, _, summary) = scrape("/metrics?scope=summary").await;
+    assert!(!summary.contains("portwatch_sensor_up"), "{summary}");
+    let (_, _, full) = scrape("/metrics").await;
+    assert_eq!(full.matches("portwatch_sensor_up{").count(), 3, "{full}");
+
     let (status, _, body) = scrape("/metrics?scope=everything").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
