@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod edit;
 mod handle;
+pub mod location;
 pub mod outbox;
 pub mod pack;
 mod schema;

@@ -70,7 +70,7 @@ type OrderedQueue = Arc<Mutex<VecDeque<PendingEvent>>>;
 
 /// Writes committed at once and in order: events and the outbox.
 #[derive(Debug)]
-enum Ordered {
+pub(crate) enum Ordered {
     /// A state change and the notifications it causes. Held notifications
     /// wait until `hold_until_ms` unless released or cancelled first.
     Event {
@@ -130,23 +130,41 @@ pub(super) fn start_with_queue(
     capacity: usize,
 ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
     let store = Store::open(path)?;
+    Ok(start_on(
+        SqliteTarget {
+            conn: store.conn,
+            path: store.path,
+        },
+        capacity,
+    ))
+}
+
+/// Starts the writer thread on `target`, with a result queue of
+/// `capacity` slots.
+pub(crate) fn start_on<T: Target>(
+    target: T,
+    capacity: usize,
+) -> (Writer, std::thread::JoinHandle<()>) {
     let (queue, receiver) = sync_channel(capacity);
     let ordered = OrderedQueue::default();
     let stats = Arc::new(WriterStats::default());
-    let thread = WriterThread::new(store.conn, store.path, stats.clone(), ordered.clone());
+    let thread = WriterThread::new(target, stats.clone(), ordered.clone());
     let handle = std::thread::Builder::new()
         .name("portwatch-store".into())
         .spawn(move || thread.run(receiver))
         .expect("start the store writer thread");
-    Ok((
+    (
         Writer {
             queue,
             ordered,
             stats,
         },
         handle,
-    ))
+    )
 }
+
+/// The default capacity of the result queue.
+pub(crate) const QUEUE_CAPACITY: usize = QUEUE;
 
 impl Writer {
     /// Stores an event and, in the same transaction, the notifications it
@@ -249,14 +267,58 @@ impl Writes for Writer {
     }
 }
 
-struct PendingEvent {
-    op: Ordered,
+pub(crate) struct PendingEvent {
+    pub(crate) op: Ordered,
     ack: oneshot::Sender<()>,
 }
 
-struct WriterThread {
-    conn: Connection,
-    path: PathBuf,
+/// An error of a backend's write.
+pub(crate) type WriteError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One commit: a journal batch of results (packed), the latest result of
+/// each sensor in it, and the ordered writes, in one transaction.
+pub(crate) struct Batch<'a> {
+    /// `(first_ms, last_ms, count, packed)`, when there are results.
+    pub(crate) journal: Option<(i64, i64, i64, Vec<u8>)>,
+    pub(crate) last: &'a HashMap<i64, (StoredResult, LastCheck)>,
+    pub(crate) ordered: &'a [PendingEvent],
+}
+
+/// One repack, written in one transaction: the merged windows, the
+/// journal rows they replace, the rollups of closed hours, and, when
+/// hours closed, the retention cut-offs (`results_before`,
+/// `rollups_before`).
+pub(crate) struct Repack {
+    pub(crate) journal_ids: Vec<i64>,
+    /// `(sensor, start_ms, end_ms, count, packed)`.
+    pub(crate) windows: Vec<(i64, i64, i64, i64, Vec<u8>)>,
+    pub(crate) rollups: Vec<((i64, i64), crate::Rollup)>,
+    pub(crate) prune: Option<(i64, i64)>,
+}
+
+/// What the writer needs of a database: the batching, retries, backlog
+/// and rollups are the writer's; the SQL is the backend's.
+pub(crate) trait Target: Send + 'static {
+    /// For log lines: the file, or the URL with its password masked.
+    fn name(&self) -> String;
+    /// Commits a batch in one transaction.
+    fn commit(&mut self, batch: &Batch<'_>) -> Result<(), WriteError>;
+    /// Journal rows that end before `before_ms`, oldest first:
+    /// `(id, first_ms, last_ms, packed)`.
+    fn journal_before(
+        &mut self,
+        before_ms: i64,
+    ) -> Result<Vec<(i64, i64, i64, Vec<u8>)>, WriteError>;
+    /// The stored windows among `keys` (sensor, start_ms).
+    fn windows(&mut self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), Vec<u8>>, WriteError>;
+    /// Writes a repack in one transaction.
+    fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError>;
+    /// Windows that start at or after `from_ms`: `(sensor, start_ms, packed)`.
+    fn windows_since(&mut self, from_ms: i64) -> Result<Vec<(i64, i64, Vec<u8>)>, WriteError>;
+}
+
+struct WriterThread<T: Target> {
+    target: T,
     stats: Arc<WriterStats>,
     ordered: OrderedQueue,
     /// Results not committed yet, oldest first.
@@ -277,7 +339,7 @@ struct WriterThread {
 /// However the thread ends (its loop returns, or it panics), the ordered
 /// writes still waiting are dropped with their acknowledgements, so that
 /// nobody waits for a commit that will never come.
-impl Drop for WriterThread {
+impl<T: Target> Drop for WriterThread<T> {
     fn drop(&mut self) {
         if let Ok(mut ordered) = self.ordered.lock() {
             ordered.clear();
@@ -285,16 +347,10 @@ impl Drop for WriterThread {
     }
 }
 
-impl WriterThread {
-    fn new(
-        conn: Connection,
-        path: PathBuf,
-        stats: Arc<WriterStats>,
-        ordered: OrderedQueue,
-    ) -> WriterThread {
+impl<T: Target> WriterThread<T> {
+    fn new(target: T, stats: Arc<WriterStats>, ordered: OrderedQueue) -> WriterThread<T> {
         let mut thread = WriterThread {
-            conn,
-            path,
+            target,
             stats,
             ordered,
             results: VecDeque::new(),
@@ -309,7 +365,7 @@ impl WriterThread {
             last_repack: Instant::now(),
         };
         if let Err(error) = thread.rebuild_open_hours() {
-            tracing::warn!(%error, store = %thread.path.display(), "cannot rebuild this hour's rollups; they will miss results before the restart");
+            tracing::warn!(%error, store = %thread.target.name(), "cannot rebuild this hour's rollups; they will miss results before the restart");
         }
         thread
     }
@@ -400,7 +456,7 @@ impl WriterThread {
             }
             std::thread::sleep(self.backoff);
         }
-        tracing::error!(store = %self.path.display(), lost = self.results.len(), "giving up on writing the last results at shutdown");
+        tracing::error!(store = %self.target.name(), lost = self.results.len(), "giving up on writing the last results at shutdown");
     }
 
     /// Commits the pending events, results and latest states. Returns
@@ -432,98 +488,26 @@ impl WriterThread {
             }
             Err(error) => {
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%error, store = %self.path.display(), pending = self.results.len(), retry_in = ?self.backoff, "cannot write to the store; monitoring goes on and the write is retried");
+                tracing::error!(%error, store = %self.target.name(), pending = self.results.len(), retry_in = ?self.backoff, "cannot write to the store; monitoring goes on and the write is retried");
                 self.back_off(Instant::now());
                 false
             }
         }
     }
 
-    fn commit(&mut self) -> Result<(), rusqlite::Error> {
-        let tx = self.conn.transaction()?;
-        if !self.results.is_empty() {
+    fn commit(&mut self) -> Result<(), WriteError> {
+        let journal = (!self.results.is_empty()).then(|| {
             let first = self.results.iter().map(|r| r.at_ms).min().unwrap_or(0);
             let last = self.results.iter().map(|r| r.at_ms).max().unwrap_or(0);
             let mut batch: Vec<StoredResult> = self.results.iter().copied().collect();
             let data = pack::pack_batch(first, &mut batch);
-            tx.execute(
-                "INSERT INTO journal (first_ms, last_ms, count, data) VALUES (?1, ?2, ?3, ?4)",
-                params![first, last, batch.len() as i64, data],
-            )?;
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3, last_check_ms = ?4, last_status = ?5,
-                     last_reason = ?6, last_rtt_us = ?7, last_message = ?8, last_details = ?9",
-            )?;
-            for (result, last) in self.last.values() {
-                upsert.execute(params![
-                    result.sensor,
-                    last.state.as_str(),
-                    last.since_ms,
-                    result.at_ms,
-                    result.status.as_str(),
-                    result.reason.as_str(),
-                    result.rtt_us,
-                    last.message,
-                    last.details
-                        .as_ref()
-                        .map(|d| serde_json::to_string(d).expect("details serialise"))
-                ])?;
-            }
-        }
-        // Events last: a result queued before a state change carries the
-        // old state, and must not overwrite the new one in sensor_status.
-        for event in &self.events {
-            match &event.op {
-                Ordered::Event {
-                    sensor,
-                    at_ms,
-                    change,
-                    notify,
-                    hold_until_ms,
-                } => {
-                    tx.execute(
-                        "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![sensor, at_ms, change.from.as_str(), change.to.as_str(), change.reason.map(|r| r.as_str()), change.message],
-                    )?;
-                    // The notifications commit with their event, or not at all.
-                    let event_id = tx.last_insert_rowid();
-                    insert_outbox(&tx, Some(event_id), *sensor, *at_ms, notify, *hold_until_ms)?;
-                    tx.execute(
-                        "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",
-                        params![sensor, change.to.as_str(), at_ms],
-                    )?;
-                }
-                Ordered::Notify {
-                    sensor,
-                    at_ms,
-                    notify,
-                } => insert_outbox(&tx, None, *sensor, *at_ms, notify, None)?,
-                Ordered::Settle {
-                    sensor,
-                    at_ms,
-                    cancel: None,
-                } => {
-                    tx.execute(
-                        "UPDATE outbox SET next_ms = ?2, held = 0 WHERE sensor_id = ?1 AND held = 1 AND delivered_ms IS NULL AND cancelled_ms IS NULL",
-                        params![sensor, at_ms],
-                    )?;
-                }
-                Ordered::Settle {
-                    sensor,
-                    at_ms,
-                    cancel: Some(why),
-                } => {
-                    tx.execute(
-                        "UPDATE outbox SET cancelled_ms = ?2, held = 0, last_error = ?3 WHERE sensor_id = ?1 AND held = 1 AND delivered_ms IS NULL AND cancelled_ms IS NULL",
-                        params![sensor, at_ms, why],
-                    )?;
-                }
-            }
-        }
-        tx.commit()
+            (first, last, batch.len() as i64, data)
+        });
+        self.target.commit(&Batch {
+            journal,
+            last: &self.last,
+            ordered: &self.events,
+        })
     }
 
     /// Moves journal batches that end before `before_ms` into per-sensor
@@ -532,34 +516,32 @@ impl WriterThread {
     fn repack(&mut self, before_ms: i64) {
         if let Err(error) = self.try_repack(before_ms) {
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, store = %self.path.display(), "cannot repack results; retrying later");
+            tracing::error!(%error, store = %self.target.name(), "cannot repack results; retrying later");
         }
     }
 
-    fn try_repack(&mut self, before_ms: i64) -> Result<(), Box<dyn std::error::Error>> {
-        let tx = self.conn.transaction()?;
+    fn try_repack(&mut self, before_ms: i64) -> Result<(), WriteError> {
         let mut by_window: HashMap<(i64, i64), Vec<StoredResult>> = HashMap::new();
         let mut ids = Vec::new();
         let mut latest = i64::MIN;
-        {
-            let mut statement = tx.prepare(
-                "SELECT id, first_ms, last_ms, data FROM journal WHERE last_ms < ?1 ORDER BY id",
-            )?;
-            let mut rows = statement.query([before_ms])?;
-            while let Some(row) = rows.next()? {
-                ids.push(row.get::<_, i64>(0)?);
-                latest = latest.max(row.get::<_, i64>(2)?);
-                for result in pack::unpack_batch(row.get(1)?, &row.get::<_, Vec<u8>>(3)?)? {
-                    by_window
-                        .entry((result.sensor, window_start(result.at_ms)))
-                        .or_default()
-                        .push(result);
-                }
+        for (id, first_ms, last_ms, data) in self.target.journal_before(before_ms)? {
+            ids.push(id);
+            latest = latest.max(last_ms);
+            for result in pack::unpack_batch(first_ms, &data)? {
+                by_window
+                    .entry((result.sensor, window_start(result.at_ms)))
+                    .or_default()
+                    .push(result);
             }
         }
         if ids.is_empty() {
             return Ok(());
         }
+        // An error here must not read as "no window yet": that would
+        // replace the stored window with only the new results.
+        let keys: Vec<(i64, i64)> = by_window.keys().copied().collect();
+        let existing = self.target.windows(&keys)?;
+        let mut windows = Vec::with_capacity(by_window.len());
         for ((sensor, start), mut results) in by_window {
             for result in &results {
                 self.hours
@@ -567,55 +549,41 @@ impl WriterThread {
                     .or_default()
                     .add(result);
             }
-            // An error here must not read as "no window yet": that would
-            // replace the stored window with only the new results.
-            let existing: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT data FROM results WHERE sensor_id = ?1 AND start_ms = ?2",
-                    params![sensor, start],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(existing) = existing {
-                results.extend(pack::unpack_window(sensor, start, &existing)?);
+            if let Some(existing) = existing.get(&(sensor, start)) {
+                results.extend(pack::unpack_window(sensor, start, existing)?);
             }
             results.sort_unstable_by_key(|r| r.at_ms);
             let end = results.last().map_or(start, |r| r.at_ms);
-            tx.execute(
-                "INSERT OR REPLACE INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![sensor, start, end, results.len() as i64, pack::pack_window(start, &results)],
-            )?;
+            windows.push((
+                sensor,
+                start,
+                end,
+                results.len() as i64,
+                pack::pack_window(start, &results),
+            ));
         }
-        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        tx.execute(&format!("DELETE FROM journal WHERE id IN ({list})"), [])?;
         // Hours that ended before everything repacked so far are complete.
         let closed_before = hour_of(latest.min(before_ms));
-        let closed: Vec<(i64, i64)> = self
+        let rollups: Vec<((i64, i64), crate::Rollup)> = self
             .hours
-            .keys()
-            .filter(|(_, hour)| *hour < closed_before)
-            .copied()
+            .iter()
+            .filter(|((_, hour), _)| *hour < closed_before)
+            .map(|(key, acc)| (*key, acc.finish()))
             .collect();
-        for key in &closed {
-            let rollup = self.hours[key].finish();
-            tx.execute(
-                "INSERT OR REPLACE INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![key.0, key.1, rollup.count, rollup.ups, rollup.min_us, rollup.avg_us, rollup.max_us, rollup.p95_us],
-            )?;
-        }
-        if !closed.is_empty() {
-            let now = jiff::Timestamp::now().as_millisecond();
-            tx.execute(
-                "DELETE FROM results WHERE end_ms < ?1",
-                [now - RETENTION.as_millis() as i64],
-            )?;
-            tx.execute(
-                "DELETE FROM rollups WHERE hour_ms < ?1",
-                [now - ROLLUP_RETENTION.as_millis() as i64],
-            )?;
-        }
-        tx.commit()?;
-        for key in closed {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let prune = (!rollups.is_empty()).then(|| {
+            (
+                now - RETENTION.as_millis() as i64,
+                now - ROLLUP_RETENTION.as_millis() as i64,
+            )
+        });
+        self.target.store_repack(&Repack {
+            journal_ids: ids,
+            windows,
+            rollups: rollups.clone(),
+            prune,
+        })?;
+        for (key, _) in rollups {
             self.hours.remove(&key);
         }
         Ok(())
@@ -623,15 +591,10 @@ impl WriterThread {
 
     /// After a restart, the current hour's accumulators start again from the
     /// results already repacked in that hour.
-    fn rebuild_open_hours(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+    fn rebuild_open_hours(&mut self) -> Result<(), WriteError> {
         let hour = hour_of(jiff::Timestamp::now().as_millisecond()) - HOUR_MS;
-        let mut statement = self
-            .conn
-            .prepare("SELECT sensor_id, start_ms, data FROM results WHERE start_ms >= ?1")?;
-        let mut rows = statement.query([hour])?;
-        while let Some(row) = rows.next()? {
-            for result in pack::unpack_window(row.get(0)?, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?
-            {
+        for (sensor, start, data) in self.target.windows_since(hour)? {
+            for result in pack::unpack_window(sensor, start, &data)? {
                 self.hours
                     .entry((result.sensor, hour_of(result.at_ms)))
                     .or_default()
@@ -713,6 +676,176 @@ fn insert_outbox(
     Ok(())
 }
 
+/// The SQLite side of the writer: its own connection to the file.
+pub(crate) struct SqliteTarget {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Target for SqliteTarget {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn commit(&mut self, batch: &Batch<'_>) -> Result<(), WriteError> {
+        let tx = self.conn.transaction()?;
+        if let Some((first, last, count, data)) = &batch.journal {
+            tx.execute(
+                "INSERT INTO journal (first_ms, last_ms, count, data) VALUES (?1, ?2, ?3, ?4)",
+                params![first, last, count, data],
+            )?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3, last_check_ms = ?4, last_status = ?5,
+                     last_reason = ?6, last_rtt_us = ?7, last_message = ?8, last_details = ?9",
+            )?;
+            for (result, last) in batch.last.values() {
+                upsert.execute(params![
+                    result.sensor,
+                    last.state.as_str(),
+                    last.since_ms,
+                    result.at_ms,
+                    result.status.as_str(),
+                    result.reason.as_str(),
+                    result.rtt_us,
+                    last.message,
+                    last.details
+                        .as_ref()
+                        .map(|d| serde_json::to_string(d).expect("details serialise"))
+                ])?;
+            }
+        }
+        // Events last: a result queued before a state change carries the
+        // old state, and must not overwrite the new one in sensor_status.
+        for event in batch.ordered {
+            match &event.op {
+                Ordered::Event {
+                    sensor,
+                    at_ms,
+                    change,
+                    notify,
+                    hold_until_ms,
+                } => {
+                    tx.execute(
+                        "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![sensor, at_ms, change.from.as_str(), change.to.as_str(), change.reason.map(|r| r.as_str()), change.message],
+                    )?;
+                    // The notifications commit with their event, or not at all.
+                    let event_id = tx.last_insert_rowid();
+                    insert_outbox(&tx, Some(event_id), *sensor, *at_ms, notify, *hold_until_ms)?;
+                    tx.execute(
+                        "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",
+                        params![sensor, change.to.as_str(), at_ms],
+                    )?;
+                }
+                Ordered::Notify {
+                    sensor,
+                    at_ms,
+                    notify,
+                } => insert_outbox(&tx, None, *sensor, *at_ms, notify, None)?,
+                Ordered::Settle {
+                    sensor,
+                    at_ms,
+                    cancel: None,
+                } => {
+                    tx.execute(
+                        "UPDATE outbox SET next_ms = ?2, held = 0 WHERE sensor_id = ?1 AND held = 1 AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+                        params![sensor, at_ms],
+                    )?;
+                }
+                Ordered::Settle {
+                    sensor,
+                    at_ms,
+                    cancel: Some(why),
+                } => {
+                    tx.execute(
+                        "UPDATE outbox SET cancelled_ms = ?2, held = 0, last_error = ?3 WHERE sensor_id = ?1 AND held = 1 AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+                        params![sensor, at_ms, why],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn journal_before(
+        &mut self,
+        before_ms: i64,
+    ) -> Result<Vec<(i64, i64, i64, Vec<u8>)>, WriteError> {
+        let mut statement = self.conn.prepare(
+            "SELECT id, first_ms, last_ms, data FROM journal WHERE last_ms < ?1 ORDER BY id",
+        )?;
+        let rows = statement
+            .query_map([before_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn windows(&mut self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), Vec<u8>>, WriteError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT data FROM results WHERE sensor_id = ?1 AND start_ms = ?2")?;
+        let mut found = HashMap::new();
+        for &(sensor, start) in keys {
+            if let Some(data) = statement
+                .query_row(params![sensor, start], |r| r.get::<_, Vec<u8>>(0))
+                .optional()?
+            {
+                found.insert((sensor, start), data);
+            }
+        }
+        Ok(found)
+    }
+
+    fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (sensor, start, end, count, data) in &repack.windows {
+                insert.execute(params![sensor, start, end, count, data])?;
+            }
+            let mut rollup = tx.prepare_cached(
+                "INSERT OR REPLACE INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for ((sensor, hour), r) in &repack.rollups {
+                rollup.execute(params![
+                    sensor, hour, r.count, r.ups, r.min_us, r.avg_us, r.max_us, r.p95_us
+                ])?;
+            }
+        }
+        let list = repack
+            .journal_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        tx.execute(&format!("DELETE FROM journal WHERE id IN ({list})"), [])?;
+        if let Some((results_before, rollups_before)) = repack.prune {
+            tx.execute("DELETE FROM results WHERE end_ms < ?1", [results_before])?;
+            tx.execute("DELETE FROM rollups WHERE hour_ms < ?1", [rollups_before])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn windows_since(&mut self, from_ms: i64) -> Result<Vec<(i64, i64, Vec<u8>)>, WriteError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT sensor_id, start_ms, data FROM results WHERE start_ms >= ?1")?;
+        let rows = statement
+            .query_map([from_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -779,15 +912,17 @@ mod tests {
         assert_eq!(window_start(-1), -WINDOW_MS, "before the epoch too");
     }
 
-    fn temp_thread() -> (std::path::PathBuf, WriterThread) {
+    fn temp_thread() -> (std::path::PathBuf, WriterThread<SqliteTarget>) {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("portwatch-writer-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir.join("t.db")).unwrap();
         let thread = WriterThread::new(
-            store.conn,
-            store.path,
+            SqliteTarget {
+                conn: store.conn,
+                path: store.path,
+            },
             Arc::default(),
             OrderedQueue::default(),
         );
@@ -897,9 +1032,10 @@ mod tests {
     }
 
     /// Stores one window of `results` for sensor 1 starting at `start`.
-    fn store_window(thread: &WriterThread, start: i64, results: &[StoredResult]) {
+    fn store_window(thread: &WriterThread<SqliteTarget>, start: i64, results: &[StoredResult]) {
         let end = results.last().map_or(start, |r| r.at_ms);
         thread
+            .target
             .conn
             .execute(
                 "INSERT INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (1, ?1, ?2, ?3, ?4)",
@@ -963,6 +1099,7 @@ mod tests {
             hour_of(now - ROLLUP_RETENTION.as_millis() as i64 + day),
         ] {
             thread
+                .target
                 .conn
                 .execute(
                     "INSERT INTO rollups (sensor_id, hour_ms, count, ups) VALUES (1, ?1, 1, 1)",
@@ -977,7 +1114,7 @@ mod tests {
         assert!(thread.flush());
         thread.repack(i64::MAX);
         let starts = column(
-            &thread.conn,
+            &thread.target.conn,
             "SELECT start_ms FROM results ORDER BY start_ms",
         );
         assert_eq!(
@@ -988,7 +1125,10 @@ mod tests {
                 window_start(hour_of(now) - HOUR_MS)
             ]
         );
-        let hours = column(&thread.conn, "SELECT hour_ms FROM rollups ORDER BY hour_ms");
+        let hours = column(
+            &thread.target.conn,
+            "SELECT hour_ms FROM rollups ORDER BY hour_ms",
+        );
         assert_eq!(
             hours,
             [
