@@ -28,7 +28,7 @@ impl Role {
         }
     }
 
-    fn parse(text: &str) -> Role {
+    pub(crate) fn parse(text: &str) -> Role {
         if text == "admin" {
             Role::Admin
         } else {
@@ -362,7 +362,7 @@ pub fn same_secret(expected: &str, sent: &str) -> bool {
 
 /// An argon2id hash of a random password, verified against when the user
 /// name is unknown so that timing does not reveal which names exist.
-fn dummy_hash() -> &'static str {
+pub(crate) fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| hash_password(&random_token()))
 }
@@ -405,19 +405,7 @@ pub struct StatusPage {
 impl Store {
     /// Creates or replaces a status page. Every name must select sensors.
     pub fn save_status_page(&self, page: &StatusPage) -> Result<(), StoreError> {
-        Store::check_names("the status page", [page.slug.as_str(), page.title.as_str()])?;
-        let valid_slug = !page.slug.is_empty()
-            && page.slug.len() <= 64
-            && page
-                .slug
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !valid_slug {
-            return Err(StoreError::Conflict(format!(
-                "'{}' cannot be a page address: use lowercase letters, digits and '-'",
-                page.slug
-            )));
-        }
+        check_status_page(page)?;
         for name in &page.names {
             self.sensor_ids(name)?;
         }
@@ -460,4 +448,23 @@ impl Store {
             .map_err(self.sqlite())?;
         Ok(())
     }
+}
+
+/// Refuses a status page whose slug cannot be a page address, or whose
+/// slug or title holds control or invisible characters.
+pub(crate) fn check_status_page(page: &StatusPage) -> Result<(), StoreError> {
+    Store::check_names("the status page", [page.slug.as_str(), page.title.as_str()])?;
+    let valid_slug = !page.slug.is_empty()
+        && page.slug.len() <= 64
+        && page
+            .slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid_slug {
+        return Err(StoreError::Conflict(format!(
+            "'{}' cannot be a page address: use lowercase letters, digits and '-'",
+            page.slug
+        )));
+    }
+    Ok(())
 }

@@ -189,13 +189,7 @@ impl Store {
 
     /// Creates or changes a group (its parent must exist).
     pub fn save_group(&self, path: &str, overrides: &Overrides) -> Result<(), StoreError> {
-        Store::check_names("the group name", [path])?;
-        let path = path.trim().trim_matches('/');
-        if path.is_empty() || path.split('/').any(|p| p.trim().is_empty()) {
-            return Err(StoreError::Conflict(
-                "give the group a name; nest groups with '/', e.g. Production/Web".into(),
-            ));
-        }
+        let path = group_path(path)?;
         if let Some((parent, _)) = path.rsplit_once('/') {
             let exists: bool = self
                 .conn
@@ -244,15 +238,7 @@ impl Store {
         overrides: &Overrides,
         tags: &[String],
     ) -> Result<(), StoreError> {
-        Store::check_names("the server name", [name])?;
-        Store::check_names("the group name", group)?;
-        Store::check_names("the tag", tags.iter().map(String::as_str))?;
-        let name = name.trim();
-        if name.is_empty() || name.contains('/') {
-            return Err(StoreError::Conflict(
-                "give the server a name without '/'".into(),
-            ));
-        }
+        let name = server_name(name, group, tags)?;
         if let Some(group) = group {
             let exists: bool = self
                 .conn
@@ -479,4 +465,35 @@ impl Store {
             .map_err(self.sqlite())?;
         rows.collect::<Result<_, _>>().map_err(self.sqlite())
     }
+}
+
+/// A group path as given in the interface, checked and trimmed.
+pub(crate) fn group_path(path: &str) -> Result<&str, StoreError> {
+    Store::check_names("the group name", [path])?;
+    let path = path.trim().trim_matches('/');
+    if path.is_empty() || path.split('/').any(|p| p.trim().is_empty()) {
+        return Err(StoreError::Conflict(
+            "give the group a name; nest groups with '/', e.g. Production/Web".into(),
+        ));
+    }
+    Ok(path)
+}
+
+/// A server name as given in the interface (with its group and tags),
+/// checked and trimmed.
+pub(crate) fn server_name<'a>(
+    name: &'a str,
+    group: Option<&str>,
+    tags: &[String],
+) -> Result<&'a str, StoreError> {
+    Store::check_names("the server name", [name])?;
+    Store::check_names("the group name", group)?;
+    Store::check_names("the tag", tags.iter().map(String::as_str))?;
+    let name = name.trim();
+    if name.is_empty() || name.contains('/') {
+        return Err(StoreError::Conflict(
+            "give the server a name without '/'".into(),
+        ));
+    }
+    Ok(name)
 }

@@ -12,6 +12,7 @@ mod handle;
 pub mod location;
 pub mod outbox;
 pub mod pack;
+pub mod pg;
 mod schema;
 mod storage;
 pub mod writer;
@@ -50,6 +51,11 @@ pub fn statements_run() -> u64 {
     STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Counts one statement run (for [`statements_run`]).
+pub(crate) fn count_statement() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn is_busy(error: &rusqlite::Error) -> bool {
     matches!(
         error.sqlite_error_code(),
@@ -68,6 +74,10 @@ pub enum StoreError {
         /// The error.
         source: rusqlite::Error,
     },
+    /// PostgreSQL said no, or could not be reached (the database is named
+    /// with its password masked).
+    #[error("store {0}: {1}")]
+    Postgres(String, String),
     /// The schema could not be brought up to date.
     #[error("store {0}: {1}")]
     Schema(PathBuf, String),
@@ -232,6 +242,12 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sqlite)?;
+        // Every statement run is counted (see `statements_run`).
+        conn.trace_v2(
+            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+            Some(|_: rusqlite::trace::TraceEvent<'_>| count_statement()),
+        )
+        .map_err(sqlite)?;
         schema::schema_up(&mut conn).map_err(|e| StoreError::Schema(path.to_owned(), e))?;
         Ok(Store {
             conn,
@@ -912,40 +928,17 @@ impl Store {
     ) -> Result<report::SensorReport, StoreError> {
         let initial = self.state_at(id, from_ms)?;
         let events = self.events(id, from_ms, to_ms)?;
-        // A sensor added during the period is reported from its first event.
-        let from_ms = match (initial, events.first()) {
-            (None, Some(first)) => first.at_ms.max(from_ms),
-            _ => from_ms,
-        };
-        let (time, outages) = report::timeline(initial, &events, from_ms, to_ms);
-        let raw_from = to_ms - RETENTION.as_millis() as i64;
-        let stats = if from_ms >= raw_from {
+        let from_ms = report_start(initial, &events, from_ms);
+        let stats = if raw_covers(from_ms, to_ms) {
             report::summarize(&self.results(id, from_ms, to_ms)?)
         } else {
             let rollups = self.rollups(id, rollup::hour_of(from_ms), to_ms)?;
-            let rolled_until = rollups
-                .last()
-                .map_or(from_ms, |(hour, _)| hour + rollup::HOUR_MS);
-            let mut parts: Vec<Rollup> = rollups.into_iter().map(|(_, r)| r).collect();
-            parts.push(report::summarize(&self.results(id, rolled_until, to_ms)?));
-            report::combine(&parts)
+            let until = rolled_until(&rollups, from_ms);
+            with_rollups(rollups, &self.results(id, until, to_ms)?)
         };
-        Ok(report::SensorReport {
-            sensor: path.to_owned(),
-            from_ms,
-            to_ms,
-            uptime_by_time: time.uptime_percent(),
-            time,
-            uptime_by_requests: (stats.count > 0)
-                .then(|| f64::from(stats.ups) * 100.0 / f64::from(stats.count)),
-            checks: stats.count,
-            checks_up: stats.ups,
-            min_us: stats.min_us,
-            avg_us: stats.avg_us,
-            max_us: stats.max_us,
-            p95_us: stats.p95_us,
-            outages,
-        })
+        Ok(assemble_report(
+            path, from_ms, to_ms, initial, &events, &stats,
+        ))
     }
 
     /// A sensor's hourly rollups for hours starting in `from_ms..to_ms`.
@@ -991,6 +984,63 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(self.sqlite())
+    }
+}
+
+/// Where a report starts: a sensor added during the period is reported
+/// from its first event.
+pub(crate) fn report_start(initial: Option<State>, events: &[EventRow], from_ms: i64) -> i64 {
+    match (initial, events.first()) {
+        (None, Some(first)) => first.at_ms.max(from_ms),
+        _ => from_ms,
+    }
+}
+
+/// Whether raw results still cover `from_ms..to_ms` (else the report
+/// reads hourly rollups).
+pub(crate) fn raw_covers(from_ms: i64, to_ms: i64) -> bool {
+    from_ms >= to_ms - RETENTION.as_millis() as i64
+}
+
+/// The end of the hours the rollups cover (from there on, raw results).
+pub(crate) fn rolled_until(rollups: &[(i64, Rollup)], from_ms: i64) -> i64 {
+    rollups
+        .last()
+        .map_or(from_ms, |(hour, _)| hour + rollup::HOUR_MS)
+}
+
+/// Rollups and the raw results after them, summed.
+pub(crate) fn with_rollups(rollups: Vec<(i64, Rollup)>, raw: &[StoredResult]) -> Rollup {
+    let mut parts: Vec<Rollup> = rollups.into_iter().map(|(_, r)| r).collect();
+    parts.push(report::summarize(raw));
+    report::combine(&parts)
+}
+
+/// A report from its events and its request statistics.
+pub(crate) fn assemble_report(
+    path: &str,
+    from_ms: i64,
+    to_ms: i64,
+    initial: Option<State>,
+    events: &[EventRow],
+    stats: &Rollup,
+) -> report::SensorReport {
+    let (time, outages) = report::timeline(initial, events, from_ms, to_ms);
+    report::SensorReport {
+        sensor: path.to_owned(),
+        from_ms,
+        to_ms,
+        uptime_by_time: time.uptime_percent(),
+        time,
+        uptime_by_requests: (stats.count > 0)
+            .then(|| f64::from(stats.ups) * 100.0 / f64::from(stats.count)),
+        checks: stats.count,
+        checks_up: stats.ups,
+        min_us: stats.min_us,
+        avg_us: stats.avg_us,
+        max_us: stats.max_us,
+        p95_us: stats.p95_us,
+        outages,
     }
 }
 

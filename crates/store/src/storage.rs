@@ -735,3 +735,30 @@ impl Storage for Db {
         self.call(move |store| store.delete_rule(id)).await
     }
 }
+
+/// A sensor's report through the storage interface, for backends whose
+/// reads are separate calls: the same steps as the SQLite store's
+/// [`Store::sensor_report`](crate::Store::sensor_report).
+pub(crate) async fn report_of<S: Storage>(
+    db: &S,
+    id: i64,
+    path: String,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<SensorReport, StoreError> {
+    let initial = db.state_at(id, from_ms).await?;
+    let events = db.events(id, from_ms, to_ms).await?;
+    let from_ms = crate::report_start(initial, &events, from_ms);
+    let stats = if crate::raw_covers(from_ms, to_ms) {
+        portwatch_core::report::summarize(&db.results(id, from_ms, to_ms).await?)
+    } else {
+        let rollups = db
+            .rollups(id, crate::rollup::hour_of(from_ms), to_ms)
+            .await?;
+        let until = crate::rolled_until(&rollups, from_ms);
+        crate::with_rollups(rollups, &db.results(id, until, to_ms).await?)
+    };
+    Ok(crate::assemble_report(
+        &path, from_ms, to_ms, initial, &events, &stats,
+    ))
+}

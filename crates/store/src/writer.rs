@@ -148,10 +148,12 @@ pub(crate) fn start_on<T: Target>(
     let (queue, receiver) = sync_channel(capacity);
     let ordered = OrderedQueue::default();
     let stats = Arc::new(WriterStats::default());
-    let thread = WriterThread::new(target, stats.clone(), ordered.clone());
+    let (thread_stats, thread_ordered) = (stats.clone(), ordered.clone());
+    // Built on its own thread: it reads the store (this hour's rollups),
+    // which a backend on the async runtime cannot do from an async thread.
     let handle = std::thread::Builder::new()
         .name("portwatch-store".into())
-        .spawn(move || thread.run(receiver))
+        .spawn(move || WriterThread::new(target, thread_stats, thread_ordered).run(receiver))
         .expect("start the store writer thread");
     (
         Writer {
@@ -290,10 +292,21 @@ pub(crate) struct Batch<'a> {
 /// `rollups_before`).
 pub(crate) struct Repack {
     pub(crate) journal_ids: Vec<i64>,
-    /// `(sensor, start_ms, end_ms, count, packed)`.
-    pub(crate) windows: Vec<(i64, i64, i64, i64, Vec<u8>)>,
+    pub(crate) windows: Vec<PackedWindow>,
     pub(crate) rollups: Vec<((i64, i64), crate::Rollup)>,
     pub(crate) prune: Option<(i64, i64)>,
+}
+
+/// A journal row: `(id, first_ms, last_ms, packed)`.
+pub(crate) type JournalRow = (i64, i64, i64, Vec<u8>);
+
+/// One sensor's results over one window, packed.
+pub(crate) struct PackedWindow {
+    pub(crate) sensor: i64,
+    pub(crate) start_ms: i64,
+    pub(crate) end_ms: i64,
+    pub(crate) count: i64,
+    pub(crate) data: Vec<u8>,
 }
 
 /// What the writer needs of a database: the batching, retries, backlog
@@ -305,10 +318,7 @@ pub(crate) trait Target: Send + 'static {
     fn commit(&mut self, batch: &Batch<'_>) -> Result<(), WriteError>;
     /// Journal rows that end before `before_ms`, oldest first:
     /// `(id, first_ms, last_ms, packed)`.
-    fn journal_before(
-        &mut self,
-        before_ms: i64,
-    ) -> Result<Vec<(i64, i64, i64, Vec<u8>)>, WriteError>;
+    fn journal_before(&mut self, before_ms: i64) -> Result<Vec<JournalRow>, WriteError>;
     /// The stored windows among `keys` (sensor, start_ms).
     fn windows(&mut self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), Vec<u8>>, WriteError>;
     /// Writes a repack in one transaction.
@@ -554,13 +564,13 @@ impl<T: Target> WriterThread<T> {
             }
             results.sort_unstable_by_key(|r| r.at_ms);
             let end = results.last().map_or(start, |r| r.at_ms);
-            windows.push((
+            windows.push(PackedWindow {
                 sensor,
-                start,
-                end,
-                results.len() as i64,
-                pack::pack_window(start, &results),
-            ));
+                start_ms: start,
+                end_ms: end,
+                count: results.len() as i64,
+                data: pack::pack_window(start, &results),
+            });
         }
         // Hours that ended before everything repacked so far are complete.
         let closed_before = hour_of(latest.min(before_ms));
@@ -771,10 +781,7 @@ impl Target for SqliteTarget {
         Ok(())
     }
 
-    fn journal_before(
-        &mut self,
-        before_ms: i64,
-    ) -> Result<Vec<(i64, i64, i64, Vec<u8>)>, WriteError> {
+    fn journal_before(&mut self, before_ms: i64) -> Result<Vec<JournalRow>, WriteError> {
         let mut statement = self.conn.prepare(
             "SELECT id, first_ms, last_ms, data FROM journal WHERE last_ms < ?1 ORDER BY id",
         )?;
@@ -808,8 +815,8 @@ impl Target for SqliteTarget {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for (sensor, start, end, count, data) in &repack.windows {
-                insert.execute(params![sensor, start, end, count, data])?;
+            for w in &repack.windows {
+                insert.execute(params![w.sensor, w.start_ms, w.end_ms, w.count, w.data])?;
             }
             let mut rollup = tx.prepare_cached(
                 "INSERT OR REPLACE INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

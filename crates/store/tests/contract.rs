@@ -1,8 +1,9 @@
 //! The storage contract: what every backend of [`Storage`] and [`Writes`]
 //! must do, checked through the traits only. Each test is a function
 //! generic over the backend; the `sqlite` module at the end runs them on
-//! the embedded store. A new backend adds a module that runs the same
-//! functions.
+//! the embedded store, the `postgres` module on a throwaway PostgreSQL
+//! cluster of its own (one per test). A new backend adds a module that
+//! runs the same functions.
 
 use std::time::Duration;
 
@@ -523,6 +524,62 @@ mod sqlite {
             portwatch_store::writer::start(&store.dir.join("contract.db")).unwrap();
         super::writes_are_read_back(store.db.clone(), writer).await;
         // Dropping the writer's last handle ends its thread.
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    contract!(
+        configuration_round_trips,
+        pausing_by_name,
+        accounts,
+        status_pages,
+        edits,
+        notification_definitions,
+    );
+}
+
+mod postgres {
+    use portwatch_store::location::Location;
+    use portwatch_store::pg::Pg;
+    use portwatch_testpg::Cluster;
+
+    /// A new cluster with an empty database `portwatch`, and the store on
+    /// it; `None` where the suite's rule lets a test without PostgreSQL go.
+    async fn fresh(test: &'static str) -> Option<(Cluster, Pg)> {
+        let cluster = tokio::task::spawn_blocking(move || {
+            let cluster = Cluster::for_test(test)?;
+            cluster.create_database("portwatch").unwrap();
+            Some(cluster)
+        })
+        .await
+        .unwrap()?;
+        let Location::Postgres(target) = Location::parse(&cluster.url("portwatch")).unwrap() else {
+            panic!("a postgres:// URL is PostgreSQL");
+        };
+        let pg = Pg::connect(&target, 4).await.unwrap();
+        Some((cluster, pg))
+    }
+
+    macro_rules! contract {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some((_cluster, pg)) = fresh(concat!("contract::postgres::", stringify!($name))).await else {
+                    return;
+                };
+                super::$name(pg).await;
+            }
+        )*};
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_are_read_back() {
+        let Some((_cluster, pg)) = fresh("contract::postgres::writes_are_read_back").await else {
+            return;
+        };
+        let (writer, thread) = pg.writer();
+        super::writes_are_read_back(pg.clone(), writer).await;
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
             .unwrap();

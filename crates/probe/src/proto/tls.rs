@@ -285,6 +285,35 @@ impl ServerCertVerifier for Recording {
     }
 }
 
+/// A TLS client configuration for a connection that is not a check (the
+/// store's connections to PostgreSQL): certificates verified against the
+/// system's roots or `ca_file` when `verify`, else accepted as they come
+/// (libpq's `sslmode=require`). Blocks while the roots load.
+pub fn client_config(verify: bool, ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+    let roots = read_roots(ca_file).map_err(|fail| fail.message)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| format!("cannot set up TLS verification: {e}"))?;
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    let builder = if verify {
+        // Strict: an expired certificate fails too.
+        builder.with_webpki_verifier(inner)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Recording {
+                inner,
+                verify: false,
+                failure: Mutex::new(None),
+                leaf: Mutex::new(None),
+            }))
+    };
+    Ok(builder.with_no_client_auth())
+}
+
 /// Runs the TLS handshake on the session's connection and continues the
 /// session over TLS. `host` is the target's name (for SNI and the name
 /// check) unless `settings.sni` says otherwise.

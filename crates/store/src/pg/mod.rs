@@ -1,0 +1,524 @@
+//! The PostgreSQL store: the same logical schema and behaviour as the
+//! SQLite one, for installations that keep their data in a database
+//! server they already run, back up and replicate.
+//!
+//! - [`Pg`] is the handle (a pool of connections, deadpool-postgres over
+//!   tokio-postgres, TLS by rustls); it implements
+//!   [`Storage`](crate::Storage).
+//! - [`Pg::writer`] starts the process's one batching writer on it: the
+//!   same writer as SQLite's ([`writer`](crate::writer)), with this
+//!   module's SQL ([`PgWrites`]). While the server is away, results and
+//!   events wait in memory and are written when it is back.
+//! - The schema is migrated under a lock **row** (`portwatch_schema`),
+//!   taken with `SELECT … FOR UPDATE` in the migration's transaction, so
+//!   that two processes starting together migrate once, without advisory
+//!   locks (which some PostgreSQL-compatible engines lack).
+
+mod schema;
+mod storage;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::StoreError;
+use crate::location::{PgTarget, TlsMode};
+use crate::writer::{Batch, JournalRow, Ordered, PackedWindow, Repack, Target, WriteError, Writer};
+
+/// A statement parameter.
+pub(crate) type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// The handle to a PostgreSQL store. Clone it freely.
+#[derive(Clone)]
+pub struct Pg {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    name: String,
+}
+
+impl std::fmt::Debug for Pg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pg({})", self.inner.name)
+    }
+}
+
+/// How long a new connection may take before the attempt fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Pg {
+    /// Connects to `target`, creating the schema if the database has none
+    /// and migrating it if it is older, with at most `connections`
+    /// connections open at once (at least two: the writer keeps one).
+    pub async fn connect(target: &PgTarget, connections: usize) -> Result<Pg, StoreError> {
+        let pg = Pg::pool(target, connections)?;
+        let mut client = pg.client().await?;
+        schema::migrate(&mut client)
+            .await
+            .map_err(|e| StoreError::Postgres(pg.inner.name.clone(), e))?;
+        Ok(pg)
+    }
+
+    /// [`Pg::connect`] to a database that must hold a portwatch store
+    /// already: the commands that read or edit a store never create one in
+    /// a mistyped database.
+    pub async fn connect_existing(target: &PgTarget, connections: usize) -> Result<Pg, StoreError> {
+        let pg = Pg::pool(target, connections)?;
+        let mut client = pg.client().await?;
+        if !schema::exists(&client).await.map_err(pg.fail())? {
+            return Err(StoreError::Postgres(
+                pg.inner.name.clone(),
+                "the database holds no portwatch store: start the monitor with portwatch serve --db URL, or give another --db".into(),
+            ));
+        }
+        schema::migrate(&mut client)
+            .await
+            .map_err(|e| StoreError::Postgres(pg.inner.name.clone(), e))?;
+        Ok(pg)
+    }
+
+    fn pool(target: &PgTarget, connections: usize) -> Result<Pg, StoreError> {
+        let name = target.display().to_owned();
+        let fail = |message: String| StoreError::Postgres(name.clone(), message);
+        let config = client_config(target).map_err(&fail)?;
+        let tls = tls_config(target).map_err(&fail)?;
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(connections.max(2))
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(1)))
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Pg {
+            inner: Arc::new(Inner { pool, name }),
+        })
+    }
+
+    /// The database, its password masked.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// A connection from the pool.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner.pool.get().await.map_err(|error| {
+            let message = match error {
+                deadpool_postgres::PoolError::Backend(error) => describe(&error),
+                deadpool_postgres::PoolError::Timeout(_) => {
+                    "no connection within the time allowed (is the server up?)".into()
+                }
+                other => other.to_string(),
+            };
+            StoreError::Postgres(self.inner.name.clone(), message)
+        })
+    }
+
+    /// The error of a failed statement.
+    pub(crate) fn fail(&self) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+        move |error| StoreError::Postgres(self.inner.name.clone(), describe(&error))
+    }
+
+    /// Starts the process's writer on this database. Its thread runs the
+    /// statements on the current Tokio runtime, which must outlive it.
+    pub fn writer(&self) -> (Writer, std::thread::JoinHandle<()>) {
+        crate::writer::start_on(
+            PgWrites {
+                pg: self.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            },
+            crate::writer::QUEUE_CAPACITY,
+        )
+    }
+}
+
+/// A server's error as it said it (`ERROR: …`), else the client's.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => error.to_string(),
+    }
+}
+
+/// The client library's settings: the string as given, with a password
+/// from outside it, the user and host libpq would default to, and timeouts
+/// so that a dead server is noticed within a minute.
+fn client_config(target: &PgTarget) -> Result<tokio_postgres::Config, String> {
+    let mut config: tokio_postgres::Config = target
+        .conninfo
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL connection string: {e}"))?;
+    if config.get_password().is_none()
+        && let Some(password) = target
+            .password
+            .clone()
+            .or_else(|| std::env::var("PGPASSWORD").ok())
+    {
+        config.password(password);
+    }
+    if config.get_user().is_none() {
+        let user = std::env::var("PGUSER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "postgres".into());
+        config.user(user);
+    }
+    if config.get_hosts().is_empty() {
+        let host = std::env::var("PGHOST").unwrap_or_else(|_| "/run/postgresql".into());
+        config.host(&host);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("portwatch");
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 3600) {
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(15));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(30));
+    }
+    config.ssl_mode(match target.tls {
+        TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+        TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        TlsMode::Require | TlsMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+    });
+    Ok(config)
+}
+
+fn tls_config(target: &PgTarget) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let verify = target.tls == TlsMode::VerifyFull;
+    let config = portwatch_probe::proto::tls::client_config(verify, target.root_cert.as_deref())?;
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Runs a statement that returns rows (prepared once per connection).
+pub(crate) async fn rows<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    crate::count_statement();
+    let statement = client.prepare_cached(sql).await?;
+    client.query(&statement, params).await
+}
+
+/// Runs a statement that returns at most one row.
+pub(crate) async fn opt<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    crate::count_statement();
+    let statement = client.prepare_cached(sql).await?;
+    client.query_opt(&statement, params).await
+}
+
+/// Runs a statement that returns exactly one row.
+pub(crate) async fn one<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Row, tokio_postgres::Error> {
+    crate::count_statement();
+    let statement = client.prepare_cached(sql).await?;
+    client.query_one(&statement, params).await
+}
+
+/// Runs a statement; returns the rows it changed.
+pub(crate) async fn exec<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<u64, tokio_postgres::Error> {
+    crate::count_statement();
+    let statement = client.prepare_cached(sql).await?;
+    client.execute(&statement, params).await
+}
+
+/// The PostgreSQL side of the writer: the handle's pool, used from the
+/// writer's thread through the runtime that made it.
+pub(crate) struct PgWrites {
+    pg: Pg,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PgWrites {
+    fn run<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, WriteError>>,
+    ) -> Result<T, WriteError> {
+        self.runtime.block_on(work)
+    }
+}
+
+impl Target for PgWrites {
+    fn name(&self) -> String {
+        self.pg.inner.name.clone()
+    }
+
+    fn commit(&mut self, batch: &Batch<'_>) -> Result<(), WriteError> {
+        self.run(async {
+            let mut client = self.pg.client().await?;
+            let tx = client.transaction().await?;
+            if let Some((first, last, count, data)) = &batch.journal {
+                exec(
+                    &tx,
+                    "INSERT INTO journal (first_ms, last_ms, count, data) VALUES ($1, $2, $3, $4)",
+                    &[first, last, count, data],
+                )
+                .await?;
+                let mut ids = Vec::with_capacity(batch.last.len());
+                let mut states = Vec::with_capacity(batch.last.len());
+                let mut since = Vec::with_capacity(batch.last.len());
+                let mut checked = Vec::with_capacity(batch.last.len());
+                let mut statuses = Vec::with_capacity(batch.last.len());
+                let mut reasons = Vec::with_capacity(batch.last.len());
+                let mut rtts = Vec::with_capacity(batch.last.len());
+                let mut messages = Vec::with_capacity(batch.last.len());
+                let mut details = Vec::with_capacity(batch.last.len());
+                for (result, last) in batch.last.values() {
+                    ids.push(result.sensor);
+                    states.push(last.state.as_str());
+                    since.push(last.since_ms);
+                    checked.push(result.at_ms);
+                    statuses.push(result.status.as_str());
+                    reasons.push(result.reason.as_str());
+                    rtts.push(result.rtt_us.map(i64::from));
+                    messages.push(last.message.as_str());
+                    details.push(
+                        last.details
+                            .as_ref()
+                            .map(|d| serde_json::to_string(d).expect("details serialise")),
+                    );
+                }
+                exec(
+                    &tx,
+                    "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[])
+                     ON CONFLICT (sensor_id) DO UPDATE SET state = excluded.state, since_ms = excluded.since_ms,
+                         last_check_ms = excluded.last_check_ms, last_status = excluded.last_status, last_reason = excluded.last_reason,
+                         last_rtt_us = excluded.last_rtt_us, last_message = excluded.last_message, last_details = excluded.last_details",
+                    &[&ids, &states, &since, &checked, &statuses, &reasons, &rtts, &messages, &details],
+                )
+                .await?;
+            }
+            // Events last: a result queued before a state change carries the
+            // old state, and must not overwrite the new one in sensor_status.
+            for event in batch.ordered {
+                match &event.op {
+                    Ordered::Event {
+                        sensor,
+                        at_ms,
+                        change,
+                        notify,
+                        hold_until_ms,
+                    } => {
+                        let event_id: i64 = one(
+                            &tx,
+                            "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                            &[sensor, at_ms, &change.from.as_str(), &change.to.as_str(), &change.reason.map(|r| r.as_str()), &change.message],
+                        )
+                        .await?
+                        .get(0);
+                        // The notifications commit with their event, or not at all.
+                        insert_outbox(&tx, Some(event_id), *sensor, *at_ms, notify, *hold_until_ms)
+                            .await?;
+                        exec(
+                            &tx,
+                            "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES ($1, $2, $3)
+                             ON CONFLICT (sensor_id) DO UPDATE SET state = $2, since_ms = $3",
+                            &[sensor, &change.to.as_str(), at_ms],
+                        )
+                        .await?;
+                    }
+                    Ordered::Notify {
+                        sensor,
+                        at_ms,
+                        notify,
+                    } => insert_outbox(&tx, None, *sensor, *at_ms, notify, None).await?,
+                    Ordered::Settle {
+                        sensor,
+                        at_ms,
+                        cancel: None,
+                    } => {
+                        exec(
+                            &tx,
+                            "UPDATE outbox SET next_ms = $2, held = false WHERE sensor_id = $1 AND held AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+                            &[sensor, at_ms],
+                        )
+                        .await?;
+                    }
+                    Ordered::Settle {
+                        sensor,
+                        at_ms,
+                        cancel: Some(why),
+                    } => {
+                        exec(
+                            &tx,
+                            "UPDATE outbox SET cancelled_ms = $2, held = false, last_error = $3 WHERE sensor_id = $1 AND held AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+                            &[sensor, at_ms, why],
+                        )
+                        .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn journal_before(&mut self, before_ms: i64) -> Result<Vec<JournalRow>, WriteError> {
+        self.run(async {
+            let client = self.pg.client().await?;
+            let found = rows(
+                &client,
+                "SELECT id, first_ms, last_ms, data FROM journal WHERE last_ms < $1 ORDER BY id",
+                &[&before_ms],
+            )
+            .await?;
+            Ok(found
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect())
+        })
+    }
+
+    fn windows(&mut self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), Vec<u8>>, WriteError> {
+        self.run(async {
+            let client = self.pg.client().await?;
+            let sensors: Vec<i64> = keys.iter().map(|k| k.0).collect();
+            let starts: Vec<i64> = keys.iter().map(|k| k.1).collect();
+            let found = rows(
+                &client,
+                "SELECT r.sensor_id, r.start_ms, r.data FROM results r
+                 JOIN unnest($1::bigint[], $2::bigint[]) AS k (sensor_id, start_ms)
+                   ON r.sensor_id = k.sensor_id AND r.start_ms = k.start_ms",
+                &[&sensors, &starts],
+            )
+            .await?;
+            Ok(found
+                .iter()
+                .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+                .collect())
+        })
+    }
+
+    fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError> {
+        self.run(async {
+            let mut client = self.pg.client().await?;
+            let tx = client.transaction().await?;
+            let column = |f: fn(&PackedWindow) -> i64| -> Vec<i64> {
+                repack.windows.iter().map(f).collect()
+            };
+            let data: Vec<&[u8]> = repack.windows.iter().map(|w| w.data.as_slice()).collect();
+            exec(
+                &tx,
+                "INSERT INTO results (sensor_id, start_ms, end_ms, count, data)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])
+                 ON CONFLICT (sensor_id, start_ms) DO UPDATE SET end_ms = excluded.end_ms, count = excluded.count, data = excluded.data",
+                &[&column(|w| w.sensor), &column(|w| w.start_ms), &column(|w| w.end_ms), &column(|w| w.count), &data],
+            )
+            .await?;
+            let keys = |f: fn(&(i64, i64)) -> i64| -> Vec<i64> {
+                repack.rollups.iter().map(|(k, _)| f(k)).collect()
+            };
+            let counts = |f: fn(&crate::Rollup) -> Option<u32>| -> Vec<Option<i64>> {
+                repack
+                    .rollups
+                    .iter()
+                    .map(|(_, r)| f(r).map(i64::from))
+                    .collect()
+            };
+            exec(
+                &tx,
+                "INSERT INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+                 ON CONFLICT (sensor_id, hour_ms) DO UPDATE SET count = excluded.count, ups = excluded.ups, min_us = excluded.min_us,
+                     avg_us = excluded.avg_us, max_us = excluded.max_us, p95_us = excluded.p95_us",
+                &[
+                    &keys(|k| k.0),
+                    &keys(|k| k.1),
+                    &counts(|r| Some(r.count)),
+                    &counts(|r| Some(r.ups)),
+                    &counts(|r| r.min_us),
+                    &counts(|r| r.avg_us),
+                    &counts(|r| r.max_us),
+                    &counts(|r| r.p95_us),
+                ],
+            )
+            .await?;
+            exec(
+                &tx,
+                "DELETE FROM journal WHERE id = ANY($1)",
+                &[&repack.journal_ids],
+            )
+            .await?;
+            if let Some((results_before, rollups_before)) = repack.prune {
+                exec(&tx, "DELETE FROM results WHERE end_ms < $1", &[&results_before]).await?;
+                exec(&tx, "DELETE FROM rollups WHERE hour_ms < $1", &[&rollups_before]).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn windows_since(&mut self, from_ms: i64) -> Result<Vec<(i64, i64, Vec<u8>)>, WriteError> {
+        self.run(async {
+            let client = self.pg.client().await?;
+            let found = rows(
+                &client,
+                "SELECT sensor_id, start_ms, data FROM results WHERE start_ms >= $1",
+                &[&from_ms],
+            )
+            .await?;
+            Ok(found
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect())
+        })
+    }
+}
+
+/// Adds notifications to the outbox, due at `at_ms` or held until
+/// `hold_until_ms`.
+async fn insert_outbox<C: GenericClient>(
+    tx: &C,
+    event_id: Option<i64>,
+    sensor: i64,
+    at_ms: i64,
+    notify: &[(String, portwatch_core::notify::Payload)],
+    hold_until_ms: Option<i64>,
+) -> Result<(), tokio_postgres::Error> {
+    for (channel, payload) in notify {
+        exec(
+            tx,
+            "INSERT INTO outbox (event_id, sensor_id, channel, payload, created_ms, next_ms, held) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &event_id,
+                &sensor,
+                channel,
+                &serde_json::to_string(payload).expect("a payload serialises"),
+                &at_ms,
+                &hold_until_ms.unwrap_or(at_ms),
+                &hold_until_ms.is_some(),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
