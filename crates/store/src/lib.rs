@@ -7,6 +7,7 @@
 //! connections.
 
 pub mod accounts;
+mod backend;
 pub mod edit;
 mod handle;
 pub mod location;
@@ -29,6 +30,7 @@ use portwatch_core::config::{
 use portwatch_core::monitor::state::State;
 use portwatch_probe::target::parse_bare_host;
 
+pub use backend::Backend;
 pub use handle::Db;
 pub use pack::StoredResult;
 use portwatch_core::report;
@@ -102,7 +104,25 @@ pub enum StoreError {
 }
 
 /// The monitor lock of a store, held while it lives.
-pub struct MonitorLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+pub struct MonitorLock(LockKind);
+
+enum LockKind {
+    /// SQLite: `flock` on a file beside the store; the kernel ends it with
+    /// the process.
+    File(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>),
+    /// PostgreSQL: a lease row, renewed while the process lives.
+    Lease(pg::Lease),
+}
+
+impl MonitorLock {
+    /// Gives the lock up at once (a PostgreSQL lease would otherwise last
+    /// until it expires, and hold off a restarted monitor meanwhile).
+    pub async fn release(self) {
+        if let LockKind::Lease(lease) = self.0 {
+            lease.release().await;
+        }
+    }
+}
 
 /// The lock file of the store at `path`.
 fn lock_path(path: &Path) -> PathBuf {
@@ -292,7 +312,7 @@ impl Store {
         locked.set_len(0).map_err(io)?;
         locked.rewind().map_err(io)?;
         writeln!(locked, "{}", std::process::id()).map_err(io)?;
-        Ok(MonitorLock(locked))
+        Ok(MonitorLock(LockKind::File(locked)))
     }
 
     /// Refuses a name (of a sensor, server, group, tag, channel, user,

@@ -143,6 +143,116 @@ impl Pg {
     }
 }
 
+/// How long the monitor lease lasts without renewal, and how often it is
+/// renewed.
+const LEASE: Duration = Duration::from_secs(30);
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+
+/// The monitor lease of a PostgreSQL store: one `portwatch serve` per
+/// database. It is renewed every 10 s and lapses 30 s after the last
+/// renewal, by the database's clock, so a monitor that died without
+/// releasing it holds off another for at most 30 s.
+pub struct Lease {
+    pg: Pg,
+    holder: String,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+impl Pg {
+    /// Takes the monitor lease, or says who holds it.
+    pub(crate) async fn take_lease(&self) -> Result<Lease, StoreError> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        let holder = format!(
+            "{host} pid {} ({})",
+            std::process::id(),
+            &crate::accounts::random_token()[..8]
+        );
+        let seconds = LEASE.as_secs() as f64;
+        let taken = self
+            .client()
+            .await?
+            .query_opt(
+                "INSERT INTO monitor_lease (id, holder, expires_at) VALUES (1, $1, now() + make_interval(secs => $2))
+                 ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                   WHERE monitor_lease.expires_at < now()
+                 RETURNING holder",
+                &[&holder, &seconds],
+            )
+            .await
+            .map_err(self.fail())?;
+        if taken.is_none() {
+            let other: String = self
+                .client()
+                .await?
+                .query_one("SELECT holder FROM monitor_lease WHERE id = 1", &[])
+                .await
+                .map_err(self.fail())?
+                .get(0);
+            return Err(StoreError::Conflict(format!(
+                "another portwatch serve ({other}) is already monitoring {}: stop it first, or give another --db (a monitor that died frees it within {} s)",
+                self.name(),
+                LEASE.as_secs()
+            )));
+        }
+        let pg = self.clone();
+        let renewing = holder.clone();
+        let renew = tokio::spawn(async move {
+            let mut every = tokio::time::interval(LEASE_RENEW);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let renewed = match pg.client().await {
+                    Ok(client) => client
+                        .execute(
+                            "UPDATE monitor_lease SET expires_at = now() + make_interval(secs => $2) WHERE id = 1 AND holder = $1",
+                            &[&renewing, &seconds],
+                        )
+                        .await
+                        .map_err(|e| describe(&e)),
+                    Err(error) => Err(error.to_string()),
+                };
+                match renewed {
+                    Ok(1) => {}
+                    Ok(_) => {
+                        tracing::error!(store = %pg.name(), "the monitor lease was taken by another portwatch serve after it lapsed: two monitors now check the same sensors; stop one")
+                    }
+                    Err(error) => {
+                        tracing::warn!(store = %pg.name(), %error, "cannot renew the monitor lease; retrying")
+                    }
+                }
+            }
+        });
+        Ok(Lease {
+            pg: self.clone(),
+            holder,
+            renew,
+        })
+    }
+}
+
+impl Lease {
+    /// Stops renewing and gives the lease up.
+    pub async fn release(self) {
+        self.renew.abort();
+        if let Ok(client) = self.pg.client().await {
+            let _ = client
+                .execute(
+                    "DELETE FROM monitor_lease WHERE holder = $1",
+                    &[&self.holder],
+                )
+                .await;
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renew.abort();
+    }
+}
+
 /// A server's error as it said it (`ERROR: …`), else the client's.
 fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {

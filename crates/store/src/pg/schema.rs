@@ -163,6 +163,12 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX outbox_due ON outbox (next_ms) WHERE delivered_ms IS NULL AND cancelled_ms IS NULL;
     CREATE INDEX outbox_held ON outbox (sensor_id) WHERE held;
+
+    CREATE TABLE monitor_lease (
+        id integer PRIMARY KEY CHECK (id = 1),
+        holder text NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
 "];
 
 /// Whether the database holds a portwatch store.
