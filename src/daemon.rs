@@ -5,6 +5,7 @@
 //! [`Summary`]; tests start a daemon the same way.
 
 use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -16,14 +17,14 @@ use crate::monitor::MonitorOptions;
 use crate::monitor::daemon::Wiring;
 use crate::monitor::stats::{Counts, MonitorStats};
 use crate::notify::worker::DeliveryStats;
-use crate::store::writer::{self, WriterStats};
-use crate::store::{Db, Storage, StoreError};
+use crate::store::writer::WriterStats;
+use crate::store::{Backend, Storage, StoreError};
 use crate::web::{AppState, WebLimits};
 
 /// What to run.
 pub struct Options {
-    /// The store.
-    pub db: PathBuf,
+    /// The store, open (see [`open`]).
+    pub db: Backend,
     /// A configuration file, applied again by [`Running::reload`].
     pub config: Option<PathBuf>,
     /// The monitor's settings.
@@ -51,7 +52,7 @@ pub struct Web {
 pub struct Running {
     shutdown: CancellationToken,
     reload: Arc<Notify>,
-    db: Db,
+    db: Backend,
     config: Option<PathBuf>,
     stats: Arc<MonitorStats>,
     written: Arc<WriterStats>,
@@ -75,11 +76,17 @@ pub struct Summary {
 }
 
 /// Applies a configuration file to the store; returns its sensor count.
-pub fn apply_file(store: &mut crate::store::Store, file: &Path) -> anyhow::Result<usize> {
+pub async fn apply_file(db: &Backend, file: &Path) -> anyhow::Result<usize> {
     let config = crate::config::read_config(file)?;
-    let summary = store.apply(&config)?;
+    let summary = db.apply(config).await?;
     log_applied(file, &summary);
     Ok(summary.sensors)
+}
+
+/// Opens the store a daemon runs on, with the connections it holds open
+/// at once besides the writer's.
+pub async fn open(location: &crate::store::location::Location) -> Result<Backend, StoreError> {
+    Backend::open(location, CONNECTIONS).await
 }
 
 fn log_applied(file: &Path, summary: &crate::store::ApplySummary) {
@@ -91,8 +98,8 @@ const CONNECTIONS: usize = crate::web::MAX_STORE_CONNECTIONS;
 
 /// Starts everything on the current Tokio runtime.
 pub fn start(options: Options) -> Result<Running, StoreError> {
-    let db = Db::open(&options.db, CONNECTIONS)?;
-    let (writer, writer_thread) = writer::start(&options.db)?;
+    let db = options.db;
+    let (writer, writer_thread) = db.writer()?;
     let written = writer.stats.clone();
     let stats = Arc::new(MonitorStats::default());
     let delivery_stats = Arc::new(DeliveryStats::default());

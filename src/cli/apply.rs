@@ -30,7 +30,7 @@ pub(super) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         )?;
         return Ok(0);
     }
-    let store = StoreClient::open(&args.db.db, false)?;
+    let store = StoreClient::open(&args.db, false)?;
     let summary = store.call(store.db.apply(config))?;
     writeln!(
         stdout,
@@ -39,7 +39,7 @@ pub(super) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         summary.sensors,
         summary.added,
         summary.removed,
-        args.db.db.display()
+        args.db.db
     )?;
     Ok(0)
 }

@@ -203,9 +203,42 @@ pub enum Scope {
 /// The store to use.
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// The SQLite store.
-    #[arg(long, value_name = "PATH", env = "PORTWATCH_DB", default_value = crate::store::DEFAULT_PATH)]
-    pub db: PathBuf,
+    /// The store: a SQLite file, or a PostgreSQL database as a URL
+    /// (postgres://user@host:5432/portwatch, postgresql://…, with
+    /// sslmode=disable|prefer|require|verify-full and sslrootcert=FILE) or a
+    /// key=value string (host=/run/postgresql dbname=portwatch).
+    #[arg(long, value_name = "PATH|URL", env = "PORTWATCH_DB", hide_env_values = true, default_value = crate::store::DEFAULT_PATH, value_parser = crate::store::location::Location::parse)]
+    pub db: crate::store::location::Location,
+    /// A file holding the PostgreSQL password (else the URL's, or
+    /// PGPASSWORD).
+    #[arg(long, value_name = "FILE", env = "PORTWATCH_DB_PASSWORD_FILE")]
+    pub db_password_file: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// The store, with the password from `--db-password-file` when one is
+    /// given.
+    pub fn location(&self) -> anyhow::Result<crate::store::location::Location> {
+        use crate::store::location::Location;
+        let mut location = self.db.clone();
+        match (&mut location, &self.db_password_file) {
+            (Location::Postgres(target), Some(file)) => {
+                let text = std::fs::read_to_string(file).map_err(|error| {
+                    anyhow::anyhow!(
+                        "cannot read the password file {}: {error}: give a readable file, or the password in PGPASSWORD",
+                        file.display()
+                    )
+                })?;
+                target.password = Some(text.trim_end_matches(['\r', '\n']).to_owned());
+            }
+            (Location::Sqlite(_), Some(file)) => anyhow::bail!(
+                "--db-password-file {} is for a PostgreSQL --db (postgres://…), and --db names a SQLite file",
+                file.display()
+            ),
+            (_, None) => {}
+        }
+        Ok(location)
+    }
 }
 
 /// Arguments of `portwatch serve`.
@@ -717,22 +750,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The store behind `--db` for a command that reads or edits it: the
 /// storage interface, called on a runtime of its own.
 struct StoreClient {
-    db: crate::store::Db,
+    db: crate::store::Backend,
     runtime: tokio::runtime::Runtime,
 }
 
 impl StoreClient {
-    /// The store at `path`; `existing`: it must exist already (commands
+    /// The store `--db` names; `existing`: it must exist already (commands
     /// that only read or edit it), else it is created (`apply`).
-    fn open(path: &std::path::Path, existing: bool) -> anyhow::Result<StoreClient> {
-        let db = if existing {
-            crate::store::Db::open_existing(path, 1)?
-        } else {
-            crate::store::Db::open(path, 1)?
-        };
+    fn open(args: &DbArgs, existing: bool) -> anyhow::Result<StoreClient> {
+        let location = args.location()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
             .build()
             .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))?;
+        let db = runtime.block_on(async {
+            if existing {
+                crate::store::Backend::open_existing(&location, 2).await
+            } else {
+                crate::store::Backend::open(&location, 2).await
+            }
+        })?;
         Ok(StoreClient { db, runtime })
     }
 

@@ -8,7 +8,7 @@ use crate::store::Storage;
 use crate::store::accounts::{Role, random_token};
 
 pub(super) fn run(args: &NameArgs, paused: bool) -> anyhow::Result<u8> {
-    let store = StoreClient::open(&args.db.db, true)?;
+    let store = StoreClient::open(&args.db, true)?;
     let changed = store.call(store.db.set_paused(args.name.clone(), paused))?;
     let verb = if paused { "paused" } else { "resumed" };
     let noun = if changed == 1 { "sensor" } else { "sensors" };
@@ -44,7 +44,7 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
     | AccessCommand::Enable { db, .. }
     | AccessCommand::Token { db, .. }
     | AccessCommand::User { db, .. }) = command;
-    let store = StoreClient::open(&db.db, true)?;
+    let store = StoreClient::open(db, true)?;
     match command {
         AccessCommand::List { .. } => {
             let time = |ms: i64| {
@@ -134,13 +134,14 @@ pub(super) fn access(command: &AccessCommand) -> anyhow::Result<u8> {
 }
 
 pub(super) async fn notify_test(name: &str, db: &super::DbArgs) -> anyhow::Result<u8> {
-    let Some(channel) = crate::store::Db::open_existing(&db.db, 1)?
+    let Some(channel) = crate::store::Backend::open_existing(&db.location()?, 2)
+        .await?
         .channel(name.to_owned())
         .await?
     else {
         anyhow::bail!(
             "no channel named '{name}' in {}: declare it in portwatch.toml and apply it",
-            db.db.display()
+            db.db
         );
     };
     let payload = crate::notify::test_payload(&channel);

@@ -32,7 +32,7 @@ fn millis(us: Option<u32>) -> String {
 }
 
 pub(super) fn run(args: &ReportArgs) -> anyhow::Result<u8> {
-    let store = StoreClient::open(&args.db.db, true)?;
+    let store = StoreClient::open(&args.db, true)?;
     let rows = store.call(store.db.status())?;
     let ids = match &args.name {
         Some(name) => store.call(store.db.sensor_ids(name.clone()))?,

@@ -9,7 +9,8 @@ use super::ServeArgs;
 use crate::daemon;
 use crate::monitor::{Clock, MonitorOptions};
 use crate::probe::CloseMode;
-use crate::store::Store;
+use crate::store::Storage;
+use crate::store::location::Location;
 
 pub(super) const EXAMPLES: &str = "Examples:
   portwatch serve                               the store ./portwatch.db
@@ -34,20 +35,30 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             .saturating_sub(web_limits.max_connections as u64 + 128)
             .max(16) as usize,
     );
-    let db = args.db.db.clone();
-    let existed = db.exists();
-    let _lock = Store::lock_monitor(&db)?;
-    for file in crate::store::readable_by_others(&db) {
-        tracing::warn!(file = %file.display(), "the store is readable by other users (it holds password hashes and webhook secrets): chmod 600 it");
-    }
-    let mut store = Store::open(&db)?;
-    let applied = match &args.config {
-        Some(file) => Some(daemon::apply_file(&mut store, file)?),
-        None => None,
-    };
-    let sensors = store.sensor_count()?;
-    drop(store);
-    first_screen(&db, existed, args.config.as_deref(), applied, sensors)?;
+    let location = args.db.location()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (db, lock, sensors) = runtime.block_on(async {
+        let existed = match &location {
+            Location::Sqlite(path) => path.exists(),
+            Location::Postgres(_) => true,
+        };
+        let db = daemon::open(&location).await?;
+        let lock = db.lock_monitor().await?;
+        if let Location::Sqlite(path) = &location {
+            for file in crate::store::readable_by_others(path) {
+                tracing::warn!(file = %file.display(), "the store is readable by other users (it holds password hashes and webhook secrets): chmod 600 it");
+            }
+        }
+        let applied = match &args.config {
+            Some(file) => Some(daemon::apply_file(&db, file).await?),
+            None => None,
+        };
+        let sensors = db.sensor_count().await?;
+        first_screen(&location, existed, args.config.as_deref(), applied, sensors)?;
+        anyhow::Ok((db, lock, sensors))
+    })?;
 
     let mut monitor = MonitorOptions {
         max_checks,
@@ -60,9 +71,6 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         },
         ..MonitorOptions::default()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let summary = runtime.block_on(async {
         let web = if args.no_web {
             None
@@ -73,7 +81,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             // The admin is created only once the address is ours, so that its
             // generated password is always printed.
             let chosen = std::env::var("PORTWATCH_ADMIN_PASSWORD").ok();
-            let password = crate::web::ensure_admin(&Store::open(&db)?, chosen)?;
+            let password = crate::web::ensure_admin(&db, chosen).await?;
             let address = listener.local_addr()?;
             monitor.public_url = Some(match &args.public_url {
                 Some(url) => url.clone(),
@@ -140,7 +148,9 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             }
         }
         signals.abort();
-        running.wait().await
+        let summary = running.wait().await;
+        lock.release().await;
+        summary
     })?;
     let counts = summary.checks;
     writeln!(
@@ -156,7 +166,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         summary.stored,
         summary.dropped,
         summary.write_errors,
-        db.display()
+        location
     )?;
     Ok(0)
 }
@@ -208,7 +218,7 @@ fn web_screen(address: std::net::SocketAddr, password: Option<&str>) -> std::io:
 
 /// What a newcomer sees first: what runs, where things are, what to do next.
 fn first_screen(
-    db: &Path,
+    db: &Location,
     existed: bool,
     config: Option<&Path>,
     applied: Option<usize>,
@@ -216,13 +226,19 @@ fn first_screen(
 ) -> std::io::Result<()> {
     let mut out = anstream::stdout().lock();
     let db_note = if existed { "" } else { " (new)" };
-    let full: PathBuf = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_owned());
+    let shown = match db {
+        Location::Sqlite(path) => {
+            let full: PathBuf = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+            full.display().to_string()
+        }
+        Location::Postgres(target) => format!("PostgreSQL {}", target.display()),
+    };
     writeln!(
         out,
         "portwatch {} is monitoring {sensors} sensors.",
         env!("CARGO_PKG_VERSION")
     )?;
-    writeln!(out, "  store     {}{db_note}", full.display())?;
+    writeln!(out, "  store     {shown}{db_note}")?;
     match (config, applied) {
         (Some(file), Some(n)) => writeln!(
             out,

@@ -52,7 +52,7 @@ pub(super) fn paint(state: State) -> String {
 }
 
 pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
-    let store = StoreClient::open(&args.db.db, true)?;
+    let store = StoreClient::open(&args.db, true)?;
     let rows = store.call(store.db.status())?;
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
@@ -66,7 +66,7 @@ pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
             writeln!(
                 stdout,
                 "No sensors in {}. Add some with `portwatch apply portwatch.toml`.",
-                args.db.db.display()
+                args.db.db
             )?;
         }
         ScanFormat::Human => {

@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::{AppError, AppState};
 use crate::store::Storage;
+use crate::store::StoreError;
 use crate::store::accounts::{Account, Role, random_token};
-use crate::store::{Store, StoreError};
 use std::net::{IpAddr, SocketAddr};
 
 /// The largest form a [`CsrfForm`] reads.
@@ -73,15 +73,19 @@ pub const LOGIN_COOKIE: &str = "pw_login";
 /// `PORTWATCH_ADMIN_PASSWORD`) or, when it is unset or empty, a generated
 /// password; returns the password when it was generated, so that it is
 /// printed once.
-pub fn ensure_admin(store: &Store, chosen: Option<String>) -> Result<Option<String>, StoreError> {
-    if store.user_count()? > 0 {
+pub async fn ensure_admin<S: Storage>(
+    db: &S,
+    chosen: Option<String>,
+) -> Result<Option<String>, StoreError> {
+    if db.user_count().await? > 0 {
         return Ok(None);
     }
     let (password, generated) = match chosen {
         Some(password) if !password.is_empty() => (password, false),
         _ => (random_token()[..20].to_owned(), true),
     };
-    store.create_user("admin", &password, Role::Admin)?;
+    db.create_user("admin".into(), password.clone(), Role::Admin)
+        .await?;
     Ok(generated.then_some(password))
 }
 
@@ -407,43 +411,58 @@ mod tests {
         );
     }
 
-    fn fresh_store(name: &str) -> (std::path::PathBuf, Store) {
+    fn fresh_store(name: &str) -> (std::path::PathBuf, crate::store::Db) {
         let dir = std::env::temp_dir().join(format!("portwatch-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir.join("t.db")).unwrap();
+        let store = crate::store::Db::open(&dir.join("t.db"), 2).unwrap();
         (dir, store)
     }
 
     /// The first start creates `admin` with a generated password, shown
     /// once (also when the chosen password is empty); later starts create
     /// nobody and show nothing.
-    #[test]
-    fn the_first_admin_is_created_once_with_a_password_that_signs_in() {
+    #[tokio::test]
+    async fn the_first_admin_is_created_once_with_a_password_that_signs_in() {
         let (dir, store) = fresh_store("admin-generated");
         let password = ensure_admin(&store, Some(String::new()))
+            .await
             .unwrap()
             .expect("generated and shown: an empty password is no password");
         assert_eq!(password.len(), 20);
-        assert!(store.login("admin", &password).unwrap().is_some());
-        assert_eq!(store.user_count().unwrap(), 1);
+        assert!(
+            store
+                .login("admin".into(), password.clone())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.user_count().await.unwrap(), 1);
         assert_eq!(
-            ensure_admin(&store, None).unwrap(),
+            ensure_admin(&store, None).await.unwrap(),
             None,
             "only on the first start"
         );
-        assert_eq!(store.user_count().unwrap(), 1);
+        assert_eq!(store.user_count().await.unwrap(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// A chosen password is used as it is and never shown.
-    #[test]
-    fn a_chosen_admin_password_is_used_and_not_shown() {
+    #[tokio::test]
+    async fn a_chosen_admin_password_is_used_and_not_shown() {
         let (dir, store) = fresh_store("admin-chosen");
         assert_eq!(
-            ensure_admin(&store, Some("chosen words".into())).unwrap(),
+            ensure_admin(&store, Some("chosen words".into()))
+                .await
+                .unwrap(),
             None
         );
-        assert!(store.login("admin", "chosen words").unwrap().is_some());
+        assert!(
+            store
+                .login("admin".into(), "chosen words".into())
+                .await
+                .unwrap()
+                .is_some()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -107,7 +107,7 @@ impl SensorSeries {
     /// renders the per-sensor series.
     async fn get(
         &self,
-        db: &crate::store::Db,
+        db: &crate::store::Backend,
         summary: bool,
     ) -> Result<(Option<Arc<str>>, [i64; 6]), AppError> {
         let mut cached = self.0.lock().await;

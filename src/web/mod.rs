@@ -33,7 +33,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::monitor::stats::MonitorStats;
 use crate::store::writer::WriterStats;
-use crate::store::{Db, StoreError};
+use crate::store::{Backend, StoreError};
 
 pub use auth::{CSRF_HEADER, Cidr, ensure_admin};
 pub use listen::{WebLimits, serve};
@@ -47,7 +47,7 @@ pub const MAX_STORE_CONNECTIONS: usize = 16;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    db: Db,
+    db: Backend,
     monitor: Option<Arc<MonitorStats>>,
     writer: Option<Arc<WriterStats>>,
     sign_ins: Arc<SignIns>,
@@ -75,12 +75,12 @@ impl AppState {
     /// State for the store behind `db`, with the monitor's counters if one
     /// runs.
     pub fn new(
-        db: Db,
+        db: impl Into<Backend>,
         monitor: Option<Arc<MonitorStats>>,
         writer: Option<Arc<WriterStats>>,
     ) -> AppState {
         AppState {
-            db,
+            db: db.into(),
             monitor,
             writer,
             sign_ins: Arc::default(),

@@ -2,6 +2,7 @@
 //! thread; time driven with tokio::time::pause() (loopback connects finish
 //! inside the connect call, so virtual time never races real sockets).
 
+use portwatch::store::location::Location;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +47,11 @@ async fn start_with(dir: TempDir, db: &std::path::Path, options: MonitorOptions)
         clock: Clock::starting_at(ORIGIN.parse().unwrap()),
         ..options
     };
+    let store = daemon::open(&Location::Sqlite(db.to_owned()))
+        .await
+        .unwrap();
     let daemon = daemon::start(daemon::Options {
-        db: db.to_owned(),
+        db: store,
         config: None,
         monitor: options,
         web: None,

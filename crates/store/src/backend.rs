@@ -29,6 +29,18 @@ pub enum Backend {
     Postgres(Pg),
 }
 
+impl From<Db> for Backend {
+    fn from(db: Db) -> Backend {
+        Backend::Sqlite(db)
+    }
+}
+
+impl From<Pg> for Backend {
+    fn from(pg: Pg) -> Backend {
+        Backend::Postgres(pg)
+    }
+}
+
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Db({})", self.path().display())
