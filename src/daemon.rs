@@ -161,6 +161,11 @@ impl Running {
         &self.stats
     }
 
+    /// The store writer's counters.
+    pub fn writer_stats(&self) -> &Arc<WriterStats> {
+        &self.written
+    }
+
     /// Applies the configuration file again (if one was given) and reloads
     /// the monitor. A file with errors changes nothing and is reported.
     pub async fn reload(&self) -> anyhow::Result<()> {

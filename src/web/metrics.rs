@@ -180,10 +180,22 @@ pub async fn metrics(
         return Err(AppError::Unauthorized);
     }
     let summary = summary_only(&parts)?;
-    let (sensor_text, by_state) = state.sensor_series.get(&state.db, summary).await?;
+    // While the store cannot be read, the daemon's own series are still
+    // served, with portwatch_store_up 0 and without the store's.
+    let read = async {
+        let (text, by_state) = state.sensor_series.get(&state.db, summary).await?;
+        let undelivered = state.db.undelivered().await?;
+        Ok::<_, AppError>((text, by_state, undelivered))
+    };
+    let (store_up, (sensor_text, by_state, undelivered)) = match read.await {
+        Ok(read) => (1, read),
+        Err(error) => {
+            tracing::warn!(%error, "metrics without the store's series: it cannot be read");
+            (0, (None, [0; 6], 0))
+        }
+    };
     // A summary leaves the per-sensor series out, even when they are cached.
     let sensor_text = sensor_text.filter(|_| !summary);
-    let undelivered = state.db.undelivered().await?;
     let mut registry = Registry::default();
     let sensors = Family::<StateLabels, Gauge>::default();
     for (name, count) in STATE_NAMES.iter().zip(by_state) {
@@ -197,7 +209,28 @@ pub async fn metrics(
     if let Some(monitor) = &state.monitor {
         monitor_metrics(&mut registry, &monitor.snapshot());
     }
+    let up = Gauge::<i64>::default();
+    up.set(store_up);
+    registry.register(
+        "portwatch_store_up",
+        "Whether the store answered this scrape's reads (1) or not (0)",
+        up,
+    );
     if let Some(writer) = &state.writer {
+        let queued = Gauge::<i64>::default();
+        queued.set(writer.pending.load(Ordering::Relaxed) as i64);
+        registry.register(
+            "portwatch_store_queued_results",
+            "Raw results waiting to be written",
+            queued,
+        );
+        let events = Gauge::<i64>::default();
+        events.set(writer.events_pending.load(Ordering::Relaxed) as i64);
+        registry.register(
+            "portwatch_store_queued_events",
+            "State changes and notifications waiting to be written",
+            events,
+        );
         registry.register(
             "portwatch_store_write_errors",
             "Failed store commits (retried)",

@@ -320,6 +320,20 @@ fn routes() -> Routes {
 /// keep up with its schedule (HTTP 200 either way: the process is alive and
 /// serving; the body says whether it does all its work).
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> String {
+    if let Some(writer) = &state.writer
+        && let Some((since_ms, error)) = writer.failing()
+    {
+        let since = jiff::Timestamp::from_millisecond(since_ms)
+            .map(|t| t.strftime("%H:%M:%S UTC").to_string())
+            .unwrap_or_default();
+        return format!(
+            "degraded: the store takes no writes since {since} ({error}); {} results and {} state changes wait in memory and are written when it is back\n",
+            writer.pending.load(std::sync::atomic::Ordering::Relaxed),
+            writer
+                .events_pending
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
     match state.monitor.as_ref().map(|m| m.overload_percent()) {
         Some(percent) if percent > 0 => format!(
             "degraded: the monitor is over capacity ({percent}% more checks came due over the last 10 s than it could do; see portwatch_checks_missed)\n"

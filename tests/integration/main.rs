@@ -8,6 +8,7 @@ mod lab;
 mod layering;
 mod monitor;
 mod notify;
+mod postgres;
 mod proto;
 mod security;
 mod serve;

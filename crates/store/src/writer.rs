@@ -33,6 +33,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub const WINDOW_MS: i64 = 120_000;
 /// How often closed windows are repacked.
 const REPACK_EVERY: Duration = Duration::from_secs(60);
+/// The longest wait between two attempts at a failed commit: short enough
+/// that a database back from a restart or a failover is written to within
+/// seconds, long enough that retries cost nothing.
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// Queue between the monitor and the writer.
 const QUEUE: usize = 200_000;
 /// Results taken from the queue before a commit is considered.
@@ -108,6 +112,17 @@ pub struct WriterStats {
     pub write_errors: AtomicU64,
     /// Results queued or held, not yet committed.
     pub pending: AtomicU64,
+    /// State changes and notifications waiting to be committed.
+    pub events_pending: AtomicU64,
+    /// While commits fail: since when (ms) and the last error.
+    pub failing: Mutex<Option<(i64, String)>>,
+}
+
+impl WriterStats {
+    /// While commits fail: since when (ms since the epoch) and why.
+    pub fn failing(&self) -> Option<(i64, String)> {
+        self.failing.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 /// The monitor's side of the writer. Cheap to clone.
@@ -183,6 +198,7 @@ impl Writer {
 
     fn ordered(&self, op: Ordered) -> oneshot::Receiver<()> {
         let (ack, committed) = oneshot::channel();
+        self.stats.events_pending.fetch_add(1, Ordering::Relaxed);
         self.ordered
             .lock()
             .expect("ordered writes lock")
@@ -447,10 +463,11 @@ impl<T: Target> WriterThread<T> {
     }
 
     /// After a failed commit: the next try waits for the backoff, which
-    /// doubles each time up to 30 s (a commit that succeeds resets it).
+    /// doubles each time up to [`MAX_BACKOFF`] (a commit that succeeds
+    /// resets it).
     fn back_off(&mut self, now: Instant) {
         self.retry_at = Some(now + self.backoff);
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
     /// Moves the waiting ordered writes into the next commit, in order.
@@ -484,6 +501,14 @@ impl<T: Target> WriterThread<T> {
                 self.stats
                     .events_stored
                     .fetch_add(self.events.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .events_pending
+                    .fetch_sub(self.events.len() as u64, Ordering::Relaxed);
+                if let Ok(mut failing) = self.stats.failing.lock()
+                    && failing.take().is_some()
+                {
+                    tracing::info!(store = %self.target.name(), "the store takes writes again; what waited is written");
+                }
                 self.results.clear();
                 self.last.clear();
                 for event in self.events.drain(..) {
@@ -498,6 +523,12 @@ impl<T: Target> WriterThread<T> {
             }
             Err(error) => {
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut failing) = self.stats.failing.lock() {
+                    let since = failing
+                        .as_ref()
+                        .map_or_else(|| jiff::Timestamp::now().as_millisecond(), |f| f.0);
+                    *failing = Some((since, error.to_string()));
+                }
                 tracing::error!(%error, store = %self.target.name(), pending = self.results.len(), retry_in = ?self.backoff, "cannot write to the store; monitoring goes on and the write is retried");
                 self.back_off(Instant::now());
                 false
@@ -1010,9 +1041,9 @@ mod tests {
     }
 
     /// Failed commits are retried after 250 ms, then twice as long each
-    /// time, never more than 30 s apart.
+    /// time, never more than 4 s apart.
     #[test]
-    fn failed_commits_back_off_exponentially_up_to_thirty_seconds() {
+    fn failed_commits_back_off_exponentially_up_to_four_seconds() {
         let (dir, mut thread) = temp_thread();
         let now = Instant::now();
         let mut waits = Vec::new();
@@ -1029,10 +1060,10 @@ mod tests {
                 ms(1000),
                 ms(2000),
                 ms(4000),
-                ms(8000),
-                ms(16000),
-                ms(30000),
-                ms(30000)
+                ms(4000),
+                ms(4000),
+                ms(4000),
+                ms(4000)
             ]
         );
         std::fs::remove_dir_all(dir).unwrap();

@@ -179,6 +179,70 @@ impl Cluster {
         self.pg_ctl_start()
     }
 
+    /// Kills the server as a crash would (`pg_ctl stop -m immediate`: no
+    /// checkpoint, clients cut off at once).
+    pub fn kill(&self) -> Result<(), String> {
+        let data = self.data();
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+            true,
+        )
+    }
+
+    /// A streaming-replication standby of this cluster, made with
+    /// `pg_basebackup -R` and started on a loopback port of its own. It is
+    /// read-only until [`Cluster::promote`].
+    pub fn standby(&self) -> Result<Cluster, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "portwatch-pg-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut standby = Cluster {
+            dir,
+            bin: self.bin.clone(),
+            port: 0,
+            as_nobody: self.as_nobody,
+        };
+        if standby.as_nobody {
+            standby.run("chown", &["-R", "nobody", &standby.dir_str()], false)?;
+        }
+        let port = self.port.to_string();
+        let data = standby.data();
+        standby.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                &self.dir_str(),
+                "-p",
+                &port,
+                "-U",
+                USER,
+                "-D",
+                &data,
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+            true,
+        )?;
+        standby.port = free_port()?;
+        standby.pg_ctl_start()?;
+        Ok(standby)
+    }
+
+    /// Promotes a standby to a primary that takes writes, and waits until
+    /// it does.
+    pub fn promote(&self) -> Result<(), String> {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", &data, "-w", "-t", "60", "promote"], true)
+    }
+
     fn pg_ctl_start(&self) -> Result<(), String> {
         let data = self.data();
         let log = self.dir.join("server.log").display().to_string();

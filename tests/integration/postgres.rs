@@ -1,0 +1,302 @@
+//! The monitor on a real PostgreSQL (a throwaway cluster per test, see
+//! `portwatch-testpg`): it keeps monitoring while the database is away and
+//! writes what waited when it is back, and it follows a primary failover
+//! to the promoted standby. Real time: the database and the listeners are
+//! real, and every wait polls for its condition with a deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use portwatch::config::from_toml;
+use portwatch::daemon;
+use portwatch::monitor::MonitorOptions;
+use portwatch::monitor::state::State;
+use portwatch::store::location::Location;
+use portwatch::store::writer::WriterStats;
+use portwatch::store::{Backend, Storage};
+use portwatch_testpg::Cluster;
+use tokio::task::JoinHandle;
+
+/// A loopback listener that accepts and drops every connection.
+struct Listener {
+    port: u16,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    async fn start() -> Listener {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        Listener { port, task }
+    }
+
+    /// Stops listening: connects to its port are refused from now on.
+    fn close(self) {
+        self.task.abort();
+    }
+}
+
+/// `n` sensors of server `s`, checked every second, one per listener.
+fn config(listeners: &[Listener]) -> String {
+    let mut text = String::from(
+        "[defaults]\ninterval = \"1s\"\ntimeout = \"500ms\"\nretries = 0\n[[server]]\nname = \"s\"\nhost = \"127.0.0.1\"\n",
+    );
+    for (i, listener) in listeners.iter().enumerate() {
+        text += &format!(
+            "  [[server.sensor]]\n  name = \"p{i}\"\n  port = {}\n",
+            listener.port
+        );
+    }
+    text
+}
+
+async fn cluster(test: &'static str) -> Option<Cluster> {
+    tokio::task::spawn_blocking(move || {
+        let cluster = Cluster::for_test(test)?;
+        cluster.create_database("portwatch").unwrap();
+        Some(cluster)
+    })
+    .await
+    .unwrap()
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work).await.unwrap()
+}
+
+/// Waits until `done` says so, polling every 100 ms, for at most `limit`.
+async fn until<F, Fut>(what: &str, limit: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many active sensors are in `state`, by the store (0 when it cannot
+/// be read).
+async fn in_state(db: &Backend, state: State) -> usize {
+    db.status()
+        .await
+        .map(|rows| rows.iter().filter(|r| r.state == state).count())
+        .unwrap_or(0)
+}
+
+fn start(db: &Backend) -> daemon::Running {
+    daemon::start(daemon::Options {
+        db: db.clone(),
+        config: None,
+        monitor: MonitorOptions::default(),
+        web: None,
+        deliver: false,
+    })
+    .unwrap()
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// The up → down events of `path` at or after `from_ms`.
+async fn downs(db: &Backend, path: &str, from_ms: i64) -> usize {
+    let id = db.sensor_ids(path.into()).await.unwrap()[0];
+    db.events(id, from_ms, i64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.from == State::Up && e.to == State::Down)
+        .count()
+}
+
+/// PostgreSQL stopped for 10 s while 100 sensors are checked every second,
+/// and 10 of them go down meanwhile: monitoring goes on, the outage is
+/// visible in the writer's counters, and once the server is back every
+/// state change and the results of the outage are stored; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_goes_on_while_postgresql_is_down_and_nothing_is_lost() {
+    let Some(cluster) =
+        cluster("postgres::monitoring_goes_on_while_postgresql_is_down_and_nothing_is_lost").await
+    else {
+        return;
+    };
+    let cluster = Arc::new(cluster);
+    let location = Location::parse(&cluster.url("portwatch")).unwrap();
+    let db = daemon::open(&location).await.unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..100 {
+        listeners.push(Listener::start().await);
+    }
+    db.apply(from_toml("t.toml", &config(&listeners)).unwrap())
+        .await
+        .unwrap();
+    let running = start(&db);
+    let writer: Arc<WriterStats> = running.writer_stats().clone();
+    until("100 sensors up", Duration::from_secs(30), || async {
+        in_state(&db, State::Up).await == 100
+    })
+    .await;
+    assert_eq!(in_state(&db, State::Up).await, 100);
+
+    let stopping = cluster.clone();
+    blocking(move || stopping.stop().unwrap()).await;
+    let outage_from = now_ms();
+    for listener in listeners.drain(..10) {
+        listener.close();
+    }
+    until(
+        "the writer to hold 10 state changes it cannot write",
+        Duration::from_secs(20),
+        || async {
+            writer.failing().is_some() && writer.events_pending.load(Ordering::Relaxed) >= 10
+        },
+    )
+    .await;
+    let checks_before = running.stats().snapshot().done;
+    // The outage lasts 10 s, as the scenario says.
+    tokio::time::sleep_until(
+        tokio::time::Instant::now()
+            + Duration::from_millis((outage_from + 10_000 - now_ms()).max(0) as u64),
+    )
+    .await;
+    assert!(
+        running.stats().snapshot().done >= checks_before + 500,
+        "checks went on during the outage"
+    );
+    let restarting = cluster.clone();
+    blocking(move || restarting.restart().unwrap()).await;
+    let outage_to = now_ms();
+
+    until(
+        "what waited to be written",
+        Duration::from_secs(30),
+        || async {
+            writer.failing().is_none() && writer.events_pending.load(Ordering::Relaxed) == 0
+        },
+    )
+    .await;
+    assert_eq!(in_state(&db, State::Down).await, 10);
+    assert_eq!(in_state(&db, State::Up).await, 90);
+    for i in 0..10 {
+        assert_eq!(
+            downs(&db, &format!("s/p{i}"), outage_from).await,
+            1,
+            "s/p{i}: its state change of the outage is stored once"
+        );
+    }
+    running.shutdown().cancel();
+    let summary = running.wait().await.unwrap();
+    assert_eq!(summary.dropped, 0, "no result lost");
+    assert!(summary.write_errors > 0, "the outage was seen");
+    // The results checked during the outage are stored.
+    let id = db.sensor_ids("s/p50".into()).await.unwrap()[0];
+    let during = db.results(id, outage_from, outage_to).await.unwrap();
+    assert!(
+        during.len() >= 8,
+        "{} results of s/p50 stored from the 10 s outage",
+        during.len()
+    );
+}
+
+/// A primary and a streaming-replication standby (`pg_basebackup -R`),
+/// and a multi-host URL with `target_session_attrs=read-write`: the
+/// primary is killed, sensors go down meanwhile, the standby is promoted,
+/// and portwatch writes to the new primary by itself with no state change
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_failover_is_followed_with_no_event_lost() {
+    let Some(primary) =
+        cluster("postgres::a_primary_failover_is_followed_with_no_event_lost").await
+    else {
+        return;
+    };
+    let primary = Arc::new(primary);
+    let replicating = primary.clone();
+    let standby = Arc::new(blocking(move || replicating.standby().unwrap()).await);
+    let url = format!(
+        "postgres://{}@127.0.0.1:{},127.0.0.1:{}/portwatch?target_session_attrs=read-write",
+        portwatch_testpg::USER,
+        primary.port(),
+        standby.port()
+    );
+    let db = daemon::open(&Location::parse(&url).unwrap()).await.unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..10 {
+        listeners.push(Listener::start().await);
+    }
+    db.apply(from_toml("t.toml", &config(&listeners)).unwrap())
+        .await
+        .unwrap();
+    let running = start(&db);
+    let writer = running.writer_stats().clone();
+    until("10 sensors up", Duration::from_secs(30), || async {
+        in_state(&db, State::Up).await == 10
+    })
+    .await;
+    assert_eq!(in_state(&db, State::Up).await, 10);
+    // Replication is asynchronous: what the primary committed reaches the
+    // standby shortly after. Wait until it has, as a failover tool would
+    // (or use synchronous replication).
+    let (p, s) = (primary.clone(), standby.clone());
+    until("the standby to catch up", Duration::from_secs(30), || {
+        let (p, s) = (p.clone(), s.clone());
+        async move {
+            blocking(move || {
+                let sent = p.psql("portwatch", "SELECT pg_current_wal_lsn()").ok();
+                let replayed = s.psql("portwatch", "SELECT pg_last_wal_replay_lsn()").ok();
+                sent.is_some() && sent == replayed
+            })
+            .await
+        }
+    })
+    .await;
+
+    let killing = primary.clone();
+    blocking(move || killing.kill().unwrap()).await;
+    let failed_at = now_ms();
+    for listener in listeners.drain(..3) {
+        listener.close();
+    }
+    until(
+        "the writer to hold 3 state changes",
+        Duration::from_secs(20),
+        || async { writer.events_pending.load(Ordering::Relaxed) >= 3 },
+    )
+    .await;
+    let promoting = standby.clone();
+    blocking(move || promoting.promote().unwrap()).await;
+    until(
+        "writes to the promoted standby",
+        Duration::from_secs(10),
+        || async {
+            writer.failing().is_none() && writer.events_pending.load(Ordering::Relaxed) == 0
+        },
+    )
+    .await;
+    assert_eq!(in_state(&db, State::Down).await, 3);
+    for i in 0..3 {
+        assert_eq!(downs(&db, &format!("s/p{i}"), failed_at).await, 1, "s/p{i}");
+    }
+    // Every state change is on the new primary: 10 pending → up, 3 up → down.
+    let events = blocking(move || {
+        standby
+            .psql("portwatch", "SELECT count(*) FROM events")
+            .unwrap()
+    })
+    .await;
+    assert_eq!(events, "13");
+    running.shutdown().cancel();
+    assert_eq!(running.wait().await.unwrap().dropped, 0);
+}
