@@ -7,6 +7,7 @@
 
 mod apply;
 mod check;
+mod copy;
 mod output;
 mod pause;
 mod ports;
@@ -95,6 +96,13 @@ pub enum Command {
         after_help = "Examples:\n  portwatch notify test ops-webhook"
     )]
     Notify(NotifyCommand),
+    /// Move a store: copy everything from one store into a new one
+    /// (SQLite or PostgreSQL, either way).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  portwatch store copy --from portwatch.db --to postgres://portwatch@db.example/portwatch\n  portwatch store copy --from postgres://portwatch@db.example/portwatch --to backup.db"
+    )]
+    Store(StoreCommand),
     /// Create API tokens and users for the web interface and API.
     #[command(
         subcommand,
@@ -121,6 +129,25 @@ pub enum NotifyCommand {
         /// The store.
         #[command(flatten)]
         db: DbArgs,
+    },
+}
+
+/// `portwatch store …`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy configuration, states, events, results, rollups, the outbox,
+    /// users and tokens into a new, empty store. Stop `portwatch serve`
+    /// first: both stores are locked while the copy runs.
+    #[command(
+        after_help = "Examples:\n  portwatch store copy --from portwatch.db --to postgres://portwatch@db.example/portwatch\n  portwatch store copy --from 'host=/run/postgresql dbname=portwatch' --to restored.db\n\nThe destination must be new or empty; PostgreSQL passwords come from the URL or PGPASSWORD."
+    )]
+    Copy {
+        /// The store to copy (it must exist).
+        #[arg(long, value_name = "PATH|URL", value_parser = crate::store::location::Location::parse)]
+        from: crate::store::location::Location,
+        /// The new store (created if it does not exist).
+        #[arg(long, value_name = "PATH|URL", value_parser = crate::store::location::Location::parse)]
+        to: crate::store::location::Location,
     },
 }
 
@@ -685,6 +712,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Access(command) => pause::access(&command),
         Command::Notify(NotifyCommand::Test { channel, db }) => {
             runtime().and_then(|rt| rt.block_on(pause::notify_test(&channel, &db)))
+        }
+        Command::Store(StoreCommand::Copy { from, to }) => {
+            runtime().and_then(|rt| rt.block_on(copy::run(&from, &to)))
         }
         Command::Pause(args) => pause::run(&args, true),
         Command::Resume(args) => pause::run(&args, false),

@@ -300,3 +300,167 @@ async fn a_primary_failover_is_followed_with_no_event_lost() {
     running.shutdown().cancel();
     assert_eq!(running.wait().await.unwrap().dropped, 0);
 }
+
+/// `portwatch store copy` moves a SQLite store with months of history, an
+/// outbox, users and tokens into PostgreSQL and back: the reports of every
+/// sensor (raw results, rollups, outages) are the same in all three
+/// stores, users sign in with their passwords, and a store that holds
+/// data already is refused as a destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_round_trips_sqlite_postgresql_sqlite() {
+    use portwatch::probe::{Reason, Status};
+    use portwatch::store::StoredResult;
+    use portwatch::store::Writes;
+    use portwatch::store::accounts::Role;
+    use portwatch::store::writer::LastCheck;
+
+    let Some(cluster) = cluster("postgres::store_copy_round_trips_sqlite_postgresql_sqlite").await
+    else {
+        return;
+    };
+    let dir = crate::util::TempDir::new("store-copy");
+    let first = dir.path.join("first.db");
+    let sqlite = Backend::from(portwatch::store::Db::open(&first, 2).unwrap());
+    let config = "[[server]]\nname = \"web\"\nhost = \"127.0.0.1\"\n  [[server.sensor]]\n  port = 80\n  [[server.sensor]]\n  port = 443\n[[channel]]\nname = \"chat\"\nwebhook = \"http://127.0.0.1:9/hook\"\n[[notify]]\nchannel = \"chat\"\non = [\"down\", \"up\"]\n";
+    sqlite
+        .apply(from_toml("t.toml", config).unwrap())
+        .await
+        .unwrap();
+    let now = now_ms();
+    let start = now - 40 * 86_400_000;
+    {
+        let (writer, thread) = sqlite.writer().unwrap();
+        for (n, id) in sqlite
+            .sensor_ids("web".into())
+            .await
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            let mut state = State::Pending;
+            // Every 20 minutes for 40 days; down for an hour every 5 days.
+            for step in 0..(40 * 72) {
+                let at_ms = start + step * 1_200_000 + n as i64;
+                let down = step % 360 < 3;
+                let result = StoredResult {
+                    sensor: id,
+                    at_ms,
+                    status: if down { Status::Down } else { Status::Up },
+                    reason: if down {
+                        Reason::Refused
+                    } else {
+                        Reason::Connected
+                    },
+                    rtt_us: (!down).then_some(100 + (step % 50) as u32),
+                };
+                let next = if down { State::Down } else { State::Up };
+                if next != state {
+                    let change = portwatch::monitor::state::Change {
+                        from: state,
+                        to: next,
+                        reason: Some(result.reason),
+                        message: format!("{next:?}"),
+                    };
+                    let channel = sqlite.channel("chat".into()).await.unwrap().unwrap();
+                    let notify =
+                        vec![("chat".to_owned(), portwatch::notify::test_payload(&channel))];
+                    let _ = writer.event_holding(id, at_ms, change, notify, None);
+                    state = next;
+                }
+                writer.result(
+                    result,
+                    LastCheck {
+                        state,
+                        since_ms: at_ms,
+                        message: String::new(),
+                        details: None,
+                    },
+                );
+            }
+        }
+        writer.flush().await;
+        drop(writer);
+        blocking(move || thread.join().unwrap()).await;
+    }
+    sqlite
+        .create_user("ada".into(), "correct horse".into(), Role::Admin)
+        .await
+        .unwrap();
+    let token = sqlite.create_token("ci".into(), Role::Read).await.unwrap();
+    let periods = [
+        (now - 86_400_000, now),
+        (now - 30 * 86_400_000, now),
+        (start, now),
+    ];
+    let reports = |db: Backend| async move {
+        let mut all = Vec::new();
+        for (from, to) in periods {
+            all.push(
+                serde_json::to_value(
+                    portwatch::store::copy::reports(&db, from, to)
+                        .await
+                        .unwrap(),
+                )
+                .unwrap(),
+            );
+        }
+        all
+    };
+    let before = reports(sqlite.clone()).await;
+    assert!(
+        before[2].to_string().contains("\"outages\":[{"),
+        "the history has outages"
+    );
+
+    let url = cluster.url("portwatch");
+    let bin = crate::util::bin();
+    let copy = |from: String, to: String| {
+        blocking(move || {
+            std::process::Command::new(bin)
+                .args(["store", "copy", "--from", &from, "--to", &to])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = copy(first.display().to_string(), url.clone()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("events"));
+    let pg = daemon::open(&Location::parse(&url).unwrap()).await.unwrap();
+    assert_eq!(reports(pg.clone()).await, before, "SQLite → PostgreSQL");
+    assert!(
+        pg.login("ada".into(), "correct horse".into())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(pg.token(token.clone()).await.unwrap().is_some());
+    assert_eq!(
+        pg.outbox(1000).await.unwrap().len(),
+        sqlite.outbox(1000).await.unwrap().len()
+    );
+    // New rows after the copy get new ids.
+    pg.create_token("after".into(), Role::Read).await.unwrap();
+
+    let second = dir.path.join("second.db");
+    let out = copy(url.clone(), second.display().to_string()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = Backend::from(portwatch::store::Db::open(&second, 2).unwrap());
+    assert_eq!(reports(back.clone()).await, before, "PostgreSQL → SQLite");
+    assert_eq!(back.tokens().await.unwrap().len(), 2);
+
+    let out = copy(first.display().to_string(), url).await;
+    assert!(!out.status.success(), "a full destination is refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("copy into a new, empty store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 mod backend;
+pub mod copy;
 pub mod edit;
 mod handle;
 pub mod location;
