@@ -397,7 +397,7 @@ async fn write(
                     .collect();
                 writer.as_mut().write(&refs).await.map_err(pg.fail())?;
                 done += 1;
-                if done % CHUNK as u64 == 0 {
+                if done.is_multiple_of(CHUNK as u64) {
                     progress(done);
                 }
             }
