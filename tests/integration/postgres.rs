@@ -364,7 +364,7 @@ async fn store_copy_round_trips_sqlite_postgresql_sqlite() {
                     let channel = sqlite.channel("chat".into()).await.unwrap().unwrap();
                     let notify =
                         vec![("chat".to_owned(), portwatch::notify::test_payload(&channel))];
-                    let _ = writer.event_holding(id, at_ms, change, notify, None);
+                    drop(writer.event_holding(id, at_ms, change, notify, None));
                     state = next;
                 }
                 writer.result(
