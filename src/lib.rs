@@ -58,13 +58,21 @@
 //!      change, an escalation, a repeat or a flapping sensor sends) and
 //!      [`notify::template`] (how it is worded).
 //! 3. `crates/store` (`portwatch-store`, re-exported as [`store`]): the
-//!    SQLite store (WAL, versioned migrations).
+//!    store, on SQLite (WAL, versioned migrations) or PostgreSQL.
 //!    - [`store::Storage`]: the storage interface (every read and edit),
-//!      implemented by [`store::Db`], the shared handle with its connection
-//!      pool; `crates/store/tests/contract.rs` checks any backend through
-//!      it. [`store::Writes`]: the write side (results, state changes and
+//!      implemented by [`store::Db`] (SQLite: the shared handle with its
+//!      connection pool), [`store::pg::Pg`] (PostgreSQL: a deadpool of
+//!      tokio-postgres connections, TLS by rustls, schema migrated under a
+//!      lock row) and [`store::Backend`] (either, as `--db`
+//!      ([`store::location::Location`]) names it; what the app holds).
+//!      `crates/store/tests/contract.rs` runs the same tests on both.
+//!      [`store::Writes`]: the write side (results, state changes and
 //!      notifications, committed in order), implemented by
-//!      [`store::writer::Writer`]; the monitor is generic over both.
+//!      [`store::writer::Writer`], whose thread batches, retries and rolls
+//!      up for either backend (its SQL is a `Target` per backend); the
+//!      monitor is generic over both traits.
+//!    - [`store::copy`]: `portwatch store copy`, every table from one
+//!      store into another.
 //!    - [`store::pack`]: compact encoding of raw results.
 //!    - [`store::rollup`]: hourly rollups.
 //!    - [`store::writer`]: the one writer thread that batches all writes.
@@ -87,15 +95,16 @@
 //!      cap; [`web::route_table`] lists every route for tests to walk.
 //!    - [`cli`]: the command line, one file per subcommand (`check`, `scan`,
 //!      `ports`, `serve`, `apply`, `status`, `report`, `pause`/`resume`,
-//!      `access`), plus
+//!      `access`, `store copy`), plus
 //!      output formatting (human, JSON Lines, Nagios).
 //!    - `main.rs`: parses arguments, runs the subcommand, and maps errors to
 //!      exit codes.
 //!
 //! # One check, end to end
 //!
-//! 1. [`daemon::start`] opens the store handle ([`store::Db`]), starts the
-//!    writer thread ([`store::writer::start`]), and runs the monitor
+//! 1. [`daemon::start`] takes the store ([`store::Backend`], opened by
+//!    [`daemon::open`]), starts its writer thread
+//!    ([`store::Backend::writer`]), and runs the monitor
 //!    (`monitor::daemon`), which loads the configuration and hands it to
 //!    [`monitor::decide::Core::on_config`] as a
 //!    [`monitor::reload::ConfigDiff`].

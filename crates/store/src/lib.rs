@@ -1,9 +1,11 @@
-//! The embedded store: one SQLite file in WAL mode.
+//! The store: one SQLite file in WAL mode ([`Db`], this module), or a
+//! PostgreSQL database ([`pg`]), behind the same interface ([`Storage`],
+//! [`Writes`]); [`Backend`] is either, as `--db` ([`location`]) names it.
 //!
 //! It holds the configuration (groups, servers, sensors, maintenance
 //! windows), the sensors' current states, state-change events, raw results
 //! (packed, see [`pack`]) and hourly rollups. All writes of the running
-//! monitor go through one [`writer`] thread; readers open their own
+//! monitor go through one [`writer`] thread; readers use the handle's
 //! connections.
 
 pub mod accounts;
