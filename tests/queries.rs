@@ -1,13 +1,16 @@
 //! No N+1 queries: the dashboard and the sensor list make the same number
-//! of SQL statements for 10 sensors as for 10,000. A test binary of its own,
-//! because the statement counter is process-wide.
+//! of SQL statements for 10 sensors as for 10,000, on SQLite and on
+//! PostgreSQL. A test binary of its own, because the statement counter is
+//! process-wide.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use portwatch::config::from_toml;
 use portwatch::store::accounts::Role;
-use portwatch::store::{Store, statements_run};
+use portwatch::store::location::Location;
+use portwatch::store::{Backend, Db, Storage, statements_run};
 use portwatch::web::{AppState, app};
+use portwatch_testpg::Cluster;
 use tower::ServiceExt;
 
 fn config(sensors: usize) -> String {
@@ -22,23 +25,14 @@ fn config(sensors: usize) -> String {
     text
 }
 
-/// Statements run by one request for each of `paths`, on a store with
-/// `sensors` sensors.
-async fn statements(sensors: usize, paths: &[&str]) -> Vec<u64> {
-    let dir = std::env::temp_dir().join(format!(
-        "portwatch-queries-{}-{sensors}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("portwatch.db");
-    let mut store = Store::open(&db).unwrap();
-    store
-        .apply(&from_toml("load.toml", &config(sensors)).unwrap())
+/// Statements run by one request for each of `paths`, on `db` once it
+/// holds `sensors` sensors.
+async fn statements(db: Backend, sensors: usize, paths: &[&str]) -> Vec<u64> {
+    db.apply(from_toml("load.toml", &config(sensors)).unwrap())
+        .await
         .unwrap();
-    let token = store.create_token("count", Role::Admin).unwrap();
-    drop(store);
-    let state = AppState::new(portwatch::store::Db::open(&db, 16).unwrap(), None, None);
+    let token = db.create_token("count".into(), Role::Admin).await.unwrap();
+    let state = AppState::new(db, None, None);
     let mut counts = Vec::new();
     for path in paths {
         // The first request opens the pooled connection; count the second.
@@ -66,17 +60,58 @@ async fn statements(sensors: usize, paths: &[&str]) -> Vec<u64> {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     counts
 }
 
-#[tokio::test]
+/// A new SQLite store in a directory of its own.
+fn sqlite(sensors: usize) -> (std::path::PathBuf, Backend) {
+    let dir = std::env::temp_dir().join(format!(
+        "portwatch-queries-{}-{sensors}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = Db::open(&dir.join("portwatch.db"), 16).unwrap();
+    (dir, Backend::from(db))
+}
+
+/// A new PostgreSQL database on `cluster`.
+async fn postgres(cluster: &Cluster, name: &str) -> Backend {
+    cluster.create_database(name).unwrap();
+    let location = Location::parse(&cluster.url(name)).unwrap();
+    Backend::open(&location, 16).await.unwrap()
+}
+
+/// One test for both backends, one after the other: the statement
+/// counter is process-wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_make_the_same_queries_for_10_and_10000_sensors() {
     let paths = ["/", "/api/sensors?limit=10000", "/metrics"];
-    let small = statements(10, &paths).await;
-    let large = statements(10_000, &paths).await;
-    assert_eq!(small, large, "statements per request for {paths:?}");
-    assert!(small.iter().all(|&n| n <= 3), "{small:?}");
-    // Every page reads the store: a count of 0 means the counter is dead.
-    assert!(small.iter().all(|&n| n >= 1), "{small:?}");
+    let check = |small: Vec<u64>, large: Vec<u64>, backend: &str| {
+        assert_eq!(
+            small, large,
+            "{backend}: statements per request for {paths:?}"
+        );
+        assert!(small.iter().all(|&n| n <= 3), "{backend}: {small:?}");
+        // Every page reads the store: a count of 0 means the counter is dead.
+        assert!(small.iter().all(|&n| n >= 1), "{backend}: {small:?}");
+    };
+    let (small_dir, small_db) = sqlite(10);
+    let (large_dir, large_db) = sqlite(10_000);
+    let small = statements(small_db, 10, &paths).await;
+    let large = statements(large_db, 10_000, &paths).await;
+    check(small, large, "SQLite");
+    let _ = std::fs::remove_dir_all(small_dir);
+    let _ = std::fs::remove_dir_all(large_dir);
+
+    let Some(cluster) = tokio::task::spawn_blocking(|| {
+        Cluster::for_test("queries::pages_make_the_same_queries_for_10_and_10000_sensors")
+    })
+    .await
+    .unwrap() else {
+        return;
+    };
+    let small = statements(postgres(&cluster, "small").await, 10, &paths).await;
+    let large = statements(postgres(&cluster, "large").await, 10_000, &paths).await;
+    check(small, large, "PostgreSQL");
 }

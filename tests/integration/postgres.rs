@@ -464,3 +464,85 @@ async fn store_copy_round_trips_sqlite_postgresql_sqlite() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// TLS to PostgreSQL by rustls: `require` encrypts, `verify-full` checks
+/// the certificate against `sslrootcert` and the host name, and refuses a
+/// server it cannot verify; `disable` does not encrypt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_encrypt_and_verify_as_libpq_does() {
+    let Some(cluster) = cluster("postgres::tls_modes_encrypt_and_verify_as_libpq_does").await
+    else {
+        return;
+    };
+    let pki = crate::util::Pki::new();
+    let (cert, key) = pki.leaf_files(&["localhost"]);
+    let cert = cluster
+        .install_file("server.crt", &std::fs::read(cert).unwrap())
+        .unwrap();
+    let key = cluster
+        .install_file("server.key", &std::fs::read(key).unwrap())
+        .unwrap();
+    cluster
+        .configure(&[
+            ("ssl_cert_file", &cert.display().to_string()),
+            ("ssl_key_file", &key.display().to_string()),
+            ("ssl", "on"),
+        ])
+        .unwrap();
+    let cluster = Arc::new(cluster);
+    let (port, user) = (cluster.port(), portwatch_testpg::USER);
+    let ca = pki.ca_file();
+    let url = |host: &str, query: &str| {
+        format!("postgres://{user}@{host}:{port}/portwatch?application_name=tls-test&{query}")
+    };
+    // Whether the connection named tls-test that is open now is encrypted.
+    let encrypted = || {
+        let cluster = cluster.clone();
+        blocking(move || {
+            cluster
+                .psql(
+                    "postgres",
+                    "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'tls-test'",
+                )
+                .unwrap()
+        })
+    };
+    let open = |url: String| async move {
+        let location = Location::parse(&url).unwrap();
+        Backend::open(&location, 2).await
+    };
+
+    let db = open(url("127.0.0.1", "sslmode=require")).await.unwrap();
+    assert_eq!(encrypted().await, "t", "require encrypts");
+    drop(db);
+    let db = open(url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap();
+    db.generation().await.unwrap();
+    assert_eq!(encrypted().await, "t", "verify-full with the CA");
+    drop(db);
+    for (host, query, why) in [
+        (
+            "localhost",
+            "sslmode=verify-full".to_owned(),
+            "not signed by a system root",
+        ),
+        (
+            "127.0.0.1",
+            format!("sslmode=verify-full&sslrootcert={ca}"),
+            "the certificate names localhost, not 127.0.0.1",
+        ),
+    ] {
+        let error = open(url(host, &query)).await.unwrap_err().to_string();
+        assert!(
+            error.contains("certificate") || error.contains("Certificate"),
+            "{why}: {error}"
+        );
+    }
+    let db = open(url("127.0.0.1", "sslmode=disable")).await.unwrap();
+    assert_eq!(encrypted().await, "f", "disable does not encrypt");
+    drop(db);
+}

@@ -593,4 +593,38 @@ mod postgres {
         edits,
         notification_definitions,
     );
+
+    /// Four processes opening a new database at once: the schema is made
+    /// once (under the lock row), and every one of them gets a working
+    /// store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_starting_together_migrate_once() {
+        let Some(cluster) = tokio::task::spawn_blocking(|| {
+            let cluster =
+                Cluster::for_test("contract::postgres::processes_starting_together_migrate_once")?;
+            cluster.create_database("portwatch").unwrap();
+            Some(cluster)
+        })
+        .await
+        .unwrap() else {
+            return;
+        };
+        let Location::Postgres(target) = Location::parse(&cluster.url("portwatch")).unwrap() else {
+            panic!("a postgres:// URL is PostgreSQL");
+        };
+        let opened = futures_util::future::join_all((0..4).map(|_| Pg::connect(&target, 2))).await;
+        for pg in opened {
+            let pg = pg.expect("every process opens the store");
+            assert_eq!(portwatch_store::Storage::generation(&pg).await.unwrap(), 0);
+        }
+        let cluster = std::sync::Arc::new(cluster);
+        let version = tokio::task::spawn_blocking(move || {
+            cluster
+                .psql("portwatch", "SELECT version FROM portwatch_schema")
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(version, "1");
+    }
 }

@@ -174,6 +174,32 @@ impl Cluster {
         self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"], true)
     }
 
+    /// Writes a file into the cluster's directory, owned by the server's
+    /// user and readable by it only (as PostgreSQL wants a TLS key), and
+    /// returns its path.
+    pub fn install_file(&self, name: &str, contents: &[u8]) -> Result<PathBuf, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if self.as_nobody {
+            self.run("chown", &["nobody", &path.display().to_string()], false)?;
+        }
+        Ok(path)
+    }
+
+    /// Changes server settings (`ALTER SYSTEM`) and reloads them.
+    pub fn configure(&self, settings: &[(&str, &str)]) -> Result<(), String> {
+        for (name, value) in settings {
+            self.psql(
+                "postgres",
+                &format!("ALTER SYSTEM SET {name} = '{}'", value.replace('\'', "''")),
+            )?;
+        }
+        self.psql("postgres", "SELECT pg_reload_conf()").map(drop)
+    }
+
     /// Starts a stopped server again on the same port.
     pub fn restart(&self) -> Result<(), String> {
         self.pg_ctl_start()

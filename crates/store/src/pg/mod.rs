@@ -255,10 +255,20 @@ impl Drop for Lease {
 
 /// A server's error as it said it (`ERROR: …`), else the client's.
 fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => error.to_string(),
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
     }
+    // The client's errors keep their cause (a TLS or socket error) apart.
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The client library's settings: the string as given, with a password
@@ -429,38 +439,31 @@ impl Target for PgWrites {
             }
             // Events last: a result queued before a state change carries the
             // old state, and must not overwrite the new one in sensor_status.
-            for event in batch.ordered {
-                match &event.op {
-                    Ordered::Event {
-                        sensor,
-                        at_ms,
-                        change,
-                        notify,
-                        hold_until_ms,
-                    } => {
-                        let event_id: i64 = one(
-                            &tx,
-                            "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                            &[sensor, at_ms, &change.from.as_str(), &change.to.as_str(), &change.reason.map(|r| r.as_str()), &change.message],
-                        )
-                        .await?
-                        .get(0);
-                        // The notifications commit with their event, or not at all.
-                        insert_outbox(&tx, Some(event_id), *sensor, *at_ms, notify, *hold_until_ms)
-                            .await?;
-                        exec(
-                            &tx,
-                            "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES ($1, $2, $3)
-                             ON CONFLICT (sensor_id) DO UPDATE SET state = $2, since_ms = $3",
-                            &[sensor, &change.to.as_str(), at_ms],
-                        )
-                        .await?;
-                    }
+            // A run of state changes is written with one statement per
+            // table, not a round trip per change.
+            let ordered = batch.ordered;
+            let mut at = 0;
+            while at < ordered.len() {
+                let run = ordered[at..]
+                    .iter()
+                    .take_while(|e| matches!(e.op, Ordered::Event { .. }))
+                    .count();
+                if run > 0 {
+                    insert_events(&tx, &ordered[at..at + run]).await?;
+                    at += run;
+                    continue;
+                }
+                match &ordered[at].op {
+                    Ordered::Event { .. } => unreachable!("runs of events are taken above"),
                     Ordered::Notify {
                         sensor,
                         at_ms,
                         notify,
-                    } => insert_outbox(&tx, None, *sensor, *at_ms, notify, None).await?,
+                    } => {
+                        let mut outbox = Outbox::default();
+                        outbox.add(None, *sensor, *at_ms, notify, None);
+                        outbox.insert(&tx).await?;
+                    }
                     Ordered::Settle {
                         sensor,
                         at_ms,
@@ -486,6 +489,7 @@ impl Target for PgWrites {
                         .await?;
                     }
                 }
+                at += 1;
             }
             tx.commit().await?;
             Ok(())
@@ -604,31 +608,130 @@ impl Target for PgWrites {
     }
 }
 
-/// Adds notifications to the outbox, due at `at_ms` or held until
-/// `hold_until_ms`.
-async fn insert_outbox<C: GenericClient>(
+/// Writes a run of state changes: their events (ids taken from the
+/// sequence first, so each notification names its event), the
+/// notifications they cause, and each sensor's latest state.
+async fn insert_events<C: GenericClient>(
     tx: &C,
-    event_id: Option<i64>,
-    sensor: i64,
-    at_ms: i64,
-    notify: &[(String, portwatch_core::notify::Payload)],
-    hold_until_ms: Option<i64>,
+    run: &[crate::writer::PendingEvent],
 ) -> Result<(), tokio_postgres::Error> {
-    for (channel, payload) in notify {
+    let mut ids: Vec<i64> = rows(
+        tx,
+        "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, $1::bigint)",
+        &[&(run.len() as i64)],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    ids.sort_unstable();
+    let mut sensors = Vec::with_capacity(run.len());
+    let mut times = Vec::with_capacity(run.len());
+    let mut from = Vec::with_capacity(run.len());
+    let mut to = Vec::with_capacity(run.len());
+    let mut reasons = Vec::with_capacity(run.len());
+    let mut messages = Vec::with_capacity(run.len());
+    let mut outbox = Outbox::default();
+    // The last state of each sensor in the run, in the order first seen.
+    let mut latest: HashMap<i64, (&str, i64)> = HashMap::new();
+    for (event, &id) in run.iter().zip(&ids) {
+        let Ordered::Event {
+            sensor,
+            at_ms,
+            change,
+            notify,
+            hold_until_ms,
+        } = &event.op
+        else {
+            continue;
+        };
+        sensors.push(*sensor);
+        times.push(*at_ms);
+        from.push(change.from.as_str());
+        to.push(change.to.as_str());
+        reasons.push(change.reason.map(|r| r.as_str()));
+        messages.push(change.message.as_str());
+        // The notifications commit with their event, or not at all.
+        outbox.add(Some(id), *sensor, *at_ms, notify, *hold_until_ms);
+        latest.insert(*sensor, (change.to.as_str(), *at_ms));
+    }
+    exec(
+        tx,
+        "INSERT INTO events (id, sensor_id, at_ms, from_state, to_state, reason, message)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])",
+        &[&ids, &sensors, &times, &from, &to, &reasons, &messages],
+    )
+    .await?;
+    outbox.insert(tx).await?;
+    let (state_ids, (states, since)): (Vec<i64>, (Vec<&str>, Vec<i64>)) = latest
+        .into_iter()
+        .map(|(sensor, (state, at))| (sensor, (state, at)))
+        .unzip();
+    exec(
+        tx,
+        "INSERT INTO sensor_status (sensor_id, state, since_ms)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])
+         ON CONFLICT (sensor_id) DO UPDATE SET state = excluded.state, since_ms = excluded.since_ms",
+        &[&state_ids, &states, &since],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Notifications to add to the outbox, as columns, written with one
+/// statement.
+#[derive(Default)]
+struct Outbox {
+    events: Vec<Option<i64>>,
+    sensors: Vec<i64>,
+    channels: Vec<String>,
+    payloads: Vec<String>,
+    created: Vec<i64>,
+    next: Vec<i64>,
+    held: Vec<bool>,
+}
+
+impl Outbox {
+    /// Notifications due at `at_ms`, or held until `hold_until_ms`.
+    fn add(
+        &mut self,
+        event_id: Option<i64>,
+        sensor: i64,
+        at_ms: i64,
+        notify: &[(String, portwatch_core::notify::Payload)],
+        hold_until_ms: Option<i64>,
+    ) {
+        for (channel, payload) in notify {
+            self.events.push(event_id);
+            self.sensors.push(sensor);
+            self.channels.push(channel.clone());
+            self.payloads
+                .push(serde_json::to_string(payload).expect("a payload serialises"));
+            self.created.push(at_ms);
+            self.next.push(hold_until_ms.unwrap_or(at_ms));
+            self.held.push(hold_until_ms.is_some());
+        }
+    }
+
+    async fn insert<C: GenericClient>(&self, tx: &C) -> Result<(), tokio_postgres::Error> {
+        if self.sensors.is_empty() {
+            return Ok(());
+        }
         exec(
             tx,
-            "INSERT INTO outbox (event_id, sensor_id, channel, payload, created_ms, next_ms, held) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO outbox (event_id, sensor_id, channel, payload, created_ms, next_ms, held)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::boolean[])",
             &[
-                &event_id,
-                &sensor,
-                channel,
-                &serde_json::to_string(payload).expect("a payload serialises"),
-                &at_ms,
-                &hold_until_ms.unwrap_or(at_ms),
-                &hold_until_ms.is_some(),
+                &self.events,
+                &self.sensors,
+                &self.channels,
+                &self.payloads,
+                &self.created,
+                &self.next,
+                &self.held,
             ],
         )
-        .await?;
+        .await
+        .map(drop)
     }
-    Ok(())
 }
