@@ -663,10 +663,8 @@ async fn insert_events<C: GenericClient>(
     )
     .await?;
     outbox.insert(tx).await?;
-    let (state_ids, (states, since)): (Vec<i64>, (Vec<&str>, Vec<i64>)) = latest
-        .into_iter()
-        .map(|(sensor, (state, at))| (sensor, (state, at)))
-        .unzip();
+    let (state_ids, (states, since)): (Vec<i64>, (Vec<&str>, Vec<i64>)) =
+        latest.into_iter().unzip();
     exec(
         tx,
         "INSERT INTO sensor_status (sensor_id, state, since_ms)
