@@ -98,20 +98,7 @@ impl Store {
         }
         self.check_dependency(overrides)?;
         let sensor_path = self.sensor_path(id)?;
-        self.refuse_cycle(|config| {
-            let Some((server_name, sensor_name)) = sensor_path.split_once('/') else {
-                return;
-            };
-            let sensor = config
-                .servers
-                .iter_mut()
-                .filter(|s| s.name == server_name)
-                .flat_map(|s| s.sensors.iter_mut())
-                .find(|s| s.name == sensor_name);
-            if let Some(sensor) = sensor {
-                sensor.overrides = overrides.clone();
-            }
-        })?;
+        self.refuse_cycle(|config| set_sensor_overrides(config, &sensor_path, overrides))?;
         let path = self.path.clone();
         let sqlite = super::sqlite_error(&path);
         let tx = self.conn.transaction().map_err(sqlite)?;
@@ -496,4 +483,25 @@ pub(crate) fn server_name<'a>(
         ));
     }
     Ok(name)
+}
+
+/// Gives the sensor at `path` (`server/sensor`) in `config` new settings:
+/// the change whose dependency cycle is checked before it is stored.
+pub(crate) fn set_sensor_overrides(
+    config: &mut portwatch_core::config::Config,
+    path: &str,
+    overrides: &Overrides,
+) {
+    let Some((server_name, sensor_name)) = path.split_once('/') else {
+        return;
+    };
+    let sensor = config
+        .servers
+        .iter_mut()
+        .filter(|s| s.name == server_name)
+        .flat_map(|s| s.sensors.iter_mut())
+        .find(|s| s.name == sensor_name);
+    if let Some(sensor) = sensor {
+        sensor.overrides = overrides.clone();
+    }
 }

@@ -901,42 +901,34 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<StoredResult>, StoreError> {
-        let damaged = |e: pack::Corrupt| StoreError::Damaged(self.path.clone(), e.to_string());
-        let mut results = Vec::new();
-        let mut statement = self
-            .conn
-            .prepare("SELECT start_ms, data FROM results WHERE sensor_id = ?1 AND end_ms >= ?2 AND start_ms < ?3")
-            .map_err(self.sqlite())?;
-        let rows = statement
-            .query_map(params![sensor_id, from_ms, to_ms], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(self.sqlite())?;
-        for row in rows {
-            let (start, data) = row.map_err(self.sqlite())?;
-            results.extend(pack::unpack_window(sensor_id, start, &data).map_err(damaged)?);
-        }
-        let mut statement = self
-            .conn
-            .prepare("SELECT first_ms, data FROM journal WHERE last_ms >= ?1 AND first_ms < ?2")
-            .map_err(self.sqlite())?;
-        let rows = statement
-            .query_map(params![from_ms, to_ms], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(self.sqlite())?;
-        for row in rows {
-            let (first, data) = row.map_err(self.sqlite())?;
-            results.extend(
-                pack::unpack_batch(first, &data)
-                    .map_err(damaged)?
-                    .into_iter()
-                    .filter(|r| r.sensor == sensor_id),
-            );
-        }
-        results.retain(|r| r.at_ms >= from_ms && r.at_ms < to_ms);
-        results.sort_unstable_by_key(|r| r.at_ms);
-        Ok(results)
+        let rows = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
+            let mut statement = self.conn.prepare(sql).map_err(self.sqlite())?;
+            let rows = statement
+                .query_map(params, |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(self.sqlite())?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
+        };
+        let windows = rows(
+            "SELECT start_ms, data FROM results WHERE sensor_id = ?1 AND end_ms >= ?2 AND start_ms < ?3",
+            &[&sensor_id, &from_ms, &to_ms],
+        )?;
+        let journal = rows(
+            "SELECT first_ms, data FROM journal WHERE last_ms >= ?1 AND first_ms < ?2",
+            &[&from_ms, &to_ms],
+        )?;
+        pack::merge(
+            sensor_id,
+            windows
+                .iter()
+                .map(|(start, data)| (*start, data.as_slice())),
+            journal
+                .iter()
+                .map(|(first, data)| (*first, data.as_slice())),
+            from_ms..to_ms,
+        )
+        .map_err(|e| StoreError::Damaged(self.path.clone(), e.to_string()))
     }
 
     /// Builds the report of one sensor. Requests and connect times come from

@@ -168,6 +168,31 @@ pub fn unpack_batch(first_ms: i64, bytes: &[u8]) -> Result<Vec<StoredResult>, Co
     Ok(results)
 }
 
+/// One sensor's results in `span`, from its packed windows
+/// `(start_ms, bytes)` and the journal batches `(first_ms, bytes)` not yet
+/// repacked (which hold every sensor), in time order.
+pub fn merge<'a>(
+    sensor: i64,
+    windows: impl IntoIterator<Item = (i64, &'a [u8])>,
+    journal: impl IntoIterator<Item = (i64, &'a [u8])>,
+    span: std::ops::Range<i64>,
+) -> Result<Vec<StoredResult>, Corrupt> {
+    let mut results = Vec::new();
+    for (start, bytes) in windows {
+        results.extend(unpack_window(sensor, start, bytes)?);
+    }
+    for (first, bytes) in journal {
+        results.extend(
+            unpack_batch(first, bytes)?
+                .into_iter()
+                .filter(|r| r.sensor == sensor),
+        );
+    }
+    results.retain(|r| span.contains(&r.at_ms));
+    results.sort_unstable_by_key(|r| r.at_ms);
+    Ok(results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

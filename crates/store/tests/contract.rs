@@ -540,13 +540,13 @@ mod sqlite {
 }
 
 mod postgres {
-    use portwatch_store::location::Location;
+    use portwatch_store::location::{Location, PgTarget};
     use portwatch_store::pg::Pg;
     use portwatch_testpg::Cluster;
 
-    /// A new cluster with an empty database `portwatch`, and the store on
-    /// it; `None` where the suite's rule lets a test without PostgreSQL go.
-    async fn fresh(test: &'static str) -> Option<(Cluster, Pg)> {
+    /// A new cluster with an empty database `portwatch`, and where it is;
+    /// `None` where the suite's rule lets a test without PostgreSQL go.
+    async fn empty(test: &'static str) -> Option<(Cluster, PgTarget)> {
         let cluster = tokio::task::spawn_blocking(move || {
             let cluster = Cluster::for_test(test)?;
             cluster.create_database("portwatch").unwrap();
@@ -557,6 +557,12 @@ mod postgres {
         let Location::Postgres(target) = Location::parse(&cluster.url("portwatch")).unwrap() else {
             panic!("a postgres:// URL is PostgreSQL");
         };
+        Some((cluster, target))
+    }
+
+    /// [`empty`], with the store on it.
+    async fn fresh(test: &'static str) -> Option<(Cluster, Pg)> {
+        let (cluster, target) = empty(test).await?;
         let pg = Pg::connect(&target, 4).await.unwrap();
         Some((cluster, pg))
     }
@@ -599,18 +605,10 @@ mod postgres {
     /// store.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn processes_starting_together_migrate_once() {
-        let Some(cluster) = tokio::task::spawn_blocking(|| {
-            let cluster =
-                Cluster::for_test("contract::postgres::processes_starting_together_migrate_once")?;
-            cluster.create_database("portwatch").unwrap();
-            Some(cluster)
-        })
-        .await
-        .unwrap() else {
+        let Some((cluster, target)) =
+            empty("contract::postgres::processes_starting_together_migrate_once").await
+        else {
             return;
-        };
-        let Location::Postgres(target) = Location::parse(&cluster.url("portwatch")).unwrap() else {
-            panic!("a postgres:// URL is PostgreSQL");
         };
         let opened = futures_util::future::join_all((0..4).map(|_| Pg::connect(&target, 2))).await;
         for pg in opened {

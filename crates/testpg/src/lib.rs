@@ -67,23 +67,7 @@ impl Cluster {
         let bin = server_bin().ok_or_else(|| {
             "no PostgreSQL server found (initdb and pg_ctl under /usr/lib/postgresql/*/bin, or pg_config --bindir); install Debian's postgresql package".to_owned()
         })?;
-        let as_nobody = nix_is_root();
-        let dir = std::env::temp_dir().join(format!(
-            "portwatch-pg-{}-{}",
-            std::process::id(),
-            CLUSTERS.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut cluster = Cluster {
-            dir,
-            bin,
-            port: 0,
-            as_nobody,
-        };
-        if as_nobody {
-            cluster.run("chown", &["-R", "nobody", &cluster.dir_str()], false)?;
-        }
+        let mut cluster = Cluster::in_new_dir(bin, nix_is_root())?;
         let data = cluster.data();
         cluster.run(
             "initdb",
@@ -103,6 +87,28 @@ impl Cluster {
         )?;
         cluster.port = free_port()?;
         cluster.pg_ctl_start()?;
+        Ok(cluster)
+    }
+
+    /// A cluster not started yet, in a new directory of its own (owned by
+    /// `nobody` when `as_nobody`).
+    fn in_new_dir(bin: PathBuf, as_nobody: bool) -> Result<Cluster, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "portwatch-pg-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let cluster = Cluster {
+            dir,
+            bin,
+            port: 0,
+            as_nobody,
+        };
+        if as_nobody {
+            cluster.run("chown", &["-R", "nobody", &cluster.dir_str()], false)?;
+        }
         Ok(cluster)
     }
 
@@ -220,22 +226,7 @@ impl Cluster {
     /// `pg_basebackup -R` and started on a loopback port of its own. It is
     /// read-only until [`Cluster::promote`].
     pub fn standby(&self) -> Result<Cluster, String> {
-        let dir = std::env::temp_dir().join(format!(
-            "portwatch-pg-{}-{}",
-            std::process::id(),
-            CLUSTERS.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut standby = Cluster {
-            dir,
-            bin: self.bin.clone(),
-            port: 0,
-            as_nobody: self.as_nobody,
-        };
-        if standby.as_nobody {
-            standby.run("chown", &["-R", "nobody", &standby.dir_str()], false)?;
-        }
+        let mut standby = Cluster::in_new_dir(self.bin.clone(), self.as_nobody)?;
         let port = self.port.to_string();
         let data = standby.data();
         standby.run(

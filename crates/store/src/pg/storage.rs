@@ -626,34 +626,25 @@ impl Storage for Pg {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<StoredResult>, StoreError> {
-        let damaged = |e: pack::Corrupt| self.damaged(e);
-        let mut results = Vec::new();
-        for r in self
+        let windows = self
             .query(
                 "SELECT start_ms, data FROM results WHERE sensor_id = $1 AND end_ms >= $2 AND start_ms < $3",
                 &[&sensor_id, &from_ms, &to_ms],
             )
-            .await?
-        {
-            results.extend(pack::unpack_window(sensor_id, r.get(0), r.get(1)).map_err(damaged)?);
-        }
-        for r in self
+            .await?;
+        let journal = self
             .query(
                 "SELECT first_ms, data FROM journal WHERE last_ms >= $1 AND first_ms < $2",
                 &[&from_ms, &to_ms],
             )
-            .await?
-        {
-            results.extend(
-                pack::unpack_batch(r.get(0), r.get(1))
-                    .map_err(damaged)?
-                    .into_iter()
-                    .filter(|r| r.sensor == sensor_id),
-            );
-        }
-        results.retain(|r| r.at_ms >= from_ms && r.at_ms < to_ms);
-        results.sort_unstable_by_key(|r| r.at_ms);
-        Ok(results)
+            .await?;
+        pack::merge(
+            sensor_id,
+            windows.iter().map(|r| (r.get(0), r.get(1))),
+            journal.iter().map(|r| (r.get(0), r.get(1))),
+            from_ms..to_ms,
+        )
+        .map_err(|e| self.damaged(e))
     }
 
     async fn rollups(
@@ -1027,18 +1018,7 @@ impl Storage for Pg {
         self.check_dependency(&overrides).await?;
         let sensor_path = self.sensor_path(id).await?;
         self.refuse_cycle(|config| {
-            let Some((server_name, sensor_name)) = sensor_path.split_once('/') else {
-                return;
-            };
-            let sensor = config
-                .servers
-                .iter_mut()
-                .filter(|s| s.name == server_name)
-                .flat_map(|s| s.sensors.iter_mut())
-                .find(|s| s.name == sensor_name);
-            if let Some(sensor) = sensor {
-                sensor.overrides = overrides.clone();
-            }
+            crate::edit::set_sensor_overrides(config, &sensor_path, &overrides)
         })
         .await?;
         self.edit(
