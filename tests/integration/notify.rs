@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use portwatch::store::Store;
+use portwatch::store::{Storage, Store};
 use serde_json::Value;
 
-use crate::util::{TempDir, closed_port};
+use crate::util::{TempDir, TestStore, closed_port};
 
 /// A webhook receiver: answers 500 to the first `fail` requests, then
 /// records each JSON body and answers 200.
@@ -121,6 +121,10 @@ servers = ["app"]
 }
 
 fn serve(dir: &std::path::Path) -> std::process::Child {
+    serve_on(dir, &TestStore::sqlite(dir))
+}
+
+fn serve_on(dir: &std::path::Path, store: &TestStore) -> std::process::Child {
     std::process::Command::new(crate::util::bin())
         .args([
             "serve",
@@ -128,6 +132,8 @@ fn serve(dir: &std::path::Path) -> std::process::Child {
             "127.0.0.1:0",
             "--config",
             "portwatch.toml",
+            "--db",
+            &store.arg(),
         ])
         .current_dir(dir)
         .stdout(std::process::Stdio::null())
@@ -143,6 +149,23 @@ fn outbox(db: &std::path::Path) -> Vec<portwatch::store::outbox::OutboxRow> {
 #[test]
 fn one_alert_and_one_recovery_arrive_although_the_receiver_fails_at_first() {
     let dir = TempDir::new("notify");
+    let store = TestStore::sqlite(&dir.path);
+    alert_and_recovery(&dir, &store);
+}
+
+/// The same on PostgreSQL: the monitor, the outbox and the delivery work
+/// on either store.
+#[test]
+fn one_alert_and_one_recovery_arrive_on_postgresql() {
+    let Some(store) =
+        TestStore::postgres("notify::one_alert_and_one_recovery_arrive_on_postgresql")
+    else {
+        return;
+    };
+    alert_and_recovery(&TempDir::new("notify-pg"), &store);
+}
+
+fn alert_and_recovery(dir: &TempDir, store: &TestStore) {
     let receiver = Receiver::start(2);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -152,19 +175,15 @@ fn one_alert_and_one_recovery_arrive_although_the_receiver_fails_at_first() {
         config(port, receiver.port, &out),
     )
     .unwrap();
-    let mut child = serve(&dir.path);
+    let mut child = serve_on(&dir.path, store);
 
     // Up first: no notification (pending -> up is not news).
-    let db = dir.path.join("portwatch.db");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !Store::open(&db)
-        .map(|s| {
-            s.status()
-                .unwrap_or_default()
-                .iter()
-                .any(|r| r.state == portwatch::monitor::state::State::Up)
-        })
-        .unwrap_or(false)
+    while !store
+        .read(|db| async move { db.status().await })
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.state == portwatch::monitor::state::State::Up)
     {
         assert!(
             Instant::now() < deadline,
@@ -203,7 +222,9 @@ fn one_alert_and_one_recovery_arrive_although_the_receiver_fails_at_first() {
         (received[1]["from"].as_str(), received[1]["to"].as_str()),
         (Some("down"), Some("up"))
     );
-    let rows = outbox(&db);
+    let rows = store
+        .read(|db| async move { db.outbox(100).await })
+        .unwrap();
     let hook: Vec<_> = rows.iter().filter(|r| r.channel == "hook").collect();
     assert_eq!(
         hook.len(),

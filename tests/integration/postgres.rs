@@ -546,3 +546,90 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
     assert_eq!(encrypted().await, "f", "disable does not encrypt");
     drop(db);
 }
+
+/// Every command that takes `--db` works on PostgreSQL, by URL and by
+/// `PORTWATCH_DB`: `apply` creates the store, `status`, `report`,
+/// `pause`, `resume`, `access` and `notify test` use it; the commands
+/// that only read refuse a database without a store; a password never
+/// appears in a message.
+#[test]
+fn every_store_command_works_on_postgresql() {
+    use crate::util::{outcome, portwatch};
+    let Some(cluster) = Cluster::for_test("postgres::every_store_command_works_on_postgresql")
+    else {
+        return;
+    };
+    cluster.create_database("portwatch").unwrap();
+    let url = cluster.url("portwatch");
+    let (code, _, stderr) = outcome(&portwatch(&["status", "--db", &url]));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("holds no portwatch store"), "{stderr}");
+
+    let dir = crate::util::TempDir::new("pg-cli");
+    let file = dir.path.join("portwatch.toml");
+    std::fs::write(
+        &file,
+        "[[server]]\nname = \"web\"\nhost = \"127.0.0.1\"\n  [[server.sensor]]\n  port = 80\n  [[server.sensor]]\n  port = 443\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) =
+        outcome(&portwatch(&["apply", file.to_str().unwrap(), "--db", &url]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("2 sensors (2 added, 0 removed)"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = outcome(&portwatch(&["status", "--db", &url]));
+    assert!(
+        stdout.contains("web/http") && stdout.contains("web/https"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = outcome(&portwatch(&["pause", "web", "--db", &url]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("paused 2 sensors"), "{stdout}");
+    let (_, stdout, _) = outcome(&portwatch(&["resume", "web/https", "--db", &url]));
+    assert!(stdout.contains("resumed 1 sensor"), "{stdout}");
+    let (code, stdout, stderr) = outcome(&portwatch(&[
+        "report", "web", "--format", "json", "--db", &url,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(crate::util::json_lines(&stdout).len(), 2, "{stdout}");
+    let (code, token, stderr) = outcome(&portwatch(&["access", "token", "ci", "--db", &url]));
+    assert_eq!(code, 0, "{stderr}");
+    let by_env = std::process::Command::new(crate::util::bin())
+        .args(["access", "list"])
+        .env("PORTWATCH_DB", &url)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&by_env.stdout);
+    assert!(
+        list.contains("ci") && !list.contains(token.trim()),
+        "{list}"
+    );
+    let (code, _, stderr) = outcome(&portwatch(&["notify", "test", "ops", "--db", &url]));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("no channel named 'ops'"), "{stderr}");
+
+    let missing = dir.path.join("no-such-file");
+    let (code, _, stderr) = outcome(&portwatch(&[
+        "status",
+        "--db",
+        &url,
+        "--db-password-file",
+        missing.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("cannot read the password file"), "{stderr}");
+    // Nothing listens on port 1: the error names the database, masked.
+    let (code, _, stderr) = outcome(&portwatch(&[
+        "status",
+        "--db",
+        "postgres://portwatch:s3cret@127.0.0.1:1/portwatch",
+    ]));
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains("postgres://portwatch:***@127.0.0.1:1/portwatch")
+            && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+}

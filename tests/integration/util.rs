@@ -478,3 +478,55 @@ impl Pki {
         Arc::new(config)
     }
 }
+
+/// The store a test runs the real binary on: the SQLite file in the test's
+/// directory, or a database on a PostgreSQL cluster of the test's own.
+/// Tests that take one run the same steps on both backends.
+pub enum TestStore {
+    Sqlite(PathBuf),
+    Postgres(portwatch_testpg::Cluster, String),
+}
+
+impl TestStore {
+    /// `portwatch.db` in `dir`.
+    pub fn sqlite(dir: &std::path::Path) -> TestStore {
+        TestStore::Sqlite(dir.join("portwatch.db"))
+    }
+
+    /// A new cluster with an empty database; `None` where the suite's rule
+    /// lets a test without PostgreSQL go.
+    pub fn postgres(test: &str) -> Option<TestStore> {
+        let cluster = portwatch_testpg::Cluster::for_test(test)?;
+        cluster.create_database("portwatch").unwrap();
+        let url = cluster.url("portwatch");
+        Some(TestStore::Postgres(cluster, url))
+    }
+
+    /// The value of `--db`.
+    pub fn arg(&self) -> String {
+        match self {
+            TestStore::Sqlite(path) => path.display().to_string(),
+            TestStore::Postgres(_, url) => url.clone(),
+        }
+    }
+
+    /// Runs `read` on the store (which must exist) on a runtime of its
+    /// own; `None` while it cannot be opened.
+    pub fn read<T, F, Fut>(&self, read: F) -> Option<T>
+    where
+        F: FnOnce(portwatch::store::Backend) -> Fut,
+        Fut: std::future::Future<Output = Result<T, portwatch::store::StoreError>>,
+    {
+        let location = portwatch::store::location::Location::parse(&self.arg()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let db = portwatch::store::Backend::open_existing(&location, 2)
+                .await
+                .ok()?;
+            read(db).await.ok()
+        })
+    }
+}
