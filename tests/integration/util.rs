@@ -484,7 +484,8 @@ impl Pki {
 /// Tests that take one run the same steps on both backends.
 pub enum TestStore {
     Sqlite(PathBuf),
-    Postgres(portwatch_testpg::Cluster, String),
+    /// The cluster (held until the test ends) and the database's URL.
+    Postgres(#[allow(dead_code)] portwatch_testpg::Cluster, String),
 }
 
 impl TestStore {
