@@ -72,6 +72,11 @@ pub enum MetricsAccess {
 }
 
 impl AppState {
+    /// The store behind the web.
+    pub fn db(&self) -> &Backend {
+        &self.db
+    }
+
     /// State for the store behind `db`, with the monitor's counters if one
     /// runs.
     pub fn new(

@@ -1,13 +1,13 @@
 //! The web interface and API through the real router (`oneshot`), on a real
-//! SQLite store.
-
-use std::path::Path;
+//! SQLite store; the tests listed in `on_both_stores!` run again on a real
+//! PostgreSQL.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use portwatch::config::from_toml;
 use portwatch::store::accounts::Role;
-use portwatch::store::{Store, Writes};
+use portwatch::store::location::Location;
+use portwatch::store::{Backend, Storage, Store, Writes};
 use portwatch::web::{AppState, app};
 use tower::ServiceExt;
 
@@ -45,6 +45,36 @@ fn setup() -> (TempDir, AppState) {
         dir,
         AppState::new(portwatch::store::Db::open(&db, 16).unwrap(), None, None),
     )
+}
+
+/// [`setup`] on PostgreSQL: the same configuration and users in a
+/// database on a new cluster (held by the caller).
+async fn setup_postgres(
+    test: &'static str,
+) -> Option<(TempDir, AppState, portwatch_testpg::Cluster)> {
+    let cluster = tokio::task::spawn_blocking(move || {
+        let cluster = portwatch_testpg::Cluster::for_test(test)?;
+        cluster.create_database("portwatch").unwrap();
+        Some(cluster)
+    })
+    .await
+    .unwrap()?;
+    let location = Location::parse(&cluster.url("portwatch")).unwrap();
+    let db = Backend::open(&location, 16).await.unwrap();
+    db.apply(from_toml("t.toml", CONFIG).unwrap())
+        .await
+        .unwrap();
+    db.create_user("admin".into(), "admin-password".into(), Role::Admin)
+        .await
+        .unwrap();
+    db.create_user("viewer".into(), "viewer-password".into(), Role::Read)
+        .await
+        .unwrap();
+    Some((
+        TempDir::new("web-pg"),
+        AppState::new(db, None, None),
+        cluster,
+    ))
 }
 
 async fn send(
@@ -157,22 +187,15 @@ async fn sign_in(state: &AppState, name: &str, password: &str) -> (String, Strin
     (cookie, csrf)
 }
 
-fn is_paused(db: &Path, id: i64) -> bool {
-    Store::open(db)
-        .unwrap()
-        .load()
-        .unwrap()
-        .paused
-        .contains(&id)
+async fn is_paused(state: &AppState, id: i64) -> bool {
+    state.db().load().await.unwrap().paused.contains(&id)
 }
 
-fn sensor_id(db: &Path, path: &str) -> i64 {
-    Store::open(db).unwrap().sensor_ids(path).unwrap()[0]
+async fn sensor_id(state: &AppState, path: &str) -> i64 {
+    state.db().sensor_ids(path.into()).await.unwrap()[0]
 }
 
-#[tokio::test]
-async fn pages_need_a_sign_in_and_wrong_passwords_are_refused() {
-    let (_dir, state) = setup();
+async fn pages_need_a_sign_in_and_wrong_passwords_are_refused(_dir: TempDir, state: AppState) {
     let (status, headers, _) = send(&state, get("/", None)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/login");
@@ -208,9 +231,7 @@ async fn pages_need_a_sign_in_and_wrong_passwords_are_refused() {
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
 }
 
-#[tokio::test]
-async fn names_are_html_escaped() {
-    let (_dir, state) = setup();
+async fn names_are_html_escaped(_dir: TempDir, state: AppState) {
     let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
     let (status, _, page) = send(&state, get("/", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
@@ -225,12 +246,9 @@ async fn names_are_html_escaped() {
     );
 }
 
-#[tokio::test]
-async fn forms_without_the_csrf_token_are_refused() {
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
+async fn forms_without_the_csrf_token_are_refused(_dir: TempDir, state: AppState) {
     let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
-    let id = sensor_id(&db, "db/postgresql");
+    let id = sensor_id(&state, "db/postgresql").await;
     let (status, _, _) = send(
         &state,
         post_form(&format!("/sensors/{id}/pause"), Some(&cookie), ""),
@@ -244,7 +262,7 @@ async fn forms_without_the_csrf_token_are_refused() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
-        Store::open(&db).unwrap().load().unwrap().paused.is_empty(),
+        state.db().load().await.unwrap().paused.is_empty(),
         "nothing was paused"
     );
     // The token is found in a large form too (any form the router accepts,
@@ -259,14 +277,11 @@ async fn forms_without_the_csrf_token_are_refused() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert!(is_paused(&db, id));
+    assert!(is_paused(&state, id).await);
 }
 
-#[tokio::test]
-async fn read_only_users_and_tokens_cannot_change_anything() {
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
-    let id = sensor_id(&db, "db/postgresql");
+async fn read_only_users_and_tokens_cannot_change_anything(_dir: TempDir, state: AppState) {
+    let id = sensor_id(&state, "db/postgresql").await;
     let (cookie, csrf) = sign_in(&state, "viewer", "viewer-password").await;
     // Signing out is the one change a read-only account may make.
     let (other_cookie, other_csrf) = sign_in(&state, "viewer", "viewer-password").await;
@@ -298,10 +313,16 @@ async fn read_only_users_and_tokens_cannot_change_anything() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-
-    let store = Store::open(&db).unwrap();
-    let read = store.create_token("grafana", Role::Read).unwrap();
-    let admin = store.create_token("automation", Role::Admin).unwrap();
+    let read = state
+        .db()
+        .create_token("grafana".into(), Role::Read)
+        .await
+        .unwrap();
+    let admin = state
+        .db()
+        .create_token("automation".into(), Role::Admin)
+        .await
+        .unwrap();
     let bearer = |token: &str, request: axum::http::request::Builder| {
         request
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
@@ -340,16 +361,16 @@ async fn read_only_users_and_tokens_cannot_change_anything() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Tokens are stored hashed: the database never holds the token itself.
-    let raw = std::fs::read(&db).unwrap();
-    assert!(
-        !raw.windows(read.len()).any(|w| w == read.as_bytes()),
-        "a token is stored in clear"
-    );
+    if let Backend::Sqlite(db) = state.db() {
+        let raw = std::fs::read(db.path()).unwrap();
+        assert!(
+            !raw.windows(read.len()).any(|w| w == read.as_bytes()),
+            "a token is stored in clear"
+        );
+    }
 }
 
-#[tokio::test]
-async fn adding_a_sensor_validates_each_field() {
-    let (dir, state) = setup();
+async fn adding_a_sensor_validates_each_field(_dir: TempDir, state: AppState) {
     let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
     let form = format!("csrf={csrf}&server=web&host=bad%20host&port=99999&name=&interval=ten");
     let (status, _, page) = send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
@@ -375,7 +396,7 @@ async fn adding_a_sensor_validates_each_field() {
         format!("csrf={csrf}&server=web&host=127.0.0.1&port=https&name=&interval=30s&mode=auto");
     let (status, headers, _) = send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let id = sensor_id(&dir.path.join("portwatch.db"), "web/https");
+    let id = sensor_id(&state, "web/https").await;
     assert_eq!(headers[header::LOCATION], format!("/sensors/{id}"));
     let (status, _, page) = send(&state, get(&format!("/sensors/{id}"), Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
@@ -385,15 +406,17 @@ async fn adding_a_sensor_validates_each_field() {
     );
 }
 
-#[tokio::test]
-async fn metrics_use_prometheus_names_and_need_a_token_off_loopback() {
-    let (dir, state) = setup();
+async fn metrics_use_prometheus_names_and_need_a_token_off_loopback(
+    _dir: TempDir,
+    state: AppState,
+) {
     // oneshot requests carry no client address: they count as remote.
     let (status, _, _) = send(&state, get("/metrics", None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let token = Store::open(&dir.path.join("portwatch.db"))
-        .unwrap()
-        .create_token("prometheus", Role::Read)
+    let token = state
+        .db()
+        .create_token("prometheus".into(), Role::Read)
+        .await
         .unwrap();
     let request = Request::get("/metrics")
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
@@ -409,9 +432,7 @@ async fn metrics_use_prometheus_names_and_need_a_token_off_loopback() {
     assert!(document["paths"]["/api/sensors"]["get"].is_object());
 }
 
-#[tokio::test]
-async fn failed_sign_ins_are_rate_limited_per_address() {
-    let (_dir, state) = setup();
+async fn failed_sign_ins_are_rate_limited_per_address(_dir: TempDir, state: AppState) {
     for _ in 0..5 {
         let request = login_request(&state, "admin", "guess", Some([192, 0, 2, 7])).await;
         let (status, _, _) = send(&state, request).await;
@@ -433,9 +454,7 @@ async fn failed_sign_ins_are_rate_limited_per_address() {
     );
 }
 
-#[tokio::test]
-async fn reports_as_a_page_as_csv_and_as_json() {
-    let (_dir, state) = setup();
+async fn reports_as_a_page_as_csv_and_as_json(_dir: TempDir, state: AppState) {
     let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
     let (status, headers, csv) = send(
         &state,
@@ -462,9 +481,7 @@ async fn reports_as_a_page_as_csv_and_as_json() {
     assert_eq!(reports.as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn public_status_pages_need_no_sign_in_and_show_no_hosts() {
-    let (_dir, state) = setup();
+async fn public_status_pages_need_no_sign_in_and_show_no_hosts(_dir: TempDir, state: AppState) {
     let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
     let (status, _, page) = send(
         &state,
@@ -508,12 +525,12 @@ async fn public_status_pages_need_no_sign_in_and_show_no_hosts() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot() {
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
+async fn sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot(
+    _dir: TempDir,
+    state: AppState,
+) {
     let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
-    let file_sensor = sensor_id(&db, "db/postgresql");
+    let file_sensor = sensor_id(&state, "db/postgresql").await;
     let (status, _, _) = send(
         &state,
         get(&format!("/sensors/{file_sensor}/edit"), Some(&cookie)),
@@ -529,8 +546,8 @@ async fn sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot()
     send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
     let form = format!("csrf={csrf}&server=app&host=127.0.0.1&port=8443&name=&interval=");
     send(&state, post_form("/sensors/new", Some(&cookie), &form)).await;
-    let a = sensor_id(&db, "app/http-alt");
-    let b = sensor_id(&db, "app/pcsync-https");
+    let a = sensor_id(&state, "app/http-alt").await;
+    let b = sensor_id(&state, "app/pcsync-https").await;
 
     let edit = |id: i64, fields: &str| {
         post_form(
@@ -581,7 +598,7 @@ async fn sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot()
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let loaded = Store::open(&db).unwrap().load().unwrap().config;
+    let loaded = state.db().load().await.unwrap().config;
     let probe = portwatch::config::model::resolve(&loaded)
         .into_iter()
         .find(|s| s.path == "app/pcsync-https")
@@ -593,13 +610,10 @@ async fn sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot()
         page.contains("name=\"protocol\" value=\"https\""),
         "prefilled: {page}"
     );
-
-    let store = Store::open(&db).unwrap();
-    let (port, expect_closed, overrides, managed) = store.sensor_settings(a).unwrap();
+    let (port, expect_closed, overrides, managed) = state.db().sensor_settings(a).await.unwrap();
     assert_eq!((port, expect_closed, managed), (8080, true, false));
     assert_eq!(overrides.interval, Some(std::time::Duration::from_secs(30)));
     assert_eq!(overrides.depends_on.as_deref(), Some("app/pcsync-https"));
-    drop(store);
 
     let (status, _, _) = send(
         &state,
@@ -612,20 +626,19 @@ async fn sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot()
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(
-        Store::open(&db)
-            .unwrap()
-            .sensor_ids("app/pcsync-https")
+        state
+            .db()
+            .sensor_ids("app/pcsync-https".into())
+            .await
             .is_err()
     );
 }
 
-#[tokio::test]
-async fn the_api_adds_and_removes_sensors() {
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
-    let token = Store::open(&db)
-        .unwrap()
-        .create_token("ci", Role::Admin)
+async fn the_api_adds_and_removes_sensors(_dir: TempDir, state: AppState) {
+    let token = state
+        .db()
+        .create_token("ci".into(), Role::Admin)
+        .await
         .unwrap();
     let json = |method: &str, path: &str, body: &str| api(&token, method, path, body);
     let (status, _, body) = send(
@@ -678,7 +691,7 @@ async fn the_api_adds_and_removes_sensors() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let config = Store::open(&db).unwrap().load().unwrap().config;
+    let config = state.db().load().await.unwrap().config;
     let cache = portwatch::config::model::resolve(&config)
         .into_iter()
         .find(|s| s.path == "api/cache")
@@ -693,16 +706,16 @@ async fn the_api_adds_and_removes_sensors() {
     let id = created["id"].as_i64().unwrap();
     let (status, _, _) = send(&state, json("DELETE", &format!("/api/sensors/{id}"), "")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let file = sensor_id(&db, "db/postgresql");
+    let file = sensor_id(&state, "db/postgresql").await;
     let (status, _, body) = send(&state, json("DELETE", &format!("/api/sensors/{file}"), "")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("configuration file"), "{body}");
 }
 
-#[tokio::test]
-async fn groups_servers_and_maintenance_windows_are_edited_through_forms() {
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
+async fn groups_servers_and_maintenance_windows_are_edited_through_forms(
+    _dir: TempDir,
+    state: AppState,
+) {
     let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
     let post =
         |path: &str, fields: &str| post_form(path, Some(&cookie), &format!("csrf={csrf}&{fields}"));
@@ -786,9 +799,7 @@ async fn groups_servers_and_maintenance_windows_are_edited_through_forms() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-
-    let store = Store::open(&db).unwrap();
-    let loaded = store.load().unwrap();
+    let loaded = state.db().load().await.unwrap();
     let site = loaded
         .config
         .groups
@@ -810,8 +821,7 @@ async fn groups_servers_and_maintenance_windows_are_edited_through_forms() {
         (Some("Site"), vec!["eu".to_owned(), "lb".to_owned()])
     );
     assert_eq!(loaded.config.maintenance.len(), 1);
-    let window_id = store.windows().unwrap()[0].0;
-    drop(store);
+    let window_id = state.db().windows().await.unwrap()[0].0;
 
     let (status, _, page) = send(&state, post("/config/group/delete", "name=Site")).await;
     assert_eq!(
@@ -829,7 +839,7 @@ async fn groups_servers_and_maintenance_windows_are_edited_through_forms() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let loaded = Store::open(&db).unwrap().load().unwrap();
+    let loaded = state.db().load().await.unwrap();
     assert!(
         loaded.config.maintenance.is_empty()
             && !loaded.config.groups.iter().any(|g| g.path == "Site")
@@ -913,12 +923,9 @@ async fn metrics_access_is_configurable() {
 
 /// Hardening "also": text a monitored server sent is shown with its
 /// hidden and text-direction characters escaped.
-#[tokio::test]
-async fn server_replies_show_hidden_characters_escaped() {
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
-    let id = sensor_id(&db, "db/postgresql");
-    let (writer, thread) = portwatch::store::writer::start(&db).unwrap();
+async fn server_replies_show_hidden_characters_escaped(_dir: TempDir, state: AppState) {
+    let id = sensor_id(&state, "db/postgresql").await;
+    let (writer, thread) = state.db().writer().unwrap();
     let now = jiff::Timestamp::now().as_millisecond();
     writer.result(
         portwatch::store::pack::StoredResult {
@@ -951,13 +958,11 @@ async fn server_replies_show_hidden_characters_escaped() {
     );
 }
 
-#[tokio::test]
-async fn the_api_covers_groups_servers_windows_and_status_pages() {
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
-    let token = Store::open(&db)
-        .unwrap()
-        .create_token("ops", Role::Admin)
+async fn the_api_covers_groups_servers_windows_and_status_pages(_dir: TempDir, state: AppState) {
+    let token = state
+        .db()
+        .create_token("ops".into(), Role::Admin)
+        .await
         .unwrap();
     let call = |method: &str, path: &str, body: &str| api(&token, method, path, body);
     let cases: &[(&str, &str, &str, StatusCode)] = &[
@@ -1027,10 +1032,10 @@ async fn the_api_covers_groups_servers_windows_and_status_pages() {
     );
 }
 
-#[tokio::test]
-async fn servers_and_groups_pause_and_resume_from_the_configuration_page() {
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
+async fn servers_and_groups_pause_and_resume_from_the_configuration_page(
+    _dir: TempDir,
+    state: AppState,
+) {
     let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
     let (status, _, _) = send(
         &state,
@@ -1042,7 +1047,7 @@ async fn servers_and_groups_pause_and_resume_from_the_configuration_page() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let paused = Store::open(&db).unwrap().load().unwrap().paused;
+    let paused = state.db().load().await.unwrap().paused;
     assert_eq!(paused.len(), 1, "the group's one sensor");
     let (status, _, _) = send(
         &state,
@@ -1060,16 +1065,13 @@ async fn servers_and_groups_pause_and_resume_from_the_configuration_page() {
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert!(Store::open(&db).unwrap().load().unwrap().paused.is_empty());
+    assert!(state.db().load().await.unwrap().paused.is_empty());
 }
 
-#[tokio::test]
-async fn the_api_shows_notifications_and_their_delivery() {
+async fn the_api_shows_notifications_and_their_delivery(_dir: TempDir, state: AppState) {
     use portwatch::monitor::state::{Change, State};
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
-    let id = sensor_id(&db, "db/postgresql");
-    let (writer, thread) = portwatch::store::writer::start(&db).unwrap();
+    let id = sensor_id(&state, "db/postgresql").await;
+    let (writer, thread) = state.db().writer().unwrap();
     let payload = portwatch::notify::Payload {
         sensor: "db/postgresql".into(),
         server: "db".into(),
@@ -1113,9 +1115,10 @@ async fn the_api_shows_notifications_and_their_delivery() {
     assert!(rows[0]["delivered_ms"].is_null());
     // A receiver's error reply is for admins only (hardening #14).
     let outbox_id = rows[0]["id"].as_i64().unwrap();
-    Store::open(&db)
-        .unwrap()
-        .delivery_failed(outbox_id, "HTTP 500: internal reply body", 0)
+    state
+        .db()
+        .delivery_failed(outbox_id, "HTTP 500: internal reply body".into(), 0)
+        .await
         .unwrap();
     let (_, _, body) = send(&state, get("/api/notifications", Some(&cookie))).await;
     assert!(!body.contains("internal reply body"), "{body}");
@@ -1127,15 +1130,22 @@ async fn the_api_shows_notifications_and_their_delivery() {
     assert!(body.contains("HTTP 500: internal reply body"), "{body}");
 }
 
-#[tokio::test]
-async fn channels_and_rules_are_edited_through_the_api_and_pages_without_showing_secrets() {
-    let (dir, state) = setup();
-    let db = dir.path.join("portwatch.db");
+async fn channels_and_rules_are_edited_through_the_api_and_pages_without_showing_secrets(
+    _dir: TempDir,
+    state: AppState,
+) {
     let (admin, read) = {
-        let store = Store::open(&db).unwrap();
         (
-            store.create_token("ci", Role::Admin).unwrap(),
-            store.create_token("ro", Role::Read).unwrap(),
+            state
+                .db()
+                .create_token("ci".into(), Role::Admin)
+                .await
+                .unwrap(),
+            state
+                .db()
+                .create_token("ro".into(), Role::Read)
+                .await
+                .unwrap(),
         )
     };
     let json = api;
@@ -1192,7 +1202,7 @@ async fn channels_and_rules_are_edited_through_the_api_and_pages_without_showing
         assert!(body.contains(says), "{bad}: {body}");
     }
     // The monitor reads them like the file's.
-    let (channels, rules) = Store::open(&db).unwrap().notifications().unwrap();
+    let (channels, rules) = state.db().notifications().await.unwrap();
     assert_eq!(channels[0].options.rate_limit, 3);
     assert_eq!(rules[0].after_s, Some(1800));
     let (status, _, body) = send(&state, json(&read, "GET", "/api/channels", "")).await;
@@ -1268,9 +1278,58 @@ async fn channels_and_rules_are_edited_through_the_api_and_pages_without_showing
         "{page}"
     );
     assert!(page.contains("<td>down, up</td><td>Prod</td>"), "{page}");
-    let (_, rules) = Store::open(&db).unwrap().notifications().unwrap();
+    let (_, rules) = state.db().notifications().await.unwrap();
     assert_eq!(rules.len(), 1);
 }
+
+/// The web and API tests above, each on SQLite and again on PostgreSQL
+/// (a cluster of its own): one body, both stores.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (dir, state) = super::setup();
+                    super::$name(dir, state).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some((dir, state, _cluster)) =
+                        super::setup_postgres(concat!("web::on_postgres::", stringify!($name))).await
+                    else {
+                        return;
+                    };
+                    super::$name(dir, state).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    pages_need_a_sign_in_and_wrong_passwords_are_refused,
+    names_are_html_escaped,
+    forms_without_the_csrf_token_are_refused,
+    read_only_users_and_tokens_cannot_change_anything,
+    adding_a_sensor_validates_each_field,
+    metrics_use_prometheus_names_and_need_a_token_off_loopback,
+    failed_sign_ins_are_rate_limited_per_address,
+    reports_as_a_page_as_csv_and_as_json,
+    public_status_pages_need_no_sign_in_and_show_no_hosts,
+    sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot,
+    the_api_adds_and_removes_sensors,
+    groups_servers_and_maintenance_windows_are_edited_through_forms,
+    server_replies_show_hidden_characters_escaped,
+    the_api_covers_groups_servers_windows_and_status_pages,
+    servers_and_groups_pause_and_resume_from_the_configuration_page,
+    channels_and_rules_are_edited_through_the_api_and_pages_without_showing_secrets,
+    the_api_shows_notifications_and_their_delivery,
+);
 
 /// A concrete path for a route pattern, naming things that exist.
 fn concrete(pattern: &str, sensor: i64) -> String {
@@ -1309,7 +1368,7 @@ fn change(method: &axum::http::Method, path: &str, cookie: &str, csrf: &str) -> 
 async fn every_change_needs_the_csrf_token_the_same_origin_and_an_admin() {
     let (dir, state) = setup();
     let db = dir.path.join("portwatch.db");
-    let id = sensor_id(&db, "db/postgresql");
+    let id = sensor_id(&state, "db/postgresql").await;
     let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
     let (viewer, viewer_csrf) = sign_in(&state, "viewer", "viewer-password").await;
     let wrong: String = csrf
@@ -1385,7 +1444,7 @@ async fn every_change_needs_the_csrf_token_the_same_origin_and_an_admin() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(is_paused(&db, id));
+    assert!(is_paused(&state, id).await);
 }
 
 /// Hardening "also": framing, sniffing, referrers and inline script are
