@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -202,6 +202,11 @@ pub async fn run<S: Storage, W: Writes>(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_poll = Instant::now();
+    // The configuration is read by a task of its own, never in this loop:
+    // a database that hangs (a network cut) delays a reload, not the
+    // checks. One read at a time; a reload asked for meanwhile follows it.
+    let mut reading: Option<JoinHandle<ConfigRead>> = None;
+    let mut reload_asked = false;
     loop {
         let next = monitor.queue.peek().map(|Reverse((due, _, _))| *due);
         tokio::select! {
@@ -209,19 +214,38 @@ pub async fn run<S: Storage, W: Writes>(
             () = shutdown.cancelled() => break,
             Some(finished) = done.recv() => monitor.finish(finished),
             () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => monitor.start_due(),
-            () = reload.notified() => monitor.reload(&db).await,
+            read = async { reading.as_mut().expect("a read in flight").await }, if reading.is_some() => {
+                reading = None;
+                match read {
+                    Ok(read) => monitor.take_read(read),
+                    Err(error) => tracing::error!(%error, "the configuration read failed"),
+                }
+                if std::mem::take(&mut reload_asked) {
+                    reading = Some(tokio::spawn(read_config(db.clone(), None)));
+                }
+            }
+            () = reload.notified() => {
+                if reading.is_some() {
+                    reload_asked = true;
+                } else {
+                    reading = Some(tokio::spawn(read_config(db.clone(), None)));
+                }
+            }
             _ = tick.tick() => {
                 monitor.reap();
                 let effects = monitor.core.tick(monitor.options.clock.now());
                 monitor.carry_out(effects);
                 monitor.publish_slots();
                 monitor.judge_load();
-                if last_poll.elapsed() >= monitor.options.reload_every {
+                if last_poll.elapsed() >= monitor.options.reload_every && reading.is_none() {
                     last_poll = Instant::now();
-                    monitor.poll_generation(&db).await;
+                    reading = Some(tokio::spawn(read_config(db.clone(), Some(monitor.generation))));
                 }
             }
         }
+    }
+    if let Some(reading) = reading {
+        reading.abort();
     }
     // Checks in flight are abandoned; everything already reported is
     // committed before returning.
@@ -256,8 +280,38 @@ pub async fn run<S: Storage, W: Writes>(
 }
 
 /// Loads the configuration and the last known states, off the async threads.
-async fn load<S: Storage>(db: &S) -> Result<(Loaded, HashMap<i64, (State, i64)>), StoreError> {
+async fn load<S: Storage>(db: &S) -> Result<(Loaded, States), StoreError> {
     Ok((db.load().await?, db.states().await?))
+}
+
+/// Every sensor's last known state and since when.
+type States = HashMap<i64, (State, i64)>;
+
+/// What a read of the configuration found.
+enum ConfigRead {
+    /// The generation is the one running: nothing to do.
+    Unchanged,
+    /// A new configuration and the last known states.
+    Loaded(Box<(Loaded, States)>),
+    /// The store did not answer (a reload asked for by a poll is tried
+    /// again at the next poll).
+    Failed(StoreError, bool),
+}
+
+/// Reads the configuration if its generation differs from `running`
+/// (always, without one: a reload was asked for).
+async fn read_config<S: Storage>(db: S, running: Option<i64>) -> ConfigRead {
+    if let Some(running) = running {
+        match db.generation().await {
+            Ok(generation) if generation == running => return ConfigRead::Unchanged,
+            Ok(_) => {}
+            Err(error) => return ConfigRead::Failed(error, true),
+        }
+    }
+    match load(&db).await {
+        Ok(loaded) => ConfigRead::Loaded(Box::new(loaded)),
+        Err(error) => ConfigRead::Failed(error, running.is_some()),
+    }
 }
 
 fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
@@ -354,19 +408,12 @@ impl<W: Writes> Monitor<W> {
             .clone()
     }
 
-    async fn poll_generation<S: Storage>(&mut self, db: &S) {
-        match db.generation().await {
-            Ok(generation) if generation != self.generation => self.reload(db).await,
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the configuration generation; retrying")
-            }
-        }
-    }
-
-    async fn reload<S: Storage>(&mut self, db: &S) {
-        match load(db).await {
-            Ok((loaded, states)) => {
+    /// Applies what a configuration read found.
+    fn take_read(&mut self, read: ConfigRead) {
+        match read {
+            ConfigRead::Unchanged => {}
+            ConfigRead::Loaded(loaded) => {
+                let (loaded, states) = *loaded;
                 self.apply(loaded, states);
                 tracing::info!(
                     sensors = self.core.len(),
@@ -374,7 +421,10 @@ impl<W: Writes> Monitor<W> {
                     "configuration reloaded"
                 );
             }
-            Err(error) => {
+            ConfigRead::Failed(error, true) => {
+                tracing::warn!(%error, "cannot read the configuration generation; retrying")
+            }
+            ConfigRead::Failed(error, false) => {
                 tracing::error!(%error, "cannot reload the configuration; keeping the current one")
             }
         }
@@ -630,7 +680,7 @@ struct Announcer {
     /// Unbounded on purpose: an entry per state change, never per check,
     /// and dropping one would lose an announcement.
     queue: mpsc::UnboundedSender<Announcement>,
-    task: tokio::task::JoinHandle<()>,
+    task: JoinHandle<()>,
 }
 
 impl Announcer {

@@ -633,3 +633,68 @@ fn every_store_command_works_on_postgresql() {
         "{stderr}"
     );
 }
+
+/// A database that stops answering without closing its connections (a
+/// network cut, a hung host: here the server frozen with SIGSTOP) delays
+/// no check: the configuration poll and the writes wait on their own, the
+/// schedule keeps its time, and everything is written once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_hangs_delays_no_check() {
+    let Some(cluster) = cluster("postgres::a_database_that_hangs_delays_no_check").await else {
+        return;
+    };
+    let cluster = Arc::new(cluster);
+    let db = daemon::open(&Location::parse(&cluster.url("portwatch")).unwrap())
+        .await
+        .unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..20 {
+        listeners.push(Listener::start().await);
+    }
+    db.apply(from_toml("t.toml", &config(&listeners)).unwrap())
+        .await
+        .unwrap();
+    let running = daemon::start(daemon::Options {
+        db: db.clone(),
+        config: None,
+        monitor: MonitorOptions {
+            reload_every: Duration::from_secs(1),
+            ..MonitorOptions::default()
+        },
+        web: None,
+        deliver: false,
+    })
+    .unwrap();
+    until("20 sensors up", Duration::from_secs(30), || async {
+        in_state(&db, State::Up).await == 20
+    })
+    .await;
+    let frozen = cluster.clone();
+    blocking(move || frozen.freeze().unwrap()).await;
+    let before = running.stats().snapshot();
+    let frozen_at = tokio::time::Instant::now();
+    // Eight seconds of 20 checks a second, with the database silent.
+    tokio::time::sleep_until(frozen_at + Duration::from_secs(8)).await;
+    let during = running.stats().snapshot();
+    let thawing = cluster.clone();
+    blocking(move || thawing.thaw().unwrap()).await;
+    assert!(
+        during.done >= before.done + 20 * 7,
+        "{} checks in 8 s with the database frozen",
+        during.done - before.done
+    );
+    assert_eq!(during.missed, 0, "no check missed");
+    assert!(
+        during.lateness_quantile(0.99).unwrap_or(0) < 1_000,
+        "checks started on time"
+    );
+    let writer = running.writer_stats().clone();
+    until(
+        "what waited to be written",
+        Duration::from_secs(60),
+        || async { writer.pending.load(Ordering::Relaxed) == 0 && writer.failing().is_none() },
+    )
+    .await;
+    running.shutdown().cancel();
+    assert_eq!(running.wait().await.unwrap().dropped, 0);
+}

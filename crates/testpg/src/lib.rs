@@ -206,6 +206,44 @@ impl Cluster {
         self.psql("postgres", "SELECT pg_reload_conf()").map(drop)
     }
 
+    /// Freezes the server and its backends (SIGSTOP), as a network cut
+    /// or a hung host looks to a client: connections stay open, nothing
+    /// answers. [`Cluster::thaw`] lets them go on.
+    pub fn freeze(&self) -> Result<(), String> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) -> Result<(), String> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), String> {
+        let pid_file = self.dir.join("data/postmaster.pid");
+        let main = std::fs::read_to_string(&pid_file)
+            .map_err(|e| format!("{}: {e}", pid_file.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let mut pids = vec![main.clone()];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid …: the parent is the fourth field, after
+            // the command's closing parenthesis.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if parent == Some(main.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let mut args = vec![signal];
+        args.extend(pids.iter().map(String::as_str));
+        self.run("kill", &args, false)
+    }
+
     /// Starts a stopped server again on the same port.
     pub fn restart(&self) -> Result<(), String> {
         self.pg_ctl_start()
