@@ -16,6 +16,7 @@ pub(super) const EXAMPLES: &str = "Examples:
   portwatch serve                               the store ./portwatch.db
   portwatch serve --config portwatch.toml       apply the file first, and on SIGHUP
   portwatch serve --db /var/lib/portwatch/portwatch.db
+  portwatch serve --db postgres://portwatch@db.example/portwatch   on PostgreSQL
 
 Stop it with Ctrl-C or SIGTERM: every result already taken is written first.
 After a crash or `kill -9` at most the last second of raw results is lost,
