@@ -129,11 +129,6 @@ impl Location {
         }
         Ok(Location::Sqlite(PathBuf::from(text)))
     }
-
-    /// Whether this is a PostgreSQL database.
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Location::Postgres(_))
-    }
 }
 
 fn tls_mode(value: &str) -> Result<TlsMode, String> {
@@ -410,6 +405,52 @@ mod tests {
         let error = Location::parse("postgres://db/x?sslmode=sometimes").unwrap_err();
         assert!(error.contains("sslmode=sometimes"), "{error}");
         assert!(error.contains("verify-full"), "{error}");
+    }
+
+    #[test]
+    fn messages_show_the_store_with_its_password_masked() {
+        let url = Location::parse("postgres://pw:s3cret@db/portwatch").unwrap();
+        assert_eq!(url.to_string(), "postgres://pw:***@db/portwatch");
+        let debug = format!("{url:?}");
+        assert!(
+            debug.contains("postgres://pw:***@db/portwatch") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        let with_password = match Location::parse("host=db").unwrap() {
+            Location::Postgres(mut target) => {
+                target.password = Some("s3cret".into());
+                target
+            }
+            other => panic!("{other:?}"),
+        };
+        let debug = format!("{with_password:?}");
+        assert!(
+            debug.contains("\"***\"") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        let path = Location::parse("/var/lib/portwatch/portwatch.db").unwrap();
+        assert_eq!(path.to_string(), "/var/lib/portwatch/portwatch.db");
+        assert_eq!(
+            format!("{path:?}"),
+            "Sqlite(/var/lib/portwatch/portwatch.db)"
+        );
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded_and_broken_ones_kept() {
+        assert_eq!(percent_decode("%2Fetc%2fca.pem"), "/etc/ca.pem");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("a%zzb"), "a%zzb");
+    }
+
+    #[test]
+    fn key_value_strings_allow_spaces_around_the_equals_sign_and_at_the_end() {
+        let target = pg("  host = /run/postgresql   dbname=portwatch  ");
+        assert_eq!(target.conninfo, "host = /run/postgresql dbname=portwatch");
+        // An empty value is a value, as libpq reads it.
+        assert_eq!(pg("host=x dbname= ").conninfo, "host=x dbname=");
+        let config: tokio_postgres::Config = target.conninfo.parse().unwrap();
+        assert_eq!(config.get_dbname(), Some("portwatch"));
     }
 
     #[test]
