@@ -441,7 +441,11 @@ mod tests {
         assert_eq!(percent_decode("%2Fetc%2fca.pem"), "/etc/ca.pem");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("a%zzb"), "a%zzb");
-        assert_eq!(percent_decode("%2z%z2"), "%2z%z2", "both digits must be hex");
+        assert_eq!(
+            percent_decode("%2z%z2"),
+            "%2z%z2",
+            "both digits must be hex"
+        );
     }
 
     #[test]
