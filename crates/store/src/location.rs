@@ -473,6 +473,8 @@ mod tests {
         );
         let error = Location::parse("host=x dbname='open").unwrap_err();
         assert!(error.contains("never closed"), "{error}");
+        let quoted = pg("host=x sslrootcert='/etc/a ca\\'s.pem' sslmode=verify-full");
+        assert_eq!(quoted.root_cert, Some(PathBuf::from("/etc/a ca's.pem")));
         let error = Location::parse("host=x dbname='ends in \\").unwrap_err();
         assert!(error.contains("never closed"), "{error}");
         let error = Location::parse("host=x dbname").unwrap_err();
