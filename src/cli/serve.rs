@@ -73,85 +73,91 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         ..MonitorOptions::default()
     };
     let summary = runtime.block_on(async {
-        let web = if args.no_web {
-            None
-        } else {
-            let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|error| {
-                anyhow::anyhow!("cannot listen on {}: {error}: choose another address with --listen, or --no-web", args.listen)
+        // Whatever ends the run (also a failure to start the web), the
+        // monitor lock is given up, so a restart need not wait for a
+        // PostgreSQL lease to lapse.
+        let run = async {
+            let web = if args.no_web {
+                None
+            } else {
+                let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|error| {
+                    anyhow::anyhow!("cannot listen on {}: {error}: choose another address with --listen, or --no-web", args.listen)
+                })?;
+                // The admin is created only once the address is ours, so that its
+                // generated password is always printed.
+                let chosen = std::env::var("PORTWATCH_ADMIN_PASSWORD").ok();
+                let password = crate::web::ensure_admin(&db, chosen).await?;
+                let address = listener.local_addr()?;
+                monitor.public_url = Some(match &args.public_url {
+                    Some(url) => url.clone(),
+                    None => format!("http://{address}"),
+                });
+                let (access, proxies, public_url) = (
+                    args.metrics_access,
+                    args.trusted_proxies.clone(),
+                    args.public_url.clone(),
+                );
+                Some((address, password, daemon::Web {
+                    listener,
+                    limits: web_limits,
+                    configure: Box::new(move |state| {
+                        state
+                            .with_metrics_access(access)
+                            .with_trusted_proxies(proxies)
+                            .with_public_url(public_url)
+                    }),
+                }))
+            };
+            let (shown, web) = match web {
+                Some((address, password, web)) => (Some((address, password)), Some(web)),
+                None => (None, None),
+            };
+            let running = daemon::start(daemon::Options {
+                db: db.clone(),
+                config: args.config.clone(),
+                monitor,
+                web,
+                deliver: true,
             })?;
-            // The admin is created only once the address is ours, so that its
-            // generated password is always printed.
-            let chosen = std::env::var("PORTWATCH_ADMIN_PASSWORD").ok();
-            let password = crate::web::ensure_admin(&db, chosen).await?;
-            let address = listener.local_addr()?;
-            monitor.public_url = Some(match &args.public_url {
-                Some(url) => url.clone(),
-                None => format!("http://{address}"),
-            });
-            let (access, proxies, public_url) = (
-                args.metrics_access,
-                args.trusted_proxies.clone(),
-                args.public_url.clone(),
-            );
-            Some((address, password, daemon::Web {
-                listener,
-                limits: web_limits,
-                configure: Box::new(move |state| {
-                    state
-                        .with_metrics_access(access)
-                        .with_trusted_proxies(proxies)
-                        .with_public_url(public_url)
-                }),
-            }))
-        };
-        let (shown, web) = match web {
-            Some((address, password, web)) => (Some((address, password)), Some(web)),
-            None => (None, None),
-        };
-        let running = daemon::start(daemon::Options {
-            db: db.clone(),
-            config: args.config.clone(),
-            monitor,
-            web,
-            deliver: true,
-        })?;
-        // Shown once everything runs: the address answers, and the store's
-        // files are all there.
-        if let Some((address, password)) = shown {
-            web_screen(address, password.as_deref())?;
-        }
-        hints(sensors)?;
-        // SIGTERM or SIGINT stops the daemon; SIGHUP re-applies the
-        // configuration file (if one was given) and reloads.
-        let shutdown = running.shutdown();
-        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-        let signals = tokio::spawn(async move {
-            let mut signals = signals;
-            while let Some(signal) = signals.received.recv().await {
-                if signal != Signal::SIGHUP {
-                    tracing::info!("stopping: writing what is left to the store");
-                    shutdown.cancel();
-                    return;
-                }
-                let _ = reload_tx.send(());
+            // Shown once everything runs: the address answers, and the store's
+            // files are all there.
+            if let Some((address, password)) = shown {
+                web_screen(address, password.as_deref())?;
             }
-        });
-        let mut reloads = reload_rx;
-        let stopped = running.shutdown();
-        loop {
-            tokio::select! {
-                () = stopped.cancelled() => break,
-                Some(()) = reloads.recv() => {
-                    if let Err(error) = running.reload().await {
-                        tracing::error!("{error:#}; keeping the running configuration");
+            hints(sensors)?;
+            // SIGTERM or SIGINT stops the daemon; SIGHUP re-applies the
+            // configuration file (if one was given) and reloads.
+            let shutdown = running.shutdown();
+            let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+            let signals = tokio::spawn(async move {
+                let mut signals = signals;
+                while let Some(signal) = signals.received.recv().await {
+                    if signal != Signal::SIGHUP {
+                        tracing::info!("stopping: writing what is left to the store");
+                        shutdown.cancel();
+                        return;
+                    }
+                    let _ = reload_tx.send(());
+                }
+            });
+            let mut reloads = reload_rx;
+            let stopped = running.shutdown();
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => break,
+                    Some(()) = reloads.recv() => {
+                        if let Err(error) = running.reload().await {
+                            tracing::error!("{error:#}; keeping the running configuration");
+                        }
                     }
                 }
             }
-        }
-        signals.abort();
-        let summary = running.wait().await;
+            signals.abort();
+            running.wait().await
+        };
+        let outcome = run.await;
         lock.release().await;
-        summary
+        outcome
     })?;
     let counts = summary.checks;
     writeln!(
