@@ -651,12 +651,7 @@ impl Store {
                  ORDER BY s.id",
             )
             .map_err(self.sqlite())?;
-        let prefix = format!(
-            "{}/%",
-            name.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let prefix = below(name);
         let ids: Vec<i64> = statement
             .query_map(params![name, prefix], |r| r.get(0))
             .map_err(self.sqlite())?
@@ -1000,6 +995,17 @@ impl Store {
             )
             .map_err(self.sqlite())
     }
+}
+
+/// A `LIKE … ESCAPE '\\'` pattern for the group paths below `name`
+/// (`name/…`), with `name`'s own `%`, `_` and `\\` taken literally.
+pub(crate) fn below(name: &str) -> String {
+    format!(
+        "{}/%",
+        name.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
 }
 
 /// Where a report starts: a sensor added during the period is reported

@@ -38,7 +38,7 @@ const REPACK_EVERY: Duration = Duration::from_secs(60);
 /// seconds, long enough that retries cost nothing.
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// Queue between the monitor and the writer.
-const QUEUE: usize = 200_000;
+pub(crate) const QUEUE: usize = 200_000;
 /// Results taken from the queue before a commit is considered.
 const MAX_BATCH: usize = 100_000;
 /// Results held in memory while the store refuses writes, before the oldest
@@ -179,9 +179,6 @@ pub(crate) fn start_on<T: Target>(
         handle,
     )
 }
-
-/// The default capacity of the result queue.
-pub(crate) const QUEUE_CAPACITY: usize = QUEUE;
 
 impl Writer {
     /// Stores an event and, in the same transaction, the notifications it

@@ -138,7 +138,7 @@ impl Pg {
                 pg: self.clone(),
                 runtime: tokio::runtime::Handle::current(),
             },
-            crate::writer::QUEUE_CAPACITY,
+            crate::writer::QUEUE,
         )
     }
 }

@@ -508,12 +508,7 @@ impl Storage for Pg {
 
     async fn sensor_ids(&self, name: String) -> Result<Vec<i64>, StoreError> {
         let name = name.trim_matches('/');
-        let prefix = format!(
-            "{}/%",
-            name.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let prefix = crate::below(name);
         let ids: Vec<i64> = self
             .query(
                 "SELECT s.id FROM sensors s JOIN servers v ON v.id = s.server_id
