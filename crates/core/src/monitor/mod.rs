@@ -1,5 +1,6 @@
 //! The monitor's pure decisions; the application runs them.
 //!
+//! - [`cluster`]: which node of a location checks which sensor.
 //! - [`decide`]: every decision about the sensors, as effects to carry out.
 //! - [`state`]: the sensor state machine.
 //! - [`dependency`]: pauses for dependencies and windows, held alerts.
@@ -8,6 +9,7 @@
 //! - [`scheduler`]: scheduling decisions (first-run spread, catching up).
 //! - [`stats`]: counters of checks due, done, late and missed.
 
+pub mod cluster;
 pub mod decide;
 pub mod dependency;
 pub mod reload;

@@ -1,0 +1,326 @@
+//! Several nodes in one location share its sensors: which node checks
+//! which sensor, and from when.
+//!
+//! - A sensor goes to the live node on which its **share key** weighs most
+//!   (rendezvous, or highest-random-weight, hashing): every node computes
+//!   the same answer from the same list of nodes, with no traffic per
+//!   sensor, and a node joining or leaving moves only its own share.
+//! - The share key is the root of the sensor's dependency chain, so a
+//!   sensor and what it depends on are decided on one node.
+//! - Times come from the database's clock, as offsets from one heartbeat's
+//!   query. A node's own times are read late (it starts checking after the
+//!   database says it may) and the others' early (it gives a sensor up
+//!   before the node taking it starts), so two nodes never check one
+//!   sensor at once, at the cost of a gap as long as one round trip.
+
+use std::collections::HashMap;
+
+use crate::config::model::ResolvedSensor;
+
+/// A live node as one heartbeat's query saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Its id in the `nodes` table (a node that rejoins has a new one).
+    pub id: i64,
+    /// Milliseconds from the database's `now()` until its share is its own
+    /// (zero or less: it already is).
+    pub active_in_ms: i64,
+    /// Milliseconds from the database's `now()` until its lease lapses.
+    pub expires_in_ms: i64,
+}
+
+/// Which sensors a node checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    me: i64,
+    /// The active nodes of the location, sorted; empty when this node owns
+    /// nothing (not active yet, or its lease lapsed).
+    nodes: Vec<i64>,
+}
+
+impl Share {
+    /// The share of node `me` among the active `nodes`; nothing unless
+    /// `me` is one of them.
+    pub fn new(me: i64, mut nodes: Vec<i64>) -> Share {
+        nodes.sort_unstable();
+        nodes.dedup();
+        if nodes.binary_search(&me).is_err() {
+            nodes.clear();
+        }
+        Share { me, nodes }
+    }
+
+    /// Whether this node checks the sensors with share key `key`.
+    pub fn owns(&self, key: i64) -> bool {
+        owner(key, &self.nodes) == Some(self.me)
+    }
+
+    /// Whether this node owns nothing.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Whether this node is the only active one (it owns everything).
+    pub fn alone(&self) -> bool {
+        self.nodes == [self.me]
+    }
+
+    /// The active nodes, this one among them (empty when it owns nothing).
+    pub fn nodes(&self) -> &[i64] {
+        &self.nodes
+    }
+}
+
+/// The weight of `node` for `key`: a 64-bit mix of both, so that every
+/// node wins an equal share of keys and the order of the nodes for one key
+/// has nothing to do with their order for another.
+pub fn weight(key: i64, node: i64) -> u64 {
+    mix(key as u64 ^ mix(node as u64))
+}
+
+/// splitmix64's finaliser: every input bit moves every output bit.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The node that checks `key`: the heaviest, ties to the higher id.
+pub fn owner(key: i64, nodes: &[i64]) -> Option<i64> {
+    nodes
+        .iter()
+        .copied()
+        .max_by_key(|node| (weight(key, *node), *node))
+}
+
+/// Each sensor's share key (in `specs`' order): the id of the root of its
+/// dependency chain, or its own id. A dependency that is not a known
+/// sensor ends the chain; a cycle (refused by the configuration's checks)
+/// cannot loop here.
+pub fn share_keys(specs: &[ResolvedSensor], ids: &HashMap<String, i64>) -> Vec<Option<i64>> {
+    let depends: HashMap<&str, &str> = specs
+        .iter()
+        .filter_map(|s| Some((s.path.as_str(), s.depends_on.as_deref()?)))
+        .collect();
+    specs
+        .iter()
+        .map(|spec| {
+            let mut root = spec.path.as_str();
+            for _ in 0..=depends.len() {
+                match depends.get(root) {
+                    Some(next) if ids.contains_key(*next) => root = next,
+                    _ => break,
+                }
+            }
+            ids.get(root).copied()
+        })
+        .collect()
+}
+
+/// One heartbeat's view of the live nodes of this node's location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// This node.
+    pub me: i64,
+    /// The live nodes, this one among them while its lease holds.
+    pub members: Vec<Member>,
+    /// How long the query took to answer (ms): the database's `now()` lies
+    /// somewhere in it.
+    pub round_trip_ms: i64,
+}
+
+impl View {
+    /// The share `elapsed_ms` after the query was sent.
+    pub fn share(&self, elapsed_ms: i64) -> Share {
+        let Some(me) = self.members.iter().find(|m| m.id == self.me) else {
+            return Share::new(self.me, Vec::new());
+        };
+        // Mine: active only once the answer's latest reading says so, and
+        // over at the earliest reading of the lease's end.
+        if elapsed_ms < me.active_in_ms + self.round_trip_ms || elapsed_ms >= me.expires_in_ms {
+            return Share::new(self.me, Vec::new());
+        }
+        // The others': active at the earliest reading.
+        let nodes = self
+            .members
+            .iter()
+            .filter(|m| m.id == self.me || elapsed_ms >= m.active_in_ms)
+            .map(|m| m.id)
+            .collect();
+        Share::new(self.me, nodes)
+    }
+
+    /// When the share next changes by this view (ms after the query was
+    /// sent): a node becoming active, or this node's lease ending.
+    pub fn next_change(&self, elapsed_ms: i64) -> Option<i64> {
+        self.members
+            .iter()
+            .flat_map(|m| {
+                if m.id == self.me {
+                    vec![m.active_in_ms + self.round_trip_ms, m.expires_in_ms]
+                } else {
+                    vec![m.active_in_ms]
+                }
+            })
+            .filter(|at| *at > elapsed_ms)
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_toml;
+    use crate::config::model::resolve;
+
+    fn member(id: i64, active_in_ms: i64, expires_in_ms: i64) -> Member {
+        Member {
+            id,
+            active_in_ms,
+            expires_in_ms,
+        }
+    }
+
+    #[test]
+    fn every_key_has_exactly_one_owner_and_the_shares_are_even() {
+        let nodes = [3, 8, 21];
+        let shares: Vec<Share> = nodes
+            .iter()
+            .map(|me| Share::new(*me, nodes.to_vec()))
+            .collect();
+        let mut counts = [0usize; 3];
+        for key in 0..30_000 {
+            let owners: Vec<usize> = (0..3).filter(|i| shares[*i].owns(key)).collect();
+            assert_eq!(owners.len(), 1, "key {key}: {owners:?}");
+            counts[owners[0]] += 1;
+        }
+        for count in counts {
+            assert!((9_000..11_000).contains(&count), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn a_node_leaving_moves_only_its_own_keys() {
+        let before = [1, 2, 3];
+        let after = [1, 3];
+        for key in 0..10_000 {
+            let (was, is) = (owner(key, &before), owner(key, &after));
+            if was != Some(2) {
+                assert_eq!(was, is, "key {key} moved between nodes that stayed");
+            } else {
+                assert_ne!(is, Some(2));
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_not_among_the_active_owns_nothing() {
+        let share = Share::new(4, vec![1, 2]);
+        assert!(share.is_empty());
+        assert!((0..1000).all(|key| !share.owns(key)));
+        assert!(!share.alone());
+        let alone = Share::new(4, vec![4]);
+        assert!(alone.alone());
+        assert!((0..1000).all(|key| alone.owns(key)));
+    }
+
+    #[test]
+    fn the_weight_depends_on_both_key_and_node() {
+        assert_ne!(weight(1, 2), weight(2, 1));
+        assert_ne!(weight(1, 2), weight(1, 3));
+        assert_ne!(weight(5, 2), weight(6, 2));
+        // Equal weights: the higher id wins, whatever the order given.
+        assert_eq!(owner(7, &[]), None);
+        assert_eq!(owner(7, &[9]), Some(9));
+    }
+
+    #[test]
+    fn a_sensor_is_shared_by_the_root_of_its_dependency_chain() {
+        let config = from_toml(
+            "t.toml",
+            r#"
+            [[server]]
+            name = "gw"
+            host = "192.0.2.1"
+            sensor = [{ name = "ssh", port = 22 }]
+            [[server]]
+            name = "web"
+            host = "192.0.2.2"
+            depends_on = "gw/ssh"
+            sensor = [{ name = "http", port = 80 }]
+            [[server]]
+            name = "app"
+            host = "192.0.2.3"
+            sensor = [{ name = "api", port = 443, depends_on = "web/http" }]
+            "#,
+        )
+        .unwrap();
+        let specs = resolve(&config);
+        let ids: HashMap<String, i64> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.path.clone(), 10 + i as i64))
+            .collect();
+        let keys: HashMap<&str, Option<i64>> = specs
+            .iter()
+            .map(|s| s.path.as_str())
+            .zip(share_keys(&specs, &ids))
+            .collect();
+        let gw = ids["gw/ssh"];
+        assert_eq!(keys["gw/ssh"], Some(gw));
+        assert_eq!(keys["web/http"], Some(gw));
+        assert_eq!(keys["app/api"], Some(gw), "two steps up");
+        // A dependency without an id (not stored yet) ends the chain.
+        let mut partial = ids.clone();
+        partial.remove("gw/ssh");
+        let keys = share_keys(&specs, &partial);
+        let web = specs.iter().position(|s| s.path == "web/http").unwrap();
+        let gw_index = specs.iter().position(|s| s.path == "gw/ssh").unwrap();
+        assert_eq!(keys[web], Some(ids["web/http"]));
+        assert_eq!(keys[gw_index], None);
+    }
+
+    #[test]
+    fn a_new_node_starts_late_and_the_others_give_way_early() {
+        // Node 2 joins: active 4 s after the database's now. Node 1's view
+        // (sent at 0, answered in 30 ms) gives node 2's keys up at 4,000;
+        // node 2's own view of the same moment starts them at 4,030.
+        let members = vec![member(1, -60_000, 6_000), member(2, 4_000, 6_000)];
+        let old = View {
+            me: 1,
+            members: members.clone(),
+            round_trip_ms: 30,
+        };
+        let new = View {
+            me: 2,
+            members,
+            round_trip_ms: 30,
+        };
+        assert!(old.share(3_999).alone());
+        assert_eq!(old.share(4_000).nodes(), &[1, 2]);
+        assert_eq!(old.next_change(0), Some(4_000));
+        assert!(new.share(4_029).is_empty());
+        assert_eq!(new.share(4_030).nodes(), &[1, 2]);
+        assert_eq!(new.next_change(0), Some(4_030));
+    }
+
+    #[test]
+    fn a_node_owns_nothing_once_its_lease_may_have_ended() {
+        let view = View {
+            me: 1,
+            members: vec![member(1, 0, 6_000), member(2, 0, 6_000)],
+            round_trip_ms: 10,
+        };
+        assert_eq!(view.share(5_999).nodes(), &[1, 2]);
+        assert!(view.share(6_000).is_empty());
+        assert_eq!(view.next_change(10), Some(6_000));
+        assert_eq!(view.next_change(6_000), None);
+        let gone = View {
+            me: 1,
+            members: vec![member(2, 0, 6_000)],
+            round_trip_ms: 10,
+        };
+        assert!(gone.share(0).is_empty(), "not listed: lapsed");
+    }
+}
