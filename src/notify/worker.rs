@@ -30,6 +30,11 @@ pub struct DeliveryStats {
     pub failed_attempts: AtomicU64,
 }
 
+/// How long a claimed notification is this worker's alone: longer than a
+/// round of attempts takes. If the process dies meanwhile, another node (or
+/// this one restarted) attempts it once the claim ends.
+const CLAIM: Duration = Duration::from_secs(120);
+
 /// Runs until `stop` is cancelled: starts a delivery task for every channel
 /// with something due and no task running, then waits for `wake` (new
 /// notifications), a task finishing, or a second. Each channel's task
@@ -51,7 +56,8 @@ pub async fn run<S: Storage>(
         }
         let now_ms = clock.now().as_millisecond();
         let busy: Vec<String> = running.values().cloned().collect();
-        let due = match db.due_notifications_except(now_ms, 200, busy).await {
+        let claim_until = now_ms + CLAIM.as_millis() as i64;
+        let due = match db.claim_notifications(now_ms, claim_until, 200, busy).await {
             Ok(due) => db
                 .notifications()
                 .await
@@ -134,7 +140,8 @@ async fn deliver_channel<S: Storage>(
     http: Http,
     stats: Arc<DeliveryStats>,
 ) {
-    for pending in queue {
+    let mut queue = queue.into_iter();
+    while let Some(pending) = queue.next() {
         let outcome = match &channel {
             Some(channel) => deliver(channel, &pending.payload, &http).await,
             None => Err(Failure {
@@ -173,6 +180,13 @@ async fn deliver_channel<S: Storage>(
             tracing::error!(%error, "cannot record a delivery attempt; it may be repeated");
         }
         if stop {
+            // The rest of the round follows the failed one, in order.
+            let rest: Vec<i64> = queue.map(|p| p.id).collect();
+            if !rest.is_empty()
+                && let Err(error) = db.release_notifications(rest, retry_ms).await
+            {
+                tracing::error!(%error, "cannot give claimed notifications back; they are retried when the claim ends");
+            }
             break;
         }
     }

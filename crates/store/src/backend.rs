@@ -349,13 +349,18 @@ impl Storage for Backend {
         delegate!(self, due_notifications(now_ms, limit))
     }
 
-    async fn due_notifications_except(
+    async fn claim_notifications(
         &self,
         now_ms: i64,
+        until_ms: i64,
         limit: usize,
         busy: Vec<String>,
     ) -> Result<Vec<Pending>, StoreError> {
-        delegate!(self, due_notifications_except(now_ms, limit, busy))
+        delegate!(self, claim_notifications(now_ms, until_ms, limit, busy))
+    }
+
+    async fn release_notifications(&self, ids: Vec<i64>, next_ms: i64) -> Result<(), StoreError> {
+        delegate!(self, release_notifications(ids, next_ms))
     }
 
     async fn delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {

@@ -129,6 +129,33 @@ impl Store {
         Ok(due)
     }
 
+    /// Claims the notifications due at `now_ms` until `until_ms` (see
+    /// [`Storage::claim_notifications`](crate::Storage::claim_notifications)).
+    pub fn claim_notifications(
+        &self,
+        now_ms: i64,
+        until_ms: i64,
+        limit: usize,
+        busy: &[String],
+    ) -> Result<Vec<Pending>, StoreError> {
+        let due = self.due_notifications_except(now_ms, limit, busy)?;
+        let ids: Vec<i64> = due.iter().map(|p| p.id).collect();
+        self.release_notifications(&ids, until_ms)?;
+        Ok(due)
+    }
+
+    /// Sets undelivered notifications due at `next_ms`.
+    pub fn release_notifications(&self, ids: &[i64], next_ms: i64) -> Result<(), StoreError> {
+        let ids = serde_json::to_string(ids).expect("ids serialise");
+        self.conn
+            .execute(
+                "UPDATE outbox SET next_ms = ?2 WHERE id IN (SELECT value FROM json_each(?1)) AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+                params![ids, next_ms],
+            )
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
     /// Records a delivery.
     pub fn delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
         self.conn

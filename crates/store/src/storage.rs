@@ -344,14 +344,26 @@ pub trait Storage: Clone + Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Pending>, StoreError>> + Send;
 
-    /// Notifications due for an attempt at `now_ms`, oldest first, leaving
-    /// out the channels in `busy` (their deliveries are under way).
-    fn due_notifications_except(
+    /// Claims the notifications due for an attempt at `now_ms`, oldest
+    /// first, leaving out the channels in `busy` (their deliveries are
+    /// under way): each is due again only at `until_ms`, unless its attempt
+    /// is recorded first, so that nodes sharing the store never attempt one
+    /// notification at once.
+    fn claim_notifications(
         &self,
         now_ms: i64,
+        until_ms: i64,
         limit: usize,
         busy: Vec<String>,
     ) -> impl Future<Output = Result<Vec<Pending>, StoreError>> + Send;
+
+    /// Gives claimed notifications that were not attempted back, due at
+    /// `next_ms` (after a failed attempt of their channel, with its retry).
+    fn release_notifications(
+        &self,
+        ids: Vec<i64>,
+        next_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records a delivery.
     fn delivered(
@@ -665,13 +677,19 @@ impl Storage for Db {
             .await
     }
 
-    async fn due_notifications_except(
+    async fn claim_notifications(
         &self,
         now_ms: i64,
+        until_ms: i64,
         limit: usize,
         busy: Vec<String>,
     ) -> Result<Vec<Pending>, StoreError> {
-        self.call(move |store| store.due_notifications_except(now_ms, limit, &busy))
+        self.call(move |store| store.claim_notifications(now_ms, until_ms, limit, &busy))
+            .await
+    }
+
+    async fn release_notifications(&self, ids: Vec<i64>, next_ms: i64) -> Result<(), StoreError> {
+        self.call(move |store| store.release_notifications(&ids, next_ms))
             .await
     }
 

@@ -480,6 +480,54 @@ async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W) {
         "a cancelled notification is never sent"
     );
     assert_eq!(db.events(id, 0, i64::MAX).await.unwrap().len(), 3);
+
+    // Claims: each due notification goes to one claimer until its claim
+    // ends or its attempt is recorded; one not attempted is given back.
+    let notify = vec![("chat".to_owned(), payload.clone())];
+    for (n, (from, to)) in [(State::Up, State::Down), (State::Down, State::Up)]
+        .into_iter()
+        .enumerate()
+    {
+        writer
+            .event_holding(
+                id,
+                at + 4_000 + n as i64,
+                change(from, to),
+                notify.clone(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let claim = |now: i64, busy: Vec<String>| db.claim_notifications(now, now + 60_000, 10, busy);
+    assert!(
+        claim(at + 4_001, vec!["chat".into()])
+            .await
+            .unwrap()
+            .is_empty(),
+        "busy"
+    );
+    let first = claim(at + 4_001, Vec::new()).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first[0].id < first[1].id, "oldest first");
+    assert!(
+        claim(at + 4_002, Vec::new()).await.unwrap().is_empty(),
+        "claimed once"
+    );
+    db.delivered(first[0].id, at + 4_100).await.unwrap();
+    db.release_notifications(vec![first[0].id, first[1].id], at + 5_000)
+        .await
+        .unwrap();
+    assert!(claim(at + 4_999, Vec::new()).await.unwrap().is_empty());
+    let again = claim(at + 5_000, Vec::new()).await.unwrap();
+    assert_eq!(
+        again.iter().map(|p| p.id).collect::<Vec<_>>(),
+        [first[1].id],
+        "given back; the delivered one stays delivered"
+    );
+    assert!(claim(at + 65_000 - 1, Vec::new()).await.unwrap().is_empty());
+    let lapsed = claim(at + 65_000, Vec::new()).await.unwrap();
+    assert_eq!(lapsed.len(), 1, "due again once the claim ends");
 }
 
 mod sqlite {

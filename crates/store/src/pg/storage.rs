@@ -47,6 +47,16 @@ impl Pg {
         serde_json::from_str(text).map_err(|e| self.damaged(format!("{text}: {e}")))
     }
 
+    /// An outbox row as the delivery worker takes it.
+    fn pending(&self, row: &Row) -> Result<Pending, StoreError> {
+        Ok(Pending {
+            id: row.get(0),
+            channel: row.get(1),
+            payload: self.parse(row.get(2))?,
+            attempts: row.get::<_, i64>(3) as u32,
+        })
+    }
+
     async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
         rows(&client, sql, params).await.map_err(self.fail())
@@ -1248,33 +1258,52 @@ impl Storage for Pg {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<Pending>, StoreError> {
-        self.due_notifications_except(now_ms, limit, Vec::new())
-            .await
-    }
-
-    async fn due_notifications_except(
-        &self,
-        now_ms: i64,
-        limit: usize,
-        busy: Vec<String>,
-    ) -> Result<Vec<Pending>, StoreError> {
         self.query(
             "SELECT id, channel, payload, attempts FROM outbox
-             WHERE delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= $1 AND channel <> ALL($3)
+             WHERE delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= $1
              ORDER BY id LIMIT $2",
-            &[&now_ms, &(limit as i64), &busy],
+            &[&now_ms, &(limit as i64)],
         )
         .await?
         .iter()
-        .map(|r| {
-            Ok(Pending {
-                id: r.get(0),
-                channel: r.get(1),
-                payload: self.parse(r.get(2))?,
-                attempts: r.get::<_, i64>(3) as u32,
-            })
-        })
+        .map(|r| self.pending(r))
         .collect()
+    }
+
+    async fn claim_notifications(
+        &self,
+        now_ms: i64,
+        until_ms: i64,
+        limit: usize,
+        busy: Vec<String>,
+    ) -> Result<Vec<Pending>, StoreError> {
+        // A row another node claimed meanwhile is re-read after its lock is
+        // released, and then no longer due: each row goes to one claimer.
+        let mut due = self
+            .query(
+                "UPDATE outbox SET next_ms = $4
+                 WHERE id IN (SELECT id FROM outbox
+                              WHERE delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= $1 AND channel <> ALL($3)
+                              ORDER BY id LIMIT $2)
+                   AND delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= $1
+                 RETURNING id, channel, payload, attempts",
+                &[&now_ms, &(limit as i64), &busy, &until_ms],
+            )
+            .await?
+            .iter()
+            .map(|r| self.pending(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        due.sort_unstable_by_key(|p| p.id);
+        Ok(due)
+    }
+
+    async fn release_notifications(&self, ids: Vec<i64>, next_ms: i64) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE outbox SET next_ms = $2 WHERE id = ANY($1) AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+            &[&ids, &next_ms],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
