@@ -14,6 +14,7 @@
 //!   that two processes starting together migrate once, without advisory
 //!   locks (which some PostgreSQL-compatible engines lack).
 
+pub mod nodes;
 mod schema;
 mod storage;
 
@@ -170,6 +171,23 @@ impl Pg {
             &crate::accounts::random_token()[..8]
         );
         let seconds = LEASE.as_secs() as f64;
+        // A node (portwatch serve) monitoring the store holds it too.
+        let node = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT name FROM nodes WHERE expires_at > now() AND left_at IS NULL LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(self.fail())?;
+        if let Some(node) = node {
+            let name: String = node.get(0);
+            return Err(StoreError::Conflict(format!(
+                "portwatch serve (node '{name}') is monitoring {}: stop it first, or give another --db",
+                self.name()
+            )));
+        }
         let taken = self
             .client()
             .await?

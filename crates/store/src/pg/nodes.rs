@@ -1,0 +1,373 @@
+//! Nodes sharing a PostgreSQL store: each `serve` registers a row in
+//! `nodes` and renews its lease there, by the database's clock.
+//!
+//! Plain SQL only (`INSERT … SELECT … WHERE NOT EXISTS`, `UPDATE …
+//! RETURNING`, a CTE): no advisory locks and no session state, so the same
+//! statements work through a pooler in transaction mode and on engines
+//! that speak PostgreSQL's protocol without its locking functions.
+
+use std::time::Duration;
+
+use portwatch_core::monitor::cluster::Member;
+
+use super::Pg;
+use crate::StoreError;
+
+/// What a node says about itself when it joins.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Unique among the live nodes.
+    pub name: String,
+    /// Where it checks from.
+    pub location: String,
+    /// portwatch's version.
+    pub version: String,
+    /// How long its lease lasts without renewal.
+    pub lease: Duration,
+    /// How long a node joining a location that has live nodes waits before
+    /// its share is its own: long enough for every other node to have seen
+    /// it by then (two heartbeats), so that the hand-over is exact.
+    pub join_delay: Duration,
+}
+
+/// What a node reports at each heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Heartbeat {
+    /// The sensors it checks.
+    pub sensors: i64,
+    /// Checks per second since the last heartbeat.
+    pub checks_per_s: f64,
+    /// Checks started late, since it started.
+    pub late: i64,
+    /// Checks missed, since it started.
+    pub missed: i64,
+}
+
+/// A node as the Nodes page shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeRow {
+    /// Its id (a node that rejoins gets a new one).
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its location.
+    pub location: String,
+    /// portwatch's version.
+    pub version: String,
+    /// When it joined (ms).
+    pub started_ms: i64,
+    /// Its last heartbeat (ms).
+    pub heartbeat_ms: i64,
+    /// When its lease ends or ended (ms).
+    pub expires_ms: i64,
+    /// Whether its lease holds.
+    pub live: bool,
+    /// Whether it left by stopping (rather than by its lease lapsing).
+    pub left: bool,
+    /// Its last heartbeat's figures.
+    #[serde(flatten)]
+    pub heartbeat: Heartbeat,
+}
+
+/// Milliseconds since the epoch of a `timestamptz` expression.
+macro_rules! ms {
+    ($e:literal) => {
+        concat!("(extract(epoch FROM ", $e, ") * 1000)::bigint")
+    };
+}
+
+/// How long nodes that are gone stay listed.
+const LISTED: Duration = Duration::from_secs(24 * 3600);
+
+impl Pg {
+    /// Registers a node; returns its id. Refused while a live node has the
+    /// same name, while a node of another location is live (one location
+    /// per store for now), or while `store copy` holds the store.
+    pub async fn join_node(&self, spec: &NodeSpec) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let busy = client
+            .query_opt(
+                "SELECT 'name', location FROM nodes WHERE name = $1 AND expires_at > now() AND left_at IS NULL
+                 UNION ALL
+                 SELECT 'location', location FROM nodes WHERE location <> $2 AND expires_at > now() AND left_at IS NULL
+                 UNION ALL
+                 SELECT 'lease', holder FROM monitor_lease WHERE expires_at > now()
+                 LIMIT 1",
+                &[&spec.name, &spec.location],
+            )
+            .await
+            .map_err(self.fail())?;
+        if let Some(row) = busy {
+            let (what, other): (&str, String) = (row.get(0), row.get(1));
+            return Err(StoreError::Conflict(match what {
+                "name" => format!(
+                    "a live node named '{}' (location {other}) already monitors {}: give this one another --node NAME, or stop the other (a node that died is forgotten within {} s)",
+                    spec.name,
+                    self.name(),
+                    spec.lease.as_secs()
+                ),
+                "location" => format!(
+                    "a node in location '{other}' already monitors {}; nodes of several locations on one store are not supported yet: give every node --location {other}",
+                    self.name()
+                ),
+                _ => format!(
+                    "{other} holds {} (portwatch store copy): wait until it ends",
+                    self.name()
+                ),
+            }));
+        }
+        let row = client
+            .query_one(
+                "INSERT INTO nodes (name, location, version, started_at, active_at, heartbeat_at, expires_at)
+                 SELECT $1, $2, $3, now(),
+                        CASE WHEN EXISTS (SELECT 1 FROM nodes WHERE location = $2 AND expires_at > now() AND left_at IS NULL)
+                             THEN now() + make_interval(secs => $5) ELSE now() END,
+                        now(), now() + make_interval(secs => $4)
+                 RETURNING id",
+                &[
+                    &spec.name,
+                    &spec.location,
+                    &spec.version,
+                    &spec.lease.as_secs_f64(),
+                    &spec.join_delay.as_secs_f64(),
+                ],
+            )
+            .await
+            .map_err(self.fail())?;
+        // Rows of nodes long gone are dropped by whoever joins.
+        let _ = client
+            .execute(
+                "DELETE FROM nodes WHERE expires_at < now() - make_interval(secs => $1)",
+                &[&LISTED.as_secs_f64()],
+            )
+            .await;
+        Ok(row.get(0))
+    }
+
+    /// Renews node `id`'s lease and reports its figures; returns the live
+    /// nodes of its location, itself among them, with their times as
+    /// offsets from the database's clock. `None`: its lease had lapsed, and
+    /// it is dead for everyone (it must join again, as a new node).
+    pub async fn heartbeat(
+        &self,
+        id: i64,
+        lease: Duration,
+        figures: Heartbeat,
+    ) -> Result<Option<Vec<Member>>, StoreError> {
+        let client = self.client().await?;
+        // The CTE's update is invisible to the outer query (one snapshot):
+        // the node's own new expiry is computed there again.
+        let rows = client
+            .query(
+                concat!(
+                    "WITH renewed AS (
+                       UPDATE nodes SET heartbeat_at = now(), expires_at = now() + make_interval(secs => $2),
+                              sensors = $3, checks_per_s = $4, late = $5, missed = $6
+                       WHERE id = $1 AND expires_at > now() AND left_at IS NULL
+                       RETURNING location)
+                     SELECT n.id, ",
+                    ms!("n.active_at - now()"),
+                    ", CASE WHEN n.id = $1 THEN ($2 * 1000)::bigint ELSE ",
+                    ms!("n.expires_at - now()"),
+                    " END
+                     FROM nodes n JOIN renewed r ON n.location = r.location
+                     WHERE n.id = $1 OR (n.expires_at > now() AND n.left_at IS NULL)"
+                ),
+                &[
+                    &id,
+                    &lease.as_secs_f64(),
+                    &figures.sensors,
+                    &figures.checks_per_s,
+                    &figures.late,
+                    &figures.missed,
+                ],
+            )
+            .await
+            .map_err(self.fail())?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            rows.iter()
+                .map(|r| Member {
+                    id: r.get(0),
+                    active_in_ms: r.get(1),
+                    expires_in_ms: r.get(2),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Node `id` stops: its lease ends now, and the others take its share
+    /// at their next heartbeat.
+    pub async fn leave_node(&self, id: i64) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE nodes SET expires_at = least(expires_at, now()), left_at = now() WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(self.fail())?;
+        Ok(())
+    }
+
+    /// The nodes, live ones first, then those gone in the last day.
+    pub async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                concat!(
+                    "SELECT id, name, location, version, ",
+                    ms!("started_at"),
+                    ", ",
+                    ms!("heartbeat_at"),
+                    ", ",
+                    ms!("expires_at"),
+                    ", expires_at > now() AND left_at IS NULL, left_at IS NOT NULL,
+                     sensors, checks_per_s, late, missed
+                     FROM nodes
+                     ORDER BY expires_at > now() AND left_at IS NULL DESC, location, name, id DESC"
+                ),
+                &[],
+            )
+            .await
+            .map_err(self.fail())?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeRow {
+                id: r.get(0),
+                name: r.get(1),
+                location: r.get(2),
+                version: r.get(3),
+                started_ms: r.get(4),
+                heartbeat_ms: r.get(5),
+                expires_ms: r.get(6),
+                live: r.get(7),
+                left: r.get(8),
+                heartbeat: Heartbeat {
+                    sensors: r.get(9),
+                    checks_per_s: r.get(10),
+                    late: r.get(11),
+                    missed: r.get(12),
+                },
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, location: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            location: location.into(),
+            version: "test".into(),
+            lease: Duration::from_secs(3),
+            join_delay: Duration::from_secs(2),
+        }
+    }
+
+    async fn store() -> Option<(portwatch_testpg::Cluster, Pg)> {
+        let cluster = tokio::task::spawn_blocking(|| {
+            let cluster = portwatch_testpg::Cluster::for_test("store::pg::nodes")?;
+            cluster.create_database("portwatch").unwrap();
+            Some(cluster)
+        })
+        .await
+        .unwrap()?;
+        let crate::location::Location::Postgres(target) =
+            crate::location::Location::parse(&cluster.url("portwatch")).unwrap()
+        else {
+            panic!("a postgres:// URL is PostgreSQL");
+        };
+        let pg = Pg::connect(&target, 4).await.unwrap();
+        Some((cluster, pg))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_join_renew_lapse_and_leave_by_the_database_clock() {
+        let Some((_cluster, pg)) = store().await else {
+            return;
+        };
+        let lease = Duration::from_secs(3);
+        let a = pg.join_node(&spec("a", "eu")).await.unwrap();
+        let members = pg
+            .heartbeat(a, lease, Heartbeat::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(members.len(), 1);
+        assert!(
+            members[0].active_in_ms <= 0,
+            "the first node is active at once"
+        );
+        assert_eq!(members[0].expires_in_ms, 3_000);
+
+        let refused = pg
+            .join_node(&spec("a", "eu"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("a live node named 'a'"), "{refused}");
+        let elsewhere = pg
+            .join_node(&spec("c", "us"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(elsewhere.contains("--location eu"), "{elsewhere}");
+
+        let b = pg.join_node(&spec("b", "eu")).await.unwrap();
+        let figures = Heartbeat {
+            sensors: 7,
+            checks_per_s: 1.5,
+            late: 2,
+            missed: 1,
+        };
+        let seen = pg.heartbeat(b, lease, figures).await.unwrap().unwrap();
+        let joined = seen.iter().find(|m| m.id == b).unwrap();
+        assert!(
+            (1_000..=2_000).contains(&joined.active_in_ms),
+            "a later node waits for the others to see it: {joined:?}"
+        );
+        let rows = pg.nodes().await.unwrap();
+        let row = rows.iter().find(|r| r.id == b).unwrap();
+        assert_eq!((row.live, row.heartbeat), (true, figures));
+
+        // b stops renewing: after its lease, a no longer sees it, and b's
+        // own renewal says it is dead.
+        pg.client()
+            .await
+            .unwrap()
+            .execute(
+                "UPDATE nodes SET expires_at = now() - interval '1 ms' WHERE id = $1",
+                &[&b],
+            )
+            .await
+            .unwrap();
+        let members = pg
+            .heartbeat(a, lease, Heartbeat::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(members.iter().map(|m| m.id).collect::<Vec<_>>(), [a]);
+        assert_eq!(
+            pg.heartbeat(b, lease, Heartbeat::default()).await.unwrap(),
+            None
+        );
+        // A node that left is gone at once, and its name is free again.
+        pg.leave_node(a).await.unwrap();
+        assert_eq!(
+            pg.heartbeat(a, lease, Heartbeat::default()).await.unwrap(),
+            None
+        );
+        let again = pg.join_node(&spec("a", "us")).await.unwrap();
+        assert_ne!(again, a, "rejoins as a new node");
+        let rows = pg.nodes().await.unwrap();
+        assert!(rows[0].live && rows[0].id == again, "live first: {rows:?}");
+        assert!(rows.iter().any(|r| r.id == a && r.left && !r.live));
+    }
+}
