@@ -34,6 +34,10 @@ pub struct Options {
     /// Whether this daemon delivers the outbox's notifications (else they
     /// wait in the store for a daemon that does).
     pub deliver: bool,
+    /// On a node sharing the store: its share of the sensors (see
+    /// [`crate::node::Node::share`]). `None`: every sensor is this
+    /// daemon's.
+    pub share: Option<tokio::sync::watch::Receiver<crate::monitor::cluster::Share>>,
 }
 
 /// The web interface of a daemon.
@@ -134,6 +138,7 @@ pub fn start(options: Options) -> Result<Running, StoreError> {
         reload: reload.clone(),
         notified,
         shutdown: shutdown.clone(),
+        share: options.share,
     };
     let monitor = tokio::spawn(crate::monitor::daemon::run(wiring, options.monitor));
     Ok(Running {

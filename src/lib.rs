@@ -141,6 +141,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod monitor;
+pub mod node;
 pub mod notify;
 pub mod web;
 

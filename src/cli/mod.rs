@@ -304,6 +304,19 @@ pub struct ServeArgs {
     /// Without it every client is the address that connected.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<crate::web::Cidr>,
+    /// This node's name among the nodes sharing a PostgreSQL store (default:
+    /// the host name). The live nodes of one location split its sensors
+    /// and take over from a node that stops or dies.
+    #[arg(long, value_name = "NAME", value_parser = parse_node_name)]
+    pub node: Option<String>,
+    /// Where this node checks from (one location per store for now).
+    #[arg(long, value_name = "LOCATION", default_value = "default", value_parser = parse_node_name)]
+    pub location: String,
+    /// How often a node renews its lease and looks at the other nodes; a
+    /// node that misses three heartbeats is dead for the others, who take
+    /// its sensors. Between 200ms and 60s.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_heartbeat)]
+    pub heartbeat: Duration,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,
@@ -655,6 +668,33 @@ pub struct PortsArgs {
 
 fn parse_target(text: &str) -> Result<Target, String> {
     Target::parse(text, Services::global()).map_err(|e| e.to_string())
+}
+
+/// A node's or location's name: letters, digits, `.`, `_` and `-`.
+fn parse_node_name(text: &str) -> Result<String, String> {
+    let fine = !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if fine {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not a name: use 1 to 63 letters, digits, '.', '_' or '-' (for example eu-west-1)"
+        ))
+    }
+}
+
+fn parse_heartbeat(text: &str) -> Result<Duration, String> {
+    let every = parse_duration(text)?;
+    if (Duration::from_millis(200)..=Duration::from_secs(60)).contains(&every) {
+        Ok(every)
+    } else {
+        Err(format!(
+            "a heartbeat of {text} is out of range: give 200ms to 60s (the default, 2s, suits most)"
+        ))
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -8,9 +8,10 @@ use nix::sys::signal::{SigSet, Signal};
 use super::ServeArgs;
 use crate::daemon;
 use crate::monitor::{Clock, MonitorOptions};
+use crate::node::{Node, Timing};
 use crate::probe::CloseMode;
-use crate::store::Storage;
 use crate::store::location::Location;
+use crate::store::{Backend, Storage};
 
 pub(super) const EXAMPLES: &str = "Examples:
   portwatch serve                               the store ./portwatch.db
@@ -40,13 +41,13 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (db, lock, sensors) = runtime.block_on(async {
+    let (db, mut lock, sensors) = runtime.block_on(async {
         let existed = match &location {
             Location::Sqlite(path) => path.exists(),
             Location::Postgres(_) => true,
         };
         let db = daemon::open(&location).await?;
-        let lock = db.lock_monitor().await?;
+        let lock = hold(&db, &args).await?;
         if let Location::Sqlite(path) = &location {
             for file in crate::store::readable_by_others(path) {
                 tracing::warn!(file = %file.display(), "the store is readable by other users (it holds password hashes and webhook secrets): chmod 600 it");
@@ -112,13 +113,21 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
                 Some((address, password, web)) => (Some((address, password)), Some(web)),
                 None => (None, None),
             };
+            let share = match &lock {
+                Hold::Node(node) => Some(node.share()),
+                Hold::Lock(_) => None,
+            };
             let running = daemon::start(daemon::Options {
+                share,
                 db: db.clone(),
                 config: args.config.clone(),
                 monitor,
                 web,
                 deliver: true,
             })?;
+            if let Hold::Node(node) = &mut lock {
+                node.start(running.stats().clone());
+            }
             // Shown once everything runs: the address answers, and the store's
             // files are all there.
             if let Some((address, password)) = shown {
@@ -176,6 +185,67 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         location
     )?;
     Ok(0)
+}
+
+/// What keeps other monitors off this one's sensors: SQLite's monitor
+/// lock (one `serve` per store), or on PostgreSQL this process's place
+/// among the nodes that share the store.
+enum Hold {
+    Lock(crate::store::MonitorLock),
+    Node(Box<Node>),
+}
+
+impl Hold {
+    /// Gives it up (a node leaves: the others take its sensors at once).
+    async fn release(self) {
+        match self {
+            Hold::Lock(lock) => lock.release().await,
+            Hold::Node(node) => node.leave().await,
+        }
+    }
+}
+
+async fn hold(db: &Backend, args: &ServeArgs) -> anyhow::Result<Hold> {
+    match db {
+        Backend::Postgres(pg) => {
+            let name = match &args.node {
+                Some(name) => name.clone(),
+                None => host_name(),
+            };
+            let timing = Timing {
+                heartbeat: args.heartbeat,
+            };
+            let node = Node::join(pg.clone(), name.clone(), args.location.clone(), timing).await?;
+            tracing::info!(node = %name, location = %args.location, "joined the nodes of the store");
+            Ok(Hold::Node(Box::new(node)))
+        }
+        Backend::Sqlite(_) => {
+            if args.node.is_some() {
+                anyhow::bail!(
+                    "--node needs a PostgreSQL store (--db postgres://…): nodes share one database; a SQLite store has one monitor"
+                );
+            }
+            Ok(Hold::Lock(db.lock_monitor().await?))
+        }
+    }
+}
+
+/// This machine's name, for a node that was given none.
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    if name.is_empty() { "node".into() } else { name }
 }
 
 /// SIGTERM, SIGINT and SIGHUP, taken by a thread of their own with

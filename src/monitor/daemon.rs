@@ -12,11 +12,12 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::{Share, share_keys};
 use super::decide::{Core, Due, Effect, Outcome, Reload};
 use super::reload::Changed;
 use super::scheduler::{Slots, first_offset, next_due};
@@ -102,6 +103,8 @@ impl Default for MonitorOptions {
 /// copy per sensor cost about 10 MB per 100,000 sensors.)
 struct Schedule {
     host: Arc<Semaphore>,
+    /// The key its node is chosen by (see [`share_keys`]).
+    key: i64,
     interval: Duration,
     due: Instant,
     /// Bumped when the schedule changes, so stale queue entries are skipped.
@@ -139,6 +142,9 @@ struct Monitor<W> {
     /// The counters at the start of the current overload window.
     window: Window,
     window_started: Instant,
+    /// On a node sharing the store: which sensors are this node's. `None`:
+    /// the monitor checks every sensor.
+    share: Option<Share>,
 }
 
 /// How often the monitor judges whether it keeps up.
@@ -161,6 +167,9 @@ pub struct Wiring<S, W> {
     pub notified: Arc<Notify>,
     /// Cancelled to stop.
     pub shutdown: CancellationToken,
+    /// On a node sharing the store with others: its share, as its
+    /// heartbeats find it. `None`: this monitor checks every sensor.
+    pub share: Option<watch::Receiver<Share>>,
 }
 
 /// Runs the monitor until `wiring.shutdown` is cancelled, then waits for
@@ -176,6 +185,7 @@ pub async fn run<S: Storage, W: Writes>(
         reload,
         notified,
         shutdown,
+        mut share,
     } = wiring;
     let (done_sender, mut done) = mpsc::channel(65_536);
     let mut monitor = Monitor {
@@ -194,6 +204,7 @@ pub async fn run<S: Storage, W: Writes>(
         generation: -1,
         window: Window::default(),
         window_started: Instant::now(),
+        share: share.as_mut().map(|s| s.borrow_and_update().clone()),
     };
     let (loaded, states) = load(&db).await?;
     monitor.apply(loaded, states);
@@ -222,6 +233,25 @@ pub async fn run<S: Storage, W: Writes>(
                 }
                 if std::mem::take(&mut reload_asked) {
                     reading = Some(tokio::spawn(read_config(db.clone(), None)));
+                }
+            }
+            changed = async { share.as_mut().expect("a node").changed().await }, if share.is_some() => {
+                if changed.is_err() {
+                    // The node's heartbeats ended: the process is stopping.
+                    share = None;
+                    continue;
+                }
+                let now = share.as_mut().expect("a node").borrow_and_update().clone();
+                if monitor.share.as_ref() != Some(&now) {
+                    tracing::info!(nodes = now.nodes().len(), owns_nothing = now.is_empty(), "this node's share of the sensors changed");
+                    monitor.share = Some(now);
+                    // Sensors given up stop at once (see `owns`); sensors
+                    // taken come with the last state their node stored.
+                    if reading.is_some() {
+                        reload_asked = true;
+                    } else {
+                        reading = Some(tokio::spawn(read_config(db.clone(), None)));
+                    }
                 }
             }
             () = reload.notified() => {
@@ -260,8 +290,12 @@ pub async fn run<S: Storage, W: Writes>(
     while let Ok(finished) = done.try_recv() {
         monitor.finish(finished);
     }
-    let effects = monitor.core.stop(monitor.options.clock.now());
-    monitor.carry_out(effects);
+    // Sensors another node goes on checking are not "stopped": only a
+    // monitor alone in its location marks its sensors pending.
+    if monitor.share.as_ref().is_none_or(Share::alone) {
+        let effects = monitor.core.stop(monitor.options.clock.now());
+        monitor.carry_out(effects);
+    }
     monitor.writer.flush().await;
     monitor.announcer.finish().await;
     tracing::info!("stopped: everything taken is written to the store");
@@ -343,7 +377,18 @@ impl<W: Writes> Monitor<W> {
         let now = Instant::now();
         // The declared configuration is dropped as soon as it is resolved:
         // with 100,000 sensors, holding both doubles the start-up peak.
-        let specs = resolve(&config);
+        let mut specs = resolve(&config);
+        let mut keys = share_keys(&specs, &ids);
+        if let Some(share) = &self.share {
+            let mut owned = keys.iter().map(|key| key.is_some_and(|k| share.owns(k)));
+            specs.retain(|_| owned.next().unwrap_or(false));
+            keys.retain(|key| key.is_some_and(|k| share.owns(k)));
+        }
+        let keys: HashMap<i64, i64> = specs
+            .iter()
+            .zip(keys)
+            .filter_map(|(spec, key)| Some((*ids.get(&spec.path)?, key?)))
+            .collect();
         let rules = std::mem::take(&mut config.rules);
         let channels = std::mem::take(&mut config.channels);
         drop(config);
@@ -360,6 +405,7 @@ impl<W: Writes> Monitor<W> {
             let host = self.host_limit(spec);
             let schedule = self.schedules.get_mut(id).expect("a running sensor");
             schedule.host = host;
+            schedule.key = keys.get(id).copied().unwrap_or(*id);
             schedule.interval = spec.settings.interval;
             if *reschedule {
                 schedule.epoch += 1;
@@ -376,6 +422,7 @@ impl<W: Writes> Monitor<W> {
                 *id,
                 Schedule {
                     host,
+                    key: keys.get(id).copied().unwrap_or(*id),
                     interval: spec.settings.interval,
                     due,
                     epoch: 0,
@@ -396,6 +443,20 @@ impl<W: Writes> Monitor<W> {
         let effects = self.core.on_config(reload, self.options.clock.now());
         self.carry_out(effects);
         self.publish_slots();
+        let sensors = self.core.len() as u64;
+        self.stats.update(|c| c.sensors = sensors);
+    }
+
+    /// Whether this monitor checks sensor `id` now: on a node, a sensor
+    /// whose share went to another node stops at once, before the reload
+    /// that drops it; so does any late word about a sensor no longer
+    /// running here (its new node decides about it).
+    fn owns(&self, id: i64) -> bool {
+        match (&self.share, self.schedules.get(&id)) {
+            (None, _) => true,
+            (Some(share), Some(schedule)) => share.owns(schedule.key),
+            (Some(_), None) => false,
+        }
     }
 
     /// The limit of checks at once on a sensor's host, shared by every
@@ -453,6 +514,13 @@ impl<W: Writes> Monitor<W> {
             );
             schedule.due = due + next;
             self.queue.push(Reverse((schedule.due, id, epoch)));
+            if let Some(share) = &self.share
+                && !share.owns(schedule.key)
+            {
+                // Another node's now; dropped at the reload under way (it stays
+                // in the queue, should the share come back first).
+                continue;
+            }
             let running = match self.core.due(id) {
                 None | Some(Due::Paused) => continue,
                 Some(Due::Running) => true,
@@ -621,6 +689,9 @@ impl<W: Writes> Monitor<W> {
     /// Carries out what the core decided, in its order.
     fn carry_out(&mut self, effects: Vec<Effect>) {
         for effect in effects {
+            if !self.owns(effect.sensor()) {
+                continue;
+            }
             match effect {
                 Effect::Check { id, recheck } => self.start_check(id, Instant::now(), recheck),
                 Effect::Result {

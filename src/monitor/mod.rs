@@ -13,6 +13,6 @@
 
 pub(crate) mod daemon;
 
-pub use portwatch_core::monitor::{decide, dependency, reload, scheduler, state, stats};
+pub use portwatch_core::monitor::{cluster, decide, dependency, reload, scheduler, state, stats};
 
 pub use daemon::{Clock, MonitorOptions, run};

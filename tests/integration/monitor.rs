@@ -57,6 +57,7 @@ async fn start_with(dir: TempDir, db: &std::path::Path, options: MonitorOptions)
         web: None,
         // The outbox is checked as the monitor leaves it.
         deliver: false,
+        share: None,
     })
     .unwrap();
     Running {

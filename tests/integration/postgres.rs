@@ -102,6 +102,7 @@ fn start(db: &Backend) -> daemon::Running {
         monitor: MonitorOptions::default(),
         web: None,
         deliver: false,
+        share: None,
     })
     .unwrap()
 }
@@ -663,6 +664,7 @@ async fn a_database_that_hangs_delays_no_check() {
         },
         web: None,
         deliver: false,
+        share: None,
     })
     .unwrap();
     until("20 sensors up", Duration::from_secs(30), || async {

@@ -95,6 +95,20 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// The sensor it is about.
+    pub fn sensor(&self) -> i64 {
+        match self {
+            Effect::Result { result, .. } => result.sensor,
+            Effect::Check { id, .. }
+            | Effect::Event { id, .. }
+            | Effect::Settle { id, .. }
+            | Effect::Notify { id, .. }
+            | Effect::Stop { id, .. } => *id,
+        }
+    }
+}
+
 /// A finished check, as the decisions need it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {

@@ -35,6 +35,8 @@ pub struct Counts {
     pub in_flight: u64,
     /// Checks waiting for a free slot now (the cap on checks in flight).
     pub waiting: u64,
+    /// Sensors the monitor checks (on a node: its share).
+    pub sensors: u64,
     /// Over the last window: how much more was due than was done, in
     /// percent of what was done (0 while the monitor keeps up).
     pub overload_percent: u64,
@@ -54,6 +56,7 @@ impl Default for MonitorStats {
                 by_reason: [0; portwatch_probe::Reason::ALL.len()],
                 in_flight: 0,
                 waiting: 0,
+                sensors: 0,
                 overload_percent: 0,
                 lateness: vec![0; BUCKETS],
             }),

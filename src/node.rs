@@ -1,0 +1,222 @@
+//! This process as one node of several sharing a PostgreSQL store: it
+//! joins the `nodes` table, renews its lease at every heartbeat, and
+//! publishes its share of the sensors (see [`crate::monitor::cluster`]) to
+//! the monitor as the heartbeats and the database's clock decide it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::monitor::cluster::{Share, View};
+use crate::monitor::stats::MonitorStats;
+use crate::store::StoreError;
+use crate::store::pg::Pg;
+use crate::store::pg::nodes::{Heartbeat, NodeSpec};
+
+/// How a node's lease and hand-over are timed, from its heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How often the lease is renewed and the other nodes are looked at.
+    pub heartbeat: Duration,
+}
+
+impl Timing {
+    /// The lease lapses after three heartbeats without renewal.
+    pub fn lease(self) -> Duration {
+        self.heartbeat * 3
+    }
+
+    /// A node joining a location with live nodes starts its share two
+    /// heartbeats later: every other node has seen it by then, and gives
+    /// that share up at the same moment.
+    pub fn join_delay(self) -> Duration {
+        self.heartbeat * 2
+    }
+}
+
+/// A joined node, before and while its heartbeats run.
+pub struct Node {
+    pg: Pg,
+    name: String,
+    id: Arc<AtomicI64>,
+    share: watch::Sender<Share>,
+    /// The heartbeats, until they start running on their own.
+    beats: Option<Beats>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Joins the store's nodes as `name` in `location`, and renews its
+    /// lease once, so that its share is known before the monitor starts.
+    pub async fn join(
+        pg: Pg,
+        name: String,
+        location: String,
+        timing: Timing,
+    ) -> Result<Node, StoreError> {
+        let spec = NodeSpec {
+            name: name.clone(),
+            location,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            lease: timing.lease(),
+            join_delay: timing.join_delay(),
+        };
+        let id = pg.join_node(&spec).await?;
+        let (share, _) = watch::channel(Share::new(id, Vec::new()));
+        let id = Arc::new(AtomicI64::new(id));
+        let mut beats = Beats {
+            pg: pg.clone(),
+            spec,
+            timing,
+            id: id.clone(),
+            share: share.clone(),
+            stats: Arc::new(MonitorStats::default()),
+            view: None,
+            last: (Instant::now(), 0),
+            rate: 0.0,
+        };
+        beats.beat().await;
+        beats.publish();
+        Ok(Node {
+            pg,
+            name,
+            id,
+            share,
+            beats: Some(beats),
+            task: None,
+        })
+    }
+
+    /// Its share, as the heartbeats find it.
+    pub fn share(&self) -> watch::Receiver<Share> {
+        self.share.subscribe()
+    }
+
+    /// Starts the heartbeats, reporting the monitor's figures.
+    pub fn start(&mut self, stats: Arc<MonitorStats>) {
+        if let Some(mut beats) = self.beats.take() {
+            beats.last = (Instant::now(), stats.snapshot().done);
+            beats.stats = stats;
+            self.task = Some(tokio::spawn(beats.run()));
+        }
+    }
+
+    /// Stops the heartbeats and leaves: the other nodes take this node's
+    /// share at their next heartbeat. Call it once the monitor stopped.
+    pub async fn leave(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        let id = self.id.load(Ordering::Relaxed);
+        match self.pg.leave_node(id).await {
+            Ok(()) => tracing::info!(node = %self.name, "left the nodes"),
+            Err(error) => {
+                tracing::warn!(node = %self.name, %error, "cannot leave the nodes; its lease lapses by itself")
+            }
+        }
+    }
+}
+
+struct Beats {
+    pg: Pg,
+    spec: NodeSpec,
+    timing: Timing,
+    id: Arc<AtomicI64>,
+    share: watch::Sender<Share>,
+    stats: Arc<MonitorStats>,
+    /// The last heartbeat's view, and when its query was sent.
+    view: Option<(View, Instant)>,
+    /// When the rate's window started, with the checks done then.
+    last: (Instant, u64),
+    /// Checks per second over the last window.
+    rate: f64,
+}
+
+/// The span checks per second are measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+impl Beats {
+    async fn run(mut self) {
+        loop {
+            let sent = Instant::now();
+            self.beat().await;
+            // Until the next heartbeat: the share as this view has it, at
+            // each moment it changes.
+            let next_beat = sent + self.timing.heartbeat;
+            loop {
+                match self.publish().filter(|at| *at < next_beat) {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => {
+                        tokio::time::sleep_until(next_beat).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One heartbeat: renews the lease (joining again as a new node if it
+    /// had lapsed) and takes the view of the live nodes.
+    async fn beat(&mut self) {
+        let id = self.id.load(Ordering::Relaxed);
+        let sent = Instant::now();
+        let counts = self.stats.snapshot();
+        // Checks per second over at least RATE_WINDOW: checks come in
+        // bursts, and a heartbeat's span alone would read them unevenly.
+        let seconds = self.last.0.elapsed().as_secs_f64();
+        if seconds >= RATE_WINDOW.as_secs_f64() {
+            self.rate = counts.done.saturating_sub(self.last.1) as f64 / seconds;
+            self.last = (sent, counts.done);
+        }
+        let figures = Heartbeat {
+            sensors: counts.sensors as i64,
+            checks_per_s: self.rate,
+            late: counts.late as i64,
+            missed: counts.missed as i64,
+        };
+        match self.pg.heartbeat(id, self.timing.lease(), figures).await {
+            Ok(Some(members)) => {
+                let round_trip_ms = sent.elapsed().as_millis() as i64;
+                let view = View {
+                    me: id,
+                    members,
+                    round_trip_ms,
+                };
+                self.view = Some((view, sent));
+            }
+            Ok(None) => {
+                tracing::error!(node = %self.spec.name, "this node's lease lapsed (it could not renew it in time): the other nodes have taken its sensors; joining again as a new node");
+                self.view = None;
+                self.share.send_replace(Share::new(id, Vec::new()));
+                match self.pg.join_node(&self.spec).await {
+                    Ok(new) => self.id.store(new, Ordering::Relaxed),
+                    Err(error) => {
+                        tracing::warn!(node = %self.spec.name, %error, "cannot join again; retrying")
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(node = %self.spec.name, %error, "cannot renew this node's lease; retrying (its sensors stop when the lease may have lapsed)")
+            }
+        }
+    }
+
+    /// Publishes the share the last view gives now; returns when it next
+    /// changes by that view.
+    fn publish(&self) -> Option<Instant> {
+        let (view, sent) = self.view.as_ref()?;
+        let elapsed = sent.elapsed().as_millis() as i64;
+        let now = view.share(elapsed);
+        self.share.send_if_modified(|share| {
+            let changed = *share != now;
+            *share = now;
+            changed
+        });
+        view.next_change(elapsed)
+            .map(|ms| *sent + Duration::from_millis(ms.max(0) as u64))
+    }
+}
