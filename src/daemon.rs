@@ -17,7 +17,7 @@ use crate::monitor::MonitorOptions;
 use crate::monitor::daemon::Wiring;
 use crate::monitor::stats::{Counts, MonitorStats};
 use crate::notify::worker::DeliveryStats;
-use crate::store::writer::WriterStats;
+use crate::store::writer::{Fence, WriterStats};
 use crate::store::{Backend, Storage, StoreError};
 use crate::web::{AppState, WebLimits};
 
@@ -60,6 +60,7 @@ pub struct Running {
     config: Option<PathBuf>,
     stats: Arc<MonitorStats>,
     written: Arc<WriterStats>,
+    fence: Arc<Fence>,
     monitor: JoinHandle<Result<(), StoreError>>,
     delivery: Option<(JoinHandle<()>, CancellationToken)>,
     web: Option<JoinHandle<()>>,
@@ -105,6 +106,7 @@ pub fn start(options: Options) -> Result<Running, StoreError> {
     let db = options.db;
     let (writer, writer_thread) = db.writer()?;
     let written = writer.stats.clone();
+    let fence = writer.fence.clone();
     let stats = Arc::new(MonitorStats::default());
     let delivery_stats = Arc::new(DeliveryStats::default());
     let shutdown = CancellationToken::new();
@@ -148,6 +150,7 @@ pub fn start(options: Options) -> Result<Running, StoreError> {
         config: options.config,
         stats,
         written,
+        fence,
         monitor,
         delivery,
         web,
@@ -169,6 +172,11 @@ impl Running {
     /// The store writer's counters.
     pub fn writer_stats(&self) -> &Arc<WriterStats> {
         &self.written
+    }
+
+    /// The store writer's fence (for a node sharing the store).
+    pub fn fence(&self) -> &Arc<Fence> {
+        &self.fence
     }
 
     /// Applies the configuration file again (if one was given) and reloads

@@ -16,6 +16,7 @@ use crate::monitor::stats::MonitorStats;
 use crate::store::StoreError;
 use crate::store::pg::Pg;
 use crate::store::pg::nodes::{Heartbeat, NodeSpec};
+use crate::store::writer::Fence;
 
 /// How a node's lease and hand-over are timed, from its heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,7 @@ impl Node {
             id: id.clone(),
             share: share.clone(),
             stats: Arc::new(MonitorStats::default()),
+            fence: Arc::default(),
             view: None,
             last: (Instant::now(), 0),
             rate: 0.0,
@@ -96,11 +98,14 @@ impl Node {
         self.share.subscribe()
     }
 
-    /// Starts the heartbeats, reporting the monitor's figures.
-    pub fn start(&mut self, stats: Arc<MonitorStats>) {
+    /// Starts the heartbeats, reporting the monitor's figures, and fences
+    /// the store's writer with this node's lease.
+    pub fn start(&mut self, stats: Arc<MonitorStats>, fence: Arc<Fence>) {
         if let Some(mut beats) = self.beats.take() {
+            fence.set_node(self.id.load(Ordering::Relaxed));
             beats.last = (Instant::now(), stats.snapshot().done);
             beats.stats = stats;
+            beats.fence = fence;
             self.task = Some(tokio::spawn(beats.run()));
         }
     }
@@ -128,6 +133,7 @@ struct Beats {
     id: Arc<AtomicI64>,
     share: watch::Sender<Share>,
     stats: Arc<MonitorStats>,
+    fence: Arc<Fence>,
     /// The last heartbeat's view, and when its query was sent.
     view: Option<(View, Instant)>,
     /// When the rate's window started, with the checks done then.
@@ -192,8 +198,14 @@ impl Beats {
                 tracing::error!(node = %self.spec.name, "this node's lease lapsed (it could not renew it in time): the other nodes have taken its sensors; joining again as a new node");
                 self.view = None;
                 self.share.send_replace(Share::new(id, Vec::new()));
+                // What it decided before is stale: the node that took its
+                // sensors decides them now.
+                self.fence.lapsed();
                 match self.pg.join_node(&self.spec).await {
-                    Ok(new) => self.id.store(new, Ordering::Relaxed),
+                    Ok(new) => {
+                        self.id.store(new, Ordering::Relaxed);
+                        self.fence.set_node(new);
+                    }
                     Err(error) => {
                         tracing::warn!(node = %self.spec.name, %error, "cannot join again; retrying")
                     }

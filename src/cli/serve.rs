@@ -126,7 +126,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
                 deliver: true,
             })?;
             if let Hold::Node(node) = &mut lock {
-                node.start(running.stats().clone());
+                node.start(running.stats().clone(), running.fence().clone());
             }
             // Shown once everything runs: the address answers, and the store's
             // files are all there.

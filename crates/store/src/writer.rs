@@ -59,7 +59,9 @@ pub struct LastCheck {
 }
 
 enum Write {
-    Result(StoredResult, LastCheck),
+    /// A result, its sensor's state after it, and the [`Fence`] epoch it
+    /// was decided in.
+    Result(StoredResult, LastCheck, u64),
     /// Ordered writes are waiting in [`OrderedQueue`].
     Wake,
     Flush(oneshot::Sender<()>),
@@ -99,6 +101,55 @@ pub(crate) enum Ordered {
     },
 }
 
+/// Fencing for a node sharing the store with others: a state change (a
+/// sensor's latest state, an event, a notification) is written only while
+/// the node that decided it still holds its lease. A node cut off from the
+/// database stops checking when its lease may have lapsed, and another
+/// node takes its sensors; what the cut-off node decided before is stale
+/// once it is back, and is dropped rather than written over the new
+/// node's decisions. (Its results are kept: they are what it saw, before
+/// the hand-over.)
+///
+/// - Each write carries the epoch it was made in; the node raises the
+///   epoch when it finds its lease lapsed, so what was decided before is
+///   dropped however late the writer gets to it.
+/// - Each commit names the node it writes for, and the backend checks in
+///   the commit's transaction that the node's lease holds (a commit that
+///   was under way across the lapse).
+#[derive(Debug, Default)]
+pub struct Fence {
+    /// The epoch, read for each write without a lock.
+    epoch: AtomicU64,
+    /// The epoch and the node (0: not a node), changed together.
+    node: Mutex<(u64, i64)>,
+    /// State changes dropped by the fence.
+    pub dropped: AtomicU64,
+}
+
+impl Fence {
+    /// This process writes as node `id` from now on.
+    pub fn set_node(&self, id: i64) {
+        self.node.lock().expect("fence lock").1 = id;
+    }
+
+    /// The node's lease lapsed: what it decided until now is stale.
+    pub fn lapsed(&self) {
+        let mut node = self.node.lock().expect("fence lock");
+        node.0 += 1;
+        self.epoch.store(node.0, Ordering::SeqCst);
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// The epoch and the node, as one reading.
+    fn current(&self) -> (u64, Option<i64>) {
+        let node = self.node.lock().expect("fence lock");
+        (node.0, (node.1 != 0).then_some(node.1))
+    }
+}
+
 /// Counters a user would graph.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -132,6 +183,8 @@ pub struct Writer {
     ordered: OrderedQueue,
     /// Counters.
     pub stats: Arc<WriterStats>,
+    /// The fence of a node sharing the store (unused otherwise).
+    pub fence: Arc<Fence>,
 }
 
 /// Starts the writer thread on the store at `path`.
@@ -163,18 +216,23 @@ pub(crate) fn start_on<T: Target>(
     let (queue, receiver) = sync_channel(capacity);
     let ordered = OrderedQueue::default();
     let stats = Arc::new(WriterStats::default());
-    let (thread_stats, thread_ordered) = (stats.clone(), ordered.clone());
+    let fence = Arc::new(Fence::default());
+    let (thread_stats, thread_ordered, thread_fence) =
+        (stats.clone(), ordered.clone(), fence.clone());
     // Built on its own thread: it reads the store (this hour's rollups),
     // which a backend on the async runtime cannot do from an async thread.
     let handle = std::thread::Builder::new()
         .name("portwatch-store".into())
-        .spawn(move || WriterThread::new(target, thread_stats, thread_ordered).run(receiver))
+        .spawn(move || {
+            WriterThread::new(target, thread_stats, thread_ordered, thread_fence).run(receiver)
+        })
         .expect("start the store writer thread");
     (
         Writer {
             queue,
             ordered,
             stats,
+            fence,
         },
         handle,
     )
@@ -199,7 +257,11 @@ impl Writer {
         self.ordered
             .lock()
             .expect("ordered writes lock")
-            .push_back(PendingEvent { op, ack });
+            .push_back(PendingEvent {
+                op,
+                ack,
+                epoch: self.fence.epoch(),
+            });
         match self.queue.try_send(Write::Wake) {
             // A full queue needs no wake-up: the writer is busy with it, and
             // takes the ordered writes before its next commit.
@@ -219,7 +281,10 @@ impl Writer {
 impl Writes for Writer {
     /// Queues a result without waiting. A full queue drops it and counts it.
     fn result(&self, result: StoredResult, last: LastCheck) {
-        match self.queue.try_send(Write::Result(result, last)) {
+        match self
+            .queue
+            .try_send(Write::Result(result, last, self.fence.epoch()))
+        {
             Ok(()) => {
                 self.stats.pending.fetch_add(1, Ordering::Relaxed);
             }
@@ -285,6 +350,8 @@ impl Writes for Writer {
 pub(crate) struct PendingEvent {
     pub(crate) op: Ordered,
     ack: oneshot::Sender<()>,
+    /// The [`Fence`] epoch it was decided in.
+    epoch: u64,
 }
 
 /// An error of a backend's write.
@@ -297,6 +364,10 @@ pub(crate) struct Batch<'a> {
     pub(crate) journal: Option<(i64, i64, i64, Vec<u8>)>,
     pub(crate) last: &'a HashMap<i64, (StoredResult, LastCheck)>,
     pub(crate) ordered: &'a [PendingEvent],
+    /// The node the batch is written for (see [`Fence`]): its latest
+    /// states and ordered writes are written only while that node's lease
+    /// holds. `None`: not a node.
+    pub(crate) node: Option<i64>,
 }
 
 /// One repack, written in one transaction: the merged windows, the
@@ -344,6 +415,9 @@ struct WriterThread<T: Target> {
     target: T,
     stats: Arc<WriterStats>,
     ordered: OrderedQueue,
+    fence: Arc<Fence>,
+    /// The fence epoch of what `last` and `events` hold.
+    epoch: u64,
     /// Results not committed yet, oldest first.
     results: VecDeque<StoredResult>,
     last: HashMap<i64, (StoredResult, LastCheck)>,
@@ -371,11 +445,18 @@ impl<T: Target> Drop for WriterThread<T> {
 }
 
 impl<T: Target> WriterThread<T> {
-    fn new(target: T, stats: Arc<WriterStats>, ordered: OrderedQueue) -> WriterThread<T> {
+    fn new(
+        target: T,
+        stats: Arc<WriterStats>,
+        ordered: OrderedQueue,
+        fence: Arc<Fence>,
+    ) -> WriterThread<T> {
         let mut thread = WriterThread {
             target,
             stats,
             ordered,
+            epoch: fence.epoch(),
+            fence,
             results: VecDeque::new(),
             last: HashMap::new(),
             events: Vec::new(),
@@ -444,9 +525,13 @@ impl<T: Target> WriterThread<T> {
 
     fn take(&mut self, write: Write) {
         match write {
-            Write::Result(result, last) => {
+            Write::Result(result, last, epoch) => {
                 self.results.push_back(result);
-                self.last.insert(result.sensor, (result, last));
+                if epoch == self.fence.epoch() {
+                    self.last.insert(result.sensor, (result, last));
+                } else {
+                    self.fence.dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 // One in, one out: the oldest is dropped, in constant time.
                 if self.results.len() > self.max_backlog {
                     self.results.pop_front();
@@ -471,6 +556,28 @@ impl<T: Target> WriterThread<T> {
     fn take_ordered(&mut self) {
         let mut ordered = self.ordered.lock().expect("ordered writes lock");
         self.events.extend(ordered.drain(..));
+    }
+
+    /// Drops the state changes decided before the fence's epoch moved
+    /// (their acknowledgements with them: nobody is told they are stored).
+    /// Returns the node to write for.
+    fn fenced(&mut self) -> Option<i64> {
+        let (epoch, node) = self.fence.current();
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            let before = self.last.len() + self.events.len();
+            self.last.clear();
+            self.events.retain(|e| e.epoch == epoch);
+            let dropped = (before - self.events.len()) as u64;
+            self.fence.dropped.fetch_add(dropped, Ordering::Relaxed);
+            self.stats
+                .events_pending
+                .store(self.events.len() as u64, Ordering::Relaxed);
+            if dropped > 0 {
+                tracing::warn!(store = %self.target.name(), dropped, "dropped state changes decided before this node's lease lapsed: the node that took its sensors decides them now");
+            }
+        }
+        node
     }
 
     fn flush_until_done(&mut self) {
@@ -534,6 +641,7 @@ impl<T: Target> WriterThread<T> {
     }
 
     fn commit(&mut self) -> Result<(), WriteError> {
+        let node = self.fenced();
         let journal = (!self.results.is_empty()).then(|| {
             let first = self.results.iter().map(|r| r.at_ms).min().unwrap_or(0);
             let last = self.results.iter().map(|r| r.at_ms).max().unwrap_or(0);
@@ -545,6 +653,7 @@ impl<T: Target> WriterThread<T> {
             journal,
             last: &self.last,
             ordered: &self.events,
+            node,
         })
     }
 
@@ -960,6 +1069,7 @@ mod tests {
             },
             Arc::default(),
             OrderedQueue::default(),
+            Arc::default(),
         );
         (dir, thread)
     }
@@ -979,6 +1089,7 @@ mod tests {
                 message: String::new(),
                 details: None,
             },
+            0,
         )
     }
 
@@ -1017,6 +1128,65 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// After a node's lease lapses, what it decided before is dropped
+    /// however late the writer takes it; its results are kept, and what it
+    /// decides afterwards is written.
+    #[test]
+    fn state_changes_decided_before_a_lapse_are_dropped_and_results_kept() {
+        let (dir, mut thread) = temp_thread();
+        let fence = thread.fence.clone();
+        let (queue, receiver) = sync_channel(10);
+        let stamped = |n: usize, epoch: u64| match result(n) {
+            Write::Result(r, last, _) => Write::Result(r, last, epoch),
+            _ => unreachable!(),
+        };
+        let settle = |epoch| {
+            let (ack, committed) = oneshot::channel();
+            let event = PendingEvent {
+                op: Ordered::Notify {
+                    sensor: 1,
+                    at_ms: 0,
+                    notify: Vec::new(),
+                },
+                ack,
+                epoch,
+            };
+            (event, committed)
+        };
+        let count = |thread: &WriterThread<SqliteTarget>, sql: &str| -> i64 {
+            thread.target.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        };
+        // Taken before the lapse, and produced before it but taken after.
+        queue.send(stamped(1, 0)).unwrap();
+        thread.take_queued(&receiver);
+        let (event, before) = settle(0);
+        thread.events.push(event);
+        fence.lapsed();
+        queue.send(stamped(2, 0)).unwrap();
+        thread.take_queued(&receiver);
+        assert!(thread.flush());
+        assert_eq!(
+            count(&thread, "SELECT sum(count) FROM journal"),
+            2,
+            "results kept"
+        );
+        assert_eq!(count(&thread, "SELECT count(*) FROM sensor_status"), 0);
+        assert!(
+            before.blocking_recv().is_err(),
+            "not acknowledged as stored"
+        );
+        assert_eq!(fence.dropped.load(Ordering::Relaxed), 3);
+        // Decided after the lapse: written.
+        queue.send(stamped(3, 1)).unwrap();
+        thread.take_queued(&receiver);
+        let (event, after) = settle(1);
+        thread.events.push(event);
+        assert!(thread.flush());
+        assert_eq!(count(&thread, "SELECT count(*) FROM sensor_status"), 1);
+        assert!(after.blocking_recv().is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// A writer thread that ends leaves no acknowledgement waiting.
     #[test]
     fn acknowledgements_are_dropped_when_the_thread_ends() {
@@ -1030,6 +1200,7 @@ mod tests {
                 cancel: None,
             },
             ack,
+            epoch: 0,
         });
         drop(thread);
         assert!(ordered.lock().unwrap().is_empty());
@@ -1081,7 +1252,7 @@ mod tests {
 
     fn at(at_ms: i64) -> StoredResult {
         match result(0) {
-            Write::Result(r, _) => StoredResult { at_ms, ..r },
+            Write::Result(r, _, _) => StoredResult { at_ms, ..r },
             _ => unreachable!(),
         }
     }

@@ -413,6 +413,24 @@ impl Target for PgWrites {
         self.run(async {
             let mut client = self.pg.client().await?;
             let tx = client.transaction().await?;
+            // A node writes state changes only while its lease holds (see
+            // `writer::Fence`): after a lapse, another node decides them.
+            let fenced = match batch.node {
+                Some(node) => {
+                    let live: bool = one(
+                        &tx,
+                        "SELECT EXISTS (SELECT 1 FROM nodes WHERE id = $1 AND expires_at > now())",
+                        &[&node],
+                    )
+                    .await?
+                    .get(0);
+                    !live
+                }
+                None => false,
+            };
+            if fenced && (!batch.last.is_empty() || !batch.ordered.is_empty()) {
+                tracing::warn!(store = %self.pg.name(), node = batch.node, states = batch.last.len(), events = batch.ordered.len(), "this node's lease has lapsed: its latest states and events are not written (the node that took its sensors decides them); its results are");
+            }
             if let Some((first, last, count, data)) = &batch.journal {
                 exec(
                     &tx,
@@ -420,6 +438,8 @@ impl Target for PgWrites {
                     &[first, last, count, data],
                 )
                 .await?;
+            }
+            if !fenced && batch.journal.is_some() {
                 let mut ids = Vec::with_capacity(batch.last.len());
                 let mut states = Vec::with_capacity(batch.last.len());
                 let mut since = Vec::with_capacity(batch.last.len());
@@ -459,7 +479,7 @@ impl Target for PgWrites {
             // old state, and must not overwrite the new one in sensor_status.
             // A run of state changes is written with one statement per
             // table, not a round trip per change.
-            let ordered = batch.ordered;
+            let ordered = if fenced { &[][..] } else { batch.ordered };
             let mut at = 0;
             while at < ordered.len() {
                 let run = ordered[at..]

@@ -370,4 +370,95 @@ mod tests {
         assert!(rows[0].live && rows[0].id == again, "live first: {rows:?}");
         assert!(rows.iter().any(|r| r.id == a && r.left && !r.live));
     }
+
+    /// A commit for a node whose lease lapsed keeps the results and writes
+    /// no state change; one for a live node writes both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lapsed_node_writes_results_but_no_state_change() {
+        use crate::Writes;
+        use crate::pack::StoredResult;
+        use crate::writer::LastCheck;
+        use portwatch_core::monitor::state::{Change, State};
+        use portwatch_probe::{Reason, Status};
+
+        let Some((_cluster, pg)) = store().await else {
+            return;
+        };
+        let lease = Duration::from_secs(3);
+        let node = pg.join_node(&spec("a", "eu")).await.unwrap();
+        let (writer, thread) = pg.writer();
+        writer.fence.set_node(node);
+        let write = |at_ms: i64| {
+            let result = StoredResult {
+                sensor: 7,
+                at_ms,
+                status: Status::Up,
+                reason: Reason::Connected,
+                rtt_us: Some(10),
+            };
+            let last = LastCheck {
+                state: State::Up,
+                since_ms: at_ms,
+                message: "connected".into(),
+                details: None,
+            };
+            writer.result(result, last);
+            let change = Change {
+                from: State::Pending,
+                to: State::Up,
+                reason: Some(Reason::Connected),
+                message: "connected".into(),
+            };
+            writer.event(7, at_ms, change)
+        };
+        let count = |sql: &'static str| {
+            let pg = pg.clone();
+            async move {
+                let n: i64 = pg
+                    .client()
+                    .await
+                    .unwrap()
+                    .query_one(sql, &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                n
+            }
+        };
+        // Lapsed in the database, though the process has not noticed yet.
+        pg.client()
+            .await
+            .unwrap()
+            .execute(
+                "UPDATE nodes SET expires_at = now() - interval '1 ms' WHERE id = $1",
+                &[&node],
+            )
+            .await
+            .unwrap();
+        let stale = write(1_000);
+        writer.flush().await;
+        assert_eq!(
+            count("SELECT coalesce(sum(count), 0)::bigint FROM journal").await,
+            1
+        );
+        assert_eq!(count("SELECT count(*) FROM sensor_status").await, 0);
+        assert_eq!(count("SELECT count(*) FROM events").await, 0);
+        drop(stale);
+        // Joined again: written.
+        let again = pg.join_node(&spec("a", "eu")).await.unwrap();
+        writer.fence.set_node(again);
+        pg.heartbeat(again, lease, Heartbeat::default())
+            .await
+            .unwrap()
+            .unwrap();
+        write(2_000).await.unwrap();
+        writer.flush().await;
+        assert_eq!(count("SELECT count(*) FROM sensor_status").await, 1);
+        assert_eq!(count("SELECT count(*) FROM events").await, 1);
+        drop(writer);
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }
