@@ -9,6 +9,7 @@ use super::StoreClient;
 use super::{ScanFormat, StatusArgs};
 use crate::monitor::state::State;
 use crate::probe::Status;
+use crate::store::pg::nodes::NodeRow;
 use crate::store::{StatusRow, Storage};
 
 pub(super) const EXAMPLES: &str = "Examples:
@@ -114,6 +115,10 @@ pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
                 count(|s| s == State::Pending),
                 count(|s| s == State::Unknown),
             )?;
+            let nodes = store.call(store.db.nodes())?;
+            if let Some(line) = nodes_summary(&nodes, now_ms) {
+                writeln!(stdout, "{line}")?;
+            }
         }
     }
     stdout.flush()?;
@@ -125,6 +130,45 @@ pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
         State::Pending | State::Paused(_) => None,
     });
     Ok(super::output::exit_code(statuses))
+}
+
+/// One line on the nodes sharing the store: the live ones with their
+/// share and rate, then those whose lease lapsed. `None` without nodes
+/// (a SQLite store).
+fn nodes_summary(nodes: &[NodeRow], now_ms: i64) -> Option<String> {
+    if nodes.is_empty() {
+        return None;
+    }
+    let live: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.live)
+        .map(|n| {
+            format!(
+                "{} ({}, {} sensors, {:.1} checks/s)",
+                n.name, n.location, n.heartbeat.sensors, n.heartbeat.checks_per_s
+            )
+        })
+        .collect();
+    let lapsed: Vec<String> = nodes
+        .iter()
+        .filter(|n| !n.live && !n.left)
+        .map(|n| {
+            format!(
+                "{} (last heartbeat {} ago)",
+                n.name,
+                crate::duration::age(n.heartbeat_ms, now_ms)
+            )
+        })
+        .collect();
+    let mut line = if live.is_empty() {
+        "Nodes: none live: no node checks the sensors".to_owned()
+    } else {
+        format!("Nodes: {} live: {}", live.len(), live.join(", "))
+    };
+    if !lapsed.is_empty() {
+        line.push_str(&format!("; lapsed: {}", lapsed.join(", ")));
+    }
+    Some(line)
 }
 
 fn json(row: &StatusRow) -> JsonStatus<'_> {
@@ -139,5 +183,49 @@ fn json(row: &StatusRow) -> JsonStatus<'_> {
         response_time_ms: row.last_rtt_us.map(|us| us as f64 / 1000.0),
         reason: row.last_reason.as_deref(),
         message: row.last_message.as_deref(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::pg::nodes::Heartbeat;
+
+    fn node(name: &str, live: bool, left: bool, heartbeat_ms: i64) -> NodeRow {
+        NodeRow {
+            id: 1,
+            name: name.into(),
+            location: "eu".into(),
+            version: "0".into(),
+            started_ms: 0,
+            heartbeat_ms,
+            expires_ms: 0,
+            live,
+            left,
+            heartbeat: Heartbeat {
+                sensors: 100,
+                checks_per_s: 9.96,
+                late: 0,
+                missed: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn the_nodes_line_names_live_and_lapsed_nodes_and_leaves_out_those_that_left() {
+        assert_eq!(nodes_summary(&[], 0), None, "SQLite: no line");
+        let nodes = [
+            node("a", true, false, 60_000),
+            node("b", false, false, 30_000),
+            node("c", false, true, 0),
+        ];
+        assert_eq!(
+            nodes_summary(&nodes, 60_000).unwrap(),
+            "Nodes: 1 live: a (eu, 100 sensors, 10.0 checks/s); lapsed: b (last heartbeat 30s ago)"
+        );
+        assert_eq!(
+            nodes_summary(&nodes[1..], 60_000).unwrap(),
+            "Nodes: none live: no node checks the sensors; lapsed: b (last heartbeat 30s ago)"
+        );
     }
 }

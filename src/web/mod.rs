@@ -15,6 +15,7 @@ mod edit;
 mod guard;
 mod listen;
 mod metrics;
+mod nodes;
 mod notify_pages;
 mod pages;
 mod reports;
@@ -316,6 +317,7 @@ fn routes() -> Routes {
         .merge(status_pages::routes())
         .merge(api::routes())
         .merge(notify_pages::routes())
+        .merge(nodes::routes())
         .merge(metrics::routes())
         .get("/healthz", healthz)
         .get("/assets/{*file}", asset)

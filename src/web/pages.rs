@@ -252,7 +252,7 @@ pub struct DashboardQuery {
     problems: Option<String>,
 }
 
-fn page_frame(user: &Account) -> (Option<String>, bool, String) {
+pub(super) fn page_frame(user: &Account) -> (Option<String>, bool, String) {
     (
         Some(user.name.clone()),
         user.role == Role::Admin,

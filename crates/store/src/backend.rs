@@ -94,6 +94,15 @@ impl Backend {
         }
     }
 
+    /// The nodes sharing the store, live ones first (none on SQLite: its
+    /// one monitor is not a node).
+    pub async fn nodes(&self) -> Result<Vec<crate::pg::nodes::NodeRow>, StoreError> {
+        match self {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(pg) => pg.nodes().await,
+        }
+    }
+
     /// Starts the process's one writer on this store (call it on the
     /// Tokio runtime that will run the process).
     pub fn writer(&self) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
