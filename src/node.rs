@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::monitor::cluster::{Share, View};
+use crate::monitor::cluster::{Member, Share, View};
 use crate::monitor::stats::MonitorStats;
 use crate::store::StoreError;
 use crate::store::pg::Pg;
@@ -81,7 +81,11 @@ impl Node {
             last: (Instant::now(), 0),
             rate: 0.0,
         };
-        beats.beat().await;
+        let sent = Instant::now();
+        let figures = beats.figures(sent);
+        let renewal = pg.heartbeat(id.load(Ordering::Relaxed), timing.lease(), figures);
+        let outcome = tokio::time::timeout(timing.lease(), renewal).await;
+        beats.take(id.load(Ordering::Relaxed), sent, outcome).await;
         beats.publish();
         Ok(Node {
             pg,
@@ -149,7 +153,24 @@ impl Beats {
     async fn run(mut self) {
         loop {
             let sent = Instant::now();
-            self.beat().await;
+            let id = self.id.load(Ordering::Relaxed);
+            let figures = self.figures(sent);
+            let (pg, lease) = (self.pg.clone(), self.timing.lease());
+            // A renewal that hangs (a network cut) takes no longer than the
+            // lease, and meanwhile the share still ends on time: a node cut
+            // off stops checking when its lease may have lapsed, whatever
+            // its connections do.
+            let renewal =
+                tokio::time::timeout(lease, async move { pg.heartbeat(id, lease, figures).await });
+            tokio::pin!(renewal);
+            let outcome = loop {
+                let wake = self.publish().unwrap_or(sent + lease);
+                tokio::select! {
+                    outcome = &mut renewal => break outcome,
+                    () = tokio::time::sleep_until(wake) => {}
+                }
+            };
+            self.take(id, sent, outcome).await;
             // Until the next heartbeat: the share as this view has it, at
             // each moment it changes.
             let next_beat = sent + self.timing.heartbeat;
@@ -165,27 +186,34 @@ impl Beats {
         }
     }
 
-    /// One heartbeat: renews the lease (joining again as a new node if it
-    /// had lapsed) and takes the view of the live nodes.
-    async fn beat(&mut self) {
-        let id = self.id.load(Ordering::Relaxed);
-        let sent = Instant::now();
+    /// The figures a heartbeat reports: checks per second over at least
+    /// [`RATE_WINDOW`] (checks come in bursts, and a heartbeat's span alone
+    /// would read them unevenly).
+    fn figures(&mut self, now: Instant) -> Heartbeat {
         let counts = self.stats.snapshot();
-        // Checks per second over at least RATE_WINDOW: checks come in
-        // bursts, and a heartbeat's span alone would read them unevenly.
-        let seconds = self.last.0.elapsed().as_secs_f64();
+        let seconds = now.duration_since(self.last.0).as_secs_f64();
         if seconds >= RATE_WINDOW.as_secs_f64() {
             self.rate = counts.done.saturating_sub(self.last.1) as f64 / seconds;
-            self.last = (sent, counts.done);
+            self.last = (now, counts.done);
         }
-        let figures = Heartbeat {
+        Heartbeat {
             sensors: counts.sensors as i64,
             checks_per_s: self.rate,
             late: counts.late as i64,
             missed: counts.missed as i64,
-        };
-        match self.pg.heartbeat(id, self.timing.lease(), figures).await {
-            Ok(Some(members)) => {
+        }
+    }
+
+    /// One heartbeat's outcome: the new view of the live nodes, or, when
+    /// the lease had lapsed, a new start as a new node.
+    async fn take(
+        &mut self,
+        id: i64,
+        sent: Instant,
+        outcome: Result<Result<Option<Vec<Member>>, StoreError>, tokio::time::error::Elapsed>,
+    ) {
+        match outcome {
+            Ok(Ok(Some(members))) => {
                 let round_trip_ms = sent.elapsed().as_millis() as i64;
                 let view = View {
                     me: id,
@@ -194,25 +222,32 @@ impl Beats {
                 };
                 self.view = Some((view, sent));
             }
-            Ok(None) => {
+            Ok(Ok(None)) => {
                 tracing::error!(node = %self.spec.name, "this node's lease lapsed (it could not renew it in time): the other nodes have taken its sensors; joining again as a new node");
                 self.view = None;
                 self.share.send_replace(Share::new(id, Vec::new()));
                 // What it decided before is stale: the node that took its
                 // sensors decides them now.
                 self.fence.lapsed();
-                match self.pg.join_node(&self.spec).await {
-                    Ok(new) => {
+                match tokio::time::timeout(self.timing.lease(), self.pg.join_node(&self.spec)).await
+                {
+                    Ok(Ok(new)) => {
                         self.id.store(new, Ordering::Relaxed);
                         self.fence.set_node(new);
                     }
-                    Err(error) => {
+                    Ok(Err(error)) => {
                         tracing::warn!(node = %self.spec.name, %error, "cannot join again; retrying")
+                    }
+                    Err(_) => {
+                        tracing::warn!(node = %self.spec.name, "cannot join again: no answer in time; retrying")
                     }
                 }
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(node = %self.spec.name, %error, "cannot renew this node's lease; retrying (its sensors stop when the lease may have lapsed)")
+            }
+            Err(_) => {
+                tracing::warn!(node = %self.spec.name, "cannot renew this node's lease: no answer in time; retrying (its sensors stop when the lease may have lapsed)")
             }
         }
     }

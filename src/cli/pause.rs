@@ -146,7 +146,7 @@ pub(super) async fn notify_test(name: &str, db: &super::DbArgs) -> anyhow::Resul
     };
     let payload = crate::notify::test_payload(&channel);
     let client = crate::notify::deliver::Http::new();
-    match crate::notify::deliver::deliver(&channel, &payload, &client).await {
+    match crate::notify::deliver::deliver(&channel, &payload, &client, None).await {
         Ok(()) => {
             writeln!(
                 anstream::stdout(),

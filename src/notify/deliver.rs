@@ -82,7 +82,16 @@ fn rejects_content(status: reqwest::StatusCode) -> bool {
 }
 
 /// Sends `payload` through `channel`, within the channel's timeout.
-pub async fn deliver(channel: &ChannelDef, payload: &Payload, http: &Http) -> Result<(), Failure> {
+/// Sends `payload` to `channel`. `id`, the notification's outbox id,
+/// goes with a webhook as its `Idempotency-Key` (`portwatch-ID`): a retry
+/// after an attempt whose outcome was lost (the process died before it was
+/// recorded) carries the same key, so a receiver can drop the repeat.
+pub async fn deliver(
+    channel: &ChannelDef,
+    payload: &Payload,
+    http: &Http,
+    id: Option<i64>,
+) -> Result<(), Failure> {
     let timeout = channel.options.timeout();
     match &channel.kind {
         ChannelKind::Webhook {
@@ -124,6 +133,9 @@ pub async fn deliver(channel: &ChannelDef, payload: &Payload, http: &Http) -> Re
                             "default"
                         },
                     );
+            }
+            if let Some(id) = id {
+                request = request.header("Idempotency-Key", format!("portwatch-{id}"));
             }
             if let Some(token) = token.filter(|_| *preset != Some(super::Preset::Pagerduty)) {
                 request = request.bearer_auth(token);

@@ -143,7 +143,7 @@ async fn deliver_channel<S: Storage>(
     let mut queue = queue.into_iter();
     while let Some(pending) = queue.next() {
         let outcome = match &channel {
-            Some(channel) => deliver(channel, &pending.payload, &http).await,
+            Some(channel) => deliver(channel, &pending.payload, &http, Some(pending.id)).await,
             None => Err(Failure {
                 message: format!("the channel '{name}' no longer exists"),
                 permanent: true,

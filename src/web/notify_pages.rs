@@ -571,7 +571,7 @@ pub async fn test_channel(
         .ok_or_else(|| AppError::NotFound(format!("no channel named '{name}'")))?;
     let payload = crate::notify::test_payload(&channel);
     let client = crate::notify::deliver::Http::new();
-    let message = match crate::notify::deliver::deliver(&channel, &payload, &client).await {
+    let message = match crate::notify::deliver::deliver(&channel, &payload, &client, None).await {
         Ok(()) => format!("Delivered a test notification through '{name}'."),
         Err(error) => format!("'{name}' failed: {error}"),
     };

@@ -7,6 +7,7 @@ mod daemons;
 mod lab;
 mod layering;
 mod monitor;
+mod nodes;
 mod notify;
 mod postgres;
 mod proto;

@@ -345,7 +345,7 @@ fn wait_for_link(client: &str) {
     sh(&format!("ip netns exec {client} python3 -c \"{script}\""));
 }
 
-fn sh(command: &str) {
+pub fn sh(command: &str) {
     let output = Command::new("sh")
         .args(["-c", command])
         .output()

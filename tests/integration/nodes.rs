@@ -1,0 +1,710 @@
+//! Several `portwatch serve` nodes on one PostgreSQL (a throwaway cluster
+//! per test): they split the sensors, take over from a node killed with
+//! `kill -9` or cut off from the database, and never record a state change
+//! or send an alert twice. Real processes of the binary, real listeners
+//! that count who connects, a real webhook receiver; every wait polls for
+//! its condition with a deadline.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use portwatch::monitor::cluster::owner;
+use portwatch::monitor::state::State;
+use portwatch::store::location::Location;
+use portwatch::store::pg::nodes::NodeRow;
+use portwatch::store::{Backend, Storage};
+use portwatch_testpg::Cluster;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::util::{TempDir, bin, sh};
+
+/// Listeners that accept and drop every connection, counting them by port
+/// and by the address they came from, and when each port was last reached.
+struct Ports {
+    ports: Vec<u16>,
+    counts: Arc<Vec<AtomicU64>>,
+    last: Arc<Vec<Mutex<Option<Instant>>>>,
+    sources: Arc<Mutex<HashMap<IpAddr, u64>>>,
+    tasks: Vec<Option<JoinHandle<()>>>,
+}
+
+impl Ports {
+    async fn start(ip: &str, n: usize) -> Ports {
+        let counts: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+        let last: Arc<Vec<Mutex<Option<Instant>>>> =
+            Arc::new((0..n).map(|_| Mutex::new(None)).collect());
+        let sources = Arc::new(Mutex::new(HashMap::new()));
+        let (mut ports, mut tasks) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+            ports.push(listener.local_addr().unwrap().port());
+            let (counts, last, sources) = (counts.clone(), last.clone(), sources.clone());
+            tasks.push(Some(tokio::spawn(async move {
+                while let Ok((stream, peer)) = listener.accept().await {
+                    counts[i].fetch_add(1, Ordering::SeqCst);
+                    *last[i].lock().unwrap() = Some(Instant::now());
+                    *sources.lock().unwrap().entry(peer.ip()).or_insert(0) += 1;
+                    drop(stream);
+                }
+            })));
+        }
+        Ports {
+            ports,
+            counts,
+            last,
+            sources,
+            tasks,
+        }
+    }
+
+    fn counts(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .collect()
+    }
+
+    /// Whether every open port was reached after `since`.
+    fn all_reached_since(&self, since: Instant) -> bool {
+        (0..self.ports.len())
+            .filter(|i| self.tasks[*i].is_some())
+            .all(|i| self.last[i].lock().unwrap().is_some_and(|at| at > since))
+    }
+
+    fn from(&self, ip: &str) -> u64 {
+        let ip: IpAddr = ip.parse().unwrap();
+        self.sources.lock().unwrap().get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Stops listening on port `i`: connects are refused from now on.
+    fn close(&mut self, i: usize) {
+        if let Some(task) = self.tasks[i].take() {
+            task.abort();
+        }
+    }
+}
+
+/// A webhook receiver that records each delivery's sensor, new state and
+/// `Idempotency-Key`.
+struct Hook {
+    port: u16,
+    received: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+impl Hook {
+    fn start() -> Hook {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let r = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+                let r = r.clone();
+                async move {
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    let field = |name: &str| body[name].as_str().unwrap_or("").to_owned();
+                    r.lock().unwrap().push((field("sensor"), field("to"), key));
+                    "ok"
+                }
+            }),
+        );
+        let port = crate::util::serve_in_thread(|listener| async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Hook { port, received }
+    }
+
+    fn received(&self) -> Vec<(String, String, String)> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// One `portwatch serve` node, its log in a file; killed when dropped.
+struct Node {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Node {
+    /// Starts node `name` on `url`, run through `prefix` (for example
+    /// `ip netns exec NS`), with a heartbeat of `heartbeat`.
+    fn start(url: &str, name: &str, dir: &TempDir, heartbeat: &str, prefix: &[&str]) -> Node {
+        let log = dir.path.join(format!("{name}-{}.log", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(bin());
+                command
+            }
+            None => Command::new(bin()),
+        };
+        let child = command
+            .args([
+                "serve",
+                "--db",
+                url,
+                "--node",
+                name,
+                "--heartbeat",
+                heartbeat,
+                "--no-web",
+            ])
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Node {
+            name: name.into(),
+            child,
+            log,
+        }
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Stops it with SIGTERM; its exit code.
+    fn stop(&mut self) -> i32 {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn cluster(test: &'static str) -> Option<Cluster> {
+    tokio::task::spawn_blocking(move || {
+        let cluster = Cluster::for_test(test)?;
+        cluster.create_database("portwatch").unwrap();
+        Some(cluster)
+    })
+    .await
+    .unwrap()
+}
+
+async fn open(url: &str) -> Backend {
+    let location = Location::parse(url).unwrap();
+    Backend::open(&location, 2).await.unwrap()
+}
+
+/// Waits until `done` says so, polling every 50 ms, for at most `limit`.
+async fn until<F, Fut>(what: &str, limit: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sensors' config: `ports` on `ip`, checked every second, alerts on
+/// DOWN to `hook` (a webhook URL).
+fn config(ip: &str, ports: &[u16], hook: &str) -> String {
+    let mut text = format!(
+        "[defaults]\ninterval = \"1s\"\ntimeout = \"500ms\"\nretries = 0\n\
+         [[channel]]\nname = \"hook\"\nwebhook = \"{hook}\"\n\
+         [[notify]]\nchannel = \"hook\"\non = [\"down\"]\n\
+         [[server]]\nname = \"s\"\nhost = \"{ip}\"\n"
+    );
+    for (i, port) in ports.iter().enumerate() {
+        text += &format!("  [[server.sensor]]\n  name = \"p{i}\"\n  port = {port}\n");
+    }
+    text
+}
+
+/// Applies `config` to the store at `url` with `portwatch apply`.
+fn apply(url: &str, dir: &TempDir, config: &str) {
+    let file = dir.path.join("portwatch.toml");
+    std::fs::write(&file, config).unwrap();
+    let (code, _, stderr) = crate::util::outcome(&crate::util::portwatch(&[
+        "apply",
+        file.to_str().unwrap(),
+        "--db",
+        url,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+async fn live(db: &Backend) -> Vec<NodeRow> {
+    db.nodes()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.live)
+        .collect()
+}
+
+/// The state-change events per sensor path, `(from, to)` in order.
+async fn events(db: &Backend) -> BTreeMap<String, Vec<(State, State)>> {
+    let mut by_path: BTreeMap<String, Vec<(State, State)>> = BTreeMap::new();
+    let mut rows = db.recent_events(100_000, None).await.unwrap();
+    rows.reverse();
+    for (_, path, event) in rows {
+        by_path
+            .entry(path)
+            .or_default()
+            .push((event.from, event.to));
+    }
+    by_path
+}
+
+async fn down(db: &Backend, paths: &[String]) -> usize {
+    db.status()
+        .await
+        .map(|rows| {
+            rows.iter()
+                .filter(|r| r.state == State::Down && paths.contains(&r.path))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The sensor ids by path.
+async fn ids(db: &Backend) -> HashMap<String, i64> {
+    db.status()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.path, r.id))
+        .collect()
+}
+
+/// Every DOWN alert delivered to `hook` for `paths`, once each: one key
+/// per sensor (a repeat after a lost acknowledgement keeps its key).
+fn one_alert_each(hook: &Hook, paths: &[String]) {
+    let received = hook.received();
+    let mut keys: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (sensor, to, key) in &received {
+        assert_eq!(to, "down", "{received:?}");
+        assert!(key.starts_with("portwatch-"), "{received:?}");
+        keys.entry(sensor.as_str())
+            .or_default()
+            .insert(key.as_str());
+    }
+    for path in paths {
+        let sent = keys.get(path.as_str()).map_or(0, HashSet::len);
+        assert_eq!(sent, 1, "{path}: {received:?}");
+    }
+    assert_eq!(keys.len(), paths.len(), "{received:?}");
+}
+
+/// Three nodes in one location share 300 sensors checked every second:
+/// each sensor is checked by exactly one node; `kill -9` of one gives its
+/// sensors to the others within two intervals of its lease lapsing, none
+/// of them DOWN for it; then ten services fail and each is recorded and
+/// alerted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_split_the_sensors_and_take_over_from_a_killed_one() {
+    let Some(cluster) =
+        cluster("nodes::three_nodes_split_the_sensors_and_take_over_from_a_killed_one").await
+    else {
+        return;
+    };
+    let url = cluster.url("portwatch");
+    let mut ports = Ports::start("127.0.0.1", 300).await;
+    let hook = Hook::start();
+    let dir = TempDir::new("nodes-three");
+    let hook_url = format!("http://127.0.0.1:{}/hook", hook.port);
+    apply(&url, &dir, &config("127.0.0.1", &ports.ports, &hook_url));
+    let mut nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Node::start(&url, name, &dir, "500ms", &[]))
+        .collect();
+    let db = open(&url).await;
+    until(
+        "three nodes share the 300 sensors",
+        Duration::from_secs(30),
+        || async {
+            let live = live(&db).await;
+            live.len() == 3
+                && live.iter().all(|n| n.heartbeat.sensors > 0)
+                && live.iter().map(|n| n.heartbeat.sensors).sum::<i64>() == 300
+        },
+    )
+    .await;
+    until("every sensor is up", Duration::from_secs(30), || async {
+        db.status()
+            .await
+            .is_ok_and(|rows| rows.iter().all(|r| r.state == State::Up))
+    })
+    .await;
+
+    // Steady state: over 5 s each port is reached about 5 times, once a
+    // second by one node (two nodes would make it about 10).
+    let before = ports.counts();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = ports.counts();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert!(
+            (3..=7).contains(&(a - b)),
+            "port {i} was checked {} times in 5 s",
+            a - b
+        );
+    }
+
+    // kill -9 of the node with the most sensors.
+    let rows = live(&db).await;
+    let victim = rows.iter().max_by_key(|n| n.heartbeat.sensors).unwrap();
+    let index = nodes.iter().position(|n| n.name == victim.name).unwrap();
+    nodes[index].kill9();
+    until(
+        "the killed node's lease lapses",
+        Duration::from_secs(10),
+        || async { live(&db).await.len() == 2 },
+    )
+    .await;
+    let lapsed = Instant::now();
+    until(
+        "every sensor is checked again within two intervals of the lapse",
+        Duration::from_secs(2),
+        || async { ports.all_reached_since(lapsed) },
+    )
+    .await;
+    until(
+        "the two nodes hold all 300 sensors",
+        Duration::from_secs(5),
+        || async {
+            live(&db)
+                .await
+                .iter()
+                .map(|n| n.heartbeat.sensors)
+                .sum::<i64>()
+                == 300
+        },
+    )
+    .await;
+    let changes = events(&db).await;
+    assert_eq!(changes.len(), 300);
+    assert!(
+        changes
+            .values()
+            .all(|e| e == &[(State::Pending, State::Up)]),
+        "a dead node changes no sensor's state: {changes:?}"
+    );
+
+    // Ten services fail: each recorded DOWN once, alerted once.
+    let failing: Vec<String> = (0..10).map(|i| format!("s/p{i}")).collect();
+    for i in 0..10 {
+        ports.close(i);
+    }
+    until("ten sensors are down", Duration::from_secs(10), || async {
+        down(&db, &failing).await == 10
+    })
+    .await;
+    until(
+        "every alert is delivered",
+        Duration::from_secs(30),
+        || async { db.undelivered().await.is_ok_and(|n| n == 0) && hook.received().len() >= 10 },
+    )
+    .await;
+    let changes = events(&db).await;
+    for path in &failing {
+        assert_eq!(
+            changes[path],
+            [(State::Pending, State::Up), (State::Up, State::Down)],
+            "{path}"
+        );
+    }
+    one_alert_each(&hook, &failing);
+    assert_eq!(hook.received().len(), 10, "{:?}", hook.received());
+    for node in nodes.iter_mut().filter(|n| n.name != victim.name) {
+        assert_eq!(node.stop(), 0, "{}", node.log());
+    }
+    assert!(live(&db).await.is_empty(), "stopped nodes leave");
+}
+
+/// The node deciding some sensors is killed while they go down: each DOWN
+/// is recorded and alerted once, whichever node decided it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_while_its_sensors_go_down_alerts_each_once() {
+    let Some(cluster) =
+        cluster("nodes::a_node_killed_while_its_sensors_go_down_alerts_each_once").await
+    else {
+        return;
+    };
+    let url = cluster.url("portwatch");
+    let mut ports = Ports::start("127.0.0.1", 60).await;
+    let hook = Hook::start();
+    let dir = TempDir::new("nodes-killed");
+    let hook_url = format!("http://127.0.0.1:{}/hook", hook.port);
+    apply(&url, &dir, &config("127.0.0.1", &ports.ports, &hook_url));
+    let mut nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Node::start(&url, name, &dir, "500ms", &[]))
+        .collect();
+    let db = open(&url).await;
+    until(
+        "three nodes share the 60 sensors",
+        Duration::from_secs(30),
+        || async {
+            let live = live(&db).await;
+            live.len() == 3 && live.iter().map(|n| n.heartbeat.sensors).sum::<i64>() == 60
+        },
+    )
+    .await;
+    until("every sensor is up", Duration::from_secs(30), || async {
+        db.status()
+            .await
+            .is_ok_and(|rows| rows.iter().all(|r| r.state == State::Up))
+    })
+    .await;
+    // Five sensors of node a, by the nodes' own rendezvous hashing.
+    let rows = live(&db).await;
+    let node_ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
+    let a = rows.iter().find(|n| n.name == "a").unwrap().id;
+    let ids = ids(&db).await;
+    let mut of_a: Vec<(usize, String)> = (0..60)
+        .map(|i| (i, format!("s/p{i}")))
+        .filter(|(_, path)| owner(ids[path], &node_ids) == Some(a))
+        .take(5)
+        .collect();
+    assert_eq!(of_a.len(), 5, "node a holds at least five sensors");
+    of_a.sort();
+    for (i, _) in &of_a {
+        ports.close(*i);
+    }
+    let failing: Vec<String> = of_a.into_iter().map(|(_, path)| path).collect();
+    until(
+        "node a finds one of them down",
+        Duration::from_secs(10),
+        || async { down(&db, &failing).await >= 1 },
+    )
+    .await;
+    nodes[0].kill9();
+    until("all five are down", Duration::from_secs(15), || async {
+        down(&db, &failing).await == 5
+    })
+    .await;
+    until(
+        "every alert is delivered",
+        Duration::from_secs(30),
+        || async { db.undelivered().await.is_ok_and(|n| n == 0) && hook.received().len() >= 5 },
+    )
+    .await;
+    let changes = events(&db).await;
+    for path in &failing {
+        assert_eq!(
+            changes[path],
+            [(State::Pending, State::Up), (State::Up, State::Down)],
+            "{path}"
+        );
+    }
+    one_alert_each(&hook, &failing);
+}
+
+/// A network namespace joined to this one by a veth pair: this side
+/// 198.51.100.1/24, the namespace's side 198.51.100.2/24. Removed on drop.
+struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    fn new() -> Namespace {
+        let id = std::process::id() % 100_000;
+        let name = format!("pwn{id}");
+        crate::util::remove_namespace(&name);
+        let (inside, outside) = (format!("vn{id}"), format!("vr{id}"));
+        sh(&format!("ip netns add {name}"));
+        sh(&format!(
+            "ip link add {outside} type veth peer name {inside} netns {name}"
+        ));
+        sh(&format!("ip addr add 198.51.100.1/24 dev {outside}"));
+        sh(&format!("ip link set {outside} up"));
+        sh(&format!(
+            "ip -n {name} addr add 198.51.100.2/24 dev {inside}"
+        ));
+        sh(&format!("ip -n {name} link set {inside} up"));
+        sh(&format!("ip -n {name} link set lo up"));
+        Namespace { name }
+    }
+
+    fn iptables(&self, rule: &str) {
+        sh(&format!("ip netns exec {} iptables {rule}", self.name));
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        crate::util::remove_namespace(&self.name);
+    }
+}
+
+/// Forwards connections to `address` (in this namespace) to 127.0.0.1's
+/// `port`: the way into the test cluster for a node in a namespace.
+async fn forward(address: &str, port: u16) -> (u16, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind((address, 0)).await.unwrap();
+    let local = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (local, task)
+}
+
+/// A node cut off from PostgreSQL (iptables in its namespace) stops
+/// checking once its lease may have lapsed, and the other node takes its
+/// sensors; the state changes it decided meanwhile are dropped when it is
+/// back, so each DOWN is recorded once, and it rejoins as a new node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_stops_and_nothing_is_duplicated() {
+    const TEST: &str = "nodes::a_node_cut_off_from_the_database_stops_and_nothing_is_duplicated";
+    if !crate::util::lab_available(TEST) {
+        return;
+    }
+    let Some(cluster) = cluster(TEST).await else {
+        return;
+    };
+    let namespace = Namespace::new();
+    let url = cluster.url("portwatch");
+    let (proxy, _forward) = forward("198.51.100.1", cluster.port()).await;
+    let inner_url = format!("postgres://portwatch@198.51.100.1:{proxy}/portwatch");
+    let mut ports = Ports::start("198.51.100.1", 40).await;
+    let dir = TempDir::new("nodes-cut");
+    // Alerts go nowhere: the outbox rows are what is counted.
+    apply(
+        &url,
+        &dir,
+        &config("198.51.100.1", &ports.ports, "http://192.0.2.1:9/hook"),
+    );
+    let inside = ["ip", "netns", "exec", namespace.name.as_str()];
+    let mut cut_off = Node::start(&inner_url, "x", &dir, "1s", &inside);
+    let _other = Node::start(&url, "y", &dir, "1s", &[]);
+    let db = open(&url).await;
+    until(
+        "two nodes share the 40 sensors",
+        Duration::from_secs(30),
+        || async {
+            let live = live(&db).await;
+            live.len() == 2 && live.iter().map(|n| n.heartbeat.sensors).sum::<i64>() == 40
+        },
+    )
+    .await;
+    until("both nodes check", Duration::from_secs(10), || async {
+        ports.from("198.51.100.2") > 0 && ports.from("198.51.100.1") > 0
+    })
+    .await;
+    let rows = live(&db).await;
+    let node_ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
+    let x = rows.iter().find(|n| n.name == "x").unwrap().id;
+    let ids = ids(&db).await;
+    let of_x: Vec<usize> = (0..40)
+        .filter(|i| owner(ids[&format!("s/p{i}")], &node_ids) == Some(x))
+        .take(5)
+        .collect();
+    assert_eq!(of_x.len(), 5, "node x holds at least five sensors");
+    let failing: Vec<String> = of_x.iter().map(|i| format!("s/p{i}")).collect();
+
+    // Cut x off from the database, then fail five of its services: x
+    // still checks them until its lease may have lapsed, and finds them
+    // down, but cannot write it.
+    namespace.iptables(&format!(
+        "-A OUTPUT -p tcp -d 198.51.100.1 --dport {proxy} -j DROP"
+    ));
+    for i in &of_x {
+        ports.close(*i);
+    }
+    until("x's lease lapses", Duration::from_secs(15), || async {
+        live(&db).await.iter().all(|n| n.name != "x")
+    })
+    .await;
+    // x stopped at the latest when its lease lapsed; a check it had in
+    // flight then ends within its 500 ms timeout.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let from_x = ports.from("198.51.100.2");
+    until("y takes the five down", Duration::from_secs(10), || async {
+        down(&db, &failing).await == 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ports.from("198.51.100.2"),
+        from_x,
+        "a node whose lease lapsed checks nothing"
+    );
+
+    // Back: x rejoins as a new node, and what it decided while cut off is
+    // dropped, not written over y's decisions.
+    namespace.iptables(&format!(
+        "-D OUTPUT -p tcp -d 198.51.100.1 --dport {proxy} -j DROP"
+    ));
+    until("x rejoins", Duration::from_secs(60), || async {
+        live(&db).await.iter().any(|n| n.name == "x" && n.id != x)
+    })
+    .await;
+    until(
+        "x drops what it decided before its lease lapsed",
+        Duration::from_secs(60),
+        || async {
+            let log = cut_off.log();
+            log.contains("dropped state changes decided before this node's lease lapsed")
+                || log.contains(
+                    "this node's lease has lapsed: its latest states and events are not written",
+                )
+        },
+    )
+    .await;
+    until("x checks again", Duration::from_secs(15), || async {
+        ports.from("198.51.100.2") > from_x
+    })
+    .await;
+    let changes = events(&db).await;
+    for path in &failing {
+        assert_eq!(
+            changes[path],
+            [(State::Pending, State::Up), (State::Up, State::Down)],
+            "{path}"
+        );
+    }
+    let outbox = db.outbox(1_000).await.unwrap();
+    for path in &failing {
+        assert_eq!(
+            outbox.iter().filter(|r| &r.sensor == path).count(),
+            1,
+            "{path}: {outbox:?}"
+        );
+    }
+    assert_eq!(cut_off.stop(), 0, "{}", cut_off.log());
+}
