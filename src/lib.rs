@@ -53,7 +53,10 @@
 //!      sensor state machine), [`monitor::dependency`] (pauses and held
 //!      alerts) and [`monitor::reload`] (the reload diff and the dependency
 //!      graph). Also [`monitor::scheduler`] (scheduling decisions) and
-//!      [`monitor::stats`] (checks due, done, late and missed).
+//!      [`monitor::stats`] (checks due, done, late and missed), and
+//!      [`monitor::cluster`] (which node of several checks which sensor:
+//!      rendezvous hashing, and when a share starts and ends by the
+//!      database's clock).
 //!    - [`notify`]'s definitions and payloads, [`notify::plan`] (what a
 //!      change, an escalation, a repeat or a flapping sensor sends) and
 //!      [`notify::template`] (how it is worded).
@@ -78,11 +81,17 @@
 //!    - [`store::writer`]: the one writer thread that batches all writes.
 //!    - [`store::outbox`]: notifications waiting for delivery.
 //!    - [`store::accounts`]: users, sessions and API tokens.
+//!    - [`store::pg::nodes`]: the nodes sharing a PostgreSQL store (join,
+//!      heartbeat, leave, by the database's clock); the writer's
+//!      [`store::writer::Fence`] keeps a node whose lease lapsed from
+//!      writing state changes.
 //! 4. This crate, `portwatch`: the running application.
 //!    - [`daemon`]: starts and stops everything below with one
 //!      cancellation token; inside it, `monitor::daemon` is the async shell
 //!      around [`monitor::decide::Core`]: the schedule, the checks in
 //!      flight, and the effects carried out.
+//!    - [`node`]: this process as one node of several: it joins, renews
+//!      its lease, and hands the monitor its share of the sensors.
 //!    - `notify::deliver` (the channels: webhook, mail, command) and
 //!      `notify::worker` (delivery from the outbox with retries).
 //!    - [`report`]: uptime by time and by requests, outages, connect times.
