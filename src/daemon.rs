@@ -130,6 +130,7 @@ pub fn start(options: Options) -> Result<Running, StoreError> {
             notified.clone(),
             stop.clone(),
             delivery_stats,
+            Some(fence.clone()),
         ));
         (task, stop)
     });

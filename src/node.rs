@@ -107,6 +107,7 @@ impl Node {
     pub fn start(&mut self, stats: Arc<MonitorStats>, fence: Arc<Fence>) {
         if let Some(mut beats) = self.beats.take() {
             fence.set_node(self.id.load(Ordering::Relaxed));
+            fence.set_repacker(beats.repacks());
             beats.last = (Instant::now(), stats.snapshot().done);
             beats.stats = stats;
             beats.fence = fence;
@@ -170,7 +171,11 @@ impl Beats {
                     () = tokio::time::sleep_until(wake) => {}
                 }
             };
+            let renewed = matches!(outcome, Ok(Ok(Some(_))));
             self.take(id, sent, outcome).await;
+            if renewed {
+                self.report_lapsed().await;
+            }
             // Until the next heartbeat: the share as this view has it, at
             // each moment it changes.
             let next_beat = sent + self.timing.heartbeat;
@@ -221,6 +226,7 @@ impl Beats {
                     round_trip_ms,
                 };
                 self.view = Some((view, sent));
+                self.fence.set_repacker(self.repacks());
             }
             Ok(Ok(None)) => {
                 tracing::error!(node = %self.spec.name, "this node's lease lapsed (it could not renew it in time): the other nodes have taken its sensors; joining again as a new node");
@@ -229,6 +235,7 @@ impl Beats {
                 // What it decided before is stale: the node that took its
                 // sensors decides them now.
                 self.fence.lapsed();
+                self.fence.set_repacker(false);
                 match tokio::time::timeout(self.timing.lease(), self.pg.join_node(&self.spec)).await
                 {
                     Ok(Ok(new)) => {
@@ -249,6 +256,34 @@ impl Beats {
             Err(_) => {
                 tracing::warn!(node = %self.spec.name, "cannot renew this node's lease: no answer in time; retrying (its sensors stop when the lease may have lapsed)")
             }
+        }
+    }
+
+    /// Whether this node repacks the shared journal: the live node with
+    /// the lowest id does (ids only grow, so the repacker changes only
+    /// when it leaves or its lease lapses).
+    fn repacks(&self) -> bool {
+        self.view
+            .as_ref()
+            .is_some_and(|(view, _)| view.members.iter().map(|m| m.id).min() == Some(view.me))
+    }
+
+    /// Reports the nodes whose lease lapsed, once across all nodes: a log
+    /// line here, and the notifications of rules with `on = ["node"]`.
+    async fn report_lapsed(&self) {
+        let report = self.pg.report_lapsed_nodes(|node, channels, rules| {
+            crate::notify::node_lapsed(rules, channels, node)
+        });
+        match tokio::time::timeout(self.timing.lease(), report).await {
+            Ok(Ok(lapsed)) => {
+                for node in lapsed {
+                    tracing::warn!(node = %node.name, location = %node.location, sensors = node.sensors, "node {} stopped renewing its lease; its sensors went to the other nodes", node.name);
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot look for lapsed nodes; trying at the next heartbeat")
+            }
+            Err(_) => tracing::warn!("cannot look for lapsed nodes: no answer in time"),
         }
     }
 

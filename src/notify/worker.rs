@@ -20,6 +20,7 @@ use super::{ChannelDef, retry_at};
 use crate::monitor::Clock;
 use crate::store::Storage;
 use crate::store::outbox::Pending;
+use crate::store::writer::Fence;
 
 /// Delivery counters, for `/metrics`.
 #[derive(Debug, Default)]
@@ -31,8 +32,9 @@ pub struct DeliveryStats {
 }
 
 /// How long a claimed notification is this worker's alone: longer than a
-/// round of attempts takes. If the process dies meanwhile, another node (or
-/// this one restarted) attempts it once the claim ends.
+/// round of attempts takes. If the process dies meanwhile, another node
+/// attempts it once this node's lease lapses (or, without nodes, this
+/// process restarted once the claim ends).
 const CLAIM: Duration = Duration::from_secs(120);
 
 /// Runs until `stop` is cancelled: starts a delivery task for every channel
@@ -46,6 +48,7 @@ pub async fn run<S: Storage>(
     wake: Arc<Notify>,
     stop: CancellationToken,
     stats: Arc<DeliveryStats>,
+    fence: Option<Arc<Fence>>,
 ) {
     let http = Http::new();
     let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
@@ -57,7 +60,11 @@ pub async fn run<S: Storage>(
         let now_ms = clock.now().as_millisecond();
         let busy: Vec<String> = running.values().cloned().collect();
         let claim_until = now_ms + CLAIM.as_millis() as i64;
-        let due = match db.claim_notifications(now_ms, claim_until, 200, busy).await {
+        let node = fence.as_ref().and_then(|f| f.node());
+        let due = match db
+            .claim_notifications(now_ms, claim_until, 200, busy, node)
+            .await
+        {
             Ok(due) => db
                 .notifications()
                 .await

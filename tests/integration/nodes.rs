@@ -235,12 +235,12 @@ where
 }
 
 /// The sensors' config: `ports` on `ip`, checked every second, alerts on
-/// DOWN to `hook` (a webhook URL).
+/// DOWN and on a node's lease lapsing to `hook` (a webhook URL).
 fn config(ip: &str, ports: &[u16], hook: &str) -> String {
     let mut text = format!(
         "[defaults]\ninterval = \"1s\"\ntimeout = \"500ms\"\nretries = 0\n\
          [[channel]]\nname = \"hook\"\nwebhook = \"{hook}\"\n\
-         [[notify]]\nchannel = \"hook\"\non = [\"down\"]\n\
+         [[notify]]\nchannel = \"hook\"\non = [\"down\", \"node\"]\n\
          [[server]]\nname = \"s\"\nhost = \"{ip}\"\n"
     );
     for (i, port) in ports.iter().enumerate() {
@@ -309,7 +309,11 @@ async fn ids(db: &Backend) -> HashMap<String, i64> {
 /// Every DOWN alert delivered to `hook` for `paths`, once each: one key
 /// per sensor (a repeat after a lost acknowledgement keeps its key).
 fn one_alert_each(hook: &Hook, paths: &[String]) {
-    let received = hook.received();
+    let received: Vec<_> = hook
+        .received()
+        .into_iter()
+        .filter(|(_, to, _)| to != "lapsed")
+        .collect();
     let mut keys: HashMap<&str, HashSet<&str>> = HashMap::new();
     for (sensor, to, key) in &received {
         assert_eq!(to, "down", "{received:?}");
@@ -397,6 +401,13 @@ async fn three_nodes_split_the_sensors_and_take_over_from_a_killed_one() {
         || async { ports.all_reached_since(lapsed) },
     )
     .await;
+    let node_alert = (format!("node/{}", victim.name), "lapsed".to_owned());
+    until("the lapse is alerted", Duration::from_secs(10), || async {
+        hook.received()
+            .iter()
+            .any(|(sensor, to, _)| (sensor, to) == (&node_alert.0, &node_alert.1))
+    })
+    .await;
     until(
         "the two nodes hold all 300 sensors",
         Duration::from_secs(5),
@@ -443,7 +454,12 @@ async fn three_nodes_split_the_sensors_and_take_over_from_a_killed_one() {
         );
     }
     one_alert_each(&hook, &failing);
-    assert_eq!(hook.received().len(), 10, "{:?}", hook.received());
+    assert_eq!(
+        hook.received().len(),
+        11,
+        "ten DOWN alerts and the node's: {:?}",
+        hook.received()
+    );
     for node in nodes.iter_mut().filter(|n| n.name != victim.name) {
         assert_eq!(node.stop(), 0, "{}", node.log());
     }

@@ -364,8 +364,12 @@ impl Storage for Backend {
         until_ms: i64,
         limit: usize,
         busy: Vec<String>,
+        node: Option<i64>,
     ) -> Result<Vec<Pending>, StoreError> {
-        delegate!(self, claim_notifications(now_ms, until_ms, limit, busy))
+        delegate!(
+            self,
+            claim_notifications(now_ms, until_ms, limit, busy, node)
+        )
     }
 
     async fn release_notifications(&self, ids: Vec<i64>, next_ms: i64) -> Result<(), StoreError> {

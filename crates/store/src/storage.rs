@@ -348,13 +348,16 @@ pub trait Storage: Clone + Send + Sync + 'static {
     /// first, leaving out the channels in `busy` (their deliveries are
     /// under way): each is due again only at `until_ms`, unless its attempt
     /// is recorded first, so that nodes sharing the store never attempt one
-    /// notification at once.
+    /// notification at once. On a node (`node`, its id), a claim also ends
+    /// when the node's lease lapses: another node takes over its
+    /// deliveries within seconds of its death.
     fn claim_notifications(
         &self,
         now_ms: i64,
         until_ms: i64,
         limit: usize,
         busy: Vec<String>,
+        node: Option<i64>,
     ) -> impl Future<Output = Result<Vec<Pending>, StoreError>> + Send;
 
     /// Gives claimed notifications that were not attempted back, due at
@@ -683,7 +686,9 @@ impl Storage for Db {
         until_ms: i64,
         limit: usize,
         busy: Vec<String>,
+        _node: Option<i64>,
     ) -> Result<Vec<Pending>, StoreError> {
+        // One process has a SQLite store: a claim ends only with its time.
         self.call(move |store| store.claim_notifications(now_ms, until_ms, limit, &busy))
             .await
     }

@@ -124,6 +124,11 @@ pub struct Fence {
     node: Mutex<(u64, i64)>,
     /// State changes dropped by the fence.
     pub dropped: AtomicU64,
+    /// Whether this process repacks the journal into windows and writes
+    /// the rollups. One node of several does (they share the journal, and
+    /// two repacking the same rows would count them twice): the live node
+    /// with the lowest id. Default: yes.
+    not_repacker: std::sync::atomic::AtomicBool,
 }
 
 impl Fence {
@@ -137,6 +142,20 @@ impl Fence {
         let mut node = self.node.lock().expect("fence lock");
         node.0 += 1;
         self.epoch.store(node.0, Ordering::SeqCst);
+    }
+
+    /// The node this process writes as, if it is one.
+    pub fn node(&self) -> Option<i64> {
+        self.current().1
+    }
+
+    /// Whether this process is the one that repacks (see the field).
+    pub fn set_repacker(&self, repacks: bool) {
+        self.not_repacker.store(!repacks, Ordering::SeqCst);
+    }
+
+    fn repacks(&self) -> bool {
+        !self.not_repacker.load(Ordering::SeqCst)
     }
 
     fn epoch(&self) -> u64 {
@@ -379,6 +398,9 @@ pub(crate) struct Repack {
     pub(crate) windows: Vec<PackedWindow>,
     pub(crate) rollups: Vec<((i64, i64), crate::Rollup)>,
     pub(crate) prune: Option<(i64, i64)>,
+    /// The node repacking (see [`Fence`]): written only while its lease
+    /// holds. `None`: not a node.
+    pub(crate) node: Option<i64>,
 }
 
 /// A journal row: `(id, first_ms, last_ms, packed)`.
@@ -418,6 +440,9 @@ struct WriterThread<T: Target> {
     fence: Arc<Fence>,
     /// The fence epoch of what `last` and `events` hold.
     epoch: u64,
+    /// Whether this writer repacked last time it could (its hour
+    /// accumulators are current only then).
+    repacked: bool,
     /// Results not committed yet, oldest first.
     results: VecDeque<StoredResult>,
     last: HashMap<i64, (StoredResult, LastCheck)>,
@@ -456,6 +481,7 @@ impl<T: Target> WriterThread<T> {
             stats,
             ordered,
             epoch: fence.epoch(),
+            repacked: fence.repacks(),
             fence,
             results: VecDeque::new(),
             last: HashMap::new(),
@@ -661,6 +687,21 @@ impl<T: Target> WriterThread<T> {
     /// windows, feeds the rollup accumulators, and writes the rollups of
     /// hours that are over.
     fn repack(&mut self, before_ms: i64) {
+        if !self.fence.repacks() {
+            // Another node repacks; its accumulators count these results.
+            self.hours.clear();
+            self.repacked = false;
+            return;
+        }
+        if !self.repacked {
+            // Taking the repacking over: this hour's rollups start from
+            // what the previous repacker stored.
+            self.hours.clear();
+            if let Err(error) = self.rebuild_open_hours() {
+                tracing::warn!(%error, store = %self.target.name(), "cannot rebuild this hour's rollups; they will miss results repacked before");
+            }
+            self.repacked = true;
+        }
         if let Err(error) = self.try_repack(before_ms) {
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(%error, store = %self.target.name(), "cannot repack results; retrying later");
@@ -729,6 +770,7 @@ impl<T: Target> WriterThread<T> {
             windows,
             rollups: rollups.clone(),
             prune,
+            node: self.fence.current().1,
         })?;
         for (key, _) in rollups {
             self.hours.remove(&key);
@@ -1125,6 +1167,54 @@ mod tests {
         let kept: Vec<i64> = thread.results.iter().map(|r| r.at_ms).collect();
         assert_eq!(kept, (5..15).collect::<Vec<i64>>());
         assert_eq!(thread.stats.results_dropped.load(Ordering::Relaxed), 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// One node of several repacks the shared journal: another leaves it,
+    /// and keeps no rollup accumulators; taking the repacking over, it
+    /// starts the hour's accumulators from what is stored.
+    #[test]
+    fn only_the_repacker_repacks_and_a_new_one_starts_from_the_store() {
+        let (dir, mut thread) = temp_thread();
+        let (queue, receiver) = sync_channel(10);
+        let now = jiff::Timestamp::now().as_millisecond();
+        let count = |thread: &WriterThread<SqliteTarget>, sql: &str| -> i64 {
+            thread.target.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        };
+        let send = |at_ms: i64| match result(0) {
+            Write::Result(r, last, epoch) => {
+                Write::Result(StoredResult { at_ms, ..r }, last, epoch)
+            }
+            _ => unreachable!(),
+        };
+        queue.send(send(now - 1_000)).unwrap();
+        thread.take_queued(&receiver);
+        assert!(thread.flush());
+        thread.fence.set_repacker(false);
+        thread.repack(i64::MAX);
+        assert_eq!(
+            count(&thread, "SELECT count(*) FROM journal"),
+            1,
+            "left alone"
+        );
+        assert!(thread.hours.is_empty());
+        thread.fence.set_repacker(true);
+        thread.repack(i64::MAX);
+        assert_eq!(count(&thread, "SELECT count(*) FROM journal"), 0);
+        assert_eq!(count(&thread, "SELECT sum(count) FROM results"), 1);
+        // Another node repacks for a while: this one drops its
+        // accumulators, and rebuilds them from the store when it takes
+        // the repacking back.
+        thread.fence.set_repacker(false);
+        thread.repack(i64::MAX);
+        assert!(thread.hours.is_empty());
+        queue.send(send(now - 500)).unwrap();
+        thread.take_queued(&receiver);
+        assert!(thread.flush());
+        thread.fence.set_repacker(true);
+        thread.repack(i64::MAX);
+        let counted: u32 = thread.hours.values().map(|a| a.finish().count).sum();
+        assert_eq!(counted, 2, "the stored result and the new one");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

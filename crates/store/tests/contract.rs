@@ -499,7 +499,8 @@ async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W) {
             .await
             .unwrap();
     }
-    let claim = |now: i64, busy: Vec<String>| db.claim_notifications(now, now + 60_000, 10, busy);
+    let claim =
+        |now: i64, busy: Vec<String>| db.claim_notifications(now, now + 60_000, 10, busy, None);
     assert!(
         claim(at + 4_001, vec!["chat".into()])
             .await

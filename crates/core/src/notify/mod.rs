@@ -279,11 +279,15 @@ pub enum Trigger {
     Escalation,
     /// Every N minutes while DOWN.
     Repeat,
+    /// A node sharing the store stopped renewing its lease (its sensors
+    /// went to the other nodes). Not about a sensor: a rule's groups,
+    /// servers and sensors do not apply.
+    Node,
 }
 
 impl Trigger {
     /// Every trigger's name, for messages.
-    pub const NAMES: &'static str = "down, warning, up, change, escalation or repeat";
+    pub const NAMES: &'static str = "down, warning, up, change, escalation, repeat or node";
 
     /// Parses a trigger name.
     pub fn parse(text: &str) -> Option<Trigger> {
@@ -294,6 +298,7 @@ impl Trigger {
             "change" => Some(Trigger::Change),
             "escalation" | "escalate" => Some(Trigger::Escalation),
             "repeat" => Some(Trigger::Repeat),
+            "node" => Some(Trigger::Node),
             _ => None,
         }
     }
@@ -351,8 +356,9 @@ pub fn fires(trigger: Trigger, change: &Change) -> bool {
             change.to == State::Up && matches!(change.from, State::Down | State::Warning)
         }
         Trigger::Change => !quiet(change.from) && change.from != change.to,
-        // Scheduled while DOWN, never caused by a change itself.
-        Trigger::Escalation | Trigger::Repeat => false,
+        // Scheduled while DOWN, never caused by a change itself; a node's
+        // lease is not a sensor's change.
+        Trigger::Escalation | Trigger::Repeat | Trigger::Node => false,
     }
 }
 
@@ -386,6 +392,8 @@ pub enum Kind {
     Summary,
     /// `portwatch notify test`.
     Test,
+    /// A node's lease lapsed.
+    Node,
 }
 
 impl Kind {
@@ -398,6 +406,7 @@ impl Kind {
             Kind::Flapping => "flapping",
             Kind::Summary => "summary",
             Kind::Test => "test",
+            Kind::Node => "node",
         }
     }
 }
@@ -445,6 +454,75 @@ pub struct Payload {
     pub title: String,
     /// A one-line summary for chat tools.
     pub text: String,
+}
+
+/// A node that stopped renewing its lease, as its notification tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LapsedNode {
+    /// Its name.
+    pub name: String,
+    /// Its location.
+    pub location: String,
+    /// The sensors it held, now the other nodes'.
+    pub sensors: i64,
+    /// Its last heartbeat (ms).
+    pub heartbeat_ms: i64,
+    /// When its lease ended (ms).
+    pub expired_ms: i64,
+}
+
+/// The notifications a lapsed node causes: one per channel of each rule
+/// with `on = ["node"]` (a channel named by several such rules gets one).
+pub fn node_lapsed(
+    rules: &[RuleDef],
+    channels: &[ChannelDef],
+    node: &LapsedNode,
+) -> Vec<(String, Payload)> {
+    let time = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    rules
+        .iter()
+        .filter(|rule| rule.on.contains(&Trigger::Node))
+        .filter(|rule| seen.insert(rule.channel.as_str()))
+        .filter_map(|rule| {
+            let channel = channels.iter().find(|c| c.name == rule.channel)?;
+            let mut payload = Payload {
+                kind: Kind::Node,
+                sensor: format!("node/{}", node.name),
+                server: node.name.clone(),
+                group: None,
+                host: node.location.clone(),
+                port: 0,
+                from: "live".into(),
+                to: "lapsed".into(),
+                reason: Some("missed_heartbeats".into()),
+                message: format!(
+                    "node {} (location {}) stopped renewing its lease; its last heartbeat was at {}, and its {} sensors went to the other nodes",
+                    node.name,
+                    node.location,
+                    time(node.heartbeat_ms),
+                    node.sensors
+                ),
+                at: time(node.expired_ms),
+                since: time(node.expired_ms),
+                response_ms: None,
+                link: None,
+                suppressed: None,
+                title: String::new(),
+                text: String::new(),
+            };
+            template::word(
+                &mut payload,
+                channel.options.template.as_deref(),
+                channel.options.title.as_deref(),
+            );
+            Some((rule.channel.clone(), payload))
+        })
+        .collect()
 }
 
 /// The message `portwatch notify test` and the web interface's test button
@@ -663,5 +741,59 @@ mod tests {
         p.message = "up\r\nX-Injected: yes".into();
         let (_, bytes) = webhook_body(Some(Preset::Slack), &p, None, &options);
         assert!(!String::from_utf8(bytes).unwrap().contains("\\r"));
+    }
+
+    #[test]
+    fn a_lapsed_node_notifies_each_channel_with_a_node_rule_once() {
+        let channel = |name: &str| {
+            crate::config::channel_from_json(&serde_json::json!({
+                "name": name, "webhook": "http://127.0.0.1:9/hook"
+            }))
+            .unwrap()
+        };
+        let rule = |channel: &str, on: Vec<Trigger>| RuleDef {
+            channel: channel.into(),
+            on,
+            groups: vec!["Elsewhere".into()],
+            servers: vec![],
+            sensors: vec![],
+            after_s: None,
+            every_s: None,
+        };
+        let rules = [
+            rule("ops", vec![Trigger::Down, Trigger::Node]),
+            rule("chat", vec![Trigger::Down]),
+            rule("ops", vec![Trigger::Node]),
+            rule("gone", vec![Trigger::Node]),
+        ];
+        let node = LapsedNode {
+            name: "mon3".into(),
+            location: "eu".into(),
+            sensors: 120,
+            heartbeat_ms: 1_790_000_000_000,
+            expired_ms: 1_790_000_006_000,
+        };
+        let sent = node_lapsed(&rules, &[channel("ops"), channel("chat")], &node);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let (channel, payload) = &sent[0];
+        assert_eq!(channel, "ops");
+        assert_eq!(
+            (payload.kind, payload.sensor.as_str(), payload.to.as_str()),
+            (Kind::Node, "node/mon3", "lapsed")
+        );
+        assert_eq!(payload.at, "2026-09-21T14:13:26Z");
+        assert_eq!(payload.title, "portwatch node mon3 lapsed");
+        assert!(
+            payload
+                .text
+                .starts_with("node mon3 (location eu) stopped renewing its lease")
+                && payload
+                    .text
+                    .contains("its 120 sensors went to the other nodes"),
+            "{}",
+            payload.text
+        );
+        assert_eq!(Trigger::parse("node"), Some(Trigger::Node));
+        assert!(!fires(Trigger::Node, &change(State::Up, State::Down)));
     }
 }

@@ -142,6 +142,7 @@ pub fn default_text(kind: Kind) -> &'static str {
             "{sensor}: {suppressed} notifications held back while it flapped; it is {STATE} now"
         }
         Kind::Test => "portwatch test notification: if you read this, the channel works",
+        Kind::Node => "{message}",
     }
 }
 
@@ -151,6 +152,7 @@ pub fn default_title(kind: Kind) -> &'static str {
         Kind::Escalation | Kind::Repeat => "{sensor} is still DOWN",
         Kind::Flapping => "{sensor} is flapping",
         Kind::Test => "portwatch test notification",
+        Kind::Node => "portwatch node {server} lapsed",
         Kind::Change | Kind::Summary => "{sensor} is {STATE}",
     }
 }
@@ -223,6 +225,7 @@ mod tests {
             Kind::Flapping,
             Kind::Summary,
             Kind::Test,
+            Kind::Node,
         ] {
             validate(default_text(kind)).unwrap();
             validate(default_title(kind)).unwrap();

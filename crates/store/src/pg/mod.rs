@@ -416,16 +416,7 @@ impl Target for PgWrites {
             // A node writes state changes only while its lease holds (see
             // `writer::Fence`): after a lapse, another node decides them.
             let fenced = match batch.node {
-                Some(node) => {
-                    let live: bool = one(
-                        &tx,
-                        "SELECT EXISTS (SELECT 1 FROM nodes WHERE id = $1 AND expires_at > now())",
-                        &[&node],
-                    )
-                    .await?
-                    .get(0);
-                    !live
-                }
+                Some(node) => !node_live(&tx, node).await?,
                 None => false,
             };
             if fenced && (!batch.last.is_empty() || !batch.ordered.is_empty()) {
@@ -499,7 +490,7 @@ impl Target for PgWrites {
                         notify,
                     } => {
                         let mut outbox = Outbox::default();
-                        outbox.add(None, *sensor, *at_ms, notify, None);
+                        outbox.add(None, Some(*sensor), *at_ms, notify, None);
                         outbox.insert(&tx).await?;
                     }
                     Ordered::Settle {
@@ -574,6 +565,11 @@ impl Target for PgWrites {
         self.run(async {
             let mut client = self.pg.client().await?;
             let tx = client.transaction().await?;
+            if let Some(node) = repack.node
+                && !node_live(&tx, node).await?
+            {
+                return Err("this node's lease has lapsed: another node repacks now".into());
+            }
             let column = |f: fn(&PackedWindow) -> i64| -> Vec<i64> {
                 repack.windows.iter().map(f).collect()
             };
@@ -646,6 +642,18 @@ impl Target for PgWrites {
     }
 }
 
+/// Whether node `id`'s lease holds, by the database's clock (the fence
+/// of its writes: see `writer::Fence`).
+async fn node_live<C: GenericClient>(tx: &C, id: i64) -> Result<bool, tokio_postgres::Error> {
+    Ok(one(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM nodes WHERE id = $1 AND expires_at > now())",
+        &[&id],
+    )
+    .await?
+    .get(0))
+}
+
 /// Writes a run of state changes: their events (ids taken from the
 /// sequence first, so each notification names its event), the
 /// notifications they cause, and each sensor's latest state.
@@ -690,7 +698,7 @@ async fn insert_events<C: GenericClient>(
         reasons.push(change.reason.map(|r| r.as_str()));
         messages.push(change.message.as_str());
         // The notifications commit with their event, or not at all.
-        outbox.add(Some(id), *sensor, *at_ms, notify, *hold_until_ms);
+        outbox.add(Some(id), Some(*sensor), *at_ms, notify, *hold_until_ms);
         latest.insert(*sensor, (change.to.as_str(), *at_ms));
     }
     exec(
@@ -717,9 +725,10 @@ async fn insert_events<C: GenericClient>(
 /// Notifications to add to the outbox, as columns, written with one
 /// statement.
 #[derive(Default)]
-struct Outbox {
+pub(crate) struct Outbox {
     events: Vec<Option<i64>>,
-    sensors: Vec<i64>,
+    /// `None`: not about a sensor (a node's lease lapsed).
+    sensors: Vec<Option<i64>>,
     channels: Vec<String>,
     payloads: Vec<String>,
     created: Vec<i64>,
@@ -729,10 +738,10 @@ struct Outbox {
 
 impl Outbox {
     /// Notifications due at `at_ms`, or held until `hold_until_ms`.
-    fn add(
+    pub(crate) fn add(
         &mut self,
         event_id: Option<i64>,
-        sensor: i64,
+        sensor: Option<i64>,
         at_ms: i64,
         notify: &[(String, portwatch_core::notify::Payload)],
         hold_until_ms: Option<i64>,
@@ -749,7 +758,10 @@ impl Outbox {
         }
     }
 
-    async fn insert<C: GenericClient>(&self, tx: &C) -> Result<(), tokio_postgres::Error> {
+    pub(crate) async fn insert<C: GenericClient>(
+        &self,
+        tx: &C,
+    ) -> Result<(), tokio_postgres::Error> {
         if self.sensors.is_empty() {
             return Ok(());
         }

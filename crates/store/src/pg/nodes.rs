@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use portwatch_core::monitor::cluster::Member;
+use portwatch_core::notify::{ChannelDef, LapsedNode, Payload, RuleDef};
 
 use super::Pg;
 use crate::StoreError;
@@ -210,6 +211,59 @@ impl Pg {
             .await
             .map_err(self.fail())?;
         Ok(())
+    }
+
+    /// Reports the nodes whose lease lapsed (they stopped renewing it
+    /// without leaving) that nobody has reported yet: each is claimed by
+    /// one caller (the update's row lock and re-check), and the
+    /// notifications `notify` makes for it are written to the outbox in
+    /// the same transaction. Returns what this caller reported.
+    pub async fn report_lapsed_nodes(
+        &self,
+        notify: impl Fn(&LapsedNode, &[ChannelDef], &[RuleDef]) -> Vec<(String, Payload)>,
+    ) -> Result<Vec<LapsedNode>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.fail())?;
+        let rows = tx
+            .query(
+                concat!(
+                    "UPDATE nodes SET lapse_reported = true
+                     WHERE expires_at <= now() AND left_at IS NULL AND NOT lapse_reported
+                     RETURNING name, location, sensors, ",
+                    ms!("heartbeat_at"),
+                    ", ",
+                    ms!("expires_at")
+                ),
+                &[],
+            )
+            .await
+            .map_err(self.fail())?;
+        let lapsed: Vec<LapsedNode> = rows
+            .iter()
+            .map(|r| LapsedNode {
+                name: r.get(0),
+                location: r.get(1),
+                sensors: r.get(2),
+                heartbeat_ms: r.get(3),
+                expired_ms: r.get(4),
+            })
+            .collect();
+        if !lapsed.is_empty() {
+            let (channels, rules) = crate::Storage::notifications(self).await?;
+            let mut outbox = super::Outbox::default();
+            for node in &lapsed {
+                outbox.add(
+                    None,
+                    None,
+                    node.expired_ms,
+                    &notify(node, &channels, &rules),
+                    None,
+                );
+            }
+            outbox.insert(&tx).await.map_err(self.fail())?;
+        }
+        tx.commit().await.map_err(self.fail())?;
+        Ok(lapsed)
     }
 
     /// The nodes, live ones first, then those gone in the last day.
@@ -460,5 +514,42 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// A notification claimed by a node is another node's to claim once
+    /// that node's lease lapses, however long its claim was meant to last.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_node_s_claims_end_with_its_lease() {
+        use crate::Storage;
+        let Some((_cluster, pg)) = store().await else {
+            return;
+        };
+        let (a, b) = (
+            pg.join_node(&spec("a", "eu")).await.unwrap(),
+            pg.join_node(&spec("b", "eu")).await.unwrap(),
+        );
+        let payload = portwatch_core::notify::test_payload(
+            &portwatch_core::config::channel_from_json(&serde_json::json!({
+                "name": "chat", "webhook": "http://127.0.0.1:9/hook"
+            }))
+            .unwrap(),
+        );
+        let mut outbox = super::super::Outbox::default();
+        outbox.add(None, None, 1_000, &[("chat".to_owned(), payload)], None);
+        outbox.insert(&pg.client().await.unwrap()).await.unwrap();
+        let claim = |node: i64| pg.claim_notifications(2_000, 600_000, 10, Vec::new(), Some(node));
+        assert_eq!(claim(a).await.unwrap().len(), 1);
+        assert!(claim(b).await.unwrap().is_empty(), "a's while a lives");
+        pg.client()
+            .await
+            .unwrap()
+            .execute(
+                "UPDATE nodes SET expires_at = now() - interval '1 ms' WHERE id = $1",
+                &[&a],
+            )
+            .await
+            .unwrap();
+        assert_eq!(claim(b).await.unwrap().len(), 1, "a's lease lapsed");
+        assert!(claim(a).await.unwrap().is_empty(), "b's now");
     }
 }

@@ -183,9 +183,11 @@ const MIGRATIONS: &[&str] = &["
         sensors bigint NOT NULL DEFAULT 0,
         checks_per_s double precision NOT NULL DEFAULT 0,
         late bigint NOT NULL DEFAULT 0,
-        missed bigint NOT NULL DEFAULT 0
+        missed bigint NOT NULL DEFAULT 0,
+        lapse_reported boolean NOT NULL DEFAULT false
     );
     CREATE INDEX nodes_live ON nodes (location, expires_at);
+    ALTER TABLE outbox ADD COLUMN claimed_by bigint, ADD COLUMN claim_until_ms bigint;
 "];
 
 /// Whether the database holds a portwatch store.

@@ -1276,18 +1276,31 @@ impl Storage for Pg {
         until_ms: i64,
         limit: usize,
         busy: Vec<String>,
+        node: Option<i64>,
     ) -> Result<Vec<Pending>, StoreError> {
-        // A row another node claimed meanwhile is re-read after its lock is
-        // released, and then no longer due: each row goes to one claimer.
+        // Claimable: due, and not claimed, or claimed by a claim that
+        // ended, or by a node whose lease lapsed. A row another process
+        // claimed meanwhile is re-read after its lock is released, and is
+        // then no longer claimable: each row goes to one claimer.
+        macro_rules! claimable {
+            () => {
+                "delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= $1
+                 AND (claimed_by IS NULL AND coalesce(claim_until_ms, 0) <= $1
+                      OR claimed_by IS NOT NULL AND (claim_until_ms <= $1
+                          OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = o.claimed_by AND n.expires_at > now())))"
+            };
+        }
         let mut due = self
             .query(
-                "UPDATE outbox SET next_ms = $4
-                 WHERE id IN (SELECT id FROM outbox
-                              WHERE delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= $1 AND channel <> ALL($3)
-                              ORDER BY id LIMIT $2)
-                   AND delivered_ms IS NULL AND cancelled_ms IS NULL AND next_ms <= $1
-                 RETURNING id, channel, payload, attempts",
-                &[&now_ms, &(limit as i64), &busy, &until_ms],
+                concat!(
+                    "UPDATE outbox o SET claimed_by = $5, claim_until_ms = $4
+                     WHERE id IN (SELECT id FROM outbox o WHERE ",
+                    claimable!(),
+                    " AND channel <> ALL($3) ORDER BY id LIMIT $2) AND ",
+                    claimable!(),
+                    " RETURNING id, channel, payload, attempts"
+                ),
+                &[&now_ms, &(limit as i64), &busy, &until_ms, &node],
             )
             .await?
             .iter()
@@ -1299,7 +1312,7 @@ impl Storage for Pg {
 
     async fn release_notifications(&self, ids: Vec<i64>, next_ms: i64) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE outbox SET next_ms = $2 WHERE id = ANY($1) AND delivered_ms IS NULL AND cancelled_ms IS NULL",
+            "UPDATE outbox SET next_ms = $2, claimed_by = NULL, claim_until_ms = NULL WHERE id = ANY($1) AND delivered_ms IS NULL AND cancelled_ms IS NULL",
             &[&ids, &next_ms],
         )
         .await?;
@@ -1336,7 +1349,7 @@ impl Storage for Pg {
         next_ms: i64,
     ) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_ms = $3 WHERE id = $1",
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_ms = $3, claimed_by = NULL, claim_until_ms = NULL WHERE id = $1",
             &[&id, &error, &next_ms],
         )
         .await?;
