@@ -8,6 +8,7 @@
 //!   graph.
 //! - [`scheduler`]: scheduling decisions (first-run spread, catching up).
 //! - [`stats`]: counters of checks due, done, late and missed.
+//! - [`verdict`]: a sensor judged from k of n locations (not wired yet).
 
 pub mod cluster;
 pub mod decide;
@@ -16,3 +17,4 @@ pub mod reload;
 pub mod scheduler;
 pub mod state;
 pub mod stats;
+pub mod verdict;

@@ -1,0 +1,309 @@
+//! A sensor checked from several locations, judged from k of n.
+//!
+//! Each location keeps its own state (its node's state machine, with its
+//! re-checks); the sensor's verdict combines them:
+//!
+//! - DOWN when at least `k` locations see it down with fresh results;
+//! - UNKNOWN when fewer than `k` locations have fresh results at all (their
+//!   nodes are dead or cut off): the monitor's blindness is never the
+//!   service's failure;
+//! - WARNING `partial` when some locations see it down but fewer than `k`,
+//!   naming them;
+//! - otherwise the worst of the fresh locations (WARNING, UNKNOWN), or UP.
+//!
+//! `k` is the sensor's `down_when`: a number, `"all"`, or by default 1 with
+//! one location and a majority with several.
+//!
+//! Not wired into the monitor yet: several locations per store are the
+//! next step of running several nodes (see the README).
+
+use super::state::State;
+
+/// How many locations must see a sensor down for it to be DOWN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownWhen {
+    /// At least this many (at least 1).
+    Count(u32),
+    /// Every location.
+    All,
+}
+
+impl DownWhen {
+    /// Parses `1`, `2`, … or `all`.
+    pub fn parse(text: &str) -> Result<DownWhen, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("all") {
+            return Ok(DownWhen::All);
+        }
+        match text.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(DownWhen::Count(n)),
+            _ => Err(format!(
+                "down_when = '{text}' is not a count of locations: give 1, 2, … or \"all\""
+            )),
+        }
+    }
+
+    /// `k` among `n` locations: at most `n` (a count above it needs them
+    /// all). Without a setting: 1 of 1, else a majority.
+    pub fn needed(setting: Option<DownWhen>, n: usize) -> usize {
+        let n = n.max(1);
+        match setting {
+            None if n == 1 => 1,
+            None => n / 2 + 1,
+            Some(DownWhen::All) => n,
+            Some(DownWhen::Count(k)) => (k as usize).min(n),
+        }
+    }
+}
+
+/// One location's view of a sensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtLocation {
+    /// The location.
+    pub location: String,
+    /// Its state there.
+    pub state: State,
+    /// When it was last checked there (ms), if ever.
+    pub last_check_ms: Option<i64>,
+}
+
+/// The combined verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// UP, WARNING, DOWN or UNKNOWN.
+    pub state: State,
+    /// `partial` (down at fewer than k locations), `too_few_locations`
+    /// (fewer than k with fresh results), or `None` when the locations
+    /// agree.
+    pub reason: Option<&'static str>,
+    /// The locations that see it down, with fresh results.
+    pub down: Vec<String>,
+    /// The locations without a fresh result.
+    pub stale: Vec<String>,
+    /// For people: what the locations say.
+    pub message: String,
+}
+
+/// Judges a sensor from its locations at `now_ms`; a location's result is
+/// fresh for `fresh_ms` (two intervals and a timeout, say).
+pub fn judge(
+    locations: &[AtLocation],
+    down_when: Option<DownWhen>,
+    now_ms: i64,
+    fresh_ms: i64,
+) -> Verdict {
+    let k = DownWhen::needed(down_when, locations.len());
+    let is_fresh = |l: &&AtLocation| {
+        !matches!(l.state, State::Pending | State::Paused(_))
+            && l.last_check_ms.is_some_and(|at| now_ms - at <= fresh_ms)
+    };
+    let fresh: Vec<&AtLocation> = locations.iter().filter(is_fresh).collect();
+    let names = |wanted: &dyn Fn(&AtLocation) -> bool| -> Vec<String> {
+        locations
+            .iter()
+            .filter(|l| wanted(l))
+            .map(|l| l.location.clone())
+            .collect()
+    };
+    let down = names(&|l| is_fresh(&l) && l.state == State::Down);
+    let stale = names(&|l| !is_fresh(&l));
+    let (state, reason, message) = if down.len() >= k {
+        (
+            State::Down,
+            None,
+            format!(
+                "down at {} of {} locations ({}; {k} needed)",
+                down.len(),
+                locations.len(),
+                down.join(", ")
+            ),
+        )
+    } else if fresh.len() < k {
+        (
+            State::Unknown,
+            Some("too_few_locations"),
+            format!(
+                "{} of {} locations have fresh results, {k} needed for a verdict (none from {})",
+                fresh.len(),
+                locations.len(),
+                stale.join(", ")
+            ),
+        )
+    } else if !down.is_empty() {
+        (
+            State::Warning,
+            Some("partial"),
+            format!(
+                "down at {} only ({} of {} locations; {k} needed for DOWN)",
+                down.join(", "),
+                down.len(),
+                locations.len()
+            ),
+        )
+    } else if fresh.iter().any(|l| l.state == State::Warning) {
+        (
+            State::Warning,
+            None,
+            format!(
+                "warning at {}",
+                names(&|l| is_fresh(&l) && l.state == State::Warning).join(", ")
+            ),
+        )
+    } else if fresh.iter().any(|l| l.state == State::Unknown) {
+        (
+            State::Unknown,
+            None,
+            format!(
+                "not checked at {}",
+                names(&|l| is_fresh(&l) && l.state == State::Unknown).join(", ")
+            ),
+        )
+    } else {
+        (
+            State::Up,
+            None,
+            format!("up at {} of {} locations", fresh.len(), locations.len()),
+        )
+    };
+    Verdict {
+        state,
+        reason,
+        down,
+        stale,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::state::PauseCause;
+
+    const NOW: i64 = 1_000_000;
+    const FRESH: i64 = 25_000;
+
+    fn at(location: &str, state: State, age_ms: Option<i64>) -> AtLocation {
+        AtLocation {
+            location: location.into(),
+            state,
+            last_check_ms: age_ms.map(|age| NOW - age),
+        }
+    }
+
+    fn judged(locations: &[AtLocation], k: Option<DownWhen>) -> (State, Option<&'static str>) {
+        let verdict = judge(locations, k, NOW, FRESH);
+        (verdict.state, verdict.reason)
+    }
+
+    #[test]
+    fn the_default_is_one_of_one_and_a_majority_of_several() {
+        assert_eq!(DownWhen::needed(None, 1), 1);
+        assert_eq!(DownWhen::needed(None, 2), 2);
+        assert_eq!(DownWhen::needed(None, 3), 2);
+        assert_eq!(DownWhen::needed(None, 4), 3);
+        assert_eq!(DownWhen::needed(None, 0), 1);
+        assert_eq!(DownWhen::needed(Some(DownWhen::All), 3), 3);
+        assert_eq!(DownWhen::needed(Some(DownWhen::Count(5)), 3), 3);
+        assert_eq!(DownWhen::needed(Some(DownWhen::Count(1)), 3), 1);
+    }
+
+    #[test]
+    fn down_when_parses_counts_and_all_and_refuses_the_rest() {
+        assert_eq!(DownWhen::parse("2"), Ok(DownWhen::Count(2)));
+        assert_eq!(DownWhen::parse(" ALL "), Ok(DownWhen::All));
+        for bad in ["0", "-1", "most", ""] {
+            let error = DownWhen::parse(bad).unwrap_err();
+            assert!(error.contains("give 1, 2, … or \"all\""), "{error}");
+        }
+    }
+
+    #[test]
+    fn k_locations_down_make_it_down_and_fewer_a_partial_warning() {
+        let two_down = [
+            at("eu", State::Down, Some(1_000)),
+            at("us", State::Down, Some(2_000)),
+        ];
+        let one_down = [
+            at("eu", State::Down, Some(1_000)),
+            at("us", State::Up, Some(2_000)),
+        ];
+        let k2 = Some(DownWhen::Count(2));
+        assert_eq!(judged(&two_down, k2), (State::Down, None));
+        assert_eq!(judged(&one_down, k2), (State::Warning, Some("partial")));
+        assert_eq!(
+            judged(&one_down, Some(DownWhen::Count(1))),
+            (State::Down, None)
+        );
+        let verdict = judge(&one_down, k2, NOW, FRESH);
+        assert_eq!(verdict.down, ["eu"]);
+        assert_eq!(
+            verdict.message,
+            "down at eu only (1 of 2 locations; 2 needed for DOWN)"
+        );
+    }
+
+    #[test]
+    fn too_few_fresh_locations_are_unknown_never_down() {
+        // The us node is dead: its last result is old.
+        let one_fresh = [
+            at("eu", State::Down, Some(1_000)),
+            at("us", State::Down, Some(FRESH + 1)),
+        ];
+        let k2 = Some(DownWhen::Count(2));
+        assert_eq!(
+            judged(&one_fresh, k2),
+            (State::Unknown, Some("too_few_locations"))
+        );
+        let verdict = judge(&one_fresh, k2, NOW, FRESH);
+        assert_eq!(verdict.stale, ["us"]);
+        assert!(
+            verdict.message.contains("none from us"),
+            "{}",
+            verdict.message
+        );
+        // Fresh up to the limit, and a location never checked is stale.
+        let edge = [
+            at("eu", State::Down, Some(FRESH)),
+            at("us", State::Down, None),
+        ];
+        assert_eq!(judged(&edge, k2).0, State::Unknown);
+        assert_eq!(judged(&edge, Some(DownWhen::Count(1))).0, State::Down);
+        // Pending or paused locations give no verdict either.
+        let quiet = [
+            at("eu", State::Pending, Some(0)),
+            at("us", State::Paused(PauseCause::Schedule), Some(0)),
+        ];
+        assert_eq!(judged(&quiet, None).0, State::Unknown);
+    }
+
+    #[test]
+    fn agreeing_locations_give_their_state_and_the_worst_wins() {
+        let up = [
+            at("eu", State::Up, Some(0)),
+            at("us", State::Up, Some(0)),
+            at("ap", State::Up, Some(0)),
+        ];
+        assert_eq!(judged(&up, None), (State::Up, None));
+        let slow = [
+            at("eu", State::Up, Some(0)),
+            at("us", State::Warning, Some(0)),
+            at("ap", State::Unknown, Some(0)),
+        ];
+        assert_eq!(judged(&slow, None), (State::Warning, None));
+        let blind = [
+            at("eu", State::Up, Some(0)),
+            at("us", State::Unknown, Some(0)),
+        ];
+        assert_eq!(
+            judged(&blind, Some(DownWhen::Count(1))),
+            (State::Unknown, None)
+        );
+        // Three locations, one dead: two fresh are enough for a majority.
+        let one_dead = [
+            at("eu", State::Down, Some(0)),
+            at("us", State::Down, Some(0)),
+            at("ap", State::Up, Some(FRESH * 10)),
+        ];
+        assert_eq!(judged(&one_dead, None), (State::Down, None));
+    }
+}
