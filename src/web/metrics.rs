@@ -58,6 +58,12 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+    location: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -185,13 +191,14 @@ pub async fn metrics(
     let read = async {
         let (text, by_state) = state.sensor_series.get(&state.db, summary).await?;
         let undelivered = state.db.undelivered().await?;
-        Ok::<_, AppError>((text, by_state, undelivered))
+        let nodes = state.db.nodes().await?;
+        Ok::<_, AppError>((text, by_state, undelivered, nodes))
     };
-    let (store_up, (sensor_text, by_state, undelivered)) = match read.await {
+    let (store_up, (sensor_text, by_state, undelivered, nodes)) = match read.await {
         Ok(read) => (1, read),
         Err(error) => {
             tracing::warn!(%error, "metrics without the store's series: it cannot be read");
-            (0, (None, [0; 6], 0))
+            (0, (None, [0; 6], 0, Vec::new()))
         }
     };
     // A summary leaves the per-sensor series out, even when they are cached.
@@ -206,6 +213,7 @@ pub async fn metrics(
             .set(count);
     }
     registry.register("portwatch_sensors", "Sensors in each state", sensors);
+    node_metrics(&mut registry, &nodes);
     if let Some(monitor) = &state.monitor {
         monitor_metrics(&mut registry, &monitor.snapshot());
     }
@@ -290,6 +298,48 @@ pub async fn metrics(
         body,
     )
         .into_response())
+}
+
+/// The nodes sharing the store (none on SQLite), but those that left:
+/// whether each holds its lease, its sensors and its checks per second.
+fn node_metrics(registry: &mut Registry, nodes: &[crate::store::pg::nodes::NodeRow]) {
+    if nodes.is_empty() {
+        return;
+    }
+    let up = Family::<NodeLabels, Gauge>::default();
+    let sensors = Family::<NodeLabels, Gauge>::default();
+    let rate = Family::<NodeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let mut seen = std::collections::HashSet::new();
+    // Live first: a name that rejoined is shown by its live row.
+    for node in nodes.iter().filter(|n| !n.left) {
+        if !seen.insert(node.name.as_str()) {
+            continue;
+        }
+        let labels = NodeLabels {
+            node: node.name.clone(),
+            location: node.location.clone(),
+        };
+        up.get_or_create(&labels).set(i64::from(node.live));
+        if node.live {
+            sensors.get_or_create(&labels).set(node.heartbeat.sensors);
+            rate.get_or_create(&labels).set(node.heartbeat.checks_per_s);
+        }
+    }
+    registry.register(
+        "portwatch_node_up",
+        "Whether a node sharing the store holds its lease (1) or let it lapse (0)",
+        up,
+    );
+    registry.register(
+        "portwatch_node_sensors",
+        "Sensors a live node checks",
+        sensors,
+    );
+    registry.register(
+        "portwatch_node_checks_per_second",
+        "A live node's checks per second (over its last 10 s)",
+        rate,
+    );
 }
 
 /// Per sensor: up, state, connect time, last check, protocol phases and
@@ -453,4 +503,70 @@ fn monitor_metrics(registry: &mut Registry, counts: &crate::monitor::stats::Coun
 /// `/metrics`.
 pub(super) fn routes() -> super::Routes {
     super::Routes::new().get("/metrics", metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::pg::nodes::{Heartbeat, NodeRow};
+
+    fn node(id: i64, name: &str, live: bool, left: bool) -> NodeRow {
+        NodeRow {
+            id,
+            name: name.into(),
+            location: "eu".into(),
+            version: "0".into(),
+            started_ms: 0,
+            heartbeat_ms: 0,
+            expires_ms: 0,
+            live,
+            left,
+            heartbeat: Heartbeat {
+                sensors: 40,
+                checks_per_s: 4.5,
+                late: 0,
+                missed: 0,
+            },
+        }
+    }
+
+    fn text(nodes: &[NodeRow]) -> String {
+        let mut registry = Registry::default();
+        node_metrics(&mut registry, nodes);
+        let mut body = String::new();
+        encode_registry(&mut body, &registry).unwrap();
+        body
+    }
+
+    #[test]
+    fn nodes_are_series_by_name_live_or_lapsed_and_those_that_left_are_not() {
+        assert_eq!(text(&[]), "", "SQLite: no node series");
+        let body = text(&[
+            node(5, "a", true, false),
+            node(2, "a", false, false),
+            node(3, "b", false, false),
+            node(4, "c", false, true),
+        ]);
+        assert!(
+            body.contains("portwatch_node_up{node=\"a\",location=\"eu\"} 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("portwatch_node_up{node=\"b\",location=\"eu\"} 0"),
+            "{body}"
+        );
+        assert!(!body.contains("node=\"c\""), "{body}");
+        assert!(
+            body.contains("portwatch_node_sensors{node=\"a\",location=\"eu\"} 40"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("portwatch_node_sensors{node=\"b\""),
+            "{body}"
+        );
+        assert!(
+            body.contains("portwatch_node_checks_per_second{node=\"a\",location=\"eu\"} 4.5"),
+            "{body}"
+        );
+    }
 }
