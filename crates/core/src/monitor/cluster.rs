@@ -214,6 +214,16 @@ mod tests {
         }
     }
 
+    /// Nodes of different versions share one store during an upgrade:
+    /// they must agree on every owner, so the weights never change. (These
+    /// are splitmix64's values; `bench/cluster` computes the same.)
+    #[test]
+    fn the_weights_are_fixed_across_versions() {
+        assert_eq!(weight(1, 2), 16_171_810_823_986_729_605);
+        assert_eq!(weight(100_000, 3), 3_176_617_403_609_877_172);
+        assert_eq!(weight(-5, 7), 4_987_556_750_520_886_852);
+    }
+
     #[test]
     fn a_node_not_among_the_active_owns_nothing() {
         let share = Share::new(4, vec![1, 2]);
