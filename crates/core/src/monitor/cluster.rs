@@ -231,7 +231,7 @@ mod tests {
         assert!((0..1000).all(|key| !share.owns(key)));
         assert!(!share.alone());
         let alone = Share::new(4, vec![4]);
-        assert!(alone.alone());
+        assert!(alone.alone() && !alone.is_empty());
         assert!((0..1000).all(|key| alone.owns(key)));
     }
 

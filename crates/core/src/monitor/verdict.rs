@@ -44,11 +44,10 @@ impl DownWhen {
     }
 
     /// `k` among `n` locations: at most `n` (a count above it needs them
-    /// all). Without a setting: 1 of 1, else a majority.
+    /// all). Without a setting: a majority (1 of 1, 2 of 2 or 3, …).
     pub fn needed(setting: Option<DownWhen>, n: usize) -> usize {
         let n = n.max(1);
         match setting {
-            None if n == 1 => 1,
             None => n / 2 + 1,
             Some(DownWhen::All) => n,
             Some(DownWhen::Count(k)) => (k as usize).min(n),
