@@ -672,6 +672,6 @@ mod postgres {
         })
         .await
         .unwrap();
-        assert_eq!(version, "1");
+        assert_eq!(version, portwatch_store::pg::SCHEMA_VERSION.to_string());
     }
 }

@@ -18,6 +18,9 @@ pub mod nodes;
 mod schema;
 mod storage;
 
+/// The schema version this build migrates a PostgreSQL store to.
+pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
