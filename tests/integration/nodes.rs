@@ -23,6 +23,7 @@ use portwatch_testpg::Cluster;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+use crate::postgres::{cluster, until};
 use crate::util::{TempDir, bin, sh};
 
 /// Listeners that accept and drop every connection, counting them by port
@@ -206,32 +207,9 @@ impl Drop for Node {
     }
 }
 
-async fn cluster(test: &'static str) -> Option<Cluster> {
-    tokio::task::spawn_blocking(move || {
-        let cluster = Cluster::for_test(test)?;
-        cluster.create_database("portwatch").unwrap();
-        Some(cluster)
-    })
-    .await
-    .unwrap()
-}
-
 async fn open(url: &str) -> Backend {
     let location = Location::parse(url).unwrap();
     Backend::open(&location, 2).await.unwrap()
-}
-
-/// Waits until `done` says so, polling every 50 ms, for at most `limit`.
-async fn until<F, Fut>(what: &str, limit: Duration, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The sensors' config: `ports` on `ip`, checked every second, alerts on
@@ -329,37 +307,38 @@ fn one_alert_each(hook: &Hook, paths: &[String]) {
     assert_eq!(keys.len(), paths.len(), "{received:?}");
 }
 
-/// Three nodes in one location share 300 sensors checked every second:
-/// each sensor is checked by exactly one node; `kill -9` of one gives its
-/// sensors to the others within two intervals of its lease lapsing, none
-/// of them DOWN for it; then ten services fail and each is recorded and
-/// alerted once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_split_the_sensors_and_take_over_from_a_killed_one() {
-    let Some(cluster) =
-        cluster("nodes::three_nodes_split_the_sensors_and_take_over_from_a_killed_one").await
-    else {
-        return;
-    };
+/// Three nodes (`a`, `b`, `c`, heartbeat 500 ms) on a new cluster,
+/// sharing `n` sensors on 127.0.0.1 that alert `hook`, every sensor up.
+struct Three {
+    _cluster: Cluster,
+    _dir: TempDir,
+    ports: Ports,
+    hook: Hook,
+    nodes: Vec<Node>,
+    db: Backend,
+}
+
+async fn three_nodes(test: &'static str, n: usize) -> Option<Three> {
+    let cluster = cluster(test).await?;
     let url = cluster.url("portwatch");
-    let mut ports = Ports::start("127.0.0.1", 300).await;
+    let ports = Ports::start("127.0.0.1", n).await;
     let hook = Hook::start();
-    let dir = TempDir::new("nodes-three");
+    let dir = TempDir::new("nodes");
     let hook_url = format!("http://127.0.0.1:{}/hook", hook.port);
     apply(&url, &dir, &config("127.0.0.1", &ports.ports, &hook_url));
-    let mut nodes: Vec<Node> = ["a", "b", "c"]
+    let nodes: Vec<Node> = ["a", "b", "c"]
         .iter()
         .map(|name| Node::start(&url, name, &dir, "500ms", &[]))
         .collect();
     let db = open(&url).await;
     until(
-        "three nodes share the 300 sensors",
+        &format!("three nodes share the {n} sensors"),
         Duration::from_secs(30),
         || async {
             let live = live(&db).await;
             live.len() == 3
                 && live.iter().all(|n| n.heartbeat.sensors > 0)
-                && live.iter().map(|n| n.heartbeat.sensors).sum::<i64>() == 300
+                && live.iter().map(|n| n.heartbeat.sensors).sum::<i64>() == n as i64
         },
     )
     .await;
@@ -369,6 +348,52 @@ async fn three_nodes_split_the_sensors_and_take_over_from_a_killed_one() {
             .is_ok_and(|rows| rows.iter().all(|r| r.state == State::Up))
     })
     .await;
+    Some(Three {
+        _cluster: cluster,
+        _dir: dir,
+        ports,
+        hook,
+        nodes,
+        db,
+    })
+}
+
+/// Each of `paths` went DOWN once, after its first UP.
+async fn down_once(db: &Backend, paths: &[String]) {
+    let changes = events(db).await;
+    for path in paths {
+        assert_eq!(
+            changes[path],
+            [(State::Pending, State::Up), (State::Up, State::Down)],
+            "{path}"
+        );
+    }
+}
+
+/// Three nodes in one location share 300 sensors checked every second:
+/// each sensor is checked by exactly one node; `kill -9` of one gives its
+/// sensors to the others within two intervals of its lease lapsing, none
+/// of them DOWN for it; then ten services fail and each is recorded and
+/// alerted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_split_the_sensors_and_take_over_from_a_killed_one() {
+    let Some(Three {
+        mut ports,
+        hook,
+        mut nodes,
+        db,
+        // Bound, not `..`: the cluster and the directory live until the
+        // test ends.
+        _cluster,
+        _dir,
+    }) = three_nodes(
+        "nodes::three_nodes_split_the_sensors_and_take_over_from_a_killed_one",
+        300,
+    )
+    .await
+    else {
+        return;
+    };
 
     // Steady state: over 5 s each port is reached about 5 times, once a
     // second by one node (two nodes would make it about 10).
@@ -445,14 +470,7 @@ async fn three_nodes_split_the_sensors_and_take_over_from_a_killed_one() {
         || async { db.undelivered().await.is_ok_and(|n| n == 0) && hook.received().len() >= 10 },
     )
     .await;
-    let changes = events(&db).await;
-    for path in &failing {
-        assert_eq!(
-            changes[path],
-            [(State::Pending, State::Up), (State::Up, State::Down)],
-            "{path}"
-        );
-    }
+    down_once(&db, &failing).await;
     one_alert_each(&hook, &failing);
     assert_eq!(
         hook.received().len(),
@@ -470,37 +488,23 @@ async fn three_nodes_split_the_sensors_and_take_over_from_a_killed_one() {
 /// is recorded and alerted once, whichever node decided it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_while_its_sensors_go_down_alerts_each_once() {
-    let Some(cluster) =
-        cluster("nodes::a_node_killed_while_its_sensors_go_down_alerts_each_once").await
+    let Some(Three {
+        mut ports,
+        hook,
+        mut nodes,
+        db,
+        // Bound, not `..`: the cluster and the directory live until the
+        // test ends.
+        _cluster,
+        _dir,
+    }) = three_nodes(
+        "nodes::a_node_killed_while_its_sensors_go_down_alerts_each_once",
+        60,
+    )
+    .await
     else {
         return;
     };
-    let url = cluster.url("portwatch");
-    let mut ports = Ports::start("127.0.0.1", 60).await;
-    let hook = Hook::start();
-    let dir = TempDir::new("nodes-killed");
-    let hook_url = format!("http://127.0.0.1:{}/hook", hook.port);
-    apply(&url, &dir, &config("127.0.0.1", &ports.ports, &hook_url));
-    let mut nodes: Vec<Node> = ["a", "b", "c"]
-        .iter()
-        .map(|name| Node::start(&url, name, &dir, "500ms", &[]))
-        .collect();
-    let db = open(&url).await;
-    until(
-        "three nodes share the 60 sensors",
-        Duration::from_secs(30),
-        || async {
-            let live = live(&db).await;
-            live.len() == 3 && live.iter().map(|n| n.heartbeat.sensors).sum::<i64>() == 60
-        },
-    )
-    .await;
-    until("every sensor is up", Duration::from_secs(30), || async {
-        db.status()
-            .await
-            .is_ok_and(|rows| rows.iter().all(|r| r.state == State::Up))
-    })
-    .await;
     // Five sensors of node a, by the nodes' own rendezvous hashing.
     let rows = live(&db).await;
     let node_ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
@@ -534,14 +538,7 @@ async fn a_node_killed_while_its_sensors_go_down_alerts_each_once() {
         || async { db.undelivered().await.is_ok_and(|n| n == 0) && hook.received().len() >= 5 },
     )
     .await;
-    let changes = events(&db).await;
-    for path in &failing {
-        assert_eq!(
-            changes[path],
-            [(State::Pending, State::Up), (State::Up, State::Down)],
-            "{path}"
-        );
-    }
+    down_once(&db, &failing).await;
     one_alert_each(&hook, &failing);
 }
 
@@ -706,14 +703,7 @@ async fn a_node_cut_off_from_the_database_stops_and_nothing_is_duplicated() {
         ports.from("198.51.100.2") > from_x
     })
     .await;
-    let changes = events(&db).await;
-    for path in &failing {
-        assert_eq!(
-            changes[path],
-            [(State::Pending, State::Up), (State::Up, State::Down)],
-            "{path}"
-        );
-    }
+    down_once(&db, &failing).await;
     let outbox = db.outbox(1_000).await.unwrap();
     for path in &failing {
         assert_eq!(

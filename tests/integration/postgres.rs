@@ -56,7 +56,7 @@ fn config(listeners: &[Listener]) -> String {
     text
 }
 
-async fn cluster(test: &'static str) -> Option<Cluster> {
+pub(crate) async fn cluster(test: &'static str) -> Option<Cluster> {
     tokio::task::spawn_blocking(move || {
         let cluster = Cluster::for_test(test)?;
         cluster.create_database("portwatch").unwrap();
@@ -71,7 +71,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 }
 
 /// Waits until `done` says so, polling every 100 ms, for at most `limit`.
-async fn until<F, Fut>(what: &str, limit: Duration, mut done: F)
+pub(crate) async fn until<F, Fut>(what: &str, limit: Duration, mut done: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
