@@ -224,6 +224,7 @@ impl Beats {
                     me: id,
                     members,
                     round_trip_ms,
+                    valid_ms: self.timing.join_delay().as_millis() as i64,
                 };
                 self.view = Some((view, sent));
                 self.fence.set_repacker(self.repacks());

@@ -128,6 +128,12 @@ pub struct View {
     /// How long the query took to answer (ms): the database's `now()` lies
     /// somewhere in it.
     pub round_trip_ms: i64,
+    /// How long the view holds (ms after the query was sent): a node that
+    /// joins after the query starts its share at least this much after it
+    /// joined (its join delay), so until then this view misses no active
+    /// node. A node whose next view is late owns nothing meanwhile, rather
+    /// than check a share a newcomer may have started on.
+    pub valid_ms: i64,
 }
 
 impl View {
@@ -138,7 +144,10 @@ impl View {
         };
         // Mine: active only once the answer's latest reading says so, and
         // over at the earliest reading of the lease's end.
-        if elapsed_ms < me.active_in_ms + self.round_trip_ms || elapsed_ms >= me.expires_in_ms {
+        if elapsed_ms < me.active_in_ms + self.round_trip_ms
+            || elapsed_ms >= me.expires_in_ms
+            || elapsed_ms >= self.valid_ms
+        {
             return Share::new(self.me, Vec::new());
         }
         // The others': active at the earliest reading.
@@ -152,7 +161,8 @@ impl View {
     }
 
     /// When the share next changes by this view (ms after the query was
-    /// sent): a node becoming active, or this node's lease ending.
+    /// sent): a node becoming active, this node's lease ending, or the view
+    /// running out.
     pub fn next_change(&self, elapsed_ms: i64) -> Option<i64> {
         self.members
             .iter()
@@ -163,6 +173,7 @@ impl View {
                     vec![m.active_in_ms]
                 }
             })
+            .chain([self.valid_ms])
             .filter(|at| *at > elapsed_ms)
             .min()
     }
@@ -301,11 +312,13 @@ mod tests {
             me: 1,
             members: members.clone(),
             round_trip_ms: 30,
+            valid_ms: 60_000,
         };
         let new = View {
             me: 2,
             members,
             round_trip_ms: 30,
+            valid_ms: 60_000,
         };
         assert!(old.share(3_999).alone());
         assert_eq!(old.share(4_000).nodes(), &[1, 2]);
@@ -316,20 +329,36 @@ mod tests {
     }
 
     #[test]
+    fn a_node_owns_nothing_once_its_view_is_too_old_to_know_every_active_node() {
+        let view = View {
+            me: 1,
+            members: vec![member(1, 0, 6_000)],
+            round_trip_ms: 10,
+            valid_ms: 4_000,
+        };
+        assert!(view.share(3_999).alone());
+        assert!(view.share(4_000).is_empty(), "a newcomer may be active now");
+        assert_eq!(view.next_change(10), Some(4_000));
+    }
+
+    #[test]
     fn a_node_owns_nothing_once_its_lease_may_have_ended() {
         let view = View {
             me: 1,
             members: vec![member(1, 0, 6_000), member(2, 0, 6_000)],
             round_trip_ms: 10,
+            valid_ms: 60_000,
         };
         assert_eq!(view.share(5_999).nodes(), &[1, 2]);
         assert!(view.share(6_000).is_empty());
         assert_eq!(view.next_change(10), Some(6_000));
-        assert_eq!(view.next_change(6_000), None);
+        assert_eq!(view.next_change(6_000), Some(60_000), "then the view ends");
+        assert_eq!(view.next_change(60_000), None);
         let gone = View {
             me: 1,
             members: vec![member(2, 0, 6_000)],
             round_trip_ms: 10,
+            valid_ms: 60_000,
         };
         assert!(gone.share(0).is_empty(), "not listed: lapsed");
     }

@@ -27,7 +27,9 @@ pub struct NodeSpec {
     pub lease: Duration,
     /// How long a node joining a location that has live nodes waits before
     /// its share is its own: long enough for every other node to have seen
-    /// it by then (two heartbeats), so that the hand-over is exact.
+    /// it by then (two heartbeats), so that the hand-over is exact. A node
+    /// joins after the longest delay of the live nodes and its own: each
+    /// node's view holds for its own delay (see `cluster::View`).
     pub join_delay: Duration,
 }
 
@@ -119,11 +121,13 @@ impl Pg {
         }
         let row = client
             .query_one(
-                "INSERT INTO nodes (name, location, version, started_at, active_at, heartbeat_at, expires_at)
+                "INSERT INTO nodes (name, location, version, started_at, active_at, heartbeat_at, expires_at, join_delay_ms)
                  SELECT $1, $2, $3, now(),
-                        CASE WHEN EXISTS (SELECT 1 FROM nodes WHERE location = $2 AND expires_at > now() AND left_at IS NULL)
-                             THEN now() + make_interval(secs => $5) ELSE now() END,
-                        now(), now() + make_interval(secs => $4)
+                        CASE WHEN live.n > 0
+                             THEN now() + make_interval(secs => greatest($5::float8, live.delay_ms / 1000.0::float8)) ELSE now() END,
+                        now(), now() + make_interval(secs => $4), ($5::float8 * 1000)::bigint
+                 FROM (SELECT count(*) AS n, coalesce(max(join_delay_ms), 0) AS delay_ms
+                       FROM nodes WHERE location = $2 AND expires_at > now() AND left_at IS NULL) AS live
                  RETURNING id",
                 &[
                     &spec.name,
@@ -390,6 +394,23 @@ mod tests {
         let rows = pg.nodes().await.unwrap();
         let row = rows.iter().find(|r| r.id == b).unwrap();
         assert_eq!((row.live, row.heartbeat), (true, figures));
+        // A node with a shorter delay waits as long as the longest live one:
+        // their views hold that long.
+        let quick = pg
+            .join_node(&NodeSpec {
+                join_delay: Duration::from_millis(200),
+                ..spec("q", "eu")
+            })
+            .await
+            .unwrap();
+        let seen = pg
+            .heartbeat(quick, lease, Heartbeat::default())
+            .await
+            .unwrap()
+            .unwrap();
+        let joined = seen.iter().find(|m| m.id == quick).unwrap();
+        assert!(joined.active_in_ms > 1_000, "{joined:?}");
+        pg.leave_node(quick).await.unwrap();
 
         // b stops renewing: after its lease, a no longer sees it, and b's
         // own renewal says it is dead.

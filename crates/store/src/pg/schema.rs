@@ -184,7 +184,8 @@ const MIGRATIONS: &[&str] = &["
         checks_per_s double precision NOT NULL DEFAULT 0,
         late bigint NOT NULL DEFAULT 0,
         missed bigint NOT NULL DEFAULT 0,
-        lapse_reported boolean NOT NULL DEFAULT false
+        lapse_reported boolean NOT NULL DEFAULT false,
+        join_delay_ms bigint NOT NULL DEFAULT 0
     );
     CREATE INDEX nodes_live ON nodes (location, expires_at);
     ALTER TABLE outbox ADD COLUMN claimed_by bigint, ADD COLUMN claim_until_ms bigint;
