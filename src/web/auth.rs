@@ -84,9 +84,16 @@ pub async fn ensure_admin<S: Storage>(
         Some(password) if !password.is_empty() => (password, false),
         _ => (random_token()[..20].to_owned(), true),
     };
-    db.create_user("admin".into(), password.clone(), Role::Admin)
-        .await?;
-    Ok(generated.then_some(password))
+    match db
+        .create_user("admin".into(), password.clone(), Role::Admin)
+        .await
+    {
+        Ok(()) => Ok(generated.then_some(password)),
+        // Another node sharing the store created it a moment ago: its
+        // password is the one it printed.
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 pub(super) fn cookie_value(parts: &Parts, name: &str) -> Option<String> {

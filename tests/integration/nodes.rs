@@ -139,8 +139,21 @@ struct Node {
 
 impl Node {
     /// Starts node `name` on `url`, run through `prefix` (for example
-    /// `ip netns exec NS`), with a heartbeat of `heartbeat`.
+    /// `ip netns exec NS`), with a heartbeat of `heartbeat`, without its
+    /// web interface.
     fn start(url: &str, name: &str, dir: &TempDir, heartbeat: &str, prefix: &[&str]) -> Node {
+        Node::start_with(url, name, dir, heartbeat, prefix, &["--no-web"])
+    }
+
+    /// [`Node::start`] with `extra` arguments instead of `--no-web`.
+    fn start_with(
+        url: &str,
+        name: &str,
+        dir: &TempDir,
+        heartbeat: &str,
+        prefix: &[&str],
+        extra: &[&str],
+    ) -> Node {
         let log = dir.path.join(format!("{name}-{}.log", std::process::id()));
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -164,8 +177,8 @@ impl Node {
                 name,
                 "--heartbeat",
                 heartbeat,
-                "--no-web",
             ])
+            .args(extra)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -726,4 +739,126 @@ async fn a_node_cut_off_from_the_database_stops_and_nothing_is_duplicated() {
         );
     }
     assert_eq!(cut_off.stop(), 0, "{}", cut_off.log());
+}
+
+/// A free port on 127.0.0.1 (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Any node serves the web interface and the API: a sensor added through
+/// one node's API is listed by the other's within seconds, and checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_through_one_node_reaches_the_other() {
+    let Some(cluster) = cluster("nodes::a_change_made_through_one_node_reaches_the_other").await
+    else {
+        return;
+    };
+    let url = cluster.url("portwatch");
+    let dir = TempDir::new("nodes-web");
+    let ports = Ports::start("127.0.100.3", 1).await;
+    apply(
+        &url,
+        &dir,
+        &config("127.0.100.3", &[], "http://192.0.2.1:9/hook"),
+    );
+    let (code, token, stderr) = crate::util::outcome(&crate::util::portwatch(&[
+        "access", "token", "ci", "--scope", "admin", "--db", &url,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let token = token.trim().to_owned();
+    let web: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let _nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .zip(&web)
+        .map(|(name, listen)| {
+            Node::start_with(&url, name, &dir, "500ms", &[], &["--listen", listen])
+        })
+        .collect();
+    let db = open(&url).await;
+    until("both nodes are live", Duration::from_secs(30), || async {
+        live(&db).await.len() == 2
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let listed = |address: String| {
+        let (client, token) = (client.clone(), token.clone());
+        async move {
+            let Ok(response) = client
+                .get(format!("http://{address}/api/sensors"))
+                .bearer_auth(&token)
+                .send()
+                .await
+            else {
+                return Vec::new();
+            };
+            let body: Value = response.json().await.unwrap_or_default();
+            body["items"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|i| {
+                            (
+                                i["sensor"].as_str().unwrap_or("").to_owned(),
+                                i["state"].as_str().unwrap_or("").to_owned(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    until("node a's API answers", Duration::from_secs(30), || async {
+        client
+            .get(format!("http://{}/api/sensors", web[0]))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let created = client
+        .post(format!("http://{}/api/sensors", web[0]))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "server": "web", "host": "127.0.100.3", "port": ports.ports[0], "interval": "1s"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "{}",
+        created.text().await.unwrap()
+    );
+    until(
+        "node b lists the sensor added through node a",
+        Duration::from_secs(15),
+        || async {
+            listed(web[1].clone())
+                .await
+                .iter()
+                .any(|(sensor, _)| sensor.starts_with("web/"))
+        },
+    )
+    .await;
+    until(
+        "one of the nodes checks it: it is up",
+        Duration::from_secs(15),
+        || async {
+            listed(web[1].clone())
+                .await
+                .iter()
+                .any(|(sensor, state)| sensor.starts_with("web/") && state == "up")
+        },
+    )
+    .await;
+    assert!(ports.counts()[0] > 0);
 }

@@ -728,11 +728,19 @@ impl Storage for Pg {
             )));
         }
         let hash = blocking(move || hash_password(&password)).await;
-        self.execute(
-            "INSERT INTO users (name, password_hash, role, created_ms) VALUES ($1, $2, $3, $4)",
-            &[&name, &hash, &role.as_str(), &now_ms()],
-        )
-        .await?;
+        // Two processes creating one name at once: one of them is told.
+        let inserted = self
+            .execute(
+                "INSERT INTO users (name, password_hash, role, created_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &hash, &role.as_str(), &now_ms()],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "a user named '{name}' already exists: choose another name"
+            )));
+        }
         Ok(())
     }
 
