@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::cluster::{Share, share_keys};
 use super::decide::{Core, Due, Effect, Outcome, Reload};
 use super::reload::Changed;
-use super::scheduler::{Slots, first_offset, next_due};
+use super::scheduler::{Slots, first_offset, next_due, resume_offset};
 use super::state::{self, State};
 use super::stats::{self, MonitorStats, Window};
 use crate::config::model::{ResolvedSensor, resolve};
@@ -206,8 +206,8 @@ pub async fn run<S: Storage, W: Writes>(
         window_started: Instant::now(),
         share: share.as_mut().map(|s| s.borrow_and_update().clone()),
     };
-    let (loaded, states) = load(&db).await?;
-    monitor.apply(loaded, states);
+    let (loaded, states, last) = load(&db, monitor.share.is_some()).await?;
+    monitor.apply(loaded, states, last);
     tracing::info!(sensors = monitor.core.len(), "monitor started");
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -232,7 +232,7 @@ pub async fn run<S: Storage, W: Writes>(
                     Err(error) => tracing::error!(%error, "the configuration read failed"),
                 }
                 if std::mem::take(&mut reload_asked) {
-                    reading = Some(tokio::spawn(read_config(db.clone(), None)));
+                    reading = Some(tokio::spawn(read_config(db.clone(), None, share.is_some())));
                 }
             }
             changed = async { share.as_mut().expect("a node").changed().await }, if share.is_some() => {
@@ -250,7 +250,7 @@ pub async fn run<S: Storage, W: Writes>(
                     if reading.is_some() {
                         reload_asked = true;
                     } else {
-                        reading = Some(tokio::spawn(read_config(db.clone(), None)));
+                        reading = Some(tokio::spawn(read_config(db.clone(), None, share.is_some())));
                     }
                 }
             }
@@ -258,7 +258,7 @@ pub async fn run<S: Storage, W: Writes>(
                 if reading.is_some() {
                     reload_asked = true;
                 } else {
-                    reading = Some(tokio::spawn(read_config(db.clone(), None)));
+                    reading = Some(tokio::spawn(read_config(db.clone(), None, share.is_some())));
                 }
             }
             _ = tick.tick() => {
@@ -269,7 +269,7 @@ pub async fn run<S: Storage, W: Writes>(
                 monitor.judge_load();
                 if last_poll.elapsed() >= monitor.options.reload_every && reading.is_none() {
                     last_poll = Instant::now();
-                    reading = Some(tokio::spawn(read_config(db.clone(), Some(monitor.generation))));
+                    reading = Some(tokio::spawn(read_config(db.clone(), Some(monitor.generation), share.is_some())));
                 }
             }
         }
@@ -313,10 +313,20 @@ pub async fn run<S: Storage, W: Writes>(
     Ok(())
 }
 
-/// Loads the configuration and the last known states, off the async threads.
-async fn load<S: Storage>(db: &S) -> Result<(Loaded, States), StoreError> {
-    Ok((db.load().await?, db.states().await?))
+/// Loads the configuration and the last known states, off the async
+/// threads; on a node (`node`), also when each sensor was last checked,
+/// for the sensors it takes over.
+async fn load<S: Storage>(db: &S, node: bool) -> Result<(Loaded, States, LastChecked), StoreError> {
+    let last = if node {
+        Some(db.last_checked().await?)
+    } else {
+        None
+    };
+    Ok((db.load().await?, db.states().await?, last))
 }
+
+/// When each sensor was last checked (ms), on a node.
+type LastChecked = Option<HashMap<i64, i64>>;
 
 /// Every sensor's last known state and since when.
 type States = HashMap<i64, (State, i64)>;
@@ -325,8 +335,9 @@ type States = HashMap<i64, (State, i64)>;
 enum ConfigRead {
     /// The generation is the one running: nothing to do.
     Unchanged,
-    /// A new configuration and the last known states.
-    Loaded(Box<(Loaded, States)>),
+    /// A new configuration, the last known states, and on a node when
+    /// each sensor was last checked.
+    Loaded(Box<(Loaded, States, LastChecked)>),
     /// The store did not answer (a reload asked for by a poll is tried
     /// again at the next poll).
     Failed(StoreError, bool),
@@ -334,7 +345,7 @@ enum ConfigRead {
 
 /// Reads the configuration if its generation differs from `running`
 /// (always, without one: a reload was asked for).
-async fn read_config<S: Storage>(db: S, running: Option<i64>) -> ConfigRead {
+async fn read_config<S: Storage>(db: S, running: Option<i64>, node: bool) -> ConfigRead {
     if let Some(running) = running {
         match db.generation().await {
             Ok(generation) if generation == running => return ConfigRead::Unchanged,
@@ -342,7 +353,7 @@ async fn read_config<S: Storage>(db: S, running: Option<i64>) -> ConfigRead {
             Err(error) => return ConfigRead::Failed(error, true),
         }
     }
-    match load(&db).await {
+    match load(&db, node).await {
         Ok(loaded) => ConfigRead::Loaded(Box::new(loaded)),
         Err(error) => ConfigRead::Failed(error, running.is_some()),
     }
@@ -366,7 +377,7 @@ fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
 impl<W: Writes> Monitor<W> {
     /// Makes the running sensors match `loaded`, keeping the state and
     /// schedule of sensors that stay.
-    fn apply(&mut self, loaded: Loaded, states: HashMap<i64, (State, i64)>) {
+    fn apply(&mut self, loaded: Loaded, states: HashMap<i64, (State, i64)>, last: LastChecked) {
         let Loaded {
             mut config,
             ids,
@@ -414,9 +425,17 @@ impl<W: Writes> Monitor<W> {
                     .push(Reverse((schedule.due, *id, schedule.epoch)));
             }
         }
+        let now_ms = self.options.clock.now().as_millisecond();
         for (id, spec) in &diff.to_add {
             let host = self.host_limit(spec);
-            let due = now + first_offset(&spec.path, spec.settings.interval);
+            // A sensor taken over from another node goes on at its cadence.
+            let offset = match last.as_ref().and_then(|last| last.get(id)) {
+                Some(&last_ms) => {
+                    resume_offset(&spec.path, spec.settings.interval, last_ms, now_ms)
+                }
+                None => first_offset(&spec.path, spec.settings.interval),
+            };
+            let due = now + offset;
             self.queue.push(Reverse((due, *id, 0)));
             self.schedules.insert(
                 *id,
@@ -474,8 +493,8 @@ impl<W: Writes> Monitor<W> {
         match read {
             ConfigRead::Unchanged => {}
             ConfigRead::Loaded(loaded) => {
-                let (loaded, states) = *loaded;
-                self.apply(loaded, states);
+                let (loaded, states, last) = *loaded;
+                self.apply(loaded, states, last);
                 tracing::info!(
                     sensors = self.core.len(),
                     generation = self.generation,

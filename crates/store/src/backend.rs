@@ -156,6 +156,10 @@ impl Storage for Backend {
         delegate!(self, states())
     }
 
+    async fn last_checked(&self) -> Result<HashMap<i64, i64>, StoreError> {
+        delegate!(self, last_checked())
+    }
+
     async fn sensor_count(&self) -> Result<usize, StoreError> {
         delegate!(self, sensor_count())
     }

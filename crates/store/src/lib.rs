@@ -725,6 +725,18 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(self.sqlite())
     }
 
+    /// When each sensor was last checked (ms).
+    pub fn last_checked(&self) -> Result<HashMap<i64, i64>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT sensor_id, last_check_ms FROM sensor_status WHERE last_check_ms IS NOT NULL")
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
     /// Every sensor's last known state and since when, for a restart.
     pub fn states(&self) -> Result<HashMap<i64, (State, i64)>, StoreError> {
         let mut statement = self

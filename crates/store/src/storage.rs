@@ -117,6 +117,10 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn states(&self)
     -> impl Future<Output = Result<HashMap<i64, (State, i64)>, StoreError>> + Send;
 
+    /// When each sensor was last checked (ms), by whichever process: where
+    /// a node taking sensors over from another picks their cadence up.
+    fn last_checked(&self) -> impl Future<Output = Result<HashMap<i64, i64>, StoreError>> + Send;
+
     /// How many active sensors the store holds.
     fn sensor_count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
@@ -460,6 +464,10 @@ impl Storage for Db {
 
     async fn states(&self) -> Result<HashMap<i64, (State, i64)>, StoreError> {
         self.call(move |store| store.states()).await
+    }
+
+    async fn last_checked(&self) -> Result<HashMap<i64, i64>, StoreError> {
+        self.call(move |store| store.last_checked()).await
     }
 
     async fn sensor_count(&self) -> Result<usize, StoreError> {

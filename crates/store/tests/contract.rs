@@ -413,6 +413,7 @@ async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W) {
     writer.flush().await;
     assert_eq!(db.results(id, 0, i64::MAX).await.unwrap(), [result]);
     assert_eq!(db.states().await.unwrap()[&id], (State::Up, at));
+    assert_eq!(db.last_checked().await.unwrap()[&id], at);
     assert_eq!(db.status_of(id).await.unwrap().last_rtt_us, Some(250));
 
     let due = db.due_notifications(at, 10).await.unwrap();

@@ -17,6 +17,25 @@ pub fn first_offset(path: &str, interval: Duration) -> Duration {
     Duration::from_micros(hash % interval_us)
 }
 
+/// How long until the first check of a sensor this node takes over from
+/// another (a node that left or died, or gave it to this one), last
+/// checked at `last_ms` (wall time, ms) with `now_ms` now: its next slot
+/// on the previous node's cadence, so that a hand-over neither checks it
+/// twice in one interval nor leaves it a whole extra interval; a sensor
+/// already overdue is checked within [`CATCH_UP`] (spread by its path, so
+/// that the share of a dead node does not start at one instant).
+pub fn resume_offset(path: &str, interval: Duration, last_ms: i64, now_ms: i64) -> Duration {
+    let next_ms = last_ms.saturating_add(interval.as_millis() as i64);
+    if next_ms >= now_ms {
+        return Duration::from_millis((next_ms - now_ms) as u64);
+    }
+    first_offset(path, interval.min(CATCH_UP))
+}
+
+/// The span over which overdue sensors taken over from another node are
+/// first checked.
+pub const CATCH_UP: Duration = Duration::from_secs(2);
+
 /// The next due time after a check that was due at `due` (times as
 /// durations since any origin), and how many whole intervals were missed
 /// because the monitor fell behind by more than an interval.
@@ -115,6 +134,27 @@ impl<T> Slots<T> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_sensor_taken_over_keeps_its_cadence_and_an_overdue_one_catches_up_soon() {
+        let ten = Duration::from_secs(10);
+        // Last checked 3 s ago: next in 7 s, as on the previous node.
+        assert_eq!(
+            resume_offset("s/p", ten, 97_000, 100_000),
+            Duration::from_secs(7)
+        );
+        // Due right now.
+        assert_eq!(resume_offset("s/p", ten, 90_000, 100_000), Duration::ZERO);
+        // Overdue: within the catch-up span, the same for the same path.
+        let late = resume_offset("s/p", ten, 50_000, 100_000);
+        assert!(late < CATCH_UP, "{late:?}");
+        assert_eq!(late, resume_offset("s/p", ten, 80_000, 100_000));
+        assert_eq!(late, first_offset("s/p", CATCH_UP));
+        // A short interval catches up within itself.
+        let one = Duration::from_secs(1);
+        assert!(resume_offset("s/p", one, 0, 100_000) < one);
+    }
+
     use super::*;
 
     #[test]

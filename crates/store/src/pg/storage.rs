@@ -560,6 +560,18 @@ impl Storage for Pg {
             .collect())
     }
 
+    async fn last_checked(&self) -> Result<HashMap<i64, i64>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT sensor_id, last_check_ms FROM sensor_status WHERE last_check_ms IS NOT NULL",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
     async fn sensor_count(&self) -> Result<usize, StoreError> {
         let count: i64 = self
             .query_one(
