@@ -87,7 +87,18 @@ impl Pg {
     /// same name, while a node of another location is live (one location
     /// per store for now), or while `store copy` holds the store.
     pub async fn join_node(&self, spec: &NodeSpec) -> Result<i64, StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        // Joins one at a time (a row lock held to the commit): two nodes
+        // joining an empty location at once would otherwise both find no
+        // live node, and both start at once.
+        let client = client.transaction().await.map_err(self.fail())?;
+        client
+            .execute(
+                "SELECT 1 FROM portwatch_schema WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(self.fail())?;
         let busy = client
             .query_opt(
                 "SELECT 'name', location FROM nodes WHERE name = $1 AND expires_at > now() AND left_at IS NULL
@@ -140,12 +151,14 @@ impl Pg {
             .await
             .map_err(self.fail())?;
         // Rows of nodes long gone are dropped by whoever joins.
-        let _ = client
+        client
             .execute(
                 "DELETE FROM nodes WHERE expires_at < now() - make_interval(secs => $1)",
                 &[&LISTED.as_secs_f64()],
             )
-            .await;
+            .await
+            .map_err(self.fail())?;
+        client.commit().await.map_err(self.fail())?;
         Ok(row.get(0))
     }
 
@@ -444,6 +457,28 @@ mod tests {
         let rows = pg.nodes().await.unwrap();
         assert!(rows[0].live && rows[0].id == again, "live first: {rows:?}");
         assert!(rows.iter().any(|r| r.id == a && r.left && !r.live));
+    }
+
+    /// Nodes joining an empty location at the same moment: one starts at
+    /// once, the others after the join delay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_joining_together_start_one_at_a_time() {
+        let Some((_cluster, pg)) = store().await else {
+            return;
+        };
+        let names = ["a", "b", "c", "d"];
+        let joined = futures_util::future::join_all(names.iter().map(|n| {
+            let pg = pg.clone();
+            async move { pg.join_node(&spec(n, "eu")).await.unwrap() }
+        }))
+        .await;
+        let members = pg
+            .heartbeat(joined[0], Duration::from_secs(3), Heartbeat::default())
+            .await
+            .unwrap()
+            .unwrap();
+        let at_once = members.iter().filter(|m| m.active_in_ms <= 0).count();
+        assert_eq!(at_once, 1, "{members:?}");
     }
 
     /// A commit for a node whose lease lapsed keeps the results and writes
