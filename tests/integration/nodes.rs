@@ -374,6 +374,26 @@ async fn three_nodes(test: &'static str, ip: &str, n: usize) -> Option<Three> {
     })
 }
 
+/// Every one of `paths` goes DOWN, is recorded DOWN once and alerted once.
+async fn down_and_alerted_once(db: &Backend, hook: &Hook, paths: &[String]) {
+    until(
+        &format!("{} sensors are down", paths.len()),
+        Duration::from_secs(15),
+        || async { down(db, paths).await == paths.len() },
+    )
+    .await;
+    until(
+        "every alert is delivered",
+        Duration::from_secs(30),
+        || async {
+            db.undelivered().await.is_ok_and(|n| n == 0) && hook.received().len() >= paths.len()
+        },
+    )
+    .await;
+    down_once(db, paths).await;
+    one_alert_each(hook, paths);
+}
+
 /// Each of `paths` went DOWN once, after its first UP.
 async fn down_once(db: &Backend, paths: &[String]) {
     let changes = events(db).await;
@@ -485,18 +505,7 @@ async fn three_nodes_split_the_sensors_and_take_over_from_a_killed_one() {
     for i in 0..10 {
         ports.close(i);
     }
-    until("ten sensors are down", Duration::from_secs(10), || async {
-        down(&db, &failing).await == 10
-    })
-    .await;
-    until(
-        "every alert is delivered",
-        Duration::from_secs(30),
-        || async { db.undelivered().await.is_ok_and(|n| n == 0) && hook.received().len() >= 10 },
-    )
-    .await;
-    down_once(&db, &failing).await;
-    one_alert_each(&hook, &failing);
+    down_and_alerted_once(&db, &hook, &failing).await;
     assert_eq!(
         hook.received().len(),
         11,
@@ -554,18 +563,7 @@ async fn a_node_killed_while_its_sensors_go_down_alerts_each_once() {
     )
     .await;
     nodes[0].kill9();
-    until("all five are down", Duration::from_secs(15), || async {
-        down(&db, &failing).await == 5
-    })
-    .await;
-    until(
-        "every alert is delivered",
-        Duration::from_secs(30),
-        || async { db.undelivered().await.is_ok_and(|n| n == 0) && hook.received().len() >= 5 },
-    )
-    .await;
-    down_once(&db, &failing).await;
-    one_alert_each(&hook, &failing);
+    down_and_alerted_once(&db, &hook, &failing).await;
 }
 
 /// A network namespace joined to this one by a veth pair: this side
