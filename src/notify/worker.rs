@@ -31,10 +31,10 @@ pub struct DeliveryStats {
     pub failed_attempts: AtomicU64,
 }
 
-/// How long a claimed notification is this worker's alone: longer than a
-/// round of attempts takes. If the process dies meanwhile, another node
-/// attempts it once this node's lease lapses (or, without nodes, this
-/// process restarted once the claim ends).
+/// How long a claimed notification is this worker's alone on a store that
+/// nodes share: longer than a round of attempts takes. If the node dies
+/// meanwhile, another attempts it once this node's lease lapses. (On
+/// SQLite, which one process has, a claim holds nothing back.)
 const CLAIM: Duration = Duration::from_secs(120);
 
 /// Runs until `stop` is cancelled: starts a delivery task for every channel

@@ -129,19 +129,19 @@ impl Store {
         Ok(due)
     }
 
-    /// Claims the notifications due at `now_ms` until `until_ms` (see
-    /// [`Storage::claim_notifications`](crate::Storage::claim_notifications)).
+    /// The notifications due at `now_ms` for the delivery worker (see
+    /// [`Storage::claim_notifications`](crate::Storage::claim_notifications)):
+    /// one process has a SQLite store, and its worker keeps its channels
+    /// apart by itself, so nothing is held back; after a crash, what was
+    /// being sent is due at once.
     pub fn claim_notifications(
         &self,
         now_ms: i64,
-        until_ms: i64,
+        _until_ms: i64,
         limit: usize,
         busy: &[String],
     ) -> Result<Vec<Pending>, StoreError> {
-        let due = self.due_notifications_except(now_ms, limit, busy)?;
-        let ids: Vec<i64> = due.iter().map(|p| p.id).collect();
-        self.release_notifications(&ids, until_ms)?;
-        Ok(due)
+        self.due_notifications_except(now_ms, limit, busy)
     }
 
     /// Sets undelivered notifications due at `next_ms`.

@@ -350,9 +350,10 @@ pub trait Storage: Clone + Send + Sync + 'static {
 
     /// Claims the notifications due for an attempt at `now_ms`, oldest
     /// first, leaving out the channels in `busy` (their deliveries are
-    /// under way): each is due again only at `until_ms`, unless its attempt
-    /// is recorded first, so that nodes sharing the store never attempt one
-    /// notification at once. On a node (`node`, its id), a claim also ends
+    /// under way). On a store several processes share (PostgreSQL) each is
+    /// another's to claim again only at `until_ms`, unless its attempt is
+    /// recorded first, so that nodes never attempt one notification at
+    /// once; on SQLite, which one process has, nothing is held back. On a node (`node`, its id), a claim also ends
     /// when the node's lease lapses: another node takes over its
     /// deliveries within seconds of its death.
     fn claim_notifications(
@@ -696,7 +697,7 @@ impl Storage for Db {
         busy: Vec<String>,
         _node: Option<i64>,
     ) -> Result<Vec<Pending>, StoreError> {
-        // One process has a SQLite store: a claim ends only with its time.
+        // One process has a SQLite store: its claims hold nothing back.
         self.call(move |store| store.claim_notifications(now_ms, until_ms, limit, &busy))
             .await
     }

@@ -354,7 +354,11 @@ async fn notification_definitions<S: Storage>(db: S) {
 /// they are acknowledged; the notification is due, retried when it fails,
 /// and gone once delivered; a held one waits for its settlement, and a
 /// cancelled one is never sent.
-async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W) {
+/// `shared`: several processes may use the store (PostgreSQL), so claims
+/// keep them off each other's notifications; one process alone (SQLite)
+/// keeps its channels apart by itself, and a claim holds nothing back
+/// (after a crash, nothing waits for a claim to end).
+async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W, shared: bool) {
     use portwatch_core::monitor::state::{Change, State};
     use portwatch_probe::{Reason, Status};
     use portwatch_store::StoredResult;
@@ -512,6 +516,14 @@ async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W) {
     let first = claim(at + 4_001, Vec::new()).await.unwrap();
     assert_eq!(first.len(), 2);
     assert!(first[0].id < first[1].id, "oldest first");
+    if !shared {
+        assert_eq!(
+            claim(at + 4_002, Vec::new()).await.unwrap().len(),
+            2,
+            "one process: a claim holds nothing back"
+        );
+        return;
+    }
     assert!(
         claim(at + 4_002, Vec::new()).await.unwrap().is_empty(),
         "claimed once"
@@ -572,7 +584,7 @@ mod sqlite {
         let store = fresh();
         let (writer, thread) =
             portwatch_store::writer::start(&store.dir.join("contract.db")).unwrap();
-        super::writes_are_read_back(store.db.clone(), writer).await;
+        super::writes_are_read_back(store.db.clone(), writer, false).await;
         // Dropping the writer's last handle ends its thread.
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
@@ -635,7 +647,7 @@ mod postgres {
             return;
         };
         let (writer, thread) = pg.writer();
-        super::writes_are_read_back(pg.clone(), writer).await;
+        super::writes_are_read_back(pg.clone(), writer, true).await;
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
             .unwrap();
