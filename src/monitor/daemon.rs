@@ -471,11 +471,12 @@ impl<W: Writes> Monitor<W> {
     /// that drops it; so does any late word about a sensor no longer
     /// running here (its new node decides about it).
     fn owns(&self, id: i64) -> bool {
-        match (&self.share, self.schedules.get(&id)) {
-            (None, _) => true,
-            (Some(share), Some(schedule)) => share.owns(schedule.key),
-            (Some(_), None) => false,
-        }
+        let Some(share) = &self.share else {
+            return true;
+        };
+        self.schedules
+            .get(&id)
+            .is_some_and(|schedule| share.owns(schedule.key))
     }
 
     /// The limit of checks at once on a sensor's host, shared by every
