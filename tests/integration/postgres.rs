@@ -25,8 +25,12 @@ struct Listener {
 }
 
 impl Listener {
-    async fn start() -> Listener {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// A listener on loopback address `ip`. Each test has an address of
+    /// its own, never 127.0.0.1: a port one test closes may be taken by
+    /// another test's listener, and a sensor meant to be refused would
+    /// then find it open.
+    async fn start(ip: &str) -> Listener {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -42,10 +46,10 @@ impl Listener {
     }
 }
 
-/// `n` sensors of server `s`, checked every second, one per listener.
-fn config(listeners: &[Listener]) -> String {
-    let mut text = String::from(
-        "[defaults]\ninterval = \"1s\"\ntimeout = \"500ms\"\nretries = 0\n[[server]]\nname = \"s\"\nhost = \"127.0.0.1\"\n",
+/// Sensors of server `s` on `ip`, checked every second, one per listener.
+fn config(ip: &str, listeners: &[Listener]) -> String {
+    let mut text = format!(
+        "[defaults]\ninterval = \"1s\"\ntimeout = \"500ms\"\nretries = 0\n[[server]]\nname = \"s\"\nhost = \"{ip}\"\n",
     );
     for (i, listener) in listeners.iter().enumerate() {
         text += &format!(
@@ -138,9 +142,9 @@ async fn monitoring_goes_on_while_postgresql_is_down_and_nothing_is_lost() {
     let db = daemon::open(&location).await.unwrap();
     let mut listeners = Vec::new();
     for _ in 0..100 {
-        listeners.push(Listener::start().await);
+        listeners.push(Listener::start("127.0.101.1").await);
     }
-    db.apply(from_toml("t.toml", &config(&listeners)).unwrap())
+    db.apply(from_toml("t.toml", &config("127.0.101.1", &listeners)).unwrap())
         .await
         .unwrap();
     let running = start(&db);
@@ -235,9 +239,9 @@ async fn a_primary_failover_is_followed_with_no_event_lost() {
     let db = daemon::open(&Location::parse(&url).unwrap()).await.unwrap();
     let mut listeners = Vec::new();
     for _ in 0..10 {
-        listeners.push(Listener::start().await);
+        listeners.push(Listener::start("127.0.101.2").await);
     }
-    db.apply(from_toml("t.toml", &config(&listeners)).unwrap())
+    db.apply(from_toml("t.toml", &config("127.0.101.2", &listeners)).unwrap())
         .await
         .unwrap();
     let running = start(&db);
@@ -650,9 +654,9 @@ async fn a_database_that_hangs_delays_no_check() {
         .unwrap();
     let mut listeners = Vec::new();
     for _ in 0..20 {
-        listeners.push(Listener::start().await);
+        listeners.push(Listener::start("127.0.101.3").await);
     }
-    db.apply(from_toml("t.toml", &config(&listeners)).unwrap())
+    db.apply(from_toml("t.toml", &config("127.0.101.3", &listeners)).unwrap())
         .await
         .unwrap();
     let running = daemon::start(daemon::Options {
