@@ -456,6 +456,26 @@ pub struct Payload {
     pub text: String,
 }
 
+/// A time in milliseconds since the epoch as payloads give it (RFC 3339).
+pub(crate) fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+impl Payload {
+    /// Fills the title and text with a channel's templates (its
+    /// options), or the built-in ones.
+    pub(crate) fn worded(mut self, options: Option<&ChannelOptions>) -> Payload {
+        template::word(
+            &mut self,
+            options.and_then(|o| o.template.as_deref()),
+            options.and_then(|o| o.title.as_deref()),
+        );
+        self
+    }
+}
+
 /// A node that stopped renewing its lease, as its notification tells it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LapsedNode {
@@ -478,11 +498,7 @@ pub fn node_lapsed(
     channels: &[ChannelDef],
     node: &LapsedNode,
 ) -> Vec<(String, Payload)> {
-    let time = |ms: i64| {
-        jiff::Timestamp::from_millisecond(ms)
-            .map(|t| t.to_string())
-            .unwrap_or_default()
-    };
+    let time = rfc3339;
     let mut seen = std::collections::HashSet::new();
     rules
         .iter()
@@ -490,7 +506,7 @@ pub fn node_lapsed(
         .filter(|rule| seen.insert(rule.channel.as_str()))
         .filter_map(|rule| {
             let channel = channels.iter().find(|c| c.name == rule.channel)?;
-            let mut payload = Payload {
+            let payload = Payload {
                 kind: Kind::Node,
                 sensor: format!("node/{}", node.name),
                 server: node.name.clone(),
@@ -515,12 +531,7 @@ pub fn node_lapsed(
                 title: String::new(),
                 text: String::new(),
             };
-            template::word(
-                &mut payload,
-                channel.options.template.as_deref(),
-                channel.options.title.as_deref(),
-            );
-            Some((rule.channel.clone(), payload))
+            Some((rule.channel.clone(), payload.worded(Some(&channel.options))))
         })
         .collect()
 }
@@ -529,7 +540,7 @@ pub fn node_lapsed(
 /// send, worded with the channel's templates.
 pub fn test_payload(channel: &ChannelDef) -> Payload {
     let now = jiff::Timestamp::now().to_string();
-    let mut payload = Payload {
+    Payload {
         kind: Kind::Test,
         sensor: "portwatch/test".into(),
         server: "portwatch".into(),
@@ -547,13 +558,8 @@ pub fn test_payload(channel: &ChannelDef) -> Payload {
         suppressed: None,
         title: String::new(),
         text: String::new(),
-    };
-    template::word(
-        &mut payload,
-        channel.options.template.as_deref(),
-        channel.options.title.as_deref(),
-    );
-    payload
+    }
+    .worded(Some(&channel.options))
 }
 
 #[cfg(test)]

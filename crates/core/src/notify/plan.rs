@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
-use super::{ChannelDef, ChannelOptions, Kind, Payload, RuleDef, Trigger, fires, template};
+use super::{ChannelDef, ChannelOptions, Kind, Payload, RuleDef, Trigger, fires};
 use crate::config::model::ResolvedSensor;
 use crate::monitor::state::{Change, State};
 
@@ -194,11 +194,7 @@ impl Planner {
             at_ms,
             since_ms,
         } = m;
-        let time = |ms: i64| {
-            jiff::Timestamp::from_millisecond(ms)
-                .map(|t| t.to_string())
-                .unwrap_or_default()
-        };
+        let time = super::rfc3339;
         Payload {
             kind,
             sensor: spec.path.clone(),
@@ -223,17 +219,11 @@ impl Planner {
         }
     }
 
-    fn word(&self, sensor: i64, channel: &str, mut payload: Payload) -> Outgoing {
-        let options = self.channels.get(channel);
-        template::word(
-            &mut payload,
-            options.and_then(|o| o.template.as_deref()),
-            options.and_then(|o| o.title.as_deref()),
-        );
+    fn word(&self, sensor: i64, channel: &str, payload: Payload) -> Outgoing {
         Outgoing {
             sensor,
             channel: channel.to_owned(),
-            payload,
+            payload: payload.worded(self.channels.get(channel)),
         }
     }
 
