@@ -259,7 +259,9 @@ pub fn failure_message(address: SocketAddr, failure: &Failure, timeout: Duration
         | Reason::ProtocolMismatch
         | Reason::TlsError
         | Reason::CertExpiring
-        | Reason::CertExpired => format!("{ip} port {port}"),
+        | Reason::CertExpired
+        | Reason::Partial
+        | Reason::TooFewLocations => format!("{ip} port {port}"),
         Reason::LocalError => format!("could not check {ip} port {port}"),
     };
     if failure.reason != Reason::Timeout && !failure.detail.is_empty() {

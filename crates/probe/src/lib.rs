@@ -124,13 +124,20 @@ pub enum Reason {
     CertExpiring,
     /// The certificate has expired.
     CertExpired,
+    /// A sensor checked from several locations: down at some of them, but
+    /// fewer than its `down_when` (status WARNING); the message names them.
+    Partial,
+    /// A sensor checked from several locations: fewer than its `down_when`
+    /// have fresh results (their nodes are dead or cut off), so no verdict
+    /// is possible (status UNKNOWN, never DOWN).
+    TooFewLocations,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
     /// Stored results encode a reason by its index here: new reasons go at
     /// the end.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Connected,
         Reason::Refused,
         Reason::Timeout,
@@ -146,6 +153,8 @@ impl Reason {
         Reason::TlsError,
         Reason::CertExpiring,
         Reason::CertExpired,
+        Reason::Partial,
+        Reason::TooFewLocations,
     ];
 
     /// The snake_case name used in JSON and logs.
@@ -166,6 +175,8 @@ impl Reason {
             Reason::TlsError => "tls_error",
             Reason::CertExpiring => "cert_expiring",
             Reason::CertExpired => "cert_expired",
+            Reason::Partial => "partial",
+            Reason::TooFewLocations => "too_few_locations",
         }
     }
 }

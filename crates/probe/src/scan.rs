@@ -54,6 +54,8 @@ impl PortState {
             | Reason::TlsError
             | Reason::CertExpiring
             | Reason::CertExpired => PortState::Open,
+            // Verdicts from several locations never reach a scan either.
+            Reason::Partial | Reason::TooFewLocations => PortState::Error,
         }
     }
 

@@ -13,7 +13,7 @@ use portwatch_probe::{Reason, Status};
 pub use portwatch_core::report::StoredResult;
 
 const STATUSES: [Status; 4] = [Status::Up, Status::Warning, Status::Down, Status::Unknown];
-const REASONS: [Reason; 15] = Reason::ALL;
+const REASONS: [Reason; 17] = Reason::ALL;
 const HAS_RTT: u8 = 0x80;
 
 fn code(result: &StoredResult) -> u8 {
@@ -25,11 +25,12 @@ fn code(result: &StoredResult) -> u8 {
         .iter()
         .position(|r| *r == result.reason)
         .unwrap_or(7) as u8;
-    // Reason index: bits 0-2, and bit 5 for indexes 8-15 (added later, so
-    // older stores read unchanged).
+    // Reason index: bits 0-2, bit 5 for indexes 8-15 and bit 6 for 16-31
+    // (each added later, so older stores read unchanged).
     status << 3
         | (reason & 7)
         | (reason & 8) << 2
+        | (reason & 16) << 2
         | if result.rtt_us.is_some() { HAS_RTT } else { 0 }
 }
 
@@ -94,7 +95,7 @@ fn put_tail(out: &mut Vec<u8>, result: &StoredResult) {
 fn read_tail(reader: &mut Reader, sensor: i64, at_ms: i64) -> Result<StoredResult, Corrupt> {
     let code = reader.byte()?;
     let status = STATUSES[usize::from(code >> 3 & 0x3)];
-    let index = usize::from(code & 0x7 | (code >> 2) & 0x8);
+    let index = usize::from(code & 0x7 | (code >> 2) & 0x18);
     let reason = *REASONS.get(index).ok_or(Corrupt(reader.at))?;
     let rtt_us = if code & HAS_RTT != 0 {
         Some(u32::try_from(reader.varint()?).map_err(|_| Corrupt(reader.at))?)
@@ -214,7 +215,7 @@ mod tests {
     /// reasons 8-15 passed every test).
     #[test]
     fn the_packed_code_of_every_status_and_reason_is_pinned() {
-        const GOLDEN: [(&str, [u8; 4]); 15] = [
+        const GOLDEN: [(&str, [u8; 4]); 17] = [
             ("connected", [0x00, 0x08, 0x10, 0x18]),
             ("refused", [0x01, 0x09, 0x11, 0x19]),
             ("timeout", [0x02, 0x0a, 0x12, 0x1a]),
@@ -230,6 +231,8 @@ mod tests {
             ("tls_error", [0x24, 0x2c, 0x34, 0x3c]),
             ("cert_expiring", [0x25, 0x2d, 0x35, 0x3d]),
             ("cert_expired", [0x26, 0x2e, 0x36, 0x3e]),
+            ("partial", [0x27, 0x2f, 0x37, 0x3f]),
+            ("too_few_locations", [0x40, 0x48, 0x50, 0x58]),
         ];
         assert_eq!(
             Reason::ALL.len(),

@@ -192,7 +192,31 @@ impl Locator<'_> {
             })
             .transpose()?;
         let probe = Some(Box::new(self.probe(raw)?)).filter(|p| !p.is_empty());
+        let locations = match &raw.locations {
+            Some(list) => {
+                crate::monitor::verdict::check_locations(list.get_ref())
+                    .map_err(|e| self.error(list.span(), e))?;
+                Some(list.get_ref().clone())
+            }
+            None => None,
+        };
+        let down_when = match &raw.down_when {
+            Some(value) => {
+                let text = match value.get_ref() {
+                    toml::Value::Integer(n) => n.to_string(),
+                    toml::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                Some(
+                    crate::monitor::verdict::DownWhen::parse(&text)
+                        .map_err(|e| self.error(value.span(), e))?,
+                )
+            }
+            None => None,
+        };
         Ok(Overrides {
+            locations,
+            down_when,
             interval,
             timeout: self.duration(&raw.timeout)?,
             warning: self.duration(&raw.warning)?,

@@ -9,6 +9,7 @@ use jiff::civil::{Time, Weekday};
 use serde::{Deserialize, Serialize};
 
 use super::Config;
+use crate::monitor::verdict::DownWhen;
 use portwatch_probe::target::Host;
 
 /// Settings as declared at one level; `None` inherits.
@@ -35,6 +36,13 @@ pub struct Overrides {
     /// one of these per sensor).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<Box<super::probe::ProbeOverrides>>,
+    /// The locations that check the sensor (nodes' `--location`); unset or
+    /// empty: every location with a live node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locations: Option<Vec<String>>,
+    /// How many of its locations must see it down for DOWN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_when: Option<DownWhen>,
 }
 
 impl Overrides {
@@ -47,6 +55,8 @@ impl Overrides {
             critical: self.critical.or(base.critical),
             retries: self.retries.or(base.retries),
             depends_on: self.depends_on.clone().or_else(|| base.depends_on.clone()),
+            locations: self.locations.clone().or_else(|| base.locations.clone()),
+            down_when: self.down_when.or(base.down_when),
             probe: match (&self.probe, &base.probe) {
                 (None, None) => None,
                 (Some(one), None) | (None, Some(one)) => Some(one.clone()),
@@ -269,6 +279,12 @@ pub struct ResolvedSensor {
     pub tags: Vec<String>,
     /// The protocol check, if any (validated when the file was read).
     pub probe: Option<std::sync::Arc<portwatch_probe::proto::ProtoOptions>>,
+    /// The locations that check it; `None`: every location with a live
+    /// node. (Shared by the sensors that list the same ones.)
+    pub locations: Option<std::sync::Arc<[String]>>,
+    /// How many locations must see it down for DOWN (`None`: one of one,
+    /// a majority of several).
+    pub down_when: Option<DownWhen>,
 }
 
 /// The chain of group paths from the root to `path`: `A`, `A/B`, `A/B/C`.
@@ -288,6 +304,7 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
         super::probe::ProbeOverrides,
         Option<std::sync::Arc<portwatch_probe::proto::ProtoOptions>>,
     > = HashMap::new();
+    let mut location_lists: HashMap<Vec<String>, std::sync::Arc<[String]>> = HashMap::new();
     for server in &config.servers {
         let mut inherited = config.defaults.clone();
         let chain = server.group.as_deref().map(group_chain).unwrap_or_default();
@@ -330,7 +347,19 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                     }
                 },
             };
+            let locations = overrides
+                .locations
+                .as_ref()
+                .filter(|list| !list.is_empty())
+                .map(|list| {
+                    location_lists
+                        .entry(list.clone())
+                        .or_insert_with(|| list.as_slice().into())
+                        .clone()
+                });
             resolved.push(ResolvedSensor {
+                locations,
+                down_when: overrides.down_when,
                 probe,
                 depends_on: overrides.depends_on.clone().filter(|dep| *dep != path),
                 settings: Settings::from_overrides(&overrides),

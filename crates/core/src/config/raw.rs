@@ -15,6 +15,8 @@ pub struct Settings {
     pub critical: Option<Spanned<String>>,
     pub retries: Option<Spanned<i64>>,
     pub depends_on: Option<Spanned<String>>,
+    pub locations: Option<Spanned<Vec<String>>>,
+    pub down_when: Option<Spanned<toml::Value>>,
     pub mode: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
     pub tls: Option<Spanned<String>>,
@@ -56,6 +58,12 @@ macro_rules! with_settings {
             /// The sensor (`server/sensor`) this depends on.
             #[serde(default)]
             pub depends_on: Option<Spanned<String>>,
+            /// The locations that check the sensor.
+            #[serde(default)]
+            pub locations: Option<Spanned<Vec<String>>>,
+            /// How many locations must see it down: 1, 2, … or "all".
+            #[serde(default)]
+            pub down_when: Option<Spanned<toml::Value>>,
             /// connect or auto (speak the well-known port's protocol).
             #[serde(default)]
             pub mode: Option<Spanned<String>>,
@@ -106,6 +114,8 @@ macro_rules! with_settings {
                     critical: self.critical.clone(),
                     retries: self.retries.clone(),
                     depends_on: self.depends_on.clone(),
+                    locations: self.locations.clone(),
+                    down_when: self.down_when.clone(),
                     mode: self.mode.clone(),
                     protocol: self.protocol.clone(),
                     tls: self.tls.clone(),

@@ -1,5 +1,5 @@
-//! Several nodes in one location share its sensors: which node checks
-//! which sensor, and from when.
+//! Several nodes share the sensors: which node checks which sensor from
+//! its location, which node judges it, and from when.
 //!
 //! - A sensor goes to the live node on which its **share key** weighs most
 //!   (rendezvous, or highest-random-weight, hashing): every node computes
@@ -7,6 +7,11 @@
 //!   sensor, and a node joining or leaving moves only its own share.
 //! - The share key is the root of the sensor's dependency chain, so a
 //!   sensor and what it depends on are decided on one node.
+//! - A sensor checked from one location (the only one with live nodes, or
+//!   the one it lists) is checked and decided by one node of it, as if
+//!   that node were alone. A sensor checked from several is checked by one
+//!   node of each of its locations, which stores that location's state,
+//!   and judged (k of n, see [`super::verdict`]) by one node of all.
 //! - Times come from the database's clock, as offsets from one heartbeat's
 //!   query. A node's own times are read late (it starts checking after the
 //!   database says it may) and the others' early (it gives a sensor up
@@ -14,14 +19,17 @@
 //!   sensor at once, at the cost of a gap as long as one round trip.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::model::ResolvedSensor;
 
 /// A live node as one heartbeat's query saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// Its id in the `nodes` table (a node that rejoins has a new one).
     pub id: i64,
+    /// Its location.
+    pub location: Arc<str>,
     /// Milliseconds from the database's `now()` until its share is its own
     /// (zero or less: it already is).
     pub active_in_ms: i64,
@@ -29,30 +37,145 @@ pub struct Member {
     pub expires_in_ms: i64,
 }
 
-/// Which sensors a node checks.
+/// Which sensors a node checks and judges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
     me: i64,
-    /// The active nodes of the location, sorted; empty when this node owns
-    /// nothing (not active yet, or its lease lapsed).
+    /// The active nodes of this node's location, sorted; empty when this
+    /// node owns nothing (not active yet, or its lease lapsed).
     nodes: Vec<i64>,
+    /// Every active node with its location, sorted by id; empty when this
+    /// node owns nothing.
+    everywhere: Vec<(i64, Arc<str>)>,
+}
+
+/// What a node does with one sensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Nothing: other nodes check and judge it.
+    None,
+    /// It checks the sensor and decides its state, events and
+    /// notifications (the sensor has one location: this one).
+    Direct,
+    /// It checks the sensor for its location and stores that location's
+    /// state; another node judges.
+    Check,
+    /// It judges the sensor from its locations' states.
+    Judge,
+    /// Both: it checks for its location and judges.
+    CheckAndJudge,
+}
+
+impl Role {
+    /// Whether this node checks the sensor.
+    pub fn checks(self) -> bool {
+        matches!(self, Role::Direct | Role::Check | Role::CheckAndJudge)
+    }
+
+    /// Whether this node judges the sensor from its locations.
+    pub fn judges(self) -> bool {
+        matches!(self, Role::Judge | Role::CheckAndJudge)
+    }
 }
 
 impl Share {
-    /// The share of node `me` among the active `nodes`; nothing unless
-    /// `me` is one of them.
-    pub fn new(me: i64, mut nodes: Vec<i64>) -> Share {
-        nodes.sort_unstable();
-        nodes.dedup();
-        if nodes.binary_search(&me).is_err() {
-            nodes.clear();
-        }
-        Share { me, nodes }
+    /// The share of node `me` among the active `nodes` of one location;
+    /// nothing unless `me` is one of them.
+    pub fn new(me: i64, nodes: Vec<i64>) -> Share {
+        let here: Arc<str> = Arc::from("");
+        Share::located(me, nodes.into_iter().map(|id| (id, here.clone())).collect())
     }
 
-    /// Whether this node checks the sensors with share key `key`.
+    /// The share of node `me` among the active nodes of every location;
+    /// nothing unless `me` is one of them.
+    pub fn located(me: i64, mut everywhere: Vec<(i64, Arc<str>)>) -> Share {
+        everywhere.sort_unstable();
+        everywhere.dedup_by_key(|(id, _)| *id);
+        let Some(mine) = everywhere.iter().find(|(id, _)| *id == me).map(|(_, l)| l.clone())
+        else {
+            return Share {
+                me,
+                nodes: Vec::new(),
+                everywhere: Vec::new(),
+            };
+        };
+        let nodes = everywhere
+            .iter()
+            .filter(|(_, location)| *location == mine)
+            .map(|(id, _)| *id)
+            .collect();
+        Share {
+            me,
+            nodes,
+            everywhere,
+        }
+    }
+
+    /// Whether this node checks the sensors with share key `key` when they
+    /// are checked from its location.
     pub fn owns(&self, key: i64) -> bool {
         owner(key, &self.nodes) == Some(self.me)
+    }
+
+    /// What this node does with a sensor of share key `key` checked from
+    /// `locations` (`None`: every location with an active node).
+    pub fn role(&self, key: i64, locations: Option<&[String]>) -> Role {
+        let Some(mine) = self.location() else {
+            return Role::None;
+        };
+        let live = self.locations();
+        let wanted: Vec<&str> = match locations {
+            Some(list) if !list.is_empty() => list.iter().map(String::as_str).collect(),
+            _ => live.clone(),
+        };
+        if let [only] = wanted.as_slice() {
+            let there: Vec<i64> = self
+                .everywhere
+                .iter()
+                .filter(|(_, location)| &**location == *only)
+                .map(|(id, _)| *id)
+                .collect();
+            // One location with a node: that node decides alone. (One with
+            // none is judged, and judged unknown.)
+            if !there.is_empty() {
+                return if owner(key, &there) == Some(self.me) {
+                    Role::Direct
+                } else {
+                    Role::None
+                };
+            }
+        }
+        let checks = wanted.contains(&mine) && self.owns(key);
+        let all: Vec<i64> = self.everywhere.iter().map(|(id, _)| *id).collect();
+        let judges = owner(key, &all) == Some(self.me);
+        match (checks, judges) {
+            (true, true) => Role::CheckAndJudge,
+            (true, false) => Role::Check,
+            (false, true) => Role::Judge,
+            (false, false) => Role::None,
+        }
+    }
+
+    /// This node's location, while it owns anything.
+    pub fn location(&self) -> Option<&str> {
+        self.everywhere
+            .iter()
+            .find(|(id, _)| *id == self.me)
+            .map(|(_, location)| &**location)
+    }
+
+    /// The locations with an active node, sorted.
+    pub fn locations(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.everywhere.iter().map(|(_, l)| &**l).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Whether this node is the only active one anywhere (it judges
+    /// everything).
+    pub fn alone_everywhere(&self) -> bool {
+        self.everywhere.len() == 1
     }
 
     /// Whether this node owns nothing.
@@ -65,7 +188,8 @@ impl Share {
         self.nodes == [self.me]
     }
 
-    /// The active nodes, this one among them (empty when it owns nothing).
+    /// The active nodes of its location, this one among them (empty when
+    /// it owns nothing).
     pub fn nodes(&self) -> &[i64] {
         &self.nodes
     }
@@ -118,7 +242,7 @@ pub fn share_keys(specs: &[ResolvedSensor], ids: &HashMap<String, i64>) -> Vec<O
         .collect()
 }
 
-/// One heartbeat's view of the live nodes of this node's location.
+/// One heartbeat's view of the live nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
     /// This node.
@@ -155,9 +279,9 @@ impl View {
             .members
             .iter()
             .filter(|m| m.id == self.me || elapsed_ms >= m.active_in_ms)
-            .map(|m| m.id)
+            .map(|m| (m.id, m.location.clone()))
             .collect();
-        Share::new(self.me, nodes)
+        Share::located(self.me, nodes)
     }
 
     /// When the share next changes by this view (ms after the query was
@@ -188,6 +312,7 @@ mod tests {
     fn member(id: i64, active_in_ms: i64, expires_in_ms: i64) -> Member {
         Member {
             id,
+            location: Arc::from("here"),
             active_in_ms,
             expires_in_ms,
         }
@@ -361,5 +486,88 @@ mod tests {
             valid_ms: 60_000,
         };
         assert!(gone.share(0).is_empty(), "not listed: lapsed");
+    }
+
+    fn located(nodes: &[(i64, &str)]) -> Vec<Share> {
+        let everywhere: Vec<(i64, Arc<str>)> =
+            nodes.iter().map(|(id, l)| (*id, Arc::from(*l))).collect();
+        nodes
+            .iter()
+            .map(|(me, _)| Share::located(*me, everywhere.clone()))
+            .collect()
+    }
+
+    fn roles(shares: &[Share], key: i64, locations: Option<&[String]>) -> Vec<Role> {
+        shares.iter().map(|s| s.role(key, locations)).collect()
+    }
+
+    #[test]
+    fn in_one_location_the_owner_checks_and_decides_alone() {
+        let shares = located(&[(1, "eu"), (2, "eu"), (3, "eu")]);
+        for key in 0..2_000 {
+            let roles = roles(&shares, key, None);
+            let direct: Vec<usize> = (0..3).filter(|i| roles[*i] == Role::Direct).collect();
+            assert_eq!(direct.len(), 1, "key {key}: {roles:?}");
+            assert!(shares[direct[0]].owns(key), "the same owner as one location's share");
+            assert_eq!(roles.iter().filter(|r| **r == Role::None).count(), 2);
+        }
+        assert_eq!(shares[0].locations(), ["eu"]);
+        assert_eq!(shares[0].location(), Some("eu"));
+        assert!(!shares[0].alone_everywhere());
+    }
+
+    #[test]
+    fn several_locations_check_once_each_and_one_node_judges() {
+        let shares = located(&[(1, "eu"), (2, "eu"), (3, "us"), (4, "ap")]);
+        let listed = ["eu".to_string(), "us".to_string()];
+        for key in 0..2_000 {
+            // By default: every location with a node.
+            let all = roles(&shares, key, None);
+            let checkers: Vec<usize> = (0..4).filter(|i| all[*i].checks()).collect();
+            assert!(all.iter().all(|r| *r != Role::Direct), "{all:?}");
+            assert_eq!(checkers.iter().filter(|i| **i < 2).count(), 1, "one of eu: {all:?}");
+            assert!(checkers.contains(&2) && checkers.contains(&3), "us and ap: {all:?}");
+            assert_eq!(all.iter().filter(|r| r.judges()).count(), 1, "{all:?}");
+            // Listed: ap's node only judges, if anything.
+            let some = roles(&shares, key, Some(&listed));
+            assert!(!some[3].checks(), "{some:?}");
+            assert_eq!(some.iter().filter(|r| r.checks()).count(), 2, "{some:?}");
+            assert_eq!(some.iter().filter(|r| r.judges()).count(), 1, "{some:?}");
+        }
+    }
+
+    #[test]
+    fn one_listed_location_is_decided_there_and_one_without_nodes_is_judged() {
+        let shares = located(&[(1, "eu"), (2, "us"), (3, "us")]);
+        let us = ["us".to_string()];
+        let mars = ["mars".to_string()];
+        for key in 0..1_000 {
+            let roles_us = roles(&shares, key, Some(&us));
+            assert_eq!(roles_us[0], Role::None);
+            assert_eq!(
+                roles_us.iter().filter(|r| **r == Role::Direct).count(),
+                1,
+                "{roles_us:?}"
+            );
+            let roles_mars = roles(&shares, key, Some(&mars));
+            assert!(roles_mars.iter().all(|r| !r.checks()), "{roles_mars:?}");
+            assert_eq!(
+                roles_mars.iter().filter(|r| **r == Role::Judge).count(),
+                1,
+                "{roles_mars:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_node_that_owns_nothing_has_no_role() {
+        let share = Share::located(9, vec![(1, Arc::from("eu"))]);
+        assert!(share.is_empty() && share.location().is_none());
+        assert_eq!(share.role(5, None), Role::None);
+        let alone = Share::located(1, vec![(1, Arc::from("eu"))]);
+        assert!(alone.alone_everywhere());
+        assert_eq!(alone.role(5, None), Role::Direct);
+        assert_eq!(Role::Direct.judges(), false);
+        assert_eq!(Role::CheckAndJudge.checks() && Role::CheckAndJudge.judges(), true);
     }
 }

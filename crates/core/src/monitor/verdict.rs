@@ -14,13 +14,16 @@
 //! `k` is the sensor's `down_when`: a number, `"all"`, or by default 1 with
 //! one location and a majority with several.
 //!
-//! Not wired into the monitor yet: several locations per store are the
-//! next step of running several nodes (see the README).
+//! The node that judges a sensor reads its locations' states from the
+//! store and feeds the verdict to the sensor's state machine as if it were
+//! a check (see the application's monitor).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::state::State;
 
 /// How many locations must see a sensor down for it to be DOWN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DownWhen {
     /// At least this many (at least 1).
     Count(u32),
@@ -53,6 +56,62 @@ impl DownWhen {
             Some(DownWhen::Count(k)) => (k as usize).min(n),
         }
     }
+}
+
+impl std::fmt::Display for DownWhen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownWhen::Count(n) => write!(f, "{n}"),
+            DownWhen::All => f.write_str("all"),
+        }
+    }
+}
+
+/// Stored and sent as `2` or `"all"`, as written in portwatch.toml.
+impl Serialize for DownWhen {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DownWhen::Count(n) => s.serialize_u32(*n),
+            DownWhen::All => s.serialize_str("all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DownWhen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DownWhen, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Count(i64),
+            Text(String),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::Count(n) => n.to_string(),
+            Written::Text(text) => text,
+        };
+        DownWhen::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Checks a sensor's `locations`: names as nodes give them with
+/// `--location`, each once. An empty list means every location with a
+/// live node.
+pub fn check_locations(names: &[String]) -> Result<(), String> {
+    for (i, name) in names.iter().enumerate() {
+        if name.trim().is_empty() {
+            return Err("locations has an empty name: give names as the nodes' --location".into());
+        }
+        if let Some(problem) = portwatch_probe::text::name_problem(name) {
+            return Err(format!(
+                "location '{}' {problem}",
+                portwatch_probe::text::visible(name)
+            ));
+        }
+        if names[..i].contains(name) {
+            return Err(format!("location '{name}' is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 /// One location's view of a sensor.
@@ -204,6 +263,30 @@ mod tests {
         assert_eq!(DownWhen::needed(Some(DownWhen::All), 3), 3);
         assert_eq!(DownWhen::needed(Some(DownWhen::Count(5)), 3), 3);
         assert_eq!(DownWhen::needed(Some(DownWhen::Count(1)), 3), 1);
+    }
+
+    #[test]
+    fn down_when_reads_and_writes_as_in_the_file() {
+        let read = |json: &str| serde_json::from_str::<DownWhen>(json).map_err(|e| e.to_string());
+        assert_eq!(read("2"), Ok(DownWhen::Count(2)));
+        assert_eq!(read("\"all\""), Ok(DownWhen::All));
+        assert!(read("0").unwrap_err().contains("not a count of locations"));
+        assert_eq!(serde_json::to_string(&DownWhen::Count(3)).unwrap(), "3");
+        assert_eq!(serde_json::to_string(&DownWhen::All).unwrap(), "\"all\"");
+        assert_eq!(DownWhen::All.to_string(), "all");
+    }
+
+    #[test]
+    fn locations_are_named_once_each() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(check_locations(&names(&["eu-west", "us-east"])), Ok(()));
+        assert_eq!(check_locations(&[]), Ok(()));
+        assert!(check_locations(&names(&["eu", " "])).unwrap_err().contains("empty name"));
+        assert_eq!(
+            check_locations(&names(&["eu", "us", "eu"])),
+            Err("location 'eu' is listed twice".into())
+        );
+        assert!(check_locations(&names(&["eu\u{202e}"])).is_err());
     }
 
     #[test]
