@@ -157,6 +157,11 @@ impl Reason {
         Reason::TooFewLocations,
     ];
 
+    /// The reason named `name` (as [`Reason::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// The snake_case name used in JSON and logs.
     pub fn as_str(self) -> &'static str {
         match self {

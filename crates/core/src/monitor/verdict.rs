@@ -20,6 +20,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use portwatch_probe::Reason;
+
 use super::state::State;
 
 /// How many locations must see a sensor down for it to be DOWN.
@@ -112,6 +114,39 @@ pub fn check_locations(names: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What the node checking a sensor from one location stores about it
+/// after each check, for the node that judges it and for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationReport {
+    /// The sensor.
+    pub sensor: i64,
+    /// The location.
+    pub location: String,
+    /// Its state there, after that location's re-checks.
+    pub state: State,
+    /// Since when (ms).
+    pub since_ms: i64,
+    /// When it was last checked there (ms).
+    pub checked_ms: i64,
+    /// The last check's reason.
+    pub reason: Reason,
+    /// The last connect time (µs), if an answer came.
+    pub rtt_us: Option<u32>,
+    /// The last check's message.
+    pub message: String,
+}
+
+impl LocationReport {
+    /// As the verdict needs it.
+    pub fn at(&self) -> AtLocation {
+        AtLocation {
+            location: self.location.clone(),
+            state: self.state,
+            last_check_ms: Some(self.checked_ms),
+        }
+    }
 }
 
 /// One location's view of a sensor.

@@ -14,6 +14,7 @@
 //!   that two processes starting together migrate once, without advisory
 //!   locks (which some PostgreSQL-compatible engines lack).
 
+pub mod locations;
 pub mod nodes;
 mod schema;
 mod storage;

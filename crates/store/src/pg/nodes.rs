@@ -84,13 +84,14 @@ const LISTED: Duration = Duration::from_secs(24 * 3600);
 
 impl Pg {
     /// Registers a node; returns its id. Refused while a live node has the
-    /// same name, while a node of another location is live (one location
-    /// per store for now), or while `store copy` holds the store.
+    /// same name, or while `store copy` holds the store.
     pub async fn join_node(&self, spec: &NodeSpec) -> Result<i64, StoreError> {
         let mut client = self.client().await?;
         // Joins one at a time (a row lock held to the commit): two nodes
-        // joining an empty location at once would otherwise both find no
-        // live node, and both start at once.
+        // joining an empty store at once would otherwise both find no live
+        // node, and both start at once. A node starts late whenever any
+        // node is live, in whatever location: the judges of sensors checked
+        // from several locations are chosen among all of them.
         let client = client.transaction().await.map_err(self.fail())?;
         client
             .execute(
@@ -103,11 +104,9 @@ impl Pg {
             .query_opt(
                 "SELECT 'name', location FROM nodes WHERE name = $1 AND expires_at > now() AND left_at IS NULL
                  UNION ALL
-                 SELECT 'location', location FROM nodes WHERE location <> $2 AND expires_at > now() AND left_at IS NULL
-                 UNION ALL
                  SELECT 'lease', holder FROM monitor_lease WHERE expires_at > now()
                  LIMIT 1",
-                &[&spec.name, &spec.location],
+                &[&spec.name],
             )
             .await
             .map_err(self.fail())?;
@@ -119,10 +118,6 @@ impl Pg {
                     spec.name,
                     self.name(),
                     spec.lease.as_secs()
-                ),
-                "location" => format!(
-                    "a node in location '{other}' already monitors {}; nodes of several locations on one store are not supported yet: give every node --location {other}",
-                    self.name()
                 ),
                 _ => format!(
                     "{other} holds {} (portwatch store copy): wait until it ends",
@@ -138,7 +133,7 @@ impl Pg {
                              THEN now() + make_interval(secs => greatest($5::float8, live.delay_ms / 1000.0::float8)) ELSE now() END,
                         now(), now() + make_interval(secs => $4), ($5::float8 * 1000)::bigint
                  FROM (SELECT count(*) AS n, coalesce(max(join_delay_ms), 0) AS delay_ms
-                       FROM nodes WHERE location = $2 AND expires_at > now() AND left_at IS NULL) AS live
+                       FROM nodes WHERE expires_at > now() AND left_at IS NULL) AS live
                  RETURNING id",
                 &[
                     &spec.name,
@@ -163,7 +158,7 @@ impl Pg {
     }
 
     /// Renews node `id`'s lease and reports its figures; returns the live
-    /// nodes of its location, itself among them, with their times as
+    /// nodes of every location, itself among them, with their times as
     /// offsets from the database's clock. `None`: its lease had lapsed, and
     /// it is dead for everyone (it must join again, as a new node).
     pub async fn heartbeat(
@@ -182,14 +177,15 @@ impl Pg {
                        UPDATE nodes SET heartbeat_at = now(), expires_at = now() + make_interval(secs => $2),
                               sensors = $3, checks_per_s = $4, late = $5, missed = $6
                        WHERE id = $1 AND expires_at > now() AND left_at IS NULL
-                       RETURNING location)
-                     SELECT n.id, ",
+                       RETURNING id)
+                     SELECT n.id, n.location, ",
                     ms!("n.active_at - now()"),
                     ", CASE WHEN n.id = $1 THEN ($2 * 1000)::bigint ELSE ",
                     ms!("n.expires_at - now()"),
                     " END
-                     FROM nodes n JOIN renewed r ON n.location = r.location
-                     WHERE n.id = $1 OR (n.expires_at > now() AND n.left_at IS NULL)"
+                     FROM nodes n
+                     WHERE EXISTS (SELECT 1 FROM renewed)
+                       AND (n.id = $1 OR (n.expires_at > now() AND n.left_at IS NULL))"
                 ),
                 &[
                     &id,
@@ -209,8 +205,9 @@ impl Pg {
             rows.iter()
                 .map(|r| Member {
                     id: r.get(0),
-                    active_in_ms: r.get(1),
-                    expires_in_ms: r.get(2),
+                    location: r.get::<_, String>(1).into(),
+                    active_in_ms: r.get(2),
+                    expires_in_ms: r.get(3),
                 })
                 .collect(),
         ))
@@ -384,12 +381,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(refused.contains("a live node named 'a'"), "{refused}");
-        let elsewhere = pg
-            .join_node(&spec("c", "us"))
+        // A node of another location joins the same store, late like any
+        // newcomer (judges are chosen among all nodes), and every node sees
+        // every location's nodes.
+        let c = pg.join_node(&spec("c", "us")).await.unwrap();
+        let seen = pg
+            .heartbeat(a, lease, Heartbeat::default())
             .await
-            .unwrap_err()
-            .to_string();
-        assert!(elsewhere.contains("--location eu"), "{elsewhere}");
+            .unwrap()
+            .unwrap();
+        let us = seen.iter().find(|m| m.id == c).expect("us's node seen from eu");
+        assert_eq!(&*us.location, "us");
+        assert!(us.active_in_ms > 1_000, "{us:?}");
+        assert_eq!(&*seen.iter().find(|m| m.id == a).unwrap().location, "eu");
+        pg.leave_node(c).await.unwrap();
 
         let b = pg.join_node(&spec("b", "eu")).await.unwrap();
         let figures = Heartbeat {
@@ -607,5 +612,63 @@ mod tests {
             .unwrap();
         assert_eq!(claim(b).await.unwrap().len(), 1, "a's lease lapsed");
         assert!(claim(a).await.unwrap().is_empty(), "b's now");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn location_reports_are_kept_per_location_newest_first_and_only_from_live_nodes() {
+        use portwatch_core::monitor::state::State;
+        use portwatch_core::monitor::verdict::LocationReport;
+        use portwatch_probe::Reason;
+        let Some((_cluster, pg)) = store().await else {
+            return;
+        };
+        let lease = Duration::from_secs(3);
+        let eu = pg.join_node(&spec("eu1", "eu")).await.unwrap();
+        let report = |location: &str, state, checked_ms, reason| LocationReport {
+            sensor: 7,
+            location: location.into(),
+            state,
+            since_ms: 1_000,
+            checked_ms,
+            reason,
+            rtt_us: (state == State::Up).then_some(250),
+            message: format!("{location} at {checked_ms}"),
+        };
+        let first = [
+            report("eu", State::Up, 5_000, Reason::Connected),
+            report("us", State::Down, 5_100, Reason::Timeout),
+        ];
+        assert!(pg.put_location_reports(eu, &first).await.unwrap());
+        let read = pg.location_reports_since(0).await.unwrap();
+        assert_eq!(
+            read.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+            first,
+            "read back as written"
+        );
+        let cursor = read.iter().map(|(seq, _)| *seq).max().unwrap();
+        assert!(pg.location_reports_since(cursor).await.unwrap().is_empty());
+        // A newer report replaces a location's row; an older one (a node
+        // that checked before a hand-over, writing late) does not.
+        let newer = report("eu", State::Down, 6_000, Reason::Refused);
+        let older = report("us", State::Up, 4_000, Reason::Connected);
+        pg.put_location_reports(eu, &[newer.clone(), older]).await.unwrap();
+        let since = pg.location_reports_since(cursor).await.unwrap();
+        assert_eq!(since.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), [newer.clone()]);
+        assert_eq!(
+            pg.location_reports(Some(7)).await.unwrap(),
+            [newer, first[1].clone()]
+        );
+        assert!(pg.location_reports(Some(8)).await.unwrap().is_empty());
+        // A node whose lease lapsed stores nothing.
+        pg.client()
+            .await
+            .unwrap()
+            .execute("UPDATE nodes SET expires_at = now() - interval '1 ms' WHERE id = $1", &[&eu])
+            .await
+            .unwrap();
+        let late = report("eu", State::Up, 9_000, Reason::Connected);
+        assert!(!pg.put_location_reports(eu, &[late]).await.unwrap());
+        assert_eq!(pg.heartbeat(eu, lease, Heartbeat::default()).await.unwrap(), None);
+        assert_eq!(pg.location_reports(Some(7)).await.unwrap()[0].checked_ms, 6_000);
     }
 }

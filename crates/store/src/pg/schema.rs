@@ -9,7 +9,7 @@
 use deadpool_postgres::GenericClient;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i32 = 2;
+pub const CURRENT_VERSION: i32 = 3;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`. The logical schema is SQLite's (see `crate::schema`), in
@@ -189,6 +189,22 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX nodes_live ON nodes (location, expires_at);
     ALTER TABLE outbox ADD COLUMN claimed_by bigint, ADD COLUMN claim_until_ms bigint;
+", "
+    CREATE SEQUENCE location_status_seq;
+    CREATE TABLE location_status (
+        sensor_id bigint NOT NULL,
+        location text NOT NULL,
+        state text NOT NULL,
+        since_ms bigint NOT NULL,
+        checked_ms bigint NOT NULL,
+        reason text NOT NULL,
+        rtt_us bigint,
+        message text NOT NULL,
+        node_id bigint NOT NULL,
+        seq bigint NOT NULL DEFAULT nextval('location_status_seq'),
+        PRIMARY KEY (sensor_id, location)
+    );
+    CREATE INDEX location_status_by_seq ON location_status (seq);
 "];
 
 /// Whether the database holds a portwatch store.
