@@ -34,10 +34,10 @@ pub struct Options {
     /// Whether this daemon delivers the outbox's notifications (else they
     /// wait in the store for a daemon that does).
     pub deliver: bool,
-    /// On a node sharing the store: its share of the sensors (see
-    /// [`crate::node::Node::share`]). `None`: every sensor is this
-    /// daemon's.
-    pub share: Option<tokio::sync::watch::Receiver<crate::monitor::cluster::Share>>,
+    /// On a node sharing the store: its share of the sensors and the
+    /// location reports (see [`crate::node::Node::cluster`]). `None`:
+    /// every sensor is this daemon's.
+    pub share: Option<crate::monitor::daemon::Cluster>,
 }
 
 /// The web interface of a daemon.

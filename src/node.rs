@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::monitor::cluster::{Member, Share, View};
+use crate::monitor::daemon::Cluster;
 use crate::monitor::stats::MonitorStats;
+use crate::monitor::verdict::LocationReport;
 use crate::store::StoreError;
 use crate::store::pg::Pg;
 use crate::store::pg::nodes::{Heartbeat, NodeSpec};
@@ -48,6 +50,8 @@ pub struct Node {
     /// The heartbeats, until they start running on their own.
     beats: Option<Beats>,
     task: Option<JoinHandle<()>>,
+    /// The exchange of location reports with the store.
+    exchange: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -94,12 +98,30 @@ impl Node {
             share,
             beats: Some(beats),
             task: None,
+            exchange: None,
         })
     }
 
-    /// Its share, as the heartbeats find it.
-    pub fn share(&self) -> watch::Receiver<Share> {
-        self.share.subscribe()
+    /// What the monitor needs of the other nodes: its share as the
+    /// heartbeats find it, and the exchange of location reports with the
+    /// store (started here).
+    pub fn cluster(&mut self) -> Cluster {
+        let (reports, outgoing) = mpsc::channel(REPORTS_QUEUED);
+        let (incoming, heard) = mpsc::channel(16);
+        let exchange = Exchange {
+            pg: self.pg.clone(),
+            id: self.id.clone(),
+            outgoing,
+            incoming,
+        };
+        if let Some(old) = self.exchange.replace(tokio::spawn(exchange.run())) {
+            old.abort();
+        }
+        Cluster {
+            share: self.share.subscribe(),
+            reports,
+            heard,
+        }
     }
 
     /// Starts the heartbeats, reporting the monitor's figures, and fences
@@ -118,7 +140,10 @@ impl Node {
     /// Stops the heartbeats and leaves: the other nodes take this node's
     /// share at their next heartbeat. Call it once the monitor stopped.
     pub async fn leave(mut self) {
-        if let Some(task) = self.task.take() {
+        for task in [self.task.take(), self.exchange.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         let id = self.id.load(Ordering::Relaxed);
@@ -126,6 +151,67 @@ impl Node {
             Ok(()) => tracing::info!(node = %self.name, "left the nodes"),
             Err(error) => {
                 tracing::warn!(node = %self.name, %error, "cannot leave the nodes; its lease lapses by itself")
+            }
+        }
+    }
+}
+
+/// Location reports waiting to be written, at most (a report dropped is
+/// replaced by the sensor's next check).
+const REPORTS_QUEUED: usize = 65_536;
+
+/// How often location reports are written, and read back.
+const EXCHANGE_EVERY: Duration = Duration::from_millis(500);
+
+/// Writes the monitor's location reports to the store, and reads every
+/// node's back for the sensors this node judges.
+struct Exchange {
+    pg: Pg,
+    id: Arc<AtomicI64>,
+    outgoing: mpsc::Receiver<LocationReport>,
+    incoming: mpsc::Sender<Vec<LocationReport>>,
+}
+
+impl Exchange {
+    async fn run(mut self) {
+        let mut cursor = 0;
+        let mut every = tokio::time::interval(EXCHANGE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let mut batch = Vec::new();
+            while let Ok(report) = self.outgoing.try_recv() {
+                batch.push(report);
+            }
+            // A sensor checked twice since the last write: the later wins.
+            batch.reverse();
+            let mut seen = std::collections::HashSet::new();
+            batch.retain(|r| seen.insert((r.sensor, r.location.clone())));
+            let id = self.id.load(Ordering::Relaxed);
+            match self.pg.put_location_reports(id, &batch).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        reports = batch.len(),
+                        "location reports not stored: this node's lease lapsed"
+                    )
+                }
+                Err(error) => {
+                    tracing::warn!(%error, reports = batch.len(), "cannot store location reports; the next checks report again")
+                }
+            }
+            match self.pg.location_reports_since(cursor).await {
+                Ok(read) if !read.is_empty() => {
+                    cursor = read.iter().map(|(seq, _)| *seq).max().unwrap_or(cursor);
+                    let reports = read.into_iter().map(|(_, report)| report).collect();
+                    if self.incoming.send(reports).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read location reports; retrying")
+                }
             }
         }
     }

@@ -113,8 +113,8 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<u8> {
                 Some((address, password, web)) => (Some((address, password)), Some(web)),
                 None => (None, None),
             };
-            let share = match &lock {
-                Hold::Node(node) => Some(node.share()),
+            let share = match &mut lock {
+                Hold::Node(node) => Some(node.cluster()),
                 Hold::Lock(_) => None,
             };
             let running = daemon::start(daemon::Options {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::StoreClient;
 use super::{ScanFormat, StatusArgs};
 use crate::monitor::state::State;
+use crate::monitor::verdict::LocationReport;
 use crate::probe::Status;
 use crate::store::pg::nodes::NodeRow;
 use crate::store::{StatusRow, Storage};
@@ -32,6 +33,34 @@ struct JsonStatus<'a> {
     response_time_ms: Option<f64>,
     reason: Option<&'a str>,
     message: Option<&'a str>,
+    /// A sensor checked from several locations: each location's state.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    locations: &'a [JsonLocation],
+}
+
+#[derive(Serialize)]
+struct JsonLocation {
+    location: String,
+    state: &'static str,
+    since: String,
+    last_check: String,
+    response_time_ms: Option<f64>,
+    reason: &'static str,
+    message: String,
+}
+
+impl From<&LocationReport> for JsonLocation {
+    fn from(r: &LocationReport) -> Self {
+        JsonLocation {
+            location: r.location.clone(),
+            state: r.state.as_str(),
+            since: time(r.since_ms),
+            last_check: time(r.checked_ms),
+            response_time_ms: r.rtt_us.map(|us| f64::from(us) / 1000.0),
+            reason: r.reason.as_str(),
+            message: r.message.clone(),
+        }
+    }
 }
 
 /// An RFC 3339 time from milliseconds since the epoch.
@@ -55,12 +84,21 @@ pub(super) fn paint(state: State) -> String {
 pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
     let store = StoreClient::open(&args.db, true)?;
     let rows = store.call(store.db.status())?;
+    let mut locations: std::collections::HashMap<i64, Vec<LocationReport>> =
+        std::collections::HashMap::new();
+    for report in store.call(store.db.location_reports(None))? {
+        locations.entry(report.sensor).or_default().push(report);
+    }
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
     match args.format {
         ScanFormat::Json => {
             for row in &rows {
-                writeln!(stdout, "{}", serde_json::to_string(&json(row))?)?;
+                let at: Vec<JsonLocation> = locations
+                    .get(&row.id)
+                    .map(|l| l.iter().map(JsonLocation::from).collect())
+                    .unwrap_or_default();
+                writeln!(stdout, "{}", serde_json::to_string(&json(row, &at))?)?;
             }
         }
         ScanFormat::Human if rows.is_empty() => {
@@ -102,6 +140,23 @@ pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
                     row.last_reason.as_deref().unwrap_or("-"),
                     row.last_message.as_deref().unwrap_or(""),
                 )?;
+                // Each location's own state, under the verdict.
+                for report in locations.get(&row.id).into_iter().flatten() {
+                    let place = format!("  @ {}", report.location);
+                    let state = format!("{:<18}", report.state.as_str());
+                    let state = state.replacen(report.state.as_str(), &paint(report.state), 1);
+                    writeln!(
+                        stdout,
+                        "{place:<width$}  {state}  {:>9}  {:>10}  {:<19}  {}",
+                        crate::duration::age(report.since_ms, now_ms),
+                        report
+                            .rtt_us
+                            .map(|us| format!("{:.3} ms", f64::from(us) / 1000.0))
+                            .unwrap_or_else(|| "-".into()),
+                        report.reason.as_str(),
+                        report.message,
+                    )?;
+                }
             }
             let count = |wanted: fn(State) -> bool| rows.iter().filter(|r| wanted(r.state)).count();
             writeln!(
@@ -171,7 +226,7 @@ fn nodes_summary(nodes: &[NodeRow], now_ms: i64) -> Option<String> {
     Some(line)
 }
 
-fn json(row: &StatusRow) -> JsonStatus<'_> {
+fn json<'a>(row: &'a StatusRow, locations: &'a [JsonLocation]) -> JsonStatus<'a> {
     JsonStatus {
         sensor: &row.path,
         group: row.group.as_deref(),
@@ -183,6 +238,7 @@ fn json(row: &StatusRow) -> JsonStatus<'_> {
         response_time_ms: row.last_rtt_us.map(|us| us as f64 / 1000.0),
         reason: row.last_reason.as_deref(),
         message: row.last_message.as_deref(),
+        locations,
     }
 }
 

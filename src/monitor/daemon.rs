@@ -8,7 +8,7 @@
 //! committed it.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +17,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::{Share, share_keys};
+use super::cluster::{Role, Share, share_keys};
 use super::decide::{Core, Due, Effect, Outcome, Reload};
 use super::reload::Changed;
 use super::scheduler::{Slots, first_offset, next_due, resume_offset};
 use super::state::{self, State};
 use super::stats::{self, MonitorStats, Window};
+use super::verdict::{self, LocationReport};
 use crate::config::model::{ResolvedSensor, resolve};
 use crate::probe::verdict::Expectation;
 use crate::probe::{CheckOptions, CheckResult, Checker, CloseMode, Family, Reason, Target};
@@ -105,6 +106,8 @@ struct Schedule {
     host: Arc<Semaphore>,
     /// The key its node is chosen by (see [`share_keys`]).
     key: i64,
+    /// The locations that check it (`None`: every location with a node).
+    locations: Option<Arc<[String]>>,
     interval: Duration,
     due: Instant,
     /// Bumped when the schedule changes, so stale queue entries are skipped.
@@ -145,6 +148,49 @@ struct Monitor<W> {
     /// On a node sharing the store: which sensors are this node's. `None`:
     /// the monitor checks every sensor.
     share: Option<Share>,
+    /// The sensors it checks for its location only (another node, or its
+    /// own judge, decides them): their results go out as location reports.
+    located: HashSet<i64>,
+    /// Where location reports go (on a node).
+    reports: Option<mpsc::Sender<LocationReport>>,
+    /// The sensors it judges from their locations' reports: their state
+    /// machines, fed with verdicts rather than checks.
+    verdict: Core,
+    /// When each judged sensor is judged next, and its share key.
+    judged: HashMap<i64, Judged>,
+    /// The latest report of each location, by sensor (only sensors checked
+    /// from several locations have any).
+    heard: HashMap<i64, Vec<LocationReport>>,
+}
+
+/// A sensor this node judges.
+struct Judged {
+    key: i64,
+    /// When it is next judged on schedule.
+    next: Instant,
+    /// Until then its locations may not have reported yet: a verdict of
+    /// "too few locations" waits for it.
+    ready: Instant,
+}
+
+/// Which state machine an effect comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The checks' (sensors this node checks).
+    Checks,
+    /// The verdicts' (sensors this node judges from their locations).
+    Verdicts,
+}
+
+/// A node's link to the others: its share of the sensors, and the
+/// location reports it sends and hears (see `crate::node`).
+pub struct Cluster {
+    /// Its share, as its heartbeats find it.
+    pub share: watch::Receiver<Share>,
+    /// Where this node's location reports go.
+    pub reports: mpsc::Sender<LocationReport>,
+    /// Every node's reports, as the store has them.
+    pub heard: mpsc::Receiver<Vec<LocationReport>>,
 }
 
 /// How often the monitor judges whether it keeps up.
@@ -168,8 +214,9 @@ pub struct Wiring<S, W> {
     /// Cancelled to stop.
     pub shutdown: CancellationToken,
     /// On a node sharing the store with others: its share, as its
-    /// heartbeats find it. `None`: this monitor checks every sensor.
-    pub share: Option<watch::Receiver<Share>>,
+    /// heartbeats find it, and the location reports. `None`: this monitor
+    /// checks every sensor.
+    pub share: Option<Cluster>,
 }
 
 /// Runs the monitor until `wiring.shutdown` is cancelled, then waits for
@@ -185,8 +232,16 @@ pub async fn run<S: Storage, W: Writes>(
         reload,
         notified,
         shutdown,
-        mut share,
+        share: cluster,
     } = wiring;
+    let (mut share, reports, mut heard) = match cluster {
+        Some(Cluster {
+            share,
+            reports,
+            heard,
+        }) => (Some(share), Some(reports), Some(heard)),
+        None => (None, None, None),
+    };
     let (done_sender, mut done) = mpsc::channel(65_536);
     let mut monitor = Monitor {
         core: Core::new(options.public_url.clone()),
@@ -205,7 +260,13 @@ pub async fn run<S: Storage, W: Writes>(
         window: Window::default(),
         window_started: Instant::now(),
         share: share.as_mut().map(|s| s.borrow_and_update().clone()),
+        located: HashSet::new(),
+        reports,
+        verdict: Core::new(None),
+        judged: HashMap::new(),
+        heard: HashMap::new(),
     };
+    monitor.verdict = Core::new(monitor.options.public_url.clone());
     let (loaded, states, last) = load(&db, monitor.share.is_some()).await?;
     monitor.apply(loaded, states, last);
     tracing::info!(sensors = monitor.core.len(), "monitor started");
@@ -233,6 +294,12 @@ pub async fn run<S: Storage, W: Writes>(
                 }
                 if std::mem::take(&mut reload_asked) {
                     reading = Some(tokio::spawn(read_config(db.clone(), None, share.is_some())));
+                }
+            }
+            reports = async { heard.as_mut().expect("a node").recv().await }, if heard.is_some() => {
+                match reports {
+                    Some(reports) => monitor.hear(reports),
+                    None => heard = None,
                 }
             }
             changed = async { share.as_mut().expect("a node").changed().await }, if share.is_some() => {
@@ -265,6 +332,11 @@ pub async fn run<S: Storage, W: Writes>(
                 monitor.reap();
                 let effects = monitor.core.tick(monitor.options.clock.now());
                 monitor.carry_out(effects);
+                if !monitor.verdict.is_empty() {
+                    let effects = monitor.verdict.tick(monitor.options.clock.now());
+                    monitor.carry_out_from(Source::Verdicts, effects);
+                    monitor.judge_due();
+                }
                 monitor.publish_slots();
                 monitor.judge_load();
                 if last_poll.elapsed() >= monitor.options.reload_every && reading.is_none() {
@@ -295,6 +367,11 @@ pub async fn run<S: Storage, W: Writes>(
     if monitor.share.as_ref().is_none_or(Share::alone) {
         let effects = monitor.core.stop(monitor.options.clock.now());
         monitor.carry_out(effects);
+    }
+    // Judged sensors, likewise, only by the last node of all.
+    if monitor.share.as_ref().is_none_or(Share::alone_everywhere) {
+        let effects = monitor.verdict.stop(monitor.options.clock.now());
+        monitor.carry_out_from(Source::Verdicts, effects);
     }
     monitor.writer.flush().await;
     monitor.announcer.finish().await;
@@ -390,11 +467,53 @@ impl<W: Writes> Monitor<W> {
         // with 100,000 sensors, holding both doubles the start-up peak.
         let mut specs = resolve(&config);
         let mut keys = share_keys(&specs, &ids);
+        let mut judged = Vec::new();
+        let mut located = HashSet::new();
         if let Some(share) = &self.share {
-            let mut owned = keys.iter().map(|key| key.is_some_and(|k| share.owns(k)));
-            specs.retain(|_| owned.next().unwrap_or(false));
-            keys.retain(|key| key.is_some_and(|k| share.owns(k)));
+            let roles: Vec<Role> = specs
+                .iter()
+                .zip(&keys)
+                .map(|(spec, key)| {
+                    key.map_or(Role::None, |k| share.role(k, spec.locations.as_deref()))
+                })
+                .collect();
+            for ((spec, key), role) in specs.iter().zip(&keys).zip(&roles) {
+                if let (true, Some(key)) = (role.judges(), key) {
+                    // Its locations confirm their failures themselves: a
+                    // verdict needs no re-check.
+                    let mut spec = spec.clone();
+                    spec.settings.retries = 0;
+                    judged.push((spec, *key));
+                }
+                if matches!(role, Role::Check | Role::CheckAndJudge)
+                    && let Some(id) = ids.get(&spec.path)
+                {
+                    located.insert(*id);
+                }
+            }
+            let mut checks = roles.iter().map(|r| r.checks());
+            specs.retain(|_| checks.next().unwrap_or(false));
+            let mut checks = roles.iter().map(|r| r.checks());
+            keys.retain(|_| checks.next().unwrap_or(false));
         }
+        // A location's state starts afresh (the sensor's stored state is the
+        // verdict, not this location's).
+        let mut states = states;
+        let verdict_states = if judged.is_empty() && self.verdict.is_empty() {
+            HashMap::new()
+        } else {
+            judged
+                .iter()
+                .filter_map(|(spec, _)| {
+                    let id = ids.get(&spec.path)?;
+                    Some((*id, *states.get(id)?))
+                })
+                .collect()
+        };
+        for id in &located {
+            states.remove(id);
+        }
+        self.located = located;
         let keys: HashMap<i64, i64> = specs
             .iter()
             .zip(keys)
@@ -403,6 +522,23 @@ impl<W: Writes> Monitor<W> {
         let rules = std::mem::take(&mut config.rules);
         let channels = std::mem::take(&mut config.channels);
         drop(config);
+        if !judged.is_empty() || !self.verdict.is_empty() {
+            self.apply_judged(
+                judged,
+                Reload {
+                    diff: Default::default(),
+                    ids: ids.clone(),
+                    paused: paused.clone(),
+                    states: verdict_states,
+                    rules: rules.clone(),
+                    channels: channels.clone(),
+                },
+            );
+        }
+        if !self.heard.is_empty() {
+            let known: HashSet<i64> = ids.values().copied().collect();
+            self.heard.retain(|id, _| known.contains(id));
+        }
         let diff = self.core.diff(specs, &ids);
         for id in &diff.to_remove {
             self.schedules.remove(id);
@@ -417,6 +553,7 @@ impl<W: Writes> Monitor<W> {
             let schedule = self.schedules.get_mut(id).expect("a running sensor");
             schedule.host = host;
             schedule.key = keys.get(id).copied().unwrap_or(*id);
+            schedule.locations = spec.locations.clone();
             schedule.interval = spec.settings.interval;
             if *reschedule {
                 schedule.epoch += 1;
@@ -442,6 +579,7 @@ impl<W: Writes> Monitor<W> {
                 Schedule {
                     host,
                     key: keys.get(id).copied().unwrap_or(*id),
+                    locations: spec.locations.clone(),
                     interval: spec.settings.interval,
                     due,
                     epoch: 0,
@@ -471,12 +609,157 @@ impl<W: Writes> Monitor<W> {
     /// that drops it; so does any late word about a sensor no longer
     /// running here (its new node decides about it).
     fn owns(&self, id: i64) -> bool {
-        let Some(share) = &self.share else {
-            return true;
-        };
         self.schedules
             .get(&id)
-            .is_some_and(|schedule| share.owns(schedule.key))
+            .is_some_and(|schedule| self.checks(schedule))
+    }
+
+    /// Whether this node checks a sensor with this schedule now.
+    fn checks(&self, schedule: &Schedule) -> bool {
+        self.share.as_ref().is_none_or(|share| {
+            share
+                .role(schedule.key, schedule.locations.as_deref())
+                .checks()
+        })
+    }
+
+    /// Whether this node judges sensor `id` now.
+    fn judges(&self, id: i64) -> bool {
+        let (Some(share), Some(judged), Some(spec)) =
+            (&self.share, self.judged.get(&id), self.verdict.spec(id))
+        else {
+            return false;
+        };
+        share.role(judged.key, spec.locations.as_deref()).judges()
+    }
+
+    /// Makes the judged sensors match `judged` (specs with their share
+    /// keys); `reload` carries everything but the diff.
+    fn apply_judged(&mut self, judged: Vec<(ResolvedSensor, i64)>, mut reload: Reload) {
+        let now = Instant::now();
+        let keys: HashMap<String, i64> = judged
+            .iter()
+            .map(|(spec, key)| (spec.path.clone(), *key))
+            .collect();
+        let specs = judged.into_iter().map(|(spec, _)| spec).collect();
+        let diff = self.verdict.diff(specs, &reload.ids);
+        for id in &diff.to_remove {
+            self.judged.remove(id);
+        }
+        for Changed { id, spec, .. } in &diff.to_change {
+            if let (Some(judged), Some(key)) = (self.judged.get_mut(id), keys.get(&spec.path)) {
+                judged.key = *key;
+            }
+        }
+        for (id, spec) in &diff.to_add {
+            // The first verdict waits a round for every location's report
+            // (a node taking over also hears the reports stored before).
+            let round = spec.settings.interval + spec.settings.timeout + JUDGE_MARGIN;
+            self.judged.insert(
+                *id,
+                Judged {
+                    key: keys.get(&spec.path).copied().unwrap_or(*id),
+                    next: now + round,
+                    ready: now + round,
+                },
+            );
+        }
+        reload.diff = diff;
+        let effects = self.verdict.on_config(reload, self.options.clock.now());
+        self.carry_out_from(Source::Verdicts, effects);
+    }
+
+    /// Takes every node's latest location reports; a judged sensor whose
+    /// verdict changes with them is judged at once.
+    fn hear(&mut self, reports: Vec<LocationReport>) {
+        let mut changed = HashSet::new();
+        for report in reports {
+            let sensor = report.sensor;
+            let heard = self.heard.entry(sensor).or_default();
+            match heard.iter_mut().find(|r| r.location == report.location) {
+                Some(old) if old.checked_ms > report.checked_ms => continue,
+                Some(old) => *old = report,
+                None => heard.push(report),
+            }
+            if self.judged.contains_key(&sensor) {
+                changed.insert(sensor);
+            }
+        }
+        let now = Instant::now();
+        for id in changed {
+            let Some((verdict, _)) = self.combined(id) else {
+                continue;
+            };
+            let ready = self.judged.get(&id).is_some_and(|j| now >= j.ready);
+            let worth = ready || verdict.reason != Some("too_few_locations");
+            if worth && self.verdict.state(id) != Some(verdict.state) {
+                self.judge(id);
+            }
+        }
+    }
+
+    /// The verdict on judged sensor `id` from what its locations reported.
+    fn combined(&self, id: i64) -> Option<(verdict::Verdict, Outcome)> {
+        let spec = self.verdict.spec(id)?;
+        let wanted: Vec<&str> = match (&spec.locations, &self.share) {
+            (Some(listed), _) => listed.iter().map(String::as_str).collect(),
+            (None, Some(share)) => share.locations(),
+            (None, None) => Vec::new(),
+        };
+        let settings = &spec.settings;
+        let fresh = settings.interval * 2 + settings.timeout + JUDGE_MARGIN;
+        let reports = self.heard.get(&id).map_or(&[][..], Vec::as_slice);
+        Some(verdict::combine(
+            reports,
+            &wanted,
+            spec.down_when,
+            self.options.clock.now().as_millisecond(),
+            fresh.as_millis() as i64,
+        ))
+    }
+
+    /// Judges sensor `id` now: its verdict goes to its state machine as a
+    /// check's outcome would.
+    fn judge(&mut self, id: i64) {
+        if !self.judges(id) {
+            return;
+        }
+        if matches!(self.verdict.due(id), None | Some(Due::Paused)) {
+            return;
+        }
+        let Some((_, outcome)) = self.combined(id) else {
+            return;
+        };
+        let effects = self
+            .verdict
+            .on_result(id, outcome, self.options.clock.now());
+        self.carry_out_from(Source::Verdicts, effects);
+    }
+
+    /// Judges the sensors whose time has come (every interval).
+    fn judge_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<i64> = self
+            .judged
+            .iter()
+            .filter(|(_, j)| j.next <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let interval = self
+                .verdict
+                .spec(id)
+                .map_or(Duration::from_secs(60), |s| s.settings.interval);
+            if let Some(judged) = self.judged.get_mut(&id) {
+                let (next, _) = next_due(
+                    Duration::ZERO,
+                    interval,
+                    now.saturating_duration_since(judged.next),
+                );
+                judged.next += next;
+            }
+            self.judge(id);
+        }
     }
 
     /// The limit of checks at once on a sensor's host, shared by every
@@ -534,9 +817,7 @@ impl<W: Writes> Monitor<W> {
             );
             schedule.due = due + next;
             self.queue.push(Reverse((schedule.due, id, epoch)));
-            if let Some(share) = &self.share
-                && !share.owns(schedule.key)
-            {
+            if !self.checks(&self.schedules[&id]) {
                 // Another node's now; dropped at the reload under way (it stays
                 // in the queue, should the share come back first).
                 continue;
@@ -706,13 +987,34 @@ impl<W: Writes> Monitor<W> {
         self.publish_slots();
     }
 
-    /// Carries out what the core decided, in its order.
+    /// Carries out what the checks' state machines decided, in their order.
     fn carry_out(&mut self, effects: Vec<Effect>) {
+        self.carry_out_from(Source::Checks, effects);
+    }
+
+    /// Carries out what a core decided, in its order. A sensor checked for
+    /// this location only reports its location's state; nothing else of
+    /// it is stored or announced.
+    fn carry_out_from(&mut self, source: Source, effects: Vec<Effect>) {
         for effect in effects {
-            if !self.owns(effect.sensor()) {
-                continue;
+            let id = effect.sensor();
+            match source {
+                Source::Checks if !self.owns(id) => continue,
+                Source::Verdicts if !self.judges(id) => continue,
+                Source::Checks if self.located.contains(&id) => {
+                    self.report(effect);
+                    continue;
+                }
+                _ => {}
             }
             match effect {
+                // A verdict's "check" (after a pause, or for a dependant) is
+                // a verdict now.
+                Effect::Check { id, .. } if source == Source::Verdicts => {
+                    if let Some(judged) = self.judged.get_mut(&id) {
+                        judged.next = Instant::now();
+                    }
+                }
                 Effect::Check { id, recheck } => self.start_check(id, Instant::now(), recheck),
                 Effect::Result {
                     result,
@@ -758,6 +1060,51 @@ impl<W: Writes> Monitor<W> {
         }
     }
 }
+
+impl<W: Writes> Monitor<W> {
+    /// What a sensor checked for this location only does with an effect:
+    /// a check starts, a result goes out as this location's report, the
+    /// rest is for the judge to decide.
+    fn report(&mut self, effect: Effect) {
+        match effect {
+            Effect::Check { id, recheck } => self.start_check(id, Instant::now(), recheck),
+            Effect::Result {
+                result,
+                state,
+                since_ms,
+                message,
+                ..
+            } => {
+                let (Some(reports), Some(location)) =
+                    (&self.reports, self.share.as_ref().and_then(Share::location))
+                else {
+                    return;
+                };
+                let report = LocationReport {
+                    sensor: result.sensor,
+                    location: location.to_owned(),
+                    state,
+                    since_ms,
+                    checked_ms: result.at_ms,
+                    reason: result.reason,
+                    rtt_us: result.rtt_us,
+                    message,
+                };
+                // A full queue drops this report: the next check sends the
+                // sensor's state again.
+                let _ = reports.try_send(report);
+            }
+            Effect::Event { .. }
+            | Effect::Settle { .. }
+            | Effect::Notify { .. }
+            | Effect::Stop { .. } => {}
+        }
+    }
+}
+
+/// How long after a round of checks a verdict waits for the locations'
+/// reports (they are written and read every half second).
+const JUDGE_MARGIN: Duration = Duration::from_secs(2);
 
 /// A commit to wait for, and the state change to log once it is stored.
 type Announcement = (

@@ -13,6 +13,8 @@
 
 pub(crate) mod daemon;
 
-pub use portwatch_core::monitor::{cluster, decide, dependency, reload, scheduler, state, stats};
+pub use portwatch_core::monitor::{
+    cluster, decide, dependency, reload, scheduler, state, stats, verdict,
+};
 
 pub use daemon::{Clock, MonitorOptions, run};

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Admin, ApiUser};
 use super::{AppError, AppState};
+use std::collections::HashMap;
+
+use crate::monitor::verdict::{DownWhen, LocationReport, check_locations};
 use crate::report::SensorReport;
 use crate::store::StatusRow;
 use crate::store::Storage;
@@ -31,6 +34,44 @@ struct SensorJson {
     /// The last protocol check: protocol, phases, details, TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     protocol: Option<crate::probe::proto::CheckDetails>,
+    /// A sensor checked from several locations: each location's state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    locations: Vec<LocationJson>,
+}
+
+/// One location's state of a sensor.
+#[derive(Serialize)]
+pub(crate) struct LocationJson {
+    location: String,
+    state: String,
+    since_ms: i64,
+    last_check_ms: i64,
+    response_time_ms: Option<f64>,
+    reason: String,
+    message: String,
+}
+
+impl From<LocationReport> for LocationJson {
+    fn from(report: LocationReport) -> Self {
+        LocationJson {
+            location: report.location,
+            state: report.state.to_string(),
+            since_ms: report.since_ms,
+            last_check_ms: report.checked_ms,
+            response_time_ms: report.rtt_us.map(|us| f64::from(us) / 1000.0),
+            reason: report.reason.as_str().to_owned(),
+            message: report.message,
+        }
+    }
+}
+
+/// Location reports by sensor.
+fn by_sensor(reports: Vec<LocationReport>) -> HashMap<i64, Vec<LocationJson>> {
+    let mut out: HashMap<i64, Vec<LocationJson>> = HashMap::new();
+    for report in reports {
+        out.entry(report.sensor).or_default().push(report.into());
+    }
+    out
 }
 
 impl From<StatusRow> for SensorJson {
@@ -50,6 +91,7 @@ impl From<StatusRow> for SensorJson {
             tags: row.tags,
             managed: row.managed,
             protocol: row.last_details,
+            locations: Vec::new(),
         }
     }
 }
@@ -82,12 +124,19 @@ pub async fn list(
 ) -> Result<Response, AppError> {
     let limit = page.limit.clamp(1, 10_000);
     let rows = state.db.status().await?;
+    let mut locations = by_sensor(state.db.location_reports(None).await?);
     let total = rows.len();
     let items: Vec<SensorJson> = rows
         .into_iter()
         .skip(page.offset)
         .take(limit)
-        .map(SensorJson::from)
+        .map(|row| {
+            let id = row.id;
+            SensorJson {
+                locations: locations.remove(&id).unwrap_or_default(),
+                ..row.into()
+            }
+        })
         .collect();
     Ok(Json(Listing {
         items,
@@ -118,8 +167,12 @@ pub async fn get(
         .db
         .sensor_report(id, path, now - 86_400_000, now)
         .await?;
+    let locations = by_sensor(state.db.location_reports(Some(id)).await?);
     Ok(Json(SensorDetail {
-        sensor: row.into(),
+        sensor: SensorJson {
+            locations: locations.into_values().flatten().collect(),
+            ..row.into()
+        },
         report_24h: report,
     })
     .into_response())
@@ -226,6 +279,12 @@ pub struct NewSensor {
     /// none, implicit or starttls.
     #[serde(default)]
     tls: Option<String>,
+    /// The locations that check it (default: every location with a node).
+    #[serde(default)]
+    locations: Option<Vec<String>>,
+    /// How many locations must see it down: 1, 2, … or "all".
+    #[serde(default)]
+    down_when: Option<serde_json::Value>,
 }
 
 /// `POST /api/sensors`: adds a sensor (admin); the server is created if
@@ -274,8 +333,26 @@ pub async fn create(
     if name.contains('/') {
         return Err(AppError::BadRequest("name: it cannot contain '/'".into()));
     }
+    if let Some(locations) = &new.locations {
+        check_locations(locations).map_err(|e| AppError::BadRequest(format!("locations: {e}")))?;
+    }
+    let down_when = match &new.down_when {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => {
+            let text = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            Some(
+                DownWhen::parse(&text)
+                    .map_err(|e| AppError::BadRequest(format!("down_when: {e}")))?,
+            )
+        }
+    };
     let mut overrides = crate::config::Overrides {
         interval,
+        locations: new.locations.filter(|l| !l.is_empty()),
+        down_when,
         ..crate::config::Overrides::default()
     };
     overrides

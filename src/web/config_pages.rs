@@ -23,13 +23,23 @@ pub struct Field {
     error: Option<String>,
 }
 
-const SETTINGS: [(&str, &str, &str); 6] = [
+const SETTINGS: [(&str, &str, &str); 8] = [
     ("interval", "Interval", "inherited"),
     ("timeout", "Timeout", "inherited"),
     ("warning", "Warning above", "none"),
     ("critical", "Down above", "none"),
     ("retries", "Re-checks before DOWN", "inherited"),
     ("depends_on", "Depends on", "server/sensor"),
+    (
+        "locations",
+        "Checked from",
+        "every location: or eu-west, us-east",
+    ),
+    (
+        "down_when",
+        "Down when down at",
+        "1 of 1, a majority of several: or 2, all",
+    ),
 ];
 const GROUP: [(&str, &str, &str); 1] = [("name", "Group", "Production or Production/Web")];
 const SERVER: [(&str, &str, &str); 4] = [
@@ -115,6 +125,11 @@ fn summary(o: &Overrides) -> String {
         show("down", o.critical),
         o.retries.map(|r| format!("{r} re-checks")),
         o.depends_on.as_ref().map(|d| format!("depends on {d}")),
+        o.locations
+            .as_ref()
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("from {}", l.join(", "))),
+        o.down_when.map(|k| format!("down at {k}")),
     ]
     .into_iter()
     .flatten()
@@ -250,7 +265,23 @@ pub fn parse_overrides(
         },
     };
     let depends_on = Some(text(form, "depends_on")).filter(|d| !d.is_empty());
+    let locations: Vec<String> = text(form, "locations")
+        .split(',')
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if let Err(message) = crate::monitor::verdict::check_locations(&locations) {
+        errors.push(("locations", message));
+    }
+    let down_when = match text(form, "down_when").as_str() {
+        "" => None,
+        value => crate::monitor::verdict::DownWhen::parse(value)
+            .map_err(|message| errors.push(("down_when", message)))
+            .ok(),
+    };
     Overrides {
+        locations: Some(locations).filter(|l| !l.is_empty()),
+        down_when,
         interval,
         timeout,
         warning,

@@ -53,6 +53,10 @@ pub struct EditForm {
     #[serde(default)]
     depends_on: String,
     #[serde(default)]
+    locations: String,
+    #[serde(default)]
+    down_when: String,
+    #[serde(default)]
     mode: String,
     #[serde(default)]
     protocol: String,
@@ -91,6 +95,18 @@ fn fields(form: &EditForm) -> Vec<Field> {
             "Depends on",
             "server/sensor",
             &form.depends_on,
+        ),
+        field(
+            "locations",
+            "Checked from",
+            "inherited: every location, or eu-west, us-east",
+            &form.locations,
+        ),
+        field(
+            "down_when",
+            "Down when down at",
+            "inherited: a majority, or 2, all",
+            &form.down_when,
         ),
         field("mode", "Check", "inherited: connect or auto", &form.mode),
         field(
@@ -155,6 +171,8 @@ pub async fn form(
         critical: show(o.critical),
         retries: o.retries.map(|r| r.to_string()).unwrap_or_default(),
         depends_on: o.depends_on.unwrap_or_default(),
+        locations: o.locations.map(|l| l.join(", ")).unwrap_or_default(),
+        down_when: o.down_when.map(|k| k.to_string()).unwrap_or_default(),
         mode: o
             .probe
             .as_ref()
@@ -188,6 +206,8 @@ fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)
         ("critical", &form.critical),
         ("retries", &form.retries),
         ("depends_on", &form.depends_on),
+        ("locations", &form.locations),
+        ("down_when", &form.down_when),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.clone()))

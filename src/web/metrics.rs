@@ -42,6 +42,14 @@ struct SensorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LocationLabels {
+    group: String,
+    server: String,
+    sensor: String,
+    location: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     group: String,
     server: String,
@@ -133,6 +141,8 @@ impl SensorSeries {
         } else {
             let mut registry = Registry::default();
             sensor_metrics(&mut registry, &rows);
+            let reports = db.location_reports(None).await?;
+            location_metrics(&mut registry, &rows, &reports);
             let mut text = String::new();
             encode_registry(&mut text, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
             Some(Arc::<str>::from(text))
@@ -339,6 +349,60 @@ fn node_metrics(registry: &mut Registry, nodes: &[crate::store::pg::nodes::NodeR
         "portwatch_node_checks_per_second",
         "A live node's checks per second (over its last 10 s)",
         rate,
+    );
+}
+
+/// Sensors checked from several locations: each location's up, state and
+/// connect time, with a `location` label.
+fn location_metrics(
+    registry: &mut Registry,
+    rows: &[crate::store::StatusRow],
+    reports: &[crate::monitor::verdict::LocationReport],
+) {
+    if reports.is_empty() {
+        return;
+    }
+    let up = Family::<LocationLabels, Gauge>::default();
+    let state_gauge = Family::<LocationLabels, Gauge>::default();
+    let response = Family::<LocationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let rows: std::collections::HashMap<i64, &crate::store::StatusRow> =
+        rows.iter().map(|r| (r.id, r)).collect();
+    for report in reports {
+        let Some(row) = rows.get(&report.sensor) else {
+            continue;
+        };
+        let (server, sensor) = row.path.split_once('/').unwrap_or((&row.path, ""));
+        let labels = LocationLabels {
+            group: row.group.clone().unwrap_or_default(),
+            server: server.to_owned(),
+            sensor: sensor.to_owned(),
+            location: report.location.clone(),
+        };
+        up.get_or_create(&labels).set(i64::from(matches!(
+            report.state,
+            SensorState::Up | SensorState::Warning
+        )));
+        state_gauge
+            .get_or_create(&labels)
+            .set(state_code(report.state));
+        if let Some(us) = report.rtt_us {
+            response.get_or_create(&labels).set(f64::from(us) / 1e6);
+        }
+    }
+    registry.register(
+        "portwatch_sensor_location_up",
+        "Sensors checked from several locations: 1 when UP or WARNING at that location",
+        up,
+    );
+    registry.register(
+        "portwatch_sensor_location_state",
+        "Sensors checked from several locations: the state at that location (as portwatch_sensor_state)",
+        state_gauge,
+    );
+    registry.register(
+        "portwatch_sensor_location_response_seconds",
+        "Sensors checked from several locations: the last connect time from that location",
+        response,
     );
 }
 

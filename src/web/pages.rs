@@ -425,6 +425,19 @@ struct SensorPage {
     uptime_requests: String,
     outages: Vec<OutageView>,
     events: Vec<EventView>,
+    locations: Vec<LocationView>,
+}
+
+/// One location's state of a sensor checked from several.
+struct LocationView {
+    location: String,
+    state: String,
+    class: &'static str,
+    since: String,
+    last: String,
+    response: String,
+    reason: String,
+    message: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -491,8 +504,27 @@ pub async fn sensor(
         days.push(totals.uptime_percent());
     }
     let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"));
+    let locations = db
+        .location_reports(Some(id))
+        .await?
+        .into_iter()
+        .map(|r| LocationView {
+            class: class(r.state),
+            state: r.state.to_string(),
+            since: time(r.since_ms),
+            last: time(r.checked_ms),
+            response: r
+                .rtt_us
+                .map(|us| format!("{:.3} ms", f64::from(us) / 1000.0))
+                .unwrap_or_else(|| "-".into()),
+            reason: r.reason.as_str().to_owned(),
+            message: crate::text::visible(&r.message),
+            location: r.location,
+        })
+        .collect();
     let (user, admin, csrf) = page_frame(&user);
     render(SensorPage {
+        locations,
         user,
         admin,
         csrf,

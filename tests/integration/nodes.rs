@@ -567,28 +567,31 @@ async fn a_node_killed_while_its_sensors_go_down_alerts_each_once() {
 }
 
 /// A network namespace joined to this one by a veth pair: this side
-/// 198.51.100.1/24, the namespace's side 198.51.100.2/24. Removed on drop.
+/// 198.51.(100 + k).1/24, the namespace's side .2, its default route
+/// through this side (so it reaches this namespace's other addresses).
+/// Each test that runs at once with another has its own `k`. Removed on
+/// drop.
 struct Namespace {
     name: String,
 }
 
 impl Namespace {
-    fn new() -> Namespace {
-        let id = std::process::id() % 100_000;
-        let name = format!("pwn{id}");
+    fn new(k: u8) -> Namespace {
+        let id = std::process::id() % 10_000;
+        let name = format!("pwn{id}k{k}");
         crate::util::remove_namespace(&name);
-        let (inside, outside) = (format!("vn{id}"), format!("vr{id}"));
+        let (inside, outside) = (format!("vn{id}k{k}"), format!("vr{id}k{k}"));
+        let net = format!("198.51.{}", 100 + u16::from(k));
         sh(&format!("ip netns add {name}"));
         sh(&format!(
             "ip link add {outside} type veth peer name {inside} netns {name}"
         ));
-        sh(&format!("ip addr add 198.51.100.1/24 dev {outside}"));
+        sh(&format!("ip addr add {net}.1/24 dev {outside}"));
         sh(&format!("ip link set {outside} up"));
-        sh(&format!(
-            "ip -n {name} addr add 198.51.100.2/24 dev {inside}"
-        ));
+        sh(&format!("ip -n {name} addr add {net}.2/24 dev {inside}"));
         sh(&format!("ip -n {name} link set {inside} up"));
         sh(&format!("ip -n {name} link set lo up"));
+        sh(&format!("ip -n {name} route add default via {net}.1"));
         Namespace { name }
     }
 
@@ -634,7 +637,7 @@ async fn a_node_cut_off_from_the_database_stops_and_nothing_is_duplicated() {
     let Some(cluster) = cluster(TEST).await else {
         return;
     };
-    let namespace = Namespace::new();
+    let namespace = Namespace::new(0);
     let url = cluster.url("portwatch");
     let (proxy, _forward) = forward("198.51.100.1", cluster.port()).await;
     let inner_url = format!("postgres://portwatch@198.51.100.1:{proxy}/portwatch");
@@ -737,6 +740,177 @@ async fn a_node_cut_off_from_the_database_stops_and_nothing_is_duplicated() {
         );
     }
     assert_eq!(cut_off.stop(), 0, "{}", cut_off.log());
+}
+
+/// Sensors checked from two locations, each a node in a namespace of its
+/// own, judged 2 of 2: a firewall dropping one location's packets to a
+/// service makes it WARNING `partial` naming that location; dropping both
+/// makes it DOWN; once one location's node is killed, no sensor can be
+/// judged (one fresh location of the two needed) and each is UNKNOWN, never
+/// DOWN. Each location's own state is kept and shown side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_locations_judge_a_sensor_together() {
+    const TEST: &str = "nodes::two_locations_judge_a_sensor_together";
+    if !crate::util::lab_available(TEST) {
+        return;
+    }
+    let Some(cluster) = cluster(TEST).await else {
+        return;
+    };
+    let (eu, us) = (Namespace::new(1), Namespace::new(2));
+    let url = cluster.url("portwatch");
+    // The services and the way to the database, on this namespace's side of
+    // eu's link: both namespaces reach it by their default route.
+    let target = "198.51.101.1";
+    let (proxy, _forward) = forward(target, cluster.port()).await;
+    let inner_url = format!("postgres://portwatch@{target}:{proxy}/portwatch");
+    let ports = Ports::start(target, 2).await;
+    let dir = TempDir::new("nodes-locations");
+    // The settings go on the server: every sensor inherits them.
+    let config = config(target, &ports.ports, "http://192.0.2.1:9/hook").replacen(
+        &format!("host = \"{target}\"\n"),
+        &format!("host = \"{target}\"\nlocations = [\"eu\", \"us\"]\ndown_when = 2\n"),
+        1,
+    );
+    apply(&url, &dir, &config);
+    let in_eu = ["ip", "netns", "exec", eu.name.as_str()];
+    let in_us = ["ip", "netns", "exec", us.name.as_str()];
+    let _eu1 = Node::start_with(
+        &inner_url,
+        "eu1",
+        &dir,
+        "500ms",
+        &in_eu,
+        &["--no-web", "--location", "eu"],
+    );
+    let mut us1 = Node::start_with(
+        &inner_url,
+        "us1",
+        &dir,
+        "500ms",
+        &in_us,
+        &["--no-web", "--location", "us"],
+    );
+    let db = open(&url).await;
+    let ids = {
+        until(
+            "both sensors are stored",
+            Duration::from_secs(10),
+            || async { db.status().await.is_ok_and(|rows| rows.len() == 2) },
+        )
+        .await;
+        ids(&db).await
+    };
+    let (p0, p1) = (ids["s/p0"], ids["s/p1"]);
+    let state = |id: i64| {
+        let db = db.clone();
+        async move { db.status_of(id).await.unwrap() }
+    };
+    until(
+        "both locations check and both sensors are up",
+        Duration::from_secs(30),
+        || async {
+            let reports = db.location_reports(None).await.unwrap_or_default();
+            reports.len() == 4
+                && reports.iter().all(|r| r.state == State::Up)
+                && state(p0).await.state == State::Up
+                && state(p1).await.state == State::Up
+        },
+    )
+    .await;
+    assert!(
+        ports.from("198.51.101.2") > 0 && ports.from("198.51.102.2") > 0,
+        "both locations connect"
+    );
+
+    // eu's packets to p0 dropped: eu sees it down, us up; 1 of 2 is partial.
+    eu.iptables(&format!(
+        "-A OUTPUT -p tcp -d {target} --dport {} -j DROP",
+        ports.ports[0]
+    ));
+    until("p0 is WARNING partial", Duration::from_secs(20), || async {
+        let row = state(p0).await;
+        row.state == State::Warning && row.last_reason.as_deref() == Some("partial")
+    })
+    .await;
+    let row = state(p0).await;
+    let message = row.last_message.unwrap_or_default();
+    assert!(message.contains("down at eu only"), "{message}");
+    let at = db.location_reports(Some(p0)).await.unwrap();
+    let by_location: HashMap<&str, (State, &str)> = at
+        .iter()
+        .map(|r| (r.location.as_str(), (r.state, r.reason.as_str())))
+        .collect();
+    assert_eq!(by_location["eu"], (State::Down, "timeout"), "{at:?}");
+    assert_eq!(by_location["us"], (State::Up, "connected"), "{at:?}");
+    assert_eq!(state(p1).await.state, State::Up, "p1 is reached from both");
+
+    // `status` shows the locations under the verdict.
+    let (code, stdout, stderr) = crate::util::outcome(&crate::util::portwatch(&[
+        "status", "--db", &url, "--format", "json",
+    ]));
+    assert_eq!(code, 1, "a WARNING: {stderr}");
+    let p0_json: Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["sensor"] == "s/p0")
+        .unwrap();
+    assert_eq!(p0_json["reason"], "partial", "{p0_json}");
+    let locations: Vec<(String, String)> = p0_json["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["location"].as_str().unwrap().to_owned(),
+                l["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        locations,
+        [("eu".into(), "down".into()), ("us".into(), "up".into())]
+    );
+
+    // Both locations cut off from p0: DOWN, once.
+    us.iptables(&format!(
+        "-A OUTPUT -p tcp -d {target} --dport {} -j DROP",
+        ports.ports[0]
+    ));
+    until("p0 is DOWN", Duration::from_secs(20), || async {
+        state(p0).await.state == State::Down
+    })
+    .await;
+    let changes = events(&db).await;
+    assert_eq!(
+        changes["s/p0"],
+        [
+            (State::Pending, State::Up),
+            (State::Up, State::Warning),
+            (State::Warning, State::Down)
+        ]
+    );
+    assert_eq!(changes["s/p1"], [(State::Pending, State::Up)]);
+
+    // us's node dies: one fresh location of two needed, so neither sensor
+    // can be judged: UNKNOWN, never DOWN (p1 is up wherever it is seen).
+    us1.kill9();
+    until(
+        "both sensors are UNKNOWN",
+        Duration::from_secs(30),
+        || async {
+            let (a, b) = (state(p0).await, state(p1).await);
+            a.state == State::Unknown && b.state == State::Unknown
+        },
+    )
+    .await;
+    let row = state(p1).await;
+    assert_eq!(row.last_reason.as_deref(), Some("too_few_locations"));
+    let changes = events(&db).await;
+    assert!(
+        !changes["s/p1"].iter().any(|(_, to)| *to == State::Down),
+        "{changes:?}"
+    );
 }
 
 /// A free port on 127.0.0.1 (bound, then let go).

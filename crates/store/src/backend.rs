@@ -103,6 +103,19 @@ impl Backend {
         }
     }
 
+    /// Each location's latest report of sensor `sensor` (or of every
+    /// sensor), by sensor and location: only sensors checked from several
+    /// locations have any (none on SQLite: one monitor, one place).
+    pub async fn location_reports(
+        &self,
+        sensor: Option<i64>,
+    ) -> Result<Vec<portwatch_core::monitor::verdict::LocationReport>, StoreError> {
+        match self {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(pg) => pg.location_reports(sensor).await,
+        }
+    }
+
     /// Starts the process's one writer on this store (call it on the
     /// Tokio runtime that will run the process).
     pub fn writer(&self) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {

@@ -91,7 +91,10 @@ impl Share {
     pub fn located(me: i64, mut everywhere: Vec<(i64, Arc<str>)>) -> Share {
         everywhere.sort_unstable();
         everywhere.dedup_by_key(|(id, _)| *id);
-        let Some(mine) = everywhere.iter().find(|(id, _)| *id == me).map(|(_, l)| l.clone())
+        let Some(mine) = everywhere
+            .iter()
+            .find(|(id, _)| *id == me)
+            .map(|(_, l)| l.clone())
         else {
             return Share {
                 me,
@@ -123,6 +126,14 @@ impl Share {
         let Some(mine) = self.location() else {
             return Role::None;
         };
+        // The usual case, first and without allocating: one location.
+        if locations.is_none_or(<[String]>::is_empty) && self.nodes.len() == self.everywhere.len() {
+            return if self.owns(key) {
+                Role::Direct
+            } else {
+                Role::None
+            };
+        }
         let live = self.locations();
         let wanted: Vec<&str> = match locations {
             Some(list) if !list.is_empty() => list.iter().map(String::as_str).collect(),
@@ -508,7 +519,10 @@ mod tests {
             let roles = roles(&shares, key, None);
             let direct: Vec<usize> = (0..3).filter(|i| roles[*i] == Role::Direct).collect();
             assert_eq!(direct.len(), 1, "key {key}: {roles:?}");
-            assert!(shares[direct[0]].owns(key), "the same owner as one location's share");
+            assert!(
+                shares[direct[0]].owns(key),
+                "the same owner as one location's share"
+            );
             assert_eq!(roles.iter().filter(|r| **r == Role::None).count(), 2);
         }
         assert_eq!(shares[0].locations(), ["eu"]);
@@ -525,8 +539,15 @@ mod tests {
             let all = roles(&shares, key, None);
             let checkers: Vec<usize> = (0..4).filter(|i| all[*i].checks()).collect();
             assert!(all.iter().all(|r| *r != Role::Direct), "{all:?}");
-            assert_eq!(checkers.iter().filter(|i| **i < 2).count(), 1, "one of eu: {all:?}");
-            assert!(checkers.contains(&2) && checkers.contains(&3), "us and ap: {all:?}");
+            assert_eq!(
+                checkers.iter().filter(|i| **i < 2).count(),
+                1,
+                "one of eu: {all:?}"
+            );
+            assert!(
+                checkers.contains(&2) && checkers.contains(&3),
+                "us and ap: {all:?}"
+            );
             assert_eq!(all.iter().filter(|r| r.judges()).count(), 1, "{all:?}");
             // Listed: ap's node only judges, if anything.
             let some = roles(&shares, key, Some(&listed));
@@ -568,6 +589,9 @@ mod tests {
         assert!(alone.alone_everywhere());
         assert_eq!(alone.role(5, None), Role::Direct);
         assert_eq!(Role::Direct.judges(), false);
-        assert_eq!(Role::CheckAndJudge.checks() && Role::CheckAndJudge.judges(), true);
+        assert_eq!(
+            Role::CheckAndJudge.checks() && Role::CheckAndJudge.judges(),
+            true
+        );
     }
 }

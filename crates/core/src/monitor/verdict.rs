@@ -20,8 +20,11 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use portwatch_probe::Reason;
+use std::time::Duration;
 
+use portwatch_probe::{Reason, Status};
+
+use super::decide::Outcome;
 use super::state::State;
 
 /// How many locations must see a sensor down for it to be DOWN.
@@ -267,6 +270,78 @@ pub fn judge(
     }
 }
 
+/// The verdict on a sensor from its locations' reports, as a check's
+/// outcome for the sensor's state machine: `wanted` are its locations (a
+/// location without a report is stale), `fresh_ms` how long a report
+/// counts. The reason is the down (or warning, or unknown) locations' first
+/// reason, `partial` or `too_few_locations`; the connect time the fastest
+/// fresh location's.
+pub fn combine(
+    reports: &[LocationReport],
+    wanted: &[&str],
+    down_when: Option<DownWhen>,
+    now_ms: i64,
+    fresh_ms: i64,
+) -> (Verdict, Outcome) {
+    let report = |location: &str| reports.iter().find(|r| r.location == location);
+    let at: Vec<AtLocation> = wanted
+        .iter()
+        .map(|location| match report(location) {
+            Some(report) => report.at(),
+            None => AtLocation {
+                location: (*location).to_owned(),
+                state: State::Pending,
+                last_check_ms: None,
+            },
+        })
+        .collect();
+    let verdict = judge(&at, down_when, now_ms, fresh_ms);
+    let fresh = |r: &&LocationReport| {
+        wanted.contains(&r.location.as_str()) && now_ms - r.checked_ms <= fresh_ms
+    };
+    let first_reason = |state: State| {
+        reports
+            .iter()
+            .filter(fresh)
+            .filter(|r| r.state == state)
+            .min_by(|a, b| a.location.cmp(&b.location))
+            .map(|r| (r.reason, r.message.as_str()))
+    };
+    let status = match verdict.state {
+        State::Up => Status::Up,
+        State::Warning => Status::Warning,
+        State::Down => Status::Down,
+        _ => Status::Unknown,
+    };
+    let (reason, detail) = match (verdict.reason, verdict.state) {
+        (Some("partial"), _) => (Reason::Partial, first_reason(State::Down)),
+        (Some(_), _) => (Reason::TooFewLocations, None),
+        (None, state) => match first_reason(state) {
+            Some((reason, message)) => (reason, Some((reason, message))),
+            None => (Reason::Connected, None),
+        },
+    };
+    let message = match detail {
+        Some((_, message)) if !message.is_empty() => format!("{}: {message}", verdict.message),
+        _ => verdict.message.clone(),
+    };
+    let response_time = reports
+        .iter()
+        .filter(fresh)
+        .filter_map(|r| r.rtt_us)
+        .min()
+        .map(|us| Duration::from_micros(u64::from(us)));
+    let outcome = Outcome {
+        at_ms: now_ms,
+        status,
+        reason,
+        message,
+        response_time,
+        details: None,
+    };
+    (verdict, outcome)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +361,96 @@ mod tests {
     fn judged(locations: &[AtLocation], k: Option<DownWhen>) -> (State, Option<&'static str>) {
         let verdict = judge(locations, k, NOW, FRESH);
         (verdict.state, verdict.reason)
+    }
+
+    fn report(
+        location: &str,
+        state: State,
+        age_ms: i64,
+        reason: Reason,
+        rtt_us: Option<u32>,
+    ) -> LocationReport {
+        LocationReport {
+            sensor: 1,
+            location: location.into(),
+            state,
+            since_ms: 0,
+            checked_ms: NOW - age_ms,
+            reason,
+            rtt_us,
+            message: format!("{} from {location}", reason.as_str()),
+        }
+    }
+
+    #[test]
+    fn combined_reports_become_a_checks_outcome() {
+        let k2 = Some(DownWhen::Count(2));
+        let both_up = [
+            report("eu", State::Up, 1_000, Reason::Connected, Some(900)),
+            report("us", State::Up, 1_000, Reason::Connected, Some(300)),
+        ];
+        let (verdict, outcome) = combine(&both_up, &["eu", "us"], k2, NOW, FRESH);
+        assert_eq!(
+            (verdict.state, outcome.status, outcome.reason),
+            (State::Up, Status::Up, Reason::Connected)
+        );
+        assert_eq!(
+            outcome.response_time,
+            Some(Duration::from_micros(300)),
+            "the fastest location"
+        );
+        assert_eq!(outcome.at_ms, NOW);
+
+        let eu_cut = [
+            report("eu", State::Down, 1_000, Reason::Timeout, None),
+            report("us", State::Up, 1_000, Reason::Connected, Some(300)),
+        ];
+        let (_, outcome) = combine(&eu_cut, &["eu", "us"], k2, NOW, FRESH);
+        assert_eq!(
+            (outcome.status, outcome.reason),
+            (Status::Warning, Reason::Partial)
+        );
+        assert_eq!(
+            outcome.message,
+            "down at eu only (1 of 2 locations; 2 needed for DOWN): timeout from eu"
+        );
+
+        let both_down = [
+            report("eu", State::Down, 1_000, Reason::Timeout, None),
+            report("us", State::Down, 1_000, Reason::Refused, None),
+        ];
+        let (_, outcome) = combine(&both_down, &["eu", "us"], k2, NOW, FRESH);
+        assert_eq!(
+            (outcome.status, outcome.reason),
+            (Status::Down, Reason::Timeout),
+            "eu's, first by name"
+        );
+        assert_eq!(outcome.response_time, None);
+
+        // us's node is dead: its last report is old, and a location with
+        // no report at all is stale too.
+        let us_dead = [
+            report("eu", State::Down, 1_000, Reason::Timeout, None),
+            report("us", State::Up, FRESH + 1, Reason::Connected, Some(5)),
+        ];
+        let (_, outcome) = combine(&us_dead, &["eu", "us"], k2, NOW, FRESH);
+        assert_eq!(
+            (outcome.status, outcome.reason),
+            (Status::Unknown, Reason::TooFewLocations)
+        );
+        assert_eq!(
+            outcome.response_time, None,
+            "a stale location's time is not used"
+        );
+        let (_, outcome) = combine(&us_dead[..1], &["eu", "us"], k2, NOW, FRESH);
+        assert_eq!(outcome.reason, Reason::TooFewLocations);
+        // A report from a location the sensor no longer lists is ignored.
+        let (verdict, outcome) = combine(&both_down, &["eu"], None, NOW, FRESH);
+        assert_eq!(
+            (verdict.state, outcome.reason),
+            (State::Down, Reason::Timeout)
+        );
+        assert!(verdict.message.contains("1 of 1"), "{}", verdict.message);
     }
 
     #[test]
@@ -316,7 +481,11 @@ mod tests {
         let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(check_locations(&names(&["eu-west", "us-east"])), Ok(()));
         assert_eq!(check_locations(&[]), Ok(()));
-        assert!(check_locations(&names(&["eu", " "])).unwrap_err().contains("empty name"));
+        assert!(
+            check_locations(&names(&["eu", " "]))
+                .unwrap_err()
+                .contains("empty name")
+        );
         assert_eq!(
             check_locations(&names(&["eu", "us", "eu"])),
             Err("location 'eu' is listed twice".into())

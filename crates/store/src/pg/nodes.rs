@@ -390,7 +390,10 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let us = seen.iter().find(|m| m.id == c).expect("us's node seen from eu");
+        let us = seen
+            .iter()
+            .find(|m| m.id == c)
+            .expect("us's node seen from eu");
         assert_eq!(&*us.location, "us");
         assert!(us.active_in_ms > 1_000, "{us:?}");
         assert_eq!(&*seen.iter().find(|m| m.id == a).unwrap().location, "eu");
@@ -651,9 +654,14 @@ mod tests {
         // that checked before a hand-over, writing late) does not.
         let newer = report("eu", State::Down, 6_000, Reason::Refused);
         let older = report("us", State::Up, 4_000, Reason::Connected);
-        pg.put_location_reports(eu, &[newer.clone(), older]).await.unwrap();
+        pg.put_location_reports(eu, &[newer.clone(), older])
+            .await
+            .unwrap();
         let since = pg.location_reports_since(cursor).await.unwrap();
-        assert_eq!(since.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), [newer.clone()]);
+        assert_eq!(
+            since.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+            [newer.clone()]
+        );
         assert_eq!(
             pg.location_reports(Some(7)).await.unwrap(),
             [newer, first[1].clone()]
@@ -663,12 +671,21 @@ mod tests {
         pg.client()
             .await
             .unwrap()
-            .execute("UPDATE nodes SET expires_at = now() - interval '1 ms' WHERE id = $1", &[&eu])
+            .execute(
+                "UPDATE nodes SET expires_at = now() - interval '1 ms' WHERE id = $1",
+                &[&eu],
+            )
             .await
             .unwrap();
         let late = report("eu", State::Up, 9_000, Reason::Connected);
         assert!(!pg.put_location_reports(eu, &[late]).await.unwrap());
-        assert_eq!(pg.heartbeat(eu, lease, Heartbeat::default()).await.unwrap(), None);
-        assert_eq!(pg.location_reports(Some(7)).await.unwrap()[0].checked_ms, 6_000);
+        assert_eq!(
+            pg.heartbeat(eu, lease, Heartbeat::default()).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            pg.location_reports(Some(7)).await.unwrap()[0].checked_ms,
+            6_000
+        );
     }
 }
