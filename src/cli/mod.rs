@@ -309,7 +309,8 @@ pub struct ServeArgs {
     /// and take over from a node that stops or dies.
     #[arg(long, value_name = "NAME", value_parser = parse_node_name)]
     pub node: Option<String>,
-    /// Where this node checks from (one location per store for now).
+    /// Where this node checks from: sensors checked from several locations
+    /// are checked by one node of each, and judged from k of n.
     #[arg(long, value_name = "LOCATION", default_value = "default", value_parser = parse_node_name)]
     pub location: String,
     /// How often a node renews its lease and looks at the other nodes; a

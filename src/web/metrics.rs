@@ -633,4 +633,69 @@ mod tests {
             "{body}"
         );
     }
+
+    #[test]
+    fn each_location_of_a_sensor_is_a_series_with_a_location_label() {
+        use crate::monitor::verdict::LocationReport;
+        let row = crate::store::StatusRow {
+            id: 7,
+            path: "shop/https".into(),
+            group: Some("web".into()),
+            host: "shop.example.com".into(),
+            port: 443,
+            state: SensorState::Warning,
+            since_ms: None,
+            last_check_ms: None,
+            last_rtt_us: None,
+            last_reason: None,
+            last_message: None,
+            last_details: None,
+            tags: Vec::new(),
+            managed: false,
+        };
+        let report = |location: &str, state, rtt_us| LocationReport {
+            sensor: 7,
+            location: location.into(),
+            state,
+            since_ms: 0,
+            checked_ms: 0,
+            reason: crate::probe::Reason::Connected,
+            rtt_us,
+            message: String::new(),
+        };
+        let render = |reports: &[LocationReport]| {
+            let mut registry = Registry::default();
+            location_metrics(&mut registry, std::slice::from_ref(&row), reports);
+            let mut body = String::new();
+            encode_registry(&mut body, &registry).unwrap();
+            body
+        };
+        assert_eq!(render(&[]), "", "no locations: no series");
+        let body = render(&[
+            report("eu", SensorState::Down, None),
+            report("us", SensorState::Up, Some(2_500)),
+            LocationReport {
+                sensor: 99,
+                ..report("ap", SensorState::Up, None)
+            },
+        ]);
+        let labels = |location: &str| {
+            format!("{{group=\"web\",server=\"shop\",sensor=\"https\",location=\"{location}\"}}")
+        };
+        for line in [
+            format!("portwatch_sensor_location_up{} 0", labels("eu")),
+            format!("portwatch_sensor_location_up{} 1", labels("us")),
+            format!("portwatch_sensor_location_state{} 3", labels("eu")),
+            format!(
+                "portwatch_sensor_location_response_seconds{} 0.0025",
+                labels("us")
+            ),
+        ] {
+            assert!(body.contains(&line), "{line} in {body}");
+        }
+        assert!(
+            !body.contains("location=\"ap\""),
+            "a sensor that is gone: {body}"
+        );
+    }
 }

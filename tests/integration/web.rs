@@ -585,6 +585,41 @@ async fn sensors_made_in_the_ui_can_be_edited_and_deleted_but_file_ones_cannot(
     let (status, _, page) = send(&state, edit(b, "port=8443&depends_on=nope%2Fnothing")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("error-depends_on"), "{page}");
+    // Locations: validated next to their fields, then stored.
+    let (status, _, page) = send(
+        &state,
+        edit(b, "port=8443&locations=eu%2C+eu&down_when=most"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("error-locations") && page.contains("error-down_when"),
+        "{page}"
+    );
+    let (status, _, _) = send(
+        &state,
+        edit(b, "port=8443&locations=eu-west%2C+us-east&down_when=all"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let loaded = state.db().load().await.unwrap().config;
+    let located = portwatch::config::model::resolve(&loaded)
+        .into_iter()
+        .find(|s| s.path == "app/pcsync-https")
+        .unwrap();
+    assert_eq!(
+        located.locations.as_deref().map(<[String]>::to_vec),
+        Some(vec!["eu-west".to_string(), "us-east".to_string()])
+    );
+    assert_eq!(
+        located.down_when,
+        Some(portwatch::monitor::verdict::DownWhen::All)
+    );
+    let (_, _, page) = send(&state, get(&format!("/sensors/{b}/edit"), Some(&cookie))).await;
+    assert!(
+        page.contains("name=\"locations\" value=\"eu-west, us-east\""),
+        "{page}"
+    );
     // Protocol checks: validated next to the field, then stored.
     let (status, _, page) = send(&state, edit(b, "port=8443&protocol=gopherx")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -667,6 +702,20 @@ async fn the_api_adds_and_removes_sensors(_dir: TempDir, state: AppState) {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("port: port '0' is out of range"), "{body}");
+    for (bad, error) in [
+        (
+            r#"{"server":"api","host":"127.0.0.1","port":80,"down_when":0}"#,
+            "down_when: down_when = '0' is not a count of locations",
+        ),
+        (
+            r#"{"server":"api","host":"127.0.0.1","port":80,"locations":["eu","eu"]}"#,
+            "locations: location 'eu' is listed twice",
+        ),
+    ] {
+        let (status, _, body) = send(&state, json("POST", "/api/sensors", bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(body.contains(error), "{body}");
+    }
     let (status, _, body) = send(
         &state,
         json(
@@ -686,7 +735,7 @@ async fn the_api_adds_and_removes_sensors(_dir: TempDir, state: AppState) {
         json(
             "POST",
             "/api/sensors",
-            r#"{"server":"api","host":"2001:db8::1","port":6380,"name":"cache","protocol":"redis"}"#,
+            r#"{"server":"api","host":"2001:db8::1","port":6380,"name":"cache","protocol":"redis","locations":["eu","us"],"down_when":2}"#,
         ),
     )
     .await;
@@ -696,6 +745,16 @@ async fn the_api_adds_and_removes_sensors(_dir: TempDir, state: AppState) {
         .into_iter()
         .find(|s| s.path == "api/cache")
         .unwrap();
+    assert_eq!(
+        (
+            cache.locations.as_deref().map(<[String]>::len),
+            cache.down_when
+        ),
+        (
+            Some(2),
+            Some(portwatch::monitor::verdict::DownWhen::Count(2))
+        )
+    );
     assert_eq!(
         cache
             .probe

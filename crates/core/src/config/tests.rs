@@ -385,3 +385,39 @@ fn protocol_settings_inherit_and_are_validated_where_written() {
         assert!(message.starts_with(wanted), "{wanted}: {message}");
     }
 }
+
+#[test]
+fn locations_and_down_when_are_inherited_and_bad_ones_named_with_their_place() {
+    use crate::monitor::verdict::DownWhen;
+    let config = parse(
+        "[defaults]\nlocations = [\"eu\", \"us\"]\n\
+         [[server]]\nname = \"web\"\nhost = \"localhost\"\ndown_when = \"all\"\n\
+         sensor = [{ name = \"a\", port = 80 }, { name = \"b\", port = 81, locations = [\"ap\"], down_when = 1 }]\n",
+    )
+    .unwrap();
+    let sensors = resolve(&config);
+    let listed = |i: usize| sensors[i].locations.as_deref().map(<[String]>::to_vec);
+    assert_eq!(listed(0), Some(vec!["eu".to_string(), "us".to_string()]));
+    assert_eq!(sensors[0].down_when, Some(DownWhen::All));
+    assert_eq!(listed(1), Some(vec!["ap".to_string()]));
+    assert_eq!(sensors[1].down_when, Some(DownWhen::Count(1)));
+    // Unset: every location with a live node.
+    let plain = parse(
+        "[[server]]\nname = \"w\"\nhost = \"localhost\"\nsensor = [{ name = \"a\", port = 80 }]\n",
+    )
+    .unwrap();
+    assert_eq!(resolve(&plain)[0].locations, None);
+
+    let base = "[[server]]\nname = \"web\"\nhost = \"localhost\"\n";
+    let message = error(&format!("{base}down_when = 0\n"));
+    assert!(
+        message.starts_with("test.toml:4:13: down_when = '0' is not a count of locations"),
+        "{message}"
+    );
+    let message = error(&format!("{base}down_when = \"most\"\n"));
+    assert!(message.starts_with("test.toml:4:13:"), "{message}");
+    let message = error(&format!("{base}locations = [\"eu\", \"eu\"]\n"));
+    assert_eq!(message, "test.toml:4:13: location 'eu' is listed twice");
+    let message = error(&format!("{base}locations = \"eu\"\n"));
+    assert!(message.starts_with("test.toml:4:13:"), "{message}");
+}

@@ -588,10 +588,8 @@ mod tests {
         let alone = Share::located(1, vec![(1, Arc::from("eu"))]);
         assert!(alone.alone_everywhere());
         assert_eq!(alone.role(5, None), Role::Direct);
-        assert_eq!(Role::Direct.judges(), false);
-        assert_eq!(
-            Role::CheckAndJudge.checks() && Role::CheckAndJudge.judges(),
-            true
-        );
+        assert!(!Role::Direct.judges() && Role::Direct.checks());
+        assert!(Role::CheckAndJudge.checks() && Role::CheckAndJudge.judges());
+        assert!(!Role::Judge.checks() && !Role::Check.judges());
     }
 }

@@ -1,6 +1,7 @@
 //! The monitor's pure decisions; the application runs them.
 //!
-//! - [`cluster`]: which node of a location checks which sensor.
+//! - [`cluster`]: which node checks which sensor from its location, and
+//!   which node judges a sensor checked from several.
 //! - [`decide`]: every decision about the sensors, as effects to carry out.
 //! - [`state`]: the sensor state machine.
 //! - [`dependency`]: pauses for dependencies and windows, held alerts.
@@ -8,7 +9,7 @@
 //!   graph.
 //! - [`scheduler`]: scheduling decisions (first-run spread, catching up).
 //! - [`stats`]: counters of checks due, done, late and missed.
-//! - [`verdict`]: a sensor judged from k of n locations (not wired yet).
+//! - [`verdict`]: a sensor judged from k of n locations.
 
 pub mod cluster;
 pub mod decide;

@@ -658,10 +658,7 @@ mod tests {
             .await
             .unwrap();
         let since = pg.location_reports_since(cursor).await.unwrap();
-        assert_eq!(
-            since.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
-            [newer.clone()]
-        );
+        assert_eq!(since.iter().map(|(_, r)| r).collect::<Vec<_>>(), [&newer]);
         assert_eq!(
             pg.location_reports(Some(7)).await.unwrap(),
             [newer, first[1].clone()]
