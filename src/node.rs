@@ -163,6 +163,10 @@ const REPORTS_QUEUED: usize = 65_536;
 /// How often location reports are written, and read back.
 const EXCHANGE_EVERY: Duration = Duration::from_millis(500);
 
+/// A location report not renewed for this long is deleted (its sensor was
+/// retired, or is no longer checked from there), by each node once an hour.
+const REPORTS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 /// Writes the monitor's location reports to the store, and reads every
 /// node's back for the sensors this node judges.
 struct Exchange {
@@ -175,6 +179,7 @@ struct Exchange {
 impl Exchange {
     async fn run(mut self) {
         let mut cursor = 0;
+        let mut pruned = Instant::now();
         let mut every = tokio::time::interval(EXCHANGE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -211,6 +216,12 @@ impl Exchange {
                 Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(%error, "cannot read location reports; retrying")
+                }
+            }
+            if pruned.elapsed() >= Duration::from_secs(3600) {
+                pruned = Instant::now();
+                if let Err(error) = self.pg.prune_location_reports(REPORTS_KEPT).await {
+                    tracing::warn!(%error, "cannot delete old location reports");
                 }
             }
         }

@@ -243,6 +243,7 @@ pub async fn run<S: Storage, W: Writes>(
         None => (None, None, None),
     };
     let (done_sender, mut done) = mpsc::channel(65_536);
+    let verdict = Core::new(options.public_url.clone());
     let mut monitor = Monitor {
         core: Core::new(options.public_url.clone()),
         schedules: HashMap::new(),
@@ -262,11 +263,10 @@ pub async fn run<S: Storage, W: Writes>(
         share: share.as_mut().map(|s| s.borrow_and_update().clone()),
         located: HashSet::new(),
         reports,
-        verdict: Core::new(None),
+        verdict,
         judged: HashMap::new(),
         heard: HashMap::new(),
     };
-    monitor.verdict = Core::new(monitor.options.public_url.clone());
     let (loaded, states, last) = load(&db, monitor.share.is_some()).await?;
     monitor.apply(loaded, states, last);
     tracing::info!(sensors = monitor.core.len(), "monitor started");

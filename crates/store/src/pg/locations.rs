@@ -82,6 +82,23 @@ impl Pg {
         Ok(stored > 0)
     }
 
+    /// Deletes the reports not renewed for `age` (a sensor retired, or no
+    /// longer checked from that location); returns how many.
+    pub async fn prune_location_reports(
+        &self,
+        age: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "DELETE FROM location_status
+                 WHERE checked_ms < (extract(epoch FROM now()) * 1000)::bigint - $1",
+                &[&(age.as_millis() as i64)],
+            )
+            .await
+            .map_err(self.fail())
+    }
+
     /// The reports written after sequence number `after`, with their
     /// sequence numbers (the next read goes on from the highest).
     pub async fn location_reports_since(

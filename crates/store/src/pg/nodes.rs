@@ -684,5 +684,13 @@ mod tests {
             pg.location_reports(Some(7)).await.unwrap()[0].checked_ms,
             6_000
         );
+        // Reports not renewed for a day go (these are from 1970).
+        assert_eq!(
+            pg.prune_location_reports(Duration::from_secs(86_400))
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(pg.location_reports(None).await.unwrap().is_empty());
     }
 }
