@@ -510,6 +510,15 @@ impl<W: Writes> Monitor<W> {
                 })
                 .collect()
         };
+        // A sensor that was checked here for this location and is now
+        // decided here goes on from its own stored state (the verdict's).
+        for id in self.located.difference(&located) {
+            if let (Some(&(state, since_ms)), true) =
+                (states.get(id), self.schedules.contains_key(id))
+            {
+                self.core.resume_state(*id, state, since_ms);
+            }
+        }
         for id in &located {
             states.remove(id);
         }

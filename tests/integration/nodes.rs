@@ -764,13 +764,19 @@ async fn two_locations_judge_a_sensor_together() {
     let target = "198.51.101.1";
     let (proxy, _forward) = forward(target, cluster.port()).await;
     let inner_url = format!("postgres://portwatch@{target}:{proxy}/portwatch");
-    let ports = Ports::start(target, 2).await;
+    let ports = Ports::start(target, 3).await;
     let dir = TempDir::new("nodes-locations");
     // The settings go on the server: every sensor inherits them.
-    let config = config(target, &ports.ports, "http://192.0.2.1:9/hook").replacen(
+    let config = config(target, &ports.ports[..2], "http://192.0.2.1:9/hook").replacen(
         &format!("host = \"{target}\"\n"),
         &format!("host = \"{target}\"\nlocations = [\"eu\", \"us\"]\ndown_when = 2\n"),
         1,
+    );
+    // t/q lists no locations: it is checked from every location with a
+    // live node, and judged by a majority of them.
+    let config = format!(
+        "{config}[[server]]\nname = \"t\"\nhost = \"{target}\"\n  [[server.sensor]]\n  name = \"q\"\n  port = {}\n",
+        ports.ports[2]
     );
     apply(&url, &dir, &config);
     let in_eu = ["ip", "netns", "exec", eu.name.as_str()];
@@ -794,27 +800,28 @@ async fn two_locations_judge_a_sensor_together() {
     let db = open(&url).await;
     let ids = {
         until(
-            "both sensors are stored",
+            "the sensors are stored",
             Duration::from_secs(10),
-            || async { db.status().await.is_ok_and(|rows| rows.len() == 2) },
+            || async { db.status().await.is_ok_and(|rows| rows.len() == 3) },
         )
         .await;
         ids(&db).await
     };
-    let (p0, p1) = (ids["s/p0"], ids["s/p1"]);
+    let (p0, p1, q) = (ids["s/p0"], ids["s/p1"], ids["t/q"]);
     let state = |id: i64| {
         let db = db.clone();
         async move { db.status_of(id).await.unwrap() }
     };
     until(
-        "both locations check and both sensors are up",
+        "both locations check and every sensor is up",
         Duration::from_secs(30),
         || async {
             let reports = db.location_reports(None).await.unwrap_or_default();
-            reports.len() == 4
+            reports.len() == 6
                 && reports.iter().all(|r| r.state == State::Up)
                 && state(p0).await.state == State::Up
                 && state(p1).await.state == State::Up
+                && state(q).await.state == State::Up
         },
     )
     .await;
@@ -823,15 +830,23 @@ async fn two_locations_judge_a_sensor_together() {
         "both locations connect"
     );
 
-    // eu's packets to p0 dropped: eu sees it down, us up; 1 of 2 is partial.
-    eu.iptables(&format!(
-        "-A OUTPUT -p tcp -d {target} --dport {} -j DROP",
-        ports.ports[0]
-    ));
-    until("p0 is WARNING partial", Duration::from_secs(20), || async {
-        let row = state(p0).await;
-        row.state == State::Warning && row.last_reason.as_deref() == Some("partial")
-    })
+    // eu's packets to p0 and q dropped: eu sees them down, us up; 1 of 2
+    // is partial (q's default: a majority of its two locations).
+    for port in [ports.ports[0], ports.ports[2]] {
+        eu.iptables(&format!(
+            "-A OUTPUT -p tcp -d {target} --dport {port} -j DROP"
+        ));
+    }
+    until(
+        "p0 and q are WARNING partial",
+        Duration::from_secs(20),
+        || async {
+            let (a, b) = (state(p0).await, state(q).await);
+            [a, b].iter().all(|row| {
+                row.state == State::Warning && row.last_reason.as_deref() == Some("partial")
+            })
+        },
+    )
     .await;
     let row = state(p0).await;
     let message = row.last_message.unwrap_or_default();
@@ -906,10 +921,24 @@ async fn two_locations_judge_a_sensor_together() {
     .await;
     let row = state(p1).await;
     assert_eq!(row.last_reason.as_deref(), Some("too_few_locations"));
+    // q lists no locations: with eu the only one left, eu decides it alone,
+    // and goes on from its verdict (WARNING) to what eu sees (DOWN).
+    until("q is DOWN", Duration::from_secs(30), || async {
+        state(q).await.state == State::Down
+    })
+    .await;
     let changes = events(&db).await;
     assert!(
         !changes["s/p1"].iter().any(|(_, to)| *to == State::Down),
         "{changes:?}"
+    );
+    assert_eq!(
+        changes["t/q"],
+        [
+            (State::Pending, State::Up),
+            (State::Up, State::Warning),
+            (State::Warning, State::Down)
+        ]
     );
 }
 

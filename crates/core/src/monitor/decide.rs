@@ -310,6 +310,17 @@ impl Core {
         effects
     }
 
+    /// Sets a running sensor's state back to the one stored for it: a
+    /// sensor this node checked for its location only (its state there)
+    /// and now decides itself goes on from the sensor's own state, so that
+    /// its next check records the change from that state.
+    pub fn resume_state(&mut self, id: i64, state: State, since_ms: i64) {
+        if let Some(sensor) = self.sensors.get_mut(&id) {
+            sensor.tracker = Tracker { state, failures: 0 };
+            sensor.since_ms = since_ms;
+        }
+    }
+
     /// A scheduled check of `id` comes due.
     pub fn due(&mut self, id: i64) -> Option<Due> {
         let sensor = self.sensors.get_mut(&id)?;
@@ -784,6 +795,26 @@ mod tests {
             matches!(&effects[..], [Effect::Result { state: State::Up, since_ms, .. }] if *since_ms == at(5).as_millisecond()),
             "{effects:?}"
         );
+    }
+
+    #[test]
+    fn a_sensor_resumed_at_its_stored_state_records_the_change_from_it() {
+        let mut core = start_up(&config(""));
+        // Checked for one location, it was up there; the sensor's own state
+        // (its verdict) was WARNING since second 3.
+        core.resume_state(GW, State::Warning, at(3).as_millisecond());
+        assert_eq!(core.state(GW), Some(State::Warning));
+        let effects = check(&mut core, GW, up(), 5);
+        assert_eq!(changes(&effects), [(GW, State::Warning, State::Up)]);
+        core.resume_state(GW, State::Down, at(6).as_millisecond());
+        let effects = check(&mut core, GW, refused(), 7);
+        assert_eq!(changes(&effects), [], "down stays down");
+        assert!(
+            matches!(&effects[..], [Effect::Result { state: State::Down, since_ms, .. }, ..] if *since_ms == at(6).as_millisecond()),
+            "{effects:?}"
+        );
+        core.resume_state(99, State::Down, 0);
+        assert_eq!(core.state(99), None, "an unknown sensor is ignored");
     }
 
     #[test]
