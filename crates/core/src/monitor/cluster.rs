@@ -253,6 +253,13 @@ pub fn share_keys(specs: &[ResolvedSensor], ids: &HashMap<String, i64>) -> Vec<O
         .collect()
 }
 
+/// How long after its share is its own by the database's clock a node
+/// starts on it: the nodes that gave those sensors up at that moment may
+/// have decided a state change just before, and their writers commit it
+/// within this time (a node that read the sensors' states sooner would
+/// record the same change again).
+pub const SETTLE_MS: i64 = 500;
+
 /// One heartbeat's view of the live nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
@@ -277,9 +284,10 @@ impl View {
         let Some(me) = self.members.iter().find(|m| m.id == self.me) else {
             return Share::new(self.me, Vec::new());
         };
-        // Mine: active only once the answer's latest reading says so, and
-        // over at the earliest reading of the lease's end.
-        if elapsed_ms < me.active_in_ms + self.round_trip_ms
+        // Mine: active only once the answer's latest reading says so (and
+        // what the nodes giving way decided last is committed), and over at
+        // the earliest reading of the lease's end.
+        if elapsed_ms < me.active_in_ms + self.round_trip_ms + SETTLE_MS
             || elapsed_ms >= me.expires_in_ms
             || elapsed_ms >= self.valid_ms
         {
@@ -303,7 +311,10 @@ impl View {
             .iter()
             .flat_map(|m| {
                 if m.id == self.me {
-                    vec![m.active_in_ms + self.round_trip_ms, m.expires_in_ms]
+                    vec![
+                        m.active_in_ms + self.round_trip_ms + SETTLE_MS,
+                        m.expires_in_ms,
+                    ]
                 } else {
                     vec![m.active_in_ms]
                 }
@@ -442,7 +453,8 @@ mod tests {
     fn a_new_node_starts_late_and_the_others_give_way_early() {
         // Node 2 joins: active 4 s after the database's now. Node 1's view
         // (sent at 0, answered in 30 ms) gives node 2's keys up at 4,000;
-        // node 2's own view of the same moment starts them at 4,030.
+        // node 2's own view of the same moment starts them at 4,530, once
+        // what node 1 decided last is committed.
         let members = vec![member(1, -60_000, 6_000), member(2, 4_000, 6_000)];
         let old = View {
             me: 1,
@@ -459,16 +471,16 @@ mod tests {
         assert!(old.share(3_999).alone());
         assert_eq!(old.share(4_000).nodes(), &[1, 2]);
         assert_eq!(old.next_change(0), Some(4_000));
-        assert!(new.share(4_029).is_empty());
-        assert_eq!(new.share(4_030).nodes(), &[1, 2]);
-        assert_eq!(new.next_change(0), Some(4_030));
+        assert!(new.share(4_529).is_empty());
+        assert_eq!(new.share(4_530).nodes(), &[1, 2]);
+        assert_eq!(new.next_change(0), Some(4_530));
     }
 
     #[test]
     fn a_node_owns_nothing_once_its_view_is_too_old_to_know_every_active_node() {
         let view = View {
             me: 1,
-            members: vec![member(1, 0, 6_000)],
+            members: vec![member(1, -60_000, 6_000)],
             round_trip_ms: 10,
             valid_ms: 4_000,
         };
@@ -481,7 +493,7 @@ mod tests {
     fn a_node_owns_nothing_once_its_lease_may_have_ended() {
         let view = View {
             me: 1,
-            members: vec![member(1, 0, 6_000), member(2, 0, 6_000)],
+            members: vec![member(1, -60_000, 6_000), member(2, 0, 6_000)],
             round_trip_ms: 10,
             valid_ms: 60_000,
         };
@@ -549,6 +561,11 @@ mod tests {
                 "us and ap: {all:?}"
             );
             assert_eq!(all.iter().filter(|r| r.judges()).count(), 1, "{all:?}");
+            assert_eq!(
+                roles(&shares, key, Some(&[])),
+                all,
+                "an empty list is every location"
+            );
             // Listed: ap's node only judges, if anything.
             let some = roles(&shares, key, Some(&listed));
             assert!(!some[3].checks(), "{some:?}");
