@@ -450,7 +450,15 @@ mod tests {
             (verdict.state, outcome.reason),
             (State::Down, Reason::Timeout)
         );
+        assert_eq!(verdict.down, ["eu"]);
         assert!(verdict.message.contains("1 of 1"), "{}", verdict.message);
+        // A check without a message adds nothing to the verdict's.
+        let quiet = [LocationReport {
+            message: String::new(),
+            ..report("eu", State::Down, 0, Reason::Refused, None)
+        }];
+        let (verdict, outcome) = combine(&quiet, &["eu"], None, NOW, FRESH);
+        assert_eq!(outcome.message, verdict.message);
     }
 
     #[test]
