@@ -112,6 +112,12 @@ pub(super) fn run(args: &StatusArgs) -> anyhow::Result<u8> {
             let width = rows
                 .iter()
                 .map(|r| r.path.chars().count())
+                .chain(
+                    locations
+                        .values()
+                        .flatten()
+                        .map(|l| l.location.chars().count() + 4),
+                )
                 .max()
                 .unwrap_or(6)
                 .max(6);
