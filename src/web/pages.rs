@@ -202,24 +202,26 @@ pub async fn logout(
 struct SensorView {
     id: i64,
     path: String,
+    server: String,
     name: String,
-    port: u16,
+    target: String,
     state: String,
     class: &'static str,
     since: String,
+    since_exact: String,
+    since_iso: String,
     time: String,
     reason: String,
-}
-
-struct ServerView {
-    name: String,
-    host: String,
-    sensors: Vec<SensorView>,
+    message: String,
 }
 
 struct GroupView {
     name: String,
-    servers: Vec<ServerView>,
+    /// Shown open: it has problems, or the dashboard is small or filtered.
+    open: bool,
+    /// Its sensors by state, problems first (only the states it has).
+    counts: Vec<CountView>,
+    sensors: Vec<SensorView>,
 }
 
 struct CountView {
@@ -234,12 +236,17 @@ struct Dashboard {
     user: Option<String>,
     admin: bool,
     csrf: String,
-    summary: String,
+    /// Sensors down, unknown or warning (for the page's title).
+    problem_count: usize,
     counts: Vec<CountView>,
+    /// The filtered sensors that are down, unknown or warning, worst first.
+    problems: Vec<SensorView>,
     groups: Vec<GroupView>,
+    /// How many sensors the filter shows.
+    shown: usize,
     query: String,
     tag: String,
-    problems: bool,
+    problems_only: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -280,7 +287,90 @@ fn matches(row: &StatusRow, query: &str, tag: &str, problems: bool) -> bool {
     text_ok && tag_ok && problem_ok
 }
 
-/// The dashboard: groups → servers → sensors, from one query.
+/// How bad a state is for triage: down, unknown, warning, then the rest.
+fn severity(state: SensorState) -> u8 {
+    match state {
+        SensorState::Down => 0,
+        SensorState::Unknown => 1,
+        SensorState::Warning => 2,
+        SensorState::Up => 3,
+        SensorState::Pending => 4,
+        SensorState::Paused(_) => 5,
+    }
+}
+
+/// Whether a state needs someone's attention.
+fn is_problem(state: SensorState) -> bool {
+    severity(state) < 3
+}
+
+/// The dashboard shows every group open up to this many sensors; above it
+/// only the groups with problems (and every group while filtering).
+const OPEN_UP_TO: usize = 300;
+
+/// The states in triage order, as [`severity`] ranks them.
+const TRIAGE: [&str; 6] = ["down", "unknown", "warning", "up", "pending", "paused"];
+
+/// Sensors by state, in triage order, every state (zeros included).
+fn tally(states: impl Iterator<Item = SensorState>) -> Vec<CountView> {
+    let mut counts = [0usize; 6];
+    for state in states {
+        counts[usize::from(severity(state))] += 1;
+    }
+    TRIAGE
+        .into_iter()
+        .zip(counts)
+        .map(|(label, n)| CountView {
+            label,
+            class: label,
+            n,
+        })
+        .collect()
+}
+
+/// The order of the dashboard's groups: those with the worst problems
+/// first (most down, then unknown, then warning), then by name.
+fn group_order(states: &[SensorState]) -> [std::cmp::Reverse<usize>; 3] {
+    let count = |wanted: u8| states.iter().filter(|s| severity(**s) == wanted).count();
+    [
+        std::cmp::Reverse(count(0)),
+        std::cmp::Reverse(count(1)),
+        std::cmp::Reverse(count(2)),
+    ]
+}
+
+fn sensor_view(row: &StatusRow, now_ms: i64) -> SensorView {
+    let (server, name) = row.path.split_once('/').unwrap_or((&row.path, ""));
+    SensorView {
+        id: row.id,
+        path: row.path.clone(),
+        server: server.to_owned(),
+        name: name.to_owned(),
+        target: format!("{}:{}", row.host, row.port),
+        state: row.state.to_string(),
+        class: class(row.state),
+        since: row
+            .since_ms
+            .map(|ms| crate::duration::age(ms, now_ms))
+            .unwrap_or_default(),
+        since_exact: row.since_ms.map(time).unwrap_or_default(),
+        since_iso: row
+            .since_ms
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        time: row
+            .last_rtt_us
+            .map(|us| format!("{:.3} ms", us as f64 / 1000.0))
+            .unwrap_or_default(),
+        reason: row.last_reason.clone().unwrap_or_default(),
+        message: crate::text::visible(row.last_message.as_deref().unwrap_or_default()),
+    }
+}
+
+/// The dashboard, triage first: the problems in a section of their own,
+/// then the groups, those with problems first, each one table with
+/// headers; from one query.
 pub async fn dashboard(
     State(state): State<AppState>,
     PageUser(user): PageUser,
@@ -288,84 +378,51 @@ pub async fn dashboard(
 ) -> Result<Response, AppError> {
     let rows = state.db.status().await?;
     let now_ms = jiff::Timestamp::now().as_millisecond();
-    let problems = filter.problems.is_some();
-    let count = |wanted: fn(SensorState) -> bool| rows.iter().filter(|r| wanted(r.state)).count();
-    let counts = vec![
-        CountView {
-            label: "up",
-            class: "up",
-            n: count(|s| s == SensorState::Up),
-        },
-        CountView {
-            label: "warning",
-            class: "warning",
-            n: count(|s| s == SensorState::Warning),
-        },
-        CountView {
-            label: "down",
-            class: "down",
-            n: count(|s| s == SensorState::Down),
-        },
-        CountView {
-            label: "paused",
-            class: "paused",
-            n: count(|s| matches!(s, SensorState::Paused(_))),
-        },
-        CountView {
-            label: "pending",
-            class: "pending",
-            n: count(|s| s == SensorState::Pending),
-        },
-        CountView {
-            label: "unknown",
-            class: "unknown",
-            n: count(|s| s == SensorState::Unknown),
-        },
-    ];
-    let summary = format!(
-        "{} down, {} warning of {}",
-        counts[2].n,
-        counts[1].n,
-        rows.len()
-    );
-    let mut tree: BTreeMap<String, BTreeMap<String, ServerView>> = BTreeMap::new();
-    for row in rows
+    let problems_only = filter.problems.is_some();
+    let counts = tally(rows.iter().map(|r| r.state));
+    let problem_count = rows.iter().filter(|r| is_problem(r.state)).count();
+    let shown: Vec<&StatusRow> = rows
         .iter()
-        .filter(|r| matches(r, &filter.q, &filter.tag, problems))
-    {
-        let (server, name) = row.path.split_once('/').unwrap_or((&row.path, ""));
+        .filter(|r| matches(r, &filter.q, &filter.tag, problems_only))
+        .collect();
+    let mut problems: Vec<&StatusRow> = shown
+        .iter()
+        .copied()
+        .filter(|r| is_problem(r.state))
+        .collect();
+    // Worst first; within a state, the longest-standing first.
+    problems.sort_by_key(|r| {
+        (
+            severity(r.state),
+            r.since_ms.unwrap_or(i64::MAX),
+            r.path.clone(),
+        )
+    });
+    let mut by_group: BTreeMap<String, Vec<&StatusRow>> = BTreeMap::new();
+    for row in &shown {
         let group = row.group.clone().unwrap_or_else(|| "(no group)".to_owned());
-        let servers = tree.entry(group).or_default();
-        let view = servers
-            .entry(server.to_owned())
-            .or_insert_with(|| ServerView {
-                name: server.to_owned(),
-                host: row.host.clone(),
-                sensors: Vec::new(),
-            });
-        view.sensors.push(SensorView {
-            id: row.id,
-            path: row.path.clone(),
-            name: name.to_owned(),
-            port: row.port,
-            state: row.state.to_string(),
-            class: class(row.state),
-            since: row
-                .since_ms
-                .map(|ms| crate::duration::age(ms, now_ms))
-                .unwrap_or_default(),
-            time: row
-                .last_rtt_us
-                .map(|us| format!("{:.3} ms", us as f64 / 1000.0))
-                .unwrap_or_default(),
-            reason: row.last_reason.clone().unwrap_or_default(),
-        });
+        by_group.entry(group).or_default().push(row);
     }
-    let groups = tree
+    let filtering = !filter.q.trim().is_empty() || !filter.tag.trim().is_empty() || problems_only;
+    let small = shown.len() <= OPEN_UP_TO;
+    let mut groups: Vec<(String, Vec<&StatusRow>)> = by_group.into_iter().collect();
+    groups.sort_by_cached_key(|(name, rows)| {
+        let states: Vec<SensorState> = rows.iter().map(|r| r.state).collect();
+        (group_order(&states), name.clone())
+    });
+    let groups = groups
         .into_iter()
-        .map(|(name, servers)| GroupView {
-            name,
-            servers: servers.into_values().collect(),
+        .map(|(name, mut rows)| {
+            rows.sort_by(|a, b| (severity(a.state), &a.path).cmp(&(severity(b.state), &b.path)));
+            let mut counts = tally(rows.iter().map(|r| r.state));
+            counts.retain(|c| c.n > 0);
+            let has_problems = rows.iter().any(|r| is_problem(r.state));
+            GroupView {
+                name,
+                open: has_problems || small || filtering,
+                counts,
+                sensors: rows.iter().map(|r| sensor_view(r, now_ms)).collect(),
+            }
         })
         .collect();
     let (user, admin, csrf) = page_frame(&user);
@@ -373,12 +430,14 @@ pub async fn dashboard(
         user,
         admin,
         csrf,
-        summary,
+        problem_count,
         counts,
+        problems: problems.iter().map(|r| sensor_view(r, now_ms)).collect(),
         groups,
+        shown: shown.len(),
         query: filter.q,
         tag: filter.tag,
-        problems,
+        problems_only,
     })
 }
 
@@ -811,4 +870,54 @@ pub(super) fn routes() -> super::Routes {
         .post("/sensors/{id}/pause", pause)
         .post("/sensors/{id}/resume", resume)
         .get("/events", events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triage_ranks_down_then_unknown_then_warning() {
+        use crate::monitor::state::PauseCause;
+        let order = [
+            SensorState::Down,
+            SensorState::Unknown,
+            SensorState::Warning,
+            SensorState::Up,
+            SensorState::Pending,
+            SensorState::Paused(PauseCause::Manual),
+        ];
+        let ranks: Vec<u8> = order.iter().map(|s| severity(*s)).collect();
+        assert_eq!(ranks, [0, 1, 2, 3, 4, 5]);
+        let problems: Vec<bool> = order.iter().map(|s| is_problem(*s)).collect();
+        assert_eq!(problems, [true, true, true, false, false, false]);
+        for (state, label) in order.iter().zip(TRIAGE) {
+            assert_eq!(class(*state), label, "TRIAGE follows severity");
+        }
+    }
+
+    #[test]
+    fn states_are_tallied_in_triage_order_and_groups_with_problems_come_first() {
+        let tallied = tally([SensorState::Up, SensorState::Down, SensorState::Up].into_iter());
+        let pairs: Vec<(&str, usize)> = tallied.iter().map(|c| (c.label, c.n)).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("down", 1),
+                ("unknown", 0),
+                ("warning", 0),
+                ("up", 2),
+                ("pending", 0),
+                ("paused", 0)
+            ]
+        );
+        let calm = group_order(&[SensorState::Up, SensorState::Up]);
+        let warned = group_order(&[SensorState::Warning, SensorState::Up]);
+        let blind = group_order(&[SensorState::Unknown]);
+        let down = group_order(&[SensorState::Down, SensorState::Up]);
+        let worse = group_order(&[SensorState::Down, SensorState::Down]);
+        let mut groups = vec![calm, warned, blind, down, worse];
+        groups.sort();
+        assert_eq!(groups, [worse, down, blind, warned, calm]);
+    }
 }

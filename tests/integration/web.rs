@@ -1343,6 +1343,95 @@ async fn channels_and_rules_are_edited_through_the_api_and_pages_without_showing
 
 /// The web and API tests above, each on SQLite and again on PostgreSQL
 /// (a cluster of its own): one body, both stores.
+/// Stores a check's result for sensor `id`, leaving it in `state`.
+async fn set_state(state: &AppState, id: i64, to: portwatch::monitor::state::State, at_ms: i64) {
+    let (writer, thread) = state.db().writer().unwrap();
+    let down = to == portwatch::monitor::state::State::Down;
+    writer.result(
+        portwatch::store::pack::StoredResult {
+            sensor: id,
+            at_ms,
+            status: if down {
+                portwatch::probe::Status::Down
+            } else {
+                portwatch::probe::Status::Up
+            },
+            reason: if down {
+                portwatch::probe::Reason::Refused
+            } else {
+                portwatch::probe::Reason::Connected
+            },
+            rtt_us: (!down).then_some(250),
+        },
+        portwatch::store::writer::LastCheck {
+            state: to,
+            since_ms: at_ms,
+            message: if down {
+                "connection refused".into()
+            } else {
+                "Connected".into()
+            },
+            details: None,
+        },
+    );
+    drop(writer);
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+}
+
+async fn the_dashboard_puts_problems_first(_dir: TempDir, state: AppState) {
+    use portwatch::monitor::state::State;
+    let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
+    let edge = sensor_id(&state, "<img src=x onerror=alert(1)>/ssh").await;
+    let db = sensor_id(&state, "db/postgresql").await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    set_state(&state, db, State::Up, now - 60_000).await;
+    set_state(&state, edge, State::Down, now - 90_000).await;
+    let (status, _, page) = send(&state, get("/", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<title>(1) portwatch</title>"), "{page}");
+    // The problems first, then the group with the problem (Prod sorts after
+    // "(no group)" by name, but has the problem), open.
+    let at = |needle: &str| {
+        page.find(needle)
+            .unwrap_or_else(|| panic!("{needle} in {page}"))
+    };
+    let problems = at("id=\"problems\"");
+    let prod = at("<details class=\"group\" data-group=\"Prod\" open>");
+    let other = at("data-group=\"(no group)\"");
+    assert!(problems < prod && prod < other, "{page}");
+    let section = &page[problems..prod];
+    assert!(
+        section.contains(&format!("href=\"/sensors/{edge}\""))
+            && section.contains("data-state=\"down\""),
+        "{section}"
+    );
+    assert!(
+        !section.contains(&format!("href=\"/sensors/{db}\"")),
+        "an UP sensor is no problem"
+    );
+    // One table per group, with headers; human times with the exact one.
+    assert!(page.contains("<th scope=\"col\">Sensor</th>"), "{page}");
+    let exact = jiff::Timestamp::from_millisecond(now - 90_000)
+        .unwrap()
+        .strftime("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    assert!(page.contains(&format!("title=\"{exact}\">1m 3")), "{page}");
+    assert!(
+        page.contains("<span class=\"badge state-down\">1 down</span>"),
+        "{page}"
+    );
+    // Fixed: no problems section, no count in the title.
+    set_state(&state, edge, State::Up, now).await;
+    let (_, _, page) = send(&state, get("/", Some(&cookie))).await;
+    assert!(page.contains("<title>portwatch</title>"), "{page}");
+    assert!(
+        page.contains("id=\"all-well\"") && !page.contains("id=\"problems\""),
+        "{page}"
+    );
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1373,6 +1462,7 @@ macro_rules! on_both_stores {
 on_both_stores!(
     pages_need_a_sign_in_and_wrong_passwords_are_refused,
     names_are_html_escaped,
+    the_dashboard_puts_problems_first,
     forms_without_the_csrf_token_are_refused,
     read_only_users_and_tokens_cannot_change_anything,
     adding_a_sensor_validates_each_field,
