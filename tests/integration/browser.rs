@@ -303,8 +303,24 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
             .unwrap(),
         "refused"
     );
+    // The dashboard leads with it: a problems section, its count in the
+    // title.
+    client.goto(&format!("{base}/")).await.unwrap();
+    let row = client
+        .find(Locator::Css(
+            "#problems tr.sensor[data-state='down'] td.name",
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(row, "web/app");
+    assert_eq!(client.title().await.unwrap(), "(1) portwatch");
+    save_screenshot(&client.screenshot().await.unwrap(), "dashboard-problem.png");
 
     // Pause it.
+    client.goto(&sensor_url).await.unwrap();
     click(&client, Locator::Id("pause")).await;
     wait_text(&client, &sensor_url, "state", "paused(manual)").await;
 
