@@ -209,7 +209,6 @@ struct SensorView {
     class: &'static str,
     since: String,
     since_exact: String,
-    since_iso: String,
     time: String,
     reason: String,
     message: String,
@@ -354,17 +353,18 @@ fn sensor_view(row: &StatusRow, now_ms: i64) -> SensorView {
             .map(|ms| crate::duration::age(ms, now_ms))
             .unwrap_or_default(),
         since_exact: row.since_ms.map(time).unwrap_or_default(),
-        since_iso: row
-            .since_ms
-            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-            .map(|t| t.to_string())
-            .unwrap_or_default(),
         time: row
             .last_rtt_us
             .map(|us| format!("{:.3} ms", us as f64 / 1000.0))
             .unwrap_or_default(),
         reason: row.last_reason.clone().unwrap_or_default(),
-        message: crate::text::visible(row.last_message.as_deref().unwrap_or_default()),
+        // What went wrong, on hover; an UP sensor's message says nothing
+        // its row does not (and 10,000 of them would double the page).
+        message: if is_problem(row.state) {
+            crate::text::visible(row.last_message.as_deref().unwrap_or_default())
+        } else {
+            String::new()
+        },
     }
 }
 
