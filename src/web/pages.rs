@@ -220,7 +220,24 @@ struct GroupView {
     open: bool,
     /// Its sensors by state, problems first (only the states it has).
     counts: Vec<CountView>,
+    /// How many sensors it has (under the filter).
+    total: usize,
+    /// The rows on this page: all, the first page, one page of the group
+    /// asked for, or none (a large dashboard shows a quiet group's summary).
     sensors: Vec<SensorView>,
+    /// Its own pages.
+    link: String,
+}
+
+/// One group's sensors, page by page (`?group=NAME&page=N`).
+struct GroupPage {
+    name: String,
+    first: usize,
+    last: usize,
+    total: usize,
+    previous: Option<String>,
+    next: Option<String>,
+    all: String,
 }
 
 struct CountView {
@@ -243,6 +260,8 @@ struct Dashboard {
     groups: Vec<GroupView>,
     /// How many sensors the filter shows.
     shown: usize,
+    /// Showing one group's sensors, page by page.
+    group_page: Option<GroupPage>,
     query: String,
     tag: String,
     problems_only: bool,
@@ -256,6 +275,39 @@ pub struct DashboardQuery {
     tag: String,
     #[serde(default)]
     problems: Option<String>,
+    /// One group's sensors, page by page.
+    #[serde(default)]
+    group: Option<String>,
+    /// The page of that group (from 1).
+    #[serde(default)]
+    page: Option<usize>,
+}
+
+impl DashboardQuery {
+    /// This query's link with another group and page (the filter kept).
+    fn link(&self, group: Option<&str>, page: Option<usize>) -> String {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        for (key, value) in [("q", &self.q), ("tag", &self.tag)] {
+            if !value.is_empty() {
+                pairs.push((key, value.clone()));
+            }
+        }
+        if self.problems.is_some() {
+            pairs.push(("problems", "1".into()));
+        }
+        if let Some(group) = group {
+            pairs.push(("group", group.to_owned()));
+        }
+        if let Some(page) = page.filter(|p| *p > 1) {
+            pairs.push(("page", page.to_string()));
+        }
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        if query.is_empty() {
+            "/".into()
+        } else {
+            format!("/?{query}")
+        }
+    }
 }
 
 pub(super) fn page_frame(user: &Account) -> (Option<String>, bool, String) {
@@ -306,6 +358,30 @@ fn is_problem(state: SensorState) -> bool {
 /// The dashboard shows every group open up to this many sensors; above it
 /// only the groups with problems (and every group while filtering).
 const OPEN_UP_TO: usize = 300;
+
+/// The most rows of one group on a page.
+const PAGE_SIZE: usize = 200;
+
+/// Which of a group's `total` rows (sorted, problems first) the page
+/// shows: page `page` (from 1) of the group asked for; otherwise none for
+/// a quiet group on a large unfiltered dashboard (its summary links to its
+/// pages), else the first page.
+fn rows_shown(
+    total: usize,
+    asked: Option<usize>,
+    large: bool,
+    filtering: bool,
+    has_problems: bool,
+) -> std::ops::Range<usize> {
+    match asked {
+        Some(page) => {
+            let start = (page.max(1) - 1).saturating_mul(PAGE_SIZE).min(total);
+            start..(start + PAGE_SIZE).min(total)
+        }
+        None if large && !filtering && !has_problems => 0..0,
+        None => 0..total.min(PAGE_SIZE),
+    }
+}
 
 /// The states in triage order, as [`severity`] ranks them.
 const TRIAGE: [&str; 6] = ["down", "unknown", "warning", "up", "pending", "paused"];
@@ -381,10 +457,14 @@ pub async fn dashboard(
     let problems_only = filter.problems.is_some();
     let counts = tally(rows.iter().map(|r| r.state));
     let problem_count = rows.iter().filter(|r| is_problem(r.state)).count();
-    let shown: Vec<&StatusRow> = rows
+    let group_of = |row: &StatusRow| row.group.clone().unwrap_or_else(|| "(no group)".to_owned());
+    let mut shown: Vec<&StatusRow> = rows
         .iter()
         .filter(|r| matches(r, &filter.q, &filter.tag, problems_only))
         .collect();
+    if let Some(group) = &filter.group {
+        shown.retain(|r| group_of(r) == *group);
+    }
     let mut problems: Vec<&StatusRow> = shown
         .iter()
         .copied()
@@ -400,11 +480,12 @@ pub async fn dashboard(
     });
     let mut by_group: BTreeMap<String, Vec<&StatusRow>> = BTreeMap::new();
     for row in &shown {
-        let group = row.group.clone().unwrap_or_else(|| "(no group)".to_owned());
-        by_group.entry(group).or_default().push(row);
+        by_group.entry(group_of(row)).or_default().push(row);
     }
     let filtering = !filter.q.trim().is_empty() || !filter.tag.trim().is_empty() || problems_only;
     let small = shown.len() <= OPEN_UP_TO;
+    let asked = filter.group.as_ref().map(|_| filter.page.unwrap_or(1));
+    let mut group_page = None;
     let mut groups: Vec<(String, Vec<&StatusRow>)> = by_group.into_iter().collect();
     groups.sort_by_cached_key(|(name, rows)| {
         let states: Vec<SensorState> = rows.iter().map(|r| r.state).collect();
@@ -417,11 +498,26 @@ pub async fn dashboard(
             let mut counts = tally(rows.iter().map(|r| r.state));
             counts.retain(|c| c.n > 0);
             let has_problems = rows.iter().any(|r| is_problem(r.state));
+            let range = rows_shown(rows.len(), asked, !small, filtering, has_problems);
+            if let Some(page) = asked {
+                let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
+                group_page = Some(GroupPage {
+                    name: name.clone(),
+                    first: range.start + 1,
+                    last: range.end,
+                    total: rows.len(),
+                    previous: (page > 1).then(|| filter.link(Some(&name), Some(page - 1))),
+                    next: (page < pages).then(|| filter.link(Some(&name), Some(page + 1))),
+                    all: filter.link(None, None),
+                });
+            }
             GroupView {
-                name,
-                open: has_problems || small || filtering,
+                link: filter.link(Some(&name), None),
+                open: has_problems || small || filtering || asked.is_some(),
                 counts,
-                sensors: rows.iter().map(|r| sensor_view(r, now_ms)).collect(),
+                total: rows.len(),
+                sensors: rows[range].iter().map(|r| sensor_view(r, now_ms)).collect(),
+                name,
             }
         })
         .collect();
@@ -435,6 +531,7 @@ pub async fn dashboard(
         problems: problems.iter().map(|r| sensor_view(r, now_ms)).collect(),
         groups,
         shown: shown.len(),
+        group_page,
         query: filter.q,
         tag: filter.tag,
         problems_only,
@@ -894,6 +991,43 @@ mod tests {
         for (state, label) in order.iter().zip(TRIAGE) {
             assert_eq!(class(*state), label, "TRIAGE follows severity");
         }
+    }
+
+    #[test]
+    fn a_large_dashboard_shows_quiet_groups_as_summaries_and_pages_a_group() {
+        // Small, or filtered: the first page of every group.
+        assert_eq!(rows_shown(50, None, false, false, false), 0..50);
+        assert_eq!(rows_shown(500, None, true, true, false), 0..PAGE_SIZE);
+        // Large: a quiet group is its summary; one with problems its first
+        // page (problems sort first).
+        assert_eq!(rows_shown(500, None, true, false, false), 0..0);
+        assert_eq!(rows_shown(500, None, true, false, true), 0..PAGE_SIZE);
+        // A group asked for, page by page; past the end, nothing.
+        assert_eq!(rows_shown(450, Some(1), true, false, false), 0..200);
+        assert_eq!(rows_shown(450, Some(3), true, false, false), 400..450);
+        assert_eq!(rows_shown(450, Some(0), true, false, false), 0..200);
+        assert_eq!(rows_shown(450, Some(9), true, false, false), 450..450);
+    }
+
+    #[test]
+    fn links_keep_the_filter_and_encode_the_group() {
+        let query = DashboardQuery {
+            q: "web & db".into(),
+            tag: String::new(),
+            problems: Some("1".into()),
+            group: None,
+            page: None,
+        };
+        assert_eq!(query.link(None, None), "/?q=web+%26+db&problems=1");
+        assert_eq!(
+            query.link(Some("Prod/EU"), Some(2)),
+            "/?q=web+%26+db&problems=1&group=Prod%2FEU&page=2"
+        );
+        assert_eq!(
+            DashboardQuery::default().link(Some("A"), Some(1)),
+            "/?group=A"
+        );
+        assert_eq!(DashboardQuery::default().link(None, None), "/");
     }
 
     #[test]

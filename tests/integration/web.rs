@@ -911,6 +911,90 @@ async fn groups_servers_and_maintenance_windows_are_edited_through_forms(
     );
 }
 
+/// 10,000 sensors in 10 groups, one of them down: the first view is the
+/// problems and the groups' summaries (under 200 KB), and a group's sensors
+/// come page by page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_dashboard_leads_with_problems_and_pages_each_group() {
+    let dir = TempDir::new("web-large");
+    let db = dir.path.join("portwatch.db");
+    let mut config = String::new();
+    for g in 0..10 {
+        config += &format!("[[group]]\nname = \"G{g}\"\n");
+    }
+    for g in 0..10 {
+        for v in 0..10 {
+            config += &format!(
+                "[[server]]\nname = \"s{g}-{v}\"\nhost = \"127.0.0.1\"\ngroup = \"G{g}\"\n"
+            );
+            for port in 1..=100 {
+                config += &format!("  [[server.sensor]]\n  name = \"p{port}\"\n  port = {port}\n");
+            }
+        }
+    }
+    let mut store = Store::open(&db).unwrap();
+    store.apply(&from_toml("t.toml", &config).unwrap()).unwrap();
+    store
+        .create_user("admin", "admin-password", Role::Admin)
+        .unwrap();
+    drop(store);
+    let state = AppState::new(portwatch::store::Db::open(&db, 16).unwrap(), None, None);
+    let down = sensor_id(&state, "s7-3/p1").await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    set_state(
+        &state,
+        down,
+        portwatch::monitor::state::State::Down,
+        now - 5_000,
+    )
+    .await;
+    let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
+
+    let (status, _, page) = send(&state, get("/", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.len() < 200_000,
+        "the first view is {} bytes",
+        page.len()
+    );
+    let rows = page.matches("<tr class=\"sensor\"").count();
+    // The problem, then its group's first page (problems first); the nine
+    // quiet groups are summaries.
+    assert_eq!(rows, 1 + 200, "{rows} rows");
+    assert_eq!(page.matches("class=\"group quiet\"").count(), 9);
+    let hot = page.find("data-group=\"G7\"").unwrap();
+    assert!(
+        hot < page.find("data-group=\"G0\"").unwrap(),
+        "the group with the problem first"
+    );
+    assert!(
+        page.contains("href=\"/?group=G0\">Show its 1000 sensors</a>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("href=\"/?group=G7\">All 1000 sensors of G7</a>"),
+        "{page}"
+    );
+
+    // A group, page by page.
+    let (_, _, first) = send(&state, get("/?group=G0", Some(&cookie))).await;
+    assert_eq!(first.matches("<tr class=\"sensor\"").count(), 200);
+    assert!(first.contains("G0: sensors 1–200 of 1000"), "{first}");
+    assert!(
+        first.contains("href=\"/?group=G0&amp;page=2\" rel=\"next\"")
+            || first.contains("href=\"/?group=G0&#38;page=2\" rel=\"next\""),
+        "{first}"
+    );
+    assert!(!first.contains("rel=\"prev\""));
+    let (_, _, last) = send(&state, get("/?group=G0&page=5", Some(&cookie))).await;
+    assert!(last.contains("G0: sensors 801–1000 of 1000"), "{last}");
+    assert!(!last.contains("rel=\"next\"") && last.contains("rel=\"prev\""));
+    assert!(!last.contains("data-group=\"G1\""), "one group only");
+    // A filter shows what matches, every group open up to a page.
+    let (_, _, found) = send(&state, get("/?q=s3-4", Some(&cookie))).await;
+    assert_eq!(found.matches("<tr class=\"sensor\"").count(), 100);
+}
+
 #[tokio::test]
 async fn metrics_access_is_configurable() {
     use portwatch::web::MetricsAccess;
