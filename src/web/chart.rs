@@ -65,8 +65,10 @@ pub fn response_time(points: &[(i64, Option<f64>)], from_ms: i64, to_ms: i64) ->
     svg
 }
 
-/// Per-day uptime bars: green share up, red share down, grey no data.
-pub fn uptime_bars(days: &[Option<f64>]) -> String {
+/// One bar per day of uptime by time (green up, red down, grey without
+/// data), the first day starting at `first_day_ms`; each bar's tooltip
+/// says its date and figure.
+pub fn uptime_bars(days: &[Option<f64>], first_day_ms: i64) -> String {
     let width = 12.0;
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} 40" role="img" aria-label="uptime per day">"#,
@@ -74,18 +76,21 @@ pub fn uptime_bars(days: &[Option<f64>]) -> String {
     );
     for (i, day) in days.iter().enumerate() {
         let x = i as f64 * (width + 2.0);
+        let date = jiff::Timestamp::from_millisecond(first_day_ms + i as i64 * 86_400_000)
+            .map(|t| t.strftime("%Y-%m-%d").to_string())
+            .unwrap_or_default();
         match day {
             None => {
                 let _ = write!(
                     svg,
-                    r##"<rect x="{x}" y="0" width="{width}" height="40" fill="#d0d7de"><title>no data</title></rect>"##
+                    r##"<rect x="{x}" y="0" width="{width}" height="40" fill="#d0d7de"><title>{date}: no data</title></rect>"##
                 );
             }
             Some(percent) => {
                 let up = percent / 100.0 * 40.0;
                 let _ = write!(
                     svg,
-                    r##"<rect x="{x}" y="0" width="{width}" height="{:.1}" fill="#c62828"/><rect x="{x}" y="{:.1}" width="{width}" height="{up:.1}" fill="#1a7f37"><title>{percent:.2}%</title></rect>"##,
+                    r##"<g><title>{date}: {percent:.2}% up</title><rect x="{x}" y="0" width="{width}" height="{:.1}" fill="#c62828"/><rect x="{x}" y="{:.1}" width="{width}" height="{up:.1}" fill="#1a7f37"/></g>"##,
                     40.0 - up,
                     40.0 - up
                 );
@@ -113,8 +118,16 @@ mod tests {
 
     #[test]
     fn bars_show_each_day() {
-        let svg = uptime_bars(&[Some(100.0), None, Some(50.0)]);
+        let svg = uptime_bars(&[Some(100.0), None, Some(50.0)], 1_796_083_200_000);
         assert_eq!(svg.matches("<title>").count(), 3);
-        assert!(svg.contains("50.00%") && svg.contains("no data"));
+        assert!(
+            svg.contains("<title>2026-12-01: 100.00% up</title>"),
+            "{svg}"
+        );
+        assert!(svg.contains("<title>2026-12-02: no data</title>"), "{svg}");
+        assert!(
+            svg.contains("<title>2026-12-03: 50.00% up</title>"),
+            "{svg}"
+        );
     }
 }

@@ -17,7 +17,6 @@ use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
 use crate::probe::Services;
 use crate::probe::target::{parse_bare_host, parse_port};
-use crate::report::timeline;
 use crate::store::StatusRow;
 use crate::store::Storage;
 use crate::store::accounts::{Account, Role};
@@ -602,7 +601,7 @@ pub struct RangeQuery {
     range: Option<String>,
 }
 
-const DAY_MS: i64 = 86_400_000;
+use crate::report::DAY_MS;
 
 /// One sensor: state, last result, chart, uptime bars, outages, events.
 pub async fn sensor(
@@ -646,19 +645,7 @@ pub async fn sensor(
             .map(|(hour, r)| (hour, r.avg_us.map(|us| f64::from(us) / 1000.0)))
             .collect()
     };
-    let mut days = Vec::new();
-    for day in 0..30 {
-        let start = bars_from + day * DAY_MS;
-        let end = (start + DAY_MS).min(now_ms);
-        let before = events
-            .iter()
-            .rev()
-            .find(|e| e.at_ms < start)
-            .map(|e| e.to)
-            .or(initial);
-        let (totals, _) = timeline(before, &events, start, end);
-        days.push(totals.uptime_percent());
-    }
+    let days = crate::report::daily_uptime(initial, &events, bars_from, 30, now_ms);
     let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"));
     let locations = db
         .location_reports(Some(id))
@@ -713,7 +700,7 @@ pub async fn sensor(
             .collect(),
         current_range,
         chart: chart::response_time(&points, from_ms, now_ms),
-        bars: chart::uptime_bars(&days),
+        bars: chart::uptime_bars(&days, bars_from),
         uptime_time: percent(report.uptime_by_time),
         uptime_requests: percent(report.uptime_by_requests),
         outages: report

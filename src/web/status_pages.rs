@@ -9,8 +9,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::auth::{Admin, CsrfForm, PageUser};
-use super::{AppError, AppState};
+use super::{AppError, AppState, chart};
 use crate::monitor::state::State as SensorState;
+use crate::report::DAY_MS;
 use crate::store::Storage;
 use crate::store::accounts::{Role, StatusPage};
 
@@ -98,25 +99,72 @@ pub async fn delete(
     Ok(Redirect::to("/status-pages").into_response())
 }
 
+#[derive(serde::Serialize)]
 struct PublicSensor {
     name: String,
     state: String,
+    #[serde(skip)]
     class: &'static str,
+    /// Uptime by time over the page's period, as text.
+    #[serde(skip)]
     uptime: String,
+    #[serde(rename = "uptime_90d_percent")]
+    uptime_percent: Option<f64>,
+    /// One bar a day (SVG).
+    #[serde(skip)]
+    bars: String,
 }
 
-#[derive(Template)]
+/// The sensors of one of the names the page's owner chose.
+#[derive(serde::Serialize)]
+struct PublicSection {
+    name: String,
+    sensors: Vec<PublicSensor>,
+}
+
+#[derive(Template, serde::Serialize)]
 #[template(path = "public_status.html")]
 struct PublicPage {
     title: String,
-    overall: String,
+    overall: &'static str,
     overall_class: &'static str,
-    sensors: Vec<PublicSensor>,
+    sections: Vec<PublicSection>,
     updated: String,
+    #[serde(skip)]
     page: usize,
+    #[serde(skip)]
     pages: usize,
+    #[serde(skip)]
     previous: Option<usize>,
+    #[serde(skip)]
     next: Option<usize>,
+}
+
+/// The days of history a public page shows.
+const DAYS: usize = 90;
+
+/// The banner over a public page: every sensor fine, some down (a partial
+/// outage), most down (a major one), or some degraded (warning or unknown).
+/// Sensors in maintenance, paused or pending count for none of these.
+fn banner(states: &[SensorState]) -> (&'static str, &'static str) {
+    let count = |wanted: &[SensorState]| states.iter().filter(|s| wanted.contains(s)).count();
+    let down = count(&[SensorState::Down]);
+    let degraded = count(&[SensorState::Warning, SensorState::Unknown]);
+    let judged = count(&[
+        SensorState::Up,
+        SensorState::Warning,
+        SensorState::Unknown,
+        SensorState::Down,
+    ]);
+    if down > 0 && down * 2 > judged {
+        ("Major outage", "down")
+    } else if down > 0 {
+        ("Partial outage", "down")
+    } else if degraded > 0 {
+        ("Degraded performance", "warning")
+    } else {
+        ("All systems operational", "up")
+    }
 }
 
 /// Sensors on one page of a public status page.
@@ -131,12 +179,14 @@ const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Clone, Default)]
 pub(super) struct Cache(std::sync::Arc<tokio::sync::Mutex<Pages>>);
 
-/// Rendered pages by (slug, page number), with when they were rendered.
-type Pages = HashMap<(String, usize), (tokio::time::Instant, Rendered)>;
+/// Rendered pages by (slug, page number, JSON or not), with when they were
+/// rendered.
+type Pages = HashMap<(String, usize, bool), (tokio::time::Instant, Rendered)>;
 
 #[derive(Clone)]
 enum Rendered {
     Page(String),
+    Json(String),
     Missing,
 }
 
@@ -153,6 +203,9 @@ struct MissingPage {
 pub struct PublicQuery {
     #[serde(default)]
     page: usize,
+    /// `json`: the same page as JSON.
+    #[serde(default)]
+    format: Option<String>,
 }
 
 /// `GET /status/{slug}?page=N`: public, read-only, cached, 100 sensors a
@@ -164,7 +217,8 @@ pub async fn public(
     axum::extract::Query(query): axum::extract::Query<PublicQuery>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
-    let key = (slug.clone(), query.page);
+    let json = query.format.as_deref() == Some("json");
+    let key = (slug.clone(), query.page, json);
     let rendered = {
         let mut cache = state.status_cache.0.lock().await;
         let now = tokio::time::Instant::now();
@@ -172,7 +226,7 @@ pub async fn public(
         match cache.get(&key) {
             Some((_, rendered)) => rendered.clone(),
             None => {
-                let rendered = render_public(&state, slug.clone(), query.page).await?;
+                let rendered = render_public(&state, slug.clone(), query.page, json).await?;
                 cache.insert(key, (now, rendered.clone()));
                 rendered
             }
@@ -184,12 +238,20 @@ pub async fn public(
             Html(html),
         )
             .into_response()),
+        Rendered::Json(body) => Ok((
+            [
+                (axum::http::header::CACHE_CONTROL, "public, max-age=10"),
+                (axum::http::header::CONTENT_TYPE, "application/json"),
+            ],
+            body,
+        )
+            .into_response()),
         Rendered::Missing => {
             let wants_json = headers
                 .get(axum::http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|accept| accept.contains("application/json"));
-            if wants_json {
+            if wants_json || json {
                 return Err(AppError::NotFound("no such status page".into()));
             }
             super::render(&MissingPage { slug }, axum::http::StatusCode::NOT_FOUND)
@@ -197,7 +259,12 @@ pub async fn public(
     }
 }
 
-async fn render_public(state: &AppState, slug: String, page: usize) -> Result<Rendered, AppError> {
+async fn render_public(
+    state: &AppState,
+    slug: String,
+    page: usize,
+    json: bool,
+) -> Result<Rendered, AppError> {
     let now = jiff::Timestamp::now().as_millisecond();
     let db = &state.db;
     let Some(found) = db
@@ -208,68 +275,80 @@ async fn render_public(state: &AppState, slug: String, page: usize) -> Result<Re
     else {
         return Ok(Rendered::Missing);
     };
-    let mut ids = std::collections::HashSet::new();
-    for name in found.names {
-        ids.extend(db.sensor_ids(name).await.unwrap_or_default());
+    let rows: HashMap<i64, crate::store::StatusRow> =
+        db.status().await?.into_iter().map(|r| (r.id, r)).collect();
+    // One section per name the owner chose, in their order; a sensor under
+    // two names shows under the first.
+    let mut seen = std::collections::HashSet::new();
+    let mut listed: Vec<(String, i64)> = Vec::new();
+    for name in &found.names {
+        let mut ids = db.sensor_ids(name.clone()).await.unwrap_or_default();
+        ids.sort_unstable_by(|a, b| {
+            let path = |id: &i64| rows.get(id).map(|r| r.path.as_str());
+            path(a).cmp(&path(b))
+        });
+        for id in ids {
+            if rows.contains_key(&id) && seen.insert(id) {
+                listed.push((name.clone(), id));
+            }
+        }
     }
-    let rows: Vec<_> = db
-        .status()
-        .await?
-        .into_iter()
-        .filter(|r| ids.contains(&r.id))
-        .collect();
-    let states: Vec<SensorState> = rows.iter().map(|r| r.state).collect();
-    let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
+    let states: Vec<SensorState> = listed.iter().map(|(_, id)| rows[id].state).collect();
+    let (overall, overall_class) = banner(&states);
+    let pages = listed.len().div_ceil(PAGE_SIZE).max(1);
     let page = page.min(pages - 1);
-    let mut sensors = Vec::new();
-    for row in rows.into_iter().skip(page * PAGE_SIZE).take(PAGE_SIZE) {
-        let report = db
-            .sensor_report(row.id, row.path.clone(), now - 30 * 86_400_000, now)
-            .await?;
-        sensors.push((row.path, row.state, report.uptime_by_time));
-    }
-    let title = found.title;
-    let down = states.iter().filter(|s| **s == SensorState::Down).count();
-    let warning = states
-        .iter()
-        .filter(|s| **s == SensorState::Warning)
-        .count();
-    let (overall, overall_class) = match (down, warning) {
-        (0, 0) => ("All systems operational".to_owned(), "up"),
-        (0, n) => (format!("{n} degraded"), "warning"),
-        (n, _) => (format!("{n} down"), "down"),
-    };
-    let sensors = sensors
-        .into_iter()
-        .map(|(name, state, uptime)| PublicSensor {
-            name,
-            class: match state {
+    let first_day = (now / DAY_MS - (DAYS as i64 - 1)) * DAY_MS;
+    let mut sections: Vec<PublicSection> = Vec::new();
+    for (section, id) in listed.into_iter().skip(page * PAGE_SIZE).take(PAGE_SIZE) {
+        let row = &rows[&id];
+        let initial = db.state_at(id, first_day).await?;
+        let events = db.events(id, first_day, now).await?;
+        let days = crate::report::daily_uptime(initial, &events, first_day, DAYS, now);
+        let (totals, _) = crate::report::timeline(initial, &events, first_day, now);
+        let uptime = totals.uptime_percent();
+        let sensor = PublicSensor {
+            name: row.path.clone(),
+            class: match row.state {
                 SensorState::Up => "up",
                 SensorState::Warning => "warning",
                 SensorState::Down => "down",
+                SensorState::Unknown => "unknown",
                 _ => "paused",
             },
-            state: match state {
+            state: match row.state {
                 SensorState::Paused(_) => "maintenance".to_owned(),
                 other => other.to_string(),
             },
             uptime: uptime.map_or_else(|| "-".to_owned(), |u| format!("{u:.2}%")),
-        })
-        .collect();
+            uptime_percent: uptime.map(|u| (u * 1000.0).round() / 1000.0),
+            bars: chart::uptime_bars(&days, first_day),
+        };
+        match sections.last_mut() {
+            Some(last) if last.name == section => last.sensors.push(sensor),
+            _ => sections.push(PublicSection {
+                name: section,
+                sensors: vec![sensor],
+            }),
+        }
+    }
     let updated = jiff::Timestamp::from_millisecond(now)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
     let public = PublicPage {
-        title,
+        title: found.title,
         overall,
         overall_class,
-        sensors,
+        sections,
         updated,
         page: page + 1,
         pages,
         previous: page.checked_sub(1),
         next: (page + 1 < pages).then_some(page + 1),
     };
+    if json {
+        let body = serde_json::to_string(&public).map_err(|e| AppError::Internal(e.to_string()))?;
+        return Ok(Rendered::Json(body));
+    }
     Ok(Rendered::Page(super::html(&public)?))
 }
 
@@ -324,4 +403,26 @@ pub(super) fn routes() -> super::Routes {
         .get("/api/status-pages", api_list)
         .post("/api/status-pages", api_save)
         .delete("/api/status-pages/{slug}", api_delete)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_says_how_bad_it_is() {
+        use SensorState::{Down, Paused, Pending, Unknown, Up, Warning};
+        let maintenance = Paused(crate::monitor::state::PauseCause::Schedule);
+        assert_eq!(
+            banner(&[Up, Up, maintenance, Pending]).0,
+            "All systems operational"
+        );
+        assert_eq!(banner(&[]).0, "All systems operational");
+        assert_eq!(banner(&[Up, Warning]).0, "Degraded performance");
+        assert_eq!(banner(&[Up, Unknown]).0, "Degraded performance");
+        assert_eq!(banner(&[Up, Up, Down, Warning]), ("Partial outage", "down"));
+        assert_eq!(banner(&[Up, Down]).0, "Partial outage", "half is not most");
+        assert_eq!(banner(&[Up, Down, Down]).0, "Major outage");
+        assert_eq!(banner(&[Down, maintenance, maintenance]).0, "Major outage");
+    }
 }

@@ -511,8 +511,41 @@ async fn public_status_pages_need_no_sign_in_and_show_no_hosts(_dir: TempDir, st
     let form = format!("csrf={csrf}&slug=public&title=Our+%3Cb%3Eservices&names=Prod%2C+db");
     let (status, _, _) = send(&state, post_form("/status-pages", Some(&cookie), &form)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    let db = sensor_id(&state, "db/postgresql").await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    set_state(&state, db, portwatch::monitor::state::State::Down, now).await;
     let (status, _, page) = send(&state, get("/status/public", None)).await;
     assert_eq!(status, StatusCode::OK);
+    // A banner, one section per name in the owner's order, 90 days a row.
+    assert!(
+        page.contains("<p class=\"banner banner-down\" id=\"overall\">Major outage</p>"),
+        "the one sensor checked is down: {page}"
+    );
+    let (prod, other) = (
+        page.find("<h2>Prod</h2>").expect("a Prod section"),
+        page.find("<h2>db</h2>").expect("a db section"),
+    );
+    assert!(
+        prod < other && other < page.find("db/postgresql").unwrap(),
+        "{page}"
+    );
+    assert_eq!(page.matches("<svg").count(), 2, "a bar per sensor");
+    assert!(page.matches(": no data</title>").count() >= 90, "{page}");
+    assert!(page.contains("90-day uptime"), "the period is stated");
+    let (status, headers, json) = send(&state, get("/status/public?format=json", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["overall"], "Major outage");
+    assert_eq!(json["sections"][1]["name"], "db");
+    assert_eq!(json["sections"][1]["sensors"][0]["name"], "db/postgresql");
+    assert_eq!(json["sections"][1]["sensors"][0]["state"], "down");
+    assert!(
+        json["sections"][1]["sensors"][0]
+            .get("uptime_90d_percent")
+            .is_some()
+    );
+    assert!(!json.to_string().contains("127.0.0.1"), "no hosts: {json}");
     assert!(page.contains("db/postgresql"), "{page}");
     assert!(
         page.contains("&#60;img src=x onerror=alert(1)&#62;/ssh")

@@ -198,10 +198,61 @@ pub struct SensorReport {
     pub outages: Vec<Outage>,
 }
 
+/// A day in milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Uptime by time of each of `days` days from `from_ms` (a day's start),
+/// up to `now_ms`, from the sensor's `events` (sorted, covering the span)
+/// and its state at `from_ms`: `None` for a day with no time counted (not
+/// monitored, paused or in maintenance all day, or still to come).
+pub fn daily_uptime(
+    initial: Option<State>,
+    events: &[EventRow],
+    from_ms: i64,
+    days: usize,
+    now_ms: i64,
+) -> Vec<Option<f64>> {
+    (0..days as i64)
+        .map(|day| {
+            let start = from_ms + day * DAY_MS;
+            let end = (start + DAY_MS).min(now_ms);
+            if end <= start {
+                return None;
+            }
+            let before = events
+                .iter()
+                .rev()
+                .find(|e| e.at_ms < start)
+                .map(|e| e.to)
+                .or(initial);
+            timeline(before, events, start, end).0.uptime_percent()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::monitor::state::PauseCause;
+
+    #[test]
+    fn daily_uptime_splits_the_events_by_day() {
+        let day = DAY_MS;
+        let events = [
+            event(day / 2, State::Pending, State::Up),
+            event(day + day / 4, State::Up, State::Down),
+            event(day + day / 2, State::Down, State::Up),
+        ];
+        let days = daily_uptime(None, &events, 0, 4, 3 * day + day / 2);
+        // Day 0: pending, then up (only the up half counts); day 1: 1/4 of
+        // it down; day 2: up all day; day 3: up so far.
+        assert_eq!(days, [Some(100.0), Some(75.0), Some(100.0), Some(100.0)]);
+        // A day still to come has no figure; a sensor never checked neither.
+        assert_eq!(daily_uptime(None, &events, 0, 5, 4 * day)[4], None);
+        assert_eq!(daily_uptime(None, &[], 0, 2, 2 * day), [None, None]);
+        // Down before the span: counted from the first day's start.
+        assert_eq!(daily_uptime(Some(State::Down), &[], 0, 1, day), [Some(0.0)]);
+    }
 
     fn event(at_ms: i64, from: State, to: State) -> EventRow {
         EventRow {
