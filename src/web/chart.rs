@@ -71,7 +71,7 @@ pub fn response_time(points: &[(i64, Option<f64>)], from_ms: i64, to_ms: i64) ->
 pub fn uptime_bars(days: &[Option<f64>], first_day_ms: i64) -> String {
     let width = 12.0;
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} 40" role="img" aria-label="uptime per day">"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} 40" preserveAspectRatio="none" role="img" aria-label="uptime per day">"#,
         days.len() as f64 * (width + 2.0)
     );
     for (i, day) in days.iter().enumerate() {
