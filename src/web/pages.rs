@@ -573,14 +573,23 @@ struct SensorPage {
     message: String,
     protocol: Vec<(String, String)>,
     ranges: Vec<(&'static str, bool)>,
-    current_range: &'static str,
     chart: String,
     bars: String,
-    uptime_time: String,
-    uptime_requests: String,
     outages: Vec<OutageView>,
     events: Vec<EventView>,
     locations: Vec<LocationView>,
+    uptimes: Vec<UptimeView>,
+    /// The last checks as a bar of ticks (SVG), and how many.
+    heartbeat: String,
+    checks: usize,
+}
+
+/// Uptime over one period, for the sensor page's table.
+struct UptimeView {
+    period: &'static str,
+    by_time: String,
+    by_requests: String,
+    outages: usize,
 }
 
 /// One location's state of a sensor checked from several.
@@ -611,8 +620,10 @@ pub async fn sensor(
     Query(range): Query<RangeQuery>,
 ) -> Result<Response, AppError> {
     let (current_range, span_ms) = match range.range.as_deref() {
+        Some("1h") => ("1h", DAY_MS / 24),
         Some("7d") => ("7d", 7 * DAY_MS),
         Some("30d") => ("30d", 30 * DAY_MS),
+        Some("90d") => ("90d", 90 * DAY_MS),
         _ => ("24h", DAY_MS),
     };
     let now_ms = jiff::Timestamp::now().as_millisecond();
@@ -621,6 +632,24 @@ pub async fn sensor(
     let path = db.sensor_path(id).await?;
     let row = db.status_of(id).await?;
     let report = db.sensor_report(id, path.clone(), from_ms, now_ms).await?;
+    let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"));
+    let mut uptimes = Vec::new();
+    for (label, days) in [
+        ("24 hours", 1),
+        ("7 days", 7),
+        ("30 days", 30),
+        ("90 days", 90),
+    ] {
+        let over = db
+            .sensor_report(id, path.clone(), now_ms - days * DAY_MS, now_ms)
+            .await?;
+        uptimes.push(UptimeView {
+            period: label,
+            by_time: percent(over.uptime_by_time),
+            by_requests: percent(over.uptime_by_requests),
+            outages: over.outages.len(),
+        });
+    }
     // Up to 30 days of events for the per-day bars.
     let bars_from = (now_ms / DAY_MS - 29) * DAY_MS;
     let initial = db.state_at(id, bars_from).await?;
@@ -646,7 +675,16 @@ pub async fn sensor(
             .collect()
     };
     let days = crate::report::daily_uptime(initial, &events, bars_from, 30, now_ms);
-    let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"));
+    // The last 50 checks of the last 24 hours, oldest first.
+    let mut recent = db.results(id, now_ms - DAY_MS, now_ms).await?;
+    let recent = recent.split_off(recent.len().saturating_sub(50));
+    let heartbeat = chart::heartbeat(
+        &recent
+            .iter()
+            .map(|r| (r.at_ms, r.status, r.reason))
+            .collect::<Vec<_>>(),
+    );
+    let checks = recent.len();
     let locations = db
         .location_reports(Some(id))
         .await?
@@ -668,6 +706,9 @@ pub async fn sensor(
     let (user, admin, csrf) = page_frame(&user);
     render(SensorPage {
         locations,
+        uptimes,
+        heartbeat,
+        checks,
         user,
         admin,
         csrf,
@@ -694,15 +735,21 @@ pub async fn sensor(
             .as_ref()
             .map(|d| protocol_rows(d, row.last_rtt_us))
             .unwrap_or_default(),
-        ranges: ["24h", "7d", "30d"]
+        ranges: ["1h", "24h", "7d", "30d", "90d"]
             .into_iter()
             .map(|r| (r, r == current_range))
             .collect(),
-        current_range,
-        chart: chart::response_time(&points, from_ms, now_ms),
+        chart: chart::response_time(
+            &points,
+            from_ms,
+            now_ms,
+            &report
+                .outages
+                .iter()
+                .map(|o| (o.start_ms, o.end_ms))
+                .collect::<Vec<_>>(),
+        ),
         bars: chart::uptime_bars(&days, bars_from),
-        uptime_time: percent(report.uptime_by_time),
-        uptime_requests: percent(report.uptime_by_requests),
         outages: report
             .outages
             .iter()
