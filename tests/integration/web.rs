@@ -1132,6 +1132,19 @@ async fn server_replies_show_hidden_characters_escaped(_dir: TempDir, state: App
         page.contains("admin\\u{202e}gpj.exe\\u{000d}\\u{000a}forged"),
         "{page}"
     );
+    // The check is the heartbeat bar's one tick; the uptime table has its
+    // four periods.
+    assert!(page.contains("<h2>Last 1 checks</h2>"), "{page}");
+    assert!(
+        page.contains("UTC: down (protocol_mismatch)</title>"),
+        "{page}"
+    );
+    for period in ["24 hours", "7 days", "30 days", "90 days"] {
+        assert!(
+            page.contains(&format!("<td>Last {period}</td>")),
+            "{period}: {page}"
+        );
+    }
 }
 
 async fn the_api_covers_groups_servers_windows_and_status_pages(_dir: TempDir, state: AppState) {
