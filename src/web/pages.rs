@@ -264,6 +264,61 @@ struct Dashboard {
     query: String,
     tag: String,
     problems_only: bool,
+    /// The tables' column headers: label, the link that sorts by it, and
+    /// how it sorts now ("ascending", "descending" or "none").
+    columns: Vec<(&'static str, String, &'static str)>,
+    /// The tab's icon: a dot in the worst state's colour.
+    favicon: &'static str,
+}
+
+/// The columns a group's table sorts by (`?sort=…`, `&desc=1`), with
+/// their headers; without one, triage order (worst first, then by name).
+const COLUMNS: [(&str, &str); 6] = [
+    ("state", "State"),
+    ("sensor", "Sensor"),
+    ("target", "Target"),
+    ("reason", "Last result"),
+    ("response", "Response"),
+    ("since", "Since"),
+];
+
+/// Sorts a group's rows by column `sort` (triage order otherwise), ties
+/// by path; `desc` reverses the column's order.
+fn sort_rows(rows: &mut [&StatusRow], sort: Option<&str>, desc: bool) {
+    rows.sort_by(|a, b| {
+        let by = match sort {
+            Some("sensor") => a.path.cmp(&b.path),
+            Some("target") => (&a.host, a.port).cmp(&(&b.host, b.port)),
+            Some("reason") => a.last_reason.cmp(&b.last_reason),
+            Some("response") => a.last_rtt_us.cmp(&b.last_rtt_us),
+            // Longest-standing first reads as "since" ascending.
+            Some("since") => a.since_ms.cmp(&b.since_ms),
+            _ => severity(a.state).cmp(&severity(b.state)),
+        };
+        let by = if desc { by.reverse() } else { by };
+        by.then_with(|| a.path.cmp(&b.path))
+    });
+}
+
+/// A dot of colour `$hex` as an SVG data URL, for the tab's icon.
+macro_rules! dot_icon {
+    ($hex:literal) => {
+        concat!(
+            "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='7' fill='%23",
+            $hex,
+            "'/%3E%3C/svg%3E"
+        )
+    };
+}
+
+/// The tab's icon for the worst problem: red for down, amber for unknown
+/// or warning, green for none.
+fn favicon(problems: &[&StatusRow]) -> &'static str {
+    match problems.iter().map(|r| severity(r.state)).min() {
+        Some(0) => dot_icon!("c62828"),
+        Some(1 | 2) => dot_icon!("9a6700"),
+        _ => dot_icon!("1a7f37"),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -280,6 +335,12 @@ pub struct DashboardQuery {
     /// The page of that group (from 1).
     #[serde(default)]
     page: Option<usize>,
+    /// The column the groups' tables sort by.
+    #[serde(default)]
+    sort: Option<String>,
+    /// Sort it the other way.
+    #[serde(default)]
+    desc: Option<String>,
 }
 
 impl DashboardQuery {
@@ -293,6 +354,12 @@ impl DashboardQuery {
         }
         if self.problems.is_some() {
             pairs.push(("problems", "1".into()));
+        }
+        if let Some(sort) = &self.sort {
+            pairs.push(("sort", sort.clone()));
+            if self.desc.is_some() {
+                pairs.push(("desc", "1".into()));
+            }
         }
         if let Some(group) = group {
             pairs.push(("group", group.to_owned()));
@@ -477,6 +544,9 @@ pub async fn dashboard(
             r.path.clone(),
         )
     });
+    if filter.sort.is_some() {
+        sort_rows(&mut problems, filter.sort.as_deref(), filter.desc.is_some());
+    }
     let mut by_group: BTreeMap<String, Vec<&StatusRow>> = BTreeMap::new();
     for row in &shown {
         by_group.entry(group_of(row)).or_default().push(row);
@@ -493,7 +563,7 @@ pub async fn dashboard(
     let groups = groups
         .into_iter()
         .map(|(name, mut rows)| {
-            rows.sort_by(|a, b| (severity(a.state), &a.path).cmp(&(severity(b.state), &b.path)));
+            sort_rows(&mut rows, filter.sort.as_deref(), filter.desc.is_some());
             let mut counts = tally(rows.iter().map(|r| r.state));
             counts.retain(|c| c.n > 0);
             let has_problems = rows.iter().any(|r| is_problem(r.state));
@@ -520,8 +590,34 @@ pub async fn dashboard(
             }
         })
         .collect();
+    let columns = COLUMNS
+        .iter()
+        .map(|(key, label)| {
+            let current = filter.sort.as_deref() == Some(*key);
+            let descending = current && filter.desc.is_some();
+            let link = DashboardQuery {
+                sort: Some((*key).to_owned()),
+                desc: (current && !descending).then(|| "1".to_owned()),
+                group: None,
+                page: None,
+                q: filter.q.clone(),
+                tag: filter.tag.clone(),
+                problems: filter.problems.clone(),
+            }
+            .link(filter.group.as_deref(), None);
+            let order = match (current, descending) {
+                (false, _) => "none",
+                (true, false) => "ascending",
+                (true, true) => "descending",
+            };
+            (*label, link, order)
+        })
+        .collect();
+    let favicon = favicon(&problems);
     let (user, admin, csrf) = page_frame(&user);
     render(Dashboard {
+        columns,
+        favicon,
         user,
         admin,
         csrf,
@@ -1043,19 +1139,65 @@ mod tests {
         assert_eq!(rows_shown(450, Some(9), true, false, false), 450..450);
     }
 
+    fn row(path: &str, state: SensorState, since_ms: i64, rtt_us: Option<i64>) -> StatusRow {
+        StatusRow {
+            id: 0,
+            path: path.into(),
+            group: None,
+            host: "h".into(),
+            port: 1,
+            state,
+            since_ms: Some(since_ms),
+            last_check_ms: None,
+            last_rtt_us: rtt_us,
+            last_reason: None,
+            last_message: None,
+            last_details: None,
+            tags: Vec::new(),
+            managed: false,
+        }
+    }
+
+    #[test]
+    fn rows_sort_by_a_column_either_way_with_ties_by_name() {
+        let rows = [
+            row("a/x", SensorState::Up, 30, Some(500)),
+            row("b/y", SensorState::Down, 20, None),
+            row("c/z", SensorState::Warning, 10, Some(100)),
+            row("d/w", SensorState::Up, 10, Some(100)),
+        ];
+        let order = |sort: Option<&str>, desc: bool| {
+            let mut refs: Vec<&StatusRow> = rows.iter().collect();
+            sort_rows(&mut refs, sort, desc);
+            refs.iter().map(|r| r.path.as_str()).collect::<Vec<_>>()
+        };
+        assert_eq!(order(None, false), ["b/y", "c/z", "a/x", "d/w"], "triage");
+        assert_eq!(order(Some("since"), false), ["c/z", "d/w", "b/y", "a/x"]);
+        assert_eq!(order(Some("since"), true), ["a/x", "b/y", "c/z", "d/w"]);
+        assert_eq!(order(Some("response"), true), ["a/x", "c/z", "d/w", "b/y"]);
+        assert_eq!(order(Some("sensor"), true), ["d/w", "c/z", "b/y", "a/x"]);
+        let problems: Vec<&StatusRow> = rows.iter().filter(|r| is_problem(r.state)).collect();
+        assert!(favicon(&problems).contains("c62828"));
+        assert!(favicon(&problems[1..]).contains("9a6700"));
+        assert!(favicon(&[]).contains("1a7f37"));
+    }
+
     #[test]
     fn links_keep_the_filter_and_encode_the_group() {
         let query = DashboardQuery {
             q: "web & db".into(),
-            tag: String::new(),
             problems: Some("1".into()),
-            group: None,
-            page: None,
+            sort: Some("since".into()),
+            desc: Some("1".into()),
+            ..DashboardQuery::default()
         };
-        assert_eq!(query.link(None, None), "/?q=web+%26+db&problems=1");
+        assert_eq!(
+            query.link(None, None),
+            "/?q=web+%26+db&problems=1&sort=since&desc=1"
+        );
         assert_eq!(
             query.link(Some("Prod/EU"), Some(2)),
-            "/?q=web+%26+db&problems=1&group=Prod%2FEU&page=2"
+            "/?q=web+%26+db&problems=1&sort=since&desc=1&group=Prod%2FEU&page=2"
         );
         assert_eq!(
             DashboardQuery::default().link(Some("A"), Some(1)),

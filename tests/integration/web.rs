@@ -1542,7 +1542,24 @@ async fn the_dashboard_puts_problems_first(_dir: TempDir, state: AppState) {
         "an UP sensor is no problem"
     );
     // One table per group, with headers; human times with the exact one.
-    assert!(page.contains("<th scope=\"col\">Sensor</th>"), "{page}");
+    assert!(
+        page.contains(
+            "<th scope=\"col\" aria-sort=\"none\"><a href=\"/?sort=sensor\">Sensor</a></th>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("<link rel=\"icon\" href=\"data:image/svg+xml,"),
+        "{page}"
+    );
+    // Sorted by a column: its header says so and links to the other way.
+    let (_, _, sorted) = send(&state, get("/?sort=since", Some(&cookie))).await;
+    assert!(
+        sorted.contains(
+            "aria-sort=\"ascending\" class=\"num\"><a href=\"/?sort=since&#38;desc=1\">Since ▲</a>"
+        ),
+        "{sorted}"
+    );
     let exact = jiff::Timestamp::from_millisecond(now - 90_000)
         .unwrap()
         .strftime("%Y-%m-%d %H:%M:%S UTC")
