@@ -124,12 +124,13 @@ pub async fn list(
 ) -> Result<Response, AppError> {
     let limit = page.limit.clamp(1, 10_000);
     let rows = state.db.status().await?;
-    let mut locations = by_sensor(state.db.location_reports(None).await?);
     let total = rows.len();
+    let rows: Vec<StatusRow> = rows.into_iter().skip(page.offset).take(limit).collect();
+    // The page's sensors' locations only.
+    let ids = rows.iter().map(|r| r.id).collect();
+    let mut locations = by_sensor(state.db.location_reports_of(ids).await?);
     let items: Vec<SensorJson> = rows
         .into_iter()
-        .skip(page.offset)
-        .take(limit)
         .map(|row| {
             let id = row.id;
             SensorJson {

@@ -116,6 +116,18 @@ impl Backend {
         }
     }
 
+    /// Each location's latest report of the sensors `sensors` (none on
+    /// SQLite).
+    pub async fn location_reports_of(
+        &self,
+        sensors: Vec<i64>,
+    ) -> Result<Vec<portwatch_core::monitor::verdict::LocationReport>, StoreError> {
+        match self {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(pg) => pg.location_reports_of(&sensors).await,
+        }
+    }
+
     /// Starts the process's one writer on this store (call it on the
     /// Tokio runtime that will run the process).
     pub fn writer(&self) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {

@@ -117,6 +117,27 @@ impl Pg {
         Ok(rows.iter().map(report).collect())
     }
 
+    /// Every location's latest report of the sensors `sensors`, by sensor
+    /// and location.
+    pub async fn location_reports_of(
+        &self,
+        sensors: &[i64],
+    ) -> Result<Vec<LocationReport>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM location_status WHERE sensor_id = ANY($1)
+                     ORDER BY sensor_id, location"
+                ),
+                &[&sensors],
+            )
+            .await
+            .map_err(self.fail())?;
+        Ok(rows.iter().map(|r| report(r).1).collect())
+    }
+
     /// Every location's latest report of sensor `sensor`, or of every
     /// sensor, by sensor and location.
     pub async fn location_reports(

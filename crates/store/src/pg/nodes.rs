@@ -664,6 +664,8 @@ mod tests {
             [newer, first[1].clone()]
         );
         assert!(pg.location_reports(Some(8)).await.unwrap().is_empty());
+        assert_eq!(pg.location_reports_of(&[7, 8]).await.unwrap().len(), 2);
+        assert!(pg.location_reports_of(&[8]).await.unwrap().is_empty());
         // A node whose lease lapsed stores nothing.
         pg.client()
             .await
