@@ -523,7 +523,9 @@ pub async fn dashboard(
     let problems_only = filter.problems.is_some();
     let counts = tally(rows.iter().map(|r| r.state));
     let problem_count = rows.iter().filter(|r| is_problem(r.state)).count();
-    let group_of = |row: &StatusRow| row.group.clone().unwrap_or_else(|| "(no group)".to_owned());
+    fn group_of(row: &StatusRow) -> &str {
+        row.group.as_deref().unwrap_or("(no group)")
+    }
     let mut shown: Vec<&StatusRow> = rows
         .iter()
         .filter(|r| matches(r, &filter.q, &filter.tag, problems_only))
@@ -547,7 +549,7 @@ pub async fn dashboard(
     if filter.sort.is_some() {
         sort_rows(&mut problems, filter.sort.as_deref(), filter.desc.is_some());
     }
-    let mut by_group: BTreeMap<String, Vec<&StatusRow>> = BTreeMap::new();
+    let mut by_group: BTreeMap<&str, Vec<&StatusRow>> = BTreeMap::new();
     for row in &shown {
         by_group.entry(group_of(row)).or_default().push(row);
     }
@@ -555,10 +557,10 @@ pub async fn dashboard(
     let small = shown.len() <= OPEN_UP_TO;
     let asked = filter.group.as_ref().map(|_| filter.page.unwrap_or(1));
     let mut group_page = None;
-    let mut groups: Vec<(String, Vec<&StatusRow>)> = by_group.into_iter().collect();
+    let mut groups: Vec<(&str, Vec<&StatusRow>)> = by_group.into_iter().collect();
     groups.sort_by_cached_key(|(name, rows)| {
         let states: Vec<SensorState> = rows.iter().map(|r| r.state).collect();
-        (group_order(&states), name.clone())
+        (group_order(&states), *name)
     });
     let groups = groups
         .into_iter()
@@ -571,22 +573,22 @@ pub async fn dashboard(
             if let Some(page) = asked {
                 let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
                 group_page = Some(GroupPage {
-                    name: name.clone(),
+                    name: name.to_owned(),
                     first: range.start + 1,
                     last: range.end,
                     total: rows.len(),
-                    previous: (page > 1).then(|| filter.link(Some(&name), Some(page - 1))),
-                    next: (page < pages).then(|| filter.link(Some(&name), Some(page + 1))),
+                    previous: (page > 1).then(|| filter.link(Some(name), Some(page - 1))),
+                    next: (page < pages).then(|| filter.link(Some(name), Some(page + 1))),
                     all: filter.link(None, None),
                 });
             }
             GroupView {
-                link: filter.link(Some(&name), None),
+                link: filter.link(Some(name), None),
                 open: has_problems || small || filtering || asked.is_some(),
                 counts,
                 total: rows.len(),
                 sensors: rows[range].iter().map(|r| sensor_view(r, now_ms)).collect(),
-                name,
+                name: name.to_owned(),
             }
         })
         .collect();

@@ -99,22 +99,32 @@ impl Pg {
             .map_err(self.fail())
     }
 
+    /// The reports `clause` selects (`WHERE … ORDER BY …`), with their
+    /// sequence numbers.
+    async fn select(
+        &self,
+        clause: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<(i64, LocationReport)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!("SELECT {COLUMNS} FROM location_status {clause}"),
+                params,
+            )
+            .await
+            .map_err(self.fail())?;
+        Ok(rows.iter().map(report).collect())
+    }
+
     /// The reports written after sequence number `after`, with their
     /// sequence numbers (the next read goes on from the highest).
     pub async fn location_reports_since(
         &self,
         after: i64,
     ) -> Result<Vec<(i64, LocationReport)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                &format!("SELECT {COLUMNS} FROM location_status WHERE seq > $1 ORDER BY seq"),
-                &[&after],
-            )
-            .await
-            .map_err(self.fail())?;
-        Ok(rows.iter().map(report).collect())
+        self.select("WHERE seq > $1 ORDER BY seq", &[&after]).await
     }
 
     /// Every location's latest report of the sensors `sensors`, by sensor
@@ -123,19 +133,13 @@ impl Pg {
         &self,
         sensors: &[i64],
     ) -> Result<Vec<LocationReport>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM location_status WHERE sensor_id = ANY($1)
-                     ORDER BY sensor_id, location"
-                ),
+        let found = self
+            .select(
+                "WHERE sensor_id = ANY($1) ORDER BY sensor_id, location",
                 &[&sensors],
             )
-            .await
-            .map_err(self.fail())?;
-        Ok(rows.iter().map(|r| report(r).1).collect())
+            .await?;
+        Ok(found.into_iter().map(|(_, report)| report).collect())
     }
 
     /// Every location's latest report of sensor `sensor`, or of every
@@ -144,18 +148,12 @@ impl Pg {
         &self,
         sensor: Option<i64>,
     ) -> Result<Vec<LocationReport>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM location_status WHERE $1::bigint IS NULL OR sensor_id = $1
-                     ORDER BY sensor_id, location"
-                ),
+        let found = self
+            .select(
+                "WHERE $1::bigint IS NULL OR sensor_id = $1 ORDER BY sensor_id, location",
                 &[&sensor],
             )
-            .await
-            .map_err(self.fail())?;
-        Ok(rows.iter().map(|r| report(r).1).collect())
+            .await?;
+        Ok(found.into_iter().map(|(_, report)| report).collect())
     }
 }
