@@ -223,6 +223,14 @@ impl Storage for Backend {
         delegate!(self, results(sensor_id, from_ms, to_ms))
     }
 
+    async fn glances(
+        &self,
+        ids: Vec<i64>,
+        now_ms: i64,
+    ) -> Result<HashMap<i64, crate::Glance>, StoreError> {
+        delegate!(self, glances(ids, now_ms))
+    }
+
     async fn rollups(
         &self,
         sensor_id: i64,

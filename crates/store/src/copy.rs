@@ -84,6 +84,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "last_rtt_us",
             "last_message",
             "last_details",
+            "ticks",
         ],
     ),
     ("journal", &["id", "first_ms", "last_ms", "count", "data"]),
@@ -104,6 +105,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "p95_us",
         ],
     ),
+    ("daily_rollups", &["sensor_id", "day_ms", "count", "ups"]),
     (
         "users",
         &[

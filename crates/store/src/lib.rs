@@ -211,6 +211,33 @@ pub struct Loaded {
     pub generation: i64,
 }
 
+/// What the dashboard shows of a sensor's recent past, read from what the
+/// writer maintains (the status row's ticks, hourly and daily rollups),
+/// never from raw results.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Glance {
+    /// Its last checks, oldest first: `(at_ms, status, reason)`.
+    pub ticks: Vec<(i64, portwatch_probe::Status, portwatch_probe::Reason)>,
+    /// Uptime by requests over the hours of the last 24, in percent (the
+    /// rollups trail the checks by up to a few minutes).
+    pub uptime_24h: Option<f64>,
+    /// Uptime by requests over the last 30 days (today included).
+    pub uptime_30d: Option<f64>,
+}
+
+/// The hour and the day (ms) from which a glance at `now_ms` sums its
+/// rollups: the 24 hours up to this one, and the 30 days up to today.
+pub(crate) fn glance_from(now_ms: i64) -> (i64, i64) {
+    let hour = rollup::hour_of(now_ms) - 23 * rollup::HOUR_MS;
+    let day = now_ms - now_ms.rem_euclid(writer::DAY_MS) - 29 * writer::DAY_MS;
+    (hour, day)
+}
+
+/// `ups` of `count` in percent; `None` without checks.
+pub(crate) fn percent_up(count: i64, ups: i64) -> Option<f64> {
+    (count > 0).then(|| ups as f64 * 100.0 / count as f64)
+}
+
 /// One sensor in `portwatch status`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusRow {
@@ -993,6 +1020,59 @@ impl Store {
             })
             .map_err(self.sqlite())?;
         rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// The dashboard's glance at sensors `ids` (those with nothing stored
+    /// are left out): three statements, however many sensors.
+    pub fn glances(&self, ids: &[i64], now_ms: i64) -> Result<HashMap<i64, Glance>, StoreError> {
+        let ids_json = serde_json::to_string(ids).expect("ids serialise");
+        let (hour, day) = glance_from(now_ms);
+        let mut glances: HashMap<i64, Glance> = HashMap::new();
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT sensor_id, ticks FROM sensor_status
+                 WHERE sensor_id IN (SELECT value FROM json_each(?1)) AND ticks IS NOT NULL",
+            )
+            .map_err(self.sqlite())?;
+        let mut found = statement.query([&ids_json]).map_err(self.sqlite())?;
+        while let Some(row) = found.next().map_err(self.sqlite())? {
+            let bytes: Vec<u8> = row.get(1).map_err(self.sqlite())?;
+            glances
+                .entry(row.get(0).map_err(self.sqlite())?)
+                .or_default()
+                .ticks = pack::ticks(&bytes);
+        }
+        for (table, column, from, uptime) in [
+            (
+                "rollups",
+                "hour_ms",
+                hour,
+                (|g| &mut g.uptime_24h) as fn(&mut Glance) -> &mut Option<f64>,
+            ),
+            ("daily_rollups", "day_ms", day, |g| &mut g.uptime_30d),
+        ] {
+            let mut statement = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT sensor_id, sum(count), sum(ups) FROM {table}
+                     WHERE sensor_id IN (SELECT value FROM json_each(?1)) AND {column} >= ?2 GROUP BY sensor_id"
+                ))
+                .map_err(self.sqlite())?;
+            let mut found = statement
+                .query(params![ids_json, from])
+                .map_err(self.sqlite())?;
+            while let Some(row) = found.next().map_err(self.sqlite())? {
+                let glance = glances
+                    .entry(row.get(0).map_err(self.sqlite())?)
+                    .or_default();
+                *uptime(glance) = percent_up(
+                    row.get(1).map_err(self.sqlite())?,
+                    row.get(2).map_err(self.sqlite())?,
+                );
+            }
+        }
+        Ok(glances)
     }
 
     /// Raw results stored and the bytes they take (packed windows and

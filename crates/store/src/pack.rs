@@ -111,6 +111,39 @@ fn read_tail(reader: &mut Reader, sensor: i64, at_ms: i64) -> Result<StoredResul
     })
 }
 
+/// A sensor's last checks as fixed-size ticks (seconds since the epoch,
+/// big-endian, then the status and reason code), kept in its status row
+/// for the dashboard's bar: appending and keeping the last
+/// `n * TICK_BYTES` bytes is done by the database in the same upsert.
+pub const TICK_BYTES: usize = 5;
+
+/// How many ticks a status row keeps.
+pub const TICKS_KEPT: usize = 20;
+
+/// Appends `result` to `out` as a tick.
+pub fn put_tick(out: &mut Vec<u8>, result: &StoredResult) {
+    let seconds = u32::try_from(result.at_ms.max(0) / 1000).unwrap_or(u32::MAX);
+    out.extend_from_slice(&seconds.to_be_bytes());
+    out.push(code(result) & !HAS_RTT);
+}
+
+/// Reads ticks back, oldest first: `(at_ms, status, reason)`. A trailing
+/// part of a tick, or a code that names no reason, ends the list.
+pub fn ticks(bytes: &[u8]) -> Vec<(i64, Status, Reason)> {
+    bytes
+        .chunks_exact(TICK_BYTES)
+        .map_while(|tick| {
+            let seconds = u32::from_be_bytes([tick[0], tick[1], tick[2], tick[3]]);
+            let mut reader = Reader {
+                bytes: &tick[4..],
+                at: 0,
+            };
+            let result = read_tail(&mut reader, 0, i64::from(seconds) * 1000).ok()?;
+            Some((result.at_ms, result.status, result.reason))
+        })
+        .collect()
+}
+
 /// Packs one sensor's results, in time order and none before `start_ms`,
 /// as unsigned time deltas (a 10 s interval takes two bytes).
 pub fn pack_window(start_ms: i64, results: &[StoredResult]) -> Vec<u8> {
@@ -198,6 +231,42 @@ pub fn merge<'a>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ticks_read_back_in_order_and_stop_at_a_torn_tick() {
+        let result = |at_ms, status, reason| StoredResult {
+            sensor: 9,
+            at_ms,
+            status,
+            reason,
+            rtt_us: Some(1234),
+        };
+        let mut bytes = Vec::new();
+        put_tick(
+            &mut bytes,
+            &result(1_700_000_000_999, Status::Up, Reason::Connected),
+        );
+        put_tick(
+            &mut bytes,
+            &result(1_700_000_010_000, Status::Down, Reason::Refused),
+        );
+        put_tick(
+            &mut bytes,
+            &result(1_700_000_020_000, Status::Unknown, Reason::Partial),
+        );
+        assert_eq!(bytes.len(), 3 * TICK_BYTES);
+        let read = ticks(&bytes);
+        assert_eq!(
+            read,
+            vec![
+                (1_700_000_000_000, Status::Up, Reason::Connected),
+                (1_700_000_010_000, Status::Down, Reason::Refused),
+                (1_700_000_020_000, Status::Unknown, Reason::Partial),
+            ]
+        );
+        bytes.pop();
+        assert_eq!(ticks(&bytes).len(), 2, "a torn tick is not read");
+    }
 
     fn result(sensor: i64, at_ms: i64, rtt: Option<u32>) -> StoredResult {
         StoredResult {

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 6;
+pub const CURRENT_VERSION: i64 = 7;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -188,6 +188,22 @@ const MIGRATIONS: &[&str] = &[
     UPDATE api_tokens SET name = name || '-' || id
         WHERE id NOT IN (SELECT min(id) FROM api_tokens GROUP BY name);
     CREATE UNIQUE INDEX api_tokens_name ON api_tokens (name);
+    ",
+    // 6 → 7: each sensor's last checks as ticks in its status row, and
+    // daily rollups (sums of the hourly ones) for the dashboard's uptime
+    // columns.
+    "
+    ALTER TABLE sensor_status ADD COLUMN ticks BLOB;
+    CREATE TABLE daily_rollups (
+        sensor_id INTEGER NOT NULL,
+        day_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        ups INTEGER NOT NULL,
+        PRIMARY KEY (sensor_id, day_ms)
+    ) WITHOUT ROWID;
+    INSERT INTO daily_rollups (sensor_id, day_ms, count, ups)
+        SELECT sensor_id, hour_ms - hour_ms % 86400000, sum(count), sum(ups) FROM rollups
+        GROUP BY sensor_id, hour_ms - hour_ms % 86400000;
     ",
 ];
 

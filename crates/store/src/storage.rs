@@ -160,6 +160,15 @@ pub trait Storage: Clone + Send + Sync + 'static {
         to_ms: i64,
     ) -> impl Future<Output = Result<Vec<StoredResult>, StoreError>> + Send;
 
+    /// The dashboard's glance at sensors `ids`: last checks and uptime
+    /// over 24 hours and 30 days, from maintained aggregates, in a number
+    /// of statements that does not grow with `ids`.
+    fn glances(
+        &self,
+        ids: Vec<i64>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<HashMap<i64, crate::Glance>, StoreError>> + Send;
+
     /// A sensor's hourly rollups for hours starting in `from_ms..to_ms`.
     fn rollups(
         &self,
@@ -521,6 +530,14 @@ impl Storage for Db {
     ) -> Result<Vec<(i64, Rollup)>, StoreError> {
         self.call(move |store| store.rollups(sensor_id, from_ms, to_ms))
             .await
+    }
+
+    async fn glances(
+        &self,
+        ids: Vec<i64>,
+        now_ms: i64,
+    ) -> Result<HashMap<i64, crate::Glance>, StoreError> {
+        self.call(move |store| store.glances(&ids, now_ms)).await
     }
 
     async fn sensor_report(

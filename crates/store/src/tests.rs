@@ -267,6 +267,19 @@ fn the_writer_packs_results_and_rolls_up_closed_hours() {
     let status = store.status().unwrap();
     let web = status.iter().find(|r| r.id == id).unwrap();
     assert_eq!((web.state, web.last_rtt_us), (State::Up, Some(50)));
+    // The dashboard's glance: the last 20 checks, and uptime by requests
+    // from the closed hour's rollup (and the day's, summed from it).
+    let glance = &store.glances(&[id, id + 1000], now).unwrap()[&id];
+    let last_twenty: Vec<_> = expected[expected.len() - 20..]
+        .iter()
+        .map(|r| (r.at_ms - r.at_ms % 1000, r.status, r.reason))
+        .collect();
+    assert_eq!(glance.ticks, last_twenty);
+    assert_eq!(glance.uptime_24h, Some(90.0));
+    assert_eq!(glance.uptime_30d, Some(90.0));
+    // A day beyond the window: nothing counted.
+    let later = &store.glances(&[id], now + 40 * writer::DAY_MS).unwrap()[&id];
+    assert_eq!((later.uptime_24h, later.uptime_30d), (None, None));
 }
 
 /// Regression: a result queued just before a state change used to
@@ -616,6 +629,21 @@ fn flush_returns_once_everything_queued_is_committed() {
     runtime.block_on(writer.flush());
     // No wait: flush has returned, so all hundred are in the store.
     assert_eq!(store.results(id, 0, i64::MAX).unwrap().len(), 100);
+    // The status row's ticks: the last twenty, across commits.
+    for n in 0..7 {
+        let (mut result, last) = up_result(id, now + 5_000 + n * 1000);
+        result.status = portwatch_probe::Status::Down;
+        result.reason = portwatch_probe::Reason::Timeout;
+        writer.result(result, last);
+    }
+    runtime.block_on(writer.flush());
+    let ticks = &store.glances(&[id], now).unwrap()[&id].ticks;
+    let downs = ticks
+        .iter()
+        .filter(|t| t.2 == portwatch_probe::Reason::Timeout)
+        .count();
+    assert_eq!((ticks.len(), downs), (20, 7), "{ticks:?}");
+    assert_eq!(ticks[19].0, (now + 11_000) / 1000 * 1000, "newest last");
     drop(writer);
     thread.join().unwrap();
 }

@@ -381,7 +381,9 @@ pub(crate) type WriteError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) struct Batch<'a> {
     /// `(first_ms, last_ms, count, packed)`, when there are results.
     pub(crate) journal: Option<(i64, i64, i64, Vec<u8>)>,
-    pub(crate) last: &'a HashMap<i64, (StoredResult, LastCheck)>,
+    /// Each sensor's latest result and state, and all its results in the
+    /// batch as ticks (see [`pack::put_tick`]).
+    pub(crate) last: &'a HashMap<i64, (StoredResult, LastCheck, Vec<u8>)>,
     pub(crate) ordered: &'a [PendingEvent],
     /// The node the batch is written for (see [`Fence`]): its latest
     /// states and ordered writes are written only while that node's lease
@@ -402,6 +404,20 @@ pub(crate) struct Repack {
     /// holds. `None`: not a node.
     pub(crate) node: Option<i64>,
 }
+
+impl Repack {
+    /// The days (sensor, midnight UTC in ms) whose daily rollups the
+    /// repack's hourly ones change, each once.
+    pub(crate) fn days(&self) -> std::collections::BTreeSet<(i64, i64)> {
+        self.rollups
+            .iter()
+            .map(|((sensor, hour), _)| (*sensor, hour - hour.rem_euclid(DAY_MS)))
+            .collect()
+    }
+}
+
+/// A day in milliseconds.
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// A journal row: `(id, first_ms, last_ms, packed)`.
 pub(crate) type JournalRow = (i64, i64, i64, Vec<u8>);
@@ -445,7 +461,7 @@ struct WriterThread<T: Target> {
     repacked: bool,
     /// Results not committed yet, oldest first.
     results: VecDeque<StoredResult>,
-    last: HashMap<i64, (StoredResult, LastCheck)>,
+    last: HashMap<i64, (StoredResult, LastCheck, Vec<u8>)>,
     events: Vec<PendingEvent>,
     acks: Vec<oneshot::Sender<()>>,
     /// Rollup accumulators by (sensor, hour).
@@ -554,7 +570,19 @@ impl<T: Target> WriterThread<T> {
             Write::Result(result, last, epoch) => {
                 self.results.push_back(result);
                 if epoch == self.fence.epoch() {
-                    self.last.insert(result.sensor, (result, last));
+                    use std::collections::hash_map::Entry;
+                    match self.last.entry(result.sensor) {
+                        Entry::Vacant(entry) => {
+                            let mut ticks = Vec::with_capacity(pack::TICK_BYTES);
+                            pack::put_tick(&mut ticks, &result);
+                            entry.insert((result, last, ticks));
+                        }
+                        Entry::Occupied(mut entry) => {
+                            let entry = entry.get_mut();
+                            pack::put_tick(&mut entry.2, &result);
+                            (entry.0, entry.1) = (result, last);
+                        }
+                    }
                 } else {
                     self.fence.dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -884,12 +912,16 @@ impl Target for SqliteTarget {
                 params![first, last, count, data],
             )?;
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details, ticks)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, substr(?10, ?11))
                  ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3, last_check_ms = ?4, last_status = ?5,
-                     last_reason = ?6, last_rtt_us = ?7, last_message = ?8, last_details = ?9",
+                     last_reason = ?6, last_rtt_us = ?7, last_message = ?8, last_details = ?9,
+                     ticks = substr(unhex(hex(coalesce(ticks, x'')) || hex(?10)), ?11)",
             )?;
-            for (result, last) in batch.last.values() {
+            // The last TICKS_KEPT ticks: substr from the end, in bytes (`||`
+            // would make text of the blobs; hex and unhex keep them bytes).
+            let keep = -((pack::TICKS_KEPT * pack::TICK_BYTES) as i64);
+            for (result, last, ticks) in batch.last.values() {
                 upsert.execute(params![
                     result.sensor,
                     last.state.as_str(),
@@ -901,7 +933,9 @@ impl Target for SqliteTarget {
                     last.message,
                     last.details
                         .as_ref()
-                        .map(|d| serde_json::to_string(d).expect("details serialise"))
+                        .map(|d| serde_json::to_string(d).expect("details serialise")),
+                    ticks,
+                    keep
                 ])?;
             }
         }
@@ -1005,6 +1039,14 @@ impl Target for SqliteTarget {
                     sensor, hour, r.count, r.ups, r.min_us, r.avg_us, r.max_us, r.p95_us
                 ])?;
             }
+            let mut daily = tx.prepare_cached(
+                "INSERT OR REPLACE INTO daily_rollups (sensor_id, day_ms, count, ups)
+                 SELECT ?1, ?2, coalesce(sum(count), 0), coalesce(sum(ups), 0) FROM rollups
+                 WHERE sensor_id = ?1 AND hour_ms >= ?2 AND hour_ms < ?2 + 86400000",
+            )?;
+            for (sensor, day) in repack.days() {
+                daily.execute(params![sensor, day])?;
+            }
         }
         let list = repack
             .journal_ids
@@ -1016,6 +1058,10 @@ impl Target for SqliteTarget {
         if let Some((results_before, rollups_before)) = repack.prune {
             tx.execute("DELETE FROM results WHERE end_ms < ?1", [results_before])?;
             tx.execute("DELETE FROM rollups WHERE hour_ms < ?1", [rollups_before])?;
+            tx.execute(
+                "DELETE FROM daily_rollups WHERE day_ms < ?1",
+                [rollups_before],
+            )?;
         }
         tx.commit()?;
         Ok(())

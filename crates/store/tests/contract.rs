@@ -382,7 +382,7 @@ async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W, shared: b
         message: "connected".into(),
         details: None,
     };
-    writer.result(result, last);
+    writer.result(result, last.clone());
     let channel = portwatch_core::config::channel_from_json(&serde_json::json!({
         "name": "chat", "webhook": "http://127.0.0.1:9/hook"
     }))
@@ -419,6 +419,31 @@ async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W, shared: b
     assert_eq!(db.states().await.unwrap()[&id], (State::Up, at));
     assert_eq!(db.last_checked().await.unwrap()[&id], at);
     assert_eq!(db.status_of(id).await.unwrap().last_rtt_us, Some(250));
+    // The dashboard's glance keeps the last checks across commits.
+    assert_eq!(
+        db.glances(vec![id], at).await.unwrap()[&id].ticks,
+        [(at, Status::Up, Reason::Connected)]
+    );
+    let down = StoredResult {
+        at_ms: at + 1000,
+        status: Status::Down,
+        reason: Reason::Refused,
+        rtt_us: None,
+        ..result
+    };
+    for n in 0..25 {
+        writer.result(
+            StoredResult {
+                at_ms: down.at_ms + n * 1000,
+                ..down
+            },
+            last.clone(),
+        );
+    }
+    writer.flush().await;
+    let ticks = db.glances(vec![id], at).await.unwrap()[&id].ticks.clone();
+    assert_eq!(ticks.len(), 20, "the last twenty: {ticks:?}");
+    assert_eq!(ticks[19], (at + 25_000, Status::Down, Reason::Refused));
 
     let due = db.due_notifications(at, 10).await.unwrap();
     assert_eq!(due.len(), 1);

@@ -444,7 +444,11 @@ impl Target for PgWrites {
                 let mut rtts = Vec::with_capacity(batch.last.len());
                 let mut messages = Vec::with_capacity(batch.last.len());
                 let mut details = Vec::with_capacity(batch.last.len());
-                for (result, last) in batch.last.values() {
+                let mut ticks = Vec::with_capacity(batch.last.len());
+                for (result, last, new_ticks) in batch.last.values() {
+                    // The newest ticks only; the update trims what it joins.
+                    let keep = crate::pack::TICKS_KEPT * crate::pack::TICK_BYTES;
+                    ticks.push(&new_ticks[new_ticks.len().saturating_sub(keep)..]);
                     ids.push(result.sensor);
                     states.push(last.state.as_str());
                     since.push(last.since_ms);
@@ -461,12 +465,14 @@ impl Target for PgWrites {
                 }
                 exec(
                     &tx,
-                    "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details)
-                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[])
+                    "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details, ticks)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::bytea[])
                      ON CONFLICT (sensor_id) DO UPDATE SET state = excluded.state, since_ms = excluded.since_ms,
                          last_check_ms = excluded.last_check_ms, last_status = excluded.last_status, last_reason = excluded.last_reason,
-                         last_rtt_us = excluded.last_rtt_us, last_message = excluded.last_message, last_details = excluded.last_details",
-                    &[&ids, &states, &since, &checked, &statuses, &reasons, &rtts, &messages, &details],
+                         last_rtt_us = excluded.last_rtt_us, last_message = excluded.last_message, last_details = excluded.last_details,
+                         ticks = substring(coalesce(sensor_status.ticks, ''::bytea) || excluded.ticks
+                             from greatest(octet_length(coalesce(sensor_status.ticks, ''::bytea)) + octet_length(excluded.ticks) - $11 + 1, 1))",
+                    &[&ids, &states, &since, &checked, &statuses, &reasons, &rtts, &messages, &details, &ticks, &((crate::pack::TICKS_KEPT * crate::pack::TICK_BYTES) as i32)],
                 )
                 .await?;
             }
@@ -614,6 +620,18 @@ impl Target for PgWrites {
                 ],
             )
             .await?;
+            let (sensors, days): (Vec<i64>, Vec<i64>) = repack.days().into_iter().unzip();
+            exec(
+                &tx,
+                "INSERT INTO daily_rollups (sensor_id, day_ms, count, ups)
+                 SELECT d.sensor_id, d.day_ms, coalesce(sum(r.count), 0), coalesce(sum(r.ups), 0)
+                 FROM unnest($1::bigint[], $2::bigint[]) AS d (sensor_id, day_ms)
+                 LEFT JOIN rollups r ON r.sensor_id = d.sensor_id AND r.hour_ms >= d.day_ms AND r.hour_ms < d.day_ms + 86400000
+                 GROUP BY d.sensor_id, d.day_ms
+                 ON CONFLICT (sensor_id, day_ms) DO UPDATE SET count = excluded.count, ups = excluded.ups",
+                &[&sensors, &days],
+            )
+            .await?;
             exec(
                 &tx,
                 "DELETE FROM journal WHERE id = ANY($1)",
@@ -623,6 +641,7 @@ impl Target for PgWrites {
             if let Some((results_before, rollups_before)) = repack.prune {
                 exec(&tx, "DELETE FROM results WHERE end_ms < $1", &[&results_before]).await?;
                 exec(&tx, "DELETE FROM rollups WHERE hour_ms < $1", &[&rollups_before]).await?;
+                exec(&tx, "DELETE FROM daily_rollups WHERE day_ms < $1", &[&rollups_before]).await?;
             }
             tx.commit().await?;
             Ok(())

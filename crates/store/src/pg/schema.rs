@@ -9,7 +9,7 @@
 use deadpool_postgres::GenericClient;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i32 = 3;
+pub const CURRENT_VERSION: i32 = 4;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`. The logical schema is SQLite's (see `crate::schema`), in
@@ -205,6 +205,18 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (sensor_id, location)
     );
     CREATE INDEX location_status_by_seq ON location_status (seq);
+", "
+    ALTER TABLE sensor_status ADD COLUMN ticks bytea;
+    CREATE TABLE daily_rollups (
+        sensor_id bigint NOT NULL,
+        day_ms bigint NOT NULL,
+        count bigint NOT NULL,
+        ups bigint NOT NULL,
+        PRIMARY KEY (sensor_id, day_ms)
+    );
+    INSERT INTO daily_rollups (sensor_id, day_ms, count, ups)
+        SELECT sensor_id, hour_ms - hour_ms % 86400000, sum(count), sum(ups) FROM rollups
+        GROUP BY sensor_id, hour_ms - hour_ms % 86400000;
 "];
 
 /// Whether the database holds a portwatch store.

@@ -664,6 +664,43 @@ impl Storage for Pg {
         .map_err(|e| self.damaged(e))
     }
 
+    async fn glances(
+        &self,
+        ids: Vec<i64>,
+        now_ms: i64,
+    ) -> Result<HashMap<i64, crate::Glance>, StoreError> {
+        let (hour, day) = crate::glance_from(now_ms);
+        let mut glances: HashMap<i64, crate::Glance> = HashMap::new();
+        for row in self
+            .query(
+                "SELECT sensor_id, ticks FROM sensor_status WHERE sensor_id = ANY($1) AND ticks IS NOT NULL",
+                &[&ids],
+            )
+            .await?
+        {
+            glances.entry(row.get(0)).or_default().ticks = pack::ticks(row.get(1));
+        }
+        for (table, column, from, uptime) in [
+            (
+                "rollups",
+                "hour_ms",
+                hour,
+                (|g| &mut g.uptime_24h) as fn(&mut crate::Glance) -> &mut Option<f64>,
+            ),
+            ("daily_rollups", "day_ms", day, |g| &mut g.uptime_30d),
+        ] {
+            let sql = format!(
+                "SELECT sensor_id, sum(count)::bigint, sum(ups)::bigint FROM {table}
+                 WHERE sensor_id = ANY($1) AND {column} >= $2 GROUP BY sensor_id"
+            );
+            for row in self.query(&sql, &[&ids, &from]).await? {
+                *uptime(glances.entry(row.get(0)).or_default()) =
+                    crate::percent_up(row.get(1), row.get(2));
+            }
+        }
+        Ok(glances)
+    }
+
     async fn rollups(
         &self,
         sensor_id: i64,
