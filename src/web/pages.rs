@@ -198,7 +198,24 @@ pub async fn logout(
     Ok(([(header::SET_COOKIE, expire)], Redirect::to("/login")).into_response())
 }
 
+/// One check in a row's bar of recent checks.
+struct TickView {
+    class: &'static str,
+    /// When, the status and the reason (the tick's tooltip).
+    title: String,
+}
+
 struct SensorView {
+    /// Its last checks, oldest first.
+    ticks: Vec<TickView>,
+    /// Uptime by requests over 24 hours and 30 days ("-" without checks).
+    uptime_24h: String,
+    uptime_30d: String,
+    /// Days until its certificate expires, when a check read one; and the
+    /// exact date, and whether it is near (14 days or less).
+    cert: String,
+    cert_exact: String,
+    cert_near: bool,
     id: i64,
     path: String,
     server: String,
@@ -264,22 +281,38 @@ struct Dashboard {
     query: String,
     tag: String,
     problems_only: bool,
-    /// The tables' column headers: label, the link that sorts by it, and
-    /// how it sorts now ("ascending", "descending" or "none").
-    columns: Vec<(&'static str, String, &'static str)>,
+    /// The tables' column headers.
+    columns: Vec<Column>,
     /// The tab's icon: a dot in the worst state's colour.
     favicon: &'static str,
 }
 
-/// The columns a group's table sorts by (`?sort=…`, `&desc=1`), with
-/// their headers; without one, triage order (worst first, then by name).
-const COLUMNS: [(&str, &str); 6] = [
-    ("state", "State"),
-    ("sensor", "Sensor"),
-    ("target", "Target"),
-    ("reason", "Last result"),
-    ("response", "Response"),
-    ("since", "Since"),
+/// A column header: its label, the link that sorts by it (sortable
+/// columns), how it sorts now ("ascending", "descending" or "none"), and
+/// whether it holds figures (aligned right).
+struct Column {
+    label: &'static str,
+    link: Option<String>,
+    order: &'static str,
+    numeric: bool,
+}
+
+/// The dashboard's columns, in order: the key a sortable one sorts by
+/// (`?sort=…`, `&desc=1`; without one, triage order: worst first, then by
+/// name), its header, and whether it holds figures. The bar of recent
+/// checks, the uptimes and the certificate are read for the rows shown
+/// only, so they do not sort.
+const COLUMNS: [(Option<&str>, &str, bool); 10] = [
+    (Some("state"), "State", false),
+    (Some("sensor"), "Sensor", false),
+    (Some("target"), "Target", false),
+    (Some("reason"), "Last result", false),
+    (Some("response"), "Response", true),
+    (None, "Last checks", false),
+    (None, "24 h", true),
+    (None, "30 d", true),
+    (Some("since"), "Since", true),
+    (None, "Certificate", true),
 ];
 
 /// Sorts a group's rows by column `sort` (triage order otherwise), ties
@@ -480,9 +513,58 @@ fn group_order(states: &[SensorState]) -> [std::cmp::Reverse<usize>; 3] {
     ]
 }
 
-fn sensor_view(row: &StatusRow, now_ms: i64) -> SensorView {
+/// A tick's colour class for a check's status.
+fn status_class(status: crate::probe::Status) -> &'static str {
+    match status {
+        crate::probe::Status::Up => "up",
+        crate::probe::Status::Warning => "warning",
+        crate::probe::Status::Down => "down",
+        crate::probe::Status::Unknown => "unknown",
+    }
+}
+
+/// An uptime in percent as the dashboard shows it: three decimals below
+/// 100 (so that 99.999 never reads as 100), "-" without checks.
+fn uptime_text(percent: Option<f64>) -> String {
+    match percent {
+        None => "-".into(),
+        Some(p) if p >= 100.0 => "100%".into(),
+        Some(p) => format!("{:.3}%", (p * 1000.0).floor() / 1000.0),
+    }
+}
+
+/// Days until a certificate that expires at `not_after_s` (seconds) runs
+/// out, as of `now_ms`: "41 d", "expired" once past.
+fn cert_days(not_after_s: i64, now_ms: i64) -> (String, bool) {
+    let left_ms = not_after_s.saturating_mul(1000) - now_ms;
+    if left_ms <= 0 {
+        return ("expired".into(), true);
+    }
+    let days = left_ms / 86_400_000;
+    (format!("{days} d"), days <= 14)
+}
+
+fn sensor_view(row: &StatusRow, glance: Option<&crate::store::Glance>, now_ms: i64) -> SensorView {
     let (server, name) = row.path.split_once('/').unwrap_or((&row.path, ""));
+    let glance = glance.cloned().unwrap_or_default();
+    let not_after = row.last_details.as_ref().and_then(|d| d.cert_not_after_s);
+    let (cert, cert_near) = not_after.map_or((String::new(), false), |s| cert_days(s, now_ms));
     SensorView {
+        ticks: glance
+            .ticks
+            .iter()
+            .map(|(at, status, reason)| TickView {
+                class: status_class(*status),
+                title: format!("{} {} {}", time(*at), status.as_str(), reason.as_str()),
+            })
+            .collect(),
+        uptime_24h: uptime_text(glance.uptime_24h),
+        uptime_30d: uptime_text(glance.uptime_30d),
+        cert,
+        cert_exact: not_after
+            .map(|s| time(s.saturating_mul(1000)))
+            .unwrap_or_default(),
+        cert_near,
         id: row.id,
         path: row.path.clone(),
         server: server.to_owned(),
@@ -582,23 +664,53 @@ pub async fn dashboard(
                     all: filter.link(None, None),
                 });
             }
-            GroupView {
+            let total = rows.len();
+            rows.truncate(range.end);
+            rows.drain(..range.start);
+            let group = GroupView {
                 link: filter.link(Some(name), None),
                 open: has_problems || small || filtering || asked.is_some(),
                 counts,
-                total: rows.len(),
-                sensors: rows[range].iter().map(|r| sensor_view(r, now_ms)).collect(),
+                total,
+                sensors: Vec::new(),
                 name: name.to_owned(),
-            }
+            };
+            (group, rows)
+        })
+        .collect::<Vec<_>>();
+    // The bars of recent checks and the uptimes of the rows shown only,
+    // from maintained aggregates, in a few statements.
+    let ids: Vec<i64> = problems
+        .iter()
+        .chain(groups.iter().flat_map(|(_, rows)| rows))
+        .map(|r| r.id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let glances = state.db.glances(ids, now_ms).await?;
+    let view = |r: &&StatusRow| sensor_view(r, glances.get(&r.id), now_ms);
+    let groups = groups
+        .into_iter()
+        .map(|(group, rows)| GroupView {
+            sensors: rows.iter().map(view).collect(),
+            ..group
         })
         .collect();
     let columns = COLUMNS
         .iter()
-        .map(|(key, label)| {
-            let current = filter.sort.as_deref() == Some(*key);
+        .map(|&(key, label, numeric)| {
+            let Some(key) = key else {
+                return Column {
+                    label,
+                    link: None,
+                    order: "none",
+                    numeric,
+                };
+            };
+            let current = filter.sort.as_deref() == Some(key);
             let descending = current && filter.desc.is_some();
             let link = DashboardQuery {
-                sort: Some((*key).to_owned()),
+                sort: Some(key.to_owned()),
                 desc: (current && !descending).then(|| "1".to_owned()),
                 group: None,
                 page: None,
@@ -612,7 +724,12 @@ pub async fn dashboard(
                 (true, false) => "ascending",
                 (true, true) => "descending",
             };
-            (*label, link, order)
+            Column {
+                label,
+                link: Some(link),
+                order,
+                numeric,
+            }
         })
         .collect();
     let favicon = favicon(&problems);
@@ -625,7 +742,7 @@ pub async fn dashboard(
         csrf,
         problem_count,
         counts,
-        problems: problems.iter().map(|r| sensor_view(r, now_ms)).collect(),
+        problems: problems.iter().map(view).collect(),
         groups,
         shown: shown.len(),
         group_page,
@@ -1104,6 +1221,25 @@ pub(super) fn routes() -> super::Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uptimes_never_round_up_to_100_and_certificates_count_down_in_days() {
+        assert_eq!(uptime_text(None), "-");
+        assert_eq!(uptime_text(Some(100.0)), "100%");
+        assert_eq!(uptime_text(Some(99.99999)), "99.999%");
+        assert_eq!(uptime_text(Some(50.0)), "50.000%");
+        let now = 1_796_083_200_000;
+        let day = 86_400;
+        assert_eq!(
+            cert_days(now / 1000 + 41 * day + 5, now),
+            ("41 d".into(), false)
+        );
+        assert_eq!(
+            cert_days(now / 1000 + 14 * day + 5, now),
+            ("14 d".into(), true)
+        );
+        assert_eq!(cert_days(now / 1000, now), ("expired".into(), true));
+    }
 
     #[test]
     fn triage_ranks_down_then_unknown_then_warning() {

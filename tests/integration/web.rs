@@ -1475,35 +1475,43 @@ async fn channels_and_rules_are_edited_through_the_api_and_pages_without_showing
 /// (a cluster of its own): one body, both stores.
 /// Stores a check's result for sensor `id`, leaving it in `state`.
 async fn set_state(state: &AppState, id: i64, to: portwatch::monitor::state::State, at_ms: i64) {
+    set_states(state, id, &[(to, at_ms)]).await;
+}
+
+/// Writes checks of sensor `id` that leave it in each state in turn, with
+/// one writer (so that the hours they close are rolled up).
+async fn set_states(state: &AppState, id: i64, checks: &[(portwatch::monitor::state::State, i64)]) {
     let (writer, thread) = state.db().writer().unwrap();
-    let down = to == portwatch::monitor::state::State::Down;
-    writer.result(
-        portwatch::store::pack::StoredResult {
-            sensor: id,
-            at_ms,
-            status: if down {
-                portwatch::probe::Status::Down
-            } else {
-                portwatch::probe::Status::Up
+    for &(to, at_ms) in checks {
+        let down = to == portwatch::monitor::state::State::Down;
+        writer.result(
+            portwatch::store::pack::StoredResult {
+                sensor: id,
+                at_ms,
+                status: if down {
+                    portwatch::probe::Status::Down
+                } else {
+                    portwatch::probe::Status::Up
+                },
+                reason: if down {
+                    portwatch::probe::Reason::Refused
+                } else {
+                    portwatch::probe::Reason::Connected
+                },
+                rtt_us: (!down).then_some(250),
             },
-            reason: if down {
-                portwatch::probe::Reason::Refused
-            } else {
-                portwatch::probe::Reason::Connected
+            portwatch::store::writer::LastCheck {
+                state: to,
+                since_ms: at_ms,
+                message: if down {
+                    "connection refused".into()
+                } else {
+                    "Connected".into()
+                },
+                details: None,
             },
-            rtt_us: (!down).then_some(250),
-        },
-        portwatch::store::writer::LastCheck {
-            state: to,
-            since_ms: at_ms,
-            message: if down {
-                "connection refused".into()
-            } else {
-                "Connected".into()
-            },
-            details: None,
-        },
-    );
+        );
+    }
     drop(writer);
     tokio::task::spawn_blocking(move || thread.join().unwrap())
         .await
@@ -1516,10 +1524,45 @@ async fn the_dashboard_puts_problems_first(_dir: TempDir, state: AppState) {
     let edge = sensor_id(&state, "<img src=x onerror=alert(1)>/ssh").await;
     let db = sensor_id(&state, "db/postgresql").await;
     let now = jiff::Timestamp::now().as_millisecond();
-    set_state(&state, db, State::Up, now - 60_000).await;
+    // A check two hours ago: its hour is closed, so rolled up.
+    set_states(
+        &state,
+        db,
+        &[(State::Up, now - 7_200_000), (State::Up, now - 60_000)],
+    )
+    .await;
     set_state(&state, edge, State::Down, now - 90_000).await;
     let (status, _, page) = send(&state, get("/", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
+    // Each row: a bar of its last checks (a tooltip each), uptime over 24
+    // hours and 30 days from the rollups.
+    let row_of = |page: &str, id: i64| {
+        let start = page
+            .find(&format!("data-id=\"{id}\""))
+            .unwrap_or_else(|| panic!("row {id} in {page}"));
+        page[start..][..page[start..].find("</tr>").unwrap()].to_owned()
+    };
+    let exact = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .unwrap()
+            .strftime("%Y-%m-%d %H:%M:%S UTC")
+            .to_string()
+    };
+    let edge_row = row_of(&page, edge);
+    assert!(
+        edge_row.contains(&format!(
+            "<i class=\"t-down\" title=\"{} down refused\"></i>",
+            exact(now - 90_000)
+        )),
+        "{edge_row}"
+    );
+    let db_row = row_of(&page, db);
+    assert_eq!(db_row.matches("<i class=\"t-up\"").count(), 2, "{db_row}");
+    assert!(
+        db_row.contains("title=\"uptime over 24 hours\">100%</td>")
+            && db_row.contains("title=\"uptime over 30 days\">100%</td>"),
+        "{db_row}"
+    );
     assert!(page.contains("<title>(1) portwatch</title>"), "{page}");
     // The problems first, then the group with the problem (Prod sorts after
     // "(no group)" by name, but has the problem), open.

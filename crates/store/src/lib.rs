@@ -233,9 +233,26 @@ pub(crate) fn glance_from(now_ms: i64) -> (i64, i64) {
     (hour, day)
 }
 
-/// `ups` of `count` in percent; `None` without checks.
-pub(crate) fn percent_up(count: i64, ups: i64) -> Option<f64> {
-    (count > 0).then(|| ups as f64 * 100.0 / count as f64)
+/// One row of the glance query: a sensor's ticks (kind 0), or its count
+/// and ups over 24 hours (1) or 30 days (2).
+pub(crate) struct GlancePart {
+    pub(crate) kind: i64,
+    pub(crate) sensor: i64,
+    pub(crate) ticks: Option<Vec<u8>>,
+    pub(crate) count: i64,
+    pub(crate) ups: i64,
+}
+
+impl GlancePart {
+    pub(crate) fn add_to(self, glances: &mut HashMap<i64, Glance>) {
+        let glance = glances.entry(self.sensor).or_default();
+        let uptime = (self.count > 0).then(|| self.ups as f64 * 100.0 / self.count as f64);
+        match self.kind {
+            0 => glance.ticks = pack::ticks(self.ticks.as_deref().unwrap_or_default()),
+            1 => glance.uptime_24h = uptime,
+            _ => glance.uptime_30d = uptime,
+        }
+    }
 }
 
 /// One sensor in `portwatch status`.
@@ -1023,54 +1040,39 @@ impl Store {
     }
 
     /// The dashboard's glance at sensors `ids` (those with nothing stored
-    /// are left out): three statements, however many sensors.
+    /// are left out), in one statement however many sensors.
     pub fn glances(&self, ids: &[i64], now_ms: i64) -> Result<HashMap<i64, Glance>, StoreError> {
         let ids_json = serde_json::to_string(ids).expect("ids serialise");
         let (hour, day) = glance_from(now_ms);
-        let mut glances: HashMap<i64, Glance> = HashMap::new();
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT sensor_id, ticks FROM sensor_status
-                 WHERE sensor_id IN (SELECT value FROM json_each(?1)) AND ticks IS NOT NULL",
+                "SELECT 0, sensor_id, ticks, 0, 0 FROM sensor_status
+                 WHERE sensor_id IN (SELECT value FROM json_each(?1)) AND ticks IS NOT NULL
+                 UNION ALL
+                 SELECT 1, sensor_id, NULL, sum(count), sum(ups) FROM rollups
+                 WHERE sensor_id IN (SELECT value FROM json_each(?1)) AND hour_ms >= ?2 GROUP BY sensor_id
+                 UNION ALL
+                 SELECT 2, sensor_id, NULL, sum(count), sum(ups) FROM daily_rollups
+                 WHERE sensor_id IN (SELECT value FROM json_each(?1)) AND day_ms >= ?3 GROUP BY sensor_id",
             )
             .map_err(self.sqlite())?;
-        let mut found = statement.query([&ids_json]).map_err(self.sqlite())?;
+        let mut glances = HashMap::new();
+        let mut found = statement
+            .query(params![ids_json, hour, day])
+            .map_err(self.sqlite())?;
         while let Some(row) = found.next().map_err(self.sqlite())? {
-            let bytes: Vec<u8> = row.get(1).map_err(self.sqlite())?;
-            glances
-                .entry(row.get(0).map_err(self.sqlite())?)
-                .or_default()
-                .ticks = pack::ticks(&bytes);
-        }
-        for (table, column, from, uptime) in [
-            (
-                "rollups",
-                "hour_ms",
-                hour,
-                (|g| &mut g.uptime_24h) as fn(&mut Glance) -> &mut Option<f64>,
-            ),
-            ("daily_rollups", "day_ms", day, |g| &mut g.uptime_30d),
-        ] {
-            let mut statement = self
-                .conn
-                .prepare_cached(&format!(
-                    "SELECT sensor_id, sum(count), sum(ups) FROM {table}
-                     WHERE sensor_id IN (SELECT value FROM json_each(?1)) AND {column} >= ?2 GROUP BY sensor_id"
-                ))
-                .map_err(self.sqlite())?;
-            let mut found = statement
-                .query(params![ids_json, from])
-                .map_err(self.sqlite())?;
-            while let Some(row) = found.next().map_err(self.sqlite())? {
-                let glance = glances
-                    .entry(row.get(0).map_err(self.sqlite())?)
-                    .or_default();
-                *uptime(glance) = percent_up(
-                    row.get(1).map_err(self.sqlite())?,
-                    row.get(2).map_err(self.sqlite())?,
-                );
-            }
+            let part = (|| {
+                Ok::<_, rusqlite::Error>(GlancePart {
+                    kind: row.get(0)?,
+                    sensor: row.get(1)?,
+                    ticks: row.get(2)?,
+                    count: row.get(3)?,
+                    ups: row.get(4)?,
+                })
+            })()
+            .map_err(self.sqlite())?;
+            part.add_to(&mut glances);
         }
         Ok(glances)
     }

@@ -670,33 +670,29 @@ impl Storage for Pg {
         now_ms: i64,
     ) -> Result<HashMap<i64, crate::Glance>, StoreError> {
         let (hour, day) = crate::glance_from(now_ms);
-        let mut glances: HashMap<i64, crate::Glance> = HashMap::new();
+        let mut glances = HashMap::new();
         for row in self
             .query(
-                "SELECT sensor_id, ticks FROM sensor_status WHERE sensor_id = ANY($1) AND ticks IS NOT NULL",
-                &[&ids],
+                "SELECT 0::bigint, sensor_id, ticks, 0::bigint, 0::bigint FROM sensor_status
+                 WHERE sensor_id = ANY($1) AND ticks IS NOT NULL
+                 UNION ALL
+                 SELECT 1, sensor_id, NULL, sum(count)::bigint, sum(ups)::bigint FROM rollups
+                 WHERE sensor_id = ANY($1) AND hour_ms >= $2 GROUP BY sensor_id
+                 UNION ALL
+                 SELECT 2, sensor_id, NULL, sum(count)::bigint, sum(ups)::bigint FROM daily_rollups
+                 WHERE sensor_id = ANY($1) AND day_ms >= $3 GROUP BY sensor_id",
+                &[&ids, &hour, &day],
             )
             .await?
         {
-            glances.entry(row.get(0)).or_default().ticks = pack::ticks(row.get(1));
-        }
-        for (table, column, from, uptime) in [
-            (
-                "rollups",
-                "hour_ms",
-                hour,
-                (|g| &mut g.uptime_24h) as fn(&mut crate::Glance) -> &mut Option<f64>,
-            ),
-            ("daily_rollups", "day_ms", day, |g| &mut g.uptime_30d),
-        ] {
-            let sql = format!(
-                "SELECT sensor_id, sum(count)::bigint, sum(ups)::bigint FROM {table}
-                 WHERE sensor_id = ANY($1) AND {column} >= $2 GROUP BY sensor_id"
-            );
-            for row in self.query(&sql, &[&ids, &from]).await? {
-                *uptime(glances.entry(row.get(0)).or_default()) =
-                    crate::percent_up(row.get(1), row.get(2));
+            crate::GlancePart {
+                kind: row.get(0),
+                sensor: row.get(1),
+                ticks: row.get(2),
+                count: row.get(3),
+                ups: row.get(4),
             }
+            .add_to(&mut glances);
         }
         Ok(glances)
     }
