@@ -149,6 +149,18 @@ async fn signed_in(
     Ok(found)
 }
 
+/// Whether a request's credentials still sign someone in (a live stream
+/// re-checks them, so that signing out or revoking a token ends it).
+pub(super) async fn still_signed_in(parts: &Parts, state: &AppState) -> Result<bool, AppError> {
+    Ok(if let Some(token) = bearer(parts) {
+        state.db.token(token).await?.is_some()
+    } else if let Some(token) = cookie_value(parts, COOKIE) {
+        state.db.session(token).await?.is_some()
+    } else {
+        false
+    })
+}
+
 /// The header that carries the CSRF token on API calls made with the
 /// session cookie.
 pub const CSRF_HEADER: &str = "x-csrf-token";

@@ -14,6 +14,7 @@ mod config_pages;
 mod edit;
 mod guard;
 mod listen;
+mod live;
 mod metrics;
 mod nodes;
 mod notify_pages;
@@ -225,6 +226,8 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
         Some(content) => {
             let kind = if file.ends_with(".css") {
                 "text/css"
+            } else if file.ends_with(".js") {
+                "text/javascript"
             } else {
                 "application/octet-stream"
             };
@@ -318,6 +321,7 @@ fn routes() -> Routes {
         .merge(api::routes())
         .merge(notify_pages::routes())
         .merge(nodes::routes())
+        .merge(live::routes())
         .merge(metrics::routes())
         .get("/healthz", healthz)
         .get("/assets/{*file}", asset)
@@ -356,14 +360,14 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 
 /// Headers on every response: no framing, no type sniffing, no referrer
 /// leaving the site, and a policy that allows this site's own styles and
-/// nothing inline.
+/// scripts and nothing inline.
 const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "same-origin"),
     (
         "content-security-policy",
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
 ];
 

@@ -84,7 +84,7 @@ pub(super) fn protocol_rows(
 }
 
 /// The CSS class of a state.
-fn class(state: SensorState) -> &'static str {
+pub(super) fn class(state: SensorState) -> &'static str {
     match state {
         SensorState::Up => "up",
         SensorState::Warning => "warning",
@@ -285,6 +285,8 @@ struct Dashboard {
     columns: Vec<Column>,
     /// The tab's icon: a dot in the worst state's colour.
     favicon: &'static str,
+    /// When the page was drawn: live changes follow from there.
+    now_ms: i64,
 }
 
 /// A column header: its label, the link that sorts by it (sortable
@@ -450,7 +452,7 @@ fn severity(state: SensorState) -> u8 {
 }
 
 /// Whether a state needs someone's attention.
-fn is_problem(state: SensorState) -> bool {
+pub(super) fn is_problem(state: SensorState) -> bool {
     severity(state) < 3
 }
 
@@ -735,6 +737,7 @@ pub async fn dashboard(
     let favicon = favicon(&problems);
     let (user, admin, csrf) = page_frame(&user);
     render(Dashboard {
+        now_ms,
         columns,
         favicon,
         user,

@@ -1622,6 +1622,78 @@ async fn the_dashboard_puts_problems_first(_dir: TempDir, state: AppState) {
     );
 }
 
+/// The dashboard's live stream: a state change stored after the page was
+/// drawn arrives as an event with the sensor's new state, then the counts
+/// and title; without a sign-in there is no stream.
+async fn the_dashboard_streams_state_changes(_dir: TempDir, state: AppState) {
+    use axum::body::HttpBody;
+    use portwatch::monitor::state::{Change, State};
+    let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
+    let id = sensor_id(&state, "db/postgresql").await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let (status, _, _) = send(&state, get(&format!("/live?since={now}"), None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let response = app(state.clone())
+        .oneshot(get(&format!("/live?since={now}"), Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let (writer, thread) = state.db().writer().unwrap();
+    writer
+        .event(
+            id,
+            now + 10,
+            Change {
+                from: State::Up,
+                to: State::Down,
+                reason: Some(portwatch::probe::Reason::Refused),
+                message: "connection <refused>".into(),
+            },
+        )
+        .await
+        .unwrap();
+    drop(writer);
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    // Read the stream until the counts that follow the change.
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let read = async {
+        while !text.contains("event: counts") {
+            let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx))
+                .await
+                .expect("the stream goes on")
+                .unwrap();
+            if let Some(data) = frame.data_ref() {
+                text.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .expect("the change arrives");
+    let change = text
+        .lines()
+        .skip_while(|l| *l != "event: state")
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let change: serde_json::Value = serde_json::from_str(change).unwrap();
+    assert_eq!(change["id"], id);
+    assert_eq!(change["path"], "db/postgresql");
+    assert_eq!(
+        (&change["state"], &change["class"]),
+        (&"down".into(), &"down".into())
+    );
+    assert_eq!(change["reason"], "refused");
+    assert!(text.contains("\"title\":\"(1) portwatch\""), "{text}");
+    assert!(text.contains("\"down\":1"), "{text}");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1653,6 +1725,7 @@ on_both_stores!(
     pages_need_a_sign_in_and_wrong_passwords_are_refused,
     names_are_html_escaped,
     the_dashboard_puts_problems_first,
+    the_dashboard_streams_state_changes,
     forms_without_the_csrf_token_are_refused,
     read_only_users_and_tokens_cannot_change_anything,
     adding_a_sensor_validates_each_field,
