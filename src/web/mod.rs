@@ -361,7 +361,7 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 /// Headers on every response: no framing, no type sniffing, no referrer
 /// leaving the site, and a policy that allows this site's own styles and
 /// scripts and nothing inline.
-const SECURITY_HEADERS: [(&str, &str); 4] = [
+pub(super) const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "same-origin"),

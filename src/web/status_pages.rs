@@ -54,6 +54,18 @@ pub struct NewPage {
     slug: String,
     title: String,
     names: String,
+    /// An image's URL (empty: none).
+    #[serde(default)]
+    logo: String,
+    /// The owner's site (empty: none).
+    #[serde(default)]
+    link: String,
+}
+
+/// An optional form field: `None` when left empty.
+fn optional(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// `POST /status-pages`.
@@ -71,6 +83,8 @@ pub async fn create(
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect(),
+        logo: optional(&form.logo),
+        link: optional(&form.link),
     };
     match state
         .db
@@ -122,10 +136,32 @@ struct PublicSection {
     sensors: Vec<PublicSensor>,
 }
 
+/// A maintenance window over some of the page's sensors, in force now or
+/// coming within a week.
+#[derive(serde::Serialize)]
+struct PublicWindow {
+    name: String,
+    /// In force now.
+    current: bool,
+    /// Start and end, RFC 3339.
+    start: String,
+    end: String,
+    /// As the page shows them.
+    #[serde(skip)]
+    when: String,
+}
+
 #[derive(Template, serde::Serialize)]
 #[template(path = "public_status.html")]
 struct PublicPage {
     title: String,
+    #[serde(skip)]
+    slug: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+    maintenance: Vec<PublicWindow>,
     overall: &'static str,
     overall_class: &'static str,
     sections: Vec<PublicSection>,
@@ -181,13 +217,23 @@ pub(super) struct Cache(std::sync::Arc<tokio::sync::Mutex<Pages>>);
 
 /// Rendered pages by (slug, page number, JSON or not), with when they were
 /// rendered.
-type Pages = HashMap<(String, usize, bool), (tokio::time::Instant, Rendered)>;
+type Pages = HashMap<(String, usize, Format), (tokio::time::Instant, Rendered)>;
 
 #[derive(Clone)]
 enum Rendered {
-    Page(String),
+    /// The HTML, and the origin of its logo (allowed as an image source).
+    Page(String, Option<String>),
     Json(String),
+    Atom(String),
     Missing,
+}
+
+/// What a public page is rendered as (`?format=json|atom`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Format {
+    Html,
+    Json,
+    Atom,
 }
 
 #[derive(Template)]
@@ -217,8 +263,13 @@ pub async fn public(
     axum::extract::Query(query): axum::extract::Query<PublicQuery>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
-    let json = query.format.as_deref() == Some("json");
-    let key = (slug.clone(), query.page, json);
+    let format = match query.format.as_deref() {
+        Some("json") => Format::Json,
+        Some("atom") => Format::Atom,
+        _ => Format::Html,
+    };
+    let json = format == Format::Json;
+    let key = (slug.clone(), query.page, format);
     let rendered = {
         let mut cache = state.status_cache.0.lock().await;
         let now = tokio::time::Instant::now();
@@ -226,16 +277,45 @@ pub async fn public(
         match cache.get(&key) {
             Some((_, rendered)) => rendered.clone(),
             None => {
-                let rendered = render_public(&state, slug.clone(), query.page, json).await?;
+                let rendered = render_public(&state, slug.clone(), query.page, format).await?;
                 cache.insert(key, (now, rendered.clone()));
                 rendered
             }
         }
     };
     match rendered {
-        Rendered::Page(html) => Ok((
-            [(axum::http::header::CACHE_CONTROL, "public, max-age=10")],
-            Html(html),
+        Rendered::Page(html, logo_origin) => {
+            // The owner's logo may come from their own site.
+            let csp = super::SECURITY_HEADERS
+                .iter()
+                .find(|(name, _)| *name == "content-security-policy")
+                .map(|(_, policy)| policy.to_string())
+                .unwrap_or_default();
+            let csp = match logo_origin {
+                Some(origin) => csp.replace(
+                    "img-src 'self' data:",
+                    &format!("img-src 'self' data: {origin}"),
+                ),
+                None => csp,
+            };
+            Ok((
+                [
+                    (
+                        axum::http::header::CACHE_CONTROL,
+                        "public, max-age=10".to_owned(),
+                    ),
+                    (axum::http::header::CONTENT_SECURITY_POLICY, csp),
+                ],
+                Html(html),
+            )
+                .into_response())
+        }
+        Rendered::Atom(body) => Ok((
+            [
+                (axum::http::header::CACHE_CONTROL, "public, max-age=10"),
+                (axum::http::header::CONTENT_TYPE, "application/atom+xml"),
+            ],
+            body,
         )
             .into_response()),
         Rendered::Json(body) => Ok((
@@ -259,12 +339,81 @@ pub async fn public(
     }
 }
 
+/// `https://host:port` of a URL, for the page's content security policy.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+}
+
+/// The maintenance windows over the page's sensors `rows`: those in force
+/// at `now`, then those starting within a week, soonest first.
+fn windows_over(
+    windows: &[(i64, bool, crate::config::WindowDef)],
+    rows: &[&crate::store::StatusRow],
+    now: jiff::Timestamp,
+) -> Vec<PublicWindow> {
+    let week = jiff::SignedDuration::from_hours(7 * 24);
+    let mut found: Vec<(jiff::Timestamp, jiff::Timestamp, String)> = windows
+        .iter()
+        .filter(|(_, _, window)| {
+            rows.iter().any(|row| {
+                let server = row
+                    .path
+                    .split_once('/')
+                    .map_or(row.path.as_str(), |(s, _)| s);
+                window.covers(&row.path, server, row.group.as_deref())
+            })
+        })
+        .filter_map(|(_, _, window)| {
+            let (start, end) = window.rule.next_span(now)?;
+            (start <= now.checked_add(week).ok()?).then(|| (start, end, window.name.clone()))
+        })
+        .collect();
+    found.sort();
+    let show = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M UTC").to_string();
+    found
+        .into_iter()
+        .map(|(start, end, name)| PublicWindow {
+            current: start <= now,
+            when: if start <= now {
+                format!("in progress, until {}", show(end))
+            } else {
+                format!("{} to {}", show(start), show(end))
+            },
+            name,
+            start: start.to_string(),
+            end: end.to_string(),
+        })
+        .collect()
+}
+
+/// One state change in a page's Atom feed.
+struct FeedEntry {
+    id: i64,
+    title: String,
+    updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "status_feed.xml")]
+struct Feed {
+    title: String,
+    slug: String,
+    updated: String,
+    entries: Vec<FeedEntry>,
+}
+
+/// The most entries in a page's feed.
+const FEED_ENTRIES: usize = 50;
+
 async fn render_public(
     state: &AppState,
     slug: String,
     page: usize,
-    json: bool,
+    format: Format,
 ) -> Result<Rendered, AppError> {
+    let json = format == Format::Json;
     let now = jiff::Timestamp::now().as_millisecond();
     let db = &state.db;
     let Some(found) = db
@@ -293,6 +442,42 @@ async fn render_public(
             }
         }
     }
+    if format == Format::Atom {
+        // The page's sensors' latest state changes (from the store's latest
+        // events: one query), names and states only, as on the page.
+        let ids: std::collections::HashSet<i64> = listed.iter().map(|(_, id)| *id).collect();
+        let rfc3339 = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        };
+        let entries: Vec<FeedEntry> = db
+            .recent_events(1000, None)
+            .await?
+            .into_iter()
+            .filter(|(_, _, event)| ids.contains(&event.sensor_id))
+            .take(FEED_ENTRIES)
+            .map(|(id, path, event)| FeedEntry {
+                id,
+                title: format!("{path} is {}", public_state(event.to)),
+                updated: rfc3339(event.at_ms),
+            })
+            .collect();
+        let feed = Feed {
+            title: found.title,
+            updated: entries
+                .first()
+                .map_or_else(|| rfc3339(now), |e| e.updated.clone()),
+            slug,
+            entries,
+        };
+        return Ok(Rendered::Atom(super::html(&feed)?));
+    }
+    let now_ts = jiff::Timestamp::from_millisecond(now).unwrap_or_default();
+    let windows = db.windows().await?;
+    let listed_rows: Vec<&crate::store::StatusRow> =
+        listed.iter().map(|(_, id)| &rows[id]).collect();
+    let maintenance = windows_over(&windows, &listed_rows, now_ts);
     let states: Vec<SensorState> = listed.iter().map(|(_, id)| rows[id].state).collect();
     let (overall, overall_class) = banner(&states);
     let pages = listed.len().div_ceil(PAGE_SIZE).max(1);
@@ -315,10 +500,7 @@ async fn render_public(
                 SensorState::Unknown => "unknown",
                 _ => "paused",
             },
-            state: match row.state {
-                SensorState::Paused(_) => "maintenance".to_owned(),
-                other => other.to_string(),
-            },
+            state: public_state(row.state),
             uptime: uptime.map_or_else(|| "-".to_owned(), |u| format!("{u:.2}%")),
             uptime_percent: uptime.map(|u| (u * 1000.0).round() / 1000.0),
             bars: chart::uptime_bars(&days, first_day),
@@ -334,8 +516,13 @@ async fn render_public(
     let updated = jiff::Timestamp::from_millisecond(now)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
+    let logo_origin = found.logo.as_deref().and_then(origin);
     let public = PublicPage {
         title: found.title,
+        slug,
+        logo: found.logo,
+        link: found.link,
+        maintenance,
         overall,
         overall_class,
         sections,
@@ -349,7 +536,16 @@ async fn render_public(
         let body = serde_json::to_string(&public).map_err(|e| AppError::Internal(e.to_string()))?;
         return Ok(Rendered::Json(body));
     }
-    Ok(Rendered::Page(super::html(&public)?))
+    Ok(Rendered::Page(super::html(&public)?, logo_origin))
+}
+
+/// A state as a public page names it: a paused sensor is in maintenance
+/// (whatever paused it, nothing more is said).
+fn public_state(state: SensorState) -> String {
+    match state {
+        SensorState::Paused(_) => "maintenance".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// `GET /api/status-pages`.
@@ -366,6 +562,10 @@ pub struct NewPageJson {
     slug: String,
     title: String,
     names: Vec<String>,
+    #[serde(default)]
+    logo: Option<String>,
+    #[serde(default)]
+    link: Option<String>,
 }
 
 /// `POST /api/status-pages`: `{"slug": "public", "title": "…", "names": ["web", "db/postgresql"]}`.
@@ -378,6 +578,8 @@ pub async fn api_save(
         slug: page.slug,
         title: page.title,
         names: page.names,
+        logo: page.logo,
+        link: page.link,
     };
     state.db.save_status_page(page).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())

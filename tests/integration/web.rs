@@ -508,18 +508,90 @@ async fn public_status_pages_need_no_sign_in_and_show_no_hosts(_dir: TempDir, st
         StatusCode::UNPROCESSABLE_ENTITY,
         "unknown names are refused: {page}"
     );
-    let form = format!("csrf={csrf}&slug=public&title=Our+%3Cb%3Eservices&names=Prod%2C+db");
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            "/status-pages",
+            Some(&cookie),
+            &format!("csrf={csrf}&slug=public&title=x&names=db&logo=javascript%3Aalert(1)"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(
+        page.contains("logo: &#39;javascript:alert(1)&#39; is not a web address")
+            || page.contains("logo: &#x27;javascript:alert(1)&#x27; is not a web address"),
+        "{page}"
+    );
+    let form = format!(
+        "csrf={csrf}&slug=public&title=Our+%3Cb%3Eservices&names=Prod%2C+db\
+         &logo=https%3A%2F%2Fcdn.example.com%2Flogo.png&link=https%3A%2F%2Fexample.com%2F"
+    );
     let (status, _, _) = send(&state, post_form("/status-pages", Some(&cookie), &form)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let db = sensor_id(&state, "db/postgresql").await;
     let now = jiff::Timestamp::now().as_millisecond();
     set_state(&state, db, portwatch::monitor::state::State::Down, now).await;
-    let (status, _, page) = send(&state, get("/status/public", None)).await;
+    record_change(&state, db, portwatch::monitor::state::State::Down, now).await;
+    // A window in force over db, and one in two days over Prod.
+    let once = |name: &str, from_h: i64, to_h: i64, servers: &[&str], groups: &[&str]| {
+        let at = |h: i64| jiff::Timestamp::from_millisecond(now + h * 3_600_000).unwrap();
+        portwatch::config::WindowDef {
+            name: name.into(),
+            rule: portwatch::config::WindowRule::Once {
+                start: at(from_h),
+                end: at(to_h),
+            },
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            servers: servers.iter().map(|s| (*s).to_owned()).collect(),
+            sensors: Vec::new(),
+        }
+    };
+    for window in [
+        once("Database upgrade", -1, 1, &["db"], &[]),
+        once("Network work", 48, 50, &[], &["Prod"]),
+    ] {
+        state.db().add_window(window).await.unwrap();
+    }
+    let (status, headers, page) = send(&state, get("/status/public", None)).await;
     assert_eq!(status, StatusCode::OK);
+    // The owner's logo (allowed by the page's policy) and link.
+    assert!(
+        page.contains("<img class=\"logo\" src=\"https://cdn.example.com/logo.png\"")
+            && page.contains("<a class=\"brand\" href=\"https://example.com/\">"),
+        "{page}"
+    );
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(
+        policy.contains("img-src 'self' data: https://cdn.example.com;"),
+        "{policy}"
+    );
+    // Maintenance: the one in force first, then the coming one.
+    let (current, coming) = (
+        page.find("<li class=\"current\"><strong>Database upgrade</strong>: in progress, until")
+            .unwrap_or_else(|| panic!("{page}")),
+        page.find("<li><strong>Network work</strong>:")
+            .unwrap_or_else(|| panic!("{page}")),
+    );
+    assert!(current < coming, "{page}");
     // A banner, one section per name in the owner's order, 90 days a row.
     assert!(
-        page.contains("<p class=\"banner banner-down\" id=\"overall\">Major outage</p>"),
+        page.contains("<h1 class=\"banner banner-down\" id=\"overall\">Major outage</h1>"),
         "the one sensor checked is down: {page}"
+    );
+    // An Atom feed of the state changes, escaped, without messages.
+    let (status, headers, feed) = send(&state, get("/status/public?format=atom", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/atom+xml");
+    assert!(
+        feed.contains("<title>Our &#60;b&#62;services</title>")
+            || feed.contains("<title>Our &lt;b&gt;services</title>"),
+        "{feed}"
+    );
+    assert_eq!(feed.matches("<entry>").count(), 1, "{feed}");
+    assert!(
+        feed.contains("<title>db/postgresql is down</title>"),
+        "{feed}"
     );
     let (prod, other) = (
         page.find("<h2>Prod</h2>").expect("a Prod section"),
@@ -540,6 +612,9 @@ async fn public_status_pages_need_no_sign_in_and_show_no_hosts(_dir: TempDir, st
     assert_eq!(json["sections"][1]["name"], "db");
     assert_eq!(json["sections"][1]["sensors"][0]["name"], "db/postgresql");
     assert_eq!(json["sections"][1]["sensors"][0]["state"], "down");
+    assert_eq!(json["maintenance"][0]["name"], "Database upgrade");
+    assert_eq!(json["maintenance"][0]["current"], true);
+    assert_eq!(json["logo"], "https://cdn.example.com/logo.png");
     assert!(
         json["sections"][1]["sensors"][0]
             .get("uptime_90d_percent")
@@ -1478,6 +1553,33 @@ async fn set_state(state: &AppState, id: i64, to: portwatch::monitor::state::Sta
     set_states(state, id, &[(to, at_ms)]).await;
 }
 
+/// Records a state change of sensor `id` (from UP) as the monitor does.
+async fn record_change(
+    state: &AppState,
+    id: i64,
+    to: portwatch::monitor::state::State,
+    at_ms: i64,
+) {
+    let (writer, thread) = state.db().writer().unwrap();
+    writer
+        .event(
+            id,
+            at_ms,
+            portwatch::monitor::state::Change {
+                from: portwatch::monitor::state::State::Up,
+                to,
+                reason: Some(portwatch::probe::Reason::Refused),
+                message: "connection <refused>".into(),
+            },
+        )
+        .await
+        .unwrap();
+    drop(writer);
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+}
+
 /// Writes checks of sensor `id` that leave it in each state in turn, with
 /// one writer (so that the hours they close are rolled up).
 async fn set_states(state: &AppState, id: i64, checks: &[(portwatch::monitor::state::State, i64)]) {
@@ -1627,7 +1729,7 @@ async fn the_dashboard_puts_problems_first(_dir: TempDir, state: AppState) {
 /// and title; without a sign-in there is no stream.
 async fn the_dashboard_streams_state_changes(_dir: TempDir, state: AppState) {
     use axum::body::HttpBody;
-    use portwatch::monitor::state::{Change, State};
+    use portwatch::monitor::state::State;
     let (cookie, _) = sign_in(&state, "admin", "admin-password").await;
     let id = sensor_id(&state, "db/postgresql").await;
     let now = jiff::Timestamp::now().as_millisecond();
@@ -1642,24 +1744,7 @@ async fn the_dashboard_streams_state_changes(_dir: TempDir, state: AppState) {
         response.headers()[header::CONTENT_TYPE],
         "text/event-stream"
     );
-    let (writer, thread) = state.db().writer().unwrap();
-    writer
-        .event(
-            id,
-            now + 10,
-            Change {
-                from: State::Up,
-                to: State::Down,
-                reason: Some(portwatch::probe::Reason::Refused),
-                message: "connection <refused>".into(),
-            },
-        )
-        .await
-        .unwrap();
-    drop(writer);
-    tokio::task::spawn_blocking(move || thread.join().unwrap())
-        .await
-        .unwrap();
+    record_change(&state, id, State::Down, now + 10).await;
     // Read the stream until the counts that follow the change.
     let mut body = response.into_body();
     let mut text = String::new();
@@ -2033,6 +2118,8 @@ async fn public_status_pages_are_cached_paged_and_404_in_html() {
             slug: "all".into(),
             title: "All".into(),
             names: vec!["s".into()],
+            logo: None,
+            link: None,
         })
         .unwrap();
     let state = AppState::new(portwatch::store::Db::open(&db, 16).unwrap(), None, None);
@@ -2048,6 +2135,8 @@ async fn public_status_pages_are_cached_paged_and_404_in_html() {
             slug: "all".into(),
             title: "Renamed".into(),
             names: vec!["s".into()],
+            logo: None,
+            link: None,
         })
         .unwrap();
     let (_, headers, again) = send(&state, get("/status/all", None)).await;

@@ -400,6 +400,12 @@ pub struct StatusPage {
     pub title: String,
     /// Sensor paths, server names or group paths.
     pub names: Vec<String>,
+    /// The owner's logo, shown beside the title: an image's http(s) URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo: Option<String>,
+    /// The owner's site, linked from the title: an http(s) URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 impl Store {
@@ -411,12 +417,14 @@ impl Store {
         }
         self.conn
             .execute(
-                "INSERT INTO status_pages (slug, title, sensors) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (slug) DO UPDATE SET title = ?2, sensors = ?3",
+                "INSERT INTO status_pages (slug, title, sensors, logo, link) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (slug) DO UPDATE SET title = ?2, sensors = ?3, logo = ?4, link = ?5",
                 params![
                     page.slug,
                     page.title,
-                    serde_json::to_string(&page.names).expect("names serialise")
+                    serde_json::to_string(&page.names).expect("names serialise"),
+                    page.logo,
+                    page.link
                 ],
             )
             .map_err(self.sqlite())?;
@@ -427,7 +435,7 @@ impl Store {
     pub fn status_pages(&self) -> Result<Vec<StatusPage>, StoreError> {
         let mut statement = self
             .conn
-            .prepare("SELECT slug, title, sensors FROM status_pages ORDER BY slug")
+            .prepare("SELECT slug, title, sensors, logo, link FROM status_pages ORDER BY slug")
             .map_err(self.sqlite())?;
         let rows = statement
             .query_map([], |r| {
@@ -435,6 +443,8 @@ impl Store {
                     slug: r.get(0)?,
                     title: r.get(1)?,
                     names: r.get::<_, super::Json<_>>(2)?.0,
+                    logo: r.get(3)?,
+                    link: r.get(4)?,
                 })
             })
             .map_err(self.sqlite())?;
@@ -466,5 +476,31 @@ pub(crate) fn check_status_page(page: &StatusPage) -> Result<(), StoreError> {
             page.slug
         )));
     }
+    for (field, url) in [("logo", &page.logo), ("link", &page.link)] {
+        if let Some(url) = url
+            && !is_web_url(url)
+        {
+            return Err(StoreError::Conflict(format!(
+                "{field}: '{}' is not a web address: give an http:// or https:// URL of at most 500 characters",
+                portwatch_probe::text::header_safe(url, 80)
+            )));
+        }
+    }
     Ok(())
+}
+
+/// An `http://` or `https://` URL with a host, no spaces, no quotes and no
+/// angle brackets, of at most 500 bytes.
+fn is_web_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.starts_with('/')
+            && url.len() <= 500
+            && url
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '\\' | '`'))
+    })
 }

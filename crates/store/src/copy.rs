@@ -122,7 +122,10 @@ pub const TABLES: &[(&str, &[&str])] = &[
         "api_tokens",
         &["id", "name", "token_hash", "scope", "created_ms"],
     ),
-    ("status_pages", &["id", "slug", "title", "sensors"]),
+    (
+        "status_pages",
+        &["id", "slug", "title", "sensors", "logo", "link"],
+    ),
     ("channels", &["name", "definition", "managed"]),
     ("rules", &["id", "definition", "managed"]),
     (

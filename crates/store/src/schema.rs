@@ -189,11 +189,13 @@ const MIGRATIONS: &[&str] = &[
         WHERE id NOT IN (SELECT min(id) FROM api_tokens GROUP BY name);
     CREATE UNIQUE INDEX api_tokens_name ON api_tokens (name);
     ",
-    // 6 → 7: each sensor's last checks as ticks in its status row, and
-    // daily rollups (sums of the hourly ones) for the dashboard's uptime
-    // columns.
+    // 6 → 7: each sensor's last checks as ticks in its status row, daily
+    // rollups (sums of the hourly ones) for the dashboard's uptime
+    // columns, and a status page's logo and link.
     "
     ALTER TABLE sensor_status ADD COLUMN ticks BLOB;
+    ALTER TABLE status_pages ADD COLUMN logo TEXT;
+    ALTER TABLE status_pages ADD COLUMN link TEXT;
     CREATE TABLE daily_rollups (
         sensor_id INTEGER NOT NULL,
         day_ms INTEGER NOT NULL,

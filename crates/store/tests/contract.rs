@@ -185,15 +185,35 @@ async fn status_pages<S: Storage>(db: S) {
         slug: "public".into(),
         title: "Our services".into(),
         names: vec!["web".into(), "db/postgresql".into()],
+        logo: Some("https://example.com/logo.png".into()),
+        link: Some("https://example.com/".into()),
     };
     db.save_status_page(page.clone()).await.unwrap();
-    assert_eq!(db.status_pages().await.unwrap(), [page]);
+    assert_eq!(db.status_pages().await.unwrap(), [page.clone()]);
     let bad = StatusPage {
         slug: "bad".into(),
         title: "Bad".into(),
         names: vec!["missing".into()],
+        logo: None,
+        link: None,
     };
     assert!(db.save_status_page(bad).await.is_err());
+    for (logo, link) in [
+        (Some("javascript:alert(1)"), None),
+        (None, Some("https://example.com/\"onmouseover=\"x")),
+        (Some("/logo.png"), None),
+    ] {
+        let error = db
+            .save_status_page(StatusPage {
+                logo: logo.map(Into::into),
+                link: link.map(Into::into),
+                ..page.clone()
+            })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not a web address"), "{error}");
+    }
     db.delete_status_page("public".into()).await.unwrap();
     assert!(db.status_pages().await.unwrap().is_empty());
 }

@@ -219,7 +219,54 @@ pub fn parse_days(text: &str) -> Result<u8, String> {
     Ok(days)
 }
 
+impl super::WindowDef {
+    /// Whether the window covers a sensor: by its path, its server, or a
+    /// group it is in (a group covers everything below it).
+    pub fn covers(&self, path: &str, server: &str, group: Option<&str>) -> bool {
+        self.sensors.iter().any(|s| s == path)
+            || self.servers.iter().any(|s| s == server)
+            || group.is_some_and(|g| {
+                group_chain(g)
+                    .iter()
+                    .any(|g| self.groups.iter().any(|wg| wg == g))
+            })
+    }
+}
+
 impl WindowRule {
+    /// The window's span in force at `now`, or else its next one within a
+    /// week: `(start, end)`. `None`: it never comes again.
+    pub fn next_span(&self, now: Timestamp) -> Option<(Timestamp, Timestamp)> {
+        match self {
+            WindowRule::Once { start, end } => (now < *end).then_some((*start, *end)),
+            WindowRule::Weekly {
+                days,
+                start,
+                duration,
+                zone,
+            } => {
+                let mut date = now
+                    .to_zoned_datetime(zone.clone())
+                    .date()
+                    .yesterday()
+                    .ok()?;
+                for _ in 0..9 {
+                    if days & day_bit(date.weekday()) != 0
+                        && let Ok(begin) = zone.to_timestamp(date.to_datetime(*start))
+                        && let Ok(end) = begin.checked_add(
+                            jiff::SignedDuration::try_from(*duration).unwrap_or_default(),
+                        )
+                        && now < end
+                    {
+                        return Some((begin, end));
+                    }
+                    date = date.tomorrow().ok()?;
+                }
+                None
+            }
+        }
+    }
+
     /// Whether the window is in force at `now`.
     pub fn contains(&self, now: Timestamp) -> bool {
         match self {
@@ -320,11 +367,7 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
             let windows = config
                 .maintenance
                 .iter()
-                .filter(|w| {
-                    w.sensors.contains(&path)
-                        || w.servers.contains(&server.name)
-                        || chain.iter().any(|g| w.groups.iter().any(|wg| wg == g))
-                })
+                .filter(|w| w.covers(&path, &server.name, server.group.as_deref()))
                 .map(|w| (w.name.clone(), w.rule.clone()))
                 .collect();
             let mut tags = server.tags.clone();
@@ -485,6 +528,59 @@ mod tests {
             "continues into Sunday"
         );
         assert!(!rule.contains(ts("2026-11-29T01:00:00Z")));
+    }
+
+    #[test]
+    fn a_window_gives_its_current_span_or_its_next() {
+        let sunday_two = WindowRule::Weekly {
+            days: parse_days("sunday").unwrap(),
+            start: Time::constant(2, 0, 0, 0),
+            duration: Duration::from_secs(3600),
+            zone: jiff::tz::TimeZone::UTC,
+        };
+        // Tuesday: next Sunday's.
+        assert_eq!(
+            sunday_two.next_span(ts("2026-12-01T12:00:00Z")),
+            Some((ts("2026-12-06T02:00:00Z"), ts("2026-12-06T03:00:00Z")))
+        );
+        // During it: this one; at its end: next week's.
+        assert_eq!(
+            sunday_two.next_span(ts("2026-12-06T02:30:00Z")),
+            Some((ts("2026-12-06T02:00:00Z"), ts("2026-12-06T03:00:00Z")))
+        );
+        assert_eq!(
+            sunday_two.next_span(ts("2026-12-06T03:00:00Z")),
+            Some((ts("2026-12-13T02:00:00Z"), ts("2026-12-13T03:00:00Z")))
+        );
+        let once = WindowRule::Once {
+            start: ts("2026-12-01T22:00:00Z"),
+            end: ts("2026-12-02T02:00:00Z"),
+        };
+        assert_eq!(
+            once.next_span(ts("2026-12-01T00:00:00Z")),
+            Some((ts("2026-12-01T22:00:00Z"), ts("2026-12-02T02:00:00Z")))
+        );
+        assert_eq!(once.next_span(ts("2026-12-02T02:00:00Z")), None);
+    }
+
+    #[test]
+    fn a_window_covers_sensors_by_path_server_or_group_and_below() {
+        let window = crate::config::WindowDef {
+            name: "w".into(),
+            rule: WindowRule::Once {
+                start: ts("2026-12-01T22:00:00Z"),
+                end: ts("2026-12-02T02:00:00Z"),
+            },
+            groups: vec!["Office".into()],
+            servers: vec!["files".into()],
+            sensors: vec!["web/http".into()],
+        };
+        assert!(window.covers("web/http", "web", None));
+        assert!(!window.covers("web/ssh", "web", None));
+        assert!(window.covers("files/smb", "files", None));
+        assert!(window.covers("gw/ssh", "gw", Some("Office/Net")));
+        assert!(window.covers("gw/ssh", "gw", Some("Office")));
+        assert!(!window.covers("gw/ssh", "gw", Some("Officers")));
     }
 
     #[test]

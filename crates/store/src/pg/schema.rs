@@ -207,6 +207,7 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX location_status_by_seq ON location_status (seq);
 ", "
     ALTER TABLE sensor_status ADD COLUMN ticks bytea;
+    ALTER TABLE status_pages ADD COLUMN logo text, ADD COLUMN link text;
     CREATE TABLE daily_rollups (
         sensor_id bigint NOT NULL,
         day_ms bigint NOT NULL,

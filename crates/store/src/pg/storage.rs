@@ -965,9 +965,10 @@ impl Storage for Pg {
             self.sensor_ids(name.clone()).await?;
         }
         self.execute(
-            "INSERT INTO status_pages (slug, title, sensors) VALUES ($1, $2, $3)
-             ON CONFLICT (slug) DO UPDATE SET title = excluded.title, sensors = excluded.sensors",
-            &[&page.slug, &page.title, &to_json(&page.names)],
+            "INSERT INTO status_pages (slug, title, sensors, logo, link) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (slug) DO UPDATE SET title = excluded.title, sensors = excluded.sensors,
+                 logo = excluded.logo, link = excluded.link",
+            &[&page.slug, &page.title, &to_json(&page.names), &page.logo, &page.link],
         )
         .await?;
         Ok(())
@@ -975,7 +976,7 @@ impl Storage for Pg {
 
     async fn status_pages(&self) -> Result<Vec<StatusPage>, StoreError> {
         self.query(
-            "SELECT slug, title, sensors FROM status_pages ORDER BY slug COLLATE \"C\"",
+            "SELECT slug, title, sensors, logo, link FROM status_pages ORDER BY slug COLLATE \"C\"",
             &[],
         )
         .await?
@@ -985,6 +986,8 @@ impl Storage for Pg {
                 slug: r.get(0),
                 title: r.get(1),
                 names: self.parse(r.get(2))?,
+                logo: r.get(3),
+                link: r.get(4),
             })
         })
         .collect()
