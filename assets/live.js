@@ -8,9 +8,15 @@
   if (!main || !window.EventSource) return;
   var lost = document.getElementById("live-lost");
   var changes = document.getElementById("live-changes");
+  // A sensor's page follows that sensor: it reloads when its state changes.
+  var follow = main.getAttribute("data-follow");
   var source = new EventSource(main.getAttribute("data-live"));
   source.addEventListener("state", function (message) {
     var change = JSON.parse(message.data);
+    if (follow !== null) {
+      if (String(change.id) === follow) location.reload();
+      return;
+    }
     document.querySelectorAll('tr.sensor[data-id="' + change.id + '"]').forEach(function (row) {
       row.setAttribute("data-state", change.class);
       row.querySelector(".state-cell .dot").className = "dot state-" + change.class;
@@ -33,6 +39,7 @@
     changes.hidden = false;
   });
   source.addEventListener("counts", function (message) {
+    if (follow !== null) return;
     var counts = JSON.parse(message.data);
     document.title = counts.title;
     document.querySelectorAll(".counts [data-count]").forEach(function (badge) {
@@ -44,6 +51,6 @@
   });
   source.addEventListener("reload", function () { location.reload(); });
   source.addEventListener("signedout", function () { source.close(); location.reload(); });
-  source.addEventListener("open", function () { lost.hidden = true; });
-  source.addEventListener("error", function () { lost.hidden = false; });
+  source.addEventListener("open", function () { if (lost) lost.hidden = true; });
+  source.addEventListener("error", function () { if (lost) lost.hidden = false; });
 })();

@@ -78,7 +78,9 @@ pub(super) fn change(path: String, event: &EventRow) -> Change {
 
 /// Of the newest events (newest first), those to send after event `after`
 /// (or, on a first read, from `since_ms` on), oldest first; `None` when
-/// there may be more than were read (the page should reload).
+/// there may be more than were read since the last read (the page should
+/// reload). A first read never asks for that: what came before the page
+/// is on it.
 pub(super) fn fresh<T>(
     newest: Vec<(i64, T)>,
     after: Option<i64>,
@@ -93,7 +95,7 @@ pub(super) fn fresh<T>(
             None => at_ms(event) >= since_ms - OVERLAP_MS,
         })
         .collect();
-    if full && fresh.len() == BATCH {
+    if full && fresh.len() == BATCH && after.is_some() {
         return None;
     }
     fresh.reverse();
@@ -263,6 +265,11 @@ mod tests {
     fn a_full_read_of_fresh_events_asks_for_a_reload() {
         let newest: Vec<(i64, i64)> = (1..=BATCH as i64).rev().map(|id| (id, 0)).collect();
         assert_eq!(fresh(newest.clone(), Some(0), 0, |t| *t), None);
+        // Not on a first read: the page shows what came before it.
+        assert_eq!(
+            fresh(newest.clone(), None, 0, |t| *t).map(|f| f.len()),
+            Some(BATCH)
+        );
         // A full read that reaches the last event sent is complete.
         assert_eq!(
             fresh(newest, Some(1), 0, |t| *t).map(|f| f.len()),

@@ -774,6 +774,9 @@ struct EventView {
 #[derive(Template)]
 #[template(path = "sensor.html")]
 struct SensorPage {
+    /// When the page was drawn: it reloads when the sensor's state changes
+    /// from then on.
+    now_ms: i64,
     user: Option<String>,
     admin: bool,
     csrf: String,
@@ -923,6 +926,7 @@ pub async fn sensor(
         .collect();
     let (user, admin, csrf) = page_frame(&user);
     render(SensorPage {
+        now_ms,
         locations,
         uptimes,
         heartbeat,

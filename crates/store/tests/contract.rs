@@ -189,7 +189,10 @@ async fn status_pages<S: Storage>(db: S) {
         link: Some("https://example.com/".into()),
     };
     db.save_status_page(page.clone()).await.unwrap();
-    assert_eq!(db.status_pages().await.unwrap(), std::slice::from_ref(&page));
+    assert_eq!(
+        db.status_pages().await.unwrap(),
+        std::slice::from_ref(&page)
+    );
     let bad = StatusPage {
         slug: "bad".into(),
         title: "Bad".into(),
