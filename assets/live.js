@@ -8,13 +8,16 @@
   if (!main || !window.EventSource) return;
   var lost = document.getElementById("live-lost");
   var changes = document.getElementById("live-changes");
-  // A sensor's page follows that sensor: it reloads when its state changes.
+  // A sensor's page follows that sensor: it reloads when its state is no
+  // longer the one shown.
   var follow = main.getAttribute("data-follow");
   var source = new EventSource(main.getAttribute("data-live"));
   source.addEventListener("state", function (message) {
     var change = JSON.parse(message.data);
     if (follow !== null) {
-      if (String(change.id) === follow) location.reload();
+      if (String(change.id) === follow && change.state !== main.getAttribute("data-state")) {
+        location.reload();
+      }
       return;
     }
     document.querySelectorAll('tr.sensor[data-id="' + change.id + '"]').forEach(function (row) {
