@@ -525,6 +525,19 @@ fn status_class(status: crate::probe::Status) -> &'static str {
     }
 }
 
+/// A tick's time, short (a row has twenty): `07:53:10` today (UTC),
+/// `12-01 07:53` before.
+fn tick_time(at_ms: i64, now_ms: i64) -> String {
+    let Ok(at) = jiff::Timestamp::from_millisecond(at_ms) else {
+        return String::new();
+    };
+    if at_ms.div_euclid(86_400_000) == now_ms.div_euclid(86_400_000) {
+        at.strftime("%H:%M:%S").to_string()
+    } else {
+        at.strftime("%m-%d %H:%M").to_string()
+    }
+}
+
 /// An uptime in percent as the dashboard shows it: three decimals below
 /// 100 (so that 99.999 never reads as 100), "-" without checks.
 fn uptime_text(percent: Option<f64>) -> String {
@@ -557,7 +570,12 @@ fn sensor_view(row: &StatusRow, glance: Option<&crate::store::Glance>, now_ms: i
             .iter()
             .map(|(at, status, reason)| TickView {
                 class: status_class(*status),
-                title: format!("{} {} {}", time(*at), status.as_str(), reason.as_str()),
+                title: format!(
+                    "{} UTC {} {}",
+                    tick_time(*at, now_ms),
+                    status.as_str(),
+                    reason.as_str()
+                ),
             })
             .collect(),
         uptime_24h: uptime_text(glance.uptime_24h),
@@ -1228,6 +1246,13 @@ pub(super) fn routes() -> super::Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tick_gives_the_time_of_day_today_and_the_date_before() {
+        let now = 1_796_083_200_000 + 10 * 3_600_000; // 2026-12-01 10:00 UTC
+        assert_eq!(tick_time(now - 5_000, now), "09:59:55");
+        assert_eq!(tick_time(now - 11 * 3_600_000, now), "11-30 23:00");
+    }
 
     #[test]
     fn uptimes_never_round_up_to_100_and_certificates_count_down_in_days() {
