@@ -294,6 +294,8 @@ struct Dashboard {
 /// whether it holds figures (aligned right).
 struct Column {
     label: &'static str,
+    /// What a short label stands for (a tooltip).
+    long: Option<&'static str>,
     link: Option<String>,
     order: &'static str,
     numeric: bool,
@@ -719,8 +721,14 @@ pub async fn dashboard(
     let columns = COLUMNS
         .iter()
         .map(|&(key, label, numeric)| {
+            let long = match label {
+                "24 h" => Some("Uptime over the last 24 hours"),
+                "30 d" => Some("Uptime over the last 30 days"),
+                _ => None,
+            };
             let Some(key) = key else {
                 return Column {
+                    long,
                     label,
                     link: None,
                     order: "none",
@@ -745,6 +753,7 @@ pub async fn dashboard(
                 (true, true) => "descending",
             };
             Column {
+                long,
                 label,
                 link: Some(link),
                 order,

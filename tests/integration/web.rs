@@ -1661,8 +1661,8 @@ async fn the_dashboard_puts_problems_first(_dir: TempDir, state: AppState) {
     let db_row = row_of(&page, db);
     assert_eq!(db_row.matches("<i class=t-up ").count(), 2, "{db_row}");
     assert!(
-        db_row.contains("title=\"uptime over 24 hours\" data-label=\"24 h\">100%</td>")
-            && db_row.contains("title=\"uptime over 30 days\" data-label=\"30 d\">100%</td>"),
+        db_row.contains("data-label=\"uptime 24 h\">100%</td>")
+            && db_row.contains("data-label=\"30 d\">100%</td>"),
         "{db_row}"
     );
     assert!(page.contains("<title>(1) portwatch</title>"), "{page}");
