@@ -153,7 +153,7 @@ pub fn response_time(
 /// One bar per day of uptime by time (green up, red down, grey without
 /// data), the first day starting at `first_day_ms`; each bar's tooltip
 /// says its date and figure.
-pub fn uptime_bars(days: &[Option<f64>], first_day_ms: i64) -> String {
+pub fn uptime_bars(days: &[crate::report::Day], first_day_ms: i64) -> String {
     let width = 12.0;
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} 40" preserveAspectRatio="none" role="img" aria-label="uptime per day">"#,
@@ -164,7 +164,7 @@ pub fn uptime_bars(days: &[Option<f64>], first_day_ms: i64) -> String {
         let date = jiff::Timestamp::from_millisecond(first_day_ms + i as i64 * 86_400_000)
             .map(|t| t.strftime("%Y-%m-%d").to_string())
             .unwrap_or_default();
-        match day {
+        match day.uptime {
             None => {
                 let _ = write!(
                     svg,
@@ -173,9 +173,17 @@ pub fn uptime_bars(days: &[Option<f64>], first_day_ms: i64) -> String {
             }
             Some(percent) => {
                 let up = percent / 100.0 * 40.0;
+                let outages = match day.outages {
+                    0 => String::new(),
+                    n => format!(
+                        ", {n} outage{}, {} down",
+                        if n == 1 { "" } else { "s" },
+                        crate::duration::age(0, day.down_ms)
+                    ),
+                };
                 let _ = write!(
                     svg,
-                    r##"<g><title>{date}: {percent:.2}% up</title><rect x="{x}" y="0" width="{width}" height="{:.1}" fill="#c62828"/><rect x="{x}" y="{:.1}" width="{width}" height="{up:.1}" fill="#1a7f37"/></g>"##,
+                    r##"<g><title>{date}: {percent:.2}% up{outages}</title><rect x="{x}" y="0" width="{width}" height="{:.1}" fill="#c62828"/><rect x="{x}" y="{:.1}" width="{width}" height="{up:.1}" fill="#1a7f37"/></g>"##,
                     40.0 - up,
                     40.0 - up
                 );
@@ -300,7 +308,19 @@ mod tests {
 
     #[test]
     fn bars_show_each_day() {
-        let svg = uptime_bars(&[Some(100.0), None, Some(50.0)], 1_796_083_200_000);
+        let day = |uptime, outages, down_ms| crate::report::Day {
+            uptime,
+            outages,
+            down_ms,
+        };
+        let svg = uptime_bars(
+            &[
+                day(Some(100.0), 0, 0),
+                day(None, 0, 0),
+                day(Some(50.0), 2, 43_200_000),
+            ],
+            1_796_083_200_000,
+        );
         assert_eq!(svg.matches("<title>").count(), 3);
         assert!(
             svg.contains("<title>2026-12-01: 100.00% up</title>"),
@@ -308,7 +328,7 @@ mod tests {
         );
         assert!(svg.contains("<title>2026-12-02: no data</title>"), "{svg}");
         assert!(
-            svg.contains("<title>2026-12-03: 50.00% up</title>"),
+            svg.contains("<title>2026-12-03: 50.00% up, 2 outages, 12h 0m down</title>"),
             "{svg}"
         );
     }

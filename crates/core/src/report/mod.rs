@@ -211,13 +211,13 @@ pub fn daily_uptime(
     from_ms: i64,
     days: usize,
     now_ms: i64,
-) -> Vec<Option<f64>> {
+) -> Vec<Day> {
     (0..days as i64)
         .map(|day| {
             let start = from_ms + day * DAY_MS;
             let end = (start + DAY_MS).min(now_ms);
             if end <= start {
-                return None;
+                return Day::default();
             }
             let before = events
                 .iter()
@@ -225,9 +225,25 @@ pub fn daily_uptime(
                 .find(|e| e.at_ms < start)
                 .map(|e| e.to)
                 .or(initial);
-            timeline(before, events, start, end).0.uptime_percent()
+            let (totals, outages) = timeline(before, events, start, end);
+            Day {
+                uptime: totals.uptime_percent(),
+                outages: outages.len(),
+                down_ms: totals.down_ms,
+            }
         })
         .collect()
+}
+
+/// One day of a sensor's history, for the uptime bars.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Day {
+    /// Uptime by time, in percent (`None`: no judged moment that day).
+    pub uptime: Option<f64>,
+    /// Outages during the day (one that spans midnight counts in both).
+    pub outages: usize,
+    /// Time down during the day.
+    pub down_ms: i64,
 }
 
 #[cfg(test)]
@@ -246,12 +262,29 @@ mod tests {
         let days = daily_uptime(None, &events, 0, 4, 3 * day + day / 2);
         // Day 0: pending, then up (only the up half counts); day 1: 1/4 of
         // it down; day 2: up all day; day 3: up so far.
-        assert_eq!(days, [Some(100.0), Some(75.0), Some(100.0), Some(100.0)]);
+        let uptimes = |days: Vec<Day>| days.iter().map(|d| d.uptime).collect::<Vec<_>>();
+        assert_eq!(
+            uptimes(days.clone()),
+            [Some(100.0), Some(75.0), Some(100.0), Some(100.0)]
+        );
+        // Day 1 had one outage of a quarter of a day.
+        assert_eq!((days[1].outages, days[1].down_ms), (1, day / 4));
+        assert_eq!((days[2].outages, days[2].down_ms), (0, 0));
         // A day still to come has no figure; a sensor never checked neither.
-        assert_eq!(daily_uptime(None, &events, 0, 5, 4 * day)[4], None);
-        assert_eq!(daily_uptime(None, &[], 0, 2, 2 * day), [None, None]);
+        assert_eq!(daily_uptime(None, &events, 0, 5, 4 * day)[4].uptime, None);
+        assert_eq!(
+            uptimes(daily_uptime(None, &[], 0, 2, 2 * day)),
+            [None, None]
+        );
         // Down before the span: counted from the first day's start.
-        assert_eq!(daily_uptime(Some(State::Down), &[], 0, 1, day), [Some(0.0)]);
+        assert_eq!(
+            daily_uptime(Some(State::Down), &[], 0, 1, day)[0],
+            Day {
+                uptime: Some(0.0),
+                outages: 1,
+                down_ms: day
+            }
+        );
     }
 
     fn event(at_ms: i64, from: State, to: State) -> EventRow {
