@@ -261,7 +261,9 @@ pub fn failure_message(address: SocketAddr, failure: &Failure, timeout: Duration
         | Reason::CertExpiring
         | Reason::CertExpired
         | Reason::Partial
-        | Reason::TooFewLocations => format!("{ip} port {port}"),
+        | Reason::TooFewLocations
+        | Reason::MissedHeartbeat
+        | Reason::ReportedDown => format!("{ip} port {port}"),
         Reason::LocalError => format!("could not check {ip} port {port}"),
     };
     if failure.reason != Reason::Timeout && !failure.detail.is_empty() {

@@ -131,13 +131,18 @@ pub enum Reason {
     /// have fresh results (their nodes are dead or cut off), so no verdict
     /// is possible (status UNKNOWN, never DOWN).
     TooFewLocations,
+    /// A heartbeat sensor: no push arrived within its period and grace.
+    MissedHeartbeat,
+    /// A heartbeat sensor: the last push said the job failed
+    /// (`?status=down`); its message is the push's.
+    ReportedDown,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
     /// Stored results encode a reason by its index here: new reasons go at
     /// the end.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Connected,
         Reason::Refused,
         Reason::Timeout,
@@ -155,6 +160,8 @@ impl Reason {
         Reason::CertExpired,
         Reason::Partial,
         Reason::TooFewLocations,
+        Reason::MissedHeartbeat,
+        Reason::ReportedDown,
     ];
 
     /// The reason named `name` (as [`Reason::as_str`] writes it).
@@ -182,6 +189,8 @@ impl Reason {
             Reason::CertExpired => "cert_expired",
             Reason::Partial => "partial",
             Reason::TooFewLocations => "too_few_locations",
+            Reason::MissedHeartbeat => "missed_heartbeat",
+            Reason::ReportedDown => "reported_down",
         }
     }
 }

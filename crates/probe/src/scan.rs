@@ -55,7 +55,10 @@ impl PortState {
             | Reason::CertExpiring
             | Reason::CertExpired => PortState::Open,
             // Verdicts from several locations never reach a scan either.
-            Reason::Partial | Reason::TooFewLocations => PortState::Error,
+            Reason::Partial
+            | Reason::TooFewLocations
+            | Reason::MissedHeartbeat
+            | Reason::ReportedDown => PortState::Error,
         }
     }
 

@@ -13,7 +13,7 @@ use portwatch_probe::{Reason, Status};
 pub use portwatch_core::report::StoredResult;
 
 const STATUSES: [Status; 4] = [Status::Up, Status::Warning, Status::Down, Status::Unknown];
-const REASONS: [Reason; 17] = Reason::ALL;
+const REASONS: [Reason; 19] = Reason::ALL;
 const HAS_RTT: u8 = 0x80;
 
 fn code(result: &StoredResult) -> u8 {
@@ -284,7 +284,7 @@ mod tests {
     /// reasons 8-15 passed every test).
     #[test]
     fn the_packed_code_of_every_status_and_reason_is_pinned() {
-        const GOLDEN: [(&str, [u8; 4]); 17] = [
+        const GOLDEN: [(&str, [u8; 4]); 19] = [
             ("connected", [0x00, 0x08, 0x10, 0x18]),
             ("refused", [0x01, 0x09, 0x11, 0x19]),
             ("timeout", [0x02, 0x0a, 0x12, 0x1a]),
@@ -302,6 +302,8 @@ mod tests {
             ("cert_expired", [0x26, 0x2e, 0x36, 0x3e]),
             ("partial", [0x27, 0x2f, 0x37, 0x3f]),
             ("too_few_locations", [0x40, 0x48, 0x50, 0x58]),
+            ("missed_heartbeat", [0x41, 0x49, 0x51, 0x59]),
+            ("reported_down", [0x42, 0x4a, 0x52, 0x5a]),
         ];
         assert_eq!(
             Reason::ALL.len(),

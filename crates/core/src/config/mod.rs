@@ -215,6 +215,7 @@ impl Locator<'_> {
             None => None,
         };
         Ok(Overrides {
+            heartbeat: None,
             locations,
             down_when,
             interval,
@@ -411,7 +412,7 @@ fn server_def(
     let sensors = server
         .sensor
         .iter()
-        .map(|sensor| sensor_def(locate, &name, sensor, names))
+        .map(|sensor| sensor_def(locate, &name, sensor, names, server.name.span()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ServerDef {
         name,
@@ -432,33 +433,59 @@ fn sensor_def(
     server: &str,
     sensor: &raw::Sensor,
     names: &mut Names,
+    server_span: std::ops::Range<usize>,
 ) -> Result<SensorDef, ConfigError> {
     let services = Services::global();
-    let port = match sensor.port.get_ref() {
-        raw::Port::Number(n) => match u16::try_from(*n) {
-            Ok(port @ 1..) => port,
-            _ => {
-                return Err(locate.error(
-                    sensor.port.span(),
-                    format!("port {n} is out of range: use a port from 1 to 65535"),
-                ));
+    let heartbeat = heartbeat_of(locate, sensor)?;
+    // Where to point at this sensor: its name, kind or port, or its server.
+    let span = sensor
+        .name
+        .as_ref()
+        .map(|n| n.span())
+        .or_else(|| sensor.kind.as_ref().map(|k| k.span()))
+        .or_else(|| sensor.port.as_ref().map(|p| p.span()))
+        .unwrap_or(server_span);
+    let port = match (&sensor.port, heartbeat) {
+        (Some(port), Some(_)) => {
+            return Err(locate.error(
+                port.span(),
+                "a heartbeat sensor has no port: remove 'port' (jobs call its push URL)",
+            ));
+        }
+        (None, Some(_)) => 0,
+        (None, None) => {
+            return Err(locate.error(
+                span,
+                "this sensor has no port: add port = NUMBER or NAME, or kind = \"heartbeat\"",
+            ));
+        }
+        (Some(port), None) => match port.get_ref() {
+            raw::Port::Number(n) => match u16::try_from(*n) {
+                Ok(number @ 1..) => number,
+                _ => {
+                    return Err(locate.error(
+                        port.span(),
+                        format!("port {n} is out of range: use a port from 1 to 65535"),
+                    ));
+                }
+            },
+            raw::Port::Name(text) => {
+                parse_port(text, services).map_err(|e| locate.error(port.span(), e))?
             }
         },
-        raw::Port::Name(text) => {
-            parse_port(text, services).map_err(|e| locate.error(sensor.port.span(), e))?
-        }
     };
-    let default_name = services
-        .by_port(port)
-        .map_or_else(|| port.to_string(), |s| s.name.clone());
+    let default_name = if heartbeat.is_some() {
+        "heartbeat".to_owned()
+    } else {
+        services
+            .by_port(port)
+            .map_or_else(|| port.to_string(), |s| s.name.clone())
+    };
     let sensor_name = sensor
         .name
         .as_ref()
         .map_or(default_name, |n| n.get_ref().trim().to_owned());
-    let name_span = sensor
-        .name
-        .as_ref()
-        .map_or(sensor.port.span(), |n| n.span());
+    let name_span = span;
     locate.check_name(name_span.clone(), "the sensor name", &sensor_name)?;
     for tag in &sensor.tags {
         locate.check_name(name_span.clone(), "the tag", tag)?;
@@ -480,13 +507,67 @@ fn sensor_def(
             format!("duplicate sensor '{path}': give one of them a different name"),
         ));
     }
+    let mut overrides = locate.overrides(&sensor.settings())?;
+    overrides.heartbeat = heartbeat;
     Ok(SensorDef {
         name: sensor_name,
         port,
         expect_closed: sensor.expect_closed.unwrap_or(false),
-        overrides: locate.overrides(&sensor.settings())?,
+        overrides,
         tags: sensor.tags.clone(),
     })
+}
+
+/// A sensor's `kind`, `every` and `grace`: its heartbeat settings when
+/// `kind = "heartbeat"` (every: 1 minute to 400 days, default 1 day;
+/// grace: up to `every`, default a tenth of it, at least a minute).
+fn heartbeat_of(
+    locate: &Locator,
+    sensor: &raw::Sensor,
+) -> Result<Option<crate::monitor::heartbeat::Heartbeat>, ConfigError> {
+    let heartbeat = match &sensor.kind {
+        None => false,
+        Some(kind) if kind.get_ref() == "heartbeat" => true,
+        Some(kind) if kind.get_ref() == "tcp" => false,
+        Some(kind) => {
+            return Err(locate.error(
+                kind.span(),
+                format!(
+                    "unknown kind '{}': use \"tcp\" (the default) or \"heartbeat\"",
+                    kind.get_ref()
+                ),
+            ));
+        }
+    };
+    if !heartbeat {
+        if let Some(key) = sensor.every.as_ref().or(sensor.grace.as_ref()) {
+            return Err(locate.error(
+                key.span(),
+                "'every' and 'grace' are for heartbeat sensors: add kind = \"heartbeat\"",
+            ));
+        }
+        return Ok(None);
+    }
+    let every = locate
+        .duration(&sensor.every)?
+        .unwrap_or(Duration::from_secs(86_400));
+    if let Some(raw) = &sensor.every
+        && !(Duration::from_secs(60)..=Duration::from_secs(400 * 86_400)).contains(&every)
+    {
+        return Err(locate.error(raw.span(), "every must be from 1m to 400d"));
+    }
+    let grace = locate
+        .duration(&sensor.grace)?
+        .unwrap_or((every / 10).max(Duration::from_secs(60)));
+    if let Some(raw) = &sensor.grace
+        && grace > every
+    {
+        return Err(locate.error(
+            raw.span(),
+            "grace must not be longer than every: a job that is a whole period late has missed one",
+        ));
+    }
+    Ok(Some(crate::monitor::heartbeat::Heartbeat { every, grace }))
 }
 
 /// Every `depends_on`, at any level, names a declared sensor.

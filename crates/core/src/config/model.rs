@@ -43,6 +43,9 @@ pub struct Overrides {
     /// How many of its locations must see it down for DOWN.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub down_when: Option<DownWhen>,
+    /// A heartbeat sensor's period and grace (set on the sensor only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<crate::monitor::heartbeat::Heartbeat>,
 }
 
 impl Overrides {
@@ -57,6 +60,7 @@ impl Overrides {
             depends_on: self.depends_on.clone().or_else(|| base.depends_on.clone()),
             locations: self.locations.clone().or_else(|| base.locations.clone()),
             down_when: self.down_when.or(base.down_when),
+            heartbeat: self.heartbeat.or(base.heartbeat),
             probe: match (&self.probe, &base.probe) {
                 (None, None) => None,
                 (Some(one), None) | (None, Some(one)) => Some(one.clone()),
@@ -332,6 +336,9 @@ pub struct ResolvedSensor {
     /// How many locations must see it down for DOWN (`None`: one of one,
     /// a majority of several).
     pub down_when: Option<DownWhen>,
+    /// A heartbeat sensor's period and grace: jobs push, nothing is
+    /// checked (its port is 0).
+    pub heartbeat: Option<crate::monitor::heartbeat::Heartbeat>,
 }
 
 /// The chain of group paths from the root to `path`: `A`, `A/B`, `A/B/C`.
@@ -400,12 +407,19 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                         .or_insert_with(|| list.as_slice().into())
                         .clone()
                 });
+            let mut settings = Settings::from_overrides(&overrides);
+            let heartbeat = overrides.heartbeat;
+            if heartbeat.is_some() {
+                // A missed push is missed: checking again would not help.
+                settings.retries = 0;
+            }
             resolved.push(ResolvedSensor {
+                heartbeat,
                 locations,
                 down_when: overrides.down_when,
-                probe,
+                probe: if heartbeat.is_some() { None } else { probe },
                 depends_on: overrides.depends_on.clone().filter(|dep| *dep != path),
-                settings: Settings::from_overrides(&overrides),
+                settings,
                 path,
                 server: server.name.clone(),
                 group: server.group.clone(),

@@ -294,8 +294,19 @@ with_settings!(
         /// Name within the server.
         #[serde(default)]
         name: Option<Spanned<String>>,
-        /// Port number or service name.
-        port: Spanned<Port>,
+        /// Port number or service name (none for a heartbeat sensor).
+        #[serde(default)]
+        port: Option<Spanned<Port>>,
+        /// `"heartbeat"`: a job calls the sensor's URL instead of portwatch
+        /// checking a port.
+        #[serde(default)]
+        kind: Option<Spanned<String>>,
+        /// A heartbeat sensor: how often a push is expected.
+        #[serde(default)]
+        every: Option<Spanned<String>>,
+        /// A heartbeat sensor: how late a push may be.
+        #[serde(default)]
+        grace: Option<Spanned<String>>,
         /// The port must be closed.
         #[serde(default)]
         expect_closed: Option<bool>,

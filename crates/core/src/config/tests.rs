@@ -421,3 +421,55 @@ fn locations_and_down_when_are_inherited_and_bad_ones_named_with_their_place() {
     let message = error(&format!("{base}locations = \"eu\"\n"));
     assert!(message.starts_with("test.toml:4:13:"), "{message}");
 }
+
+#[test]
+fn heartbeat_sensors_have_a_period_and_grace_and_no_port() {
+    let config = parse(
+        "[[server]]\nname = \"backup\"\nhost = \"localhost\"\n[[server.sensor]]\nname = \"nightly\"\nkind = \"heartbeat\"\nevery = \"1d\"\ngrace = \"2h\"\n[[server.sensor]]\nkind = \"heartbeat\"\n",
+    )
+    .unwrap();
+    let sensors = crate::config::model::resolve(&config);
+    let (nightly, default) = (&sensors[0], &sensors[1]);
+    assert_eq!((nightly.path.as_str(), nightly.port), ("backup/nightly", 0));
+    assert_eq!(
+        nightly.heartbeat,
+        Some(crate::monitor::heartbeat::Heartbeat {
+            every: Duration::from_secs(86_400),
+            grace: Duration::from_secs(7200),
+        })
+    );
+    assert_eq!(
+        nightly.settings.retries, 0,
+        "a missed push is not re-checked"
+    );
+    // Defaults: a day, and a tenth of it.
+    assert_eq!(default.path, "backup/heartbeat");
+    assert_eq!(
+        default.heartbeat.map(|h| h.grace),
+        Some(Duration::from_secs(8640))
+    );
+    let head = "[[server]]\nname = \"b\"\nhost = \"h\"\n[[server.sensor]]\n";
+    for (sensor, wanted) in [
+        (
+            "kind = \"heartbeat\"\nport = 22\n",
+            "test.toml:6:8: a heartbeat sensor has no port",
+        ),
+        ("kind = \"ping\"\n", "test.toml:5:8: unknown kind 'ping'"),
+        ("name = \"x\"\n", "test.toml:5:8: this sensor has no port"),
+        (
+            "port = 22\nevery = \"1h\"\n",
+            "test.toml:6:9: 'every' and 'grace' are for heartbeat sensors",
+        ),
+        (
+            "kind = \"heartbeat\"\nevery = \"10s\"\n",
+            "test.toml:6:9: every must be from 1m to 400d",
+        ),
+        (
+            "kind = \"heartbeat\"\nevery = \"1h\"\ngrace = \"2h\"\n",
+            "test.toml:7:9: grace must not be longer than every",
+        ),
+    ] {
+        let message = error(&format!("{head}{sensor}"));
+        assert!(message.starts_with(wanted), "{sensor}: {message}");
+    }
+}

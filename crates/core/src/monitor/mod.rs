@@ -5,6 +5,7 @@
 //! - [`decide`]: every decision about the sensors, as effects to carry out.
 //! - [`state`]: the sensor state machine.
 //! - [`dependency`]: pauses for dependencies and windows, held alerts.
+//! - [`heartbeat`]: the verdict on a heartbeat (push) sensor.
 //! - [`reload`]: what a configuration reload changes, and the dependency
 //!   graph.
 //! - [`scheduler`]: scheduling decisions (first-run spread, catching up).
@@ -14,6 +15,7 @@
 pub mod cluster;
 pub mod decide;
 pub mod dependency;
+pub mod heartbeat;
 pub mod reload;
 pub mod scheduler;
 pub mod state;

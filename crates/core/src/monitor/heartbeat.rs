@@ -1,0 +1,218 @@
+//! Heartbeat ("push") sensors: a job calls the sensor's secret URL; the
+//! sensor is DOWN when no call arrived within its period and grace.
+
+use std::time::Duration;
+
+use portwatch_probe::{Reason, Status};
+use serde::{Deserialize, Serialize};
+
+/// A heartbeat sensor's period and grace (`kind = "heartbeat"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// How often a push is expected.
+    #[serde(with = "millis")]
+    pub every: Duration,
+    /// How late a push may be before the sensor is DOWN.
+    #[serde(with = "millis")]
+    pub grace: Duration,
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(value.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// What the store knows of a sensor's pushes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushes {
+    /// When its current push URL was made (ms): pushes are expected from
+    /// then on.
+    pub since_ms: i64,
+    /// Its last push, if any.
+    pub last: Option<Push>,
+}
+
+/// One call of a push URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// The caller said the job failed (`?status=down`).
+    pub down: bool,
+    /// The caller's message (`?msg=`), printable, at most 200 characters.
+    pub message: String,
+    /// How long the job took, as the caller said (`?duration=`).
+    pub duration_ms: Option<i64>,
+}
+
+/// The most characters of a push's message that are kept.
+pub const MESSAGE_MAX: usize = 200;
+
+/// The verdict on a heartbeat sensor at `now_ms`: UP when a push arrived
+/// within `every + grace` (DOWN `reported_down` when it said the job
+/// failed), DOWN `missed_heartbeat` when none did, UNKNOWN when it has no
+/// push URL yet (nobody can push: never a false DOWN). `None` while the
+/// first push is not due yet (the sensor stays pending).
+pub fn judge(
+    pushes: Option<&Pushes>,
+    heartbeat: &Heartbeat,
+    now_ms: i64,
+) -> Option<(Status, Reason, String)> {
+    let allowed = (heartbeat.every + heartbeat.grace).as_millis() as i64;
+    let Some(pushes) = pushes else {
+        return Some((
+            Status::Unknown,
+            Reason::LocalError,
+            "no push URL yet: make one on the sensor's page or with `portwatch push-url SERVER/SENSOR`".into(),
+        ));
+    };
+    let age = |at_ms: i64| portwatch_probe::duration::age(at_ms, now_ms);
+    match &pushes.last {
+        Some(push) if push.at_ms >= pushes.since_ms && now_ms - push.at_ms <= allowed => {
+            let took = push
+                .duration_ms
+                .map(|ms| format!(", took {}", portwatch_probe::duration::age(0, ms)))
+                .unwrap_or_default();
+            let said = if push.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", push.message)
+            };
+            Some(if push.down {
+                (
+                    Status::Down,
+                    Reason::ReportedDown,
+                    format!(
+                        "the last push ({} ago{took}) reported a failure{said}",
+                        age(push.at_ms)
+                    ),
+                )
+            } else {
+                (
+                    Status::Up,
+                    Reason::Connected,
+                    format!("pushed {} ago{took}{said}", age(push.at_ms)),
+                )
+            })
+        }
+        // Nothing pushed with this URL yet, and its first push is not due.
+        None if now_ms - pushes.since_ms <= allowed => None,
+        Some(push) if push.at_ms < pushes.since_ms && now_ms - pushes.since_ms <= allowed => None,
+        last => {
+            let since = match last {
+                Some(push) if push.at_ms >= pushes.since_ms => {
+                    format!("the last push was {} ago", age(push.at_ms))
+                }
+                _ => format!(
+                    "no push since its URL was made {} ago",
+                    age(pushes.since_ms)
+                ),
+            };
+            Some((
+                Status::Down,
+                Reason::MissedHeartbeat,
+                format!(
+                    "{since} (expected every {}, grace {})",
+                    portwatch_probe::duration::age(0, heartbeat.every.as_millis() as i64),
+                    portwatch_probe::duration::age(0, heartbeat.grace.as_millis() as i64)
+                ),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn hourly() -> Heartbeat {
+        Heartbeat {
+            every: Duration::from_secs(3600),
+            grace: Duration::from_secs(600),
+        }
+    }
+
+    fn pushed(at_ms: i64, down: bool, message: &str) -> Option<Push> {
+        Some(Push {
+            at_ms,
+            down,
+            message: message.into(),
+            duration_ms: Some(90_000),
+        })
+    }
+
+    #[test]
+    fn a_push_within_the_period_and_grace_is_up_and_one_later_is_missed() {
+        let pushes = Pushes {
+            since_ms: 0,
+            last: pushed(100 * MIN, false, "backup done"),
+        };
+        let (status, reason, message) = judge(Some(&pushes), &hourly(), 170 * MIN).unwrap();
+        assert_eq!((status, reason), (Status::Up, Reason::Connected));
+        assert_eq!(message, "pushed 1h 10m ago, took 1m 30s: backup done");
+        // 70 minutes is every + grace exactly: still on time; a minute on,
+        // missed.
+        let (status, reason, message) = judge(Some(&pushes), &hourly(), 171 * MIN).unwrap();
+        assert_eq!((status, reason), (Status::Down, Reason::MissedHeartbeat));
+        assert_eq!(
+            message,
+            "the last push was 1h 11m ago (expected every 1h 0m, grace 10m 0s)"
+        );
+    }
+
+    #[test]
+    fn a_push_that_reports_a_failure_is_down_with_its_message() {
+        let pushes = Pushes {
+            since_ms: 0,
+            last: pushed(100 * MIN, true, "disk full"),
+        };
+        let (status, reason, message) = judge(Some(&pushes), &hourly(), 101 * MIN).unwrap();
+        assert_eq!((status, reason), (Status::Down, Reason::ReportedDown));
+        assert_eq!(
+            message,
+            "the last push (1m 0s ago, took 1m 30s) reported a failure: disk full"
+        );
+    }
+
+    #[test]
+    fn the_first_push_is_awaited_from_when_the_url_was_made() {
+        let new = Pushes {
+            since_ms: 100 * MIN,
+            last: None,
+        };
+        assert_eq!(judge(Some(&new), &hourly(), 170 * MIN), None, "not due yet");
+        let (status, reason, message) = judge(Some(&new), &hourly(), 171 * MIN).unwrap();
+        assert_eq!((status, reason), (Status::Down, Reason::MissedHeartbeat));
+        assert!(
+            message.starts_with("no push since its URL was made 1h 11m ago"),
+            "{message}"
+        );
+        // A push made with an older URL (before a rotation) counts for
+        // nothing, but the new URL gets its full period.
+        let rotated = Pushes {
+            since_ms: 100 * MIN,
+            last: pushed(99 * MIN, false, ""),
+        };
+        assert_eq!(judge(Some(&rotated), &hourly(), 120 * MIN), None);
+        assert_eq!(
+            judge(Some(&rotated), &hourly(), 171 * MIN).map(|v| v.1),
+            Some(Reason::MissedHeartbeat)
+        );
+    }
+
+    #[test]
+    fn without_a_push_url_the_sensor_is_unknown_never_down() {
+        let (status, reason, _) = judge(None, &hourly(), 0).unwrap();
+        assert_eq!((status, reason), (Status::Unknown, Reason::LocalError));
+    }
+}
