@@ -280,6 +280,7 @@ pub fn parse_overrides(
             .ok(),
     };
     Overrides {
+        heartbeat: None,
         locations: Some(locations).filter(|l| !l.is_empty()),
         down_when,
         interval,
