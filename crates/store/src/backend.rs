@@ -223,6 +223,25 @@ impl Storage for Backend {
         delegate!(self, results(sensor_id, from_ms, to_ms))
     }
 
+    async fn new_push_token(&self, sensor_id: i64, now_ms: i64) -> Result<String, StoreError> {
+        delegate!(self, new_push_token(sensor_id, now_ms))
+    }
+
+    async fn push(
+        &self,
+        token: String,
+        push: portwatch_core::monitor::heartbeat::Push,
+    ) -> Result<Option<i64>, StoreError> {
+        delegate!(self, push(token, push))
+    }
+
+    async fn pushes(
+        &self,
+        sensor_id: i64,
+    ) -> Result<Option<portwatch_core::monitor::heartbeat::Pushes>, StoreError> {
+        delegate!(self, pushes(sensor_id))
+    }
+
     async fn glances(
         &self,
         ids: Vec<i64>,

@@ -107,6 +107,18 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ),
     ("daily_rollups", &["sensor_id", "day_ms", "count", "ups"]),
     (
+        "pushes",
+        &[
+            "sensor_id",
+            "token_hash",
+            "since_ms",
+            "at_ms",
+            "down",
+            "message",
+            "duration_ms",
+        ],
+    ),
+    (
         "users",
         &[
             "id",

@@ -36,6 +36,7 @@ use portwatch_probe::target::parse_bare_host;
 pub use backend::Backend;
 pub use handle::Db;
 pub use pack::StoredResult;
+use portwatch_core::monitor::heartbeat::{Push, Pushes};
 use portwatch_core::report;
 pub use portwatch_core::report::rollup::{self, Rollup};
 pub use storage::{Storage, Writes};
@@ -1037,6 +1038,64 @@ impl Store {
             })
             .map_err(self.sqlite())?;
         rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// Makes a new push URL token for heartbeat sensor `sensor_id` (the
+    /// old one stops working), expected to push from `now_ms` on. Only its
+    /// hash is kept: the token is returned once.
+    pub fn new_push_token(&self, sensor_id: i64, now_ms: i64) -> Result<String, StoreError> {
+        let token = accounts::random_token();
+        self.conn
+            .execute(
+                "INSERT INTO pushes (sensor_id, token_hash, since_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sensor_id) DO UPDATE SET token_hash = ?2, since_ms = ?3",
+                params![sensor_id, accounts::token_hash(&token), now_ms],
+            )
+            .map_err(self.sqlite())?;
+        Ok(token)
+    }
+
+    /// Records a push with `token`; the sensor's id, or `None` for a token
+    /// that is no push URL's.
+    pub fn push(&self, token: &str, push: &Push) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "UPDATE pushes SET at_ms = ?2, down = ?3, message = ?4, duration_ms = ?5
+                 WHERE token_hash = ?1 RETURNING sensor_id",
+                params![
+                    accounts::token_hash(token),
+                    push.at_ms,
+                    push.down,
+                    push.message,
+                    push.duration_ms
+                ],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.sqlite())
+    }
+
+    /// A heartbeat sensor's push URL's age and last push (`None`: it has
+    /// no push URL).
+    pub fn pushes(&self, sensor_id: i64) -> Result<Option<Pushes>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT since_ms, at_ms, down, message, duration_ms FROM pushes WHERE sensor_id = ?1",
+                [sensor_id],
+                |row| {
+                    Ok(Pushes {
+                        since_ms: row.get(0)?,
+                        last: row.get::<_, Option<i64>>(1)?.map(|at_ms| Push {
+                            at_ms,
+                            down: row.get(2).unwrap_or(false),
+                            message: row.get(3).unwrap_or_default(),
+                            duration_ms: row.get(4).unwrap_or(None),
+                        }),
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.sqlite())
     }
 
     /// The dashboard's glance at sensors `ids` (those with nothing stored

@@ -191,11 +191,21 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 6 → 7: each sensor's last checks as ticks in its status row, daily
     // rollups (sums of the hourly ones) for the dashboard's uptime
-    // columns, and a status page's logo and link.
+    // columns, a status page's logo and link, and heartbeat sensors' push
+    // URLs (hashed) with their last push.
     "
     ALTER TABLE sensor_status ADD COLUMN ticks BLOB;
     ALTER TABLE status_pages ADD COLUMN logo TEXT;
     ALTER TABLE status_pages ADD COLUMN link TEXT;
+    CREATE TABLE pushes (
+        sensor_id INTEGER PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        since_ms INTEGER NOT NULL,
+        at_ms INTEGER,
+        down INTEGER NOT NULL DEFAULT 0,
+        message TEXT NOT NULL DEFAULT '',
+        duration_ms INTEGER
+    );
     CREATE TABLE daily_rollups (
         sensor_id INTEGER NOT NULL,
         day_ms INTEGER NOT NULL,

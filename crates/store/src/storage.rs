@@ -160,6 +160,28 @@ pub trait Storage: Clone + Send + Sync + 'static {
         to_ms: i64,
     ) -> impl Future<Output = Result<Vec<StoredResult>, StoreError>> + Send;
 
+    /// A new push URL token for heartbeat sensor `sensor_id` (the old one
+    /// stops working), returned once.
+    fn new_push_token(
+        &self,
+        sensor_id: i64,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Records a push; the sensor's id, `None` for an unknown token.
+    fn push(
+        &self,
+        token: String,
+        push: portwatch_core::monitor::heartbeat::Push,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// A heartbeat sensor's push URL's age and last push.
+    fn pushes(
+        &self,
+        sensor_id: i64,
+    ) -> impl Future<Output = Result<Option<portwatch_core::monitor::heartbeat::Pushes>, StoreError>>
+    + Send;
+
     /// The dashboard's glance at sensors `ids`: last checks and uptime
     /// over 24 hours and 30 days, from maintained aggregates, in a number
     /// of statements that does not grow with `ids`.
@@ -538,6 +560,26 @@ impl Storage for Db {
         now_ms: i64,
     ) -> Result<HashMap<i64, crate::Glance>, StoreError> {
         self.call(move |store| store.glances(&ids, now_ms)).await
+    }
+
+    async fn new_push_token(&self, sensor_id: i64, now_ms: i64) -> Result<String, StoreError> {
+        self.call(move |store| store.new_push_token(sensor_id, now_ms))
+            .await
+    }
+
+    async fn push(
+        &self,
+        token: String,
+        push: portwatch_core::monitor::heartbeat::Push,
+    ) -> Result<Option<i64>, StoreError> {
+        self.call(move |store| store.push(&token, &push)).await
+    }
+
+    async fn pushes(
+        &self,
+        sensor_id: i64,
+    ) -> Result<Option<portwatch_core::monitor::heartbeat::Pushes>, StoreError> {
+        self.call(move |store| store.pushes(sensor_id)).await
     }
 
     async fn sensor_report(

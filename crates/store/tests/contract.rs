@@ -177,6 +177,63 @@ async fn accounts<S: Storage>(db: S) {
 
 /// Status pages are saved, listed and deleted; a name that selects nothing
 /// is refused.
+/// A heartbeat sensor's push URL: made, pushed to, rotated (the old token
+/// stops working and pushes are awaited afresh).
+async fn push_urls<S: Storage>(db: S) {
+    use portwatch_core::monitor::heartbeat::{Push, Pushes};
+    db.apply(
+        from_toml(
+            "t.toml",
+            "[[server]]\nname = \"backup\"\nhost = \"localhost\"\n[[server.sensor]]\nname = \"nightly\"\nkind = \"heartbeat\"\nevery = \"1d\"\n",
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let id = db.sensor_ids("backup/nightly".into()).await.unwrap()[0];
+    let loaded = db.load().await.unwrap();
+    let sensor = &loaded.config.servers[0].sensors[0];
+    assert_eq!(sensor.port, 0);
+    assert_eq!(
+        sensor.overrides.heartbeat.map(|h| h.every.as_secs()),
+        Some(86_400),
+        "the heartbeat settings are stored"
+    );
+    assert_eq!(db.pushes(id).await.unwrap(), None);
+    let token = db.new_push_token(id, 1_000).await.unwrap();
+    assert_eq!(
+        db.pushes(id).await.unwrap(),
+        Some(Pushes {
+            since_ms: 1_000,
+            last: None
+        })
+    );
+    let push = Push {
+        at_ms: 2_000,
+        down: true,
+        message: "disk full".into(),
+        duration_ms: Some(1_500),
+    };
+    assert_eq!(
+        db.push(token.clone(), push.clone()).await.unwrap(),
+        Some(id)
+    );
+    assert_eq!(db.push("nope".into(), push.clone()).await.unwrap(), None);
+    assert_eq!(
+        db.pushes(id).await.unwrap().unwrap().last,
+        Some(push.clone())
+    );
+    let rotated = db.new_push_token(id, 3_000).await.unwrap();
+    assert_ne!(rotated, token);
+    assert_eq!(
+        db.push(token, push.clone()).await.unwrap(),
+        None,
+        "the old URL is dead"
+    );
+    assert_eq!(db.pushes(id).await.unwrap().unwrap().since_ms, 3_000);
+    assert_eq!(db.push(rotated, push).await.unwrap(), Some(id));
+}
+
 async fn status_pages<S: Storage>(db: S) {
     db.apply(from_toml("t.toml", CONFIG).unwrap())
         .await
@@ -644,6 +701,7 @@ mod sqlite {
         pausing_by_name,
         accounts,
         status_pages,
+        push_urls,
         edits,
         notification_definitions,
     );
@@ -706,6 +764,7 @@ mod postgres {
         pausing_by_name,
         accounts,
         status_pages,
+        push_urls,
         edits,
         notification_definitions,
     );

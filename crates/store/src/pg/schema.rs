@@ -208,6 +208,15 @@ const MIGRATIONS: &[&str] = &["
 ", "
     ALTER TABLE sensor_status ADD COLUMN ticks bytea;
     ALTER TABLE status_pages ADD COLUMN logo text, ADD COLUMN link text;
+    CREATE TABLE pushes (
+        sensor_id bigint PRIMARY KEY,
+        token_hash text NOT NULL UNIQUE,
+        since_ms bigint NOT NULL,
+        at_ms bigint,
+        down boolean NOT NULL DEFAULT false,
+        message text NOT NULL DEFAULT '',
+        duration_ms bigint
+    );
     CREATE TABLE daily_rollups (
         sensor_id bigint NOT NULL,
         day_ms bigint NOT NULL,

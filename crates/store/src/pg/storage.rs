@@ -664,6 +664,60 @@ impl Storage for Pg {
         .map_err(|e| self.damaged(e))
     }
 
+    async fn new_push_token(&self, sensor_id: i64, now_ms: i64) -> Result<String, StoreError> {
+        let token = crate::accounts::random_token();
+        self.execute(
+            "INSERT INTO pushes (sensor_id, token_hash, since_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (sensor_id) DO UPDATE SET token_hash = excluded.token_hash, since_ms = excluded.since_ms",
+            &[&sensor_id, &crate::accounts::token_hash(&token), &now_ms],
+        )
+        .await?;
+        Ok(token)
+    }
+
+    async fn push(
+        &self,
+        token: String,
+        push: portwatch_core::monitor::heartbeat::Push,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .query_opt(
+                "UPDATE pushes SET at_ms = $2, down = $3, message = $4, duration_ms = $5
+                 WHERE token_hash = $1 RETURNING sensor_id",
+                &[
+                    &crate::accounts::token_hash(&token),
+                    &push.at_ms,
+                    &push.down,
+                    &push.message,
+                    &push.duration_ms,
+                ],
+            )
+            .await?
+            .map(|row| row.get(0)))
+    }
+
+    async fn pushes(
+        &self,
+        sensor_id: i64,
+    ) -> Result<Option<portwatch_core::monitor::heartbeat::Pushes>, StoreError> {
+        use portwatch_core::monitor::heartbeat::{Push, Pushes};
+        Ok(self
+            .query_opt(
+                "SELECT since_ms, at_ms, down, message, duration_ms FROM pushes WHERE sensor_id = $1",
+                &[&sensor_id],
+            )
+            .await?
+            .map(|row| Pushes {
+                since_ms: row.get(0),
+                last: row.get::<_, Option<i64>>(1).map(|at_ms| Push {
+                    at_ms,
+                    down: row.get(2),
+                    message: row.get(3),
+                    duration_ms: row.get(4),
+                }),
+            }))
+    }
+
     async fn glances(
         &self,
         ids: Vec<i64>,
