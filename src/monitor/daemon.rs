@@ -120,7 +120,45 @@ struct Done {
     at_ms: i64,
     started: Instant,
     recheck: bool,
-    result: CheckResult,
+    /// `None`: nothing to report yet (a heartbeat sensor whose first push
+    /// is not due).
+    result: Option<CheckResult>,
+}
+
+/// Reads a heartbeat sensor's pushes from the store (whichever node's web
+/// took them).
+type PushReader = Arc<
+    dyn Fn(
+            i64,
+        ) -> futures_util::future::BoxFuture<
+            'static,
+            Result<Option<super::heartbeat::Pushes>, StoreError>,
+        > + Send
+        + Sync,
+>;
+
+/// A heartbeat sensor's verdict as a check's result.
+fn heartbeat_result(
+    status: crate::probe::Status,
+    reason: Reason,
+    message: String,
+    checked_at: jiff::Timestamp,
+) -> CheckResult {
+    CheckResult {
+        target: String::new(),
+        host: String::new(),
+        port: 0,
+        service: None,
+        address: None,
+        status,
+        reason,
+        message,
+        response_time: None,
+        dns_time: None,
+        reported_by: None,
+        checked_at,
+        protocol: None,
+    }
 }
 
 /// The async shell around [`Core`]: it owns the schedule, the checks in
@@ -135,6 +173,7 @@ struct Monitor<W> {
     /// for a slot (with their due time, and whether each is a re-check).
     slots: Slots<(Instant, bool)>,
     checker: Checker,
+    pushes: PushReader,
     writer: W,
     stats: Arc<MonitorStats>,
     options: MonitorOptions,
@@ -251,6 +290,13 @@ pub async fn run<S: Storage, W: Writes>(
         hosts: HashMap::new(),
         slots: Slots::new(options.max_checks),
         checker: Checker::from_system(),
+        pushes: {
+            let db = db.clone();
+            Arc::new(move |id| {
+                let db = db.clone();
+                Box::pin(async move { db.pushes(id).await })
+            })
+        },
         writer,
         stats,
         options,
@@ -927,6 +973,41 @@ impl<W: Writes> Monitor<W> {
             host: spec.host.clone(),
             port: spec.port,
         };
+        if let Some(heartbeat) = spec.heartbeat {
+            // Nothing to check: the verdict comes from the pushes stored.
+            let (pushes, done) = (self.pushes.clone(), self.done.clone());
+            let clock = self.options.clock.clone();
+            self.checks.spawn(async move {
+                let started = Instant::now();
+                let result = match pushes(id).await {
+                    Ok(found) => {
+                        let now = clock.now();
+                        super::heartbeat::judge(found.as_ref(), &heartbeat, now.as_millisecond())
+                            .map(|(status, reason, message)| {
+                                heartbeat_result(status, reason, message, now)
+                            })
+                    }
+                    // The store did not answer: unknown, never a false DOWN.
+                    Err(error) => Some(heartbeat_result(
+                        crate::probe::Status::Unknown,
+                        Reason::LocalError,
+                        format!("cannot read the pushes from the store: {error}"),
+                        clock.now(),
+                    )),
+                };
+                let _ = done
+                    .send(Done {
+                        id,
+                        due,
+                        at_ms,
+                        started,
+                        recheck,
+                        result,
+                    })
+                    .await;
+            });
+            return true;
+        }
         let options = check_options(spec, self.options.close);
         let host = schedule.host.clone();
         let (checker, done) = (self.checker.clone(), self.done.clone());
@@ -935,7 +1016,7 @@ impl<W: Writes> Monitor<W> {
                 return;
             };
             let started = Instant::now();
-            let result = checker.check(&target, &options).await;
+            let result = Some(checker.check(&target, &options).await);
             let _ = done
                 .send(Done {
                     id,
@@ -967,6 +1048,12 @@ impl<W: Writes> Monitor<W> {
             recheck,
             result,
         } = done;
+        let Some(result) = result else {
+            self.core.on_nothing(id);
+            self.release_slot();
+            self.publish_slots();
+            return;
+        };
         let status_index = result.status.nagios_code() as usize;
         self.stats.update(|c| {
             c.done += 1;

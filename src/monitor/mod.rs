@@ -14,7 +14,7 @@
 pub(crate) mod daemon;
 
 pub use portwatch_core::monitor::{
-    cluster, decide, dependency, reload, scheduler, state, stats, verdict,
+    cluster, decide, dependency, heartbeat, reload, scheduler, state, stats, verdict,
 };
 
 pub use daemon::{Clock, MonitorOptions, run};

@@ -6,6 +6,8 @@
 //!   not. Bearer-token calls are not browser calls and skip this check.
 //! - A change made with the session cookie must carry the session's CSRF
 //!   token: the `csrf` field of a form, or the `X-CSRF-Token` header.
+//! - A heartbeat sensor's push URL (`/push/TOKEN`) is exempt: its token
+//!   is the credential, and jobs call it without a session.
 //! - A change needs an admin (session or token); read-only accounts may
 //!   only sign out.
 //! - Every response to a signed-in request gets `Cache-Control: no-store`
@@ -31,7 +33,10 @@ pub(super) async fn guard(State(state): State<AppState>, request: Request, next:
     let signed_in = bearer || cookie.is_some();
     let mut body = body;
     let path = parts.uri.path().to_owned();
-    if !parts.method.is_safe() && path != "/login" {
+    // A push URL's token is its credential: a job's call needs no session
+    // (and a browser's cookie, if one comes along, changes nothing).
+    let push = path.starts_with("/push/");
+    if !parts.method.is_safe() && path != "/login" && !push {
         if !bearer && cross_origin(&parts.headers, state.public_url.as_deref()) {
             return AppError::Forbidden("a change from another site is refused").into_response();
         }

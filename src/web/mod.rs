@@ -19,6 +19,7 @@ mod metrics;
 mod nodes;
 mod notify_pages;
 mod pages;
+mod push;
 mod reports;
 mod signin;
 mod status_pages;
@@ -59,6 +60,7 @@ pub struct AppState {
     public_url: Option<String>,
     status_cache: status_pages::Cache,
     sensor_series: metrics::SensorSeries,
+    push_limits: push::PushLimits,
 }
 
 /// Who may read `/metrics`.
@@ -96,6 +98,7 @@ impl AppState {
             trusted_proxies: Arc::new([]),
             public_url: None,
             status_cache: status_pages::Cache::default(),
+            push_limits: push::PushLimits::default(),
             sensor_series: metrics::SensorSeries::default(),
         }
     }
@@ -322,6 +325,7 @@ fn routes() -> Routes {
         .merge(notify_pages::routes())
         .merge(nodes::routes())
         .merge(live::routes())
+        .merge(push::routes())
         .merge(metrics::routes())
         .get("/healthz", healthz)
         .get("/assets/{*file}", asset)

@@ -591,7 +591,12 @@ fn sensor_view(row: &StatusRow, glance: Option<&crate::store::Glance>, now_ms: i
         path: row.path.clone(),
         server: server.to_owned(),
         name: name.to_owned(),
-        target: format!("{}:{}", row.host, row.port),
+        target: if row.port == 0 {
+            // A heartbeat sensor: jobs push to it; nothing is checked.
+            "heartbeat (push)".to_owned()
+        } else {
+            format!("{}:{}", row.host, row.port)
+        },
         state: row.state.to_string(),
         class: class(row.state),
         since: row
@@ -782,6 +787,61 @@ pub async fn dashboard(
     })
 }
 
+/// A heartbeat sensor on its page.
+struct HeartbeatView {
+    /// "every 1d 0h, grace 2h 0m".
+    expects: String,
+    /// Its push URL's age and last push, in words.
+    heard: String,
+}
+
+/// What a heartbeat sensor's page says of it (`None`: not one).
+async fn heartbeat_view(
+    db: &crate::store::Backend,
+    id: i64,
+    now_ms: i64,
+) -> Result<Option<HeartbeatView>, AppError> {
+    let (_, _, overrides, _) = db.sensor_settings(id).await?;
+    let Some(heartbeat) = overrides.heartbeat else {
+        return Ok(None);
+    };
+    let age = |ms: i64| crate::duration::age(0, ms);
+    let heard = match db.pushes(id).await? {
+        None => "No push URL yet: make one below.".to_owned(),
+        Some(pushes) => match pushes.last.filter(|p| p.at_ms >= pushes.since_ms) {
+            None => format!(
+                "Push URL made {} ago; no push since.",
+                crate::duration::age(pushes.since_ms, now_ms)
+            ),
+            Some(push) => format!(
+                "Last push {} ago ({}){}{}.",
+                crate::duration::age(push.at_ms, now_ms),
+                if push.down {
+                    "reported a failure"
+                } else {
+                    "success"
+                },
+                push.duration_ms
+                    .map(|ms| format!(", took {}", age(ms)))
+                    .unwrap_or_default(),
+                if push.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", crate::text::visible(&push.message))
+                }
+            ),
+        },
+    };
+    Ok(Some(HeartbeatView {
+        expects: format!(
+            "a push every {}, with {} grace",
+            age(heartbeat.every.as_millis() as i64),
+            age(heartbeat.grace.as_millis() as i64)
+        ),
+        heard,
+    }))
+}
+
 struct OutageView {
     start: String,
     end: String,
@@ -804,6 +864,8 @@ struct SensorPage {
     /// When the page was drawn: it reloads when the sensor's state changes
     /// from then on.
     now_ms: i64,
+    /// A heartbeat sensor: what it expects, and what it last heard.
+    push: Option<HeartbeatView>,
     user: Option<String>,
     admin: bool,
     csrf: String,
@@ -879,6 +941,7 @@ pub async fn sensor(
     let db = &state.db;
     let path = db.sensor_path(id).await?;
     let row = db.status_of(id).await?;
+    let push = heartbeat_view(db, id, now_ms).await?;
     let report = db.sensor_report(id, path.clone(), from_ms, now_ms).await?;
     let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"));
     let mut uptimes = Vec::new();
@@ -954,6 +1017,7 @@ pub async fn sensor(
     let (user, admin, csrf) = page_frame(&user);
     render(SensorPage {
         now_ms,
+        push,
         locations,
         uptimes,
         heartbeat,

@@ -681,3 +681,95 @@ after = \"5m\"
     );
     assert!(rows[0].text.contains("still DOWN"), "{}", rows[0].text);
 }
+
+/// A heartbeat sensor in virtual time: pending until its first push is
+/// due, UP after a push, DOWN `missed_heartbeat` once a push is more than
+/// `every + grace` late, DOWN `reported_down` when a push says the job
+/// failed, and UP again after a good push. (The pushes are written to the
+/// store as the web's push URL does, at the virtual time.)
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_sensor_follows_its_pushes_in_virtual_time() {
+    use portwatch::monitor::heartbeat::Push;
+    let config = "[[server]]\nname = \"backup\"\nhost = \"localhost\"\n[[server.sensor]]\nname = \"nightly\"\nkind = \"heartbeat\"\nevery = \"1h\"\ngrace = \"10m\"\ninterval = \"1m\"\n";
+    let dir = TempDir::new("monitor");
+    let db = dir.path.join("portwatch.db");
+    let mut store = Store::open(&db).unwrap();
+    store
+        .apply(&from_toml("test.toml", config).unwrap())
+        .unwrap();
+    let id = store.sensor_ids("backup/nightly").unwrap()[0];
+    let origin: jiff::Timestamp = ORIGIN.parse().unwrap();
+    let origin_ms = origin.as_millisecond();
+    let token = store.new_push_token(id, origin_ms).unwrap();
+    let start = tokio::time::Instant::now();
+    let monitor = start_on(dir, &db).await;
+    let now_ms = || origin_ms + start.elapsed().as_millis() as i64;
+    let push = |down: bool, message: &str| {
+        let found = store
+            .push(
+                &token,
+                &Push {
+                    at_ms: now_ms(),
+                    down,
+                    message: message.into(),
+                    duration_ms: Some(42_000),
+                },
+            )
+            .unwrap();
+        assert_eq!(found, Some(id));
+    };
+    // Half an hour without a push (nothing is due yet), then a push; 70
+    // minutes after it the push is still on time, 72 it is missed; then a
+    // push that reports a failure, and a good one.
+    tokio::time::sleep(Duration::from_secs(30 * 60)).await;
+    push(false, "backup done");
+    tokio::time::sleep(Duration::from_secs(74 * 60)).await;
+    let failed_at = now_ms();
+    push(true, "disk full");
+    tokio::time::sleep(Duration::from_secs(3 * 60)).await;
+    let fixed_at = now_ms();
+    push(false, "");
+    tokio::time::sleep(Duration::from_secs(3 * 60)).await;
+    let (store, _dir) = monitor.stop().await;
+    let events = events_of(&store, "backup/nightly");
+    // (Then PENDING: the monitor stopped.)
+    assert_eq!(
+        transitions(&events)[..3],
+        [
+            (State::Pending, State::Up),
+            (State::Up, State::Down),
+            (State::Down, State::Up)
+        ]
+    );
+    // When, in minutes from the start: UP within a minute of the first
+    // push, DOWN within a minute of 70 minutes after it, UP again within
+    // a minute of the good push.
+    let minute = |e: &EventRow| (e.at_ms - origin_ms) as f64 / 60_000.0;
+    let at: Vec<f64> = events.iter().map(minute).collect();
+    assert!((30.0..=31.5).contains(&at[0]), "{at:?}");
+    assert!((100.0..=101.5).contains(&at[1]), "{at:?}");
+    let fixed = (fixed_at - origin_ms) as f64 / 60_000.0;
+    assert!((fixed..=fixed + 1.5).contains(&at[2]), "{at:?}");
+    assert_eq!(events[1].reason.as_deref(), Some("missed_heartbeat"));
+    // Between the failed push and the good one, the checks said why.
+    let reasons: Vec<_> = store
+        .results(id, failed_at, fixed_at)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.reason)
+        .collect();
+    assert!(
+        !reasons.is_empty()
+            && reasons
+                .iter()
+                .all(|r| *r == portwatch::probe::Reason::ReportedDown),
+        "{reasons:?}"
+    );
+    assert!(
+        events[1]
+            .message
+            .contains("expected every 1h 0m, grace 10m 0s"),
+        "{}",
+        events[1].message
+    );
+}

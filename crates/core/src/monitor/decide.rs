@@ -334,6 +334,15 @@ impl Core {
         })
     }
 
+    /// A check of `id` finished with nothing to report (a heartbeat
+    /// sensor whose first push is not due): its state stays, and it may
+    /// start again when next due.
+    pub fn on_nothing(&mut self, id: i64) {
+        if let Some(sensor) = self.sensors.get_mut(&id) {
+            sensor.running = false;
+        }
+    }
+
     /// A check of `id` finished at `now`.
     pub fn on_result(&mut self, id: i64, outcome: Outcome, now: jiff::Timestamp) -> Vec<Effect> {
         let Outcome {
@@ -745,6 +754,16 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_check_with_nothing_to_report_leaves_the_state_and_may_start_again() {
+        let mut core = start(&config(""), &[]);
+        assert_eq!(core.due(GW), Some(Due::Start));
+        assert_eq!(core.due(GW), Some(Due::Running), "not started twice");
+        core.on_nothing(GW);
+        assert_eq!(core.state(GW), Some(State::Pending));
+        assert_eq!(core.due(GW), Some(Due::Start), "free to start again");
     }
 
     #[test]
