@@ -1779,6 +1779,133 @@ async fn the_dashboard_streams_state_changes(_dir: TempDir, state: AppState) {
     assert!(text.contains("\"down\":1"), "{text}");
 }
 
+/// A heartbeat sensor's push URL: made by an admin (shown once, on the
+/// page or through the API), called with GET or POST (no sign-in), its
+/// status, message and duration stored; bad values, unknown tokens and
+/// floods refused; a new URL retires the old one.
+async fn heartbeat_push_urls_take_pushes(_dir: TempDir, state: AppState) {
+    state
+        .db()
+        .apply(
+            from_toml(
+                "t.toml",
+                &format!(
+                    "{CONFIG}[[server]]\nname = \"backup\"\nhost = \"localhost\"\n[[server.sensor]]\nname = \"nightly\"\nkind = \"heartbeat\"\nevery = \"1d\"\n"
+                ),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let id = sensor_id(&state, "backup/nightly").await;
+    let (_, _, page) = send(&state, get(&format!("/sensors/{id}"), Some(&cookie))).await;
+    assert!(
+        page.contains("heartbeat: a push every 1d 0h, with 2h 24m grace")
+            && page.contains("No push URL yet"),
+        "{page}"
+    );
+    // A TCP sensor has no push URL.
+    let db = sensor_id(&state, "db/postgresql").await;
+    let (status, _, body) = send(
+        &state,
+        post_form(
+            &format!("/sensors/{db}/push-url"),
+            Some(&cookie),
+            &format!("csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Made on the page: shown once, with examples.
+    let mut request = post_form(
+        &format!("/sensors/{id}/push-url"),
+        Some(&cookie),
+        &format!("csrf={csrf}"),
+    );
+    request
+        .headers_mut()
+        .insert(header::HOST, "monitor.example:8080".parse().unwrap());
+    let (status, _, page) = send(&state, request).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let start = page
+        .find("http://monitor.example:8080/push/")
+        .expect("the URL")
+        + "http://monitor.example:8080".len();
+    let path = page[start..].split('<').next().unwrap().to_owned();
+    assert!(page.contains("crontab"), "{page}");
+    // Pushes: no sign-in; GET and POST.
+    let (status, _, body) = send(&state, get(&format!("{path}?msg=started"), None)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+    let (status, _, body) = send(
+        &state,
+        Request::post(format!("{path}?status=down&msg=disk%20full&duration=12.5"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+    let pushes = state.db().pushes(id).await.unwrap().unwrap();
+    let last = pushes.last.unwrap();
+    assert_eq!(
+        (last.down, last.message.as_str(), last.duration_ms),
+        (true, "disk full", Some(12_500))
+    );
+    let (_, _, page) = send(&state, get(&format!("/sensors/{id}"), Some(&cookie))).await;
+    assert!(
+        page.contains("(reported a failure), took 12s: disk full."),
+        "{page}"
+    );
+    // Bad values and unknown tokens.
+    let (status, _, body) = send(&state, get(&format!("{path}?status=maybe"), None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, "status: 'maybe' is not a status: use up or down\n");
+    let (status, _, _) = send(&state, get("/push/0123456789abcdef", None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A new URL through the API: the old one stops working.
+    let token = state
+        .db()
+        .create_token("ops".into(), Role::Admin)
+        .await
+        .unwrap();
+    let (status, headers, body) = send(
+        &state,
+        api(&token, "POST", &format!("/api/sensors/{id}/push-url"), ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let url: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let new_path = format!(
+        "/push/{}",
+        url["url"].as_str().unwrap().rsplit('/').next().unwrap()
+    );
+    let (status, _, _) = send(&state, get(&path, None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the old URL is dead");
+    // Ten a minute per URL; the eleventh is refused.
+    for n in 0..9 {
+        let (status, _, _) = send(&state, get(&new_path, None)).await;
+        assert_eq!(status, StatusCode::OK, "push {n}");
+    }
+    let (status, _, _) = send(&state, get(&new_path, None)).await;
+    assert_eq!(status, StatusCode::OK, "the tenth");
+    let (status, headers, _) = send(&state, get(&new_path, None)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers[header::RETRY_AFTER], "60");
+    // A read-only account cannot make one.
+    let (viewer, viewer_csrf) = sign_in(&state, "viewer", "viewer-password").await;
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            &format!("/sensors/{id}/push-url"),
+            Some(&viewer),
+            &format!("csrf={viewer_csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1811,6 +1938,7 @@ on_both_stores!(
     names_are_html_escaped,
     the_dashboard_puts_problems_first,
     the_dashboard_streams_state_changes,
+    heartbeat_push_urls_take_pushes,
     forms_without_the_csrf_token_are_refused,
     read_only_users_and_tokens_cannot_change_anything,
     adding_a_sensor_validates_each_field,
