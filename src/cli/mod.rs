@@ -90,6 +90,13 @@ pub enum Command {
         after_help = "Examples:\n  portwatch resume web1/https\n  portwatch resume Production"
     )]
     Resume(NameArgs),
+    /// Make a new push URL for a heartbeat sensor (printed once; the old
+    /// one stops working).
+    #[command(
+        name = "push-url",
+        after_help = "Examples:\n  portwatch push-url backup/nightly --public-url https://monitor.example.com\n  curl -fsS -m 10 \"$(portwatch push-url backup/nightly)\"   # test it at once"
+    )]
+    PushUrl(PushUrlArgs),
     /// Send a test notification through a channel and report the result.
     #[command(
         subcommand,
@@ -371,6 +378,21 @@ pub struct NameArgs {
     /// A sensor (server/sensor), a server, or a group.
     #[arg(value_name = "NAME")]
     pub name: String,
+    /// The store.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `portwatch push-url SENSOR`.
+#[derive(Debug, Args)]
+pub struct PushUrlArgs {
+    /// The heartbeat sensor: server/sensor.
+    #[arg(value_name = "SENSOR")]
+    pub sensor: String,
+    /// The web interface's address as jobs reach it (as given to `serve
+    /// --public-url`); default http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,
@@ -758,6 +780,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             runtime().and_then(|rt| rt.block_on(copy::run(&from, &to)))
         }
         Command::Pause(args) => pause::run(&args, true),
+        Command::PushUrl(args) => pause::push_url(&args),
         Command::Resume(args) => pause::run(&args, false),
     };
     match outcome {

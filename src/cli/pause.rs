@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::{AccessCommand, NameArgs, Scope, StoreClient};
+use super::{AccessCommand, NameArgs, PushUrlArgs, Scope, StoreClient};
 use crate::store::Storage;
 use crate::store::accounts::{Role, random_token};
 
@@ -16,6 +16,44 @@ pub(super) fn run(args: &NameArgs, paused: bool) -> anyhow::Result<u8> {
         anstream::stdout(),
         "{verb} {changed} {noun} under '{}'",
         args.name
+    )?;
+    Ok(0)
+}
+
+/// `portwatch push-url SENSOR`: a new push URL for a heartbeat sensor, on
+/// stdout (the old one stops working).
+pub(super) fn push_url(args: &PushUrlArgs) -> anyhow::Result<u8> {
+    let store = StoreClient::open(&args.db, true)?;
+    let ids = store.call(store.db.sensor_ids(args.sensor.clone()))?;
+    let [id] = ids[..] else {
+        anyhow::bail!(
+            "'{}' names {} sensors: name one heartbeat sensor as server/sensor",
+            args.sensor,
+            ids.len()
+        );
+    };
+    let (_, _, overrides, _) = store.call(store.db.sensor_settings(id))?;
+    if overrides.heartbeat.is_none() {
+        anyhow::bail!(
+            "'{}' is not a heartbeat sensor: give it kind = \"heartbeat\" in portwatch.toml",
+            args.sensor
+        );
+    }
+    let base = args
+        .public_url
+        .as_deref()
+        .unwrap_or("http://127.0.0.1:8080")
+        .trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        anyhow::bail!("--public-url '{base}' is not a web address: give http://… or https://…");
+    }
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let token = store.call(store.db.new_push_token(id, now_ms))?;
+    writeln!(anstream::stdout(), "{base}/push/{token}")?;
+    writeln!(
+        anstream::stderr(),
+        "push URL of '{}' made; it is shown this once and the previous one no longer works. Call it from the job: curl -fsS -m 10 URL (add ?status=down&msg=… when it failed)",
+        args.sensor
     )?;
     Ok(0)
 }
