@@ -14,7 +14,7 @@ fn error(text: &str) -> String {
 #[test]
 fn the_shipped_example_is_valid() {
     let config = parse(include_str!("../../../../examples/portwatch.toml")).unwrap();
-    assert_eq!(config.counts(), (3, 2, 3));
+    assert_eq!(config.counts(), (3, 2, 4));
     let sensors = resolve(&config);
     let ssh = sensors.iter().find(|s| s.path == "router/ssh").unwrap();
     assert_eq!(
@@ -46,6 +46,14 @@ fn the_shipped_example_is_valid() {
         .unwrap();
     assert!(telnet.expect_closed);
     assert_eq!(ssh.windows.len(), 1, "the router window");
+    let backup = sensors
+        .iter()
+        .find(|s| s.path == "files/nightly-backup")
+        .unwrap();
+    assert_eq!(
+        backup.heartbeat.map(|h| (h.every.as_secs(), h.grace.as_secs())),
+        Some((86_400, 7200))
+    );
 }
 
 #[test]
