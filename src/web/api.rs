@@ -266,6 +266,8 @@ pub async fn openapi() -> Response {
 pub struct NewSensor {
     server: String,
     host: String,
+    /// A number or a service name (none for a heartbeat sensor).
+    #[serde(default)]
     port: serde_json::Value,
     #[serde(default)]
     name: Option<String>,
@@ -286,6 +288,15 @@ pub struct NewSensor {
     /// How many locations must see it down: 1, 2, … or "all".
     #[serde(default)]
     down_when: Option<serde_json::Value>,
+    /// `tcp` (default) or `heartbeat` (no port: jobs call its push URL).
+    #[serde(default)]
+    kind: Option<String>,
+    /// A heartbeat sensor: how often a push is expected.
+    #[serde(default)]
+    every: Option<String>,
+    /// A heartbeat sensor: how late a push may be.
+    #[serde(default)]
+    grace: Option<String>,
 }
 
 /// `POST /api/sensors`: adds a sensor (admin); the server is created if
@@ -304,12 +315,28 @@ pub async fn create(
     }
     let host = crate::probe::target::parse_bare_host(&new.host)
         .map_err(|e| AppError::BadRequest(format!("host: {e}")))?;
-    let port_text = match &new.port {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+    let heartbeat = crate::monitor::heartbeat::Heartbeat::from_settings(
+        new.kind.as_deref(),
+        new.every.as_deref(),
+        new.grace.as_deref(),
+    )
+    .map_err(|(key, message)| AppError::BadRequest(format!("{key}: {message}")))?;
+    let port = match (&heartbeat, &new.port) {
+        (Some(_), serde_json::Value::Null) => 0,
+        (Some(_), _) => {
+            return Err(AppError::BadRequest(
+                "port: a heartbeat sensor has no port: leave it out".into(),
+            ));
+        }
+        (None, port) => {
+            let port_text = match port {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            crate::probe::target::parse_port(&port_text, services)
+                .map_err(|e| AppError::BadRequest(format!("port: {e}")))?
+        }
     };
-    let port = crate::probe::target::parse_port(&port_text, services)
-        .map_err(|e| AppError::BadRequest(format!("port: {e}")))?;
     let interval = match new.interval.as_deref() {
         None | Some("") => None,
         Some(text) => {
@@ -327,6 +354,9 @@ pub async fn create(
         .name
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| {
+            if port == 0 {
+                return "heartbeat".to_owned();
+            }
             services
                 .by_port(port)
                 .map_or_else(|| port.to_string(), |s| s.name.clone())
@@ -352,6 +382,7 @@ pub async fn create(
     };
     let mut overrides = crate::config::Overrides {
         interval,
+        heartbeat,
         locations: new.locations.filter(|l| !l.is_empty()),
         down_when,
         ..crate::config::Overrides::default()

@@ -1192,10 +1192,20 @@ pub struct SensorForm {
     mode: String,
     #[serde(default)]
     protocol: String,
+    /// `tcp` (default) or `heartbeat`.
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    every: String,
+    #[serde(default)]
+    grace: String,
 }
 
 #[derive(Default)]
 struct SensorErrors {
+    kind: Option<String>,
+    every: Option<String>,
+    grace: Option<String>,
     server: Option<String>,
     host: Option<String>,
     port: Option<String>,
@@ -1239,9 +1249,28 @@ pub async fn create_sensor(
     let host = parse_bare_host(&form.host)
         .map_err(|e| errors.host = Some(e.to_string()))
         .ok();
-    let port = parse_port(&form.port, Services::global())
-        .map_err(|e| errors.port = Some(e.to_string()))
-        .ok();
+    let heartbeat = crate::monitor::heartbeat::Heartbeat::from_settings(
+        Some(&form.kind),
+        Some(&form.every),
+        Some(&form.grace),
+    )
+    .map_err(|(key, message)| match key {
+        "kind" => errors.kind = Some(message),
+        "every" => errors.every = Some(message),
+        _ => errors.grace = Some(message),
+    })
+    .unwrap_or(None);
+    let port = match (&heartbeat, form.port.trim()) {
+        // A heartbeat sensor has no port: jobs call its push URL.
+        (Some(_), "") => Some(0),
+        (Some(_), _) => {
+            errors.port = Some("A heartbeat sensor has no port: leave it empty.".into());
+            None
+        }
+        (None, text) => parse_port(text, Services::global())
+            .map_err(|e| errors.port = Some(e.to_string()))
+            .ok(),
+    };
     let interval = if form.interval.trim().is_empty() {
         None
     } else {
@@ -1258,6 +1287,7 @@ pub async fn create_sensor(
         }
     };
     let name = match (form.name.trim(), port) {
+        ("", Some(0)) => "heartbeat".to_owned(),
         ("", Some(port)) => Services::global()
             .by_port(port)
             .map_or_else(|| port.to_string(), |s| s.name.clone()),
@@ -1268,13 +1298,14 @@ pub async fn create_sensor(
     }
     let mut overrides = crate::config::Overrides {
         interval,
+        heartbeat,
         ..crate::config::Overrides::default()
     };
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     if let Err((_, message)) = overrides.set_check(text(&form.mode), text(&form.protocol), None) {
         errors.protocol = Some(message);
     }
-    let (Some(host), Some(port), None, None, None, None, None) = (
+    let (Some(host), Some(port), None, None, None, None, None, None, None, None) = (
         host,
         port,
         &errors.server,
@@ -1282,6 +1313,9 @@ pub async fn create_sensor(
         &errors.interval,
         &errors.host,
         &errors.protocol,
+        &errors.kind,
+        &errors.every,
+        &errors.grace,
     ) else {
         let (user, admin, csrf) = page_frame(&user);
         let mut response = render(NewSensorPage {

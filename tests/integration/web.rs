@@ -1892,6 +1892,72 @@ async fn heartbeat_push_urls_take_pushes(_dir: TempDir, state: AppState) {
     let (status, headers, _) = send(&state, get(&new_path, None)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers[header::RETRY_AFTER], "60");
+    // Heartbeat sensors made through the API and the form, their
+    // settings checked like the file's.
+    for (body, status, wanted) in [
+        (
+            r#"{"server": "ci", "host": "ci.internal", "kind": "heartbeat", "every": "1h"}"#,
+            StatusCode::CREATED,
+            "",
+        ),
+        (
+            r#"{"server": "ci", "host": "ci.internal", "kind": "heartbeat", "port": 22}"#,
+            StatusCode::BAD_REQUEST,
+            "port: a heartbeat sensor has no port",
+        ),
+        (
+            r#"{"server": "ci", "host": "ci.internal", "kind": "heartbeat", "name": "x", "every": "10s"}"#,
+            StatusCode::BAD_REQUEST,
+            "every: every must be from 1m to 400d",
+        ),
+        (
+            r#"{"server": "ci", "host": "ci.internal", "port": 22, "grace": "1h"}"#,
+            StatusCode::BAD_REQUEST,
+            "grace: 'every' and 'grace' are for heartbeat sensors",
+        ),
+    ] {
+        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
+        assert_eq!(got, status, "{body}: {reply}");
+        assert!(reply.contains(wanted), "{body}: {reply}");
+    }
+    let made = sensor_id(&state, "ci/heartbeat").await;
+    let (_, _, overrides, _) = state.db().sensor_settings(made).await.unwrap();
+    assert_eq!(
+        overrides
+            .heartbeat
+            .map(|h| (h.every.as_secs(), h.grace.as_secs())),
+        Some((3600, 360))
+    );
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            "/sensors/new",
+            Some(&cookie),
+            &format!("csrf={csrf}&server=ci&host=ci.internal&kind=heartbeat&name=deploy&every=10s"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("id=\"error-every\">every must be from 1m to 400d"),
+        "{page}"
+    );
+    let (status, headers, _) = send(
+        &state,
+        post_form(
+            "/sensors/new",
+            Some(&cookie),
+            &format!("csrf={csrf}&server=ci&host=ci.internal&kind=heartbeat&name=deploy&every=1h&grace=5m"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = headers[header::LOCATION].to_str().unwrap().to_owned();
+    let (_, _, page) = send(&state, get(&location, Some(&cookie))).await;
+    assert!(
+        page.contains("heartbeat: a push every 1h 0m, with 5m 0s grace"),
+        "{page}"
+    );
     // A read-only account cannot make one.
     let (viewer, viewer_csrf) = sign_in(&state, "viewer", "viewer-password").await;
     let (status, _, _) = send(

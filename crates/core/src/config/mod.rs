@@ -519,55 +519,27 @@ fn sensor_def(
 }
 
 /// A sensor's `kind`, `every` and `grace`: its heartbeat settings when
-/// `kind = "heartbeat"` (every: 1 minute to 400 days, default 1 day;
-/// grace: up to `every`, default a tenth of it, at least a minute).
+/// `kind = "heartbeat"`, the error at the key at fault otherwise.
 fn heartbeat_of(
     locate: &Locator,
     sensor: &raw::Sensor,
 ) -> Result<Option<crate::monitor::heartbeat::Heartbeat>, ConfigError> {
-    let heartbeat = match &sensor.kind {
-        None => false,
-        Some(kind) if kind.get_ref() == "heartbeat" => true,
-        Some(kind) if kind.get_ref() == "tcp" => false,
-        Some(kind) => {
-            return Err(locate.error(
-                kind.span(),
-                format!(
-                    "unknown kind '{}': use \"tcp\" (the default) or \"heartbeat\"",
-                    kind.get_ref()
-                ),
-            ));
-        }
-    };
-    if !heartbeat {
-        if let Some(key) = sensor.every.as_ref().or(sensor.grace.as_ref()) {
-            return Err(locate.error(
-                key.span(),
-                "'every' and 'grace' are for heartbeat sensors: add kind = \"heartbeat\"",
-            ));
-        }
-        return Ok(None);
+    fn text(value: &Option<toml::Spanned<String>>) -> Option<&str> {
+        value.as_ref().map(|v| v.get_ref().as_str())
     }
-    let every = locate
-        .duration(&sensor.every)?
-        .unwrap_or(Duration::from_secs(86_400));
-    if let Some(raw) = &sensor.every
-        && !(Duration::from_secs(60)..=Duration::from_secs(400 * 86_400)).contains(&every)
-    {
-        return Err(locate.error(raw.span(), "every must be from 1m to 400d"));
-    }
-    let grace = locate
-        .duration(&sensor.grace)?
-        .unwrap_or((every / 10).max(Duration::from_secs(60)));
-    if let Some(raw) = &sensor.grace
-        && grace > every
-    {
-        return Err(locate.error(
-            raw.span(),
-            "grace must not be longer than every: a job that is a whole period late has missed one",
-        ));
-    }
-    Ok(Some(crate::monitor::heartbeat::Heartbeat { every, grace }))
+    crate::monitor::heartbeat::Heartbeat::from_settings(
+        text(&sensor.kind),
+        text(&sensor.every),
+        text(&sensor.grace),
+    )
+    .map_err(|(key, message)| {
+        let at = match key {
+            "kind" => &sensor.kind,
+            "every" => &sensor.every,
+            _ => &sensor.grace,
+        };
+        locate.error(at.as_ref().map(|v| v.span()).unwrap_or(0..0), message)
+    })
 }
 
 /// Every `depends_on`, at any level, names a declared sensor.

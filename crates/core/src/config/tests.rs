@@ -51,7 +51,9 @@ fn the_shipped_example_is_valid() {
         .find(|s| s.path == "files/nightly-backup")
         .unwrap();
     assert_eq!(
-        backup.heartbeat.map(|h| (h.every.as_secs(), h.grace.as_secs())),
+        backup
+            .heartbeat
+            .map(|h| (h.every.as_secs(), h.grace.as_secs())),
         Some((86_400, 7200))
     );
 }

@@ -17,6 +17,71 @@ pub struct Heartbeat {
     pub grace: Duration,
 }
 
+impl Heartbeat {
+    /// A sensor's `kind`, `every` and `grace` as written (in
+    /// portwatch.toml, a form or the API): its heartbeat settings when
+    /// `kind` is `heartbeat` (every: 1m to 400d, default a day; grace: up
+    /// to `every`, default a tenth of it, at least a minute), `None` for a
+    /// TCP sensor. An error names the key at fault.
+    pub fn from_settings(
+        kind: Option<&str>,
+        every: Option<&str>,
+        grace: Option<&str>,
+    ) -> Result<Option<Heartbeat>, (&'static str, String)> {
+        let heartbeat = match kind.map(str::trim) {
+            None | Some("" | "tcp") => false,
+            Some("heartbeat") => true,
+            Some(other) => {
+                return Err((
+                    "kind",
+                    format!("unknown kind '{other}': use \"tcp\" (the default) or \"heartbeat\""),
+                ));
+            }
+        };
+        fn given(value: Option<&str>) -> Option<&str> {
+            value.map(str::trim).filter(|v| !v.is_empty())
+        }
+        let (every, grace) = (given(every), given(grace));
+        if !heartbeat {
+            return match (every, grace) {
+                (None, None) => Ok(None),
+                (Some(_), _) => Err(("every", NOT_A_HEARTBEAT.into())),
+                (None, Some(_)) => Err(("grace", NOT_A_HEARTBEAT.into())),
+            };
+        }
+        let parse = |key: &'static str, text: &str| {
+            portwatch_probe::duration::parse(text).map_err(|e| (key, e.to_string()))
+        };
+        let every = match every {
+            None => Duration::from_secs(86_400),
+            Some(text) => {
+                let every = parse("every", text)?;
+                if !(Duration::from_secs(60)..=Duration::from_secs(400 * 86_400)).contains(&every) {
+                    return Err(("every", "every must be from 1m to 400d".into()));
+                }
+                every
+            }
+        };
+        let grace = match grace {
+            None => (every / 10).max(Duration::from_secs(60)),
+            Some(text) => {
+                let grace = parse("grace", text)?;
+                if grace > every {
+                    return Err((
+                        "grace",
+                        "grace must not be longer than every: a job that is a whole period late has missed one".into(),
+                    ));
+                }
+                grace
+            }
+        };
+        Ok(Some(Heartbeat { every, grace }))
+    }
+}
+
+const NOT_A_HEARTBEAT: &str =
+    "'every' and 'grace' are for heartbeat sensors: add kind = \"heartbeat\"";
+
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
