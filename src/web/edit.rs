@@ -34,10 +34,20 @@ struct EditPage {
     path: String,
     fields: Vec<Field>,
     expect_closed: bool,
+    /// `heartbeat`, or empty for a TCP sensor.
+    kind: String,
 }
 
 #[derive(Deserialize, Default)]
 pub struct EditForm {
+    /// `heartbeat` for a heartbeat sensor (kept in a hidden field: a
+    /// sensor keeps its kind).
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    every: String,
+    #[serde(default)]
+    grace: String,
     #[serde(default)]
     port: String,
     #[serde(default)]
@@ -78,6 +88,19 @@ fn fields(form: &EditForm) -> Vec<Field> {
         value: value.clone(),
         error: None,
     };
+    if form.kind == "heartbeat" {
+        return vec![
+            field("every", "A push every", "1d", &form.every),
+            field("grace", "Grace", "a tenth of every", &form.grace),
+            field("interval", "Looked at every", "inherited", &form.interval),
+            field(
+                "depends_on",
+                "Depends on",
+                "server/sensor",
+                &form.depends_on,
+            ),
+        ];
+    }
     vec![
         field("port", "Port", "443 or https", &form.port),
         field("interval", "Interval", "inherited", &form.interval),
@@ -142,6 +165,7 @@ async fn page(
         path,
         fields,
         expect_closed: form.expect_closed.is_some(),
+        kind: form.kind.clone(),
     };
     let status = if invalid {
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
@@ -164,6 +188,20 @@ pub async fn form(
         ));
     }
     let form = EditForm {
+        kind: if o.heartbeat.is_some() {
+            "heartbeat"
+        } else {
+            ""
+        }
+        .to_owned(),
+        every: o
+            .heartbeat
+            .map(|h| crate::duration::format(h.every))
+            .unwrap_or_default(),
+        grace: o
+            .heartbeat
+            .map(|h| crate::duration::format(h.grace))
+            .unwrap_or_default(),
         port: port.to_string(),
         interval: show(o.interval),
         timeout: show(o.timeout),
@@ -196,9 +234,21 @@ pub async fn form(
 /// Parses the form; errors come back by field name.
 fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)>> {
     let mut errors = Vec::new();
-    let port = parse_port(&form.port, Services::global())
-        .map_err(|e| errors.push(("port", e.to_string())))
-        .ok();
+    let heartbeat = crate::monitor::heartbeat::Heartbeat::from_settings(
+        Some(&form.kind),
+        Some(&form.every),
+        Some(&form.grace),
+    )
+    .map_err(|error| errors.push(error))
+    .unwrap_or(None);
+    let port = if form.kind == "heartbeat" {
+        // No port: jobs call its push URL.
+        Some(0)
+    } else {
+        parse_port(&form.port, Services::global())
+            .map_err(|e| errors.push(("port", e.to_string())))
+            .ok()
+    };
     let fields: HashMap<String, String> = [
         ("interval", &form.interval),
         ("timeout", &form.timeout),
@@ -213,6 +263,7 @@ fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)
     .map(|(k, v)| (k.to_owned(), v.clone()))
     .collect();
     let mut overrides = parse_overrides(&fields, &mut errors);
+    overrides.heartbeat = heartbeat;
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     if let Err(error) = overrides.set_check(text(&form.mode), text(&form.protocol), text(&form.tls))
     {

@@ -835,8 +835,8 @@ async fn heartbeat_view(
     Ok(Some(HeartbeatView {
         expects: format!(
             "a push every {}, with {} grace",
-            age(heartbeat.every.as_millis() as i64),
-            age(heartbeat.grace.as_millis() as i64)
+            crate::duration::format(heartbeat.every),
+            crate::duration::format(heartbeat.grace)
         ),
         heard,
     }))

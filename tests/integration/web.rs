@@ -1801,7 +1801,7 @@ async fn heartbeat_push_urls_take_pushes(_dir: TempDir, state: AppState) {
     let id = sensor_id(&state, "backup/nightly").await;
     let (_, _, page) = send(&state, get(&format!("/sensors/{id}"), Some(&cookie))).await;
     assert!(
-        page.contains("heartbeat: a push every 1d 0h, with 2h 24m grace")
+        page.contains("heartbeat: a push every 1d, with 144m grace")
             && page.contains("No push URL yet"),
         "{page}"
     );
@@ -1955,7 +1955,45 @@ async fn heartbeat_push_urls_take_pushes(_dir: TempDir, state: AppState) {
     let location = headers[header::LOCATION].to_str().unwrap().to_owned();
     let (_, _, page) = send(&state, get(&location, Some(&cookie))).await;
     assert!(
-        page.contains("heartbeat: a push every 1h 0m, with 5m 0s grace"),
+        page.contains("heartbeat: a push every 1h, with 5m grace"),
+        "{page}"
+    );
+    // Edited: its period and grace, never a port.
+    let edit = format!("{location}/edit");
+    let (_, _, page) = send(&state, get(&edit, Some(&cookie))).await;
+    assert!(
+        page.contains("name=\"every\" value=\"1h\"")
+            && page.contains("name=\"grace\" value=\"5m\"")
+            && !page.contains("name=\"port\""),
+        "{page}"
+    );
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            &edit,
+            Some(&cookie),
+            &format!("csrf={csrf}&kind=heartbeat&every=1h&grace=3h"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("id=\"error-grace\">grace must not be longer than every"),
+        "{page}"
+    );
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            &edit,
+            Some(&cookie),
+            &format!("csrf={csrf}&kind=heartbeat&every=2h&grace=10m"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = send(&state, get(&location, Some(&cookie))).await;
+    assert!(
+        page.contains("heartbeat: a push every 2h, with 10m grace"),
         "{page}"
     );
     // A read-only account cannot make one.

@@ -75,6 +75,10 @@ pub fn format(duration: Duration) -> String {
         format!("{}ms", trim_float(micros as f64 / 1e3))
     } else if micros < 60_000_000 {
         format!("{}s", trim_float(micros as f64 / 1e6))
+    } else if micros % 86_400_000_000 == 0 {
+        format!("{}d", micros / 86_400_000_000)
+    } else if micros % 3_600_000_000 == 0 {
+        format!("{}h", micros / 3_600_000_000)
     } else {
         format!("{}m", trim_float(micros as f64 / 6e7))
     }
@@ -147,6 +151,9 @@ mod tests {
         assert_eq!(format(Duration::from_millis(250)), "250ms");
         assert_eq!(format(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format(Duration::from_secs(120)), "2m");
+        assert_eq!(format(Duration::from_secs(5400)), "90m");
+        assert_eq!(format(Duration::from_secs(7200)), "2h");
+        assert_eq!(format(Duration::from_secs(2 * 86_400)), "2d");
     }
 
     proptest! {

@@ -186,8 +186,8 @@ pub fn judge(
                 Reason::MissedHeartbeat,
                 format!(
                     "{since} (expected every {}, grace {})",
-                    portwatch_probe::duration::age(0, heartbeat.every.as_millis() as i64),
-                    portwatch_probe::duration::age(0, heartbeat.grace.as_millis() as i64)
+                    portwatch_probe::duration::format(heartbeat.every),
+                    portwatch_probe::duration::format(heartbeat.grace)
                 ),
             ))
         }
@@ -231,7 +231,7 @@ mod tests {
         assert_eq!((status, reason), (Status::Down, Reason::MissedHeartbeat));
         assert_eq!(
             message,
-            "the last push was 1h 11m ago (expected every 1h 0m, grace 10m 0s)"
+            "the last push was 1h 11m ago (expected every 1h, grace 10m)"
         );
     }
 
