@@ -75,9 +75,9 @@ pub fn format(duration: Duration) -> String {
         format!("{}ms", trim_float(micros as f64 / 1e3))
     } else if micros < 60_000_000 {
         format!("{}s", trim_float(micros as f64 / 1e6))
-    } else if micros % 86_400_000_000 == 0 {
+    } else if micros.is_multiple_of(86_400_000_000) {
         format!("{}d", micros / 86_400_000_000)
-    } else if micros % 3_600_000_000 == 0 {
+    } else if micros.is_multiple_of(3_600_000_000) {
         format!("{}h", micros / 3_600_000_000)
     } else {
         format!("{}m", trim_float(micros as f64 / 6e7))
