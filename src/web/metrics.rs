@@ -453,11 +453,20 @@ fn sensor_metrics(registry: &mut Registry, rows: &[crate::store::StatusRow]) {
             server: server.to_owned(),
             sensor: sensor.to_owned(),
             host: row.host.clone(),
-            port: row.port.to_string(),
-            service: services
-                .by_port(row.port)
-                .map(|s| s.name.clone())
-                .unwrap_or_default(),
+            // A heartbeat sensor (port 0) has no port: jobs push to it.
+            port: if row.port == 0 {
+                String::new()
+            } else {
+                row.port.to_string()
+            },
+            service: if row.port == 0 {
+                "heartbeat".to_owned()
+            } else {
+                services
+                    .by_port(row.port)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default()
+            },
         };
         up.get_or_create(&labels).set(i64::from(matches!(
             row.state,

@@ -1996,6 +1996,12 @@ async fn heartbeat_push_urls_take_pushes(_dir: TempDir, state: AppState) {
         page.contains("heartbeat: a push every 2h, with 10m grace"),
         "{page}"
     );
+    // In /metrics: no port, the service says what it is.
+    let (_, _, metrics) = send(&state, api(&token, "GET", "/metrics", "")).await;
+    assert!(
+        metrics.contains("server=\"backup\",sensor=\"nightly\",host=\"localhost\",port=\"\",service=\"heartbeat\"}"),
+        "{metrics}"
+    );
     // A read-only account cannot make one.
     let (viewer, viewer_csrf) = sign_in(&state, "viewer", "viewer-password").await;
     let (status, _, _) = send(
