@@ -556,3 +556,95 @@ fn serve_wires_the_web_options() {
     let (code, _) = serve.terminate();
     assert_eq!(code, 0);
 }
+
+/// A heartbeat sensor as a user runs one: declared in portwatch.toml, its
+/// push URL made with `portwatch push-url`, called over HTTP by a "job"
+/// (GET, then a POST that reports a failure), its state read with
+/// `portwatch status`.
+#[test]
+fn a_job_reports_in_through_its_push_url() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("heartbeat");
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        "[[server]]\nname = \"backup\"\nhost = \"localhost\"\n  [[server.sensor]]\n  name = \"nightly\"\n  kind = \"heartbeat\"\n  every = \"1d\"\n  interval = \"1s\"\n",
+    )
+    .unwrap();
+    let db = dir.path.join("portwatch.db");
+    let db = db.to_str().unwrap();
+    let (code, _, stderr) = outcome(&portwatch(&[
+        "apply",
+        "--db",
+        db,
+        &format!("{}/portwatch.toml", dir.path.display()),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let mut serve = Serve::start(&dir.path, &["--db", db]);
+    let web = serve.web_address();
+    let (code, url, stderr) = outcome(&portwatch(&[
+        "push-url",
+        "backup/nightly",
+        "--db",
+        db,
+        "--public-url",
+        &format!("http://{web}"),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("shown this once"), "{stderr}");
+    let path = url
+        .trim()
+        .strip_prefix(&format!("http://{web}"))
+        .unwrap_or_else(|| panic!("{url}"))
+        .to_owned();
+    let call = |method: &str, query: &str| {
+        let mut stream = std::net::TcpStream::connect(&web).unwrap();
+        write!(
+            stream,
+            "{method} {path}{query} HTTP/1.1\r\nHost: {web}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let status_line = || {
+        let (_, stdout, _) = outcome(&portwatch(&["status", "--db", db]));
+        stdout
+            .lines()
+            .find(|l| l.starts_with("backup/nightly"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let until = |wanted: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = status_line();
+            if wanted.iter().all(|w| line.contains(w)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{line:?} never showed {wanted:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let reply = call("GET", "?msg=backup%20done&duration=95");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    until(&[" up ", "connected", "took 1m 35s: backup done"]);
+    let reply = call("POST", "?status=down&msg=tape%20jammed");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    until(&[" down ", "reported_down", "reported a failure: tape jammed"]);
+    // A token that is no push URL's.
+    let mut stream = std::net::TcpStream::connect(&web).unwrap();
+    write!(
+        stream,
+        "GET /push/not-a-token HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    let (code, lines) = serve.terminate();
+    assert_eq!(code, 0, "{lines:?}");
+}
