@@ -125,6 +125,29 @@ struct Done {
     result: Option<CheckResult>,
 }
 
+/// A check as launched: what its [`Done`] reports besides the result.
+#[derive(Clone, Copy)]
+struct Launched {
+    id: i64,
+    due: Instant,
+    at_ms: i64,
+    recheck: bool,
+}
+
+impl Launched {
+    /// The report of this check, started at `started`.
+    fn done(self, started: Instant, result: Option<CheckResult>) -> Done {
+        Done {
+            id: self.id,
+            due: self.due,
+            at_ms: self.at_ms,
+            started,
+            recheck: self.recheck,
+            result,
+        }
+    }
+}
+
 /// Reads a heartbeat sensor's pushes from the store (whichever node's web
 /// took them).
 type PushReader = Arc<
@@ -973,6 +996,12 @@ impl<W: Writes> Monitor<W> {
             host: spec.host.clone(),
             port: spec.port,
         };
+        let launched = Launched {
+            id,
+            due,
+            at_ms,
+            recheck,
+        };
         if let Some(heartbeat) = spec.heartbeat {
             // Nothing to check: the verdict comes from the pushes stored.
             let (pushes, done) = (self.pushes.clone(), self.done.clone());
@@ -995,16 +1024,7 @@ impl<W: Writes> Monitor<W> {
                         clock.now(),
                     )),
                 };
-                let _ = done
-                    .send(Done {
-                        id,
-                        due,
-                        at_ms,
-                        started,
-                        recheck,
-                        result,
-                    })
-                    .await;
+                let _ = done.send(launched.done(started, result)).await;
             });
             return true;
         }
@@ -1017,16 +1037,7 @@ impl<W: Writes> Monitor<W> {
             };
             let started = Instant::now();
             let result = Some(checker.check(&target, &options).await);
-            let _ = done
-                .send(Done {
-                    id,
-                    due,
-                    at_ms,
-                    started,
-                    recheck,
-                    result,
-                })
-                .await;
+            let _ = done.send(launched.done(started, result)).await;
         });
         true
     }

@@ -40,14 +40,10 @@ struct EditPage {
 
 #[derive(Deserialize, Default)]
 pub struct EditForm {
-    /// `heartbeat` for a heartbeat sensor (kept in a hidden field: a
-    /// sensor keeps its kind).
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    every: String,
-    #[serde(default)]
-    grace: String,
+    /// Its kind (kept in a hidden field: a sensor keeps its kind), period
+    /// and grace.
+    #[serde(flatten)]
+    beat: super::pages::HeartbeatFields,
     #[serde(default)]
     port: String,
     #[serde(default)]
@@ -88,10 +84,10 @@ fn fields(form: &EditForm) -> Vec<Field> {
         value: value.clone(),
         error: None,
     };
-    if form.kind == "heartbeat" {
+    if form.beat.is_heartbeat() {
         return vec![
-            field("every", "A push every", "1d", &form.every),
-            field("grace", "Grace", "a tenth of every", &form.grace),
+            field("every", "A push every", "1d", &form.beat.every),
+            field("grace", "Grace", "a tenth of every", &form.beat.grace),
             field("interval", "Looked at every", "inherited", &form.interval),
             field(
                 "depends_on",
@@ -165,7 +161,7 @@ async fn page(
         path,
         fields,
         expect_closed: form.expect_closed.is_some(),
-        kind: form.kind.clone(),
+        kind: form.beat.kind.clone(),
     };
     let status = if invalid {
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
@@ -187,21 +183,19 @@ pub async fn form(
             "this sensor is declared in the configuration file: change it there",
         ));
     }
+    let every = |h: crate::monitor::heartbeat::Heartbeat| crate::duration::format(h.every);
+    let grace = |h: crate::monitor::heartbeat::Heartbeat| crate::duration::format(h.grace);
     let form = EditForm {
-        kind: if o.heartbeat.is_some() {
-            "heartbeat"
-        } else {
-            ""
-        }
-        .to_owned(),
-        every: o
-            .heartbeat
-            .map(|h| crate::duration::format(h.every))
-            .unwrap_or_default(),
-        grace: o
-            .heartbeat
-            .map(|h| crate::duration::format(h.grace))
-            .unwrap_or_default(),
+        beat: super::pages::HeartbeatFields {
+            kind: if o.heartbeat.is_some() {
+                "heartbeat"
+            } else {
+                ""
+            }
+            .to_owned(),
+            every: o.heartbeat.map(every).unwrap_or_default(),
+            grace: o.heartbeat.map(grace).unwrap_or_default(),
+        },
         port: port.to_string(),
         interval: show(o.interval),
         timeout: show(o.timeout),
@@ -234,14 +228,12 @@ pub async fn form(
 /// Parses the form; errors come back by field name.
 fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)>> {
     let mut errors = Vec::new();
-    let heartbeat = crate::monitor::heartbeat::Heartbeat::from_settings(
-        Some(&form.kind),
-        Some(&form.every),
-        Some(&form.grace),
-    )
-    .map_err(|error| errors.push(error))
-    .unwrap_or(None);
-    let port = if form.kind == "heartbeat" {
+    let heartbeat = form
+        .beat
+        .heartbeat()
+        .map_err(|error| errors.push(error))
+        .unwrap_or(None);
+    let port = if form.beat.is_heartbeat() {
         // No port: jobs call its push URL.
         Some(0)
     } else {

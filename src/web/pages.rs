@@ -1192,13 +1192,38 @@ pub struct SensorForm {
     mode: String,
     #[serde(default)]
     protocol: String,
-    /// `tcp` (default) or `heartbeat`.
+    #[serde(flatten)]
+    beat: HeartbeatFields,
+}
+
+/// A sensor form's kind (`tcp`, the default, or `heartbeat`), and a
+/// heartbeat sensor's period and grace.
+#[derive(Deserialize, Default, Clone)]
+pub(super) struct HeartbeatFields {
     #[serde(default)]
-    kind: String,
+    pub(super) kind: String,
     #[serde(default)]
-    every: String,
+    pub(super) every: String,
     #[serde(default)]
-    grace: String,
+    pub(super) grace: String,
+}
+
+impl HeartbeatFields {
+    /// The heartbeat settings, checked as in portwatch.toml; the error
+    /// names its field.
+    pub(super) fn heartbeat(
+        &self,
+    ) -> Result<Option<crate::monitor::heartbeat::Heartbeat>, (&'static str, String)> {
+        crate::monitor::heartbeat::Heartbeat::from_settings(
+            Some(&self.kind),
+            Some(&self.every),
+            Some(&self.grace),
+        )
+    }
+
+    pub(super) fn is_heartbeat(&self) -> bool {
+        self.kind == "heartbeat"
+    }
 }
 
 #[derive(Default)]
@@ -1249,17 +1274,15 @@ pub async fn create_sensor(
     let host = parse_bare_host(&form.host)
         .map_err(|e| errors.host = Some(e.to_string()))
         .ok();
-    let heartbeat = crate::monitor::heartbeat::Heartbeat::from_settings(
-        Some(&form.kind),
-        Some(&form.every),
-        Some(&form.grace),
-    )
-    .map_err(|(key, message)| match key {
-        "kind" => errors.kind = Some(message),
-        "every" => errors.every = Some(message),
-        _ => errors.grace = Some(message),
-    })
-    .unwrap_or(None);
+    let heartbeat = form
+        .beat
+        .heartbeat()
+        .map_err(|(key, message)| match key {
+            "kind" => errors.kind = Some(message),
+            "every" => errors.every = Some(message),
+            _ => errors.grace = Some(message),
+        })
+        .unwrap_or(None);
     let port = match (&heartbeat, form.port.trim()) {
         // A heartbeat sensor has no port: jobs call its push URL.
         (Some(_), "") => Some(0),

@@ -273,35 +273,7 @@ impl WindowRule {
 
     /// Whether the window is in force at `now`.
     pub fn contains(&self, now: Timestamp) -> bool {
-        match self {
-            WindowRule::Once { start, end } => *start <= now && now < *end,
-            WindowRule::Weekly {
-                days,
-                start,
-                duration,
-                zone,
-            } => {
-                let today = now.to_zoned_datetime(zone.clone()).date();
-                // A window of at most a day that covers `now` started today
-                // or yesterday.
-                [today, today.yesterday().unwrap_or(today)]
-                    .iter()
-                    .any(|date| {
-                        if days & day_bit(date.weekday()) == 0 {
-                            return false;
-                        }
-                        let Ok(begin) = zone.to_timestamp(date.to_datetime(*start)) else {
-                            return false;
-                        };
-                        let Ok(end) = begin.checked_add(
-                            jiff::SignedDuration::try_from(*duration).unwrap_or_default(),
-                        ) else {
-                            return false;
-                        };
-                        begin <= now && now < end
-                    })
-            }
-        }
+        self.next_span(now).is_some_and(|(start, _)| start <= now)
     }
 }
 
