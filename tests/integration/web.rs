@@ -2074,6 +2074,7 @@ fn concrete(pattern: &str, sensor: i64) -> String {
         .replace("{slug}", "status")
         .replace("{kind}", "server")
         .replace("{action}", "pause")
+        .replace("{token}", "not-a-push-token")
 }
 
 /// A change request with the session cookie and `csrf`, as a form (pages)
@@ -2122,6 +2123,14 @@ async fn every_change_needs_the_csrf_token_the_same_origin_and_an_admin() {
             continue; // its own token; tested above
         }
         let path = concrete(pattern, id);
+        if *pattern == "/push/{token}" {
+            // A push URL's token is its credential (jobs call it without a
+            // session or an origin): a session, a CSRF token or an origin
+            // change nothing, and a wrong token is refused.
+            let (status, _, body) = send(&state, change(method, &path, &cookie, &csrf)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+            continue;
+        }
         let (status, _, body) = send(&state, change(method, &path, &cookie, &wrong)).await;
         assert_eq!(
             status,
