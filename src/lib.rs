@@ -101,10 +101,12 @@
 //!      `guard` is the layer every request passes (cross-origin changes,
 //!      CSRF, read-only accounts, `no-store`), `signin` the sign-in throttle,
 //!      and `listen` the HTTP listener with its header timeout and connection
-//!      cap; [`web::route_table`] lists every route for tests to walk.
+//!      cap; `live` streams state changes to open dashboards (Server-Sent
+//!      Events) and `push` takes heartbeat sensors' pushes;
+//!      [`web::route_table`] lists every route for tests to walk.
 //!    - [`cli`]: the command line, one file per subcommand (`check`, `scan`,
 //!      `ports`, `serve`, `apply`, `status`, `report`, `pause`/`resume`,
-//!      `access`, `store copy`), plus
+//!      `access`, `push-url`, `store copy`), plus
 //!      output formatting (human, JSON Lines, Nagios).
 //!    - `main.rs`: parses arguments, runs the subcommand, and maps errors to
 //!      exit codes.
@@ -135,10 +137,14 @@
 //!    packed ([`store::pack`]) and committed within a second. A state
 //!    change is committed at once with its notifications, before it is
 //!    announced; the delivery worker (`notify::worker`) then sends them.
+//!    A heartbeat sensor has no check: at its interval the monitor reads
+//!    its pushes from the store and [`monitor::heartbeat::judge`] gives
+//!    the result.
 //! 5. The web ([`web`]) reads the sensor's state, its last result and its
 //!    [`probe::proto::CheckDetails`] through the same store handle, and
-//!    renders the dashboard and the sensor page; `/metrics` and the API
-//!    read the same rows.
+//!    renders the dashboard (each row's last checks and uptimes from
+//!    [`store::Glance`], maintained by the writer) and the sensor page;
+//!    `/metrics` and the API read the same rows.
 //!
 //! Around them:
 //!
