@@ -1002,7 +1002,7 @@ impl<W: Writes> Monitor<W> {
             at_ms,
             recheck,
         };
-        if let Some(heartbeat) = spec.heartbeat {
+        if let Some(heartbeat) = spec.heartbeat.as_deref().copied() {
             // Nothing to check: the verdict comes from the pushes stored.
             let (pushes, done) = (self.pushes.clone(), self.done.clone());
             let clock = self.options.clock.clone();

@@ -23,9 +23,12 @@ const SENSORS: usize = SERVERS * PORTS;
 /// The most the core may hold per sensor. Measured at 438 bytes on
 /// 2026-12-01: the map entry (the resolved settings, 264 bytes, and the
 /// sensor's state), the map's spare capacity, and the path and server
-/// name. The limit leaves about 10 % for growth that is meant; a
-/// deliberate increase changes it here, with the reason.
-const LIMIT: usize = 480;
+/// name. 480 on 2026-12-02: a sensor's locations and `down_when` (34
+/// bytes), and a heartbeat sensor's settings, boxed so that the others
+/// pay 8 bytes for them (unboxed, 40: 512 in all). The limit leaves about
+/// 4 % for growth that is meant; a deliberate increase changes it here,
+/// with the reason.
+const LIMIT: usize = 500;
 
 #[test]
 fn the_monitor_core_holds_a_bounded_number_of_bytes_per_sensor() {

@@ -309,8 +309,9 @@ pub struct ResolvedSensor {
     /// a majority of several).
     pub down_when: Option<DownWhen>,
     /// A heartbeat sensor's period and grace: jobs push, nothing is
-    /// checked (its port is 0).
-    pub heartbeat: Option<crate::monitor::heartbeat::Heartbeat>,
+    /// checked (its port is 0). Boxed: most sensors have none, and the
+    /// monitor holds one of these per sensor.
+    pub heartbeat: Option<Box<crate::monitor::heartbeat::Heartbeat>>,
 }
 
 /// The chain of group paths from the root to `path`: `A`, `A/B`, `A/B/C`.
@@ -380,16 +381,16 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                         .clone()
                 });
             let mut settings = Settings::from_overrides(&overrides);
-            let heartbeat = overrides.heartbeat;
+            let heartbeat = overrides.heartbeat.map(Box::new);
             if heartbeat.is_some() {
                 // A missed push is missed: checking again would not help.
                 settings.retries = 0;
             }
             resolved.push(ResolvedSensor {
+                probe: if heartbeat.is_some() { None } else { probe },
                 heartbeat,
                 locations,
                 down_when: overrides.down_when,
-                probe: if heartbeat.is_some() { None } else { probe },
                 depends_on: overrides.depends_on.clone().filter(|dep| *dep != path),
                 settings,
                 path,

@@ -53,6 +53,7 @@ fn the_shipped_example_is_valid() {
     assert_eq!(
         backup
             .heartbeat
+            .as_ref()
             .map(|h| (h.every.as_secs(), h.grace.as_secs())),
         Some((86_400, 7200))
     );
@@ -442,8 +443,8 @@ fn heartbeat_sensors_have_a_period_and_grace_and_no_port() {
     let (nightly, default) = (&sensors[0], &sensors[1]);
     assert_eq!((nightly.path.as_str(), nightly.port), ("backup/nightly", 0));
     assert_eq!(
-        nightly.heartbeat,
-        Some(crate::monitor::heartbeat::Heartbeat {
+        nightly.heartbeat.as_deref(),
+        Some(&crate::monitor::heartbeat::Heartbeat {
             every: Duration::from_secs(86_400),
             grace: Duration::from_secs(7200),
         })
@@ -455,7 +456,7 @@ fn heartbeat_sensors_have_a_period_and_grace_and_no_port() {
     // Defaults: a day, and a tenth of it.
     assert_eq!(default.path, "backup/heartbeat");
     assert_eq!(
-        default.heartbeat.map(|h| h.grace),
+        default.heartbeat.as_ref().map(|h| h.grace),
         Some(Duration::from_secs(8640))
     );
     let head = "[[server]]\nname = \"b\"\nhost = \"h\"\n[[server.sensor]]\n";
