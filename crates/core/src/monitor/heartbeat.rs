@@ -50,7 +50,8 @@ impl Heartbeat {
             };
         }
         let parse = |key: &'static str, text: &str| {
-            portwatch_probe::duration::parse(text).map_err(|e| (key, e.to_string()))
+            portwatch_probe::duration::parse_at_most(text, 400 * 86_400, "400 days")
+                .map_err(|e| (key, e.to_string()))
         };
         let every = match every {
             None => Duration::from_secs(86_400),
@@ -168,9 +169,9 @@ pub fn judge(
                 )
             })
         }
-        // Nothing pushed with this URL yet, and its first push is not due.
-        None if now_ms - pushes.since_ms <= allowed => None,
-        Some(push) if push.at_ms < pushes.since_ms && now_ms - pushes.since_ms <= allowed => None,
+        // Nothing pushed with this URL yet (a push before it was made
+        // counts for nothing), and its first push is not due.
+        _ if now_ms - pushes.since_ms <= allowed => None,
         last => {
             let since = match last {
                 Some(push) if push.at_ms >= pushes.since_ms => {
@@ -269,10 +270,34 @@ mod tests {
             last: pushed(99 * MIN, false, ""),
         };
         assert_eq!(judge(Some(&rotated), &hourly(), 120 * MIN), None);
-        assert_eq!(
-            judge(Some(&rotated), &hourly(), 171 * MIN).map(|v| v.1),
-            Some(Reason::MissedHeartbeat)
+        let (_, reason, message) = judge(Some(&rotated), &hourly(), 171 * MIN).unwrap();
+        assert_eq!(reason, Reason::MissedHeartbeat);
+        assert!(
+            message.starts_with("no push since its URL was made 1h 11m ago"),
+            "{message}"
         );
+    }
+
+    #[test]
+    fn settings_are_checked_at_their_bounds_and_stored_in_milliseconds() {
+        let settings = |every, grace| Heartbeat::from_settings(Some("heartbeat"), every, grace);
+        assert_eq!(
+            settings(Some("400d"), None).unwrap().map(|h| h.every),
+            Some(Duration::from_secs(400 * 86_400))
+        );
+        assert_eq!(settings(Some("401d"), None).unwrap_err().0, "every");
+        assert_eq!(settings(Some("59s"), None).unwrap_err().0, "every");
+        // Grace may be as long as the period, not longer.
+        assert_eq!(
+            settings(Some("1h"), Some("1h")).unwrap().map(|h| h.grace),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(settings(Some("1h"), Some("61m")).unwrap_err().0, "grace");
+        assert_eq!(Heartbeat::from_settings(Some("tcp"), None, None), Ok(None));
+        let heartbeat = hourly();
+        let json = serde_json::to_string(&heartbeat).unwrap();
+        assert_eq!(json, r#"{"every":3600000,"grace":600000}"#);
+        assert_eq!(serde_json::from_str::<Heartbeat>(&json).unwrap(), heartbeat);
     }
 
     #[test]
