@@ -1082,7 +1082,11 @@ impl<W: Writes> Monitor<W> {
             at_ms,
             status: result.status,
             reason: result.reason,
-            details: result.protocol.as_ref().map(|p| Box::new(p.into())),
+            details: result.protocol.as_ref().map(|p| {
+                let mut details = crate::probe::proto::CheckDetails::from(p);
+                details.dns_ms = result.dns_time.map(|d| d.as_secs_f64() * 1e3);
+                Box::new(details)
+            }),
             message: result.message,
             response_time: result.response_time,
         };

@@ -39,6 +39,9 @@ pub(super) fn protocol_rows(
 ) -> Vec<(String, String)> {
     let mut rows = vec![("Protocol".to_owned(), check.protocol.clone())];
     let mut phases = Vec::new();
+    if let Some(ms) = check.dns_ms {
+        phases.push(format!("DNS {ms:.1} ms"));
+    }
     if let Some(us) = rtt_us {
         phases.push(format!("connect {:.1} ms", us as f64 / 1e3));
     }
@@ -1376,6 +1379,38 @@ pub(super) fn routes() -> super::Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_phases_of_a_check_run_from_dns_to_the_end() {
+        let check = crate::probe::proto::CheckDetails {
+            protocol: "https".into(),
+            dns_ms: Some(1.25),
+            tls_ms: Some(4.0),
+            first_byte_ms: Some(9.5),
+            total_ms: 12.0,
+            details: Default::default(),
+            tls: None,
+            cert_not_after_s: None,
+        };
+        let rows = protocol_rows(&check, Some(300));
+        assert_eq!(
+            rows[1],
+            (
+                "Phases".into(),
+                "DNS 1.2 ms · connect 0.3 ms · TLS 4.0 ms · first byte 9.5 ms · total 12.0 ms"
+                    .into()
+            )
+        );
+        let without = crate::probe::proto::CheckDetails {
+            dns_ms: None,
+            ..check
+        };
+        assert!(
+            protocol_rows(&without, Some(300))[1]
+                .1
+                .starts_with("connect")
+        );
+    }
 
     #[test]
     fn a_tick_gives_the_time_of_day_today_and_the_date_before() {

@@ -688,6 +688,9 @@ pub async fn converse(
 pub struct CheckDetails {
     /// The protocol spoken (`https`, `smtp+starttls`, …).
     pub protocol: String,
+    /// Resolving the host's name, when it had one to resolve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_ms: Option<f64>,
     /// The TLS handshake's duration.
     pub tls_ms: Option<f64>,
     /// Connection established to the first byte of the answer.
@@ -708,6 +711,7 @@ impl From<&ProtoReport> for CheckDetails {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         CheckDetails {
             protocol: report.protocol.clone(),
+            dns_ms: None,
             tls_ms: report.tls_time.map(ms),
             first_byte_ms: report.first_byte.map(ms),
             total_ms: ms(report.total),
