@@ -187,6 +187,29 @@ async fn click(client: &Client, locator: Locator<'_>) {
     client.find(locator).await.unwrap().click().await.unwrap();
 }
 
+/// Clicks what submits a form, and waits until the page it leads to has
+/// loaded: a navigation started before the form's request was sent would
+/// cancel it.
+async fn click_and_wait_for_the_next_page(client: &Client, locator: Locator<'_>) {
+    client
+        .execute("window.beforeTheClick = true;", vec![])
+        .await
+        .unwrap();
+    click(client, locator).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // While the browser navigates a script may fail: not there yet.
+        let old = client
+            .execute("return window.beforeTheClick === true;", vec![])
+            .await;
+        if matches!(old, Ok(serde_json::Value::Bool(false))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the form never led to a page");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Types `value` into each named input of the page.
 async fn fill(client: &Client, fields: &[(&str, &str)]) {
     for (field, value) in fields {
@@ -317,7 +340,7 @@ async fn a_user_signs_in_adds_a_sensor_and_watches_it_change() {
 
     // Pause it.
     client.goto(&sensor_url).await.unwrap();
-    click(&client, Locator::Id("pause")).await;
+    click_and_wait_for_the_next_page(&client, Locator::Id("pause")).await;
     wait_text(&client, &sensor_url, "state", "paused(manual)").await;
 
     // A form post without the CSRF token is refused.
