@@ -18,7 +18,7 @@ use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{ApiUser, still_signed_in};
-use super::pages::{class, is_problem, time};
+use super::pages::{class, is_problem, tally, time};
 use super::{AppError, AppState};
 use crate::store::{EventRow, Storage};
 
@@ -162,10 +162,12 @@ impl Follower {
             self.after = Some(*id);
         }
         let rows = self.state.db.status().await?;
-        let mut counts = std::collections::BTreeMap::new();
-        for row in &rows {
-            *counts.entry(class(row.state)).or_insert(0) += 1;
-        }
+        // The dashboard's own tally: its badges carry these classes.
+        let counts: std::collections::BTreeMap<&'static str, usize> =
+            tally(rows.iter().map(|r| r.state))
+                .into_iter()
+                .map(|count| (count.class, count.n))
+                .collect();
         let problems = rows.iter().filter(|r| is_problem(r.state)).count();
         let counts = Counts {
             title: if problems > 0 {

@@ -259,10 +259,10 @@ struct GroupPage {
     all: String,
 }
 
-struct CountView {
+pub(super) struct CountView {
     label: &'static str,
-    class: &'static str,
-    n: usize,
+    pub(super) class: &'static str,
+    pub(super) n: usize,
 }
 
 #[derive(Template)]
@@ -493,7 +493,7 @@ fn rows_shown(
 const TRIAGE: [&str; 6] = ["down", "unknown", "warning", "up", "pending", "paused"];
 
 /// Sensors by state, in triage order, every state (zeros included).
-fn tally(states: impl Iterator<Item = SensorState>) -> Vec<CountView> {
+pub(super) fn tally(states: impl Iterator<Item = SensorState>) -> Vec<CountView> {
     let mut counts = [0usize; 6];
     for state in states {
         counts[usize::from(severity(state))] += 1;
