@@ -506,15 +506,52 @@ pub struct ProtoArgs {
     /// WARNING this many days before the certificate expires.
     #[arg(long, default_value_t = 14, value_name = "DAYS")]
     pub cert_warn_days: u32,
-    /// HTTP: the request method.
-    #[arg(long, default_value = "HEAD", value_parser = ["HEAD", "GET"])]
-    pub http_method: String,
+    /// HTTP: the request method (HEAD, GET, POST, PUT, PATCH, DELETE,
+    /// OPTIONS) [default: HEAD; GET with content checks; POST with a body].
+    #[arg(long, value_name = "METHOD")]
+    pub http_method: Option<String>,
     /// HTTP: the request path.
     #[arg(long, default_value = "/", value_name = "PATH")]
     pub http_path: String,
-    /// HTTP: accepted statuses, e.g. 200,301 [default: 200-399].
+    /// HTTP: accepted statuses, e.g. 200,301 [default: 200-399; 200-299
+    /// with --http-follow].
     #[arg(long, value_name = "CODES", value_delimiter = ',')]
     pub http_status: Vec<u16>,
+    /// HTTP: a request header, e.g. 'X-Api-Key: abc' (repeatable).
+    #[arg(long = "http-header", value_name = "NAME: VALUE")]
+    pub http_headers: Vec<String>,
+    /// HTTP: the request body.
+    #[arg(long, value_name = "TEXT")]
+    pub http_body: Option<String>,
+    /// HTTP: authentication, basic or bearer; the secret comes from
+    /// --http-secret-env or --http-secret-file.
+    #[arg(long, value_name = "SCHEME", requires = "secret")]
+    pub http_auth: Option<String>,
+    /// HTTP: the user of basic authentication.
+    #[arg(long, value_name = "NAME")]
+    pub http_user: Option<String>,
+    /// HTTP: the environment variable holding the password or token.
+    #[arg(long, value_name = "VARIABLE", group = "secret")]
+    pub http_secret_env: Option<String>,
+    /// HTTP: the file holding the password or token (its first line).
+    #[arg(long, value_name = "FILE", group = "secret")]
+    pub http_secret_file: Option<String>,
+    /// HTTP: follow redirects (up to 5; credentials go to the same host only).
+    #[arg(long)]
+    pub http_follow: bool,
+    /// HTTP: the body must contain this text (DOWN content_mismatch if not).
+    #[arg(long, value_name = "TEXT")]
+    pub http_contains: Option<String>,
+    /// HTTP: the body must not contain this text.
+    #[arg(long, value_name = "TEXT")]
+    pub http_absent: Option<String>,
+    /// HTTP: the body must match this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub http_regex: Option<String>,
+    /// HTTP: the body is JSON with a value at PATH (equal to VALUE, if
+    /// given), e.g. status=ok or checks.db[0].up=true.
+    #[arg(long, value_name = "PATH[=VALUE]")]
+    pub http_json: Option<String>,
     /// Send this first (escapes: \r \n \t \0 \\ \xNN); then the --expect strings
     /// are awaited in order.
     #[arg(long, value_name = "TEXT")]
@@ -569,13 +606,7 @@ impl ProtoArgs {
         if let Some(sni) = &self.sni {
             crate::probe::proto::tls::check_sni(sni).map_err(|e| format!("--sni: {e}"))?;
         }
-        crate::probe::proto::http::check_path(&self.http_path)
-            .map_err(|e| format!("--http-path: {e}"))?;
-        if let Some(bad) = self.http_status.iter().find(|s| !(100..=999).contains(*s)) {
-            return Err(format!(
-                "--http-status: {bad} is not an HTTP status: use 100 to 999"
-            ));
-        }
+        let http = self.http()?;
         let options = ProtoOptions {
             mode: match self.mode {
                 ModeArg::Connect => Mode::Connect,
@@ -589,11 +620,7 @@ impl ProtoArgs {
                 ca_file: self.ca_file.clone(),
                 warn_days: self.cert_warn_days,
             },
-            http: crate::probe::proto::HttpOptions {
-                method: self.http_method.clone(),
-                path: self.http_path.clone(),
-                expect_status: self.http_status.clone(),
-            },
+            http,
             quit: self
                 .quit
                 .as_deref()
@@ -613,8 +640,66 @@ impl ProtoArgs {
                 protocol.as_str(),
                 starttls_names()
             )),
+            Some(Conflict::NotHttp(protocol)) => Err(format!(
+                "--http-* options are for HTTP, not {}: use --protocol http or https",
+                protocol.as_str()
+            )),
+            Some(Conflict::Http(message)) => Err(format!("--http-method: {message}")),
             None => Ok((!options.connect_only()).then_some(options)),
         }
+    }
+}
+
+impl ProtoArgs {
+    /// The HTTP options, validated as portwatch.toml's are; errors name the
+    /// option.
+    fn http(&self) -> Result<crate::probe::proto::HttpOptions, String> {
+        use crate::config::probe::{AuthSpec, JsonSpec, ProbeOverrides};
+        let mut headers = std::collections::BTreeMap::new();
+        for header in &self.http_headers {
+            let (name, value) = header.split_once(':').ok_or_else(|| {
+                format!("--http-header: '{header}' has no ':': write 'Name: value'")
+            })?;
+            headers.insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+        let settings = ProbeOverrides {
+            http_method: self.http_method.clone(),
+            http_path: Some(self.http_path.clone()),
+            http_status: Some(self.http_status.clone()),
+            http_headers: (!headers.is_empty()).then_some(headers),
+            http_body: self.http_body.clone(),
+            http_auth: self.http_auth.as_ref().map(|scheme| AuthSpec {
+                scheme: scheme.clone(),
+                user: self.http_user.clone(),
+                env: self.http_secret_env.clone(),
+                file: self.http_secret_file.clone(),
+            }),
+            http_follow: Some(self.http_follow),
+            http_contains: self.http_contains.clone(),
+            http_absent: self.http_absent.clone(),
+            http_regex: self.http_regex.clone(),
+            http_json: self
+                .http_json
+                .as_ref()
+                .map(|text| match text.split_once('=') {
+                    Some((path, value)) => JsonSpec {
+                        path: path.to_owned(),
+                        equals: Some(value.to_owned()),
+                    },
+                    None => JsonSpec {
+                        path: text.clone(),
+                        equals: None,
+                    },
+                }),
+            ..ProbeOverrides::default()
+        };
+        settings.http().map_err(|(key, message)| {
+            let flag = match key {
+                "http_headers" => "--http-header".to_owned(),
+                key => format!("--{}", key.replace('_', "-")),
+            };
+            format!("{flag}: {message}")
+        })
     }
 }
 

@@ -81,7 +81,8 @@ pub fn json(result: &CheckResult) -> String {
 
 /// A check_tcp-compatible line:
 /// `TCP OK - 0.000481 second response time on HOST port 22|time=0.000481s;W;C;0.000000;T`.
-/// Perfdata is given when a connection was made, as check_tcp does.
+/// Perfdata is given when a connection was made, as check_tcp does (and
+/// when a protocol failed after connecting, as check_http does).
 pub fn nagios(
     result: &CheckResult,
     warning: Option<Duration>,
@@ -129,7 +130,17 @@ pub fn nagios(
                 .protocol
                 .as_ref()
                 .map_or("TCP".to_owned(), |p| p.protocol.to_uppercase());
-            format!("{name} {word} - {} ({})", result.message, result.reason)
+            let line = format!("{name} {word} - {} ({})", result.message, result.reason);
+            // A protocol that failed after connecting still has its times.
+            match (&result.protocol, result.response_time) {
+                (Some(report), Some(time)) => format!(
+                    "{line}|time={:.6}s;;;0.000000;{:.6} {}",
+                    time.as_secs_f64(),
+                    timeout.as_secs_f64(),
+                    protocol_perfdata(report)
+                ),
+                _ => line,
+            }
         }
     }
 }

@@ -58,8 +58,83 @@ impl Checker {
         }
     }
 
-    /// Checks one target.
+    /// Checks one target, following HTTP redirects when asked to.
     pub async fn check(&self, target: &Target, options: &CheckOptions) -> CheckResult {
+        let mut result = self.check_once(target, options).await;
+        let follow = options.proto.as_ref().is_some_and(|p| p.http.follow);
+        let started = Instant::now();
+        let (mut hop, mut hop_options) = (target.clone(), options.clone());
+        let mut hops = 0;
+        while follow {
+            let Some(report) = result.protocol.as_ref() else {
+                break;
+            };
+            let Some(location) = report.redirect.clone() else {
+                break;
+            };
+            let tls = report.protocol == "https";
+            let next = redirect(&hop, &hop_options, tls, &location);
+            let remaining = options.timeout.saturating_sub(started.elapsed());
+            let failed = match next {
+                Err(message) => Some((Reason::ProtocolMismatch, message)),
+                Ok(_) if hops == super::proto::http::MAX_REDIRECTS => Some((
+                    Reason::ProtocolMismatch,
+                    format!(
+                        "more than {} redirects, the last to '{location}'",
+                        super::proto::http::MAX_REDIRECTS
+                    ),
+                )),
+                Ok(_) if remaining.is_zero() => Some((
+                    Reason::NoResponse,
+                    format!(
+                        "redirects took the whole timeout of {}",
+                        duration::format(options.timeout)
+                    ),
+                )),
+                Ok((next, proto)) => {
+                    hop = next;
+                    hop_options.proto = Some(std::sync::Arc::new(proto));
+                    hop_options.timeout = remaining;
+                    None
+                }
+            };
+            if let Some((reason, message)) = failed {
+                result.reason = reason;
+                result.status = verdict::judge(reason, None, &options.expect).0;
+                result.message = format!("{}: {message}", report.protocol);
+                break;
+            }
+            hops += 1;
+            result = self.check_once(&hop, &hop_options).await;
+            result.message = format!(
+                "after {hops} redirect{} to {}://{}:{}{}: {}",
+                if hops == 1 { "" } else { "s" },
+                if hop_options
+                    .proto
+                    .as_ref()
+                    .and_then(|p| p.protocol)
+                    .map(|p| p.1)
+                    == Some(super::proto::TlsMode::Implicit)
+                {
+                    "https"
+                } else {
+                    "http"
+                },
+                hop.host,
+                hop.port,
+                hop_options
+                    .proto
+                    .as_ref()
+                    .map_or("/", |p| p.http.path.as_str()),
+                result.message
+            );
+        }
+        result.target.clone_from(&target.input);
+        result
+    }
+
+    /// Checks one target, with no redirects followed.
+    async fn check_once(&self, target: &Target, options: &CheckOptions) -> CheckResult {
         let checked_at = jiff::Timestamp::now();
         let deadline = Instant::now() + options.timeout;
         let mut result = CheckResult {
@@ -130,6 +205,47 @@ impl Checker {
             _ => result,
         }
     }
+}
+
+/// The target and protocol options of the next hop of a redirect from
+/// `target` (over TLS when `tls`), or why it cannot be followed.
+/// Credentials and a `Host` header go to the same host only.
+fn redirect(
+    target: &Target,
+    options: &CheckOptions,
+    tls: bool,
+    location: &str,
+) -> Result<(Target, super::proto::ProtoOptions), String> {
+    use super::proto::{Protocol, TlsMode, http};
+    let proto = options.proto.as_deref().cloned().unwrap_or_default();
+    let host = target.host.to_string();
+    let (tls, next_host, port, path) =
+        http::resolve_location((tls, &host, target.port, &proto.http.path), location)?;
+    let parsed = super::target::parse_bare_host(&next_host).map_err(|e| e.to_string())?;
+    let mut next = proto;
+    next.protocol = Some((
+        Protocol::parse("http").expect("http is built in").0,
+        if tls {
+            TlsMode::Implicit
+        } else {
+            TlsMode::None
+        },
+    ));
+    next.tls = None;
+    next.http.path = path;
+    if parsed != target.host {
+        next.tls_settings.sni = None;
+        next.http.auth = None;
+        next.http
+            .headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("host"));
+    }
+    let target = Target {
+        input: format!("{next_host}:{port}"),
+        host: parsed,
+        port,
+    };
+    Ok((target, next))
 }
 
 /// The verdict of a connected check after its protocol conversation.
@@ -263,7 +379,9 @@ pub fn failure_message(address: SocketAddr, failure: &Failure, timeout: Duration
         | Reason::Partial
         | Reason::TooFewLocations
         | Reason::MissedHeartbeat
-        | Reason::ReportedDown => format!("{ip} port {port}"),
+        | Reason::ReportedDown
+        | Reason::ContentMismatch
+        | Reason::UnexpectedAnswer => format!("{ip} port {port}"),
         Reason::LocalError => format!("could not check {ip} port {port}"),
     };
     if failure.reason != Reason::Timeout && !failure.detail.is_empty() {

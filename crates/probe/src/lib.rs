@@ -136,13 +136,20 @@ pub enum Reason {
     /// A heartbeat sensor: the last push said the job failed
     /// (`?status=down`); its message is the push's.
     ReportedDown,
+    /// An HTTP check: the body lacks the expected text, holds a forbidden
+    /// one, misses the regular expression or the JSON value; the message
+    /// shows what was found (escaped, truncated).
+    ContentMismatch,
+    /// A DNS sensor: the server answered, but not with the expected
+    /// records or RCODE; the message shows what came back.
+    UnexpectedAnswer,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
     /// Stored results encode a reason by its index here: new reasons go at
     /// the end.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Connected,
         Reason::Refused,
         Reason::Timeout,
@@ -162,6 +169,8 @@ impl Reason {
         Reason::TooFewLocations,
         Reason::MissedHeartbeat,
         Reason::ReportedDown,
+        Reason::ContentMismatch,
+        Reason::UnexpectedAnswer,
     ];
 
     /// The reason named `name` (as [`Reason::as_str`] writes it).
@@ -191,6 +200,8 @@ impl Reason {
             Reason::TooFewLocations => "too_few_locations",
             Reason::MissedHeartbeat => "missed_heartbeat",
             Reason::ReportedDown => "reported_down",
+            Reason::ContentMismatch => "content_mismatch",
+            Reason::UnexpectedAnswer => "unexpected_answer",
         }
     }
 }

@@ -58,7 +58,9 @@ impl PortState {
             Reason::Partial
             | Reason::TooFewLocations
             | Reason::MissedHeartbeat
-            | Reason::ReportedDown => PortState::Error,
+            | Reason::ReportedDown
+            | Reason::ContentMismatch
+            | Reason::UnexpectedAnswer => PortState::Error,
         }
     }
 

@@ -64,7 +64,7 @@ pub fn judge(
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 19] = Reason::ALL;
+    const ALL: [Reason; 21] = Reason::ALL;
 
     fn ms(n: u64) -> Option<Duration> {
         Some(Duration::from_millis(n))

@@ -21,6 +21,67 @@ pub struct StepSpec {
     pub expect_regex: Option<String>,
 }
 
+/// `http_auth`: where the credential comes from (read at each check, never
+/// stored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSpec {
+    /// `basic` or `bearer`.
+    pub scheme: String,
+    /// The user (basic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The environment variable holding the password or token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// The file holding the password or token (its first line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl AuthSpec {
+    /// The probe's authentication, or why these settings are not one.
+    pub fn auth(&self) -> Result<proto::http::Auth, String> {
+        use proto::http::{Auth, Secret};
+        let secret = match (&self.env, &self.file) {
+            (Some(env), None) if !env.is_empty() && !env.contains(['=', '\0']) => {
+                Secret::Env(env.clone())
+            }
+            (None, Some(file)) if !file.is_empty() => Secret::File(file.into()),
+            _ => {
+                return Err(
+                    "http_auth needs exactly one of env = \"VARIABLE\" or file = \"/path\"".into(),
+                );
+            }
+        };
+        match (self.scheme.to_ascii_lowercase().as_str(), &self.user) {
+            ("basic", Some(user)) if !user.contains(':') && !user.chars().any(char::is_control) => {
+                Ok(Auth::Basic(user.clone(), secret))
+            }
+            ("basic", _) => Err(
+                "basic http_auth needs user = \"NAME\" (without ':' or control characters)".into(),
+            ),
+            ("bearer", None) => Ok(Auth::Bearer(secret)),
+            ("bearer", Some(_)) => Err("bearer http_auth takes no user: remove it".into()),
+            (other, _) => Err(format!(
+                "unknown http_auth scheme '{other}': use scheme = \"basic\" or \"bearer\""
+            )),
+        }
+    }
+}
+
+/// `http_json`: a value in a JSON body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JsonSpec {
+    /// `status`, `checks.db[0].state`.
+    pub path: String,
+    /// The value it must have (strings as they are, others as JSON);
+    /// absent: it must exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+}
+
 /// Protocol-check settings as declared at one level; `None` inherits.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -55,6 +116,30 @@ pub struct ProbeOverrides {
     /// Accepted HTTP statuses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<Vec<u16>>,
+    /// Extra request headers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// The request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_body: Option<String>,
+    /// Authentication from an environment variable or a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_auth: Option<AuthSpec>,
+    /// Follow redirects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_follow: Option<bool>,
+    /// Text the body must contain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_contains: Option<String>,
+    /// Text the body must not contain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_absent: Option<String>,
+    /// A regular expression the body must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_regex: Option<String>,
+    /// A value in a JSON body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_json: Option<JsonSpec>,
     /// Send/expect steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<StepSpec>>,
@@ -88,6 +173,14 @@ impl ProbeOverrides {
             http_method: pick(&self.http_method, &base.http_method),
             http_path: pick(&self.http_path, &base.http_path),
             http_status: pick(&self.http_status, &base.http_status),
+            http_headers: pick(&self.http_headers, &base.http_headers),
+            http_body: pick(&self.http_body, &base.http_body),
+            http_auth: pick(&self.http_auth, &base.http_auth),
+            http_follow: pick(&self.http_follow, &base.http_follow),
+            http_contains: pick(&self.http_contains, &base.http_contains),
+            http_absent: pick(&self.http_absent, &base.http_absent),
+            http_regex: pick(&self.http_regex, &base.http_regex),
+            http_json: pick(&self.http_json, &base.http_json),
             steps: pick(&self.steps, &base.steps),
             quit: pick(&self.quit, &base.quit),
             max_bytes: pick(&self.max_bytes, &base.max_bytes),
@@ -125,29 +218,7 @@ impl ProbeOverrides {
         if let Some(days) = self.cert_warn_days {
             options.tls_settings.warn_days = days;
         }
-        if let Some(method) = &self.http_method {
-            let upper = method.to_ascii_uppercase();
-            if upper != "HEAD" && upper != "GET" {
-                return Err((
-                    "http_method",
-                    format!("unknown HTTP method '{method}': use HEAD or GET"),
-                ));
-            }
-            options.http.method = upper;
-        }
-        if let Some(path) = &self.http_path {
-            portwatch_probe::proto::http::check_path(path).map_err(|e| ("http_path", e))?;
-            options.http.path.clone_from(path);
-        }
-        if let Some(statuses) = &self.http_status {
-            if let Some(bad) = statuses.iter().find(|s| !(100..=999).contains(*s)) {
-                return Err((
-                    "http_status",
-                    format!("{bad} is not an HTTP status: use 100 to 999"),
-                ));
-            }
-            options.http.expect_status.clone_from(statuses);
-        }
+        options.http = self.http()?;
         if let Some(max) = self.max_bytes {
             if !(16..=1 << 24).contains(&max) {
                 return Err(("max_bytes", "max_bytes must be from 16 to 16777216".into()));
@@ -191,8 +262,85 @@ impl ProbeOverrides {
                     proto::starttls_names()
                 ),
             )),
+            Some(proto::Conflict::NotHttp(protocol)) => Err((
+                "protocol",
+                format!(
+                    "http_* settings are for HTTP, not {}: use protocol = \"http\" or \"https\"",
+                    protocol.as_str()
+                ),
+            )),
+            Some(proto::Conflict::Http(message)) => Err(("http_method", message)),
             None => Ok((!options.connect_only()).then_some(options)),
         }
+    }
+
+    /// The HTTP settings. A check with content rules and no method sends
+    /// GET; with a body, POST.
+    pub fn http(&self) -> Result<proto::HttpOptions, (&'static str, String)> {
+        use proto::http::{self as http, ContentRule};
+        let mut options = proto::HttpOptions::default();
+        if let Some(path) = &self.http_path {
+            http::check_path(path).map_err(|e| ("http_path", e))?;
+            options.path.clone_from(path);
+        }
+        if let Some(statuses) = &self.http_status {
+            if let Some(bad) = statuses.iter().find(|s| !(100..=999).contains(*s)) {
+                return Err((
+                    "http_status",
+                    format!("{bad} is not an HTTP status: use 100 to 999"),
+                ));
+            }
+            options.expect_status.clone_from(statuses);
+        }
+        for (name, value) in self.http_headers.iter().flatten() {
+            http::check_header(name, value).map_err(|e| ("http_headers", e))?;
+            options.headers.push((name.clone(), value.clone()));
+        }
+        if let Some(body) = &self.http_body {
+            if body.len() > 1 << 20 {
+                return Err(("http_body", "http_body is longer than 1 MiB".into()));
+            }
+            options.body = Some(body.clone());
+        }
+        if let Some(auth) = &self.http_auth {
+            options.auth = Some(auth.auth().map_err(|e| ("http_auth", e))?);
+        }
+        options.follow = self.http_follow.unwrap_or(false);
+        let nonempty = |key: &'static str, text: &String| {
+            if text.is_empty() {
+                Err((key, format!("{key} is empty: give the text to look for")))
+            } else {
+                Ok(text.clone())
+            }
+        };
+        if let Some(text) = &self.http_contains {
+            options
+                .content
+                .push(ContentRule::Contains(nonempty("http_contains", text)?));
+        }
+        if let Some(text) = &self.http_absent {
+            options
+                .content
+                .push(ContentRule::Absent(nonempty("http_absent", text)?));
+        }
+        if let Some(re) = &self.http_regex {
+            options.content.push(ContentRule::Regex(
+                expect::regex(re).map_err(|e| ("http_regex", e))?,
+            ));
+        }
+        if let Some(json) = &self.http_json {
+            let path = http::JsonPath::parse(&json.path).map_err(|e| ("http_json", e))?;
+            options
+                .content
+                .push(ContentRule::Json(path, json.equals.clone()));
+        }
+        options.method = match &self.http_method {
+            Some(method) => http::parse_method(method).map_err(|e| ("http_method", e))?,
+            None if options.body.is_some() => "POST".into(),
+            None if !options.content.is_empty() => "GET".into(),
+            None => options.method,
+        };
+        Ok(options)
     }
 }
 

@@ -27,6 +27,14 @@ pub struct Settings {
     pub http_method: Option<Spanned<String>>,
     pub http_path: Option<Spanned<String>>,
     pub http_status: Option<Spanned<Vec<i64>>>,
+    pub http_headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub http_body: Option<Spanned<String>>,
+    pub http_auth: Option<Spanned<crate::config::probe::AuthSpec>>,
+    pub http_follow: Option<Spanned<bool>>,
+    pub http_contains: Option<Spanned<String>>,
+    pub http_absent: Option<Spanned<String>>,
+    pub http_regex: Option<Spanned<String>>,
+    pub http_json: Option<Spanned<crate::config::probe::JsonSpec>>,
     pub steps: Option<Spanned<Vec<crate::config::probe::StepSpec>>>,
     pub quit: Option<Spanned<String>>,
     pub max_bytes: Option<Spanned<i64>>,
@@ -94,6 +102,30 @@ macro_rules! with_settings {
             /// Accepted HTTP statuses.
             #[serde(default)]
             pub http_status: Option<Spanned<Vec<i64>>>,
+            /// Extra HTTP request headers.
+            #[serde(default)]
+            pub http_headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+            /// The HTTP request body.
+            #[serde(default)]
+            pub http_body: Option<Spanned<String>>,
+            /// HTTP authentication from an environment variable or a file.
+            #[serde(default)]
+            pub http_auth: Option<Spanned<crate::config::probe::AuthSpec>>,
+            /// Follow HTTP redirects.
+            #[serde(default)]
+            pub http_follow: Option<Spanned<bool>>,
+            /// Text the HTTP body must contain.
+            #[serde(default)]
+            pub http_contains: Option<Spanned<String>>,
+            /// Text the HTTP body must not contain.
+            #[serde(default)]
+            pub http_absent: Option<Spanned<String>>,
+            /// A regular expression the HTTP body must match.
+            #[serde(default)]
+            pub http_regex: Option<Spanned<String>>,
+            /// A value in a JSON body.
+            #[serde(default)]
+            pub http_json: Option<Spanned<crate::config::probe::JsonSpec>>,
             /// Send/expect steps.
             #[serde(default)]
             pub steps: Option<Spanned<Vec<crate::config::probe::StepSpec>>>,
@@ -126,6 +158,14 @@ macro_rules! with_settings {
                     http_method: self.http_method.clone(),
                     http_path: self.http_path.clone(),
                     http_status: self.http_status.clone(),
+                    http_headers: self.http_headers.clone(),
+                    http_body: self.http_body.clone(),
+                    http_auth: self.http_auth.clone(),
+                    http_follow: self.http_follow.clone(),
+                    http_contains: self.http_contains.clone(),
+                    http_absent: self.http_absent.clone(),
+                    http_regex: self.http_regex.clone(),
+                    http_json: self.http_json.clone(),
                     steps: self.steps.clone(),
                     quit: self.quit.clone(),
                     max_bytes: self.max_bytes.clone(),

@@ -484,3 +484,95 @@ fn heartbeat_sensors_have_a_period_and_grace_and_no_port() {
         assert!(message.starts_with(wanted), "{sensor}: {message}");
     }
 }
+
+#[test]
+fn http_content_settings_speak_http_on_any_port_and_bad_ones_are_named_where_written() {
+    use portwatch_probe::proto::http::{Auth, ContentRule, Secret};
+    let base = "[[server]]\nname = \"a\"\nhost = \"h\"\n  [[server.sensor]]\n  port = 8080\n";
+    let config = parse(&format!(
+        "{base}  http_path = \"/health\"\n  http_contains = \"ok\"\n  http_absent = \"error\"\n  http_regex = 'v\\d+'\n  http_json = {{ path = \"status.db\", equals = \"up\" }}\n  http_headers = {{ X-Key = \"k\" }}\n  http_auth = {{ scheme = \"basic\", user = \"mon\", env = \"SITE_PW\" }}\n  http_follow = true\n"
+    ))
+    .unwrap();
+    let resolved = crate::config::model::resolve(&config);
+    let probe = resolved[0]
+        .probe
+        .as_ref()
+        .expect("HTTP settings make a check");
+    // Port 8080 has no well-known protocol: the settings make it HTTP.
+    let plan = probe.plan(8080).unwrap();
+    assert_eq!(plan.protocol.as_str(), "http");
+    assert_eq!(probe.http.method, "GET", "content rules need a body");
+    assert_eq!(probe.http.content.len(), 4);
+    assert!(matches!(&probe.http.content[0], ContentRule::Contains(t) if t == "ok"));
+    assert_eq!(probe.http.headers, vec![("X-Key".into(), "k".into())]);
+    assert_eq!(
+        probe.http.auth,
+        Some(Auth::Basic("mon".into(), Secret::Env("SITE_PW".into())))
+    );
+    assert!(probe.http.follow);
+    // On 443 the same settings speak HTTPS.
+    assert_eq!(
+        probe.plan(443).map(|p| p.tls),
+        Some(portwatch_probe::proto::TlsMode::Implicit)
+    );
+    let body = parse(&format!("{base}  http_body = '{{\"q\":1}}'\n")).unwrap();
+    let resolved = crate::config::model::resolve(&body);
+    assert_eq!(resolved[0].probe.as_ref().unwrap().http.method, "POST");
+
+    let cases = [
+        (
+            format!("{base}  http_method = \"HEAD\"\n  http_contains = \"ok\"\n"),
+            "test.toml:6:17: a HEAD request has no body to check",
+        ),
+        (
+            format!("{base}  http_method = \"BREW\"\n"),
+            "test.toml:6:17: unknown HTTP method 'BREW'",
+        ),
+        (
+            format!("{base}  http_headers = {{ \"X Key\" = \"v\" }}\n"),
+            "test.toml:6:18: 'X Key' is not a header name",
+        ),
+        (
+            format!("{base}  http_headers = {{ Connection = \"keep-alive\" }}\n"),
+            "test.toml:6:18: portwatch sets 'Connection' itself",
+        ),
+        (
+            format!("{base}  http_auth = {{ scheme = \"basic\", env = \"PW\" }}\n"),
+            "test.toml:6:15: basic http_auth needs user",
+        ),
+        (
+            format!("{base}  http_auth = {{ scheme = \"bearer\" }}\n"),
+            "test.toml:6:15: http_auth needs exactly one of env",
+        ),
+        (
+            format!("{base}  http_auth = {{ scheme = \"digest\", env = \"PW\" }}\n"),
+            "test.toml:6:15: unknown http_auth scheme 'digest'",
+        ),
+        (
+            format!("{base}  http_regex = '('\n"),
+            "test.toml:6:16: '(' is not a regular expression",
+        ),
+        (
+            format!("{base}  http_json = {{ path = \"a..b\" }}\n"),
+            "test.toml:6:15: 'a..b' is not a JSON path",
+        ),
+        (
+            format!("{base}  http_contains = \"\"\n"),
+            "test.toml:6:19: http_contains is empty",
+        ),
+        (
+            format!("{base}  protocol = \"ssh\"\n  http_contains = \"ok\"\n"),
+            "test.toml:6:14: http_* settings are for HTTP, not ssh",
+        ),
+        (
+            format!(
+                "{base}  http_auth = {{ scheme = \"bearer\", env = \"T\", password = \"x\" }}\n"
+            ),
+            "test.toml:6:",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let message = error(&text);
+        assert!(message.starts_with(wanted), "{wanted}: {message}");
+    }
+}

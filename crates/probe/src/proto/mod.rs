@@ -185,7 +185,7 @@ pub static PROTOCOLS: &[Descriptor] = &[
         ports: &[80, 8080],
         tls_ports: &[443, 8443],
         speak: conversation!(http::http),
-        parse: |data| drop(http::parse_head(data)),
+        parse: http::parse_untrusted,
         ..Descriptor::PLAIN
     },
     Descriptor {
@@ -495,21 +495,33 @@ impl Default for ProtoOptions {
 
 /// Settings that contradict each other (each front end words it with its
 /// own option names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conflict {
     /// Send/expect steps and a built-in protocol: two conversations.
     StepsAndProtocol,
     /// STARTTLS asked of a protocol that has none.
     NoStarttls(Protocol),
+    /// HTTP settings (content, headers, body …) with another protocol.
+    NotHttp(Protocol),
+    /// HTTP settings that contradict each other (the message says how).
+    Http(String),
 }
 
 impl ProtoOptions {
     /// The first contradiction in these options, if any.
     pub fn conflict(&self) -> Option<Conflict> {
+        if let Some(message) = self.http.conflict() {
+            return Some(Conflict::Http(message));
+        }
         match (self.protocol, self.tls) {
             (Some(_), _) if !self.steps.is_empty() => Some(Conflict::StepsAndProtocol),
             (Some((protocol, _)), Some(TlsMode::Starttls)) if !protocol.has_starttls() => {
                 Some(Conflict::NoStarttls(protocol))
+            }
+            (Some((protocol, _)), _)
+                if self.http.asks_for_http() && protocol.as_str() != "http" =>
+            {
+                Some(Conflict::NotHttp(protocol))
             }
             _ => None,
         }
@@ -521,6 +533,7 @@ impl ProtoOptions {
             && self.protocol.is_none()
             && self.steps.is_empty()
             && self.tls.is_none()
+            && !self.http.asks_for_http()
     }
 }
 
@@ -539,6 +552,16 @@ impl ProtoOptions {
         let chosen = match (self.protocol, self.mode) {
             (Some(chosen), _) => Some(chosen),
             (None, _) if !self.steps.is_empty() => Some((Protocol::CUSTOM, TlsMode::None)),
+            // HTTP settings speak HTTP on any port: HTTPS where the port's
+            // protocol is HTTPS (or TLS is asked for), plain HTTP elsewhere.
+            (None, _) if self.http.asks_for_http() => Some(
+                Protocol::for_port(port)
+                    .filter(|(p, _)| p.as_str() == "http")
+                    .unwrap_or((
+                        Protocol::parse("http").expect("http is built in").0,
+                        TlsMode::None,
+                    )),
+            ),
             (None, Mode::Auto) => Protocol::for_port(port),
             (None, Mode::Connect) => self
                 .tls
@@ -570,6 +593,9 @@ pub struct ProtoReport {
     /// Connection established to the end of the conversation.
     #[serde(skip)]
     pub total: Duration,
+    /// Where an HTTP answer redirects (followed by the check).
+    #[serde(skip)]
+    pub redirect: Option<String>,
 }
 
 /// What the protocol functions share.
@@ -588,6 +614,8 @@ pub struct Ctx<'a> {
     pub steps: &'a [expect::Step],
     /// Sent before closing, after the steps.
     pub quit: Option<&'a [u8]>,
+    /// Where an HTTP answer redirects, when redirects are followed.
+    pub redirect: Mutex<Option<String>>,
 }
 
 fn label(plan: Plan) -> String {
@@ -618,6 +646,7 @@ pub async fn converse(
         tls_time: None,
         first_byte: None,
         total: Duration::ZERO,
+        redirect: None,
     };
     let stream = match tokio::net::TcpStream::from_std(stream) {
         Ok(stream) => stream,
@@ -638,6 +667,7 @@ pub async fn converse(
         tls_report: Mutex::new(None),
         steps: &options.steps,
         quit: options.quit.as_deref(),
+        redirect: Mutex::new(None),
     };
     let mut outcome = Ok(Vec::new());
     if plan.tls == TlsMode::Implicit {
@@ -660,6 +690,7 @@ pub async fn converse(
     report.total = started.elapsed();
     report.first_byte = session.first_byte;
     report.tls = ctx.tls_report.into_inner().expect("not poisoned");
+    report.redirect = ctx.redirect.into_inner().expect("not poisoned");
     report.tls_time = report.tls.as_ref().map(|t| t.handshake);
     let mut fail = None;
     match outcome {

@@ -172,6 +172,22 @@ impl Session {
         &self.buf
     }
 
+    /// Takes the bytes received and not yet used.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Whether `max_bytes` have been read: reading more would fail.
+    pub fn full(&self) -> bool {
+        self.received >= self.max_bytes
+    }
+
+    /// Reads once more into the pending bytes; `what` names the awaited
+    /// answer for messages.
+    pub async fn more(&mut self, what: &str) -> Result<(), Fail> {
+        self.fill(what).await
+    }
+
     /// Whether the connection runs over TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self.stream, Some(Stream::Tls(_)))
