@@ -297,6 +297,9 @@ pub struct NewSensor {
     /// A heartbeat sensor: how late a push may be.
     #[serde(default)]
     grace: Option<String>,
+    /// HTTP settings: method, path, headers, body, auth, content rules.
+    #[serde(default)]
+    http: Option<crate::config::probe::HttpSettings>,
 }
 
 /// `POST /api/sensors`: adds a sensor (admin); the server is created if
@@ -390,6 +393,14 @@ pub async fn create(
     overrides
         .set_check(new.mode, new.protocol, new.tls)
         .map_err(|(field, message)| AppError::BadRequest(format!("{field}: {message}")))?;
+    if let Some(http) = new.http {
+        overrides.set_http(http).map_err(|(field, message)| {
+            AppError::BadRequest(format!(
+                "{}: {message}",
+                field.replacen("http_", "http.", 1)
+            ))
+        })?;
+    }
     let id = state
         .db
         .add_sensor(server, host, port, name, overrides)

@@ -34,6 +34,8 @@ struct EditPage {
     path: String,
     fields: Vec<Field>,
     expect_closed: bool,
+    /// Follow HTTP redirects.
+    follow: bool,
     /// `heartbeat`, or empty for a TCP sensor.
     kind: String,
 }
@@ -70,6 +72,8 @@ pub struct EditForm {
     tls: String,
     #[serde(default)]
     expect_closed: Option<String>,
+    #[serde(flatten)]
+    http: super::pages::HttpFields,
 }
 
 fn show(duration: Option<std::time::Duration>) -> String {
@@ -135,6 +139,31 @@ fn fields(form: &EditForm) -> Vec<Field> {
             &form.protocol,
         ),
         field("tls", "TLS", "none, implicit or starttls", &form.tls),
+        field("http_path", "HTTP path", "/", &form.http.http_path),
+        field(
+            "http_contains",
+            "HTTP body must contain",
+            "e.g. Welcome",
+            &form.http.http_contains,
+        ),
+        field(
+            "http_absent",
+            "HTTP body must not contain",
+            "e.g. Fatal error",
+            &form.http.http_absent,
+        ),
+        field(
+            "http_regex",
+            "HTTP body must match",
+            "a regular expression",
+            &form.http.http_regex,
+        ),
+        field(
+            "http_json",
+            "HTTP JSON value",
+            "status=ok",
+            &form.http.http_json,
+        ),
     ]
 }
 
@@ -161,6 +190,7 @@ async fn page(
         path,
         fields,
         expect_closed: form.expect_closed.is_some(),
+        follow: form.http.http_follow.is_some(),
         kind: form.beat.kind.clone(),
     };
     let status = if invalid {
@@ -221,12 +251,22 @@ pub async fn form(
             .and_then(|p| p.tls.clone())
             .unwrap_or_default(),
         expect_closed: expect_closed.then(|| "1".to_owned()),
+        http: super::pages::HttpFields::of(
+            &o.probe
+                .as_ref()
+                .map(|p| p.http_settings())
+                .unwrap_or_default(),
+        ),
     };
     page(&state, &user, id, form, Vec::new()).await
 }
 
-/// Parses the form; errors come back by field name.
-fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)>> {
+/// Parses the form over the sensor's HTTP settings `kept` (those the form
+/// does not show stay as they are); errors come back by field name.
+fn parse(
+    form: &EditForm,
+    kept: crate::config::probe::HttpSettings,
+) -> Result<(u16, Overrides), Vec<(&'static str, String)>> {
     let mut errors = Vec::new();
     let heartbeat = form
         .beat
@@ -256,8 +296,15 @@ fn parse(form: &EditForm) -> Result<(u16, Overrides), Vec<(&'static str, String)
     .collect();
     let mut overrides = parse_overrides(&fields, &mut errors);
     overrides.heartbeat = heartbeat;
+    let mut probe = crate::config::probe::ProbeOverrides::default();
+    probe.set_http(kept);
+    overrides.probe = Some(Box::new(probe)).filter(|p| !p.is_empty());
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     if let Err(error) = overrides.set_check(text(&form.mode), text(&form.protocol), text(&form.tls))
+    {
+        errors.push(error);
+    } else if !form.beat.is_heartbeat()
+        && let Err(error) = form.http.apply(&mut overrides)
     {
         errors.push(error);
     }
@@ -274,7 +321,9 @@ pub async fn update(
     Path(id): Path<i64>,
     CsrfForm(form): CsrfForm<EditForm>,
 ) -> Result<Response, AppError> {
-    let (port, overrides) = match parse(&form) {
+    let (_, _, before, _) = state.db.sensor_settings(id).await?;
+    let kept = before.probe.map(|p| p.http_settings()).unwrap_or_default();
+    let (port, overrides) = match parse(&form, kept) {
         Ok(parsed) => parsed,
         Err(errors) => return page(&state, &user, id, form, errors).await,
     };

@@ -1197,6 +1197,87 @@ pub struct SensorForm {
     protocol: String,
     #[serde(flatten)]
     beat: HeartbeatFields,
+    #[serde(flatten)]
+    http: HttpFields,
+}
+
+/// A sensor form's HTTP content checks. (Headers, a body and
+/// authentication are set in portwatch.toml or the API; the forms keep
+/// them as they are.)
+#[derive(Deserialize, Default, Clone)]
+pub(super) struct HttpFields {
+    #[serde(default)]
+    pub(super) http_path: String,
+    #[serde(default)]
+    pub(super) http_contains: String,
+    #[serde(default)]
+    pub(super) http_absent: String,
+    #[serde(default)]
+    pub(super) http_regex: String,
+    /// `PATH` or `PATH=VALUE`.
+    #[serde(default)]
+    pub(super) http_json: String,
+    #[serde(default)]
+    pub(super) http_follow: Option<String>,
+}
+
+impl HttpFields {
+    /// The fields of these settings.
+    pub(super) fn of(http: &crate::config::probe::HttpSettings) -> HttpFields {
+        HttpFields {
+            http_path: http.path.clone().unwrap_or_default(),
+            http_contains: http.contains.clone().unwrap_or_default(),
+            http_absent: http.absent.clone().unwrap_or_default(),
+            http_regex: http.regex.clone().unwrap_or_default(),
+            http_json: http
+                .json
+                .as_ref()
+                .map(|j| match &j.equals {
+                    Some(value) => format!("{}={value}", j.path),
+                    None => j.path.clone(),
+                })
+                .unwrap_or_default(),
+            http_follow: http.follow.filter(|f| *f).map(|_| "1".to_owned()),
+        }
+    }
+
+    /// Sets these over the sensor's other HTTP settings, checked as
+    /// portwatch.toml's are; the error names the field at fault (the path
+    /// field for settings the form does not show).
+    pub(super) fn apply(
+        &self,
+        overrides: &mut crate::config::Overrides,
+    ) -> Result<(), (&'static str, String)> {
+        let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        let mut http = overrides
+            .probe
+            .as_ref()
+            .map(|p| p.http_settings())
+            .unwrap_or_default();
+        http.path = text(&self.http_path);
+        http.contains = text(&self.http_contains);
+        http.absent = text(&self.http_absent);
+        http.regex = text(&self.http_regex);
+        http.json = text(&self.http_json).map(|json| match json.split_once('=') {
+            Some((path, value)) => crate::config::probe::JsonSpec {
+                path: path.trim().to_owned(),
+                equals: Some(value.trim().to_owned()),
+            },
+            None => crate::config::probe::JsonSpec {
+                path: json,
+                equals: None,
+            },
+        });
+        http.follow = self.http_follow.is_some().then_some(true);
+        overrides.set_http(http).map_err(|(key, message)| {
+            let field = match key {
+                "http_contains" | "http_absent" | "http_regex" | "http_json" => key,
+                "protocol" => "protocol",
+                _ => "http_path",
+            };
+            (field, message)
+        })
+    }
 }
 
 /// A sensor form's kind (`tcp`, the default, or `heartbeat`), and a
@@ -1240,6 +1321,7 @@ struct SensorErrors {
     name: Option<String>,
     interval: Option<String>,
     protocol: Option<String>,
+    http: Option<String>,
 }
 
 #[derive(Template)]
@@ -1330,8 +1412,10 @@ pub async fn create_sensor(
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     if let Err((_, message)) = overrides.set_check(text(&form.mode), text(&form.protocol), None) {
         errors.protocol = Some(message);
+    } else if let Err((_, message)) = form.http.apply(&mut overrides) {
+        errors.http = Some(message);
     }
-    let (Some(host), Some(port), None, None, None, None, None, None, None, None) = (
+    let (Some(host), Some(port), None, None, None, None, None, None, None, None, None) = (
         host,
         port,
         &errors.server,
@@ -1342,6 +1426,7 @@ pub async fn create_sensor(
         &errors.kind,
         &errors.every,
         &errors.grace,
+        &errors.http,
     ) else {
         let (user, admin, csrf) = page_frame(&user);
         let mut response = render(NewSensorPage {

@@ -2016,6 +2016,141 @@ async fn heartbeat_push_urls_take_pushes(_dir: TempDir, state: AppState) {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+/// HTTP content settings through the API (every key, checked as the
+/// file's, field named on error) and the forms (the content fields; what
+/// the form does not show, such as headers and auth, kept on edit).
+async fn http_content_settings_through_the_api_and_the_forms(_dir: TempDir, state: AppState) {
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let token = state
+        .db()
+        .create_token("ops".into(), Role::Admin)
+        .await
+        .unwrap();
+    for (body, status, wanted) in [
+        (
+            r#"{"server": "shop", "host": "shop.example", "port": 8080, "name": "api", "http": {"path": "/health", "headers": {"X-Key": "k"}, "auth": {"scheme": "bearer", "env": "SHOP_TOKEN"}, "json": {"path": "status", "equals": "ok"}, "follow": true}}"#,
+            StatusCode::CREATED,
+            "",
+        ),
+        (
+            r#"{"server": "shop", "host": "shop.example", "port": 80, "http": {"json": {"path": "a..b"}}}"#,
+            StatusCode::BAD_REQUEST,
+            "http.json: 'a..b' is not a JSON path",
+        ),
+        (
+            r#"{"server": "shop", "host": "shop.example", "port": 80, "http": {"auth": {"scheme": "basic", "env": "PW"}}}"#,
+            StatusCode::BAD_REQUEST,
+            "http.auth: basic http_auth needs user",
+        ),
+        (
+            r#"{"server": "shop", "host": "shop.example", "port": 22, "protocol": "ssh", "http": {"contains": "x"}}"#,
+            StatusCode::BAD_REQUEST,
+            "protocol: http_* settings are for HTTP, not ssh",
+        ),
+        (
+            r#"{"server": "shop", "host": "shop.example", "port": 80, "http": {"password": "x"}}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password",
+        ),
+    ] {
+        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
+        assert_eq!(got, status, "{body}: {reply}");
+        assert!(reply.contains(wanted), "{body}: {reply}");
+    }
+    let made = sensor_id(&state, "shop/api").await;
+    let (_, _, overrides, _) = state.db().sensor_settings(made).await.unwrap();
+    let probe = overrides.probe.expect("HTTP settings stored");
+    assert_eq!(probe.http_path.as_deref(), Some("/health"));
+    assert_eq!(probe.http_follow, Some(true));
+    let options = probe.options().unwrap().expect("an HTTP check");
+    assert_eq!(options.http.method, "GET");
+    assert_eq!(
+        options.plan(8080).map(|p| p.protocol.as_str()),
+        Some("http")
+    );
+
+    // The form: a bad content field is named; a good one is stored.
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            "/sensors/new",
+            Some(&cookie),
+            &format!("csrf={csrf}&server=shop&host=shop.example&port=80&name=home&http_regex=%28"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("id=\"error-http\">&#39;(&#39; is not a regular expression")
+            || page.contains("id=\"error-http\">&#x27;(&#x27; is not a regular expression"),
+        "{page}"
+    );
+    let (status, headers, _) = send(
+        &state,
+        post_form(
+            "/sensors/new",
+            Some(&cookie),
+            &format!("csrf={csrf}&server=shop&host=shop.example&port=80&name=home&http_contains=Welcome&http_absent=Fatal&http_follow=1"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let home = sensor_id(&state, "shop/home").await;
+    let (_, _, overrides, _) = state.db().sensor_settings(home).await.unwrap();
+    let probe = overrides.probe.unwrap();
+    assert_eq!(
+        (
+            probe.http_contains.as_deref(),
+            probe.http_absent.as_deref(),
+            probe.http_follow
+        ),
+        (Some("Welcome"), Some("Fatal"), Some(true))
+    );
+    assert!(headers.contains_key(header::LOCATION));
+
+    // Edit: the form shows the content fields; headers and auth, which it
+    // does not show, are kept.
+    let edit = format!("/sensors/{made}/edit");
+    let (_, _, page) = send(&state, get(&edit, Some(&cookie))).await;
+    assert!(
+        page.contains("name=\"http_json\" value=\"status=ok\"")
+            && page.contains("name=\"http_path\" value=\"/health\""),
+        "{page}"
+    );
+    assert!(!page.contains("SHOP_TOKEN"), "auth is not on the form");
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            &edit,
+            Some(&cookie),
+            &format!("csrf={csrf}&port=8080&http_path=/health&http_json=status%3Dfine&http_contains=ready"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (_, _, overrides, _) = state.db().sensor_settings(made).await.unwrap();
+    let probe = overrides.probe.unwrap();
+    assert_eq!(probe.http_contains.as_deref(), Some("ready"));
+    assert_eq!(probe.http_json.unwrap().equals.as_deref(), Some("fine"));
+    assert_eq!(probe.http_follow, None, "unticked");
+    assert_eq!(probe.http_auth.unwrap().env.as_deref(), Some("SHOP_TOKEN"));
+    assert_eq!(
+        probe.http_headers.unwrap().get("X-Key").map(String::as_str),
+        Some("k")
+    );
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            &edit,
+            Some(&cookie),
+            &format!("csrf={csrf}&port=8080&http_json=a..b"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"error-http_json\">"), "{page}");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -2049,6 +2184,7 @@ on_both_stores!(
     the_dashboard_puts_problems_first,
     the_dashboard_streams_state_changes,
     heartbeat_push_urls_take_pushes,
+    http_content_settings_through_the_api_and_the_forms,
     forms_without_the_csrf_token_are_refused,
     read_only_users_and_tokens_cannot_change_anything,
     adding_a_sensor_validates_each_field,

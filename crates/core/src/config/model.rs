@@ -86,6 +86,20 @@ impl Overrides {
         self.probe = Some(probe).filter(|p| !p.is_empty());
         checked
     }
+
+    /// Sets the HTTP settings of the protocol check, checked as
+    /// portwatch.toml's are (with the mode, protocol and TLS already set);
+    /// the error names the `http_*` key and the fix.
+    pub fn set_http(
+        &mut self,
+        http: super::probe::HttpSettings,
+    ) -> Result<(), (&'static str, String)> {
+        let mut probe = self.probe.take().unwrap_or_default();
+        probe.set_http(http);
+        let checked = probe.options().map(|_| ());
+        self.probe = Some(probe).filter(|p| !p.is_empty());
+        checked
+    }
 }
 
 /// Durations are stored as whole microseconds.

@@ -151,7 +151,80 @@ pub struct ProbeOverrides {
     pub max_bytes: Option<u32>,
 }
 
+/// The HTTP settings of a sensor added by the web interface or the API:
+/// portwatch.toml's `http_*` keys without their prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// The request method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The request path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Accepted statuses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Vec<u16>>,
+    /// Extra request headers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// The request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Authentication (the names of an environment variable or a file,
+    /// never the secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// Follow redirects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow: Option<bool>,
+    /// Text the body must contain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// Text the body must not contain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub absent: Option<String>,
+    /// A regular expression the body must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// A value in a JSON body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<JsonSpec>,
+}
+
 impl ProbeOverrides {
+    /// Replaces the HTTP settings.
+    pub fn set_http(&mut self, http: HttpSettings) {
+        self.http_method = http.method;
+        self.http_path = http.path;
+        self.http_status = http.status;
+        self.http_headers = http.headers;
+        self.http_body = http.body;
+        self.http_auth = http.auth;
+        self.http_follow = http.follow;
+        self.http_contains = http.contains;
+        self.http_absent = http.absent;
+        self.http_regex = http.regex;
+        self.http_json = http.json;
+    }
+
+    /// The HTTP settings.
+    pub fn http_settings(&self) -> HttpSettings {
+        HttpSettings {
+            method: self.http_method.clone(),
+            path: self.http_path.clone(),
+            status: self.http_status.clone(),
+            headers: self.http_headers.clone(),
+            body: self.http_body.clone(),
+            auth: self.http_auth.clone(),
+            follow: self.http_follow,
+            contains: self.http_contains.clone(),
+            absent: self.http_absent.clone(),
+            regex: self.http_regex.clone(),
+            json: self.http_json.clone(),
+        }
+    }
+
     /// Whether nothing is set.
     pub fn is_empty(&self) -> bool {
         *self == ProbeOverrides::default()
