@@ -340,10 +340,15 @@ fn real_daemons_answer_their_protocols() {
     std::fs::write(
         &conf,
         format!(
-            "daemon off;\npid {root}/nginx.pid;\nerror_log {root}/nginx-error.log;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {root};\n proxy_temp_path {root};\n fastcgi_temp_path {root};\n uwsgi_temp_path {root};\n scgi_temp_path {root};\n server {{ listen 127.0.0.1:80; location / {{ return 200 \"ok\\n\"; }} }}\n server {{ listen 127.0.0.1:443 ssl; ssl_certificate {cert}; ssl_certificate_key {key}; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
+            "daemon off;\npid {root}/nginx.pid;\nerror_log {root}/nginx-error.log;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {root};\n proxy_temp_path {root};\n fastcgi_temp_path {root};\n uwsgi_temp_path {root};\n scgi_temp_path {root};\n server {{ listen 127.0.0.1:80; location / {{ return 200 \"ok\\n\"; }} }}\n server {{ listen 127.0.0.1:443 ssl; ssl_certificate {cert}; ssl_certificate_key {key}; location / {{ return 200 \"ok\\n\"; }} location /health {{ default_type application/json; return 200 '{{\"status\":\"ok\",\"db\":{{\"up\":true}}}}'; }} location /old {{ return 301 /health; }} location /private {{ auth_basic \"members\"; auth_basic_user_file {root}/htpasswd; default_type text/plain; alias {root}/private.txt; }} }}\n}}\n"
         ),
     )
     .unwrap();
+    // nginx reads {PLAIN} passwords as they are; `return` would answer
+    // before the password is asked for, so the page is a file.
+    std::fs::write(host.path("htpasswd"), "mon:{PLAIN}s3cret\n").unwrap();
+    std::fs::write(host.path("private.txt"), "members only\n").unwrap();
+    run(&["chmod", "a+r", &host.path("htpasswd"), &host.path("private.txt")]);
     host.start(
         "nginx",
         &[
@@ -533,6 +538,66 @@ fn real_daemons_answer_their_protocols() {
         );
         assert_eq!(result["tls"]["cert"]["subject"], "CN=localhost", "{result}");
     }
+    // nginx over HTTPS: content, JSON, a redirect followed, basic auth.
+    let secret = host.path("site.pw");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let https = |args: &[&str]| {
+        let mut all = vec!["check", "--format", "json", "--ca-file", &ca];
+        all.extend_from_slice(args);
+        all.push("localhost:443");
+        let (code, stdout, stderr) = host.portwatch(&all);
+        let result = json_lines(&stdout)
+            .pop()
+            .unwrap_or_else(|| panic!("{stderr}"));
+        (code, result)
+    };
+    let (code, health) = https(&["--http-path", "/health", "--http-json", "db.up=true"]);
+    assert_eq!(
+        (code, health["protocol"].as_str()),
+        (0, Some("https")),
+        "{health}"
+    );
+    let (code, followed) = https(&[
+        "--http-path",
+        "/old",
+        "--http-follow",
+        "--http-json",
+        "status=ok",
+    ]);
+    assert_eq!(code, 0, "{followed}");
+    assert!(
+        followed["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("after 1 redirect to https://localhost:443/health"),
+        "{followed}"
+    );
+    let (code, wrong) = https(&["--http-path", "/health", "--http-contains", "degraded"]);
+    assert_eq!(
+        (code, wrong["reason"].as_str()),
+        (2, Some("content_mismatch")),
+        "{wrong}"
+    );
+    let (code, denied) = https(&["--http-path", "/private", "--http-contains", "members"]);
+    assert_eq!(code, 2, "{denied}");
+    assert!(
+        denied["message"].as_str().unwrap().contains("HTTP 401"),
+        "{denied}"
+    );
+    let (code, member) = https(&[
+        "--http-path",
+        "/private",
+        "--http-contains",
+        "members only",
+        "--http-auth",
+        "basic",
+        "--http-user",
+        "mon",
+        "--http-secret-file",
+        &secret,
+    ]);
+    assert_eq!(code, 0, "{member}");
+
     // A stopped service is DOWN, refused: the check is not fooled.
     let (_, child) = host
         .children

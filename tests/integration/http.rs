@@ -424,3 +424,81 @@ fn bad_http_options_are_refused_before_any_packet() {
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
 }
+
+#[test]
+fn the_monitor_judges_content_from_portwatch_toml_and_status_shows_why() {
+    let dir = crate::util::TempDir::new("http-serve");
+    let port = server();
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        format!(
+            r#"[defaults]
+interval = "1s"
+timeout = "2s"
+retries = 0
+[[server]]
+name = "shop"
+host = "127.0.0.1"
+  [[server.sensor]]
+  name = "home"
+  port = {port}
+  http_path = "/page"
+  http_contains = "Welcome"
+  [[server.sensor]]
+  name = "health"
+  port = {port}
+  http_path = "/json"
+  http_json = {{ path = "status", equals = "ok" }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args(["serve", "--no-web", "--config", "portwatch.toml"])
+        .current_dir(&dir.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.path.join("portwatch.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = portwatch::store::Store::open(&db)
+            .and_then(|s| s.status())
+            .unwrap_or_default();
+        if rows.len() == 2 && rows.iter().all(|r| r.last_reason.is_some()) {
+            break rows;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (code, stdout, stderr) = outcome(&portwatch(&[
+        "status",
+        "--db",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let _ = child.kill();
+    let _ = child.wait();
+    let home = rows.iter().find(|r| r.path == "shop/home").unwrap();
+    assert_eq!(home.last_reason.as_deref(), Some("connected"), "{home:?}");
+    let health = rows.iter().find(|r| r.path == "shop/health").unwrap();
+    assert_eq!(
+        health.last_reason.as_deref(),
+        Some("content_mismatch"),
+        "{health:?}"
+    );
+    assert_eq!(code, 2, "a sensor is down: {stdout} {stderr}");
+    let listed = json_lines(&stdout);
+    let shown = listed
+        .iter()
+        .find(|r| r["sensor"] == "shop/health")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        shown
+            .to_string()
+            .contains("status is 'degraded', expected 'ok'"),
+        "{shown}"
+    );
+}
