@@ -65,13 +65,10 @@ impl Checker {
         let started = Instant::now();
         let (mut hop, mut hop_options) = (target.clone(), options.clone());
         let mut hops = 0;
-        while follow {
-            let Some(report) = result.protocol.as_ref() else {
-                break;
-            };
-            let Some(location) = report.redirect.clone() else {
-                break;
-            };
+        while follow
+            && let Some(report) = result.protocol.as_ref()
+            && let Some(location) = report.redirect.clone()
+        {
             let tls = report.protocol == "https";
             let next = redirect(&hop, &hop_options, tls, &location);
             let remaining = options.timeout.saturating_sub(started.elapsed());

@@ -702,7 +702,7 @@ pub fn parse_untrusted(data: &[u8]) {
             Some("x".into()),
         ),
     ];
-    drop(judge_content(&rules, data, data.len() % 2 == 0));
+    drop(judge_content(&rules, data, data.len().is_multiple_of(2)));
 }
 
 /// Where a redirect leads, from the URL it was read at: scheme
