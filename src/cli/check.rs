@@ -23,10 +23,13 @@ pub(super) fn examples() -> String {
   portwatch check --protocol smtp --tls starttls mail.example:587
   portwatch check --protocol https --ca-file ca.pem --sni www.example internal:8443
   portwatch check --send 'PING\\r\\n' --expect '+PONG' cache.example:6379
+  portwatch check --http-path /health --http-json status=ok api.example:8080
+  portwatch check --http-contains 'Add to cart' --http-follow shop.example:443
 
 Protocols (--protocol): {}.
 Protocol reasons: reset, closed_by_peer, no_response, protocol_mismatch,
-tls_error, cert_expiring (WARNING), cert_expired.
+tls_error, cert_expiring (WARNING), cert_expired; HTTP content rules:
+content_mismatch.
 
 Exit codes (Nagios): 0 all UP, 1 a WARNING and nothing DOWN, 2 something DOWN,
 3 UNKNOWN (the check itself failed) or bad input.",
