@@ -91,7 +91,7 @@ pub fn nagios(
 ) -> String {
     let word = result.status.nagios_word();
     match (result.reason, result.response_time) {
-        (Reason::Connected, Some(time)) => {
+        (reason, Some(time)) if reason.is_answer() => {
             let seconds = |d: Option<Duration>| {
                 d.map(|d| format!("{:.6}", d.as_secs_f64()))
                     .unwrap_or_default()

@@ -348,7 +348,12 @@ fn real_daemons_answer_their_protocols() {
     // before the password is asked for, so the page is a file.
     std::fs::write(host.path("htpasswd"), "mon:{PLAIN}s3cret\n").unwrap();
     std::fs::write(host.path("private.txt"), "members only\n").unwrap();
-    run(&["chmod", "a+r", &host.path("htpasswd"), &host.path("private.txt")]);
+    run(&[
+        "chmod",
+        "a+r",
+        &host.path("htpasswd"),
+        &host.path("private.txt"),
+    ]);
     host.start(
         "nginx",
         &[

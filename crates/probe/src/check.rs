@@ -378,7 +378,8 @@ pub fn failure_message(address: SocketAddr, failure: &Failure, timeout: Duration
         | Reason::MissedHeartbeat
         | Reason::ReportedDown
         | Reason::ContentMismatch
-        | Reason::UnexpectedAnswer => format!("{ip} port {port}"),
+        | Reason::UnexpectedAnswer
+        | Reason::Answered => format!("{ip} port {port}"),
         Reason::LocalError => format!("could not check {ip} port {port}"),
     };
     if failure.reason != Reason::Timeout && !failure.detail.is_empty() {

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod connect;
+pub mod dns;
 pub mod duration;
 pub mod happy;
 pub mod portspec;
@@ -143,13 +144,16 @@ pub enum Reason {
     /// A DNS sensor: the server answered, but not with the expected
     /// records or RCODE; the message shows what came back.
     UnexpectedAnswer,
+    /// A DNS (or UDP) sensor: the server answered as expected (status UP,
+    /// or WARNING/DOWN above the response-time thresholds).
+    Answered,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
     /// Stored results encode a reason by its index here: new reasons go at
     /// the end.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Connected,
         Reason::Refused,
         Reason::Timeout,
@@ -171,11 +175,18 @@ impl Reason {
         Reason::ReportedDown,
         Reason::ContentMismatch,
         Reason::UnexpectedAnswer,
+        Reason::Answered,
     ];
 
     /// The reason named `name` (as [`Reason::as_str`] writes it).
     pub fn parse(name: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// Whether the service answered as it should: a connection made, or a
+    /// query answered (thresholds may still make it WARNING or DOWN).
+    pub fn is_answer(self) -> bool {
+        matches!(self, Reason::Connected | Reason::Answered)
     }
 
     /// The snake_case name used in JSON and logs.
@@ -202,6 +213,7 @@ impl Reason {
             Reason::ReportedDown => "reported_down",
             Reason::ContentMismatch => "content_mismatch",
             Reason::UnexpectedAnswer => "unexpected_answer",
+            Reason::Answered => "answered",
         }
     }
 }

@@ -60,7 +60,8 @@ impl PortState {
             | Reason::MissedHeartbeat
             | Reason::ReportedDown
             | Reason::ContentMismatch
-            | Reason::UnexpectedAnswer => PortState::Error,
+            | Reason::UnexpectedAnswer
+            | Reason::Answered => PortState::Error,
         }
     }
 

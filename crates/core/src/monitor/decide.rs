@@ -378,8 +378,7 @@ impl Core {
         } else {
             sensor.message.clone_from(&message);
         }
-        let slow =
-            status == Status::Down && reason == Reason::Connected && !sensor.spec.expect_closed;
+        let slow = status == Status::Down && reason.is_answer() && !sensor.spec.expect_closed;
         let input = Input::Checked {
             status,
             reason,

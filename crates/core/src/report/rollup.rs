@@ -5,7 +5,7 @@
 //! two, so it is exact to within 1/8 of an octave (about 9 %), and never
 //! above the true maximum.
 
-use portwatch_probe::{Reason, Status};
+use portwatch_probe::Status;
 
 use super::StoredResult;
 
@@ -75,9 +75,9 @@ impl Accumulator {
         if matches!(result.status, Status::Up | Status::Warning) {
             self.ups += 1;
         }
-        // Connect times are handshakes: the time a refusal (RST) or an ICMP
-        // error took to come back is not one.
-        if let Some(rtt) = result.rtt_us.filter(|_| result.reason == Reason::Connected) {
+        // Connect times are handshakes (or a query's answer): the time a
+        // refusal (RST) or an ICMP error took to come back is not one.
+        if let Some(rtt) = result.rtt_us.filter(|_| result.reason.is_answer()) {
             if self.timed == 0 || rtt < self.min_us {
                 self.min_us = rtt;
             }
@@ -122,6 +122,7 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portwatch_probe::Reason;
     use proptest::prelude::*;
 
     fn up(rtt: u32) -> StoredResult {
