@@ -25,11 +25,13 @@ pub(super) fn examples() -> String {
   portwatch check --send 'PING\\r\\n' --expect '+PONG' cache.example:6379
   portwatch check --http-path /health --http-json status=ok api.example:8080
   portwatch check --http-contains 'Add to cart' --http-follow shop.example:443
+  portwatch check --dns-query www.example.com --dns-expect 192.0.2.10 ns1.example:53
+  portwatch check --dns-query example.com --dns-type MX --dns-transport tls 9.9.9.9:853
 
 Protocols (--protocol): {}.
 Protocol reasons: reset, closed_by_peer, no_response, protocol_mismatch,
 tls_error, cert_expiring (WARNING), cert_expired; HTTP content rules:
-content_mismatch.
+content_mismatch; DNS queries: answered, unexpected_answer, no_response.
 
 Exit codes (Nagios): 0 all UP, 1 a WARNING and nothing DOWN, 2 something DOWN,
 3 UNKNOWN (the check itself failed) or bad input.",
@@ -62,7 +64,21 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<u8> {
                 return Ok(3);
             }
         },
+        dns: match args.dns.options(&args.proto) {
+            Ok(options) => options.map(std::sync::Arc::new),
+            Err(message) => {
+                writeln!(anstream::stderr(), "portwatch: {message}")?;
+                return Ok(3);
+            }
+        },
     };
+    if options.dns.is_some() && options.proto.is_some() {
+        writeln!(
+            anstream::stderr(),
+            "portwatch: --dns-query asks a name server: drop the protocol options (--mode, --protocol, --http-*, --send …)"
+        )?;
+        return Ok(3);
+    }
     let checker = Checker::from_system();
     let options = &options;
     let checks = args.targets.iter().map(|target| {

@@ -458,6 +458,76 @@ pub struct CheckArgs {
     /// Protocol checks.
     #[command(flatten)]
     pub proto: Box<ProtoArgs>,
+    /// DNS queries.
+    #[command(flatten)]
+    pub dns: Box<DnsArgs>,
+}
+
+/// DNS options of `check`: ask the target (a name server) a question.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "DNS queries (the target is the name server)")]
+pub struct DnsArgs {
+    /// Ask the target for this name (an address for --dns-type PTR);
+    /// UP `answered`, or DOWN `unexpected_answer` with what came back.
+    #[arg(long, value_name = "NAME")]
+    pub dns_query: Option<String>,
+    /// The record type: A, AAAA, CNAME, MX, TXT, NS, SOA, SRV, CAA, PTR.
+    #[arg(long, value_name = "TYPE", requires = "dns_query")]
+    pub dns_type: Option<String>,
+    /// A value that must come back (repeatable: any one of them).
+    #[arg(long, value_name = "VALUE", requires = "dns_query")]
+    pub dns_expect: Vec<String>,
+    /// Every --dns-expect value must come back.
+    #[arg(long, requires = "dns_query")]
+    pub dns_expect_all: bool,
+    /// The RCODE that must come back [default: NOERROR].
+    #[arg(long, value_name = "RCODE", requires = "dns_query")]
+    pub dns_rcode: Option<String>,
+    /// udp (TCP when truncated), tcp, or tls (DNS over TLS; --ca-file,
+    /// --sni and --insecure apply).
+    #[arg(long, value_name = "TRANSPORT", requires = "dns_query")]
+    pub dns_transport: Option<String>,
+    /// Do not ask for recursion (ask an authoritative server about its zone).
+    #[arg(long, requires = "dns_query")]
+    pub dns_no_recursion: bool,
+}
+
+impl DnsArgs {
+    /// The DNS options, validated as portwatch.toml's are; `None` without
+    /// --dns-query.
+    pub fn options(
+        &self,
+        proto: &ProtoArgs,
+    ) -> Result<Option<crate::probe::dns::DnsOptions>, String> {
+        let Some(query) = &self.dns_query else {
+            return Ok(None);
+        };
+        let spec = crate::config::dns::DnsSpec {
+            query: query.clone(),
+            record: self.dns_type.clone(),
+            expect: self.dns_expect.clone(),
+            expect_all: self.dns_expect_all,
+            rcode: self.dns_rcode.clone(),
+            transport: self.dns_transport.clone(),
+            recursion: Some(!self.dns_no_recursion),
+        };
+        let tls = crate::probe::proto::TlsSettings {
+            verify: !proto.insecure,
+            sni: proto.sni.clone(),
+            ca_file: proto.ca_file.clone(),
+            warn_days: proto.cert_warn_days,
+        };
+        spec.options(tls).map(Some).map_err(|(key, message)| {
+            let flag = match key {
+                "record" => "--dns-type",
+                "expect" => "--dns-expect",
+                "rcode" => "--dns-rcode",
+                "transport" => "--dns-transport",
+                _ => "--dns-query",
+            };
+            format!("{flag}: {message}")
+        })
+    }
 }
 
 /// `check --mode`.

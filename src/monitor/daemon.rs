@@ -517,6 +517,7 @@ fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
         source: None,
         close,
         proto: spec.probe.clone(),
+        dns: spec.dns.clone(),
     }
 }
 

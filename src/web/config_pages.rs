@@ -281,6 +281,7 @@ pub fn parse_overrides(
     };
     Overrides {
         heartbeat: None,
+        dns: None,
         locations: Some(locations).filter(|l| !l.is_empty()),
         down_when,
         interval,

@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod daemons;
+mod dns;
 mod http;
 mod lab;
 mod layering;

@@ -26,6 +26,8 @@ pub struct CheckOptions {
     pub close: CloseMode,
     /// The protocol check to run once connected (`None`: connect only).
     pub proto: Option<std::sync::Arc<super::proto::ProtoOptions>>,
+    /// A DNS query to ask the target instead of connecting.
+    pub dns: Option<std::sync::Arc<super::dns::DnsOptions>>,
 }
 
 impl Default for CheckOptions {
@@ -37,6 +39,7 @@ impl Default for CheckOptions {
             source: None,
             close: CloseMode::Graceful,
             proto: None,
+            dns: None,
         }
     }
 }
@@ -130,10 +133,15 @@ impl Checker {
         result
     }
 
-    /// Checks one target, with no redirects followed.
-    async fn check_once(&self, target: &Target, options: &CheckOptions) -> CheckResult {
+    /// A check's result before the verdict, with the target's addresses;
+    /// the finished `dns_error` result when the name does not resolve.
+    async fn start(
+        &self,
+        target: &Target,
+        options: &CheckOptions,
+        deadline: Instant,
+    ) -> Result<(CheckResult, super::resolve::Resolved), CheckResult> {
         let checked_at = jiff::Timestamp::now();
-        let deadline = Instant::now() + options.timeout;
         let mut result = CheckResult {
             target: target.input.clone(),
             host: target.host.to_string(),
@@ -159,17 +167,30 @@ impl Checker {
         let resolving = self.resolver.resolve(&target.host, family);
         let resolved = match tokio::time::timeout_at(deadline, resolving).await {
             Ok(Ok(resolved)) => resolved,
-            Ok(Err(error)) => return dns_failure(result, error.to_string(), options),
+            Ok(Err(error)) => return Err(dns_failure(result, error.to_string(), options)),
             Err(_) => {
                 let message = format!(
                     "{} could not be resolved within {}",
                     target.host,
                     duration::format(options.timeout)
                 );
-                return dns_failure(result, message, options);
+                return Err(dns_failure(result, message, options));
             }
         };
         result.dns_time = Some(resolved.elapsed);
+        Ok((result, resolved))
+    }
+
+    /// Checks one target, with no redirects followed.
+    async fn check_once(&self, target: &Target, options: &CheckOptions) -> CheckResult {
+        let deadline = Instant::now() + options.timeout;
+        let (result, resolved) = match self.start(target, options, deadline).await {
+            Ok(started) => started,
+            Err(failed) => return failed,
+        };
+        if let Some(dns) = &options.dns {
+            return ask(result, &resolved.addresses, target, dns, options, deadline).await;
+        }
         let addresses = happy::interleave(&resolved.addresses);
         // A port that must stay shut is not spoken to.
         let plan = options
@@ -243,6 +264,79 @@ fn redirect(
         port,
     };
     Ok((target, next))
+}
+
+/// Asks the DNS server at the first of `addresses` and judges its answer.
+async fn ask(
+    mut result: CheckResult,
+    addresses: &[IpAddr],
+    target: &Target,
+    dns: &super::dns::DnsOptions,
+    options: &CheckOptions,
+    deadline: Instant,
+) -> CheckResult {
+    let Some(ip) = addresses.first() else {
+        result.message = "no address to ask".to_owned();
+        return result;
+    };
+    let server = SocketAddr::new(*ip, target.port);
+    result.address = Some(*ip);
+    let host = target.host.to_string();
+    let exchange = super::dns::exchange(server, &host, dns, deadline, options.timeout).await;
+    let tls_time = exchange.tls.as_ref().map(|t| t.handshake);
+    let report = super::proto::ProtoReport {
+        protocol: exchange.protocol.to_owned(),
+        details: exchange
+            .details
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        tls: exchange.tls,
+        tls_time,
+        first_byte: None,
+        total: exchange.elapsed.unwrap_or_default(),
+        redirect: None,
+    };
+    match exchange.fail {
+        None => {
+            result.reason = Reason::Answered;
+            result.response_time = exchange.elapsed;
+            let (status, note) =
+                verdict::judge(Reason::Answered, exchange.elapsed, &options.expect);
+            result.status = status;
+            let limit = match note {
+                Some(Note::AboveWarning(limit)) => {
+                    format!(
+                        ", above the warning threshold of {}",
+                        duration::format(limit)
+                    )
+                }
+                Some(Note::AboveCritical(limit)) => {
+                    format!(
+                        ", above the critical threshold of {}",
+                        duration::format(limit)
+                    )
+                }
+                _ => String::new(),
+            };
+            result.message = format!(
+                "{} answered in {:.3} ms{limit}: {}",
+                report.protocol,
+                report.total.as_secs_f64() * 1e3,
+                super::proto::summary(&report)
+            );
+        }
+        Some(fail) => {
+            if fail.reason == Reason::UnexpectedAnswer || fail.reason == Reason::ProtocolMismatch {
+                result.response_time = exchange.elapsed;
+            }
+            result.reason = fail.reason;
+            result.status = verdict::judge(fail.reason, None, &options.expect).0;
+            result.message = format!("{}: {}", report.protocol, fail.message);
+        }
+    }
+    result.protocol = Some(report);
+    result
 }
 
 /// The verdict of a connected check after its protocol conversation.

@@ -5,6 +5,7 @@
 //! ([`from_toml`]), so tests feed bytes. Every error names file:line:column.
 //! Unknown keys are errors.
 
+pub mod dns;
 pub mod model;
 mod raw;
 
@@ -216,6 +217,7 @@ impl Locator<'_> {
         };
         Ok(Overrides {
             heartbeat: None,
+            dns: None,
             locations,
             down_when,
             interval,
@@ -452,6 +454,7 @@ fn sensor_def(
 ) -> Result<SensorDef, ConfigError> {
     let services = Services::global();
     let heartbeat = heartbeat_of(locate, sensor)?;
+    let dns = dns_of(locate, sensor)?;
     // Where to point at this sensor: its name, kind or port, or its server.
     let span = sensor
         .name
@@ -468,6 +471,12 @@ fn sensor_def(
             ));
         }
         (None, Some(_)) => 0,
+        // A DNS server listens on the transport's port.
+        (None, None) if dns.is_some() => {
+            let transport = dns.as_ref().and_then(|d| d.transport.as_deref());
+            portwatch_probe::dns::Transport::parse(transport.unwrap_or("udp"))
+                .map_or(53, |t| t.default_port())
+        }
         (None, None) => {
             return Err(locate.error(
                 span,
@@ -491,6 +500,8 @@ fn sensor_def(
     };
     let default_name = if heartbeat.is_some() {
         "heartbeat".to_owned()
+    } else if dns.is_some() {
+        "dns".to_owned()
     } else {
         services
             .by_port(port)
@@ -524,6 +535,20 @@ fn sensor_def(
     }
     let mut overrides = locate.overrides(&sensor.settings())?;
     overrides.heartbeat = heartbeat;
+    if let Some(spec) = &dns {
+        let tls = dns::tls_settings(overrides.probe.as_deref());
+        if let Err((key, message)) = spec.options(tls) {
+            let at = match key {
+                "record" => sensor.record.as_ref().map(|v| v.span()),
+                "expect" => sensor.expect.as_ref().map(|v| v.span()),
+                "rcode" => sensor.rcode.as_ref().map(|v| v.span()),
+                "transport" => sensor.transport.as_ref().map(|v| v.span()),
+                _ => sensor.query.as_ref().map(|v| v.span()),
+            };
+            return Err(locate.error(at.unwrap_or(name_span), message));
+        }
+    }
+    overrides.dns = dns;
     Ok(SensorDef {
         name: sensor_name,
         port,
@@ -531,6 +556,65 @@ fn sensor_def(
         overrides,
         tags: sensor.tags.clone(),
     })
+}
+
+/// A sensor's DNS keys: its settings when `kind = "dns"` (checked when
+/// the sensor is made), the error at the first DNS key otherwise.
+fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>, ConfigError> {
+    let is_dns = sensor
+        .kind
+        .as_ref()
+        .is_some_and(|k| k.get_ref().trim() == "dns");
+    let keys = [
+        sensor.query.as_ref().map(|v| v.span()),
+        sensor.record.as_ref().map(|v| v.span()),
+        sensor.expect.as_ref().map(|v| v.span()),
+        sensor.expect_all.as_ref().map(|v| v.span()),
+        sensor.rcode.as_ref().map(|v| v.span()),
+        sensor.transport.as_ref().map(|v| v.span()),
+        sensor.recursion.as_ref().map(|v| v.span()),
+    ];
+    if !is_dns {
+        return match keys.into_iter().flatten().next() {
+            Some(at) => Err(locate.error(
+                at,
+                "query, record, expect, expect_all, rcode, transport and recursion are for DNS sensors: add kind = \"dns\"",
+            )),
+            None => Ok(None),
+        };
+    }
+    let expect = match &sensor.expect {
+        None => Vec::new(),
+        Some(value) => match value.get_ref() {
+            toml::Value::String(one) => vec![one.clone()],
+            toml::Value::Array(list) => list
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    locate.error(
+                        value.span(),
+                        "expect is a list of strings, e.g. [\"192.0.2.10\"]",
+                    )
+                })?,
+            _ => {
+                return Err(locate.error(
+                    value.span(),
+                    "expect is a list of strings, e.g. [\"192.0.2.10\"]",
+                ));
+            }
+        },
+    };
+    let text = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
+    Ok(Some(dns::DnsSpec {
+        query: text(&sensor.query).unwrap_or_default(),
+        record: text(&sensor.record),
+        expect,
+        expect_all: sensor.expect_all.as_ref().is_some_and(|v| *v.get_ref()),
+        rcode: text(&sensor.rcode),
+        transport: text(&sensor.transport),
+        recursion: sensor.recursion.as_ref().map(|v| *v.get_ref()),
+    }))
 }
 
 /// A sensor's `kind`, `every` and `grace`: its heartbeat settings when

@@ -46,6 +46,9 @@ pub struct Overrides {
     /// A heartbeat sensor's period and grace (set on the sensor only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<crate::monitor::heartbeat::Heartbeat>,
+    /// A DNS sensor's query and expectations (set on the sensor only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<super::dns::DnsSpec>,
 }
 
 impl Overrides {
@@ -61,6 +64,7 @@ impl Overrides {
             locations: self.locations.clone().or_else(|| base.locations.clone()),
             down_when: self.down_when.or(base.down_when),
             heartbeat: self.heartbeat.or(base.heartbeat),
+            dns: self.dns.clone().or_else(|| base.dns.clone()),
             probe: match (&self.probe, &base.probe) {
                 (None, None) => None,
                 (Some(one), None) | (None, Some(one)) => Some(one.clone()),
@@ -326,6 +330,8 @@ pub struct ResolvedSensor {
     /// checked (its port is 0). Boxed: most sensors have none, and the
     /// monitor holds one of these per sensor.
     pub heartbeat: Option<Box<crate::monitor::heartbeat::Heartbeat>>,
+    /// A DNS sensor's query: asked of the host's name server at the port.
+    pub dns: Option<std::sync::Arc<portwatch_probe::dns::DnsOptions>>,
 }
 
 /// The chain of group paths from the root to `path`: `A`, `A/B`, `A/B/C`.
@@ -400,9 +406,21 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                 // A missed push is missed: checking again would not help.
                 settings.retries = 0;
             }
+            let dns = overrides.dns.as_ref().and_then(|spec| {
+                let tls = super::dns::tls_settings(overrides.probe.as_deref());
+                match spec.options(tls) {
+                    Ok(options) => Some(std::sync::Arc::new(options)),
+                    Err((key, message)) => {
+                        tracing::warn!(sensor = %path, key, %message, "DNS settings ignored");
+                        None
+                    }
+                }
+            });
+            let speaks = heartbeat.is_none() && overrides.dns.is_none();
             resolved.push(ResolvedSensor {
-                probe: if heartbeat.is_some() { None } else { probe },
+                probe: if speaks { probe } else { None },
                 heartbeat,
+                dns,
                 locations,
                 down_when: overrides.down_when,
                 depends_on: overrides.depends_on.clone().filter(|dep| *dep != path),

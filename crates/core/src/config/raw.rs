@@ -338,7 +338,7 @@ with_settings!(
         #[serde(default)]
         port: Option<Spanned<Port>>,
         /// `"heartbeat"`: a job calls the sensor's URL instead of portwatch
-        /// checking a port.
+        /// checking a port; `"dns"`: a query to a name server.
         #[serde(default)]
         kind: Option<Spanned<String>>,
         /// A heartbeat sensor: how often a push is expected.
@@ -347,6 +347,27 @@ with_settings!(
         /// A heartbeat sensor: how late a push may be.
         #[serde(default)]
         grace: Option<Spanned<String>>,
+        /// A DNS sensor: the name to ask about.
+        #[serde(default)]
+        query: Option<Spanned<String>>,
+        /// A DNS sensor: the record type.
+        #[serde(default)]
+        record: Option<Spanned<String>>,
+        /// A DNS sensor: the values that must come back.
+        #[serde(default)]
+        expect: Option<Spanned<toml::Value>>,
+        /// A DNS sensor: every expected value must come back.
+        #[serde(default)]
+        expect_all: Option<Spanned<bool>>,
+        /// A DNS sensor: the RCODE that must come back.
+        #[serde(default)]
+        rcode: Option<Spanned<String>>,
+        /// A DNS sensor: udp, tcp or tls.
+        #[serde(default)]
+        transport: Option<Spanned<String>>,
+        /// A DNS sensor: ask for recursion.
+        #[serde(default)]
+        recursion: Option<Spanned<bool>>,
         /// The port must be closed.
         #[serde(default)]
         expect_closed: Option<bool>,

@@ -29,12 +29,14 @@ impl Heartbeat {
         grace: Option<&str>,
     ) -> Result<Option<Heartbeat>, (&'static str, String)> {
         let heartbeat = match kind.map(str::trim) {
-            None | Some("" | "tcp") => false,
+            None | Some("" | "tcp" | "dns") => false,
             Some("heartbeat") => true,
             Some(other) => {
                 return Err((
                     "kind",
-                    format!("unknown kind '{other}': use \"tcp\" (the default) or \"heartbeat\""),
+                    format!(
+                        "unknown kind '{other}': use \"tcp\" (the default), \"heartbeat\" or \"dns\""
+                    ),
                 ));
             }
         };
