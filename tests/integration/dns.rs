@@ -466,3 +466,74 @@ fn bad_dns_options_are_refused_before_any_packet() {
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
 }
+
+#[test]
+fn the_monitor_asks_dns_sensors_from_portwatch_toml() {
+    let Some(server) = dnsmasq("dns::the_monitor_asks_dns_sensors_from_portwatch_toml") else {
+        return;
+    };
+    let dir = crate::util::TempDir::new("dns-serve");
+    std::fs::write(
+        dir.path.join("portwatch.toml"),
+        format!(
+            r#"[defaults]
+interval = "1s"
+timeout = "1s"
+retries = 0
+[[server]]
+name = "ns1"
+host = "127.0.0.1"
+  [[server.sensor]]
+  name = "www"
+  kind = "dns"
+  port = {port}
+  query = "www.test.example"
+  expect = ["192.0.2.10"]
+  [[server.sensor]]
+  name = "moved"
+  kind = "dns"
+  port = {port}
+  query = "db.test.example"
+  expect = ["192.0.2.99"]
+"#,
+            port = server.port
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(crate::util::bin())
+        .args(["serve", "--no-web", "--config", "portwatch.toml"])
+        .current_dir(&dir.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.path.join("portwatch.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = portwatch::store::Store::open(&db)
+            .and_then(|s| s.status())
+            .unwrap_or_default();
+        if rows.len() == 2 && rows.iter().all(|r| r.last_reason.is_some()) {
+            break rows;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let www = rows.iter().find(|r| r.path == "ns1/www").unwrap();
+    assert_eq!(www.last_reason.as_deref(), Some("answered"), "{www:?}");
+    let details = serde_json::to_value(www.last_details.as_ref().unwrap()).unwrap();
+    assert_eq!(details["protocol"], "dns");
+    assert_eq!(details["details"]["answers"], "192.0.2.10");
+    let moved = rows.iter().find(|r| r.path == "ns1/moved").unwrap();
+    assert_eq!(moved.last_reason.as_deref(), Some("unexpected_answer"), "{moved:?}");
+    assert!(
+        moved
+            .last_message
+            .as_deref()
+            .unwrap_or("")
+            .contains("A db.test.example. is 192.0.2.20, expected 192.0.2.99"),
+        "{moved:?}"
+    );
+}

@@ -576,3 +576,57 @@ fn http_content_settings_speak_http_on_any_port_and_bad_ones_are_named_where_wri
         assert!(message.starts_with(wanted), "{wanted}: {message}");
     }
 }
+
+#[test]
+fn dns_sensors_ask_their_server_and_bad_keys_are_named_where_written() {
+    let base = "[[server]]\nname = \"ns1\"\nhost = \"192.0.2.53\"\n[[server.sensor]]\n";
+    let config = parse(&format!(
+        "{base}kind = \"dns\"\nquery = \"www.example.com\"\nexpect = [\"192.0.2.10\", \"192.0.2.11\"]\n[[server.sensor]]\nname = \"mx\"\nkind = \"dns\"\nquery = \"example.com\"\nrecord = \"MX\"\ntransport = \"tls\"\ninsecure = true\n"
+    ))
+    .unwrap();
+    let resolved = crate::config::model::resolve(&config);
+    let a = &resolved[0];
+    assert_eq!((a.path.as_str(), a.port), ("ns1/dns", 53));
+    let options = a.dns.as_deref().expect("a DNS sensor");
+    assert_eq!(options.name, "www.example.com.");
+    assert_eq!(options.expect.len(), 2);
+    assert!(a.probe.is_none());
+    let mx = &resolved[1];
+    assert_eq!(mx.port, 853, "DNS over TLS listens on 853");
+    let options = mx.dns.as_deref().unwrap();
+    assert_eq!(options.record.to_string(), "MX");
+    assert!(!options.tls.verify, "insecure applies to DNS over TLS");
+
+    let cases = [
+        ("kind = \"dns\"\n", "test.toml:5:8: a DNS sensor needs query"),
+        (
+            "kind = \"dns\"\nquery = \"a b\"\n",
+            "test.toml:6:9: 'a b' is not a DNS name",
+        ),
+        (
+            "kind = \"dns\"\nquery = \"x.example\"\nrecord = \"AXFR\"\n",
+            "test.toml:7:10: unknown record type 'AXFR'",
+        ),
+        (
+            "kind = \"dns\"\nquery = \"x.example\"\nexpect = [\"mail\"]\n",
+            "test.toml:7:10: 'mail' is not an address",
+        ),
+        (
+            "kind = \"dns\"\nquery = \"x.example\"\nexpect = [1]\n",
+            "test.toml:7:10: expect is a list of strings",
+        ),
+        (
+            "kind = \"dns\"\nquery = \"x.example\"\ntransport = \"quic\"\n",
+            "test.toml:7:13: unknown transport 'quic'",
+        ),
+        (
+            "port = 53\nquery = \"x.example\"\n",
+            "test.toml:6:9: query, record, expect, expect_all, rcode, transport and recursion are for DNS sensors",
+        ),
+        ("kind = \"ping\"\n", "test.toml:5:8: unknown kind 'ping'"),
+    ];
+    for (sensor, wanted) in cases {
+        let message = error(&format!("{base}{sensor}"));
+        assert!(message.starts_with(wanted), "{wanted}: {message}");
+    }
+}
