@@ -300,6 +300,9 @@ pub struct NewSensor {
     /// HTTP settings: method, path, headers, body, auth, content rules.
     #[serde(default)]
     http: Option<crate::config::probe::HttpSettings>,
+    /// A DNS sensor's question and expectations (`kind` = `dns`).
+    #[serde(default)]
+    dns: Option<crate::config::dns::DnsSpec>,
 }
 
 /// `POST /api/sensors`: adds a sensor (admin); the server is created if
@@ -324,8 +327,33 @@ pub async fn create(
         new.grace.as_deref(),
     )
     .map_err(|(key, message)| AppError::BadRequest(format!("{key}: {message}")))?;
+    let is_dns = new.kind.as_deref().map(str::trim) == Some("dns");
+    let dns = match (is_dns, new.dns) {
+        (true, Some(spec)) => {
+            spec.options(crate::config::dns::tls_settings(None))
+                .map_err(|(key, message)| AppError::BadRequest(format!("dns.{key}: {message}")))?;
+            Some(spec)
+        }
+        (true, None) => {
+            return Err(AppError::BadRequest(
+                "dns: a DNS sensor needs \"dns\": {\"query\": \"NAME\"}".into(),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(AppError::BadRequest(
+                "dns: DNS settings are for DNS sensors: add \"kind\": \"dns\"".into(),
+            ));
+        }
+        (false, None) => None,
+    };
     let port = match (&heartbeat, &new.port) {
         (Some(_), serde_json::Value::Null) => 0,
+        // A name server listens on its transport's port.
+        (None, serde_json::Value::Null) if dns.is_some() => {
+            let transport = dns.as_ref().and_then(|d| d.transport.as_deref());
+            crate::probe::dns::Transport::parse(transport.unwrap_or("udp"))
+                .map_or(53, |t| t.default_port())
+        }
         (Some(_), _) => {
             return Err(AppError::BadRequest(
                 "port: a heartbeat sensor has no port: leave it out".into(),
@@ -360,6 +388,9 @@ pub async fn create(
             if port == 0 {
                 return "heartbeat".to_owned();
             }
+            if dns.is_some() {
+                return "dns".to_owned();
+            }
             services
                 .by_port(port)
                 .map_or_else(|| port.to_string(), |s| s.name.clone())
@@ -386,10 +417,18 @@ pub async fn create(
     let mut overrides = crate::config::Overrides {
         interval,
         heartbeat,
+        dns,
         locations: new.locations.filter(|l| !l.is_empty()),
         down_when,
         ..crate::config::Overrides::default()
     };
+    if overrides.dns.is_some()
+        && (new.mode.is_some() || new.protocol.is_some() || new.http.is_some())
+    {
+        return Err(AppError::BadRequest(
+            "dns: a DNS sensor asks its question: drop mode, protocol and http".into(),
+        ));
+    }
     overrides
         .set_check(new.mode, new.protocol, new.tls)
         .map_err(|(field, message)| AppError::BadRequest(format!("{field}: {message}")))?;

@@ -74,6 +74,8 @@ pub struct EditForm {
     expect_closed: Option<String>,
     #[serde(flatten)]
     http: super::pages::HttpFields,
+    #[serde(flatten)]
+    dns: super::pages::DnsFields,
 }
 
 fn show(duration: Option<std::time::Duration>) -> String {
@@ -93,6 +95,40 @@ fn fields(form: &EditForm) -> Vec<Field> {
             field("every", "A push every", "1d", &form.beat.every),
             field("grace", "Grace", "a tenth of every", &form.beat.grace),
             field("interval", "Looked at every", "inherited", &form.interval),
+            field(
+                "depends_on",
+                "Depends on",
+                "server/sensor",
+                &form.depends_on,
+            ),
+        ];
+    }
+    if form.beat.kind == "dns" {
+        return vec![
+            field("port", "Port", "53", &form.port),
+            field(
+                "dns_query",
+                "Name to ask about",
+                "www.example.com",
+                &form.dns.dns_query,
+            ),
+            field("dns_record", "Record type", "A", &form.dns.dns_record),
+            field(
+                "dns_expect",
+                "Expected values",
+                "192.0.2.10, 192.0.2.11 (any one)",
+                &form.dns.dns_expect,
+            ),
+            field("interval", "Interval", "inherited", &form.interval),
+            field("timeout", "Timeout", "inherited", &form.timeout),
+            field("warning", "Warning above", "none", &form.warning),
+            field("critical", "Down above", "none", &form.critical),
+            field(
+                "retries",
+                "Re-checks before DOWN",
+                "inherited",
+                &form.retries,
+            ),
             field(
                 "depends_on",
                 "Depends on",
@@ -219,6 +255,8 @@ pub async fn form(
         beat: super::pages::HeartbeatFields {
             kind: if o.heartbeat.is_some() {
                 "heartbeat"
+            } else if o.dns.is_some() {
+                "dns"
             } else {
                 ""
             }
@@ -257,6 +295,11 @@ pub async fn form(
                 .map(|p| p.http_settings())
                 .unwrap_or_default(),
         ),
+        dns: o
+            .dns
+            .as_ref()
+            .map(super::pages::DnsFields::of)
+            .unwrap_or_default(),
     };
     page(&state, &user, id, form, Vec::new()).await
 }
@@ -266,6 +309,7 @@ pub async fn form(
 fn parse(
     form: &EditForm,
     kept: crate::config::probe::HttpSettings,
+    kept_dns: Option<crate::config::dns::DnsSpec>,
 ) -> Result<(u16, Overrides), Vec<(&'static str, String)>> {
     let mut errors = Vec::new();
     let heartbeat = form
@@ -300,7 +344,15 @@ fn parse(
     probe.set_http(kept);
     overrides.probe = Some(Box::new(probe)).filter(|p| !p.is_empty());
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
-    if let Err(error) = overrides.set_check(text(&form.mode), text(&form.protocol), text(&form.tls))
+    if form.beat.kind == "dns" {
+        // A DNS sensor asks its question; it speaks no other protocol.
+        overrides.probe = None;
+        match form.dns.spec(kept_dns) {
+            Ok(spec) => overrides.dns = Some(spec),
+            Err(error) => errors.push(error),
+        }
+    } else if let Err(error) =
+        overrides.set_check(text(&form.mode), text(&form.protocol), text(&form.tls))
     {
         errors.push(error);
     } else if !form.beat.is_heartbeat()
@@ -323,7 +375,7 @@ pub async fn update(
 ) -> Result<Response, AppError> {
     let (_, _, before, _) = state.db.sensor_settings(id).await?;
     let kept = before.probe.map(|p| p.http_settings()).unwrap_or_default();
-    let (port, overrides) = match parse(&form, kept) {
+    let (port, overrides) = match parse(&form, kept, before.dns) {
         Ok(parsed) => parsed,
         Err(errors) => return page(&state, &user, id, form, errors).await,
     };

@@ -790,6 +790,33 @@ pub async fn dashboard(
     })
 }
 
+/// What a DNS sensor asks, in words: "A www.example.com, expecting
+/// 192.0.2.10 (over udp)".
+fn dns_question(dns: &crate::config::dns::DnsSpec) -> String {
+    let mut text = format!(
+        "{} {}",
+        dns.record.as_deref().unwrap_or("A").to_ascii_uppercase(),
+        dns.query
+    );
+    if !dns.expect.is_empty() {
+        text += &format!(
+            ", expecting {}{}",
+            if dns.expect_all && dns.expect.len() > 1 {
+                "all of "
+            } else if dns.expect.len() > 1 {
+                "one of "
+            } else {
+                ""
+            },
+            dns.expect.join(", ")
+        );
+    }
+    if let Some(rcode) = &dns.rcode {
+        text += &format!(", RCODE {}", rcode.to_ascii_uppercase());
+    }
+    text + &format!(" (over {})", dns.transport.as_deref().unwrap_or("udp"))
+}
+
 /// A heartbeat sensor on its page.
 struct HeartbeatView {
     /// "every 1d 0h, grace 2h 0m".
@@ -802,9 +829,9 @@ struct HeartbeatView {
 async fn heartbeat_view(
     db: &crate::store::Backend,
     id: i64,
+    overrides: &crate::config::Overrides,
     now_ms: i64,
 ) -> Result<Option<HeartbeatView>, AppError> {
-    let (_, _, overrides, _) = db.sensor_settings(id).await?;
     let Some(heartbeat) = overrides.heartbeat else {
         return Ok(None);
     };
@@ -867,6 +894,8 @@ struct SensorPage {
     /// When the page was drawn: it reloads when the sensor's state changes
     /// from then on.
     now_ms: i64,
+    /// A DNS sensor: its question and expectations.
+    asks: Option<String>,
     /// A heartbeat sensor: what it expects, and what it last heard.
     push: Option<HeartbeatView>,
     user: Option<String>,
@@ -944,7 +973,9 @@ pub async fn sensor(
     let db = &state.db;
     let path = db.sensor_path(id).await?;
     let row = db.status_of(id).await?;
-    let push = heartbeat_view(db, id, now_ms).await?;
+    let (_, _, overrides, _) = db.sensor_settings(id).await?;
+    let push = heartbeat_view(db, id, &overrides, now_ms).await?;
+    let asks = overrides.dns.as_ref().map(dns_question);
     let report = db.sensor_report(id, path.clone(), from_ms, now_ms).await?;
     let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"));
     let mut uptimes = Vec::new();
@@ -1021,6 +1052,7 @@ pub async fn sensor(
     render(SensorPage {
         now_ms,
         push,
+        asks,
         locations,
         uptimes,
         heartbeat,
@@ -1199,6 +1231,8 @@ pub struct SensorForm {
     beat: HeartbeatFields,
     #[serde(flatten)]
     http: HttpFields,
+    #[serde(flatten)]
+    dns: DnsFields,
 }
 
 /// A sensor form's HTTP content checks. (Headers, a body and
@@ -1280,6 +1314,61 @@ impl HttpFields {
     }
 }
 
+/// A DNS sensor's fields on the forms: the name, the record type, and
+/// the expected values separated by commas.
+#[derive(Deserialize, Default, Clone)]
+pub(super) struct DnsFields {
+    #[serde(default)]
+    pub(super) dns_query: String,
+    #[serde(default)]
+    pub(super) dns_record: String,
+    #[serde(default)]
+    pub(super) dns_expect: String,
+}
+
+impl DnsFields {
+    /// The fields of these settings.
+    pub(super) fn of(dns: &crate::config::dns::DnsSpec) -> DnsFields {
+        DnsFields {
+            dns_query: dns.query.clone(),
+            dns_record: dns.record.clone().unwrap_or_default(),
+            dns_expect: dns.expect.join(", "),
+        }
+    }
+
+    /// The settings, checked as portwatch.toml's are, over `kept` (what
+    /// the form does not show, such as the transport); the error names
+    /// the field at fault.
+    pub(super) fn spec(
+        &self,
+        kept: Option<crate::config::dns::DnsSpec>,
+    ) -> Result<crate::config::dns::DnsSpec, (&'static str, String)> {
+        let record = Some(self.dns_record.trim().to_owned()).filter(|r| !r.is_empty());
+        let spec = crate::config::dns::DnsSpec {
+            query: self.dns_query.trim().to_owned(),
+            record,
+            expect: self
+                .dns_expect
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            ..kept.unwrap_or_default()
+        };
+        spec.options(crate::config::dns::tls_settings(None))
+            .map(|_| spec.clone())
+            .map_err(|(key, message)| {
+                let field = match key {
+                    "record" => "dns_record",
+                    "expect" | "rcode" => "dns_expect",
+                    _ => "dns_query",
+                };
+                (field, message)
+            })
+    }
+}
+
 /// A sensor form's kind (`tcp`, the default, or `heartbeat`), and a
 /// heartbeat sensor's period and grace.
 #[derive(Deserialize, Default, Clone)]
@@ -1322,6 +1411,7 @@ struct SensorErrors {
     interval: Option<String>,
     protocol: Option<String>,
     http: Option<String>,
+    dns: Option<String>,
 }
 
 #[derive(Template)]
@@ -1368,9 +1458,16 @@ pub async fn create_sensor(
             _ => errors.grace = Some(message),
         })
         .unwrap_or(None);
+    let dns = (form.beat.kind == "dns")
+        .then(|| form.dns.spec(None))
+        .transpose()
+        .map_err(|(_, message)| errors.dns = Some(message))
+        .unwrap_or(None);
     let port = match (&heartbeat, form.port.trim()) {
         // A heartbeat sensor has no port: jobs call its push URL.
         (Some(_), "") => Some(0),
+        // A name server listens on 53.
+        (None, "") if form.beat.kind == "dns" => Some(53),
         (Some(_), _) => {
             errors.port = Some("A heartbeat sensor has no port: leave it empty.".into());
             None
@@ -1396,6 +1493,7 @@ pub async fn create_sensor(
     };
     let name = match (form.name.trim(), port) {
         ("", Some(0)) => "heartbeat".to_owned(),
+        ("", _) if form.beat.kind == "dns" => "dns".to_owned(),
         ("", Some(port)) => Services::global()
             .by_port(port)
             .map_or_else(|| port.to_string(), |s| s.name.clone()),
@@ -1404,18 +1502,24 @@ pub async fn create_sensor(
     if name.contains('/') {
         errors.name = Some("A sensor name cannot contain '/'.".into());
     }
+    let is_dns = form.beat.kind == "dns";
     let mut overrides = crate::config::Overrides {
         interval,
         heartbeat,
+        dns,
         ..crate::config::Overrides::default()
     };
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
-    if let Err((_, message)) = overrides.set_check(text(&form.mode), text(&form.protocol), None) {
+    if is_dns {
+        // A DNS sensor asks its question; it speaks no other protocol.
+    } else if let Err((_, message)) =
+        overrides.set_check(text(&form.mode), text(&form.protocol), None)
+    {
         errors.protocol = Some(message);
     } else if let Err((_, message)) = form.http.apply(&mut overrides) {
         errors.http = Some(message);
     }
-    let (Some(host), Some(port), None, None, None, None, None, None, None, None, None) = (
+    let (Some(host), Some(port), None, None, None, None, None, None, None, None, None, None) = (
         host,
         port,
         &errors.server,
@@ -1427,6 +1531,7 @@ pub async fn create_sensor(
         &errors.every,
         &errors.grace,
         &errors.http,
+        &errors.dns,
     ) else {
         let (user, admin, csrf) = page_frame(&user);
         let mut response = render(NewSensorPage {

@@ -527,7 +527,11 @@ host = "127.0.0.1"
     assert_eq!(details["protocol"], "dns");
     assert_eq!(details["details"]["answers"], "192.0.2.10");
     let moved = rows.iter().find(|r| r.path == "ns1/moved").unwrap();
-    assert_eq!(moved.last_reason.as_deref(), Some("unexpected_answer"), "{moved:?}");
+    assert_eq!(
+        moved.last_reason.as_deref(),
+        Some("unexpected_answer"),
+        "{moved:?}"
+    );
     assert!(
         moved
             .last_message

@@ -2151,6 +2151,121 @@ async fn http_content_settings_through_the_api_and_the_forms(_dir: TempDir, stat
     assert!(page.contains("id=\"error-http_json\">"), "{page}");
 }
 
+/// DNS sensors through the API and the forms: checked as the file's,
+/// their question on the sensor page, edited with their own fields.
+async fn dns_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppState) {
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let token = state
+        .db()
+        .create_token("ops".into(), Role::Admin)
+        .await
+        .unwrap();
+    for (body, status, wanted) in [
+        (
+            r#"{"server": "ns1", "host": "192.0.2.53", "kind": "dns", "dns": {"query": "www.example.com", "expect": ["192.0.2.10"]}}"#,
+            StatusCode::CREATED,
+            "",
+        ),
+        (
+            r#"{"server": "ns1", "host": "192.0.2.53", "kind": "dns"}"#,
+            StatusCode::BAD_REQUEST,
+            "dns: a DNS sensor needs",
+        ),
+        (
+            r#"{"server": "ns1", "host": "192.0.2.53", "kind": "dns", "name": "x", "dns": {"query": "a b"}}"#,
+            StatusCode::BAD_REQUEST,
+            "dns.query: 'a b' is not a DNS name",
+        ),
+        (
+            r#"{"server": "ns1", "host": "192.0.2.53", "kind": "dns", "name": "x", "dns": {"query": "x.example", "record": "AXFR"}}"#,
+            StatusCode::BAD_REQUEST,
+            "dns.record: unknown record type",
+        ),
+        (
+            r#"{"server": "ns1", "host": "192.0.2.53", "port": 53, "dns": {"query": "x.example"}}"#,
+            StatusCode::BAD_REQUEST,
+            "DNS settings are for DNS sensors",
+        ),
+    ] {
+        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
+        assert_eq!(got, status, "{body}: {reply}");
+        assert!(reply.contains(wanted), "{body}: {reply}");
+    }
+    let made = sensor_id(&state, "ns1/dns").await;
+    let row = state.db().status_of(made).await.unwrap();
+    assert_eq!(row.port, 53, "a name server's port by default");
+    let (_, _, page) = send(&state, get(&format!("/sensors/{made}"), Some(&cookie))).await;
+    assert!(
+        page.contains("DNS: A www.example.com, expecting 192.0.2.10 (over udp)"),
+        "{page}"
+    );
+    // The form: a bad field is named; a good one is stored.
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            "/sensors/new",
+            Some(&cookie),
+            &format!("csrf={csrf}&server=ns1&host=192.0.2.53&kind=dns&name=mail&dns_query=example.com&dns_record=A&dns_expect=mail"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"error-dns\">"), "{page}");
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            "/sensors/new",
+            Some(&cookie),
+            &format!("csrf={csrf}&server=ns1&host=192.0.2.53&kind=dns&name=mail&dns_query=example.com&dns_record=MX&dns_expect=10+mail.example.com"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let mail = sensor_id(&state, "ns1/mail").await;
+    let (_, _, overrides, _) = state.db().sensor_settings(mail).await.unwrap();
+    let spec = overrides.dns.expect("a DNS sensor");
+    assert_eq!((spec.record.as_deref(), spec.expect.len()), (Some("MX"), 1));
+    // Edited with its own fields, no protocol ones.
+    let edit = format!("/sensors/{made}/edit");
+    let (_, _, page) = send(&state, get(&edit, Some(&cookie))).await;
+    assert!(
+        page.contains("name=\"dns_query\" value=\"www.example.com\"")
+            && page.contains("name=\"kind\" value=\"dns\"")
+            && !page.contains("name=\"protocol\""),
+        "{page}"
+    );
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            &edit,
+            Some(&cookie),
+            &format!("csrf={csrf}&kind=dns&port=5353&dns_query=www.example.com&dns_expect=192.0.2.10%2C+192.0.2.11"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (port, _, overrides, _) = state.db().sensor_settings(made).await.unwrap();
+    assert_eq!(port, 5353);
+    assert_eq!(
+        overrides.dns.unwrap().expect,
+        vec!["192.0.2.10", "192.0.2.11"]
+    );
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            &edit,
+            Some(&cookie),
+            &format!("csrf={csrf}&kind=dns&port=53&dns_query=www.example.com&dns_record=BOGUS"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("id=\"error-dns_record\">unknown record type"),
+        "{page}"
+    );
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -2185,6 +2300,7 @@ on_both_stores!(
     the_dashboard_streams_state_changes,
     heartbeat_push_urls_take_pushes,
     http_content_settings_through_the_api_and_the_forms,
+    dns_sensors_through_the_api_and_the_forms,
     forms_without_the_csrf_token_are_refused,
     read_only_users_and_tokens_cannot_change_anything,
     adding_a_sensor_validates_each_field,

@@ -598,7 +598,10 @@ fn dns_sensors_ask_their_server_and_bad_keys_are_named_where_written() {
     assert!(!options.tls.verify, "insecure applies to DNS over TLS");
 
     let cases = [
-        ("kind = \"dns\"\n", "test.toml:5:8: a DNS sensor needs query"),
+        (
+            "kind = \"dns\"\n",
+            "test.toml:5:8: a DNS sensor needs query",
+        ),
         (
             "kind = \"dns\"\nquery = \"a b\"\n",
             "test.toml:6:9: 'a b' is not a DNS name",
