@@ -291,9 +291,14 @@ fn answer_to(query: &[u8]) -> Message {
 
 /// A UDP server (and a TCP one on the same port) on 127.0.0.1; its port.
 fn udp_server(behaviour: Udp) -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    // A port free for UDP and TCP alike.
+    let (socket, tcp, port) = loop {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        if let Ok(tcp) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            break (socket, tcp, port);
+        }
+    };
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok((n, from)) = socket.recv_from(&mut buf) {
