@@ -27,11 +27,15 @@ pub(super) fn examples() -> String {
   portwatch check --http-contains 'Add to cart' --http-follow shop.example:443
   portwatch check --dns-query www.example.com --dns-expect 192.0.2.10 ns1.example:53
   portwatch check --dns-query example.com --dns-type MX --dns-transport tls 9.9.9.9:853
+  portwatch check --udp ntp time.example:123
+  portwatch check --udp snmp --snmp-community monitor switch.example:161
+  portwatch check --udp-send 'PING\\n' --udp-expect PONG game.example:27015
 
 Protocols (--protocol): {}.
 Protocol reasons: reset, closed_by_peer, no_response, protocol_mismatch,
 tls_error, cert_expiring (WARNING), cert_expired; HTTP content rules:
-content_mismatch; DNS queries: answered, unexpected_answer, no_response.
+content_mismatch; DNS queries and UDP services: answered, unexpected_answer,
+no_response (silence is never UP).
 
 Exit codes (Nagios): 0 all UP, 1 a WARNING and nothing DOWN, 2 something DOWN,
 3 UNKNOWN (the check itself failed) or bad input.",
@@ -71,7 +75,21 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<u8> {
                 return Ok(3);
             }
         },
+        udp: match args.udp.protocol() {
+            Ok(protocol) => protocol.map(std::sync::Arc::new),
+            Err(message) => {
+                writeln!(anstream::stderr(), "portwatch: {message}")?;
+                return Ok(3);
+            }
+        },
     };
+    if options.udp.is_some() && (options.proto.is_some() || options.dns.is_some()) {
+        writeln!(
+            anstream::stderr(),
+            "portwatch: --udp sends a UDP request: drop the protocol and DNS options (--mode, --protocol, --http-*, --dns-* …)"
+        )?;
+        return Ok(3);
+    }
     if options.dns.is_some() && options.proto.is_some() {
         writeln!(
             anstream::stderr(),

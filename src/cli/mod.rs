@@ -461,6 +461,68 @@ pub struct CheckArgs {
     /// DNS queries.
     #[command(flatten)]
     pub dns: Box<DnsArgs>,
+    /// UDP services.
+    #[command(flatten)]
+    pub udp: Box<UdpArgs>,
+}
+
+/// UDP options of `check`: send the target a UDP service's request.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "UDP services")]
+pub struct UdpArgs {
+    /// Ask a UDP service: dns, ntp (reports the clock's offset), snmp,
+    /// tftp or netbios-ns. UP `answered`; silence is DOWN `no_response`.
+    #[arg(long, value_name = "PROTOCOL")]
+    pub udp: Option<String>,
+    /// SNMP v2c: the community [default: public].
+    #[arg(long, value_name = "NAME")]
+    pub snmp_community: Option<String>,
+    /// SNMP: v3 engine discovery instead of a v2c get (no credentials).
+    #[arg(long)]
+    pub snmp_v3: bool,
+    /// TFTP: a file that must exist [default: any answer, even "not found"].
+    #[arg(long, value_name = "FILE")]
+    pub tftp_file: Option<String>,
+    /// Send these bytes over UDP (escapes: \r \n \t \0 \\ \xNN).
+    #[arg(long, value_name = "TEXT")]
+    pub udp_send: Option<String>,
+    /// The UDP answer must contain these bytes.
+    #[arg(long, value_name = "TEXT", requires = "udp_send")]
+    pub udp_expect: Option<String>,
+}
+
+impl UdpArgs {
+    /// The request, validated as portwatch.toml's is; `None` without
+    /// --udp or --udp-send.
+    pub fn protocol(&self) -> Result<Option<crate::probe::udp::UdpProtocol>, String> {
+        let asked = self.udp.is_some()
+            || self.udp_send.is_some()
+            || self.snmp_community.is_some()
+            || self.snmp_v3
+            || self.tftp_file.is_some();
+        if !asked {
+            return Ok(None);
+        }
+        let spec = crate::config::udp::UdpSpec {
+            protocol: self.udp.clone(),
+            community: self.snmp_community.clone(),
+            snmp_version: self.snmp_v3.then(|| "3".to_owned()),
+            file: self.tftp_file.clone(),
+            send: self.udp_send.clone(),
+            expect: self.udp_expect.clone(),
+        };
+        spec.protocol().map(Some).map_err(|(key, message)| {
+            let flag = match key {
+                "community" => "--snmp-community",
+                "snmp_version" => "--snmp-v3",
+                "file" => "--tftp-file",
+                "send" => "--udp-send",
+                "expect" => "--udp-expect",
+                _ => "--udp",
+            };
+            format!("{flag}: {message}")
+        })
+    }
 }
 
 /// DNS options of `check`: ask the target (a name server) a question.

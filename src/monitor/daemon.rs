@@ -518,6 +518,7 @@ fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
         close,
         proto: spec.probe.clone(),
         dns: spec.dns.clone(),
+        udp: spec.udp.clone(),
     }
 }
 

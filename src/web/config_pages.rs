@@ -282,6 +282,7 @@ pub fn parse_overrides(
     Overrides {
         heartbeat: None,
         dns: None,
+        udp: None,
         locations: Some(locations).filter(|l| !l.is_empty()),
         down_when,
         interval,

@@ -15,5 +15,6 @@ mod postgres;
 mod proto;
 mod security;
 mod serve;
+mod udp;
 mod util;
 mod web;

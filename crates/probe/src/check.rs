@@ -28,6 +28,8 @@ pub struct CheckOptions {
     pub proto: Option<std::sync::Arc<super::proto::ProtoOptions>>,
     /// A DNS query to ask the target instead of connecting.
     pub dns: Option<std::sync::Arc<super::dns::DnsOptions>>,
+    /// A UDP service's request to send the target instead of connecting.
+    pub udp: Option<std::sync::Arc<super::udp::UdpProtocol>>,
 }
 
 impl Default for CheckOptions {
@@ -40,6 +42,7 @@ impl Default for CheckOptions {
             close: CloseMode::Graceful,
             proto: None,
             dns: None,
+            udp: None,
         }
     }
 }
@@ -188,8 +191,8 @@ impl Checker {
             Ok(started) => started,
             Err(failed) => return failed,
         };
-        if let Some(dns) = &options.dns {
-            return ask(result, &resolved.addresses, target, dns, options, deadline).await;
+        if options.dns.is_some() || options.udp.is_some() {
+            return ask(result, &resolved.addresses, target, options, deadline).await;
         }
         let addresses = happy::interleave(&resolved.addresses);
         // A port that must stay shut is not spoken to.
@@ -266,12 +269,28 @@ fn redirect(
     Ok((target, next))
 }
 
-/// Asks the DNS server at the first of `addresses` and judges its answer.
+/// A query over UDP (or DNS's transports): what came back.
+struct Answer {
+    /// `dns`, `dns+tls`, `ntp`, …
+    protocol: String,
+    /// What the answer said.
+    details: super::proto::Details,
+    /// Why it is not the expected answer, if it is not.
+    fail: Option<(Reason, String)>,
+    /// Query sent to answer (or ICMP error) received.
+    elapsed: Option<std::time::Duration>,
+    /// DNS over TLS: the handshake and certificate.
+    tls: Option<super::proto::TlsReport>,
+    /// The sender of an ICMP error.
+    reported_by: Option<IpAddr>,
+}
+
+/// Asks the service at the first of `addresses` — a DNS question or a UDP
+/// protocol's request — and judges its answer.
 async fn ask(
     mut result: CheckResult,
     addresses: &[IpAddr],
     target: &Target,
-    dns: &super::dns::DnsOptions,
     options: &CheckOptions,
     deadline: Instant,
 ) -> CheckResult {
@@ -281,28 +300,55 @@ async fn ask(
     };
     let server = SocketAddr::new(*ip, target.port);
     result.address = Some(*ip);
-    let host = target.host.to_string();
-    let exchange = super::dns::exchange(server, &host, dns, deadline, options.timeout).await;
-    let tls_time = exchange.tls.as_ref().map(|t| t.handshake);
+    let answer = if let Some(dns) = &options.dns {
+        let host = target.host.to_string();
+        let exchange = super::dns::exchange(server, &host, dns, deadline, options.timeout).await;
+        Answer {
+            protocol: exchange.protocol.to_owned(),
+            details: exchange.details,
+            fail: exchange.fail.map(|f| (f.reason, f.message)),
+            elapsed: exchange.elapsed,
+            tls: exchange.tls,
+            reported_by: None,
+        }
+    } else if let Some(udp) = &options.udp {
+        let exchange = super::udp::exchange(server, udp, deadline, options.timeout).await;
+        Answer {
+            protocol: udp.name().to_owned(),
+            details: exchange.details,
+            fail: exchange.fail,
+            elapsed: exchange.elapsed,
+            tls: None,
+            reported_by: exchange.reported_by,
+        }
+    } else {
+        result.message = "nothing to ask".to_owned();
+        return result;
+    };
+    judge_answer(result, answer, options)
+}
+
+/// The verdict on an answer: UP `answered` (thresholds apply to its
+/// time), or the failure's reason and message.
+fn judge_answer(mut result: CheckResult, answer: Answer, options: &CheckOptions) -> CheckResult {
     let report = super::proto::ProtoReport {
-        protocol: exchange.protocol.to_owned(),
-        details: exchange
+        protocol: answer.protocol,
+        details: answer
             .details
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
-        tls: exchange.tls,
-        tls_time,
+        tls_time: answer.tls.as_ref().map(|t| t.handshake),
+        tls: answer.tls,
         first_byte: None,
-        total: exchange.elapsed.unwrap_or_default(),
+        total: answer.elapsed.unwrap_or_default(),
         redirect: None,
     };
-    match exchange.fail {
+    match answer.fail {
         None => {
             result.reason = Reason::Answered;
-            result.response_time = exchange.elapsed;
-            let (status, note) =
-                verdict::judge(Reason::Answered, exchange.elapsed, &options.expect);
+            result.response_time = answer.elapsed;
+            let (status, note) = verdict::judge(Reason::Answered, answer.elapsed, &options.expect);
             result.status = status;
             let limit = match note {
                 Some(Note::AboveWarning(limit)) => {
@@ -326,13 +372,14 @@ async fn ask(
                 super::proto::summary(&report)
             );
         }
-        Some(fail) => {
-            if fail.reason == Reason::UnexpectedAnswer || fail.reason == Reason::ProtocolMismatch {
-                result.response_time = exchange.elapsed;
+        Some((reason, message)) => {
+            if matches!(reason, Reason::UnexpectedAnswer | Reason::ProtocolMismatch) {
+                result.response_time = answer.elapsed;
             }
-            result.reason = fail.reason;
-            result.status = verdict::judge(fail.reason, None, &options.expect).0;
-            result.message = format!("{}: {}", report.protocol, fail.message);
+            result.reason = reason;
+            result.reported_by = answer.reported_by;
+            result.status = verdict::judge(reason, None, &options.expect).0;
+            result.message = format!("{}: {message}", report.protocol);
         }
     }
     result.protocol = Some(report);

@@ -174,13 +174,7 @@ fn open(address: SocketAddr, source: Option<IpAddr>) -> Result<Socket, Failure> 
         Some(Protocol::TCP),
     )
     .map_err(|error| Failure::local("cannot create a socket", &error))?;
-    let queued = match address {
-        SocketAddr::V4(_) => setsockopt(&socket, sockopt::Ipv4RecvErr, &true),
-        SocketAddr::V6(_) => setsockopt(&socket, sockopt::Ipv6RecvErr, &true),
-    };
-    if let Err(errno) = queued {
-        tracing::debug!(%errno, "IP_RECVERR unavailable; ICMP senders will not be reported");
-    }
+    queue_icmp_errors(&socket, address);
     if let Some(source) = source {
         let local = SocketAddr::new(source, 0);
         socket.bind(&local.into()).map_err(|error| {
@@ -188,6 +182,18 @@ fn open(address: SocketAddr, source: Option<IpAddr>) -> Result<Socket, Failure> 
         })?;
     }
     Ok(socket)
+}
+
+/// Asks the kernel to queue ICMP errors for `socket` (which talks to
+/// `address`) with their type, code and sender.
+pub(crate) fn queue_icmp_errors(socket: &Socket, address: SocketAddr) {
+    let queued = match address {
+        SocketAddr::V4(_) => setsockopt(socket, sockopt::Ipv4RecvErr, &true),
+        SocketAddr::V6(_) => setsockopt(socket, sockopt::Ipv6RecvErr, &true),
+    };
+    if let Err(errno) = queued {
+        tracing::debug!(%errno, "IP_RECVERR unavailable; ICMP senders will not be reported");
+    }
 }
 
 /// Attaches the connection to a successful outcome when it is to be kept;
@@ -215,8 +221,9 @@ fn finish(socket: &SockRef<'_>, started: Instant, close: CloseMode) -> Outcome {
     }
 }
 
-/// Builds the failure for a connect error, consulting the error queue.
-fn failure_from(socket: &SockRef<'_>, error: &io::Error, started: Instant) -> Failure {
+/// Builds the failure for a connect (or UDP) error, consulting the error
+/// queue.
+pub(crate) fn failure_from(socket: &SockRef<'_>, error: &io::Error, started: Instant) -> Failure {
     let elapsed = started.elapsed();
     let errno = error.raw_os_error().unwrap_or(0);
     let icmp = read_icmp_error(socket);

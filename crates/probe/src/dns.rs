@@ -421,7 +421,8 @@ pub async fn exchange(
     exchange
 }
 
-/// Sends the query over UDP and waits for the answer with its id.
+/// Sends the query over UDP and waits for the answer with its id (others
+/// are late answers to earlier queries, or strays).
 async fn udp(
     server: SocketAddr,
     query: &[u8],
@@ -429,63 +430,14 @@ async fn udp(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<Vec<u8>, Fail> {
-    let local: SocketAddr = if server.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket_error = |context: &str, error: std::io::Error| {
-        let reason = error
-            .raw_os_error()
-            .map_or(Reason::LocalError, crate::connect::reason_from_errno);
-        Fail {
-            reason,
-            message: match reason {
-                Reason::Refused => format!(
-                    "nothing listens on udp port {} of {} (ICMP port unreachable)",
-                    server.port(),
-                    server.ip()
-                ),
-                Reason::LocalError => format!("could not {context}: {error}"),
-                _ => format!("{} udp port {}: {error}", server.ip(), server.port()),
-            },
-        }
-    };
-    let socket = tokio::net::UdpSocket::bind(local)
-        .await
-        .map_err(|e| socket_error("open a UDP socket", e))?;
-    socket
-        .connect(server)
-        .await
-        .map_err(|e| socket_error("address the server", e))?;
-    socket
-        .send(query)
-        .await
-        .map_err(|e| socket_error("send the query", e))?;
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
-            Ok(Ok(n)) => {
-                // Anything but the answer to this query (a late answer to
-                // an earlier one, a stray packet) is not the answer.
-                if n >= 2 && buf[..2] == id.to_be_bytes() {
-                    return Ok(buf[..n].to_vec());
-                }
-            }
-            Ok(Err(error)) => return Err(socket_error("read the answer", error)),
-            Err(_) => {
-                return Err(Fail {
-                    reason: Reason::NoResponse,
-                    message: format!(
-                        "no answer from {} udp port {} within {} (packets dropped, or nothing listens and ICMP is filtered)",
-                        server.ip(),
-                        server.port(),
-                        crate::duration::format(timeout)
-                    ),
-                });
-            }
-        }
-    }
+    let answer = crate::udp::ask(server, query, true, deadline, |reply| {
+        reply.len() >= 2 && reply[..2] == id.to_be_bytes()
+    })
+    .await;
+    answer.map(|(bytes, _)| bytes).map_err(|failure| Fail {
+        reason: failure.reason,
+        message: crate::udp::message(server, "dns", &failure, timeout),
+    })
 }
 
 /// Sends the query over TCP (and TLS when asked) and reads the answer.

@@ -17,6 +17,7 @@ pub mod scan;
 pub mod services;
 pub mod target;
 pub mod text;
+pub mod udp;
 pub mod verdict;
 
 use std::fmt;

@@ -20,6 +20,7 @@ use portwatch_probe::target::{Host, parse_bare_host, parse_port};
 
 pub use model::{Overrides, Settings, WindowRule};
 pub mod probe;
+pub mod udp;
 
 /// A configuration error with its place in the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,6 +219,7 @@ impl Locator<'_> {
         Ok(Overrides {
             heartbeat: None,
             dns: None,
+            udp: None,
             locations,
             down_when,
             interval,
@@ -455,6 +457,7 @@ fn sensor_def(
     let services = Services::global();
     let heartbeat = heartbeat_of(locate, sensor)?;
     let dns = dns_of(locate, sensor)?;
+    let udp = udp_of(locate, sensor)?;
     // Where to point at this sensor: its name, kind or port, or its server.
     let span = sensor
         .name
@@ -471,6 +474,10 @@ fn sensor_def(
             ));
         }
         (None, Some(_)) => 0,
+        // A UDP service listens on its protocol's port.
+        (None, None) if udp.as_ref().and_then(udp_port).is_some() => {
+            udp.as_ref().and_then(udp_port).unwrap_or_default()
+        }
         // A DNS server listens on the transport's port.
         (None, None) if dns.is_some() => {
             let transport = dns.as_ref().and_then(|d| d.transport.as_deref());
@@ -502,6 +509,12 @@ fn sensor_def(
         "heartbeat".to_owned()
     } else if dns.is_some() {
         "dns".to_owned()
+    } else if let Some(name) = udp
+        .as_ref()
+        .and_then(|spec| spec.protocol().ok())
+        .map(|p| p.name())
+    {
+        name.to_owned()
     } else {
         services
             .by_port(port)
@@ -533,7 +546,12 @@ fn sensor_def(
             format!("duplicate sensor '{path}': give one of them a different name"),
         ));
     }
-    let mut overrides = locate.overrides(&sensor.settings())?;
+    let mut settings = sensor.settings();
+    if udp.is_some() {
+        // A UDP sensor's protocol is its own (ntp, snmp, …).
+        settings.protocol = None;
+    }
+    let mut overrides = locate.overrides(&settings)?;
     overrides.heartbeat = heartbeat;
     if let Some(spec) = &dns {
         let tls = dns::tls_settings(overrides.probe.as_deref());
@@ -549,6 +567,7 @@ fn sensor_def(
         }
     }
     overrides.dns = dns;
+    overrides.udp = udp;
     Ok(SensorDef {
         name: sensor_name,
         port,
@@ -561,14 +580,17 @@ fn sensor_def(
 /// A sensor's DNS keys: its settings when `kind = "dns"` (checked when
 /// the sensor is made), the error at the first DNS key otherwise.
 fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>, ConfigError> {
-    let is_dns = sensor
-        .kind
-        .as_ref()
-        .is_some_and(|k| k.get_ref().trim() == "dns");
+    let kind = sensor.kind.as_ref().map(|k| k.get_ref().trim());
+    let is_dns = kind == Some("dns");
     let keys = [
         sensor.query.as_ref().map(|v| v.span()),
         sensor.record.as_ref().map(|v| v.span()),
-        sensor.expect.as_ref().map(|v| v.span()),
+        // A UDP sensor's expect is its own.
+        sensor
+            .expect
+            .as_ref()
+            .filter(|_| kind != Some("udp"))
+            .map(|v| v.span()),
         sensor.expect_all.as_ref().map(|v| v.span()),
         sensor.rcode.as_ref().map(|v| v.span()),
         sensor.transport.as_ref().map(|v| v.span()),
@@ -615,6 +637,69 @@ fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>
         transport: text(&sensor.transport),
         recursion: sensor.recursion.as_ref().map(|v| *v.get_ref()),
     }))
+}
+
+/// The well-known port of a UDP sensor's protocol.
+fn udp_port(spec: &udp::UdpSpec) -> Option<u16> {
+    spec.protocol().ok().and_then(|p| p.default_port())
+}
+
+/// A sensor's UDP keys: its settings when `kind = "udp"` (checked here),
+/// the error at the first UDP key otherwise.
+fn udp_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<udp::UdpSpec>, ConfigError> {
+    let is_udp = sensor
+        .kind
+        .as_ref()
+        .is_some_and(|k| k.get_ref().trim() == "udp");
+    let text = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
+    if !is_udp {
+        let keys = [
+            &sensor.community,
+            &sensor.snmp_version,
+            &sensor.file,
+            &sensor.send,
+        ];
+        return match keys.into_iter().flatten().next() {
+            Some(at) => Err(locate.error(
+                at.span(),
+                "community, snmp_version, file and send are for UDP sensors: add kind = \"udp\"",
+            )),
+            None => Ok(None),
+        };
+    }
+    let expect = match &sensor.expect {
+        None => None,
+        Some(value) => match value.get_ref() {
+            toml::Value::String(text) => Some(text.clone()),
+            _ => {
+                return Err(locate.error(
+                    value.span(),
+                    "a UDP sensor's expect is a string of bytes, e.g. \"PONG\"",
+                ));
+            }
+        },
+    };
+    let spec = udp::UdpSpec {
+        protocol: sensor.protocol.as_ref().map(|v| v.get_ref().clone()),
+        community: text(&sensor.community),
+        snmp_version: text(&sensor.snmp_version),
+        file: text(&sensor.file),
+        send: text(&sensor.send),
+        expect,
+    };
+    if let Err((key, message)) = spec.protocol() {
+        let at = match key {
+            "community" => sensor.community.as_ref().map(|v| v.span()),
+            "snmp_version" => sensor.snmp_version.as_ref().map(|v| v.span()),
+            "file" => sensor.file.as_ref().map(|v| v.span()),
+            "send" => sensor.send.as_ref().map(|v| v.span()),
+            "expect" => sensor.expect.as_ref().map(|v| v.span()),
+            _ => sensor.protocol.as_ref().map(|v| v.span()),
+        };
+        let at = at.or_else(|| sensor.kind.as_ref().map(|k| k.span()));
+        return Err(locate.error(at.unwrap_or(0..0), message));
+    }
+    Ok(Some(spec))
 }
 
 /// A sensor's `kind`, `every` and `grace`: its heartbeat settings when

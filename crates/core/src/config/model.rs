@@ -49,6 +49,9 @@ pub struct Overrides {
     /// A DNS sensor's query and expectations (set on the sensor only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<super::dns::DnsSpec>,
+    /// A UDP sensor's request (set on the sensor only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<super::udp::UdpSpec>,
 }
 
 impl Overrides {
@@ -65,6 +68,7 @@ impl Overrides {
             down_when: self.down_when.or(base.down_when),
             heartbeat: self.heartbeat.or(base.heartbeat),
             dns: self.dns.clone().or_else(|| base.dns.clone()),
+            udp: self.udp.clone().or_else(|| base.udp.clone()),
             probe: match (&self.probe, &base.probe) {
                 (None, None) => None,
                 (Some(one), None) | (None, Some(one)) => Some(one.clone()),
@@ -332,6 +336,8 @@ pub struct ResolvedSensor {
     pub heartbeat: Option<Box<crate::monitor::heartbeat::Heartbeat>>,
     /// A DNS sensor's query: asked of the host's name server at the port.
     pub dns: Option<std::sync::Arc<portwatch_probe::dns::DnsOptions>>,
+    /// A UDP sensor's request, sent to the host at the port.
+    pub udp: Option<std::sync::Arc<portwatch_probe::udp::UdpProtocol>>,
 }
 
 /// The chain of group paths from the root to `path`: `A`, `A/B`, `A/B/C`.
@@ -416,11 +422,22 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                     }
                 }
             });
-            let speaks = heartbeat.is_none() && overrides.dns.is_none();
+            let udp = overrides
+                .udp
+                .as_ref()
+                .and_then(|spec| match spec.protocol() {
+                    Ok(protocol) => Some(std::sync::Arc::new(protocol)),
+                    Err((key, message)) => {
+                        tracing::warn!(sensor = %path, key, %message, "UDP settings ignored");
+                        None
+                    }
+                });
+            let speaks = heartbeat.is_none() && overrides.dns.is_none() && overrides.udp.is_none();
             resolved.push(ResolvedSensor {
                 probe: if speaks { probe } else { None },
                 heartbeat,
                 dns,
+                udp,
                 locations,
                 down_when: overrides.down_when,
                 depends_on: overrides.depends_on.clone().filter(|dep| *dep != path),

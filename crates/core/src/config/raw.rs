@@ -338,7 +338,8 @@ with_settings!(
         #[serde(default)]
         port: Option<Spanned<Port>>,
         /// `"heartbeat"`: a job calls the sensor's URL instead of portwatch
-        /// checking a port; `"dns"`: a query to a name server.
+        /// checking a port; `"dns"`: a query to a name server; `"udp"`: a
+        /// UDP service's request.
         #[serde(default)]
         kind: Option<Spanned<String>>,
         /// A heartbeat sensor: how often a push is expected.
@@ -368,6 +369,18 @@ with_settings!(
         /// A DNS sensor: ask for recursion.
         #[serde(default)]
         recursion: Option<Spanned<bool>>,
+        /// A UDP sensor (snmp): the community.
+        #[serde(default)]
+        community: Option<Spanned<String>>,
+        /// A UDP sensor (snmp): 2c or 3.
+        #[serde(default)]
+        snmp_version: Option<Spanned<String>>,
+        /// A UDP sensor (tftp): a file that must exist.
+        #[serde(default)]
+        file: Option<Spanned<String>>,
+        /// A UDP sensor: bytes to send.
+        #[serde(default)]
+        send: Option<Spanned<String>>,
         /// The port must be closed.
         #[serde(default)]
         expect_closed: Option<bool>,
