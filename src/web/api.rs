@@ -303,6 +303,9 @@ pub struct NewSensor {
     /// A DNS sensor's question and expectations (`kind` = `dns`).
     #[serde(default)]
     dns: Option<crate::config::dns::DnsSpec>,
+    /// A UDP sensor's request (`kind` = `udp`).
+    #[serde(default)]
+    udp: Option<crate::config::udp::UdpSpec>,
 }
 
 /// `POST /api/sensors`: adds a sensor (admin); the server is created if
@@ -346,8 +349,32 @@ pub async fn create(
         }
         (false, None) => None,
     };
+    let is_udp = new.kind.as_deref().map(str::trim) == Some("udp");
+    let udp = match (is_udp, new.udp) {
+        (true, Some(spec)) => {
+            let protocol = spec
+                .protocol()
+                .map_err(|(key, message)| AppError::BadRequest(format!("udp.{key}: {message}")))?;
+            Some((spec, protocol.default_port()))
+        }
+        (true, None) => {
+            return Err(AppError::BadRequest(
+                "udp: a UDP sensor needs \"udp\": {\"protocol\": \"ntp\"} (or send)".into(),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(AppError::BadRequest(
+                "udp: UDP settings are for UDP sensors: add \"kind\": \"udp\"".into(),
+            ));
+        }
+        (false, None) => None,
+    };
     let port = match (&heartbeat, &new.port) {
         (Some(_), serde_json::Value::Null) => 0,
+        // A UDP service listens on its protocol's port.
+        (None, serde_json::Value::Null) if udp.as_ref().is_some_and(|(_, p)| p.is_some()) => {
+            udp.as_ref().and_then(|(_, p)| *p).unwrap_or_default()
+        }
         // A name server listens on its transport's port.
         (None, serde_json::Value::Null) if dns.is_some() => {
             let transport = dns.as_ref().and_then(|d| d.transport.as_deref());
@@ -357,6 +384,11 @@ pub async fn create(
         (Some(_), _) => {
             return Err(AppError::BadRequest(
                 "port: a heartbeat sensor has no port: leave it out".into(),
+            ));
+        }
+        (None, serde_json::Value::Null) => {
+            return Err(AppError::BadRequest(
+                "port: give a port number or service name".into(),
             ));
         }
         (None, port) => {
@@ -391,6 +423,12 @@ pub async fn create(
             if dns.is_some() {
                 return "dns".to_owned();
             }
+            if let Some((spec, _)) = &udp
+                && let Ok(protocol) = spec.protocol()
+                && protocol.default_port().is_some()
+            {
+                return protocol.name().to_owned();
+            }
             services
                 .by_port(port)
                 .map_or_else(|| port.to_string(), |s| s.name.clone())
@@ -418,6 +456,7 @@ pub async fn create(
         interval,
         heartbeat,
         dns,
+        udp: udp.map(|(spec, _)| spec),
         locations: new.locations.filter(|l| !l.is_empty()),
         down_when,
         ..crate::config::Overrides::default()

@@ -76,6 +76,8 @@ pub struct EditForm {
     http: super::pages::HttpFields,
     #[serde(flatten)]
     dns: super::pages::DnsFields,
+    #[serde(flatten)]
+    udp: super::pages::UdpFields,
 }
 
 fn show(duration: Option<std::time::Duration>) -> String {
@@ -95,6 +97,41 @@ fn fields(form: &EditForm) -> Vec<Field> {
             field("every", "A push every", "1d", &form.beat.every),
             field("grace", "Grace", "a tenth of every", &form.beat.grace),
             field("interval", "Looked at every", "inherited", &form.interval),
+            field(
+                "depends_on",
+                "Depends on",
+                "server/sensor",
+                &form.depends_on,
+            ),
+        ];
+    }
+    if form.beat.kind == "udp" {
+        return vec![
+            field("port", "Port", "the protocol's", &form.port),
+            field(
+                "udp_protocol",
+                "Protocol",
+                "ntp, snmp, tftp, netbios-ns or dns",
+                &form.udp.udp_protocol,
+            ),
+            field(
+                "udp_community",
+                "SNMP community",
+                "never shown: empty keeps it",
+                &form.udp.udp_community,
+            ),
+            field("udp_send", "Or send", "PING\\n", &form.udp.udp_send),
+            field("udp_expect", "and expect", "PONG", &form.udp.udp_expect),
+            field("interval", "Interval", "inherited", &form.interval),
+            field("timeout", "Timeout", "inherited", &form.timeout),
+            field("warning", "Warning above", "none", &form.warning),
+            field("critical", "Down above", "none", &form.critical),
+            field(
+                "retries",
+                "Re-checks before DOWN",
+                "inherited",
+                &form.retries,
+            ),
             field(
                 "depends_on",
                 "Depends on",
@@ -257,6 +294,8 @@ pub async fn form(
                 "heartbeat"
             } else if o.dns.is_some() {
                 "dns"
+            } else if o.udp.is_some() {
+                "udp"
             } else {
                 ""
             }
@@ -300,6 +339,11 @@ pub async fn form(
             .as_ref()
             .map(super::pages::DnsFields::of)
             .unwrap_or_default(),
+        udp: o
+            .udp
+            .as_ref()
+            .map(super::pages::UdpFields::of)
+            .unwrap_or_default(),
     };
     page(&state, &user, id, form, Vec::new()).await
 }
@@ -310,6 +354,7 @@ fn parse(
     form: &EditForm,
     kept: crate::config::probe::HttpSettings,
     kept_dns: Option<crate::config::dns::DnsSpec>,
+    kept_udp: Option<crate::config::udp::UdpSpec>,
 ) -> Result<(u16, Overrides), Vec<(&'static str, String)>> {
     let mut errors = Vec::new();
     let heartbeat = form
@@ -344,7 +389,14 @@ fn parse(
     probe.set_http(kept);
     overrides.probe = Some(Box::new(probe)).filter(|p| !p.is_empty());
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
-    if form.beat.kind == "dns" {
+    if form.beat.kind == "udp" {
+        // A UDP sensor sends its request; it speaks no other protocol.
+        overrides.probe = None;
+        match form.udp.spec(kept_udp) {
+            Ok((spec, _)) => overrides.udp = Some(spec),
+            Err(error) => errors.push(error),
+        }
+    } else if form.beat.kind == "dns" {
         // A DNS sensor asks its question; it speaks no other protocol.
         overrides.probe = None;
         match form.dns.spec(kept_dns) {
@@ -375,7 +427,7 @@ pub async fn update(
 ) -> Result<Response, AppError> {
     let (_, _, before, _) = state.db.sensor_settings(id).await?;
     let kept = before.probe.map(|p| p.http_settings()).unwrap_or_default();
-    let (port, overrides) = match parse(&form, kept, before.dns) {
+    let (port, overrides) = match parse(&form, kept, before.dns, before.udp) {
         Ok(parsed) => parsed,
         Err(errors) => return page(&state, &user, id, form, errors).await,
     };

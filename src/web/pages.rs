@@ -790,11 +790,11 @@ pub async fn dashboard(
     })
 }
 
-/// What a DNS sensor asks, in words: "A www.example.com, expecting
+/// What a DNS sensor asks, in words: "DNS: A www.example.com, expecting
 /// 192.0.2.10 (over udp)".
 fn dns_question(dns: &crate::config::dns::DnsSpec) -> String {
     let mut text = format!(
-        "{} {}",
+        "DNS: {} {}",
         dns.record.as_deref().unwrap_or("A").to_ascii_uppercase(),
         dns.query
     );
@@ -815,6 +815,22 @@ fn dns_question(dns: &crate::config::dns::DnsSpec) -> String {
         text += &format!(", RCODE {}", rcode.to_ascii_uppercase());
     }
     text + &format!(" (over {})", dns.transport.as_deref().unwrap_or("udp"))
+}
+
+/// What a UDP sensor sends, in words (never the SNMP community).
+fn udp_request(udp: &crate::config::udp::UdpSpec) -> String {
+    match (&udp.protocol, &udp.send) {
+        (Some(protocol), _) => format!("UDP: {}", protocol.to_ascii_lowercase()),
+        (None, Some(send)) => format!(
+            "UDP: sends '{}'{}",
+            crate::text::visible(send),
+            udp.expect
+                .as_deref()
+                .map(|e| format!(", expecting '{}'", crate::text::visible(e)))
+                .unwrap_or_default()
+        ),
+        (None, None) => "UDP".to_owned(),
+    }
 }
 
 /// A heartbeat sensor on its page.
@@ -975,7 +991,11 @@ pub async fn sensor(
     let row = db.status_of(id).await?;
     let (_, _, overrides, _) = db.sensor_settings(id).await?;
     let push = heartbeat_view(db, id, &overrides, now_ms).await?;
-    let asks = overrides.dns.as_ref().map(dns_question);
+    let asks = overrides
+        .dns
+        .as_ref()
+        .map(dns_question)
+        .or_else(|| overrides.udp.as_ref().map(udp_request));
     let report = db.sensor_report(id, path.clone(), from_ms, now_ms).await?;
     let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"));
     let mut uptimes = Vec::new();
@@ -1233,6 +1253,8 @@ pub struct SensorForm {
     http: HttpFields,
     #[serde(flatten)]
     dns: DnsFields,
+    #[serde(flatten)]
+    udp: UdpFields,
 }
 
 /// A sensor form's HTTP content checks. (Headers, a body and
@@ -1369,6 +1391,70 @@ impl DnsFields {
     }
 }
 
+/// A UDP sensor's fields on the forms: the protocol (or bytes to send and
+/// expect) and the SNMP community.
+#[derive(Deserialize, Default, Clone)]
+pub(super) struct UdpFields {
+    #[serde(default)]
+    pub(super) udp_protocol: String,
+    #[serde(default)]
+    pub(super) udp_community: String,
+    #[serde(default)]
+    pub(super) udp_send: String,
+    #[serde(default)]
+    pub(super) udp_expect: String,
+}
+
+impl UdpFields {
+    /// The fields of these settings.
+    pub(super) fn of(udp: &crate::config::udp::UdpSpec) -> UdpFields {
+        UdpFields {
+            udp_protocol: udp.protocol.clone().unwrap_or_default(),
+            // The community is a password: never shown, kept when left
+            // empty.
+            udp_community: String::new(),
+            udp_send: udp.send.clone().unwrap_or_default(),
+            udp_expect: udp.expect.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The settings, checked as portwatch.toml's are, over `kept` (what
+    /// the form does not show: the SNMP version, the TFTP file), and the
+    /// protocol's port; the error names the field at fault.
+    pub(super) fn spec(
+        &self,
+        kept: Option<crate::config::udp::UdpSpec>,
+    ) -> Result<(crate::config::udp::UdpSpec, Option<u16>), (&'static str, String)> {
+        let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        let kept = kept.unwrap_or_default();
+        let protocol = text(&self.udp_protocol);
+        let snmp = protocol.as_deref().map(str::to_ascii_lowercase).as_deref() == Some("snmp");
+        let spec = crate::config::udp::UdpSpec {
+            community: text(&self.udp_community).or(kept.community.clone().filter(|_| snmp)),
+            snmp_version: kept.snmp_version.clone().filter(|_| snmp),
+            file: kept
+                .file
+                .clone()
+                .filter(|_| protocol.as_deref() == Some("tftp")),
+            protocol,
+            send: text(&self.udp_send),
+            expect: text(&self.udp_expect),
+        };
+        match spec.protocol() {
+            Ok(protocol) => Ok((spec, protocol.default_port())),
+            Err((key, message)) => {
+                let field = match key {
+                    "community" => "udp_community",
+                    "send" => "udp_send",
+                    "expect" => "udp_expect",
+                    _ => "udp_protocol",
+                };
+                Err((field, message))
+            }
+        }
+    }
+}
+
 /// A sensor form's kind (`tcp`, the default, or `heartbeat`), and a
 /// heartbeat sensor's period and grace.
 #[derive(Deserialize, Default, Clone)]
@@ -1412,6 +1498,7 @@ struct SensorErrors {
     protocol: Option<String>,
     http: Option<String>,
     dns: Option<String>,
+    udp: Option<String>,
 }
 
 #[derive(Template)]
@@ -1463,11 +1550,19 @@ pub async fn create_sensor(
         .transpose()
         .map_err(|(_, message)| errors.dns = Some(message))
         .unwrap_or(None);
+    let udp = (form.beat.kind == "udp")
+        .then(|| form.udp.spec(None))
+        .transpose()
+        .map_err(|(_, message)| errors.udp = Some(message))
+        .unwrap_or(None);
+    let udp_port = udp.as_ref().and_then(|(_, port)| *port);
     let port = match (&heartbeat, form.port.trim()) {
         // A heartbeat sensor has no port: jobs call its push URL.
         (Some(_), "") => Some(0),
         // A name server listens on 53.
         (None, "") if form.beat.kind == "dns" => Some(53),
+        // A UDP service on its protocol's port.
+        (None, "") if udp_port.is_some() => udp_port,
         (Some(_), _) => {
             errors.port = Some("A heartbeat sensor has no port: leave it empty.".into());
             None
@@ -1494,6 +1589,10 @@ pub async fn create_sensor(
     let name = match (form.name.trim(), port) {
         ("", Some(0)) => "heartbeat".to_owned(),
         ("", _) if form.beat.kind == "dns" => "dns".to_owned(),
+        ("", Some(port)) if udp_port == Some(port) => udp
+            .as_ref()
+            .and_then(|(spec, _)| spec.protocol().ok())
+            .map_or_else(|| port.to_string(), |p| p.name().to_owned()),
         ("", Some(port)) => Services::global()
             .by_port(port)
             .map_or_else(|| port.to_string(), |s| s.name.clone()),
@@ -1502,16 +1601,17 @@ pub async fn create_sensor(
     if name.contains('/') {
         errors.name = Some("A sensor name cannot contain '/'.".into());
     }
-    let is_dns = form.beat.kind == "dns";
+    let is_dns = matches!(form.beat.kind.as_str(), "dns" | "udp");
     let mut overrides = crate::config::Overrides {
         interval,
         heartbeat,
         dns,
+        udp: udp.map(|(spec, _)| spec),
         ..crate::config::Overrides::default()
     };
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     if is_dns {
-        // A DNS sensor asks its question; it speaks no other protocol.
+        // A DNS or UDP sensor sends its own request; no other protocol.
     } else if let Err((_, message)) =
         overrides.set_check(text(&form.mode), text(&form.protocol), None)
     {
@@ -1519,7 +1619,7 @@ pub async fn create_sensor(
     } else if let Err((_, message)) = form.http.apply(&mut overrides) {
         errors.http = Some(message);
     }
-    let (Some(host), Some(port), None, None, None, None, None, None, None, None, None, None) = (
+    let (Some(host), Some(port), None, None, None, None, None, None, None, None, None, None, None) = (
         host,
         port,
         &errors.server,
@@ -1532,6 +1632,7 @@ pub async fn create_sensor(
         &errors.grace,
         &errors.http,
         &errors.dns,
+        &errors.udp,
     ) else {
         let (user, admin, csrf) = page_frame(&user);
         let mut response = render(NewSensorPage {

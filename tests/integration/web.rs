@@ -2266,6 +2266,101 @@ async fn dns_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppStat
     );
 }
 
+/// UDP sensors through the API and the forms: the protocol's port by
+/// default, checked as the file's; the SNMP community (a password) never
+/// shown again and kept when an edit leaves it empty.
+async fn udp_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppState) {
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let token = state
+        .db()
+        .create_token("ops".into(), Role::Admin)
+        .await
+        .unwrap();
+    for (body, status, wanted) in [
+        (
+            r#"{"server": "infra", "host": "192.0.2.1", "kind": "udp", "udp": {"protocol": "ntp"}}"#,
+            StatusCode::CREATED,
+            "",
+        ),
+        (
+            r#"{"server": "infra", "host": "192.0.2.1", "kind": "udp", "udp": {"protocol": "quic"}}"#,
+            StatusCode::BAD_REQUEST,
+            "udp.protocol: unknown UDP protocol",
+        ),
+        (
+            r#"{"server": "infra", "host": "192.0.2.1", "kind": "udp", "name": "g", "udp": {"send": "PING"}}"#,
+            StatusCode::BAD_REQUEST,
+            "port:",
+        ),
+        (
+            r#"{"server": "infra", "host": "192.0.2.1", "port": 123, "udp": {"protocol": "ntp"}}"#,
+            StatusCode::BAD_REQUEST,
+            "UDP settings are for UDP sensors",
+        ),
+    ] {
+        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
+        assert_eq!(got, status, "{body}: {reply}");
+        assert!(reply.contains(wanted), "{body}: {reply}");
+    }
+    let ntp = sensor_id(&state, "infra/ntp").await;
+    assert_eq!(state.db().status_of(ntp).await.unwrap().port, 123);
+    // The form, with a community.
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            "/sensors/new",
+            Some(&cookie),
+            &format!("csrf={csrf}&server=infra&host=192.0.2.1&kind=udp&udp_protocol=snmp&udp_community=s3cret-community"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let snmp = sensor_id(&state, "infra/snmp").await;
+    assert_eq!(state.db().status_of(snmp).await.unwrap().port, 161);
+    let (_, _, page) = send(&state, get(&format!("/sensors/{snmp}"), Some(&cookie))).await;
+    assert!(
+        page.contains("UDP: snmp") && !page.contains("s3cret-community"),
+        "{page}"
+    );
+    let edit = format!("/sensors/{snmp}/edit");
+    let (_, _, page) = send(&state, get(&edit, Some(&cookie))).await;
+    assert!(
+        page.contains("name=\"udp_protocol\" value=\"snmp\"") && !page.contains("s3cret-community"),
+        "{page}"
+    );
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            &edit,
+            Some(&cookie),
+            &format!("csrf={csrf}&kind=udp&port=1161&udp_protocol=snmp&udp_community="),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (port, _, overrides, _) = state.db().sensor_settings(snmp).await.unwrap();
+    assert_eq!(port, 1161);
+    assert_eq!(
+        overrides.udp.unwrap().community.as_deref(),
+        Some("s3cret-community"),
+        "kept"
+    );
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            &edit,
+            Some(&cookie),
+            &format!("csrf={csrf}&kind=udp&port=161&udp_protocol=gopher"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("id=\"error-udp_protocol\">unknown UDP protocol"),
+        "{page}"
+    );
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -2301,6 +2396,7 @@ on_both_stores!(
     heartbeat_push_urls_take_pushes,
     http_content_settings_through_the_api_and_the_forms,
     dns_sensors_through_the_api_and_the_forms,
+    udp_sensors_through_the_api_and_the_forms,
     forms_without_the_csrf_token_are_refused,
     read_only_users_and_tokens_cannot_change_anything,
     adding_a_sensor_validates_each_field,

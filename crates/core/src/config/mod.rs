@@ -478,6 +478,12 @@ fn sensor_def(
         (None, None) if udp.as_ref().and_then(udp_port).is_some() => {
             udp.as_ref().and_then(udp_port).unwrap_or_default()
         }
+        (None, None) if udp.is_some() => {
+            return Err(locate.error(
+                span,
+                "a UDP sensor that sends its own bytes has no well-known port: add port = NUMBER",
+            ));
+        }
         // A DNS server listens on the transport's port.
         (None, None) if dns.is_some() => {
             let transport = dns.as_ref().and_then(|d| d.transport.as_deref());

@@ -633,3 +633,64 @@ fn dns_sensors_ask_their_server_and_bad_keys_are_named_where_written() {
         assert!(message.starts_with(wanted), "{wanted}: {message}");
     }
 }
+
+#[test]
+fn udp_sensors_send_their_protocol_and_bad_keys_are_named_where_written() {
+    use portwatch_probe::udp::UdpProtocol;
+    let base = "[[server]]\nname = \"infra\"\nhost = \"192.0.2.1\"\n[[server.sensor]]\n";
+    let config = parse(&format!(
+        "{base}kind = \"udp\"\nprotocol = \"ntp\"\n[[server.sensor]]\nkind = \"udp\"\nprotocol = \"snmp\"\ncommunity = \"monitor\"\n[[server.sensor]]\nname = \"game\"\nkind = \"udp\"\nport = 27015\nsend = 'PING\\n'\nexpect = \"PONG\"\n"
+    ))
+    .unwrap();
+    let resolved = crate::config::model::resolve(&config);
+    let ports: Vec<(&str, u16)> = resolved.iter().map(|s| (s.path.as_str(), s.port)).collect();
+    assert_eq!(
+        ports,
+        vec![
+            ("infra/ntp", 123),
+            ("infra/snmp", 161),
+            ("infra/game", 27015)
+        ]
+    );
+    assert_eq!(resolved[0].udp.as_deref(), Some(&UdpProtocol::Ntp));
+    assert_eq!(
+        resolved[1].udp.as_deref(),
+        Some(&UdpProtocol::Snmp(Some("monitor".into())))
+    );
+    assert!(resolved.iter().all(|s| s.probe.is_none()));
+
+    let cases = [
+        (
+            "kind = \"udp\"\n",
+            "test.toml:5:8: a UDP sensor needs protocol",
+        ),
+        (
+            "kind = \"udp\"\nprotocol = \"quic\"\n",
+            "test.toml:6:12: unknown UDP protocol 'quic'",
+        ),
+        (
+            "kind = \"udp\"\nprotocol = \"ntp\"\ncommunity = \"x\"\n",
+            "test.toml:7:13: 'community' is not a setting of ntp",
+        ),
+        (
+            "kind = \"udp\"\nport = 9\nsend = '\\q'\n",
+            "test.toml:7:8: unknown escape",
+        ),
+        (
+            "kind = \"udp\"\nport = 9\nsend = \"x\"\nexpect = [\"y\"]\n",
+            "test.toml:8:10: a UDP sensor's expect is a string",
+        ),
+        (
+            "kind = \"udp\"\nsend = \"x\"\n",
+            "test.toml:5:8: a UDP sensor that sends its own bytes has no well-known port",
+        ),
+        (
+            "port = 161\ncommunity = \"x\"\n",
+            "test.toml:6:13: community, snmp_version, file and send are for UDP sensors",
+        ),
+    ];
+    for (sensor, wanted) in cases {
+        let message = error(&format!("{base}{sensor}"));
+        assert!(message.starts_with(wanted), "{wanted}: {message}");
+    }
+}

@@ -341,3 +341,27 @@ pub(crate) async fn ask(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn answer_parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            parse_untrusted(&data);
+        }
+    }
+
+    #[test]
+    fn strays_are_told_from_answers_by_their_id() {
+        let nonce = 0xabcd_1234;
+        assert!(answers(&UdpProtocol::Dns, nonce, &[0x12, 0x34, 0x81]));
+        assert!(!answers(&UdpProtocol::Dns, nonce, &[0x12, 0x35, 0x81]));
+        assert!(!answers(&UdpProtocol::NetbiosNs, nonce, &[0x12]));
+        assert!(answers(&UdpProtocol::Ntp, nonce, b"anything"));
+        assert_eq!(UdpProtocol::Snmp(None).default_port(), Some(161));
+        assert_eq!(UdpProtocol::Custom(vec![1], None).default_port(), None);
+    }
+}
