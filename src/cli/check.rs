@@ -5,7 +5,7 @@ use std::io::Write;
 use futures_util::StreamExt;
 
 use super::output;
-use super::{CheckArgs, CheckFormat};
+use super::{CheckArgs, CheckFormat, PingArgs};
 use crate::probe::verdict::Expectation;
 use crate::probe::{CheckOptions, Checker, CloseMode};
 
@@ -82,6 +82,7 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<u8> {
                 return Ok(3);
             }
         },
+        ping: None,
     };
     if options.udp.is_some() && (options.proto.is_some() || options.dns.is_some()) {
         writeln!(
@@ -97,9 +98,59 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<u8> {
         )?;
         return Ok(3);
     }
+    check_all(&args.targets, &options, args.format).await
+}
+
+/// `portwatch ping --help`'s examples.
+pub(super) const PING_EXAMPLES: &str = "Examples:
+  portwatch ping router.example 192.0.2.1 2001:db8::1
+  portwatch ping -n 5 --loss-warning 40 -w 50ms -c 200ms --format nagios gw.example
+  portwatch ping --format json -4 dual.example
+
+Reasons: reply (UP; WARNING at --loss-warning or above -w), timeout (every
+echo lost), host_unreachable, network_unreachable, admin_prohibited (an
+ICMP error, with the router or host that sent it), dns_error.
+
+ICMP needs an unprivileged ICMP socket (sysctl net.ipv4.ping_group_range
+covering portwatch's group) or a raw one (root, or CAP_NET_RAW); without
+either the result is UNKNOWN local_error, saying which sysctl to set.
+
+Exit codes (Nagios): 0 all UP, 1 a WARNING and nothing DOWN, 2 something DOWN,
+3 UNKNOWN or bad input.";
+
+/// `portwatch ping HOST…`.
+pub(super) async fn ping(args: PingArgs) -> anyhow::Result<u8> {
+    let options = CheckOptions {
+        timeout: args.timeout,
+        expect: Expectation {
+            warning: args.warning,
+            critical: args.critical,
+            expect_closed: false,
+        },
+        family: args.address.family(),
+        source: args.address.source,
+        close: CloseMode::Graceful,
+        proto: None,
+        dns: None,
+        udp: None,
+        ping: Some(crate::probe::ping::PingOptions {
+            count: args.count,
+            loss_warning: args.loss_warning,
+            ..crate::probe::ping::PingOptions::default()
+        }),
+    };
+    check_all(&args.hosts, &options, args.format).await
+}
+
+/// Checks every target (256 at once) and prints the results in `format`;
+/// the Nagios exit code.
+async fn check_all(
+    targets: &[crate::probe::Target],
+    options: &CheckOptions,
+    format: CheckFormat,
+) -> anyhow::Result<u8> {
     let checker = Checker::from_system();
-    let options = &options;
-    let checks = args.targets.iter().map(|target| {
+    let checks = targets.iter().map(|target| {
         let checker = checker.clone();
         async move { checker.check(target, options).await }
     });
@@ -111,12 +162,15 @@ pub(super) async fn run(args: CheckArgs) -> anyhow::Result<u8> {
     let width = output::target_width(&results);
     let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
     for result in &results {
-        let line = match args.format {
+        let line = match format {
             CheckFormat::Human => output::human(result, width),
             CheckFormat::Json => output::json(result),
-            CheckFormat::Nagios => {
-                output::nagios(result, args.warning, args.critical, args.timeout)
-            }
+            CheckFormat::Nagios => output::nagios(
+                result,
+                options.expect.warning,
+                options.expect.critical,
+                options.timeout,
+            ),
         };
         writeln!(stdout, "{line}")?;
     }

@@ -62,6 +62,10 @@ pub enum Command {
     /// Check that TCP services accept connections (a drop-in for check_tcp).
     #[command(after_help = check::examples())]
     Check(CheckArgs),
+    /// Ping hosts (ICMP echo): loss and round trips, usable as a Nagios
+    /// plugin.
+    #[command(after_help = check::PING_EXAMPLES)]
+    Ping(PingArgs),
     /// Scan a range of ports on one host: open, closed or filtered.
     #[command(after_help = scan::EXAMPLES)]
     Scan(ScanArgs),
@@ -381,6 +385,45 @@ pub struct NameArgs {
     /// The store.
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+/// `portwatch ping HOST…`.
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// Hosts: names, IPv4 or IPv6 addresses.
+    #[arg(required = true, value_name = "HOST", value_parser = parse_ping_host)]
+    pub hosts: Vec<Target>,
+    /// Echo requests per host.
+    #[arg(short = 'n', long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub count: u8,
+    /// WARNING at or above this loss (percent; all lost is DOWN).
+    #[arg(long, default_value_t = 20, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub loss_warning: u8,
+    /// Give up on a host after this long, name resolution included.
+    #[arg(short, long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Report WARNING when the average round trip is above this.
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub warning: Option<Duration>,
+    /// Report DOWN (CRITICAL) when the average round trip is above this.
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub critical: Option<Duration>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
+    /// Address selection.
+    #[command(flatten)]
+    pub address: AddressArgs,
+}
+
+fn parse_ping_host(text: &str) -> Result<Target, String> {
+    crate::probe::target::parse_bare_host(text)
+        .map(|host| Target {
+            input: text.to_owned(),
+            host,
+            port: 0,
+        })
+        .map_err(|e| e.to_string())
 }
 
 /// `portwatch push-url SENSOR`.
@@ -984,6 +1027,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Command::Ports(args) => ports::run(&args),
         Command::Check(args) => runtime().and_then(|rt| rt.block_on(check::run(args))),
+        Command::Ping(args) => runtime().and_then(|rt| rt.block_on(check::ping(args))),
         Command::Scan(args) => runtime().and_then(|rt| rt.block_on(scan::run(args))),
         Command::Serve(args) => serve::run(args),
         Command::Apply(args) => apply::run(&args),

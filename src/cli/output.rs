@@ -155,6 +155,10 @@ fn protocol_perfdata(report: &crate::probe::proto::ProtoReport) -> String {
         out.push(format!("first_byte={:.6}s", first.as_secs_f64()));
     }
     out.push(format!("total={:.6}s", report.total.as_secs_f64()));
+    // PING: the loss, as check_ping reports it.
+    if let Some(loss) = report.details.get("loss_percent") {
+        out.push(format!("pl={loss}%"));
+    }
     if let Some(cert) = report.tls.as_ref().and_then(|t| t.cert.as_ref()) {
         let days = (cert.not_after_s - jiff::Timestamp::now().as_second()) / 86_400;
         out.push(format!("cert_days={days}"));

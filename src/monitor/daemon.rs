@@ -519,6 +519,7 @@ fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
         proto: spec.probe.clone(),
         dns: spec.dns.clone(),
         udp: spec.udp.clone(),
+        ping: spec.ping,
     }
 }
 

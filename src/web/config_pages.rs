@@ -283,6 +283,7 @@ pub fn parse_overrides(
         heartbeat: None,
         dns: None,
         udp: None,
+        ping: None,
         locations: Some(locations).filter(|l| !l.is_empty()),
         down_when,
         interval,

@@ -453,13 +453,15 @@ fn sensor_metrics(registry: &mut Registry, rows: &[crate::store::StatusRow]) {
             server: server.to_owned(),
             sensor: sensor.to_owned(),
             host: row.host.clone(),
-            // A heartbeat sensor (port 0) has no port: jobs push to it.
+            // A heartbeat or PING sensor (port 0) has no port.
             port: if row.port == 0 {
                 String::new()
             } else {
                 row.port.to_string()
             },
-            service: if row.port == 0 {
+            service: if row.ping {
+                "ping".to_owned()
+            } else if row.port == 0 {
                 "heartbeat".to_owned()
             } else {
                 services
@@ -661,6 +663,7 @@ mod tests {
             last_details: None,
             tags: Vec::new(),
             managed: false,
+            ping: false,
         };
         let report = |location: &str, state, rtt_us| LocationReport {
             sensor: 7,

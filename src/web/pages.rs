@@ -594,7 +594,9 @@ fn sensor_view(row: &StatusRow, glance: Option<&crate::store::Glance>, now_ms: i
         path: row.path.clone(),
         server: server.to_owned(),
         name: name.to_owned(),
-        target: if row.port == 0 {
+        target: if row.ping {
+            format!("{} (ping)", row.host)
+        } else if row.port == 0 {
             // A heartbeat sensor: jobs push to it; nothing is checked.
             "heartbeat (push)".to_owned()
         } else {
@@ -995,7 +997,14 @@ pub async fn sensor(
         .dns
         .as_ref()
         .map(dns_question)
-        .or_else(|| overrides.udp.as_ref().map(udp_request));
+        .or_else(|| overrides.udp.as_ref().map(udp_request))
+        .or_else(|| {
+            let ping = overrides.ping.as_ref()?.options().ok()?;
+            Some(format!(
+                "PING: {} echo requests, WARNING at {}% loss",
+                ping.count, ping.loss_warning
+            ))
+        });
     let report = db.sensor_report(id, path.clone(), from_ms, now_ms).await?;
     let percent = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}%"));
     let mut uptimes = Vec::new();
@@ -1781,6 +1790,7 @@ mod tests {
             last_details: None,
             tags: Vec::new(),
             managed: false,
+            ping: false,
         }
     }
 

@@ -240,3 +240,97 @@ fn lab_scan_reports_every_state() {
         assert_eq!(states, expected, "{host}");
     }
 }
+
+/// `portwatch ping --format json` in the client namespace: exit code and
+/// one result per host.
+fn ping(lab: &Lab, args: &[&str], hosts: &[&str]) -> (i32, Vec<serde_json::Value>) {
+    let mut all = vec!["ping", "--format", "json", "-t", "2s", "-n", "2"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(hosts);
+    let (code, stdout, stderr) = outcome(&lab.portwatch(&all));
+    let results = json_lines(&stdout);
+    assert_eq!(results.len(), hosts.len(), "{stdout}\n{stderr}");
+    (code, results)
+}
+
+/// PING from the client: a reply, a drop (timeout), and each ICMP error
+/// with the address that sent it (the server rejects from the address
+/// asked for), over IPv4 and IPv6 — once through a raw
+/// socket (root) and once through an unprivileged ICMP socket (the
+/// namespace's ping_group_range opened), which read errors differently.
+#[test]
+fn lab_ping_reasons_over_raw_and_unprivileged_sockets() {
+    if !lab_available("lab_ping_reasons_over_raw_and_unprivileged_sockets") {
+        return;
+    }
+    let lab = Lab::new();
+    let cases: [(&str, &str, &str, &str); 10] = [
+        ("192.0.2.2", "reply", "up", ""),
+        ("192.0.2.3", "timeout", "down", ""),
+        ("192.0.2.4", "host_unreachable", "down", "192.0.2.4"),
+        ("192.0.2.5", "network_unreachable", "down", "192.0.2.5"),
+        ("192.0.2.6", "admin_prohibited", "down", "192.0.2.6"),
+        ("2001:db8::2", "reply", "up", ""),
+        ("2001:db8::3", "timeout", "down", ""),
+        ("2001:db8::4", "host_unreachable", "down", "2001:db8::4"),
+        ("2001:db8::5", "network_unreachable", "down", "2001:db8::5"),
+        ("2001:db8::6", "admin_prohibited", "down", "2001:db8::6"),
+    ];
+    let hosts: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    for range in ["1 0", "0 2147483647"] {
+        crate::util::sh(&format!(
+            "ip netns exec {} sysctl -qw net.ipv4.ping_group_range='{range}'",
+            lab.client
+        ));
+        let (code, results) = ping(&lab, &[], &hosts);
+        assert_eq!(code, 2, "{results:?}");
+        for ((host, reason, status, reported_by), result) in cases.iter().zip(&results) {
+            assert_eq!(
+                (
+                    field(result, "reason").as_str(),
+                    field(result, "status").as_str(),
+                    field(result, "reported_by").as_str()
+                ),
+                (*reason, *status, *reported_by),
+                "{host} with ping_group_range {range}: {result}"
+            );
+            if *reason == "reply" {
+                assert_eq!(result["details"]["received"], "2", "{result}");
+                assert!(
+                    result["response_time_ms"].as_f64().unwrap() > 0.0,
+                    "{result}"
+                );
+            }
+        }
+    }
+    // Neither socket: UNKNOWN, saying which sysctl opens one.
+    crate::util::sh(&format!(
+        "ip netns exec {} sysctl -qw net.ipv4.ping_group_range='1 0'",
+        lab.client
+    ));
+    let output = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.client,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .arg(crate::util::bin())
+        .args(["ping", "--format", "json", "192.0.2.2"])
+        .output()
+        .unwrap();
+    let (code, stdout, _) = outcome(&output);
+    let result = &json_lines(&stdout)[0];
+    assert_eq!(
+        (code, field(result, "status").as_str()),
+        (3, "unknown"),
+        "{result}"
+    );
+    assert!(
+        field(result, "message").contains("net.ipv4.ping_group_range"),
+        "{result}"
+    );
+}

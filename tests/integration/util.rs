@@ -130,7 +130,10 @@ static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 ///   faults, one TCP port each:
 ///   80 and 87 listen; 81 DROP; 82 REJECT tcp-reset; 83 host unreachable;
 ///   84 network unreachable; 85 admin prohibited; 86 nothing (RST);
-///   over IPv6, port 87 is also dropped (for Happy Eyeballs).
+///   over IPv6, port 87 is also dropped (for Happy Eyeballs);
+/// - the server also holds .3 to .6 (and ::3 to ::6), where echo requests
+///   meet the faults: .3 DROP, .4 host unreachable, .5 network
+///   unreachable, .6 admin prohibited (.2 answers them);
 ///
 /// 192.0.2.99 and 2001:db8::99 are on-link with no host behind them;
 /// 198.51.100.0/24 and 2001:db8:ffff::/48 have no route.
@@ -203,6 +206,40 @@ impl Lab {
                     "ip netns exec {s} {tool} -A INPUT -p tcp --dport {port} -j {action} {extra}"
                 ));
             }
+        }
+        // Echo requests to .3 to .6 meet the faults.
+        let pings = [
+            ("3", "DROP", "", ""),
+            (
+                "4",
+                "REJECT",
+                "--reject-with icmp-host-unreachable",
+                "--reject-with icmp6-addr-unreachable",
+            ),
+            (
+                "5",
+                "REJECT",
+                "--reject-with icmp-net-unreachable",
+                "--reject-with icmp6-no-route",
+            ),
+            (
+                "6",
+                "REJECT",
+                "--reject-with icmp-admin-prohibited",
+                "--reject-with icmp6-adm-prohibited",
+            ),
+        ];
+        for (last, action, reject4, reject6) in pings {
+            sh(&format!("ip -n {s} addr add 192.0.2.{last}/32 dev {vs}"));
+            sh(&format!(
+                "ip -n {s} addr add 2001:db8::{last}/128 dev {vs} nodad"
+            ));
+            sh(&format!(
+                "ip netns exec {s} iptables -A INPUT -d 192.0.2.{last} -p icmp --icmp-type echo-request -j {action} {reject4}"
+            ));
+            sh(&format!(
+                "ip netns exec {s} ip6tables -A INPUT -d 2001:db8::{last} -p icmpv6 --icmpv6-type echo-request -j {action} {reject6}"
+            ));
         }
         // Names resolve from the client's own /etc/hosts (ip netns exec
         // bind-mounts /etc/netns/NAME/*), and its resolver asks the server,

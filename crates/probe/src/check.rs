@@ -30,6 +30,8 @@ pub struct CheckOptions {
     pub dns: Option<std::sync::Arc<super::dns::DnsOptions>>,
     /// A UDP service's request to send the target instead of connecting.
     pub udp: Option<std::sync::Arc<super::udp::UdpProtocol>>,
+    /// Echo requests to send the target's host instead of connecting.
+    pub ping: Option<super::ping::PingOptions>,
 }
 
 impl Default for CheckOptions {
@@ -43,6 +45,7 @@ impl Default for CheckOptions {
             proto: None,
             dns: None,
             udp: None,
+            ping: None,
         }
     }
 }
@@ -53,6 +56,7 @@ impl Default for CheckOptions {
 pub struct Checker {
     resolver: Resolver,
     services: &'static Services,
+    pinger: super::ping::Pinger,
 }
 
 impl Checker {
@@ -61,6 +65,7 @@ impl Checker {
         Checker {
             resolver: Resolver::from_system(),
             services: Services::global(),
+            pinger: super::ping::Pinger::default(),
         }
     }
 
@@ -136,6 +141,29 @@ impl Checker {
         result
     }
 
+    /// Pings the first of `addresses` and judges the echoes.
+    async fn ping(
+        &self,
+        mut result: CheckResult,
+        addresses: &[IpAddr],
+        ping: &super::ping::PingOptions,
+        options: &CheckOptions,
+        deadline: Instant,
+    ) -> CheckResult {
+        let Some(ip) = addresses.first() else {
+            result.message = "no address to ping".to_owned();
+            return result;
+        };
+        result.address = Some(*ip);
+        match self.pinger.ping(*ip, ping, deadline).await {
+            Ok(echoes) => judge_ping(result, &super::ping::PingStats::of(&echoes), ping, options),
+            Err(message) => {
+                result.message = message;
+                result
+            }
+        }
+    }
+
     /// A check's result before the verdict, with the target's addresses;
     /// the finished `dns_error` result when the name does not resolve.
     async fn start(
@@ -191,6 +219,11 @@ impl Checker {
             Ok(started) => started,
             Err(failed) => return failed,
         };
+        if let Some(ping) = &options.ping {
+            return self
+                .ping(result, &resolved.addresses, ping, options, deadline)
+                .await;
+        }
         if options.dns.is_some() || options.udp.is_some() {
             return ask(result, &resolved.addresses, target, options, deadline).await;
         }
@@ -386,6 +419,115 @@ fn judge_answer(mut result: CheckResult, answer: Answer, options: &CheckOptions)
     result
 }
 
+/// The verdict on a host's echoes: UP `reply` (WARNING on loss at or
+/// above `loss_warning`, thresholds on the average round trip), DOWN with
+/// the ICMP error and its sender, or DOWN `timeout` when nothing came back.
+fn judge_ping(
+    mut result: CheckResult,
+    stats: &super::ping::PingStats,
+    ping: &super::ping::PingOptions,
+    options: &CheckOptions,
+) -> CheckResult {
+    let ms = |d: std::time::Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
+    let address = result.address.map(|a| a.to_string()).unwrap_or_default();
+    let loss = stats.loss_percent();
+    let mut details: super::proto::Details = vec![
+        ("sent", stats.sent.to_string()),
+        ("received", stats.received.to_string()),
+        ("loss_percent", format!("{loss:.0}")),
+    ];
+    let times = stats.times();
+    if let Some((min, avg, max, jitter)) = times {
+        details.extend([
+            ("rtt_min_ms", ms(min)),
+            ("rtt_avg_ms", ms(avg)),
+            ("rtt_max_ms", ms(max)),
+            ("jitter_ms", ms(jitter)),
+        ]);
+    }
+    let total = times.map(|t| t.1).unwrap_or_default();
+    result.protocol = Some(super::proto::ProtoReport {
+        protocol: "ping".into(),
+        details: details
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        tls: None,
+        tls_time: None,
+        first_byte: None,
+        total,
+        redirect: None,
+    });
+    match (times, stats.error) {
+        (Some((min, avg, max, jitter)), _) => {
+            result.reason = Reason::Reply;
+            result.response_time = Some(avg);
+            let (mut status, note) = verdict::judge(Reason::Reply, Some(avg), &options.expect);
+            let mut message = format!(
+                "{} of {} replies from {address}, rtt min/avg/max/jitter {}/{}/{}/{} ms",
+                stats.received,
+                stats.sent,
+                ms(min),
+                ms(avg),
+                ms(max),
+                ms(jitter)
+            );
+            if loss > 0.0 {
+                message += &format!(", {loss:.0}% lost");
+            }
+            match note {
+                Some(Note::AboveWarning(limit)) => {
+                    message += &format!(
+                        ", above the warning threshold of {}",
+                        duration::format(limit)
+                    );
+                }
+                Some(Note::AboveCritical(limit)) => {
+                    message += &format!(
+                        ", above the critical threshold of {}",
+                        duration::format(limit)
+                    );
+                }
+                _ => {}
+            }
+            if status == Status::Up && loss >= f64::from(ping.loss_warning) && loss > 0.0 {
+                status = Status::Warning;
+                message += &format!(" (warning at {}%)", ping.loss_warning);
+            }
+            result.status = status;
+            result.message = message;
+        }
+        (None, Some((reason, sender))) => {
+            result.reason = reason;
+            result.reported_by = sender;
+            result.status = verdict::judge(reason, None, &options.expect).0;
+            let what = match reason {
+                Reason::NetworkUnreachable => format!("network of {address} is unreachable"),
+                Reason::AdminProhibited => {
+                    format!("echo requests to {address} are rejected by a firewall")
+                }
+                Reason::Refused => format!("{address} refused the echo requests"),
+                _ => format!("host {address} is unreachable"),
+            };
+            result.message = match sender {
+                Some(sender) => format!("{what}, reported by {sender}"),
+                None => what,
+            };
+        }
+        (None, None) => {
+            result.reason = Reason::Timeout;
+            result.status = verdict::judge(Reason::Timeout, None, &options.expect).0;
+            result.message = format!(
+                "no reply from {address} to {} echo request{} within {} (100% lost)",
+                stats.sent,
+                if stats.sent == 1 { "" } else { "s" },
+                duration::format(options.timeout)
+            );
+        }
+    }
+    result
+}
+
 /// The verdict of a connected check after its protocol conversation.
 fn judge_protocol(
     mut result: CheckResult,
@@ -520,7 +662,8 @@ pub fn failure_message(address: SocketAddr, failure: &Failure, timeout: Duration
         | Reason::ReportedDown
         | Reason::ContentMismatch
         | Reason::UnexpectedAnswer
-        | Reason::Answered => format!("{ip} port {port}"),
+        | Reason::Answered
+        | Reason::Reply => format!("{ip} port {port}"),
         Reason::LocalError => format!("could not check {ip} port {port}"),
     };
     if failure.reason != Reason::Timeout && !failure.detail.is_empty() {

@@ -10,6 +10,7 @@ pub mod connect;
 pub mod dns;
 pub mod duration;
 pub mod happy;
+pub mod ping;
 pub mod portspec;
 pub mod proto;
 pub mod resolve;
@@ -148,13 +149,16 @@ pub enum Reason {
     /// A DNS (or UDP) sensor: the server answered as expected (status UP,
     /// or WARNING/DOWN above the response-time thresholds).
     Answered,
+    /// A PING sensor: the host replied to echo requests (status UP, or
+    /// WARNING on loss or round trips above the thresholds).
+    Reply,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
     /// Stored results encode a reason by its index here: new reasons go at
     /// the end.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Connected,
         Reason::Refused,
         Reason::Timeout,
@@ -177,6 +181,7 @@ impl Reason {
         Reason::ContentMismatch,
         Reason::UnexpectedAnswer,
         Reason::Answered,
+        Reason::Reply,
     ];
 
     /// The reason named `name` (as [`Reason::as_str`] writes it).
@@ -187,7 +192,7 @@ impl Reason {
     /// Whether the service answered as it should: a connection made, or a
     /// query answered (thresholds may still make it WARNING or DOWN).
     pub fn is_answer(self) -> bool {
-        matches!(self, Reason::Connected | Reason::Answered)
+        matches!(self, Reason::Connected | Reason::Answered | Reason::Reply)
     }
 
     /// The snake_case name used in JSON and logs.
@@ -215,6 +220,7 @@ impl Reason {
             Reason::ContentMismatch => "content_mismatch",
             Reason::UnexpectedAnswer => "unexpected_answer",
             Reason::Answered => "answered",
+            Reason::Reply => "reply",
         }
     }
 }

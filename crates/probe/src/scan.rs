@@ -61,7 +61,8 @@ impl PortState {
             | Reason::ReportedDown
             | Reason::ContentMismatch
             | Reason::UnexpectedAnswer
-            | Reason::Answered => PortState::Error,
+            | Reason::Answered
+            | Reason::Reply => PortState::Error,
         }
     }
 

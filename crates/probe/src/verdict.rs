@@ -40,7 +40,7 @@ pub fn judge(
         Reason::Connected if expect.expect_closed => {
             (Status::Down, Some(Note::OpenButExpectedClosed))
         }
-        Reason::Connected | Reason::Answered => {
+        Reason::Connected | Reason::Answered | Reason::Reply => {
             let time = response_time.unwrap_or_default();
             match (expect.critical, expect.warning) {
                 (Some(critical), _) if time > critical => {
@@ -64,7 +64,7 @@ pub fn judge(
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 22] = Reason::ALL;
+    const ALL: [Reason; 23] = Reason::ALL;
 
     fn ms(n: u64) -> Option<Duration> {
         Some(Duration::from_millis(n))
@@ -76,7 +76,7 @@ mod tests {
         for reason in ALL {
             let (status, note) = judge(reason, ms(1), &expect);
             let wanted = match reason {
-                Reason::Connected | Reason::Answered => Status::Up,
+                Reason::Connected | Reason::Answered | Reason::Reply => Status::Up,
                 Reason::LocalError => Status::Unknown,
                 Reason::CertExpiring => Status::Warning,
                 _ => Status::Down,
@@ -96,7 +96,7 @@ mod tests {
             let wanted = match reason {
                 Reason::Connected => Status::Down,
                 // Not a port: a DNS answer is judged as it is.
-                Reason::Answered => Status::Up,
+                Reason::Answered | Reason::Reply => Status::Up,
                 Reason::Refused | Reason::Timeout | Reason::AdminProhibited => Status::Up,
                 Reason::LocalError => Status::Unknown,
                 Reason::CertExpiring => Status::Warning,

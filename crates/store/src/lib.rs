@@ -287,6 +287,8 @@ pub struct StatusRow {
     pub tags: Vec<String>,
     /// Declared by a configuration file (read-only in the web interface).
     pub managed: bool,
+    /// A PING sensor (port 0, like a heartbeat sensor, but checked).
+    pub ping: bool,
 }
 
 pub use portwatch_core::report::EventRow;
@@ -727,7 +729,8 @@ impl Store {
             .prepare(
                 "SELECT s.id, v.name || '/' || s.name, v.group_path, v.host, s.port,
                         st.state, st.since_ms, st.last_check_ms, st.last_rtt_us, st.last_reason, st.last_message, s.paused,
-                        v.tags, s.tags, s.managed, st.last_details
+                        v.tags, s.tags, s.managed, st.last_details,
+                        (s.port = 0 AND s.settings LIKE '%\"ping\":%')
                  FROM sensors s JOIN servers v ON v.id = s.server_id
                  LEFT JOIN sensor_status st ON st.sensor_id = s.id
                  WHERE s.retired_at IS NULL AND v.retired_at IS NULL AND (?1 IS NULL OR s.id = ?1)
@@ -764,6 +767,7 @@ impl Store {
                     },
                     managed: r.get(14)?,
                     last_details: r.get::<_, Option<Json<_>>>(15)?.map(|d| d.0),
+                    ping: r.get(16)?,
                 })
             })
             .map_err(self.sqlite())?;

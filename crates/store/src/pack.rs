@@ -13,7 +13,7 @@ use portwatch_probe::{Reason, Status};
 pub use portwatch_core::report::StoredResult;
 
 const STATUSES: [Status; 4] = [Status::Up, Status::Warning, Status::Down, Status::Unknown];
-const REASONS: [Reason; 22] = Reason::ALL;
+const REASONS: [Reason; 23] = Reason::ALL;
 const HAS_RTT: u8 = 0x80;
 
 fn code(result: &StoredResult) -> u8 {
@@ -284,7 +284,7 @@ mod tests {
     /// reasons 8-15 passed every test).
     #[test]
     fn the_packed_code_of_every_status_and_reason_is_pinned() {
-        const GOLDEN: [(&str, [u8; 4]); 22] = [
+        const GOLDEN: [(&str, [u8; 4]); 23] = [
             ("connected", [0x00, 0x08, 0x10, 0x18]),
             ("refused", [0x01, 0x09, 0x11, 0x19]),
             ("timeout", [0x02, 0x0a, 0x12, 0x1a]),
@@ -307,6 +307,7 @@ mod tests {
             ("content_mismatch", [0x43, 0x4b, 0x53, 0x5b]),
             ("unexpected_answer", [0x44, 0x4c, 0x54, 0x5c]),
             ("answered", [0x45, 0x4d, 0x55, 0x5d]),
+            ("reply", [0x46, 0x4e, 0x56, 0x5e]),
         ];
         assert_eq!(
             Reason::ALL.len(),

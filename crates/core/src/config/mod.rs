@@ -19,6 +19,7 @@ use portwatch_probe::Services;
 use portwatch_probe::target::{Host, parse_bare_host, parse_port};
 
 pub use model::{Overrides, Settings, WindowRule};
+pub mod ping;
 pub mod probe;
 pub mod udp;
 
@@ -220,6 +221,7 @@ impl Locator<'_> {
             heartbeat: None,
             dns: None,
             udp: None,
+            ping: None,
             locations,
             down_when,
             interval,
@@ -458,6 +460,7 @@ fn sensor_def(
     let heartbeat = heartbeat_of(locate, sensor)?;
     let dns = dns_of(locate, sensor)?;
     let udp = udp_of(locate, sensor)?;
+    let ping = ping_of(locate, sensor)?;
     // Where to point at this sensor: its name, kind or port, or its server.
     let span = sensor
         .name
@@ -466,6 +469,12 @@ fn sensor_def(
         .or_else(|| sensor.kind.as_ref().map(|k| k.span()))
         .or_else(|| sensor.port.as_ref().map(|p| p.span()))
         .unwrap_or(server_span);
+    if let (Some(port), Some(_)) = (&sensor.port, &ping) {
+        return Err(locate.error(
+            port.span(),
+            "a PING sensor has no port: remove 'port' (ICMP echo has none)",
+        ));
+    }
     let port = match (&sensor.port, heartbeat) {
         (Some(port), Some(_)) => {
             return Err(locate.error(
@@ -478,6 +487,8 @@ fn sensor_def(
         (None, None) if udp.as_ref().and_then(udp_port).is_some() => {
             udp.as_ref().and_then(udp_port).unwrap_or_default()
         }
+        // ICMP echo has no port.
+        (None, None) if ping.is_some() => 0,
         (None, None) if udp.is_some() => {
             return Err(locate.error(
                 span,
@@ -515,6 +526,8 @@ fn sensor_def(
         "heartbeat".to_owned()
     } else if dns.is_some() {
         "dns".to_owned()
+    } else if ping.is_some() {
+        "ping".to_owned()
     } else if let Some(name) = udp
         .as_ref()
         .and_then(|spec| spec.protocol().ok())
@@ -574,6 +587,7 @@ fn sensor_def(
     }
     overrides.dns = dns;
     overrides.udp = udp;
+    overrides.ping = ping;
     Ok(SensorDef {
         name: sensor_name,
         port,
@@ -643,6 +657,41 @@ fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>
         transport: text(&sensor.transport),
         recursion: sensor.recursion.as_ref().map(|v| *v.get_ref()),
     }))
+}
+
+/// A sensor's PING keys: its settings when `kind = "ping"` (checked
+/// here), the error at the first PING key otherwise.
+fn ping_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<ping::PingSpec>, ConfigError> {
+    let is_ping = sensor
+        .kind
+        .as_ref()
+        .is_some_and(|k| k.get_ref().trim() == "ping");
+    if !is_ping {
+        return match [&sensor.count, &sensor.loss_warning]
+            .into_iter()
+            .flatten()
+            .next()
+        {
+            Some(at) => Err(locate.error(
+                at.span(),
+                "count and loss_warning are for PING sensors: add kind = \"ping\"",
+            )),
+            None => Ok(None),
+        };
+    }
+    let spec = ping::PingSpec {
+        count: sensor.count.as_ref().map(|v| *v.get_ref()),
+        loss_warning: sensor.loss_warning.as_ref().map(|v| *v.get_ref()),
+    };
+    if let Err((key, message)) = spec.options() {
+        let at = if key == "count" {
+            &sensor.count
+        } else {
+            &sensor.loss_warning
+        };
+        return Err(locate.error(at.as_ref().map(|v| v.span()).unwrap_or(0..0), message));
+    }
+    Ok(Some(spec))
 }
 
 /// The well-known port of a UDP sensor's protocol.

@@ -52,6 +52,9 @@ pub struct Overrides {
     /// A UDP sensor's request (set on the sensor only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp: Option<super::udp::UdpSpec>,
+    /// A PING sensor's echo requests (set on the sensor only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<super::ping::PingSpec>,
 }
 
 impl Overrides {
@@ -69,6 +72,7 @@ impl Overrides {
             heartbeat: self.heartbeat.or(base.heartbeat),
             dns: self.dns.clone().or_else(|| base.dns.clone()),
             udp: self.udp.clone().or_else(|| base.udp.clone()),
+            ping: self.ping.clone().or_else(|| base.ping.clone()),
             probe: match (&self.probe, &base.probe) {
                 (None, None) => None,
                 (Some(one), None) | (None, Some(one)) => Some(one.clone()),
@@ -338,6 +342,8 @@ pub struct ResolvedSensor {
     pub dns: Option<std::sync::Arc<portwatch_probe::dns::DnsOptions>>,
     /// A UDP sensor's request, sent to the host at the port.
     pub udp: Option<std::sync::Arc<portwatch_probe::udp::UdpProtocol>>,
+    /// A PING sensor's echo requests, sent to the host.
+    pub ping: Option<portwatch_probe::ping::PingOptions>,
 }
 
 /// The chain of group paths from the root to `path`: `A`, `A/B`, `A/B/C`.
@@ -432,12 +438,26 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                         None
                     }
                 });
-            let speaks = heartbeat.is_none() && overrides.dns.is_none() && overrides.udp.is_none();
+            let ping = overrides
+                .ping
+                .as_ref()
+                .and_then(|spec| match spec.options() {
+                    Ok(options) => Some(options),
+                    Err((key, message)) => {
+                        tracing::warn!(sensor = %path, key, %message, "PING settings ignored");
+                        None
+                    }
+                });
+            let speaks = heartbeat.is_none()
+                && overrides.dns.is_none()
+                && overrides.udp.is_none()
+                && overrides.ping.is_none();
             resolved.push(ResolvedSensor {
                 probe: if speaks { probe } else { None },
                 heartbeat,
                 dns,
                 udp,
+                ping,
                 locations,
                 down_when: overrides.down_when,
                 depends_on: overrides.depends_on.clone().filter(|dep| *dep != path),

@@ -339,7 +339,7 @@ with_settings!(
         port: Option<Spanned<Port>>,
         /// `"heartbeat"`: a job calls the sensor's URL instead of portwatch
         /// checking a port; `"dns"`: a query to a name server; `"udp"`: a
-        /// UDP service's request.
+        /// UDP service's request; `"ping"`: ICMP echo requests.
         #[serde(default)]
         kind: Option<Spanned<String>>,
         /// A heartbeat sensor: how often a push is expected.
@@ -381,6 +381,12 @@ with_settings!(
         /// A UDP sensor: bytes to send.
         #[serde(default)]
         send: Option<Spanned<String>>,
+        /// A PING sensor: echo requests per check.
+        #[serde(default)]
+        count: Option<Spanned<i64>>,
+        /// A PING sensor: the loss (percent) that makes it WARNING.
+        #[serde(default)]
+        loss_warning: Option<Spanned<i64>>,
         /// The port must be closed.
         #[serde(default)]
         expect_closed: Option<bool>,

@@ -465,7 +465,7 @@ fn heartbeat_sensors_have_a_period_and_grace_and_no_port() {
             "kind = \"heartbeat\"\nport = 22\n",
             "test.toml:6:8: a heartbeat sensor has no port",
         ),
-        ("kind = \"ping\"\n", "test.toml:5:8: unknown kind 'ping'"),
+        ("kind = \"icmp\"\n", "test.toml:5:8: unknown kind 'icmp'"),
         ("name = \"x\"\n", "test.toml:5:8: this sensor has no port"),
         (
             "port = 22\nevery = \"1h\"\n",
@@ -626,7 +626,7 @@ fn dns_sensors_ask_their_server_and_bad_keys_are_named_where_written() {
             "port = 53\nquery = \"x.example\"\n",
             "test.toml:6:9: query, record, expect, expect_all, rcode, transport and recursion are for DNS sensors",
         ),
-        ("kind = \"ping\"\n", "test.toml:5:8: unknown kind 'ping'"),
+        ("kind = \"icmp\"\n", "test.toml:5:8: unknown kind 'icmp'"),
     ];
     for (sensor, wanted) in cases {
         let message = error(&format!("{base}{sensor}"));
@@ -690,6 +690,43 @@ fn udp_sensors_send_their_protocol_and_bad_keys_are_named_where_written() {
         ),
     ];
     for (sensor, wanted) in cases {
+        let message = error(&format!("{base}{sensor}"));
+        assert!(message.starts_with(wanted), "{wanted}: {message}");
+    }
+}
+
+#[test]
+fn ping_sensors_have_no_port_and_their_servers_depend_on_them() {
+    let config = parse(
+        "[[server]]\nname = \"router\"\nhost = \"192.0.2.1\"\n[[server.sensor]]\nkind = \"ping\"\ncount = 5\nloss_warning = 40\n[[server]]\nname = \"web\"\nhost = \"192.0.2.10\"\ndepends_on = \"router/ping\"\n[[server.sensor]]\nport = 443\n",
+    )
+    .unwrap();
+    let resolved = crate::config::model::resolve(&config);
+    let ping = &resolved[0];
+    assert_eq!((ping.path.as_str(), ping.port), ("router/ping", 0));
+    let options = ping.ping.expect("a PING sensor");
+    assert_eq!((options.count, options.loss_warning), (5, 40));
+    assert!(ping.probe.is_none());
+    assert_eq!(resolved[1].depends_on.as_deref(), Some("router/ping"));
+    let base = "[[server]]\nname = \"r\"\nhost = \"192.0.2.1\"\n[[server.sensor]]\n";
+    for (sensor, wanted) in [
+        (
+            "kind = \"ping\"\nport = 7\n",
+            "test.toml:6:8: a PING sensor has no port",
+        ),
+        (
+            "kind = \"ping\"\ncount = 0\n",
+            "test.toml:6:9: count = 0: send 1 to 20",
+        ),
+        (
+            "kind = \"ping\"\nloss_warning = 120\n",
+            "test.toml:6:16: loss_warning = 120: give a percentage",
+        ),
+        (
+            "port = 22\ncount = 3\n",
+            "test.toml:6:9: count and loss_warning are for PING sensors",
+        ),
+    ] {
         let message = error(&format!("{base}{sensor}"));
         assert!(message.starts_with(wanted), "{wanted}: {message}");
     }

@@ -29,13 +29,13 @@ impl Heartbeat {
         grace: Option<&str>,
     ) -> Result<Option<Heartbeat>, (&'static str, String)> {
         let heartbeat = match kind.map(str::trim) {
-            None | Some("" | "tcp" | "dns" | "udp") => false,
+            None | Some("" | "tcp" | "dns" | "udp" | "ping") => false,
             Some("heartbeat") => true,
             Some(other) => {
                 return Err((
                     "kind",
                     format!(
-                        "unknown kind '{other}': use \"tcp\" (the default), \"heartbeat\", \"dns\" or \"udp\""
+                        "unknown kind '{other}': use \"tcp\" (the default), \"heartbeat\", \"dns\", \"udp\" or \"ping\""
                     ),
                 ));
             }

@@ -113,7 +113,8 @@ impl Pg {
             .query(
                 "SELECT s.id, v.name || '/' || s.name, v.group_path, v.host, s.port,
                         st.state, st.since_ms, st.last_check_ms, st.last_rtt_us, st.last_reason, st.last_message, s.paused,
-                        v.tags, s.tags, s.managed, st.last_details
+                        v.tags, s.tags, s.managed, st.last_details,
+                        (s.port = 0 AND s.settings LIKE '%\"ping\":%')
                  FROM sensors s JOIN servers v ON v.id = s.server_id
                  LEFT JOIN sensor_status st ON st.sensor_id = s.id
                  WHERE s.retired_at IS NULL AND v.retired_at IS NULL AND ($1::bigint IS NULL OR s.id = $1)
@@ -150,6 +151,7 @@ impl Pg {
                         .transpose()?,
                     tags,
                     managed: r.get(14),
+                    ping: r.get(16),
                 })
             })
             .collect()
