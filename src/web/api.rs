@@ -306,6 +306,9 @@ pub struct NewSensor {
     /// A UDP sensor's request (`kind` = `udp`).
     #[serde(default)]
     udp: Option<crate::config::udp::UdpSpec>,
+    /// A PING sensor's echo requests (`kind` = `ping`; optional).
+    #[serde(default)]
+    ping: Option<crate::config::ping::PingSpec>,
 }
 
 /// `POST /api/sensors`: adds a sensor (admin); the server is created if
@@ -369,8 +372,30 @@ pub async fn create(
         }
         (false, None) => None,
     };
+    let is_ping = new.kind.as_deref().map(str::trim) == Some("ping");
+    let ping = match (is_ping, new.ping) {
+        (true, spec) => {
+            let spec = spec.unwrap_or_default();
+            spec.options()
+                .map_err(|(key, message)| AppError::BadRequest(format!("ping.{key}: {message}")))?;
+            if !new.port.is_null() {
+                return Err(AppError::BadRequest(
+                    "port: a PING sensor has no port: leave it out".into(),
+                ));
+            }
+            Some(spec)
+        }
+        (false, Some(_)) => {
+            return Err(AppError::BadRequest(
+                "ping: PING settings are for PING sensors: add \"kind\": \"ping\"".into(),
+            ));
+        }
+        (false, None) => None,
+    };
     let port = match (&heartbeat, &new.port) {
         (Some(_), serde_json::Value::Null) => 0,
+        // ICMP echo has no port.
+        (None, serde_json::Value::Null) if ping.is_some() => 0,
         // A UDP service listens on its protocol's port.
         (None, serde_json::Value::Null) if udp.as_ref().is_some_and(|(_, p)| p.is_some()) => {
             udp.as_ref().and_then(|(_, p)| *p).unwrap_or_default()
@@ -417,6 +442,9 @@ pub async fn create(
         .name
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| {
+            if ping.is_some() {
+                return "ping".to_owned();
+            }
             if port == 0 {
                 return "heartbeat".to_owned();
             }
@@ -457,6 +485,7 @@ pub async fn create(
         heartbeat,
         dns,
         udp: udp.map(|(spec, _)| spec),
+        ping: ping.clone(),
         locations: new.locations.filter(|l| !l.is_empty()),
         down_when,
         ..crate::config::Overrides::default()

@@ -105,6 +105,36 @@ fn fields(form: &EditForm) -> Vec<Field> {
             ),
         ];
     }
+    if form.beat.kind == "ping" {
+        return vec![
+            field("interval", "Interval", "inherited", &form.interval),
+            field("timeout", "Timeout", "inherited", &form.timeout),
+            field(
+                "warning",
+                "Warning above (average round trip)",
+                "none",
+                &form.warning,
+            ),
+            field(
+                "critical",
+                "Down above (average round trip)",
+                "none",
+                &form.critical,
+            ),
+            field(
+                "retries",
+                "Re-checks before DOWN",
+                "inherited",
+                &form.retries,
+            ),
+            field(
+                "depends_on",
+                "Depends on",
+                "server/sensor",
+                &form.depends_on,
+            ),
+        ];
+    }
     if form.beat.kind == "udp" {
         return vec![
             field("port", "Port", "the protocol's", &form.port),
@@ -296,6 +326,8 @@ pub async fn form(
                 "dns"
             } else if o.udp.is_some() {
                 "udp"
+            } else if o.ping.is_some() {
+                "ping"
             } else {
                 ""
             }
@@ -355,6 +387,7 @@ fn parse(
     kept: crate::config::probe::HttpSettings,
     kept_dns: Option<crate::config::dns::DnsSpec>,
     kept_udp: Option<crate::config::udp::UdpSpec>,
+    kept_ping: Option<crate::config::ping::PingSpec>,
 ) -> Result<(u16, Overrides), Vec<(&'static str, String)>> {
     let mut errors = Vec::new();
     let heartbeat = form
@@ -362,8 +395,8 @@ fn parse(
         .heartbeat()
         .map_err(|error| errors.push(error))
         .unwrap_or(None);
-    let port = if form.beat.is_heartbeat() {
-        // No port: jobs call its push URL.
+    let port = if form.beat.is_heartbeat() || form.beat.kind == "ping" {
+        // No port: jobs call its push URL, or ICMP echo has none.
         Some(0)
     } else {
         parse_port(&form.port, Services::global())
@@ -389,7 +422,11 @@ fn parse(
     probe.set_http(kept);
     overrides.probe = Some(Box::new(probe)).filter(|p| !p.is_empty());
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
-    if form.beat.kind == "udp" {
+    if form.beat.kind == "ping" {
+        // A PING sensor sends echo requests; it speaks no other protocol.
+        overrides.probe = None;
+        overrides.ping = Some(kept_ping.unwrap_or_default());
+    } else if form.beat.kind == "udp" {
         // A UDP sensor sends its request; it speaks no other protocol.
         overrides.probe = None;
         match form.udp.spec(kept_udp) {
@@ -427,7 +464,7 @@ pub async fn update(
 ) -> Result<Response, AppError> {
     let (_, _, before, _) = state.db.sensor_settings(id).await?;
     let kept = before.probe.map(|p| p.http_settings()).unwrap_or_default();
-    let (port, overrides) = match parse(&form, kept, before.dns, before.udp) {
+    let (port, overrides) = match parse(&form, kept, before.dns, before.udp, before.ping) {
         Ok(parsed) => parsed,
         Err(errors) => return page(&state, &user, id, form, errors).await,
     };

@@ -1565,9 +1565,16 @@ pub async fn create_sensor(
         .map_err(|(_, message)| errors.udp = Some(message))
         .unwrap_or(None);
     let udp_port = udp.as_ref().and_then(|(_, port)| *port);
+    let is_ping = form.beat.kind == "ping";
     let port = match (&heartbeat, form.port.trim()) {
         // A heartbeat sensor has no port: jobs call its push URL.
         (Some(_), "") => Some(0),
+        // Nor has ICMP echo.
+        (None, "") if is_ping => Some(0),
+        (None, _) if is_ping => {
+            errors.port = Some("A PING sensor has no port: leave it empty.".into());
+            None
+        }
         // A name server listens on 53.
         (None, "") if form.beat.kind == "dns" => Some(53),
         // A UDP service on its protocol's port.
@@ -1596,6 +1603,7 @@ pub async fn create_sensor(
         }
     };
     let name = match (form.name.trim(), port) {
+        ("", Some(0)) if is_ping => "ping".to_owned(),
         ("", Some(0)) => "heartbeat".to_owned(),
         ("", _) if form.beat.kind == "dns" => "dns".to_owned(),
         ("", Some(port)) if udp_port == Some(port) => udp
@@ -1610,12 +1618,13 @@ pub async fn create_sensor(
     if name.contains('/') {
         errors.name = Some("A sensor name cannot contain '/'.".into());
     }
-    let is_dns = matches!(form.beat.kind.as_str(), "dns" | "udp");
+    let is_dns = matches!(form.beat.kind.as_str(), "dns" | "udp" | "ping");
     let mut overrides = crate::config::Overrides {
         interval,
         heartbeat,
         dns,
         udp: udp.map(|(spec, _)| spec),
+        ping: is_ping.then(crate::config::ping::PingSpec::default),
         ..crate::config::Overrides::default()
     };
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());

@@ -2361,6 +2361,87 @@ async fn udp_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppStat
     );
 }
 
+/// PING sensors through the API and the forms: no port, their host shown
+/// as pinged on the dashboard, `service="ping"` in /metrics, edited
+/// without a port.
+async fn ping_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppState) {
+    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
+    let token = state
+        .db()
+        .create_token("ops".into(), Role::Admin)
+        .await
+        .unwrap();
+    for (body, status, wanted) in [
+        (
+            r#"{"server": "router", "host": "192.0.2.1", "kind": "ping", "ping": {"count": 5}}"#,
+            StatusCode::CREATED,
+            "",
+        ),
+        (
+            r#"{"server": "router", "host": "192.0.2.1", "kind": "ping", "name": "x", "port": 7}"#,
+            StatusCode::BAD_REQUEST,
+            "port: a PING sensor has no port",
+        ),
+        (
+            r#"{"server": "router", "host": "192.0.2.1", "kind": "ping", "name": "x", "ping": {"count": 99}}"#,
+            StatusCode::BAD_REQUEST,
+            "ping.count: count = 99",
+        ),
+    ] {
+        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
+        assert_eq!(got, status, "{body}: {reply}");
+        assert!(reply.contains(wanted), "{body}: {reply}");
+    }
+    let made = sensor_id(&state, "router/ping").await;
+    let (port, _, overrides, _) = state.db().sensor_settings(made).await.unwrap();
+    assert_eq!((port, overrides.ping.unwrap().count), (0, Some(5)));
+    let (status, _, _) = send(
+        &state,
+        post_form(
+            "/sensors/new",
+            Some(&cookie),
+            &format!("csrf={csrf}&server=gateway&host=192.0.2.254&kind=ping"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let gateway = sensor_id(&state, "gateway/ping").await;
+    let (_, _, page) = send(&state, get("/", Some(&cookie))).await;
+    assert!(page.contains("192.0.2.254 (ping)"), "{page}");
+    let (_, _, page) = send(&state, get(&format!("/sensors/{gateway}"), Some(&cookie))).await;
+    assert!(
+        page.contains("PING: 3 echo requests, WARNING at 20% loss") && !page.contains("port 0"),
+        "{page}"
+    );
+    let (_, _, metrics) = send(&state, api(&token, "GET", "/metrics", "")).await;
+    assert!(
+        metrics.contains(
+            "server=\"gateway\",sensor=\"ping\",host=\"192.0.2.254\",port=\"\",service=\"ping\"}"
+        ),
+        "{metrics}"
+    );
+    let edit = format!("/sensors/{made}/edit");
+    let (_, _, page) = send(&state, get(&edit, Some(&cookie))).await;
+    assert!(
+        page.contains("name=\"kind\" value=\"ping\"") && !page.contains("name=\"port\""),
+        "{page}"
+    );
+    let (status, _, page) = send(
+        &state,
+        post_form(
+            &edit,
+            Some(&cookie),
+            &format!("csrf={csrf}&kind=ping&interval=30s"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (port, _, overrides, _) = state.db().sensor_settings(made).await.unwrap();
+    assert_eq!(port, 0);
+    assert_eq!(overrides.interval, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(overrides.ping.unwrap().count, Some(5), "kept");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -2397,6 +2478,7 @@ on_both_stores!(
     http_content_settings_through_the_api_and_the_forms,
     dns_sensors_through_the_api_and_the_forms,
     udp_sensors_through_the_api_and_the_forms,
+    ping_sensors_through_the_api_and_the_forms,
     forms_without_the_csrf_token_are_refused,
     read_only_users_and_tokens_cannot_change_anything,
     adding_a_sensor_validates_each_field,
