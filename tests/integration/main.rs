@@ -6,6 +6,7 @@ mod cli;
 mod daemons;
 mod dns;
 mod http;
+mod kinds;
 mod lab;
 mod layering;
 mod monitor;
