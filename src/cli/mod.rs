@@ -595,6 +595,11 @@ pub struct DnsArgs {
     /// Do not ask for recursion (ask an authoritative server about its zone).
     #[arg(long, requires = "dns_query")]
     pub dns_no_recursion: bool,
+    /// Ask the system's resolver (the first nameserver of
+    /// /etc/resolv.conf) instead of the target, whose host then only names
+    /// the result.
+    #[arg(long, requires = "dns_query")]
+    pub dns_system: bool,
 }
 
 impl DnsArgs {
@@ -615,6 +620,7 @@ impl DnsArgs {
             rcode: self.dns_rcode.clone(),
             transport: self.dns_transport.clone(),
             recursion: Some(!self.dns_no_recursion),
+            resolver: self.dns_system.then(|| "system".to_owned()),
         };
         let tls = crate::probe::proto::TlsSettings {
             verify: !proto.insecure,

@@ -334,3 +334,62 @@ fn lab_ping_reasons_over_raw_and_unprivileged_sockets() {
         "{result}"
     );
 }
+
+/// A DNS sensor with `--dns-system` asks the resolver of the client's
+/// /etc/resolv.conf (the lab's server, where a dnsmasq answers), whatever
+/// the target names.
+#[test]
+fn lab_dns_sensors_can_ask_the_system_resolver() {
+    const TEST: &str = "lab_dns_sensors_can_ask_the_system_resolver";
+    if !lab_available(TEST) {
+        return;
+    }
+    if !std::path::Path::new("/usr/sbin/dnsmasq").exists() {
+        crate::util::skip(TEST, "dnsmasq is not installed (apt install dnsmasq-base)");
+        return;
+    }
+    let lab = Lab::new();
+    let mut dnsmasq = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.server, "/usr/sbin/dnsmasq"])
+        .args([
+            "--keep-in-foreground",
+            "--port=53",
+            "--listen-address=192.0.2.2",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            "--pid-file=",
+            "--user=root",
+            "--host-record=www.lab.test,192.0.2.80",
+        ])
+        .spawn()
+        .unwrap();
+    let args = [
+        "check",
+        "--format",
+        "json",
+        "-t",
+        "1s",
+        "--dns-system",
+        "--dns-query",
+        "www.lab.test",
+        "--dns-expect",
+        "192.0.2.80",
+        "localhost:53",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let result = loop {
+        let (code, stdout, _) = outcome(&lab.portwatch(&args));
+        let result = json_lines(&stdout).pop().unwrap();
+        if code == 0 {
+            break result;
+        }
+        assert!(std::time::Instant::now() < deadline, "{result}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = dnsmasq.kill();
+    let _ = dnsmasq.wait();
+    assert_eq!(field(&result, "reason"), "answered", "{result}");
+    assert_eq!(field(&result, "address"), "192.0.2.2", "{result}");
+}

@@ -331,8 +331,17 @@ async fn ask(
         result.message = "no address to ask".to_owned();
         return result;
     };
-    let server = SocketAddr::new(*ip, target.port);
-    result.address = Some(*ip);
+    let mut server = SocketAddr::new(*ip, target.port);
+    if options.dns.as_ref().is_some_and(|d| d.system) {
+        match super::dns::system_server() {
+            Ok(system) => server = system,
+            Err(message) => {
+                result.message = message;
+                return result;
+            }
+        }
+    }
+    result.address = Some(server.ip());
     let answer = if let Some(dns) = &options.dns {
         let host = target.host.to_string();
         let exchange = super::dns::exchange(server, &host, dns, deadline, options.timeout).await;

@@ -78,6 +78,9 @@ pub struct DnsOptions {
     pub recursion: bool,
     /// DNS over TLS: verification, server name and CA file.
     pub tls: TlsSettings,
+    /// Ask the system's resolver (the first `nameserver` of
+    /// /etc/resolv.conf) instead of the target.
+    pub system: bool,
 }
 
 impl Default for DnsOptions {
@@ -96,8 +99,21 @@ impl Default for DnsOptions {
                 ca_file: None,
                 warn_days: 14,
             },
+            system: false,
         }
     }
+}
+
+/// The system's resolver: the first `nameserver` of /etc/resolv.conf, on
+/// port 53.
+pub fn system_server() -> Result<SocketAddr, String> {
+    let (config, _) = hickory_resolver::system_conf::read_system_conf()
+        .map_err(|e| format!("cannot read the system's resolver from /etc/resolv.conf: {e}"))?;
+    config
+        .name_servers()
+        .first()
+        .map(|server| SocketAddr::new(server.ip, 53))
+        .ok_or_else(|| "/etc/resolv.conf names no nameserver".to_owned())
 }
 
 /// A name to ask about: a host name (underscores allowed, as in SRV

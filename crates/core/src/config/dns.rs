@@ -32,6 +32,10 @@ pub struct DnsSpec {
     /// Ask for recursion (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recursion: Option<bool>,
+    /// `system`: ask the system's resolver (the first nameserver of
+    /// /etc/resolv.conf), not the server's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<String>,
 }
 
 impl DnsSpec {
@@ -88,7 +92,21 @@ impl DnsSpec {
                 "an answer with an error RCODE has no records: drop 'expect' or 'rcode'".into(),
             ));
         }
+        let system = match self.resolver.as_deref().map(str::trim) {
+            None => false,
+            Some("system") => true,
+            Some(other) => {
+                return Err((
+                    "resolver",
+                    format!(
+                        "unknown resolver '{}': write resolver = \"system\" to ask the system's resolver, or leave it out to ask the server's host",
+                        portwatch_probe::text::visible(other)
+                    ),
+                ));
+            }
+        };
         Ok(DnsOptions {
+            system,
             name,
             record,
             transport,

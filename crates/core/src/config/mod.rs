@@ -580,6 +580,7 @@ fn sensor_def(
                 "expect" => sensor.expect.as_ref().map(|v| v.span()),
                 "rcode" => sensor.rcode.as_ref().map(|v| v.span()),
                 "transport" => sensor.transport.as_ref().map(|v| v.span()),
+                "resolver" => sensor.resolver.as_ref().map(|v| v.span()),
                 _ => sensor.query.as_ref().map(|v| v.span()),
             };
             return Err(locate.error(at.unwrap_or(name_span), message));
@@ -615,12 +616,13 @@ fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>
         sensor.rcode.as_ref().map(|v| v.span()),
         sensor.transport.as_ref().map(|v| v.span()),
         sensor.recursion.as_ref().map(|v| v.span()),
+        sensor.resolver.as_ref().map(|v| v.span()),
     ];
     if !is_dns {
         return match keys.into_iter().flatten().next() {
             Some(at) => Err(locate.error(
                 at,
-                "query, record, expect, expect_all, rcode, transport and recursion are for DNS sensors: add kind = \"dns\"",
+                "query, record, expect, expect_all, rcode, transport, recursion and resolver are for DNS sensors: add kind = \"dns\"",
             )),
             None => Ok(None),
         };
@@ -656,6 +658,7 @@ fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>
         rcode: text(&sensor.rcode),
         transport: text(&sensor.transport),
         recursion: sensor.recursion.as_ref().map(|v| *v.get_ref()),
+        resolver: text(&sensor.resolver),
     }))
 }
 

@@ -369,6 +369,9 @@ with_settings!(
         /// A DNS sensor: ask for recursion.
         #[serde(default)]
         recursion: Option<Spanned<bool>>,
+        /// A DNS sensor: "system" asks the system's resolver.
+        #[serde(default)]
+        resolver: Option<Spanned<String>>,
         /// A UDP sensor (snmp): the community.
         #[serde(default)]
         community: Option<Spanned<String>>,

@@ -623,8 +623,12 @@ fn dns_sensors_ask_their_server_and_bad_keys_are_named_where_written() {
             "test.toml:7:13: unknown transport 'quic'",
         ),
         (
+            "kind = \"dns\"\nquery = \"x.example\"\nresolver = \"google\"\n",
+            "test.toml:7:12: unknown resolver 'google'",
+        ),
+        (
             "port = 53\nquery = \"x.example\"\n",
-            "test.toml:6:9: query, record, expect, expect_all, rcode, transport and recursion are for DNS sensors",
+            "test.toml:6:9: query, record, expect, expect_all, rcode, transport, recursion and resolver are for DNS sensors",
         ),
         ("kind = \"icmp\"\n", "test.toml:5:8: unknown kind 'icmp'"),
     ];
