@@ -749,6 +749,13 @@ pub struct ProtoArgs {
     /// Read at most this many bytes.
     #[arg(long, default_value_t = 65536, value_name = "BYTES")]
     pub max_bytes: usize,
+    /// WARNING when a phase takes longer: dns, connect, tls, first_byte or
+    /// total, e.g. first_byte=500ms (repeatable).
+    #[arg(long, value_name = "PHASE=DURATION")]
+    pub phase_warning: Vec<String>,
+    /// DOWN (CRITICAL) when a phase takes longer, e.g. total=2s (repeatable).
+    #[arg(long, value_name = "PHASE=DURATION")]
+    pub phase_critical: Vec<String>,
 }
 
 impl ProtoArgs {
@@ -810,6 +817,7 @@ impl ProtoArgs {
                 .map_err(|e| format!("--quit: {e}"))?,
             steps,
             max_bytes: self.max_bytes,
+            phases: self.phases()?,
         };
         match options.conflict() {
             Some(Conflict::StepsAndProtocol) => Err(
@@ -826,12 +834,39 @@ impl ProtoArgs {
                 protocol.as_str()
             )),
             Some(Conflict::Http(message)) => Err(format!("--http-method: {message}")),
+            None if options.connect_only() && !options.phases.is_empty() => Err(
+                "--phase-warning and --phase-critical judge a protocol check: add --mode auto or --protocol NAME (-w and -c judge the connect time)"
+                    .into(),
+            ),
             None => Ok((!options.connect_only()).then_some(options)),
         }
     }
 }
 
 impl ProtoArgs {
+    /// The phase thresholds, validated as portwatch.toml's are.
+    fn phases(&self) -> Result<crate::probe::verdict::PhaseLimits, String> {
+        let table = |flag: &str, list: &[String]| {
+            list.iter()
+                .map(|item| {
+                    item.split_once('=')
+                        .map(|(p, d)| (p.trim().to_owned(), d.trim().to_owned()))
+                        .ok_or_else(|| {
+                            format!("{flag}: '{item}' is not PHASE=DURATION, e.g. first_byte=500ms")
+                        })
+                })
+                .collect::<Result<std::collections::BTreeMap<_, _>, _>>()
+        };
+        let settings = crate::config::probe::ProbeOverrides {
+            phase_warning: Some(table("--phase-warning", &self.phase_warning)?),
+            phase_critical: Some(table("--phase-critical", &self.phase_critical)?),
+            ..crate::config::probe::ProbeOverrides::default()
+        };
+        settings
+            .phases()
+            .map_err(|(key, message)| format!("--{}: {message}", key.replace('_', "-")))
+    }
+
     /// The HTTP options, validated as portwatch.toml's are; errors name the
     /// option.
     fn http(&self) -> Result<crate::probe::proto::HttpOptions, String> {

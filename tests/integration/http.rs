@@ -63,6 +63,7 @@ fn answer(method: &str, path: &str, headers: &str, body: &[u8], port: u16) -> Ve
             out
         }
         "/echo" if method == "POST" => with_length("200 OK", "", body),
+        "/slow" => with_length("200 OK", "", b"late"),
         "/garbage" => {
             b"HTTP/1.1 200 OK\r\n\x1b[31mX: y\r\n\r\n\x1b[2Jterminal\x07 escapes".to_vec()
         }
@@ -107,6 +108,9 @@ fn server() -> u16 {
                 let mut words = head.split(' ');
                 let method = words.next().unwrap_or("").to_owned();
                 let path = words.next().unwrap_or("").to_owned();
+                if path == "/slow" {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
                 let reply = answer(&method, &path, &head, &body, port);
                 let _ = stream.write_all(&reply).await;
                 let _ = stream.shutdown().await;
@@ -501,4 +505,63 @@ host = "127.0.0.1"
             .contains("status is 'degraded', expected 'ok'"),
         "{shown}"
     );
+}
+
+#[test]
+fn slow_phases_are_warning_or_down_by_their_own_thresholds() {
+    let port = server();
+    let slow = ["--protocol", "http", "--http-path", "/slow"];
+    let (code, fine) = check(port, &slow);
+    assert_eq!(code, 0, "{fine}");
+    let mut args = slow.to_vec();
+    args.extend(["--phase-warning", "first_byte=100ms"]);
+    let (code, warned) = check(port, &args);
+    assert_eq!(
+        (code, warned["status"].as_str()),
+        (1, Some("warning")),
+        "{warned}"
+    );
+    assert!(
+        said(&warned).starts_with("first byte took 3")
+            && said(&warned).contains("above the warning threshold of 100ms"),
+        "{warned}"
+    );
+    args.extend(["--phase-critical", "total=200ms"]);
+    let (code, down) = check(port, &args);
+    assert_eq!((code, down["status"].as_str()), (2, Some("down")), "{down}");
+    assert!(said(&down).starts_with("total took"), "{down}");
+    // A fast page is within the same thresholds.
+    let (code, quick) = check(
+        port,
+        &[
+            "--http-path",
+            "/page",
+            "--http-contains",
+            "Welcome",
+            "--phase-warning",
+            "first_byte=100ms",
+        ],
+    );
+    assert_eq!(code, 0, "{quick}");
+    for (args, says) in [
+        (
+            &["--protocol", "http", "--phase-warning", "handshake=1s"][..],
+            "--phase-warning: unknown phase 'handshake'",
+        ),
+        (
+            &["--protocol", "http", "--phase-critical", "total"][..],
+            "is not PHASE=DURATION",
+        ),
+        (
+            &["--phase-warning", "total=1s"][..],
+            "judge a protocol check",
+        ),
+    ] {
+        let mut all = vec!["check"];
+        all.extend_from_slice(args);
+        all.push("127.0.0.1:9");
+        let (code, _, stderr) = outcome(&portwatch(&all));
+        assert_eq!(code, 3, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }

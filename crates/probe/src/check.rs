@@ -547,7 +547,7 @@ fn judge_protocol(
     let protocol = report.protocol.clone();
     match fail {
         None => {
-            // Thresholds still judge the connect time.
+            // Thresholds still judge the connect time, and the phases.
             let (status, _) =
                 verdict::judge(Reason::Connected, result.response_time, &options.expect);
             result.status = status;
@@ -559,6 +559,20 @@ fn judge_protocol(
                 summary,
                 result.message
             );
+            let limits = options.proto.as_ref().map(|p| p.phases).unwrap_or_default();
+            let times = [
+                result.dns_time.filter(|d| !d.is_zero()),
+                result.response_time,
+                report.tls_time,
+                report.first_byte,
+                Some(report.total),
+            ];
+            if let Some((slow, note)) = limits.judge(times)
+                && slow > result.status
+            {
+                result.status = slow;
+                result.message = format!("{note}: {}", result.message);
+            }
         }
         Some(fail) => {
             result.reason = fail.reason;

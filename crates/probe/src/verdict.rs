@@ -60,11 +60,99 @@ pub fn judge(
     }
 }
 
+/// The phases of a protocol check that thresholds may judge, in order.
+pub const PHASES: [&str; 5] = ["dns", "connect", "tls", "first_byte", "total"];
+
+/// Thresholds on the phases of a protocol check, indexed as [`PHASES`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PhaseLimits {
+    /// Above these a check is WARNING.
+    pub warning: [Option<Duration>; 5],
+    /// Above these a check is DOWN.
+    pub critical: [Option<Duration>; 5],
+}
+
+impl PhaseLimits {
+    /// Whether no phase has a threshold.
+    pub fn is_empty(&self) -> bool {
+        self.warning
+            .iter()
+            .chain(&self.critical)
+            .all(Option::is_none)
+    }
+
+    /// Sets the threshold of `phase` (one of [`PHASES`]); `false` for an
+    /// unknown phase.
+    pub fn set(&mut self, critical: bool, phase: &str, limit: Duration) -> bool {
+        let Some(at) = PHASES.iter().position(|p| *p == phase) else {
+            return false;
+        };
+        if critical {
+            self.critical[at] = Some(limit);
+        } else {
+            self.warning[at] = Some(limit);
+        }
+        true
+    }
+
+    /// The worst verdict of the phases' times (indexed as [`PHASES`]; a
+    /// phase that did not happen is `None`): DOWN above a critical
+    /// threshold, else WARNING above a warning one, with what was slow.
+    pub fn judge(&self, times: [Option<Duration>; 5]) -> Option<(Status, String)> {
+        let over = |limits: &[Option<Duration>; 5]| {
+            PHASES
+                .iter()
+                .zip(times)
+                .zip(limits)
+                .find_map(|((phase, time), limit)| {
+                    let (time, limit) = (time?, (*limit)?);
+                    (time > limit).then(|| (phase.replace('_', " "), time, limit))
+                })
+        };
+        let say = |(phase, time, limit): (String, Duration, Duration), which: &str| {
+            format!(
+                "{phase} took {:.3} ms, above the {which} threshold of {}",
+                time.as_secs_f64() * 1e3,
+                crate::duration::format(limit)
+            )
+        };
+        if let Some(slow) = over(&self.critical) {
+            return Some((Status::Down, say(slow, "critical")));
+        }
+        over(&self.warning).map(|slow| (Status::Warning, say(slow, "warning")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const ALL: [Reason; 23] = Reason::ALL;
+
+    #[test]
+    fn phases_are_judged_worst_first() {
+        let mut limits = PhaseLimits::default();
+        assert!(limits.is_empty());
+        assert!(limits.set(false, "first_byte", ms(100).unwrap()));
+        assert!(limits.set(true, "total", ms(500).unwrap()));
+        assert!(!limits.set(true, "handshake", ms(1).unwrap()));
+        let times = |first: u64, total: u64| [None, ms(1), None, ms(first), ms(total)];
+        assert_eq!(
+            limits.judge(times(100, 500)),
+            None,
+            "at the limit is within"
+        );
+        assert_eq!(
+            limits.judge(times(101, 200)),
+            Some((
+                Status::Warning,
+                "first byte took 101.000 ms, above the warning threshold of 100ms".into()
+            ))
+        );
+        assert_eq!(limits.judge(times(101, 501)).unwrap().0, Status::Down);
+        // A phase that did not happen is not judged.
+        assert_eq!(limits.judge([None; 5]), None);
+    }
 
     fn ms(n: u64) -> Option<Duration> {
         Some(Duration::from_millis(n))

@@ -140,6 +140,13 @@ pub struct ProbeOverrides {
     /// A value in a JSON body.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_json: Option<JsonSpec>,
+    /// Phase thresholds above which a check is WARNING: dns, connect,
+    /// tls, first_byte, total.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase_warning: Option<std::collections::BTreeMap<String, String>>,
+    /// Phase thresholds above which a check is DOWN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase_critical: Option<std::collections::BTreeMap<String, String>>,
     /// Send/expect steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<StepSpec>>,
@@ -254,6 +261,8 @@ impl ProbeOverrides {
             http_absent: pick(&self.http_absent, &base.http_absent),
             http_regex: pick(&self.http_regex, &base.http_regex),
             http_json: pick(&self.http_json, &base.http_json),
+            phase_warning: pick(&self.phase_warning, &base.phase_warning),
+            phase_critical: pick(&self.phase_critical, &base.phase_critical),
             steps: pick(&self.steps, &base.steps),
             quit: pick(&self.quit, &base.quit),
             max_bytes: pick(&self.max_bytes, &base.max_bytes),
@@ -292,6 +301,7 @@ impl ProbeOverrides {
             options.tls_settings.warn_days = days;
         }
         options.http = self.http()?;
+        options.phases = self.phases()?;
         if let Some(max) = self.max_bytes {
             if !(16..=1 << 24).contains(&max) {
                 return Err(("max_bytes", "max_bytes must be from 16 to 16777216".into()));
@@ -345,6 +355,31 @@ impl ProbeOverrides {
             Some(proto::Conflict::Http(message)) => Err(("http_method", message)),
             None => Ok((!options.connect_only()).then_some(options)),
         }
+    }
+
+    /// The phase thresholds; the error names the key and the fix.
+    pub fn phases(&self) -> Result<portwatch_probe::verdict::PhaseLimits, (&'static str, String)> {
+        let mut limits = portwatch_probe::verdict::PhaseLimits::default();
+        for (key, critical, table) in [
+            ("phase_warning", false, &self.phase_warning),
+            ("phase_critical", true, &self.phase_critical),
+        ] {
+            for (phase, text) in table.iter().flatten() {
+                let limit = portwatch_probe::duration::parse(text)
+                    .map_err(|e| (key, format!("{key}.{phase}: {e}")))?;
+                if !limits.set(critical, phase, limit) {
+                    return Err((
+                        key,
+                        format!(
+                            "unknown phase '{}': use {}",
+                            portwatch_probe::text::visible(phase),
+                            portwatch_probe::verdict::PHASES.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(limits)
     }
 
     /// The HTTP settings. A check with content rules and no method sends

@@ -35,6 +35,8 @@ pub struct Settings {
     pub http_absent: Option<Spanned<String>>,
     pub http_regex: Option<Spanned<String>>,
     pub http_json: Option<Spanned<crate::config::probe::JsonSpec>>,
+    pub phase_warning: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub phase_critical: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     pub steps: Option<Spanned<Vec<crate::config::probe::StepSpec>>>,
     pub quit: Option<Spanned<String>>,
     pub max_bytes: Option<Spanned<i64>>,
@@ -126,6 +128,12 @@ macro_rules! with_settings {
             /// A value in a JSON body.
             #[serde(default)]
             pub http_json: Option<Spanned<crate::config::probe::JsonSpec>>,
+            /// Phase thresholds above which a check is WARNING.
+            #[serde(default)]
+            pub phase_warning: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+            /// Phase thresholds above which a check is DOWN.
+            #[serde(default)]
+            pub phase_critical: Option<Spanned<std::collections::BTreeMap<String, String>>>,
             /// Send/expect steps.
             #[serde(default)]
             pub steps: Option<Spanned<Vec<crate::config::probe::StepSpec>>>,
@@ -166,6 +174,8 @@ macro_rules! with_settings {
                     http_absent: self.http_absent.clone(),
                     http_regex: self.http_regex.clone(),
                     http_json: self.http_json.clone(),
+                    phase_warning: self.phase_warning.clone(),
+                    phase_critical: self.phase_critical.clone(),
                     steps: self.steps.clone(),
                     quit: self.quit.clone(),
                     max_bytes: self.max_bytes.clone(),

@@ -561,6 +561,14 @@ fn http_content_settings_speak_http_on_any_port_and_bad_ones_are_named_where_wri
             "test.toml:6:19: http_contains is empty",
         ),
         (
+            format!("{base}  phase_warning = {{ handshake = \"1s\" }}\n"),
+            "test.toml:6:19: unknown phase 'handshake'",
+        ),
+        (
+            format!("{base}  phase_critical = {{ total = \"soon\" }}\n"),
+            "test.toml:6:20: phase_critical.total:",
+        ),
+        (
             format!("{base}  protocol = \"ssh\"\n  http_contains = \"ok\"\n"),
             "test.toml:6:14: http_* settings are for HTTP, not ssh",
         ),

@@ -475,6 +475,8 @@ pub struct ProtoOptions {
     pub quit: Option<Vec<u8>>,
     /// The most bytes read.
     pub max_bytes: usize,
+    /// Thresholds on the phases (DNS, connect, TLS, first byte, total).
+    pub phases: crate::verdict::PhaseLimits,
 }
 
 impl Default for ProtoOptions {
@@ -493,6 +495,7 @@ impl Default for ProtoOptions {
             steps: Vec::new(),
             quit: None,
             max_bytes: 64 * 1024,
+            phases: crate::verdict::PhaseLimits::default(),
         }
     }
 }
