@@ -435,10 +435,16 @@ fn sensor_metrics(registry: &mut Registry, rows: &[crate::store::StatusRow]) {
     );
     let phases = Family::<PhaseLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     let cert_expiry = Family::<SensorLabels, Gauge>::default();
+    let ping_loss = Family::<SensorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     registry.register(
         "portwatch_sensor_phase_seconds",
         "Protocol checks: the last check's TLS handshake, first byte and total time",
         phases.clone(),
+    );
+    registry.register(
+        "portwatch_sensor_ping_loss_ratio",
+        "PING sensors: the share of the last check's echo requests that got no reply (0 to 1)",
+        ping_loss.clone(),
     );
     registry.register(
         "portwatch_sensor_cert_expiry_timestamp_seconds",
@@ -504,6 +510,14 @@ fn sensor_metrics(registry: &mut Registry, rows: &[crate::store::StatusRow]) {
             }
             if let Some(seconds) = details.cert_not_after_s {
                 cert_expiry.get_or_create(&labels).set(seconds);
+            }
+            if let Some(loss) = details
+                .details
+                .get("loss_percent")
+                .and_then(|p| p.parse::<f64>().ok())
+                .filter(|_| row.ping)
+            {
+                ping_loss.get_or_create(&labels).set(loss / 100.0);
             }
         }
     }

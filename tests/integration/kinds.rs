@@ -269,4 +269,18 @@ host = "127.0.0.1"
         std::thread::sleep(Duration::from_millis(250));
     };
     assert!(lines.contains("Welcome"), "{lines}");
+    // /metrics: the PING sensors' loss, with no port and service="ping".
+    let scrape = Command::new("ip")
+        .args(["netns", "exec", &lab.client, "python3", "-c"])
+        .arg("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/metrics', timeout=5).read().decode())")
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&scrape.stdout);
+    for (server, loss) in [("router", "0.0"), ("branch-router", "1.0")] {
+        let wanted = format!(
+            "portwatch_sensor_ping_loss_ratio{{group=\"\",server=\"{server}\",sensor=\"ping\",host=\"192.0.2.{}\",port=\"\",service=\"ping\"}} {loss}",
+            if server == "router" { 2 } else { 3 }
+        );
+        assert!(metrics.contains(&wanted), "{wanted}\n{metrics}");
+    }
 }
