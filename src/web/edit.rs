@@ -105,22 +105,14 @@ fn fields(form: &EditForm) -> Vec<Field> {
             ),
         ];
     }
-    if form.beat.kind == "ping" {
-        return vec![
+    // What every checked kind has: its schedule, thresholds, re-checks
+    // and dependency.
+    let checked = |warning: &'static str, critical: &'static str| {
+        vec![
             field("interval", "Interval", "inherited", &form.interval),
             field("timeout", "Timeout", "inherited", &form.timeout),
-            field(
-                "warning",
-                "Warning above (average round trip)",
-                "none",
-                &form.warning,
-            ),
-            field(
-                "critical",
-                "Down above (average round trip)",
-                "none",
-                &form.critical,
-            ),
+            field("warning", warning, "none", &form.warning),
+            field("critical", critical, "none", &form.critical),
             field(
                 "retries",
                 "Re-checks before DOWN",
@@ -133,10 +125,16 @@ fn fields(form: &EditForm) -> Vec<Field> {
                 "server/sensor",
                 &form.depends_on,
             ),
-        ];
-    }
-    if form.beat.kind == "udp" {
-        return vec![
+        ]
+    };
+    let own = match form.beat.kind.as_str() {
+        "ping" => {
+            return checked(
+                "Warning above (average round trip)",
+                "Down above (average round trip)",
+            );
+        }
+        "udp" => vec![
             field("port", "Port", "the protocol's", &form.port),
             field(
                 "udp_protocol",
@@ -152,26 +150,8 @@ fn fields(form: &EditForm) -> Vec<Field> {
             ),
             field("udp_send", "Or send", "PING\\n", &form.udp.udp_send),
             field("udp_expect", "and expect", "PONG", &form.udp.udp_expect),
-            field("interval", "Interval", "inherited", &form.interval),
-            field("timeout", "Timeout", "inherited", &form.timeout),
-            field("warning", "Warning above", "none", &form.warning),
-            field("critical", "Down above", "none", &form.critical),
-            field(
-                "retries",
-                "Re-checks before DOWN",
-                "inherited",
-                &form.retries,
-            ),
-            field(
-                "depends_on",
-                "Depends on",
-                "server/sensor",
-                &form.depends_on,
-            ),
-        ];
-    }
-    if form.beat.kind == "dns" {
-        return vec![
+        ],
+        "dns" => vec![
             field("port", "Port", "53", &form.port),
             field(
                 "dns_query",
@@ -186,23 +166,14 @@ fn fields(form: &EditForm) -> Vec<Field> {
                 "192.0.2.10, 192.0.2.11 (any one)",
                 &form.dns.dns_expect,
             ),
-            field("interval", "Interval", "inherited", &form.interval),
-            field("timeout", "Timeout", "inherited", &form.timeout),
-            field("warning", "Warning above", "none", &form.warning),
-            field("critical", "Down above", "none", &form.critical),
-            field(
-                "retries",
-                "Re-checks before DOWN",
-                "inherited",
-                &form.retries,
-            ),
-            field(
-                "depends_on",
-                "Depends on",
-                "server/sensor",
-                &form.depends_on,
-            ),
-        ];
+        ],
+        _ => Vec::new(),
+    };
+    if !own.is_empty() {
+        return own
+            .into_iter()
+            .chain(checked("Warning above", "Down above"))
+            .collect();
     }
     vec![
         field("port", "Port", "443 or https", &form.port),

@@ -13,7 +13,7 @@ use hickory_resolver::proto::rr::{RData, Record};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{Pki, json_lines, outcome, portwatch};
+use crate::util::{Pki, outcome, portwatch, said};
 
 /// dnsmasq, authoritative for `test.example`, on a free loopback port;
 /// killed when dropped.
@@ -89,21 +89,7 @@ fn dnsmasq(test: &str) -> Option<Dnsmasq> {
 
 /// `portwatch check --format json` with `args` against `target`.
 fn check(target: &str, args: &[&str]) -> (i32, Value) {
-    let mut all = vec!["check", "--format", "json"];
-    if !args.contains(&"--timeout") {
-        all.extend(["--timeout", "2s"]);
-    }
-    all.extend_from_slice(args);
-    all.push(target);
-    let (code, stdout, stderr) = outcome(&portwatch(&all));
-    let result = json_lines(&stdout)
-        .pop()
-        .unwrap_or_else(|| panic!("{args:?}: {stderr}"));
-    (code, result)
-}
-
-fn said(result: &Value) -> &str {
-    result["message"].as_str().unwrap_or("")
+    crate::util::check_one(target, args, "2s")
 }
 
 #[test]
@@ -432,7 +418,7 @@ fn dns_over_tls_verifies_the_server_and_reports_its_certificate() {
 
 #[test]
 fn bad_dns_options_are_refused_before_any_packet() {
-    for (args, says) in [
+    crate::util::assert_refused(&[
         (
             &["--dns-query", "a b"][..],
             "--dns-query: 'a b' is not a DNS name",
@@ -461,15 +447,7 @@ fn bad_dns_options_are_refused_before_any_packet() {
             &["--dns-query", "x.example", "--protocol", "ssh"][..],
             "--dns-query asks a name server",
         ),
-    ] {
-        let mut all = vec!["check"];
-        all.extend_from_slice(args);
-        all.push("127.0.0.1:53");
-        let (code, _, stderr) = outcome(&portwatch(&all));
-        assert_eq!(code, 3, "bad input: {args:?}: {stderr}");
-        assert!(stderr.contains(says), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    }
+    ]);
 }
 
 #[test]

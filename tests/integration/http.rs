@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{json_lines, outcome, portwatch};
+use crate::util::{json_lines, outcome, portwatch, said};
 
 /// The answer to one request: status line, headers and body as bytes.
 fn answer(method: &str, path: &str, headers: &str, body: &[u8], port: u16) -> Vec<u8> {
@@ -125,22 +125,7 @@ fn server() -> u16 {
 
 /// `portwatch check --format json` against the server: exit code and result.
 fn check(port: u16, args: &[&str]) -> (i32, Value) {
-    let target = format!("127.0.0.1:{port}");
-    let mut all = vec!["check", "--format", "json", "--timeout", "5s"];
-    all.extend_from_slice(args);
-    all.push(&target);
-    let (code, stdout, stderr) = outcome(&portwatch(&all));
-    let mut results = json_lines(&stdout);
-    assert_eq!(
-        results.len(),
-        1,
-        "{args:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    (code, results.remove(0))
-}
-
-fn said(result: &Value) -> &str {
-    result["message"].as_str().unwrap_or("")
+    crate::util::check_one(&format!("127.0.0.1:{port}"), args, "5s")
 }
 
 #[test]
@@ -385,7 +370,7 @@ fn a_body_is_sent_and_a_long_answer_is_cut_at_max_bytes() {
 
 #[test]
 fn bad_http_options_are_refused_before_any_packet() {
-    for (args, says) in [
+    crate::util::assert_refused(&[
         (
             &["--http-method", "BREW"][..],
             "--http-method: unknown HTTP method 'BREW'",
@@ -418,15 +403,7 @@ fn bad_http_options_are_refused_before_any_packet() {
             &["--http-auth", "basic", "--http-secret-env", "X"][..],
             "--http-auth: basic http_auth needs user",
         ),
-    ] {
-        let mut all = vec!["check"];
-        all.extend_from_slice(args);
-        all.push("127.0.0.1:9");
-        let (code, _, stderr) = outcome(&portwatch(&all));
-        assert_eq!(code, 3, "bad input: {args:?}: {stderr}");
-        assert!(stderr.contains(says), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    }
+    ]);
 }
 
 #[test]
@@ -543,7 +520,7 @@ fn slow_phases_are_warning_or_down_by_their_own_thresholds() {
         ],
     );
     assert_eq!(code, 0, "{quick}");
-    for (args, says) in [
+    crate::util::assert_refused(&[
         (
             &["--protocol", "http", "--phase-warning", "handshake=1s"][..],
             "--phase-warning: unknown phase 'handshake'",
@@ -556,12 +533,5 @@ fn slow_phases_are_warning_or_down_by_their_own_thresholds() {
             &["--phase-warning", "total=1s"][..],
             "judge a protocol check",
         ),
-    ] {
-        let mut all = vec!["check"];
-        all.extend_from_slice(args);
-        all.push("127.0.0.1:9");
-        let (code, _, stderr) = outcome(&portwatch(&all));
-        assert_eq!(code, 3, "{args:?}: {stderr}");
-        assert!(stderr.contains(says), "{args:?}: {stderr}");
-    }
+    ]);
 }

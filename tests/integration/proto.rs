@@ -323,7 +323,7 @@ fn tls_certificates_are_verified_reported_and_judged_by_expiry() {
 
 #[test]
 fn bad_protocol_options_are_refused_with_the_fix() {
-    for (args, says) in [
+    crate::util::assert_refused(&[
         (&["--protocol", "gopherx"][..], "unknown protocol 'gopherx'"),
         (
             &["--protocol", "redis", "--tls", "starttls"][..],
@@ -339,15 +339,7 @@ fn bad_protocol_options_are_refused_with_the_fix() {
             &["--protocol", "http", "--http-status", "99"][..],
             "--http-status: 99 is not an HTTP status",
         ),
-    ] {
-        let mut all = vec!["check"];
-        all.extend_from_slice(args);
-        all.push("127.0.0.1:9");
-        let (code, _, stderr) = outcome(&portwatch(&all));
-        assert_eq!(code, 3, "bad input: {args:?}");
-        assert!(stderr.contains(says), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    }
+    ]);
 }
 
 #[test]

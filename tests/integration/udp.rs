@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{TempDir, json_lines, outcome, portwatch};
+use crate::util::{TempDir, outcome, portwatch, said};
 
 /// A daemon on a loopback UDP port; killed when dropped.
 struct Daemon {
@@ -87,18 +87,7 @@ fn daemon(
 
 /// `portwatch check --format json` with `args` against `target`.
 fn check(target: &str, args: &[&str]) -> (i32, Value) {
-    let mut all = vec!["check", "--format", "json", "--timeout", "1s"];
-    all.extend_from_slice(args);
-    all.push(target);
-    let (code, stdout, stderr) = outcome(&portwatch(&all));
-    let result = json_lines(&stdout)
-        .pop()
-        .unwrap_or_else(|| panic!("{args:?}: {stderr}"));
-    (code, result)
-}
-
-fn said(result: &Value) -> &str {
-    result["message"].as_str().unwrap_or("")
+    crate::util::check_one(target, args, "1s")
 }
 
 #[test]
@@ -315,7 +304,7 @@ fn a_netbios_name_service_lists_its_names() {
 
 #[test]
 fn bad_udp_options_are_refused_before_any_packet() {
-    for (args, says) in [
+    crate::util::assert_refused(&[
         (&["--udp", "quic"][..], "--udp: unknown UDP protocol 'quic'"),
         (
             &["--udp", "ntp", "--snmp-community", "x"][..],
@@ -331,13 +320,5 @@ fn bad_udp_options_are_refused_before_any_packet() {
             &["--udp", "ntp", "--protocol", "ssh"][..],
             "--udp sends a UDP request",
         ),
-    ] {
-        let mut all = vec!["check"];
-        all.extend_from_slice(args);
-        all.push("127.0.0.1:9");
-        let (code, _, stderr) = outcome(&portwatch(&all));
-        assert_eq!(code, 3, "bad input: {args:?}: {stderr}");
-        assert!(stderr.contains(says), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    }
+    ]);
 }

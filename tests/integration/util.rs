@@ -33,6 +33,45 @@ pub fn outcome(output: &Output) -> (i32, String, String) {
     )
 }
 
+/// `portwatch check --format json` with `args` against `target`, with a
+/// `--timeout` of `timeout` unless `args` gives one: the exit code and the
+/// one result.
+pub fn check_one(target: &str, args: &[&str], timeout: &str) -> (i32, serde_json::Value) {
+    let mut all = vec!["check", "--format", "json"];
+    if !args.contains(&"--timeout") {
+        all.extend(["--timeout", timeout]);
+    }
+    all.extend_from_slice(args);
+    all.push(target);
+    let (code, stdout, stderr) = outcome(&portwatch(&all));
+    let mut results = json_lines(&stdout);
+    assert_eq!(
+        results.len(),
+        1,
+        "{args:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    (code, results.remove(0))
+}
+
+/// A result's message.
+pub fn said(result: &serde_json::Value) -> &str {
+    result["message"].as_str().unwrap_or("")
+}
+
+/// Each of `cases` (`check` options, and what the error says) is refused
+/// before any packet: exit 3 and one line on stderr that says it.
+pub fn assert_refused(cases: &[(&[&str], &str)]) {
+    for (args, says) in cases {
+        let mut all = vec!["check"];
+        all.extend_from_slice(args);
+        all.push("127.0.0.1:9");
+        let (code, _, stderr) = outcome(&portwatch(&all));
+        assert_eq!(code, 3, "bad input: {args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+}
+
 /// Parses JSON Lines output.
 pub fn json_lines(stdout: &str) -> Vec<Value> {
     stdout

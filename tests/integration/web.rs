@@ -1894,7 +1894,7 @@ async fn heartbeat_push_urls_take_pushes(_dir: TempDir, state: AppState) {
     assert_eq!(headers[header::RETRY_AFTER], "60");
     // Heartbeat sensors made through the API and the form, their
     // settings checked like the file's.
-    for (body, status, wanted) in [
+    add_sensors(&state, &token, &[
         (
             r#"{"server": "ci", "host": "ci.internal", "kind": "heartbeat", "every": "1h"}"#,
             StatusCode::CREATED,
@@ -1915,11 +1915,8 @@ async fn heartbeat_push_urls_take_pushes(_dir: TempDir, state: AppState) {
             StatusCode::BAD_REQUEST,
             "grace: 'every' and 'grace' are for heartbeat sensors",
         ),
-    ] {
-        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
-        assert_eq!(got, status, "{body}: {reply}");
-        assert!(reply.contains(wanted), "{body}: {reply}");
-    }
+    ])
+    .await;
     let made = sensor_id(&state, "ci/heartbeat").await;
     let (_, _, overrides, _) = state.db().sensor_settings(made).await.unwrap();
     assert_eq!(
@@ -2026,7 +2023,7 @@ async fn http_content_settings_through_the_api_and_the_forms(_dir: TempDir, stat
         .create_token("ops".into(), Role::Admin)
         .await
         .unwrap();
-    for (body, status, wanted) in [
+    add_sensors(&state, &token, &[
         (
             r#"{"server": "shop", "host": "shop.example", "port": 8080, "name": "api", "http": {"path": "/health", "headers": {"X-Key": "k"}, "auth": {"scheme": "bearer", "env": "SHOP_TOKEN"}, "json": {"path": "status", "equals": "ok"}, "follow": true}}"#,
             StatusCode::CREATED,
@@ -2052,11 +2049,8 @@ async fn http_content_settings_through_the_api_and_the_forms(_dir: TempDir, stat
             StatusCode::UNPROCESSABLE_ENTITY,
             "password",
         ),
-    ] {
-        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
-        assert_eq!(got, status, "{body}: {reply}");
-        assert!(reply.contains(wanted), "{body}: {reply}");
-    }
+    ])
+    .await;
     let made = sensor_id(&state, "shop/api").await;
     let (_, _, overrides, _) = state.db().sensor_settings(made).await.unwrap();
     let probe = overrides.probe.expect("HTTP settings stored");
@@ -2160,7 +2154,7 @@ async fn dns_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppStat
         .create_token("ops".into(), Role::Admin)
         .await
         .unwrap();
-    for (body, status, wanted) in [
+    add_sensors(&state, &token, &[
         (
             r#"{"server": "ns1", "host": "192.0.2.53", "kind": "dns", "dns": {"query": "www.example.com", "expect": ["192.0.2.10"]}}"#,
             StatusCode::CREATED,
@@ -2186,11 +2180,8 @@ async fn dns_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppStat
             StatusCode::BAD_REQUEST,
             "DNS settings are for DNS sensors",
         ),
-    ] {
-        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
-        assert_eq!(got, status, "{body}: {reply}");
-        assert!(reply.contains(wanted), "{body}: {reply}");
-    }
+    ])
+    .await;
     let made = sensor_id(&state, "ns1/dns").await;
     let row = state.db().status_of(made).await.unwrap();
     assert_eq!(row.port, 53, "a name server's port by default");
@@ -2276,7 +2267,7 @@ async fn udp_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppStat
         .create_token("ops".into(), Role::Admin)
         .await
         .unwrap();
-    for (body, status, wanted) in [
+    add_sensors(&state, &token, &[
         (
             r#"{"server": "infra", "host": "192.0.2.1", "kind": "udp", "udp": {"protocol": "ntp"}}"#,
             StatusCode::CREATED,
@@ -2297,11 +2288,8 @@ async fn udp_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppStat
             StatusCode::BAD_REQUEST,
             "UDP settings are for UDP sensors",
         ),
-    ] {
-        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
-        assert_eq!(got, status, "{body}: {reply}");
-        assert!(reply.contains(wanted), "{body}: {reply}");
-    }
+    ])
+    .await;
     let ntp = sensor_id(&state, "infra/ntp").await;
     assert_eq!(state.db().status_of(ntp).await.unwrap().port, 123);
     // The form, with a community.
@@ -2371,7 +2359,7 @@ async fn ping_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppSta
         .create_token("ops".into(), Role::Admin)
         .await
         .unwrap();
-    for (body, status, wanted) in [
+    add_sensors(&state, &token, &[
         (
             r#"{"server": "router", "host": "192.0.2.1", "kind": "ping", "ping": {"count": 5}}"#,
             StatusCode::CREATED,
@@ -2387,11 +2375,8 @@ async fn ping_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppSta
             StatusCode::BAD_REQUEST,
             "ping.count: count = 99",
         ),
-    ] {
-        let (got, _, reply) = send(&state, api(&token, "POST", "/api/sensors", body)).await;
-        assert_eq!(got, status, "{body}: {reply}");
-        assert!(reply.contains(wanted), "{body}: {reply}");
-    }
+    ])
+    .await;
     let made = sensor_id(&state, "router/ping").await;
     let (port, _, overrides, _) = state.db().sensor_settings(made).await.unwrap();
     assert_eq!((port, overrides.ping.unwrap().count), (0, Some(5)));
@@ -2440,6 +2425,16 @@ async fn ping_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppSta
     assert_eq!(port, 0);
     assert_eq!(overrides.interval, Some(std::time::Duration::from_secs(30)));
     assert_eq!(overrides.ping.unwrap().count, Some(5), "kept");
+}
+
+/// Each of `cases` (a body for `POST /api/sensors`, the status wanted and
+/// a text the reply must hold) sent with `token`.
+async fn add_sensors(state: &AppState, token: &str, cases: &[(&str, StatusCode, &str)]) {
+    for (body, status, wanted) in cases {
+        let (got, _, reply) = send(state, api(token, "POST", "/api/sensors", body)).await;
+        assert_eq!(got, *status, "{body}: {reply}");
+        assert!(reply.contains(wanted), "{body}: {reply}");
+    }
 }
 
 macro_rules! on_both_stores {
