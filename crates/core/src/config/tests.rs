@@ -14,8 +14,16 @@ fn error(text: &str) -> String {
 #[test]
 fn the_shipped_example_is_valid() {
     let config = parse(include_str!("../../../../examples/portwatch.toml")).unwrap();
-    assert_eq!(config.counts(), (3, 2, 4));
+    assert_eq!(config.counts(), (3, 2, 8));
     let sensors = resolve(&config);
+    // Every kind of sensor it shows.
+    let kind = |path: &str| sensors.iter().find(|s| s.path == path).unwrap();
+    assert!(kind("router/ping").ping.is_some());
+    assert!(kind("router/dns-www").dns.is_some());
+    assert!(kind("router/ntp").udp.is_some());
+    assert!(kind("files/nightly-backup").heartbeat.is_some());
+    let intranet = kind("files/intranet").probe.as_ref().unwrap();
+    assert_eq!(intranet.plan(8080).unwrap().protocol.as_str(), "http");
     let ssh = sensors.iter().find(|s| s.path == "router/ssh").unwrap();
     assert_eq!(
         ssh.settings.interval,
