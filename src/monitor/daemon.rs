@@ -517,9 +517,9 @@ fn check_options(spec: &ResolvedSensor, close: CloseMode) -> CheckOptions {
         source: None,
         close,
         proto: spec.probe.clone(),
-        dns: spec.dns.clone(),
-        udp: spec.udp.clone(),
-        ping: spec.ping,
+        dns: spec.dns().cloned(),
+        udp: spec.udp().cloned(),
+        ping: spec.ping(),
     }
 }
 

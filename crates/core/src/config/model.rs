@@ -338,12 +338,47 @@ pub struct ResolvedSensor {
     /// checked (its port is 0). Boxed: most sensors have none, and the
     /// monitor holds one of these per sensor.
     pub heartbeat: Option<Box<crate::monitor::heartbeat::Heartbeat>>,
-    /// A DNS sensor's query: asked of the host's name server at the port.
-    pub dns: Option<std::sync::Arc<portwatch_probe::dns::DnsOptions>>,
-    /// A UDP sensor's request, sent to the host at the port.
-    pub udp: Option<std::sync::Arc<portwatch_probe::udp::UdpProtocol>>,
-    /// A PING sensor's echo requests, sent to the host.
-    pub ping: Option<portwatch_probe::ping::PingOptions>,
+    /// What a DNS, UDP or PING sensor sends instead of connecting. Boxed
+    /// and in one field: most sensors send none, and the monitor holds one
+    /// of these per sensor.
+    pub query: Option<Box<Query>>,
+}
+
+/// What a sensor that does not connect sends its host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    /// A DNS question, asked of the host's name server at the port.
+    Dns(std::sync::Arc<portwatch_probe::dns::DnsOptions>),
+    /// A UDP service's request, sent to the host at the port.
+    Udp(std::sync::Arc<portwatch_probe::udp::UdpProtocol>),
+    /// ICMP echo requests.
+    Ping(portwatch_probe::ping::PingOptions),
+}
+
+impl ResolvedSensor {
+    /// A DNS sensor's question.
+    pub fn dns(&self) -> Option<&std::sync::Arc<portwatch_probe::dns::DnsOptions>> {
+        match self.query.as_deref() {
+            Some(Query::Dns(dns)) => Some(dns),
+            _ => None,
+        }
+    }
+
+    /// A UDP sensor's request.
+    pub fn udp(&self) -> Option<&std::sync::Arc<portwatch_probe::udp::UdpProtocol>> {
+        match self.query.as_deref() {
+            Some(Query::Udp(udp)) => Some(udp),
+            _ => None,
+        }
+    }
+
+    /// A PING sensor's echo requests.
+    pub fn ping(&self) -> Option<portwatch_probe::ping::PingOptions> {
+        match self.query.as_deref() {
+            Some(Query::Ping(ping)) => Some(*ping),
+            _ => None,
+        }
+    }
 }
 
 /// The chain of group paths from the root to `path`: `A`, `A/B`, `A/B/C`.
@@ -421,7 +456,7 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
             let dns = overrides.dns.as_ref().and_then(|spec| {
                 let tls = super::dns::tls_settings(overrides.probe.as_deref());
                 match spec.options(tls) {
-                    Ok(options) => Some(std::sync::Arc::new(options)),
+                    Ok(options) => Some(Query::Dns(std::sync::Arc::new(options))),
                     Err((key, message)) => {
                         tracing::warn!(sensor = %path, key, %message, "DNS settings ignored");
                         None
@@ -432,7 +467,7 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                 .udp
                 .as_ref()
                 .and_then(|spec| match spec.protocol() {
-                    Ok(protocol) => Some(std::sync::Arc::new(protocol)),
+                    Ok(protocol) => Some(Query::Udp(std::sync::Arc::new(protocol))),
                     Err((key, message)) => {
                         tracing::warn!(sensor = %path, key, %message, "UDP settings ignored");
                         None
@@ -442,7 +477,7 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                 .ping
                 .as_ref()
                 .and_then(|spec| match spec.options() {
-                    Ok(options) => Some(options),
+                    Ok(options) => Some(Query::Ping(options)),
                     Err((key, message)) => {
                         tracing::warn!(sensor = %path, key, %message, "PING settings ignored");
                         None
@@ -455,9 +490,7 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
             resolved.push(ResolvedSensor {
                 probe: if speaks { probe } else { None },
                 heartbeat,
-                dns,
-                udp,
-                ping,
+                query: dns.or(udp).or(ping).map(Box::new),
                 locations,
                 down_when: overrides.down_when,
                 depends_on: overrides.depends_on.clone().filter(|dep| *dep != path),

@@ -18,9 +18,9 @@ fn the_shipped_example_is_valid() {
     let sensors = resolve(&config);
     // Every kind of sensor it shows.
     let kind = |path: &str| sensors.iter().find(|s| s.path == path).unwrap();
-    assert!(kind("router/ping").ping.is_some());
-    assert!(kind("router/dns-www").dns.is_some());
-    assert!(kind("router/ntp").udp.is_some());
+    assert!(kind("router/ping").ping().is_some());
+    assert!(kind("router/dns-www").dns().is_some());
+    assert!(kind("router/ntp").udp().is_some());
     assert!(kind("files/nightly-backup").heartbeat.is_some());
     let intranet = kind("files/intranet").probe.as_ref().unwrap();
     assert_eq!(intranet.plan(8080).unwrap().protocol.as_str(), "http");
@@ -603,13 +603,13 @@ fn dns_sensors_ask_their_server_and_bad_keys_are_named_where_written() {
     let resolved = crate::config::model::resolve(&config);
     let a = &resolved[0];
     assert_eq!((a.path.as_str(), a.port), ("ns1/dns", 53));
-    let options = a.dns.as_deref().expect("a DNS sensor");
+    let options = a.dns().expect("a DNS sensor");
     assert_eq!(options.name, "www.example.com.");
     assert_eq!(options.expect.len(), 2);
     assert!(a.probe.is_none());
     let mx = &resolved[1];
     assert_eq!(mx.port, 853, "DNS over TLS listens on 853");
-    let options = mx.dns.as_deref().unwrap();
+    let options = mx.dns().unwrap();
     assert_eq!(options.record.to_string(), "MX");
     assert!(!options.tls.verify, "insecure applies to DNS over TLS");
 
@@ -672,9 +672,9 @@ fn udp_sensors_send_their_protocol_and_bad_keys_are_named_where_written() {
             ("infra/game", 27015)
         ]
     );
-    assert_eq!(resolved[0].udp.as_deref(), Some(&UdpProtocol::Ntp));
+    assert_eq!(resolved[0].udp().map(|u| &**u), Some(&UdpProtocol::Ntp));
     assert_eq!(
-        resolved[1].udp.as_deref(),
+        resolved[1].udp().map(|u| &**u),
         Some(&UdpProtocol::Snmp(Some("monitor".into())))
     );
     assert!(resolved.iter().all(|s| s.probe.is_none()));
@@ -724,7 +724,7 @@ fn ping_sensors_have_no_port_and_their_servers_depend_on_them() {
     let resolved = crate::config::model::resolve(&config);
     let ping = &resolved[0];
     assert_eq!((ping.path.as_str(), ping.port), ("router/ping", 0));
-    let options = ping.ping.expect("a PING sensor");
+    let options = ping.ping().expect("a PING sensor");
     assert_eq!((options.count, options.loss_warning), (5, 40));
     assert!(ping.probe.is_none());
     assert_eq!(resolved[1].depends_on.as_deref(), Some("router/ping"));
