@@ -566,6 +566,8 @@ mod tests {
             PingStats::of(&[Echo::Reply(ms(5))]).times().unwrap().3,
             Duration::ZERO
         );
+        let two = PingStats::of(&[Echo::Reply(ms(5)), Echo::Reply(ms(9))]);
+        assert_eq!(two.times().unwrap().3, ms(4), "two replies have a jitter");
     }
 
     #[test]
@@ -578,6 +580,12 @@ mod tests {
             0,
             "a packet with its checksum sums to zero"
         );
+        // RFC 1071's example: the carries fold back in.
+        assert_eq!(
+            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0x220d
+        );
+        assert_eq!(checksum(&[0xff]), 0x00ff, "an odd byte is padded with zero");
         assert_eq!(echo_request(true, 1, 2)[0], 128);
     }
 

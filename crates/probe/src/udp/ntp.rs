@@ -12,7 +12,7 @@ const ERA: i64 = 2_208_988_800;
 fn to_ntp(time: jiff::Timestamp) -> u64 {
     let seconds = (time.as_second() + ERA) as u64;
     let fraction = (u64::from(time.subsec_nanosecond() as u32) << 32) / 1_000_000_000;
-    (seconds << 32) | fraction
+    (seconds << 32) + fraction
 }
 
 /// An NTP timestamp as seconds since the Unix epoch.
@@ -125,6 +125,7 @@ mod tests {
             details.contains(&("offset_ms", "2500.000".into())),
             "{details:?}"
         );
+        assert!(details.contains(&("version", "4".into())), "{details:?}");
         let gps = judge(&answer(0x24, 1, *b"GPS\0", t1), t1, t1).unwrap();
         assert!(gps.contains(&("reference", "GPS".into())), "{gps:?}");
     }
