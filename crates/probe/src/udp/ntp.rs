@@ -107,6 +107,10 @@ mod tests {
         assert_eq!((bytes.len(), bytes[0]), (48, 0x23));
         let sent = u64::from_be_bytes(bytes[40..48].try_into().unwrap());
         assert_eq!(from_ntp(sent), 1_790_000_000.0);
+        // The fraction is kept: half a second is 2^31.
+        let half = now + jiff::SignedDuration::from_millis(500);
+        assert_eq!(to_ntp(half) & 0xffff_ffff, 1 << 31);
+        assert_eq!(from_ntp(to_ntp(half)), 1_790_000_000.5);
     }
 
     #[test]
