@@ -175,24 +175,9 @@ fn fields(form: &EditForm) -> Vec<Field> {
             .chain(checked("Warning above", "Down above"))
             .collect();
     }
-    vec![
-        field("port", "Port", "443 or https", &form.port),
-        field("interval", "Interval", "inherited", &form.interval),
-        field("timeout", "Timeout", "inherited", &form.timeout),
-        field("warning", "Warning above", "none", &form.warning),
-        field("critical", "Down above", "none", &form.critical),
-        field(
-            "retries",
-            "Re-checks before DOWN",
-            "inherited",
-            &form.retries,
-        ),
-        field(
-            "depends_on",
-            "Depends on",
-            "server/sensor",
-            &form.depends_on,
-        ),
+    let mut fields = vec![field("port", "Port", "443 or https", &form.port)];
+    fields.extend(checked("Warning above", "Down above"));
+    fields.extend([
         field(
             "locations",
             "Checked from",
@@ -238,7 +223,8 @@ fn fields(form: &EditForm) -> Vec<Field> {
             "status=ok",
             &form.http.http_json,
         ),
-    ]
+    ]);
+    fields
 }
 
 async fn page(

@@ -2,21 +2,12 @@
 //! chromedriver (fantoccini), against the real `portwatch serve`.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
-use crate::util::{TempDir, bin, closed_port};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::util::{Killed, TempDir, bin, closed_port};
 
 /// Starts `portwatch serve` on a port the kernel picks (no race for a
 /// "free" port) and returns it with the web address it printed.

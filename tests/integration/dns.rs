@@ -4,7 +4,7 @@
 //! over TLS. The real binary asks each question.
 
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -13,20 +13,13 @@ use hickory_resolver::proto::rr::{RData, Record};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{Pki, outcome, portwatch, said};
+use crate::util::{Killed, Pki, outcome, portwatch, said};
 
 /// dnsmasq, authoritative for `test.example`, on a free loopback port;
 /// killed when dropped.
 struct Dnsmasq {
-    child: Child,
+    _child: Killed,
     port: u16,
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts dnsmasq, or `None` (the test skipped) where it is not installed.
@@ -74,7 +67,10 @@ fn dnsmasq(test: &str) -> Option<Dnsmasq> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Dnsmasq { child, port };
+    let server = Dnsmasq {
+        _child: Killed(child),
+        port,
+    };
     // Ready when it answers over TCP.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -5,23 +5,14 @@
 //! by its content, and a nightly backup by heartbeat. The monitor runs in
 //! the lab's client namespace, the daemons on its loopback.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Lab, TempDir, lab_available, outcome, portwatch};
+use crate::util::{Killed, Lab, TempDir, lab_available, outcome, portwatch};
 
-/// A process in the client namespace, killed when dropped.
-struct InLab(Child);
-
-impl Drop for InLab {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(lab: &Lab, argv: &[&str]) -> InLab {
-    InLab(
+/// Starts `argv` in the lab's client namespace; killed when dropped.
+fn start(lab: &Lab, argv: &[&str]) -> Killed {
+    Killed(
         Command::new("ip")
             .args(["netns", "exec", &lab.client])
             .args(argv)

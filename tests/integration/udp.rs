@@ -4,24 +4,17 @@
 //! and a NetBIOS name service. The real binary sends each request.
 
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{TempDir, outcome, portwatch, said};
+use crate::util::{Killed, TempDir, outcome, portwatch, said};
 
 /// A daemon on a loopback UDP port; killed when dropped.
 struct Daemon {
-    child: Child,
+    _child: Killed,
     port: u16,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A UDP port free on 127.0.0.1 (free when this returns: the daemon
@@ -66,7 +59,10 @@ fn daemon(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let daemon = Daemon { child, port };
+    let daemon = Daemon {
+        _child: Killed(child),
+        port,
+    };
     let target = format!("127.0.0.1:{port}");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {

@@ -72,6 +72,17 @@ pub fn assert_refused(cases: &[(&[&str], &str)]) {
     }
 }
 
+/// A child process, killed (and reaped) when dropped, also when a test
+/// panics.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Parses JSON Lines output.
 pub fn json_lines(stdout: &str) -> Vec<Value> {
     stdout
