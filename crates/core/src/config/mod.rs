@@ -605,8 +605,6 @@ fn sensor_def(
 /// A sensor's DNS keys: its settings when `kind = "dns"` (checked when
 /// the sensor is made), the error at the first DNS key otherwise.
 fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>, ConfigError> {
-    let kind = sensor.kind.as_ref().map(|k| k.get_ref().trim());
-    let is_dns = kind == Some("dns");
     let keys = [
         sensor.query.as_ref().map(|v| v.span()),
         sensor.record.as_ref().map(|v| v.span()),
@@ -614,7 +612,7 @@ fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>
         sensor
             .expect
             .as_ref()
-            .filter(|_| kind != Some("udp"))
+            .filter(|_| !is_kind(sensor, "udp"))
             .map(|v| v.span()),
         sensor.expect_all.as_ref().map(|v| v.span()),
         sensor.rcode.as_ref().map(|v| v.span()),
@@ -622,14 +620,12 @@ fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>
         sensor.recursion.as_ref().map(|v| v.span()),
         sensor.resolver.as_ref().map(|v| v.span()),
     ];
-    if !is_dns {
-        return match keys.into_iter().flatten().next() {
-            Some(at) => Err(locate.error(
-                at,
-                "query, record, expect, expect_all, rcode, transport, recursion and resolver are for DNS sensors: add kind = \"dns\"",
-            )),
-            None => Ok(None),
-        };
+    if !is_kind(sensor, "dns") {
+        return stray(
+            locate,
+            keys,
+            "query, record, expect, expect_all, rcode, transport, recursion and resolver are for DNS sensors: add kind = \"dns\"",
+        );
     }
     let expect = match &sensor.expect {
         None => Vec::new(),
@@ -669,22 +665,12 @@ fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>
 /// A sensor's PING keys: its settings when `kind = "ping"` (checked
 /// here), the error at the first PING key otherwise.
 fn ping_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<ping::PingSpec>, ConfigError> {
-    let is_ping = sensor
-        .kind
-        .as_ref()
-        .is_some_and(|k| k.get_ref().trim() == "ping");
-    if !is_ping {
-        return match [&sensor.count, &sensor.loss_warning]
-            .into_iter()
-            .flatten()
-            .next()
-        {
-            Some(at) => Err(locate.error(
-                at.span(),
-                "count and loss_warning are for PING sensors: add kind = \"ping\"",
-            )),
-            None => Ok(None),
-        };
+    if !is_kind(sensor, "ping") {
+        return stray(
+            locate,
+            [&sensor.count, &sensor.loss_warning].map(|k| k.as_ref().map(|v| v.span())),
+            "count and loss_warning are for PING sensors: add kind = \"ping\"",
+        );
     }
     let spec = ping::PingSpec {
         count: sensor.count.as_ref().map(|v| *v.get_ref()),
@@ -701,6 +687,27 @@ fn ping_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<ping::PingSp
     Ok(Some(spec))
 }
 
+/// Whether a sensor's `kind` is `name`.
+fn is_kind(sensor: &raw::Sensor, name: &str) -> bool {
+    sensor
+        .kind
+        .as_ref()
+        .is_some_and(|k| k.get_ref().trim() == name)
+}
+
+/// The error at the first of `keys` (their spans, where given) that a
+/// sensor of another kind has, with `message`; `Ok(None)` when it has none.
+fn stray<T>(
+    locate: &Locator,
+    keys: impl IntoIterator<Item = Option<std::ops::Range<usize>>>,
+    message: &str,
+) -> Result<Option<T>, ConfigError> {
+    match keys.into_iter().flatten().next() {
+        Some(at) => Err(locate.error(at, message)),
+        None => Ok(None),
+    }
+}
+
 /// The well-known port of a UDP sensor's protocol.
 fn udp_port(spec: &udp::UdpSpec) -> Option<u16> {
     spec.protocol().ok().and_then(|p| p.default_port())
@@ -709,25 +716,19 @@ fn udp_port(spec: &udp::UdpSpec) -> Option<u16> {
 /// A sensor's UDP keys: its settings when `kind = "udp"` (checked here),
 /// the error at the first UDP key otherwise.
 fn udp_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<udp::UdpSpec>, ConfigError> {
-    let is_udp = sensor
-        .kind
-        .as_ref()
-        .is_some_and(|k| k.get_ref().trim() == "udp");
     let text = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
-    if !is_udp {
+    if !is_kind(sensor, "udp") {
         let keys = [
             &sensor.community,
             &sensor.snmp_version,
             &sensor.file,
             &sensor.send,
         ];
-        return match keys.into_iter().flatten().next() {
-            Some(at) => Err(locate.error(
-                at.span(),
-                "community, snmp_version, file and send are for UDP sensors: add kind = \"udp\"",
-            )),
-            None => Ok(None),
-        };
+        return stray(
+            locate,
+            keys.map(|k| k.as_ref().map(|v| v.span())),
+            "community, snmp_version, file and send are for UDP sensors: add kind = \"udp\"",
+        );
     }
     let expect = match &sensor.expect {
         None => None,
