@@ -2017,12 +2017,7 @@ async fn heartbeat_push_urls_take_pushes(_dir: TempDir, state: AppState) {
 /// file's, field named on error) and the forms (the content fields; what
 /// the form does not show, such as headers and auth, kept on edit).
 async fn http_content_settings_through_the_api_and_the_forms(_dir: TempDir, state: AppState) {
-    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
-    let token = state
-        .db()
-        .create_token("ops".into(), Role::Admin)
-        .await
-        .unwrap();
+    let (cookie, csrf, token) = admin(&state).await;
     add_sensors(&state, &token, &[
         (
             r#"{"server": "shop", "host": "shop.example", "port": 8080, "name": "api", "http": {"path": "/health", "headers": {"X-Key": "k"}, "auth": {"scheme": "bearer", "env": "SHOP_TOKEN"}, "json": {"path": "status", "equals": "ok"}, "follow": true}}"#,
@@ -2148,12 +2143,7 @@ async fn http_content_settings_through_the_api_and_the_forms(_dir: TempDir, stat
 /// DNS sensors through the API and the forms: checked as the file's,
 /// their question on the sensor page, edited with their own fields.
 async fn dns_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppState) {
-    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
-    let token = state
-        .db()
-        .create_token("ops".into(), Role::Admin)
-        .await
-        .unwrap();
+    let (cookie, csrf, token) = admin(&state).await;
     add_sensors(&state, &token, &[
         (
             r#"{"server": "ns1", "host": "192.0.2.53", "kind": "dns", "dns": {"query": "www.example.com", "expect": ["192.0.2.10"]}}"#,
@@ -2261,12 +2251,7 @@ async fn dns_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppStat
 /// default, checked as the file's; the SNMP community (a password) never
 /// shown again and kept when an edit leaves it empty.
 async fn udp_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppState) {
-    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
-    let token = state
-        .db()
-        .create_token("ops".into(), Role::Admin)
-        .await
-        .unwrap();
+    let (cookie, csrf, token) = admin(&state).await;
     add_sensors(&state, &token, &[
         (
             r#"{"server": "infra", "host": "192.0.2.1", "kind": "udp", "udp": {"protocol": "ntp"}}"#,
@@ -2353,12 +2338,7 @@ async fn udp_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppStat
 /// as pinged on the dashboard, `service="ping"` in /metrics, edited
 /// without a port.
 async fn ping_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppState) {
-    let (cookie, csrf) = sign_in(&state, "admin", "admin-password").await;
-    let token = state
-        .db()
-        .create_token("ops".into(), Role::Admin)
-        .await
-        .unwrap();
+    let (cookie, csrf, token) = admin(&state).await;
     add_sensors(&state, &token, &[
         (
             r#"{"server": "router", "host": "192.0.2.1", "kind": "ping", "ping": {"count": 5}}"#,
@@ -2425,6 +2405,17 @@ async fn ping_sensors_through_the_api_and_the_forms(_dir: TempDir, state: AppSta
     assert_eq!(port, 0);
     assert_eq!(overrides.interval, Some(std::time::Duration::from_secs(30)));
     assert_eq!(overrides.ping.unwrap().count, Some(5), "kept");
+}
+
+/// An admin's session cookie and CSRF token, and an admin API token.
+async fn admin(state: &AppState) -> (String, String, String) {
+    let (cookie, csrf) = sign_in(state, "admin", "admin-password").await;
+    let token = state
+        .db()
+        .create_token("ops".into(), Role::Admin)
+        .await
+        .unwrap();
+    (cookie, csrf, token)
 }
 
 /// Each of `cases` (a body for `POST /api/sensors`, the status wanted and
