@@ -189,7 +189,9 @@ fn heartbeat_result(
 /// effects the core decides.
 struct Monitor<W> {
     core: Core,
-    schedules: HashMap<i64, Schedule>,
+    /// Boxed, as the core's sensors are: 16 bytes per slot of the table,
+    /// which can be half empty.
+    schedules: HashMap<i64, Box<Schedule>>,
     queue: BinaryHeap<Reverse<(Instant, i64, u64)>>,
     hosts: HashMap<String, Arc<Semaphore>>,
     /// The cap on checks in flight, and the line of due checks waiting
@@ -644,6 +646,8 @@ impl<W: Writes> Monitor<W> {
             }
         }
         let now_ms = self.options.clock.now().as_millisecond();
+        self.schedules.reserve(diff.to_add.len());
+        self.queue.reserve(diff.to_add.len());
         for (id, spec) in &diff.to_add {
             let host = self.host_limit(spec);
             // A sensor taken over from another node goes on at its cadence.
@@ -657,14 +661,14 @@ impl<W: Writes> Monitor<W> {
             self.queue.push(Reverse((due, *id, 0)));
             self.schedules.insert(
                 *id,
-                Schedule {
+                Box::new(Schedule {
                     host,
                     key: keys.get(id).copied().unwrap_or(*id),
                     locations: spec.locations.clone(),
                     interval: spec.settings.interval,
                     due,
                     epoch: 0,
-                },
+                }),
             );
         }
         // A host whose sensors are all gone keeps no limit: only the map

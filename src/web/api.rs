@@ -482,10 +482,10 @@ pub async fn create(
     };
     let mut overrides = crate::config::Overrides {
         interval,
-        heartbeat,
-        dns,
-        udp: udp.map(|(spec, _)| spec),
-        ping: ping.clone(),
+        heartbeat: heartbeat.map(Box::new),
+        dns: dns.map(Box::new),
+        udp: udp.map(|(spec, _)| Box::new(spec)),
+        ping: ping.clone().map(Box::new),
         locations: new.locations.filter(|l| !l.is_empty()),
         down_when,
         ..crate::config::Overrides::default()

@@ -273,8 +273,8 @@ pub async fn form(
             "this sensor is declared in the configuration file: change it there",
         ));
     }
-    let every = |h: crate::monitor::heartbeat::Heartbeat| crate::duration::format(h.every);
-    let grace = |h: crate::monitor::heartbeat::Heartbeat| crate::duration::format(h.grace);
+    let every = |h: &crate::monitor::heartbeat::Heartbeat| crate::duration::format(h.every);
+    let grace = |h: &crate::monitor::heartbeat::Heartbeat| crate::duration::format(h.grace);
     let form = EditForm {
         beat: super::pages::HeartbeatFields {
             kind: if o.heartbeat.is_some() {
@@ -289,8 +289,8 @@ pub async fn form(
                 ""
             }
             .to_owned(),
-            every: o.heartbeat.map(every).unwrap_or_default(),
-            grace: o.heartbeat.map(grace).unwrap_or_default(),
+            every: o.heartbeat.as_deref().map(every).unwrap_or_default(),
+            grace: o.heartbeat.as_deref().map(grace).unwrap_or_default(),
         },
         port: port.to_string(),
         interval: show(o.interval),
@@ -325,12 +325,12 @@ pub async fn form(
         ),
         dns: o
             .dns
-            .as_ref()
+            .as_deref()
             .map(super::pages::DnsFields::of)
             .unwrap_or_default(),
         udp: o
             .udp
-            .as_ref()
+            .as_deref()
             .map(super::pages::UdpFields::of)
             .unwrap_or_default(),
     };
@@ -374,7 +374,7 @@ fn parse(
     .map(|(k, v)| (k.to_owned(), v.clone()))
     .collect();
     let mut overrides = parse_overrides(&fields, &mut errors);
-    overrides.heartbeat = heartbeat;
+    overrides.heartbeat = heartbeat.map(Box::new);
     let mut probe = crate::config::probe::ProbeOverrides::default();
     probe.set_http(kept);
     overrides.probe = Some(Box::new(probe)).filter(|p| !p.is_empty());
@@ -382,19 +382,19 @@ fn parse(
     if form.beat.kind == "ping" {
         // A PING sensor sends echo requests; it speaks no other protocol.
         overrides.probe = None;
-        overrides.ping = Some(kept_ping.unwrap_or_default());
+        overrides.ping = Some(Box::new(kept_ping.unwrap_or_default()));
     } else if form.beat.kind == "udp" {
         // A UDP sensor sends its request; it speaks no other protocol.
         overrides.probe = None;
         match form.udp.spec(kept_udp) {
-            Ok((spec, _)) => overrides.udp = Some(spec),
+            Ok((spec, _)) => overrides.udp = Some(Box::new(spec)),
             Err(error) => errors.push(error),
         }
     } else if form.beat.kind == "dns" {
         // A DNS sensor asks its question; it speaks no other protocol.
         overrides.probe = None;
         match form.dns.spec(kept_dns) {
-            Ok(spec) => overrides.dns = Some(spec),
+            Ok(spec) => overrides.dns = Some(Box::new(spec)),
             Err(error) => errors.push(error),
         }
     } else if let Err(error) =
@@ -421,7 +421,13 @@ pub async fn update(
 ) -> Result<Response, AppError> {
     let (_, _, before, _) = state.db.sensor_settings(id).await?;
     let kept = before.probe.map(|p| p.http_settings()).unwrap_or_default();
-    let (port, overrides) = match parse(&form, kept, before.dns, before.udp, before.ping) {
+    let (port, overrides) = match parse(
+        &form,
+        kept,
+        before.dns.map(|d| *d),
+        before.udp.map(|u| *u),
+        before.ping.map(|p| *p),
+    ) {
         Ok(parsed) => parsed,
         Err(errors) => return page(&state, &user, id, form, errors).await,
     };

@@ -850,7 +850,7 @@ async fn heartbeat_view(
     overrides: &crate::config::Overrides,
     now_ms: i64,
 ) -> Result<Option<HeartbeatView>, AppError> {
-    let Some(heartbeat) = overrides.heartbeat else {
+    let Some(heartbeat) = overrides.heartbeat.as_deref().copied() else {
         return Ok(None);
     };
     let age = |ms: i64| crate::duration::age(0, ms);
@@ -995,9 +995,9 @@ pub async fn sensor(
     let push = heartbeat_view(db, id, &overrides, now_ms).await?;
     let asks = overrides
         .dns
-        .as_ref()
+        .as_deref()
         .map(dns_question)
-        .or_else(|| overrides.udp.as_ref().map(udp_request))
+        .or_else(|| overrides.udp.as_deref().map(udp_request))
         .or_else(|| {
             let ping = overrides.ping.as_ref()?.options().ok()?;
             Some(format!(
@@ -1621,10 +1621,10 @@ pub async fn create_sensor(
     let is_dns = matches!(form.beat.kind.as_str(), "dns" | "udp" | "ping");
     let mut overrides = crate::config::Overrides {
         interval,
-        heartbeat,
-        dns,
-        udp: udp.map(|(spec, _)| spec),
-        ping: is_ping.then(crate::config::ping::PingSpec::default),
+        heartbeat: heartbeat.map(Box::new),
+        dns: dns.map(Box::new),
+        udp: udp.map(|(spec, _)| Box::new(spec)),
+        ping: is_ping.then(Box::default),
         ..crate::config::Overrides::default()
     };
     let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());

@@ -464,8 +464,9 @@ struct WriterThread<T: Target> {
     last: HashMap<i64, (StoredResult, LastCheck, Vec<u8>)>,
     events: Vec<PendingEvent>,
     acks: Vec<oneshot::Sender<()>>,
-    /// Rollup accumulators by (sensor, hour).
-    hours: HashMap<(i64, i64), Accumulator>,
+    /// Rollup accumulators by (sensor, hour). Boxed: the table has a slot
+    /// per sensor (two around the hour), up to half of them spare.
+    hours: HashMap<(i64, i64), Box<Accumulator>>,
     retry_at: Option<Instant>,
     backoff: Duration,
     /// [`MAX_BACKLOG`], smaller in tests.

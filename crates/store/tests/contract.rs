@@ -195,7 +195,11 @@ async fn push_urls<S: Storage>(db: S) {
     let sensor = &loaded.config.servers[0].sensors[0];
     assert_eq!(sensor.port, 0);
     assert_eq!(
-        sensor.overrides.heartbeat.map(|h| h.every.as_secs()),
+        sensor
+            .overrides
+            .heartbeat
+            .as_ref()
+            .map(|h| h.every.as_secs()),
         Some(86_400),
         "the heartbeat settings are stored"
     );

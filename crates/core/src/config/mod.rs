@@ -575,7 +575,7 @@ fn sensor_def(
         settings.protocol = None;
     }
     let mut overrides = locate.overrides(&settings)?;
-    overrides.heartbeat = heartbeat;
+    overrides.heartbeat = heartbeat.map(Box::new);
     if let Some(spec) = &dns {
         let tls = dns::tls_settings(overrides.probe.as_deref());
         if let Err((key, message)) = spec.options(tls) {
@@ -590,9 +590,9 @@ fn sensor_def(
             return Err(locate.error(at.unwrap_or(name_span), message));
         }
     }
-    overrides.dns = dns;
-    overrides.udp = udp;
-    overrides.ping = ping;
+    overrides.dns = dns.map(Box::new);
+    overrides.udp = udp.map(Box::new);
+    overrides.ping = ping.map(Box::new);
     Ok(SensorDef {
         name: sensor_name,
         port,

@@ -45,16 +45,16 @@ pub struct Overrides {
     pub down_when: Option<DownWhen>,
     /// A heartbeat sensor's period and grace (set on the sensor only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heartbeat: Option<crate::monitor::heartbeat::Heartbeat>,
+    pub heartbeat: Option<Box<crate::monitor::heartbeat::Heartbeat>>,
     /// A DNS sensor's query and expectations (set on the sensor only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<super::dns::DnsSpec>,
+    pub dns: Option<Box<super::dns::DnsSpec>>,
     /// A UDP sensor's request (set on the sensor only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp: Option<super::udp::UdpSpec>,
+    pub udp: Option<Box<super::udp::UdpSpec>>,
     /// A PING sensor's echo requests (set on the sensor only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ping: Option<super::ping::PingSpec>,
+    pub ping: Option<Box<super::ping::PingSpec>>,
 }
 
 impl Overrides {
@@ -69,7 +69,7 @@ impl Overrides {
             depends_on: self.depends_on.clone().or_else(|| base.depends_on.clone()),
             locations: self.locations.clone().or_else(|| base.locations.clone()),
             down_when: self.down_when.or(base.down_when),
-            heartbeat: self.heartbeat.or(base.heartbeat),
+            heartbeat: self.heartbeat.clone().or_else(|| base.heartbeat.clone()),
             dns: self.dns.clone().or_else(|| base.dns.clone()),
             udp: self.udp.clone().or_else(|| base.udp.clone()),
             ping: self.ping.clone().or_else(|| base.ping.clone()),
@@ -448,7 +448,7 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                         .clone()
                 });
             let mut settings = Settings::from_overrides(&overrides);
-            let heartbeat = overrides.heartbeat.map(Box::new);
+            let heartbeat = overrides.heartbeat.clone();
             if heartbeat.is_some() {
                 // A missed push is missed: checking again would not help.
                 settings.retries = 0;
