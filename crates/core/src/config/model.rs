@@ -308,10 +308,10 @@ impl WindowRule {
 pub struct ResolvedSensor {
     /// `server/sensor`.
     pub path: String,
-    /// The server name.
-    pub server: String,
-    /// The group path.
-    pub group: Option<String>,
+    /// The server name (shared by the server's sensors).
+    pub server: std::sync::Arc<str>,
+    /// The group path (shared by the server's sensors).
+    pub group: Option<std::sync::Arc<str>>,
     /// The host.
     pub host: Host,
     /// The port.
@@ -393,7 +393,7 @@ fn group_chain(path: &str) -> Vec<&str> {
 pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
     let groups: HashMap<&str, &super::GroupDef> =
         config.groups.iter().map(|g| (g.path.as_str(), g)).collect();
-    let mut resolved = Vec::new();
+    let mut resolved = Vec::with_capacity(config.servers.iter().map(|s| s.sensors.len()).sum());
     let mut probes: HashMap<
         super::probe::ProbeOverrides,
         Option<std::sync::Arc<portwatch_probe::proto::ProtoOptions>>,
@@ -408,6 +408,8 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
             }
         }
         let inherited = server.overrides.over(&inherited);
+        let server_name: std::sync::Arc<str> = server.name.as_str().into();
+        let group: Option<std::sync::Arc<str>> = server.group.as_deref().map(Into::into);
         for sensor in &server.sensors {
             let path = format!("{}/{}", server.name, sensor.name);
             let overrides = sensor.overrides.over(&inherited);
@@ -496,8 +498,8 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                 depends_on: overrides.depends_on.clone().filter(|dep| *dep != path),
                 settings,
                 path,
-                server: server.name.clone(),
-                group: server.group.clone(),
+                server: server_name.clone(),
+                group: group.clone(),
                 host: server.host.clone(),
                 port: sensor.port,
                 expect_closed: sensor.expect_closed,

@@ -198,8 +198,8 @@ impl Planner {
         Payload {
             kind,
             sensor: spec.path.clone(),
-            server: spec.server.clone(),
-            group: spec.group.clone(),
+            server: spec.server.to_string(),
+            group: spec.group.as_deref().map(str::to_owned),
             host: spec.host.to_string(),
             port: spec.port,
             from: from.to_string(),
