@@ -523,6 +523,37 @@ fn sensor_metrics(registry: &mut Registry, rows: &[crate::store::StatusRow]) {
     }
 }
 
+/// The upper bounds (ms) of the start lateness histogram's buckets.
+const LATENESS_BOUNDS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
+
+/// A histogram whose buckets are counted elsewhere: the monitor keeps its
+/// start lateness by the millisecond, and a scrape only sums it up.
+#[derive(Debug)]
+struct CountedHistogram {
+    sum: f64,
+    count: u64,
+    /// (upper bound, count in this bucket only), the last bound infinite.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl prometheus_client::encoding::EncodeMetric for CountedHistogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum,
+            self.count,
+            &self.buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
+
 /// The monitor's counters: checks by status and reason, in flight, late,
 /// missed, re-checks.
 fn monitor_metrics(registry: &mut Registry, counts: &crate::monitor::stats::Counts) {
@@ -581,6 +612,21 @@ fn monitor_metrics(registry: &mut Registry, counts: &crate::monitor::stats::Coun
         "portwatch_checks_missed",
         "Scheduled checks that could not run",
         counter(counts.missed),
+    );
+    let (buckets, sum_ms) = counts.lateness_buckets(&LATENESS_BOUNDS_MS);
+    registry.register(
+        "portwatch_check_start_lateness_seconds",
+        "How late scheduled checks started after their due time (10 s or more counts 10 s)",
+        CountedHistogram {
+            sum: sum_ms as f64 / 1000.0,
+            count: buckets.iter().sum(),
+            buckets: LATENESS_BOUNDS_MS
+                .iter()
+                .map(|&ms| ms as f64 / 1000.0)
+                .chain([f64::INFINITY])
+                .zip(buckets)
+                .collect(),
+        },
     );
     registry.register(
         "portwatch_rechecks",

@@ -2825,6 +2825,40 @@ async fn public_status_pages_are_cached_paged_and_404_in_html() {
     assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{body}");
 }
 
+/// `/metrics` has the monitor's start lateness as a Prometheus histogram,
+/// in its summary too: cumulative buckets, count and sum in seconds.
+#[tokio::test]
+async fn metrics_have_a_histogram_of_start_lateness() {
+    let (dir, _) = setup();
+    let monitor = std::sync::Arc::new(portwatch::monitor::stats::MonitorStats::default());
+    let state = AppState::new(
+        portwatch::store::Db::open(&dir.path.join("portwatch.db"), 4).unwrap(),
+        Some(monitor.clone()),
+        None,
+    )
+    .with_metrics_access(portwatch::web::MetricsAccess::Open);
+    monitor.update(|c| {
+        for ms in [0, 3, 40, 100, 101, 1500, 30_000] {
+            c.started_late_by(ms);
+        }
+    });
+    let (_, _, metrics) = send(&state, get("/metrics?scope=summary", None)).await;
+    for line in [
+        "# TYPE portwatch_check_start_lateness_seconds histogram",
+        r#"portwatch_check_start_lateness_seconds_bucket{le="0.005"} 2"#,
+        r#"portwatch_check_start_lateness_seconds_bucket{le="0.05"} 3"#,
+        r#"portwatch_check_start_lateness_seconds_bucket{le="0.1"} 4"#,
+        r#"portwatch_check_start_lateness_seconds_bucket{le="1.0"} 5"#,
+        r#"portwatch_check_start_lateness_seconds_bucket{le="2.5"} 6"#,
+        r#"portwatch_check_start_lateness_seconds_bucket{le="10.0"} 7"#,
+        r#"portwatch_check_start_lateness_seconds_bucket{le="+Inf"} 7"#,
+        "portwatch_check_start_lateness_seconds_count 7",
+        "portwatch_check_start_lateness_seconds_sum 11.744",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+}
+
 /// `/healthz` says `degraded` while the monitor is over capacity, and
 /// `/metrics` says by how much and how many checks wait for a slot.
 #[tokio::test]

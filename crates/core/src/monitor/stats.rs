@@ -181,6 +181,23 @@ impl Counts {
         }
         Some(BUCKETS as u64 - 1)
     }
+
+    /// The starts counted into a bucket per bound (ms): those at most the
+    /// first bound, then at most the second and above the first, and so
+    /// on, and a last bucket for the rest; with the sum of all lateness
+    /// (ms; a start 10 s late or more counts 10 s). What a Prometheus
+    /// histogram of start lateness is made of.
+    pub fn lateness_buckets(&self, bounds_ms: &[u64]) -> (Vec<u64>, u64) {
+        let mut buckets = vec![0; bounds_ms.len() + 1];
+        let mut sum = 0;
+        for (ms, &n) in self.lateness.iter().enumerate() {
+            let ms = ms as u64;
+            let bucket = bounds_ms.partition_point(|&bound| bound < ms);
+            buckets[bucket] += n;
+            sum += ms * n;
+        }
+        (buckets, sum)
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +261,21 @@ mod tests {
         stats.update(|c| c.overload_percent = missed.percent());
         assert!(stats.snapshot().over_capacity());
         assert_eq!(stats.overload_percent(), missed.percent());
+    }
+
+    #[test]
+    fn lateness_in_buckets() {
+        let stats = MonitorStats::default();
+        stats.update(|c| {
+            for ms in [0, 10, 11, 100, 101, 2000, 20_000] {
+                c.started_late_by(ms);
+            }
+        });
+        let (buckets, sum) = stats.snapshot().lateness_buckets(&[10, 100, 1000]);
+        assert_eq!(buckets, vec![2, 2, 1, 2]);
+        assert_eq!(sum, 10 + 11 + 100 + 101 + 2000 + 10_000);
+        let (buckets, sum) = MonitorStats::default().snapshot().lateness_buckets(&[10]);
+        assert_eq!((buckets, sum), (vec![0, 0], 0));
     }
 
     #[test]
