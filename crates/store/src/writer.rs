@@ -33,6 +33,8 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub const WINDOW_MS: i64 = 120_000;
 /// How often closed windows are repacked.
 const REPACK_EVERY: Duration = Duration::from_secs(60);
+/// Stored windows read at once while repacking.
+const REPACK_READ: usize = 10_000;
 /// The longest wait between two attempts at a failed commit: short enough
 /// that a database back from a restart or a failover is written to within
 /// seconds, long enough that retries cost nothing.
@@ -738,47 +740,58 @@ impl<T: Target> WriterThread<T> {
     }
 
     fn try_repack(&mut self, before_ms: i64) -> Result<(), WriteError> {
-        let mut by_window: HashMap<(i64, i64), Vec<StoredResult>> = HashMap::new();
+        // One flat list sorted by window rather than a list per window: with
+        // 1,000,000 sensors a repack holds about 2,000,000 results, and a
+        // map of a million small lists would cost ten times their size.
+        let mut results = Vec::new();
         let mut ids = Vec::new();
         let mut latest = i64::MIN;
         for (id, first_ms, last_ms, data) in self.target.journal_before(before_ms)? {
             ids.push(id);
             latest = latest.max(last_ms);
-            for result in pack::unpack_batch(first_ms, &data)? {
-                by_window
-                    .entry((result.sensor, window_start(result.at_ms)))
-                    .or_default()
-                    .push(result);
-            }
+            results.extend(pack::unpack_batch(first_ms, &data)?);
         }
         if ids.is_empty() {
             return Ok(());
         }
-        // An error here must not read as "no window yet": that would
-        // replace the stored window with only the new results.
-        let keys: Vec<(i64, i64)> = by_window.keys().copied().collect();
-        let existing = self.target.windows(&keys)?;
-        let mut windows = Vec::with_capacity(by_window.len());
-        for ((sensor, start), mut results) in by_window {
-            for result in &results {
-                self.hours
-                    .entry((sensor, hour_of(result.at_ms)))
-                    .or_default()
-                    .add(result);
+        let window_of = |r: &StoredResult| (r.sensor, window_start(r.at_ms));
+        results.sort_unstable_by_key(|r| (window_of(r), r.at_ms));
+        let runs: Vec<&[StoredResult]> = results
+            .chunk_by(|a, b| window_of(a) == window_of(b))
+            .collect();
+        let mut windows = Vec::with_capacity(runs.len());
+        let mut merged = Vec::new();
+        // The stored windows are read a slice of windows at a time.
+        for slice in runs.chunks(REPACK_READ) {
+            let keys: Vec<(i64, i64)> = slice.iter().map(|run| window_of(&run[0])).collect();
+            // An error here must not read as "no window yet": that would
+            // replace the stored window with only the new results.
+            let existing = self.target.windows(&keys)?;
+            for (run, (sensor, start)) in slice.iter().zip(keys) {
+                for result in run.iter() {
+                    self.hours
+                        .entry((sensor, hour_of(result.at_ms)))
+                        .or_default()
+                        .add(result);
+                }
+                merged.clear();
+                merged.extend_from_slice(run);
+                if let Some(existing) = existing.get(&(sensor, start)) {
+                    merged.extend(pack::unpack_window(sensor, start, existing)?);
+                    merged.sort_unstable_by_key(|r| r.at_ms);
+                }
+                let end = merged.last().map_or(start, |r| r.at_ms);
+                windows.push(PackedWindow {
+                    sensor,
+                    start_ms: start,
+                    end_ms: end,
+                    count: merged.len() as i64,
+                    data: pack::pack_window(start, &merged),
+                });
             }
-            if let Some(existing) = existing.get(&(sensor, start)) {
-                results.extend(pack::unpack_window(sensor, start, existing)?);
-            }
-            results.sort_unstable_by_key(|r| r.at_ms);
-            let end = results.last().map_or(start, |r| r.at_ms);
-            windows.push(PackedWindow {
-                sensor,
-                start_ms: start,
-                end_ms: end,
-                count: results.len() as i64,
-                data: pack::pack_window(start, &results),
-            });
         }
+        drop(runs);
+        drop(results);
         // Hours that ended before everything repacked so far are complete.
         let closed_before = hour_of(latest.min(before_ms));
         let rollups: Vec<((i64, i64), crate::Rollup)> = self
@@ -1392,6 +1405,38 @@ mod tests {
             Write::Result(r, _, _) => StoredResult { at_ms, ..r },
             _ => unreachable!(),
         }
+    }
+
+    /// A repack merges each sensor's new results into its stored window, in
+    /// time order, and keeps sensors and windows apart.
+    #[test]
+    fn a_repack_merges_new_results_into_each_sensors_stored_window() {
+        let (dir, mut thread) = temp_thread();
+        let w = window_start(jiff::Timestamp::now().as_millisecond()) - 10 * WINDOW_MS;
+        store_window(&thread, w, &[at(w + 10), at(w + 30)]);
+        let of = |sensor: i64, at_ms: i64| match result(0) {
+            Write::Result(r, last, epoch) => {
+                Write::Result(StoredResult { sensor, at_ms, ..r }, last, epoch)
+            }
+            _ => unreachable!(),
+        };
+        for write in [of(1, w + WINDOW_MS + 1), of(2, w + 5), of(1, w + 20)] {
+            thread.take(write);
+        }
+        thread.flush();
+        thread.repack(i64::MAX);
+        let window = |thread: &mut WriterThread<SqliteTarget>, sensor: i64, start: i64| {
+            let stored = thread.target.windows(&[(sensor, start)]).unwrap();
+            pack::unpack_window(sensor, start, &stored[&(sensor, start)])
+                .unwrap()
+                .iter()
+                .map(|r| r.at_ms - start)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(window(&mut thread, 1, w), [10, 20, 30], "merged, in order");
+        assert_eq!(window(&mut thread, 2, w), [5]);
+        assert_eq!(window(&mut thread, 1, w + WINDOW_MS), [1]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// After a restart the accumulators of the hour before and of this hour
