@@ -173,6 +173,10 @@ impl Storage for Backend {
         delegate!(self, status())
     }
 
+    async fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
+        delegate!(self, state_counts())
+    }
+
     async fn status_of(&self, id: i64) -> Result<StatusRow, StoreError> {
         delegate!(self, status_of(id))
     }

@@ -178,6 +178,16 @@ impl<T: serde::de::DeserializeOwned> rusqlite::types::FromSql for Json<T> {
 }
 
 /// Parses stored JSON text, or says which value is damaged.
+/// A sensor's state from its status row: the stored state, or without one
+/// (never checked) paused when it is paused by hand, else pending.
+pub(crate) fn row_state(stored: Option<String>, paused: bool) -> State {
+    match stored.and_then(|s| s.parse().ok()) {
+        Some(state) => state,
+        None if paused => State::Paused(portwatch_core::monitor::state::PauseCause::Manual),
+        None => State::Pending,
+    }
+}
+
 fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| format!("{text}: {e}"))
 }
@@ -715,6 +725,25 @@ impl Store {
         self.status_rows(None)
     }
 
+    /// How many active sensors are in each state: one grouped count in
+    /// the database, never a row per sensor here.
+    pub fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT st.state, s.paused, count(*)
+                 FROM sensors s JOIN servers v ON v.id = s.server_id
+                 LEFT JOIN sensor_status st ON st.sensor_id = s.id
+                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL
+                 GROUP BY st.state, s.paused",
+            )
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |r| Ok((row_state(r.get(0)?, r.get(1)?), r.get(2)?)))
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
     /// One active sensor's state and last result (one indexed lookup, not
     /// a scan of every sensor).
     pub fn status_of(&self, id: i64) -> Result<StatusRow, StoreError> {
@@ -739,15 +768,7 @@ impl Store {
             .map_err(self.sqlite())?;
         let rows = statement
             .query_map([only], |r| {
-                let state: Option<String> = r.get(5)?;
-                let paused: bool = r.get(11)?;
-                let state = match state.and_then(|s| s.parse().ok()) {
-                    Some(state) => state,
-                    None if paused => {
-                        State::Paused(portwatch_core::monitor::state::PauseCause::Manual)
-                    }
-                    None => State::Pending,
-                };
+                let state = row_state(r.get(5)?, r.get(11)?);
                 Ok(StatusRow {
                     id: r.get(0)?,
                     path: r.get(1)?,

@@ -82,6 +82,28 @@ async fn configuration_round_trips<S: Storage>(db: S) {
 }
 
 /// Pausing by name marks the sensors, once; resuming clears them.
+/// The grouped count of sensors by state, by state name.
+async fn by_state<S: Storage>(db: &S) -> std::collections::BTreeMap<String, i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (state, n) in db.state_counts().await.unwrap() {
+        *counts
+            .entry(state.to_string().split('(').next().unwrap().to_owned())
+            .or_default() += n;
+    }
+    counts
+}
+
+/// The same count from every sensor's status row.
+async fn counted_from_rows<S: Storage>(db: &S) -> std::collections::BTreeMap<String, i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for row in db.status().await.unwrap() {
+        *counts
+            .entry(row.state.to_string().split('(').next().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    counts
+}
+
 async fn pausing_by_name<S: Storage>(db: S) {
     db.apply(from_toml("t.toml", CONFIG).unwrap())
         .await
@@ -93,6 +115,12 @@ async fn pausing_by_name<S: Storage>(db: S) {
         "already paused"
     );
     assert_eq!(db.load().await.unwrap().paused.len(), 2);
+    assert_eq!(by_state(&db).await, counted_from_rows(&db).await);
+    assert_eq!(
+        by_state(&db).await["paused"],
+        2,
+        "never checked, paused by hand"
+    );
     assert_eq!(db.set_paused("web/http".into(), false).await.unwrap(), 1);
     assert_eq!(db.load().await.unwrap().paused.len(), 1);
 }
@@ -500,6 +528,9 @@ async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W, shared: b
     );
     writer.flush().await;
     assert_eq!(db.results(id, 0, i64::MAX).await.unwrap(), [result]);
+    let counts = by_state(&db).await;
+    assert_eq!(counts, counted_from_rows(&db).await);
+    assert_eq!(counts["up"], 1);
     assert_eq!(db.states().await.unwrap()[&id], (State::Up, at));
     assert_eq!(db.last_checked().await.unwrap()[&id], at);
     assert_eq!(db.status_of(id).await.unwrap().last_rtt_us, Some(250));

@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use portwatch_core::config::{
     Config, GroupDef, Overrides, SensorDef, ServerDef, WindowDef, WindowRule,
 };
-use portwatch_core::monitor::state::{PauseCause, State};
+use portwatch_core::monitor::state::State;
 use portwatch_core::notify::{ChannelDef, Payload, RuleDef};
 use portwatch_core::report::SensorReport;
 use portwatch_probe::Host;
@@ -125,12 +125,7 @@ impl Pg {
         found
             .iter()
             .map(|r| {
-                let paused: bool = r.get(11);
-                let state = match r.get::<_, Option<String>>(5).and_then(|s| s.parse().ok()) {
-                    Some(state) => state,
-                    None if paused => State::Paused(PauseCause::Manual),
-                    None => State::Pending,
-                };
+                let state = crate::row_state(r.get(5), r.get(11));
                 let mut tags: Vec<String> = self.parse(r.get(12))?;
                 tags.extend(self.parse::<Vec<String>>(r.get(13))?);
                 Ok(StatusRow {
@@ -541,6 +536,23 @@ impl Storage for Pg {
 
     async fn status(&self) -> Result<Vec<StatusRow>, StoreError> {
         self.status_rows(None).await
+    }
+
+    async fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT st.state, s.paused, count(*)
+                 FROM sensors s JOIN servers v ON v.id = s.server_id
+                 LEFT JOIN sensor_status st ON st.sensor_id = s.id
+                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL
+                 GROUP BY st.state, s.paused",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (crate::row_state(r.get(0), r.get(1)), r.get(2)))
+            .collect())
     }
 
     async fn status_of(&self, id: i64) -> Result<StatusRow, StoreError> {
