@@ -1252,14 +1252,20 @@ impl Announcer {
                 let Some((path, change)) = change else {
                     continue;
                 };
-                tracing::info!(
-                    sensor = %path,
-                    from = %change.from,
-                    to = %change.to,
-                    reason = change.reason.map(|r| r.as_str()).unwrap_or("-"),
-                    "{}",
-                    change.message
-                );
+                // A sensor's first check finding it UP is no news: at
+                // 1,000,000 sensors it would be a million lines a start.
+                if change.from == state::State::Pending && change.to == state::State::Up {
+                    tracing::debug!(sensor = %path, "{}", change.message);
+                } else {
+                    tracing::info!(
+                        sensor = %path,
+                        from = %change.from,
+                        to = %change.to,
+                        reason = change.reason.map(|r| r.as_str()).unwrap_or("-"),
+                        "{}",
+                        change.message
+                    );
+                }
             }
         });
         Announcer { queue, task }
