@@ -72,11 +72,18 @@ pub fn drain_releasing<T>(mut items: Vec<T>) -> impl Iterator<Item = T> {
     items.reverse();
     std::iter::from_fn(move || {
         let item = items.pop()?;
-        if items.len() < items.capacity() / 2 {
+        if worth_shrinking(items.len(), items.capacity()) {
             items.shrink_to_fit();
         }
         Some(item)
     })
+}
+
+/// Whether a list of `len` items in room for `capacity` gives its room
+/// back: when it is less than half full, so that shrinking copies each
+/// item a bounded number of times in all.
+fn worth_shrinking(len: usize, capacity: usize) -> bool {
+    len < capacity / 2
 }
 
 /// The running sensor that `depends_on` names, if any.
@@ -108,6 +115,15 @@ mod tests {
     use super::*;
     use crate::config::from_toml;
     use crate::config::model::resolve;
+
+    #[test]
+    fn a_list_gives_its_room_back_when_less_than_half_full() {
+        assert!(!worth_shrinking(50, 100));
+        assert!(worth_shrinking(49, 100));
+        assert!(!worth_shrinking(0, 1));
+        assert!(worth_shrinking(0, 2));
+        assert!(!worth_shrinking(0, 0));
+    }
 
     #[test]
     fn draining_releasing_keeps_the_order() {
