@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use portwatch::monitor::state::State;
 use portwatch::store::Store;
 
 use crate::util::{TempDir, bin, json_lines, outcome, portwatch};
@@ -313,9 +314,24 @@ fn kill_9_loses_at_most_the_last_second_and_no_event() {
         "{stored} events stored, {} announced",
         announced.len()
     );
-    // 20 sensors up, the closed one down (once: its re-check is part of
-    // its check), and at least the first stopped service down.
-    assert!(announced.len() >= 22, "{announced:?}");
+    // The closed one down (once: its re-check is part of its check), and
+    // at least the first stopped service down. A first check finding a
+    // sensor UP is logged at debug level only, but stored all the same:
+    // each of the 20 services was up before half of them stopped.
+    assert!(announced.len() >= 2, "{announced:?}");
+    let ups = store
+        .sensor_ids("local")
+        .unwrap()
+        .into_iter()
+        .filter(|&id| {
+            store
+                .events(id, 0, i64::MAX)
+                .unwrap()
+                .iter()
+                .any(|e| e.from == State::Pending && e.to == State::Up)
+        })
+        .count();
+    assert_eq!(ups, 20, "a stored pending -> up event for each service");
     drop(store);
 
     // A restart carries on with the same store.
