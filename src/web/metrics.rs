@@ -729,26 +729,36 @@ mod tests {
         );
     }
 
-    /// Each sensor's series carry its labels, escaped as OpenMetrics
-    /// wants; values a sensor lacks are left out, not written as 0.
-    #[test]
-    fn sensor_series_are_written_with_escaped_labels() {
-        let row = crate::store::StatusRow {
+    /// A WARNING sensor `shop/https` (id 7) in group `web`, never checked.
+    fn shop() -> crate::store::StatusRow {
+        crate::store::StatusRow {
             id: 7,
             path: "shop/https".into(),
-            group: Some("a\"b\\c\nd".into()),
+            group: Some("web".into()),
             host: "shop.example.com".into(),
             port: 443,
             state: SensorState::Warning,
             since_ms: None,
-            last_check_ms: Some(1_790_000_000_500),
-            last_rtt_us: Some(250),
+            last_check_ms: None,
+            last_rtt_us: None,
             last_reason: None,
             last_message: None,
             last_details: None,
             tags: Vec::new(),
             managed: false,
             ping: false,
+        }
+    }
+
+    /// Each sensor's series carry its labels, escaped as OpenMetrics
+    /// wants; values a sensor lacks are left out, not written as 0.
+    #[test]
+    fn sensor_series_are_written_with_escaped_labels() {
+        let row = crate::store::StatusRow {
+            group: Some("a\"b\\c\nd".into()),
+            last_check_ms: Some(1_790_000_000_500),
+            last_rtt_us: Some(250),
+            ..shop()
         };
         let text = sensor_text(&[row]);
         let labels = r#"group="a\"b\\c\nd",server="shop",sensor="https",host="shop.example.com",port="443",service="https""#;
@@ -773,23 +783,7 @@ mod tests {
     #[test]
     fn each_location_of_a_sensor_is_a_series_with_a_location_label() {
         use crate::monitor::verdict::LocationReport;
-        let row = crate::store::StatusRow {
-            id: 7,
-            path: "shop/https".into(),
-            group: Some("web".into()),
-            host: "shop.example.com".into(),
-            port: 443,
-            state: SensorState::Warning,
-            since_ms: None,
-            last_check_ms: None,
-            last_rtt_us: None,
-            last_reason: None,
-            last_message: None,
-            last_details: None,
-            tags: Vec::new(),
-            managed: false,
-            ping: false,
-        };
+        let row = shop();
         let report = |location: &str, state, rtt_us| LocationReport {
             sensor: 7,
             location: location.into(),

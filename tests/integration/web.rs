@@ -2825,10 +2825,12 @@ async fn public_status_pages_are_cached_paged_and_404_in_html() {
     assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{body}");
 }
 
-/// `/metrics` has the monitor's start lateness as a Prometheus histogram,
-/// in its summary too: cumulative buckets, count and sum in seconds.
-#[tokio::test]
-async fn metrics_have_a_histogram_of_start_lateness() {
+/// A web state whose monitor counters the test sets, with /metrics open.
+fn with_monitor_stats() -> (
+    TempDir,
+    AppState,
+    std::sync::Arc<portwatch::monitor::stats::MonitorStats>,
+) {
     let (dir, _) = setup();
     let monitor = std::sync::Arc::new(portwatch::monitor::stats::MonitorStats::default());
     let state = AppState::new(
@@ -2837,6 +2839,14 @@ async fn metrics_have_a_histogram_of_start_lateness() {
         None,
     )
     .with_metrics_access(portwatch::web::MetricsAccess::Open);
+    (dir, state, monitor)
+}
+
+/// `/metrics` has the monitor's start lateness as a Prometheus histogram,
+/// in its summary too: cumulative buckets, count and sum in seconds.
+#[tokio::test]
+async fn metrics_have_a_histogram_of_start_lateness() {
+    let (_dir, state, monitor) = with_monitor_stats();
     monitor.update(|c| {
         for ms in [0, 3, 40, 100, 101, 1500, 30_000] {
             c.started_late_by(ms);
@@ -2863,14 +2873,7 @@ async fn metrics_have_a_histogram_of_start_lateness() {
 /// `/metrics` says by how much and how many checks wait for a slot.
 #[tokio::test]
 async fn an_overloaded_monitor_is_degraded_in_healthz_and_metrics() {
-    let (dir, _) = setup();
-    let monitor = std::sync::Arc::new(portwatch::monitor::stats::MonitorStats::default());
-    let state = AppState::new(
-        portwatch::store::Db::open(&dir.path.join("portwatch.db"), 4).unwrap(),
-        Some(monitor.clone()),
-        None,
-    )
-    .with_metrics_access(portwatch::web::MetricsAccess::Open);
+    let (_dir, state, monitor) = with_monitor_stats();
     let (status, _, body) = send(&state, get("/healthz", None)).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
     monitor.update(|c| {
