@@ -177,7 +177,14 @@ impl<T: serde::de::DeserializeOwned> rusqlite::types::FromSql for Json<T> {
     }
 }
 
-/// Parses stored JSON text, or says which value is damaged.
+/// How many active sensors are in each stored state (or none) and paused
+/// state: the same statement on both stores, read through [`row_state`].
+pub(crate) const STATE_COUNTS: &str = "SELECT st.state, s.paused, count(*)
+     FROM sensors s JOIN servers v ON v.id = s.server_id
+     LEFT JOIN sensor_status st ON st.sensor_id = s.id
+     WHERE s.retired_at IS NULL AND v.retired_at IS NULL
+     GROUP BY st.state, s.paused";
+
 /// A sensor's state from its status row: the stored state, or without one
 /// (never checked) paused when it is paused by hand, else pending.
 pub(crate) fn row_state(stored: Option<String>, paused: bool) -> State {
@@ -188,6 +195,7 @@ pub(crate) fn row_state(stored: Option<String>, paused: bool) -> State {
     }
 }
 
+/// Parses stored JSON text, or says which value is damaged.
 fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| format!("{text}: {e}"))
 }
@@ -730,13 +738,7 @@ impl Store {
     pub fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
         let mut statement = self
             .conn
-            .prepare_cached(
-                "SELECT st.state, s.paused, count(*)
-                 FROM sensors s JOIN servers v ON v.id = s.server_id
-                 LEFT JOIN sensor_status st ON st.sensor_id = s.id
-                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL
-                 GROUP BY st.state, s.paused",
-            )
+            .prepare_cached(STATE_COUNTS)
             .map_err(self.sqlite())?;
         let rows = statement
             .query_map([], |r| Ok((row_state(r.get(0)?, r.get(1)?), r.get(2)?)))

@@ -539,16 +539,7 @@ impl Storage for Pg {
     }
 
     async fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT st.state, s.paused, count(*)
-                 FROM sensors s JOIN servers v ON v.id = s.server_id
-                 LEFT JOIN sensor_status st ON st.sensor_id = s.id
-                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL
-                 GROUP BY st.state, s.paused",
-                &[],
-            )
-            .await?;
+        let rows = self.query(crate::STATE_COUNTS, &[]).await?;
         Ok(rows
             .iter()
             .map(|r| (crate::row_state(r.get(0), r.get(1)), r.get(2)))
