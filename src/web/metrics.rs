@@ -111,24 +111,18 @@ impl SensorSeries {
             return Ok((rendered.text.clone(), rendered.by_state));
         }
         let mut by_state = [0; 6];
-        if summary {
+        let text = if summary {
             // One grouped count in the store: with 1,000,000 sensors, the
             // rows themselves would be about a gigabyte.
             for (state, n) in db.state_counts().await? {
                 by_state[state_code(state) as usize] += n;
             }
-            *cached = Some(Rendered {
-                at: tokio::time::Instant::now(),
-                text: None,
-                by_state,
-            });
-            return Ok((None, by_state));
-        }
-        let rows = db.status().await?;
-        for row in &rows {
-            by_state[state_code(row.state) as usize] += 1;
-        }
-        let text = {
+            None
+        } else {
+            let rows = db.status().await?;
+            for row in &rows {
+                by_state[state_code(row.state) as usize] += 1;
+            }
             let mut text = sensor_text(&rows);
             let mut registry = Registry::default();
             let reports = db.location_reports(None).await?;
@@ -136,7 +130,6 @@ impl SensorSeries {
             encode_registry(&mut text, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
             Some(Arc::<str>::from(text))
         };
-        drop(rows);
         *cached = Some(Rendered {
             at: tokio::time::Instant::now(),
             text: text.clone(),
