@@ -450,7 +450,7 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                         .clone()
                 });
             let mut settings = Settings::from_overrides(&overrides);
-            let heartbeat = overrides.heartbeat.clone();
+            let heartbeat = overrides.heartbeat;
             if heartbeat.is_some() {
                 // A missed push is missed: checking again would not help.
                 settings.retries = 0;
