@@ -12,6 +12,7 @@ use portwatch_probe::Host;
 
 use crate::accounts::{Account, Role, StatusPage, TokenRow, UserRow};
 use crate::edit::ConfigItem;
+use crate::listing::{Listed, StatusQuery, Tally};
 use crate::location::Location;
 use crate::outbox::{OutboxRow, Pending, StoredChannel, StoredRule};
 use crate::pg::Pg;
@@ -175,6 +176,14 @@ impl Storage for Backend {
 
     async fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
         delegate!(self, state_counts())
+    }
+
+    async fn list(&self, query: StatusQuery) -> Result<Vec<Listed>, StoreError> {
+        delegate!(self, list(query))
+    }
+
+    async fn tally(&self, query: StatusQuery) -> Result<Tally, StoreError> {
+        delegate!(self, tally(query))
     }
 
     async fn status_of(&self, id: i64) -> Result<StatusRow, StoreError> {

@@ -13,6 +13,7 @@ mod backend;
 pub mod copy;
 pub mod edit;
 mod handle;
+pub mod listing;
 pub mod location;
 pub mod outbox;
 pub mod pack;
@@ -35,6 +36,7 @@ use portwatch_probe::target::parse_bare_host;
 
 pub use backend::Backend;
 pub use handle::Db;
+pub use listing::{Listed, StatusOrder, StatusQuery, Tally};
 pub use pack::StoredResult;
 use portwatch_core::monitor::heartbeat::{Push, Pushes};
 use portwatch_core::report;
@@ -755,43 +757,57 @@ impl Store {
     }
 
     fn status_rows(&self, only: Option<i64>) -> Result<Vec<StatusRow>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT s.id, v.name || '/' || s.name, v.group_path, v.host, s.port,
-                        st.state, st.since_ms, st.last_check_ms, st.last_rtt_us, st.last_reason, st.last_message, s.paused,
-                        v.tags, s.tags, s.managed, st.last_details,
-                        (s.port = 0 AND s.settings LIKE '%\"ping\":%')
-                 FROM sensors s JOIN servers v ON v.id = s.server_id
-                 LEFT JOIN sensor_status st ON st.sensor_id = s.id
-                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL AND (?1 IS NULL OR s.id = ?1)
-                 ORDER BY v.group_path, v.name, s.name",
-            )
-            .map_err(self.sqlite())?;
+        let query = StatusQuery {
+            id: only,
+            ..StatusQuery::default()
+        };
+        Ok(self.list(&query)?.into_iter().map(|l| l.row).collect())
+    }
+
+    /// The sensors `query` lists, in its order.
+    pub fn list(&self, query: &StatusQuery) -> Result<Vec<Listed>, StoreError> {
+        let (sql, values) = listing::status_sql(query, listing::Dialect::Sqlite);
+        let mut statement = self.conn.prepare_cached(&sql).map_err(self.sqlite())?;
         let rows = statement
-            .query_map([only], |r| {
+            .query_map(rusqlite::params_from_iter(values.iter()), |r| {
                 let state = row_state(r.get(5)?, r.get(11)?);
-                Ok(StatusRow {
-                    id: r.get(0)?,
-                    path: r.get(1)?,
-                    group: r.get(2)?,
-                    host: r.get(3)?,
-                    port: r.get(4)?,
-                    state,
-                    since_ms: r.get(6)?,
-                    last_check_ms: r.get(7)?,
-                    last_rtt_us: r.get(8)?,
-                    last_reason: r.get(9)?,
-                    last_message: r.get(10)?,
-                    tags: {
-                        let mut tags: Vec<String> = r.get::<_, Json<_>>(12)?.0;
-                        tags.extend(r.get::<_, Json<Vec<String>>>(13)?.0);
-                        tags
+                Ok(Listed {
+                    row: StatusRow {
+                        id: r.get(0)?,
+                        path: r.get(1)?,
+                        group: r.get(2)?,
+                        host: r.get(3)?,
+                        port: r.get(4)?,
+                        state,
+                        since_ms: r.get(6)?,
+                        last_check_ms: r.get(7)?,
+                        last_rtt_us: r.get(8)?,
+                        last_reason: r.get(9)?,
+                        last_message: r.get(10)?,
+                        tags: {
+                            let mut tags: Vec<String> = r.get::<_, Json<_>>(12)?.0;
+                            tags.extend(r.get::<_, Json<Vec<String>>>(13)?.0);
+                            tags
+                        },
+                        managed: r.get(14)?,
+                        last_details: r.get::<_, Option<Json<_>>>(15)?.map(|d| d.0),
+                        ping: r.get(16)?,
                     },
-                    managed: r.get(14)?,
-                    last_details: r.get::<_, Option<Json<_>>>(15)?.map(|d| d.0),
-                    ping: r.get(16)?,
+                    matching: r.get(17)?,
                 })
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// How many of the sensors `query` lists are in each group and state:
+    /// one grouped count in the database.
+    pub fn tally(&self, query: &StatusQuery) -> Result<Tally, StoreError> {
+        let (sql, values) = listing::tally_sql(query, listing::Dialect::Sqlite);
+        let mut statement = self.conn.prepare_cached(&sql).map_err(self.sqlite())?;
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(values.iter()), |r| {
+                Ok((r.get(0)?, row_state(r.get(1)?, r.get(2)?), r.get(3)?))
             })
             .map_err(self.sqlite())?;
         rows.collect::<Result<_, _>>().map_err(self.sqlite())

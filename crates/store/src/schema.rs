@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 7;
+pub const CURRENT_VERSION: i64 = 8;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -216,6 +216,13 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO daily_rollups (sensor_id, day_ms, count, ups)
         SELECT sensor_id, hour_ms - hour_ms % 86400000, sum(count), sum(ups) FROM rollups
         GROUP BY sensor_id, hour_ms - hour_ms % 86400000;
+    ",
+    // 7 → 8: the dashboard's and the API's lists read a page, not every
+    // sensor: servers in list order, and the problems by state.
+    "
+    CREATE INDEX servers_in_order ON servers (group_path, name);
+    CREATE INDEX sensor_status_problems ON sensor_status (state)
+        WHERE state IN ('down', 'unknown', 'warning');
     ",
 ];
 

@@ -21,6 +21,7 @@ use portwatch_probe::Host;
 
 use crate::accounts::{Account, Role, StatusPage, TokenRow, UserRow};
 use crate::edit::ConfigItem;
+use crate::listing::{Listed, StatusQuery, Tally};
 use crate::outbox::{OutboxRow, Pending, StoredChannel, StoredRule};
 use crate::{ApplySummary, Db, EventRow, Loaded, Rollup, StatusRow, StoreError, StoredResult};
 
@@ -108,6 +109,17 @@ pub trait Storage: Clone + Send + Sync + 'static {
 
     /// Every active sensor with its current state and last result.
     fn status(&self) -> impl Future<Output = Result<Vec<StatusRow>, StoreError>> + Send;
+
+    /// The sensors `query` lists, in its order: only the rows asked for
+    /// are read.
+    fn list(
+        &self,
+        query: StatusQuery,
+    ) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send;
+
+    /// How many of the sensors `query` lists are in each group and state:
+    /// one grouped count.
+    fn tally(&self, query: StatusQuery) -> impl Future<Output = Result<Tally, StoreError>> + Send;
 
     /// How many active sensors are in each state (a state may come more
     /// than once, e.g. paused for different causes): one grouped count,
@@ -497,6 +509,14 @@ impl Storage for Db {
 
     async fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
         self.call(move |store| store.state_counts()).await
+    }
+
+    async fn list(&self, query: StatusQuery) -> Result<Vec<Listed>, StoreError> {
+        self.call(move |store| store.list(&query)).await
+    }
+
+    async fn tally(&self, query: StatusQuery) -> Result<Tally, StoreError> {
+        self.call(move |store| store.tally(&query)).await
     }
 
     async fn status_of(&self, id: i64) -> Result<StatusRow, StoreError> {

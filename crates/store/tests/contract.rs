@@ -81,7 +81,6 @@ async fn configuration_round_trips<S: Storage>(db: S) {
     assert_eq!(rules[0].channel, "chat");
 }
 
-/// Pausing by name marks the sensors, once; resuming clears them.
 /// The grouped count of sensors by state, by state name.
 async fn by_state<S: Storage>(db: &S) -> std::collections::BTreeMap<String, i64> {
     let mut counts = std::collections::BTreeMap::new();
@@ -104,6 +103,7 @@ async fn counted_from_rows<S: Storage>(db: &S) -> std::collections::BTreeMap<Str
     counts
 }
 
+/// Pausing by name marks the sensors, once; resuming clears them.
 async fn pausing_by_name<S: Storage>(db: S) {
     db.apply(from_toml("t.toml", CONFIG).unwrap())
         .await
@@ -460,6 +460,326 @@ async fn notification_definitions<S: Storage>(db: S) {
     assert!(db.outbox(10).await.unwrap().is_empty());
 }
 
+/// Servers in two groups and none, with tags, for the lists.
+const LISTED: &str = r#"
+[[group]]
+name = "Beta"
+[[group]]
+name = "Alpha"
+[[server]]
+name = "web-2"
+host = "10.0.0.2"
+group = "Alpha"
+  [[server.sensor]]
+  port = 80
+  [[server.sensor]]
+  port = 443
+  tags = ["TLS"]
+  [[server.sensor]]
+  name = "queue"
+  port = 5672
+[[server]]
+name = "web"
+host = "10.0.0.1"
+group = "Alpha"
+tags = ["prod"]
+  [[server.sensor]]
+  port = 80
+  [[server.sensor]]
+  port = 443
+  [[server.sensor]]
+  port = 22
+[[server]]
+name = "db"
+host = "shop-db.internal"
+group = "Beta"
+  [[server.sensor]]
+  port = 5432
+  [[server.sensor]]
+  port = 6432
+[[server]]
+name = "lone"
+host = "192.0.2.7"
+  [[server.sensor]]
+  port = 25
+  [[server.sensor]]
+  port = 587
+"#;
+
+/// What a list shows, computed here from every status row: the rows'
+/// ids with their counts.
+fn listed_here(
+    rows: &[portwatch_store::StatusRow],
+    query: &portwatch_store::StatusQuery,
+) -> Vec<(i64, Option<i64>)> {
+    use portwatch_core::monitor::state::State;
+    use portwatch_store::StatusOrder;
+    let severity = |state: State| match state {
+        State::Down => 0,
+        State::Unknown => 1,
+        State::Warning => 2,
+        State::Up => 3,
+        State::Pending => 4,
+        State::Paused(_) => 5,
+    };
+    let text = query.text.trim().to_lowercase();
+    let tag = query.tag.trim().to_lowercase();
+    let mut shown: Vec<&portwatch_store::StatusRow> = rows
+        .iter()
+        .filter(|r| query.id.is_none_or(|id| r.id == id))
+        .filter(|r| query.group.as_ref().is_none_or(|g| *g == r.group))
+        .filter(|r| {
+            text.is_empty()
+                || r.path.to_lowercase().contains(&text)
+                || r.host.to_lowercase().contains(&text)
+                || r.group
+                    .as_deref()
+                    .unwrap_or("")
+                    .to_lowercase()
+                    .contains(&text)
+        })
+        .filter(|r| tag.is_empty() || r.tags.iter().any(|t| t.to_lowercase() == tag))
+        .filter(|r| !query.problems || severity(r.state) < 3)
+        .collect();
+    let path = |r: &portwatch_store::StatusRow| {
+        let (server, sensor) = r.path.split_once('/').unwrap();
+        (server.to_owned(), sensor.to_owned())
+    };
+    shown.sort_by(|a, b| {
+        let key = match query.order {
+            StatusOrder::Path => path(a).cmp(&path(b)),
+            StatusOrder::Severity | StatusOrder::Triage => {
+                severity(a.state).cmp(&severity(b.state))
+            }
+            StatusOrder::Target => (&a.host, a.port).cmp(&(&b.host, b.port)),
+            StatusOrder::Reason => a.last_reason.cmp(&b.last_reason),
+            StatusOrder::Response => a.last_rtt_us.cmp(&b.last_rtt_us),
+            StatusOrder::Since => a.since_ms.cmp(&b.since_ms),
+        };
+        let key = if query.descending { key.reverse() } else { key };
+        let since = if query.order == StatusOrder::Triage {
+            a.since_ms.cmp(&b.since_ms)
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        a.group
+            .cmp(&b.group)
+            .then(key)
+            .then(since)
+            .then_with(|| path(a).cmp(&path(b)))
+    });
+    let total = shown.len() as i64;
+    let mut listed = Vec::new();
+    for row in &shown {
+        let in_group: Vec<_> = shown.iter().filter(|r| r.group == row.group).collect();
+        let place = in_group.iter().position(|r| r.id == row.id).unwrap() as u64;
+        match query.per_group {
+            Some(n) if place >= n => {}
+            Some(_) => listed.push((row.id, Some(in_group.len() as i64))),
+            None => listed.push((row.id, query.count.then_some(total))),
+        }
+    }
+    let limit = query.limit.map_or(usize::MAX, |l| l as usize);
+    listed
+        .into_iter()
+        .skip(query.offset as usize)
+        .take(limit)
+        .collect()
+}
+
+/// The dashboard's and the API's lists, read in SQL, show what filtering
+/// and sorting every status row shows, and the tally counts them.
+async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
+    use portwatch_core::monitor::state::State;
+    use portwatch_probe::{Reason, Status};
+    use portwatch_store::writer::LastCheck;
+    use portwatch_store::{StatusOrder, StatusQuery, StoredResult};
+
+    db.apply(from_toml("t.toml", LISTED).unwrap())
+        .await
+        .unwrap();
+    let at = 1_790_000_000_000;
+    let states = [
+        ("web/http", State::Down, Reason::Refused, None, 5),
+        ("web/https", State::Up, Reason::Connected, Some(900), 1),
+        (
+            "web/ssh",
+            State::Warning,
+            Reason::Connected,
+            Some(40_000),
+            3,
+        ),
+        ("web-2/https", State::Down, Reason::Timeout, None, 2),
+        ("db/postgresql", State::Unknown, Reason::DnsError, None, 4),
+        ("db/6432", State::Warning, Reason::Connected, Some(300), 6),
+        ("lone/smtp", State::Up, Reason::Connected, Some(300), 7),
+    ];
+    for (path, state, reason, rtt_us, minutes) in states {
+        let id = db.sensor_ids(path.into()).await.unwrap()[0];
+        let since_ms = at - minutes * 60_000;
+        writer.result(
+            StoredResult {
+                sensor: id,
+                at_ms: at,
+                status: if state == State::Up {
+                    Status::Up
+                } else {
+                    Status::Down
+                },
+                reason,
+                rtt_us,
+            },
+            LastCheck {
+                state,
+                since_ms,
+                message: reason.as_str().into(),
+                details: None,
+            },
+        );
+    }
+    writer.flush().await;
+    // web-2/http never checked and paused by hand; web-2/queue and
+    // lone/submission pending.
+    db.set_paused("web-2/http".into(), true).await.unwrap();
+    let rows = db.status().await.unwrap();
+    assert_eq!(rows.len(), 10);
+
+    let mut queries = vec![StatusQuery::default()];
+    for order in [
+        StatusOrder::Path,
+        StatusOrder::Severity,
+        StatusOrder::Triage,
+        StatusOrder::Target,
+        StatusOrder::Reason,
+        StatusOrder::Response,
+        StatusOrder::Since,
+    ] {
+        for descending in [false, true] {
+            queries.push(StatusQuery {
+                order,
+                descending,
+                ..StatusQuery::default()
+            });
+        }
+    }
+    let some = |q: StatusQuery| q;
+    queries.extend([
+        some(StatusQuery {
+            problems: true,
+            order: StatusOrder::Triage,
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            problems: true,
+            text: "WEB".into(),
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            group: Some(Some("Alpha".into())),
+            order: StatusOrder::Severity,
+            limit: Some(2),
+            offset: 1,
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            group: Some(None),
+            count: true,
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            group: Some(Some("Beta".into())),
+            problems: true,
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            text: "shop".into(),
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            text: "alp".into(),
+            count: true,
+            limit: Some(3),
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            text: "b/h".into(),
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            tag: "Prod".into(),
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            tag: "tls".into(),
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            per_group: Some(2),
+            order: StatusOrder::Severity,
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            per_group: Some(1),
+            text: "web".into(),
+            order: StatusOrder::Response,
+            descending: true,
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            limit: Some(4),
+            offset: 8,
+            ..Default::default()
+        }),
+        some(StatusQuery {
+            id: Some(rows[3].id),
+            ..Default::default()
+        }),
+    ]);
+    for query in queries {
+        let listed: Vec<(i64, Option<i64>)> = db
+            .list(query.clone())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.row.id, l.matching))
+            .collect();
+        assert_eq!(listed, listed_here(&rows, &query), "{query:?}");
+        assert!(!listed.is_empty(), "{query:?} lists something");
+        // The tally counts the same sensors, by group and state.
+        let mut tallied: Vec<(Option<String>, String, i64)> = db
+            .tally(query.clone())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(g, s, n)| (g, s.to_string(), n))
+            .collect();
+        tallied.sort();
+        let everything = StatusQuery {
+            order: StatusOrder::Path,
+            descending: false,
+            offset: 0,
+            limit: None,
+            per_group: None,
+            count: false,
+            ..query.clone()
+        };
+        let mut counted: Vec<(Option<String>, String, i64)> = Vec::new();
+        for (id, _) in listed_here(&rows, &everything) {
+            let row = rows.iter().find(|r| r.id == id).unwrap();
+            let key = (row.group.clone(), row.state.to_string());
+            match counted
+                .iter_mut()
+                .find(|c| (&c.0, &c.1) == (&key.0, &key.1))
+            {
+                Some(c) => c.2 += 1,
+                None => counted.push((key.0, key.1, 1)),
+            }
+        }
+        counted.sort();
+        assert_eq!(tallied, counted, "{query:?}");
+    }
+}
+
 /// The embedded SQLite store.
 /// What goes in through the write side comes back through the read side:
 /// a result and a state change with its notification, committed before
@@ -731,6 +1051,17 @@ mod sqlite {
             .unwrap();
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lists() {
+        let store = fresh();
+        let (writer, thread) =
+            portwatch_store::writer::start(&store.dir.join("contract.db")).unwrap();
+        super::lists(store.db.clone(), writer).await;
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
     contract!(
         configuration_round_trips,
         pausing_by_name,
@@ -789,6 +1120,18 @@ mod postgres {
         };
         let (writer, thread) = pg.writer();
         super::writes_are_read_back(pg.clone(), writer, true).await;
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lists() {
+        let Some((_cluster, pg)) = fresh("contract::postgres::lists").await else {
+            return;
+        };
+        let (writer, thread) = pg.writer();
+        super::lists(pg.clone(), writer).await;
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
             .unwrap();

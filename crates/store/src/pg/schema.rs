@@ -9,7 +9,7 @@
 use deadpool_postgres::GenericClient;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i32 = 4;
+pub const CURRENT_VERSION: i32 = 5;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`. The logical schema is SQLite's (see `crate::schema`), in
@@ -227,6 +227,10 @@ const MIGRATIONS: &[&str] = &["
     INSERT INTO daily_rollups (sensor_id, day_ms, count, ups)
         SELECT sensor_id, hour_ms - hour_ms % 86400000, sum(count), sum(ups) FROM rollups
         GROUP BY sensor_id, hour_ms - hour_ms % 86400000;
+", "
+    CREATE INDEX servers_in_order ON servers (group_path COLLATE \"C\" NULLS FIRST, name COLLATE \"C\");
+    CREATE INDEX sensor_status_problems ON sensor_status (state)
+        WHERE state IN ('down', 'unknown', 'warning');
 "];
 
 /// Whether the database holds a portwatch store.

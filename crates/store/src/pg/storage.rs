@@ -22,6 +22,7 @@ use crate::accounts::{
     token_hash, verify_password,
 };
 use crate::edit::ConfigItem;
+use crate::listing::{self, Listed, StatusQuery, Tally};
 use crate::outbox::{OutboxRow, Pending, StoredChannel, StoredRule};
 use crate::{
     ApplySummary, EventRow, Loaded, Rollup, StatusRow, Storage, Store, StoreError, StoredResult,
@@ -109,44 +110,51 @@ impl Pg {
     }
 
     async fn status_rows(&self, only: Option<i64>) -> Result<Vec<StatusRow>, StoreError> {
-        let found = self
-            .query(
-                "SELECT s.id, v.name || '/' || s.name, v.group_path, v.host, s.port,
-                        st.state, st.since_ms, st.last_check_ms, st.last_rtt_us, st.last_reason, st.last_message, s.paused,
-                        v.tags, s.tags, s.managed, st.last_details,
-                        (s.port = 0 AND s.settings LIKE '%\"ping\":%')
-                 FROM sensors s JOIN servers v ON v.id = s.server_id
-                 LEFT JOIN sensor_status st ON st.sensor_id = s.id
-                 WHERE s.retired_at IS NULL AND v.retired_at IS NULL AND ($1::bigint IS NULL OR s.id = $1)
-                 ORDER BY v.group_path COLLATE \"C\" NULLS FIRST, v.name COLLATE \"C\", s.name COLLATE \"C\"",
-                &[&only],
-            )
-            .await?;
+        let query = StatusQuery {
+            id: only,
+            ..StatusQuery::default()
+        };
+        Ok(self
+            .listed(&query)
+            .await?
+            .into_iter()
+            .map(|l| l.row)
+            .collect())
+    }
+
+    /// The sensors `query` lists, in its order.
+    async fn listed(&self, query: &StatusQuery) -> Result<Vec<Listed>, StoreError> {
+        let (sql, values) = listing::status_sql(query, listing::Dialect::Postgres);
+        let params: Vec<Param<'_>> = values.iter().map(|v| v.pg()).collect();
+        let found = self.query(&sql, &params).await?;
         found
             .iter()
             .map(|r| {
                 let state = crate::row_state(r.get(5), r.get(11));
                 let mut tags: Vec<String> = self.parse(r.get(12))?;
                 tags.extend(self.parse::<Vec<String>>(r.get(13))?);
-                Ok(StatusRow {
-                    id: r.get(0),
-                    path: r.get(1),
-                    group: r.get(2),
-                    host: r.get(3),
-                    port: self.port(r.get(4))?,
-                    state,
-                    since_ms: r.get(6),
-                    last_check_ms: r.get(7),
-                    last_rtt_us: r.get(8),
-                    last_reason: r.get(9),
-                    last_message: r.get(10),
-                    last_details: r
-                        .get::<_, Option<&str>>(15)
-                        .map(|d| self.parse(d))
-                        .transpose()?,
-                    tags,
-                    managed: r.get(14),
-                    ping: r.get(16),
+                Ok(Listed {
+                    row: StatusRow {
+                        id: r.get(0),
+                        path: r.get(1),
+                        group: r.get(2),
+                        host: r.get(3),
+                        port: self.port(r.get(4))?,
+                        state,
+                        since_ms: r.get(6),
+                        last_check_ms: r.get(7),
+                        last_rtt_us: r.get(8),
+                        last_reason: r.get(9),
+                        last_message: r.get(10),
+                        last_details: r
+                            .get::<_, Option<&str>>(15)
+                            .map(|d| self.parse(d))
+                            .transpose()?,
+                        tags,
+                        managed: r.get(14),
+                        ping: r.get(16),
+                    },
+                    matching: r.get(17),
                 })
             })
             .collect()
@@ -543,6 +551,21 @@ impl Storage for Pg {
         Ok(rows
             .iter()
             .map(|r| (crate::row_state(r.get(0), r.get(1)), r.get(2)))
+            .collect())
+    }
+
+    async fn list(&self, query: StatusQuery) -> Result<Vec<Listed>, StoreError> {
+        self.listed(&query).await
+    }
+
+    async fn tally(&self, query: StatusQuery) -> Result<Tally, StoreError> {
+        let (sql, values) = listing::tally_sql(&query, listing::Dialect::Postgres);
+        let params: Vec<Param<'_>> = values.iter().map(|v| v.pg()).collect();
+        Ok(self
+            .query(&sql, &params)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), crate::row_state(r.get(1), r.get(2)), r.get(3)))
             .collect())
     }
 
