@@ -13,8 +13,7 @@ use std::collections::HashMap;
 
 use crate::monitor::verdict::{DownWhen, LocationReport, check_locations};
 use crate::report::SensorReport;
-use crate::store::StatusRow;
-use crate::store::Storage;
+use crate::store::{StatusQuery, StatusRow, Storage};
 
 #[derive(Serialize)]
 struct SensorJson {
@@ -123,9 +122,20 @@ pub async fn list(
     Query(page): Query<Page>,
 ) -> Result<Response, AppError> {
     let limit = page.limit.clamp(1, 10_000);
-    let rows = state.db.status().await?;
-    let total = rows.len();
-    let rows: Vec<StatusRow> = rows.into_iter().skip(page.offset).take(limit).collect();
+    let everything = state.tallies.get(&state.db).await?;
+    let total = everything.iter().map(|(_, _, n)| *n as usize).sum();
+    // The page's rows only, in list order, read from the index.
+    let rows: Vec<StatusRow> = state
+        .db
+        .list(StatusQuery {
+            offset: page.offset as u64,
+            limit: Some(limit as u64),
+            ..StatusQuery::default()
+        })
+        .await?
+        .into_iter()
+        .map(|listed| listed.row)
+        .collect();
     // The page's sensors' locations only.
     let ids = rows.iter().map(|r| r.id).collect();
     let mut locations = by_sensor(state.db.location_reports_of(ids).await?);

@@ -18,7 +18,7 @@ use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{ApiUser, still_signed_in};
-use super::pages::{class, is_problem, tally, time};
+use super::pages::{class, problems_in, tally_of, time};
 use super::{AppError, AppState};
 use crate::store::{EventRow, Storage};
 
@@ -161,14 +161,14 @@ impl Follower {
             );
             self.after = Some(*id);
         }
-        let rows = self.state.db.status().await?;
+        let everything = self.state.tallies.get(&self.state.db).await?;
         // The dashboard's own tally: its badges carry these classes.
-        let counts: std::collections::BTreeMap<&'static str, usize> =
-            tally(rows.iter().map(|r| r.state))
-                .into_iter()
-                .map(|count| (count.class, count.n))
-                .collect();
-        let problems = rows.iter().filter(|r| is_problem(r.state)).count();
+        let tallied = tally_of(&everything);
+        let problems = problems_in(&tallied);
+        let counts: std::collections::BTreeMap<&'static str, usize> = tallied
+            .into_iter()
+            .map(|count| (count.class, count.n))
+            .collect();
         let counts = Counts {
             title: if problems > 0 {
                 format!("({problems}) portwatch")

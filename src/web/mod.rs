@@ -23,6 +23,7 @@ mod push;
 mod reports;
 mod signin;
 mod status_pages;
+mod tally;
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ pub struct AppState {
     trusted_proxies: Arc<[Cidr]>,
     public_url: Option<String>,
     status_cache: status_pages::Cache,
+    tallies: tally::Tallies,
     sensor_series: metrics::SensorSeries,
     push_limits: push::PushLimits,
 }
@@ -98,6 +100,7 @@ impl AppState {
             trusted_proxies: Arc::new([]),
             public_url: None,
             status_cache: status_pages::Cache::default(),
+            tallies: tally::Tallies::default(),
             push_limits: push::PushLimits::default(),
             sensor_series: metrics::SensorSeries::default(),
         }

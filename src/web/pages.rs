@@ -17,9 +17,8 @@ use super::{AppError, AppState};
 use crate::monitor::state::State as SensorState;
 use crate::probe::Services;
 use crate::probe::target::{parse_bare_host, parse_port};
-use crate::store::StatusRow;
-use crate::store::Storage;
 use crate::store::accounts::{Account, Role};
+use crate::store::{StatusOrder, StatusQuery, StatusRow, Storage, Tally};
 
 fn render(template: impl Template) -> Result<Response, AppError> {
     super::render(&template, axum::http::StatusCode::OK)
@@ -276,6 +275,8 @@ struct Dashboard {
     counts: Vec<CountView>,
     /// The filtered sensors that are down, unknown or warning, worst first.
     problems: Vec<SensorView>,
+    /// Problems beyond those shown.
+    problems_more: usize,
     groups: Vec<GroupView>,
     /// How many sensors the filter shows.
     shown: usize,
@@ -322,24 +323,6 @@ const COLUMNS: [(Option<&str>, &str, bool); 10] = [
     (None, "Certificate", true),
 ];
 
-/// Sorts a group's rows by column `sort` (triage order otherwise), ties
-/// by path; `desc` reverses the column's order.
-fn sort_rows(rows: &mut [&StatusRow], sort: Option<&str>, desc: bool) {
-    rows.sort_by(|a, b| {
-        let by = match sort {
-            Some("sensor") => a.path.cmp(&b.path),
-            Some("target") => (&a.host, a.port).cmp(&(&b.host, b.port)),
-            Some("reason") => a.last_reason.cmp(&b.last_reason),
-            Some("response") => a.last_rtt_us.cmp(&b.last_rtt_us),
-            // Longest-standing first reads as "since" ascending.
-            Some("since") => a.since_ms.cmp(&b.since_ms),
-            _ => severity(a.state).cmp(&severity(b.state)),
-        };
-        let by = if desc { by.reverse() } else { by };
-        by.then_with(|| a.path.cmp(&b.path))
-    });
-}
-
 /// A dot of colour `$hex` as an SVG data URL, for the tab's icon.
 macro_rules! dot_icon {
     ($hex:literal) => {
@@ -353,8 +336,8 @@ macro_rules! dot_icon {
 
 /// The tab's icon for the worst problem: red for down, amber for unknown
 /// or warning, green for none.
-fn favicon(problems: &[&StatusRow]) -> &'static str {
-    match problems.iter().map(|r| severity(r.state)).min() {
+fn favicon(problems: impl Iterator<Item = SensorState>) -> &'static str {
+    match problems.map(severity).min() {
         Some(0) => dot_icon!("c62828"),
         Some(1 | 2) => dot_icon!("9a6700"),
         _ => dot_icon!("1a7f37"),
@@ -424,26 +407,6 @@ pub(super) fn page_frame(user: &Account) -> (Option<String>, bool, String) {
     )
 }
 
-/// Whether a sensor passes the dashboard's filters.
-fn matches(row: &StatusRow, query: &str, tag: &str, problems: bool) -> bool {
-    let query = query.trim().to_lowercase();
-    let text_ok = query.is_empty()
-        || row.path.to_lowercase().contains(&query)
-        || row.host.to_lowercase().contains(&query)
-        || row
-            .group
-            .as_deref()
-            .is_some_and(|g| g.to_lowercase().contains(&query));
-    let tag_ok =
-        tag.trim().is_empty() || row.tags.iter().any(|t| t.eq_ignore_ascii_case(tag.trim()));
-    let problem_ok = !problems
-        || matches!(
-            row.state,
-            SensorState::Down | SensorState::Warning | SensorState::Unknown
-        );
-    text_ok && tag_ok && problem_ok
-}
-
 /// How bad a state is for triage: down, unknown, warning, then the rest.
 fn severity(state: SensorState) -> u8 {
     match state {
@@ -468,35 +431,19 @@ const OPEN_UP_TO: usize = 300;
 /// The most rows of one group on a page.
 const PAGE_SIZE: usize = 200;
 
-/// Which of a group's `total` rows (sorted, problems first) the page
-/// shows: page `page` (from 1) of the group asked for; otherwise none for
-/// a quiet group on a large unfiltered dashboard (its summary links to its
-/// pages), else the first page.
-fn rows_shown(
-    total: usize,
-    asked: Option<usize>,
-    large: bool,
-    filtering: bool,
-    has_problems: bool,
-) -> std::ops::Range<usize> {
-    match asked {
-        Some(page) => {
-            let start = (page.max(1) - 1).saturating_mul(PAGE_SIZE).min(total);
-            start..(start + PAGE_SIZE).min(total)
-        }
-        None if large && !filtering && !has_problems => 0..0,
-        None => 0..total.min(PAGE_SIZE),
-    }
-}
+/// The most rows the problems section shows (the worst first); the
+/// groups' pages show the rest.
+const PROBLEMS_SHOWN: usize = 500;
 
 /// The states in triage order, as [`severity`] ranks them.
 const TRIAGE: [&str; 6] = ["down", "unknown", "warning", "up", "pending", "paused"];
 
-/// Sensors by state, in triage order, every state (zeros included).
-pub(super) fn tally(states: impl Iterator<Item = SensorState>) -> Vec<CountView> {
+/// Sensors by state (each state with how many), in triage order, every
+/// state (zeros included).
+pub(super) fn tally(states: impl Iterator<Item = (SensorState, usize)>) -> Vec<CountView> {
     let mut counts = [0usize; 6];
-    for state in states {
-        counts[usize::from(severity(state))] += 1;
+    for (state, n) in states {
+        counts[usize::from(severity(state))] += n;
     }
     TRIAGE
         .into_iter()
@@ -509,15 +456,21 @@ pub(super) fn tally(states: impl Iterator<Item = SensorState>) -> Vec<CountView>
         .collect()
 }
 
-/// The order of the dashboard's groups: those with the worst problems
-/// first (most down, then unknown, then warning), then by name.
-fn group_order(states: &[SensorState]) -> [std::cmp::Reverse<usize>; 3] {
-    let count = |wanted: u8| states.iter().filter(|s| severity(**s) == wanted).count();
-    [
-        std::cmp::Reverse(count(0)),
-        std::cmp::Reverse(count(1)),
-        std::cmp::Reverse(count(2)),
-    ]
+/// Every sensor of `everything` by state, as [`tally`] counts them.
+pub(super) fn tally_of(everything: &Tally) -> Vec<CountView> {
+    tally(everything.iter().map(|(_, state, n)| (*state, *n as usize)))
+}
+
+/// How many of a [`tally`]'s sensors are problems (down, unknown or
+/// warning: its first three states).
+pub(super) fn problems_in(counts: &[CountView]) -> usize {
+    counts.iter().take(3).map(|c| c.n).sum()
+}
+
+/// The order of the dashboard's groups from their [`tally`]: those with
+/// the worst problems first (most down, then unknown, then warning).
+fn group_order(counts: &[CountView]) -> [std::cmp::Reverse<usize>; 3] {
+    [0, 1, 2].map(|severity| std::cmp::Reverse(counts[severity].n))
 }
 
 /// A tick's colour class for a check's status.
@@ -624,108 +577,171 @@ fn sensor_view(row: &StatusRow, glance: Option<&crate::store::Glance>, now_ms: i
     }
 }
 
+/// The label of a group in the dashboard's links: its path, or "(no
+/// group)".
+const NO_GROUP: &str = "(no group)";
+
+fn group_label(group: &Option<String>) -> &str {
+    group.as_deref().unwrap_or(NO_GROUP)
+}
+
+/// The order of a table column's sort key (none: worst state first).
+fn list_order(sort: Option<&str>) -> StatusOrder {
+    match sort {
+        Some("sensor") => StatusOrder::Path,
+        Some("target") => StatusOrder::Target,
+        Some("reason") => StatusOrder::Reason,
+        Some("response") => StatusOrder::Response,
+        Some("since") => StatusOrder::Since,
+        _ => StatusOrder::Severity,
+    }
+}
+
+/// Which rows the dashboard's groups show, as one list: page `page` of
+/// the group asked for; else the first page of every group when the
+/// dashboard is small or filtered; else (large) the problems of each
+/// group, since a quiet group is its summary with a link to its pages.
+fn group_rows(
+    base: &StatusQuery,
+    asked: Option<(Option<String>, usize)>,
+    open_all: bool,
+) -> StatusQuery {
+    match asked {
+        Some((group, page)) => StatusQuery {
+            group: Some(group),
+            offset: ((page.max(1) - 1) * PAGE_SIZE) as u64,
+            limit: Some(PAGE_SIZE as u64),
+            ..base.clone()
+        },
+        None => StatusQuery {
+            per_group: Some(PAGE_SIZE as u64),
+            problems: base.problems || !open_all,
+            ..base.clone()
+        },
+    }
+}
+
 /// The dashboard, triage first: the problems in a section of their own,
 /// then the groups, those with problems first, each one table with
-/// headers; from one query.
+/// headers. Counts come from the tally (kept for a while on large
+/// installations) and rows from lists of the rows shown: the statements
+/// are the same few for ten sensors as for a million.
 pub async fn dashboard(
     State(state): State<AppState>,
     PageUser(user): PageUser,
     Query(filter): Query<DashboardQuery>,
 ) -> Result<Response, AppError> {
-    let rows = state.db.status().await?;
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let problems_only = filter.problems.is_some();
-    let counts = tally(rows.iter().map(|r| r.state));
-    let problem_count = rows.iter().filter(|r| is_problem(r.state)).count();
-    fn group_of(row: &StatusRow) -> &str {
-        row.group.as_deref().unwrap_or("(no group)")
-    }
-    let mut shown: Vec<&StatusRow> = rows
-        .iter()
-        .filter(|r| matches(r, &filter.q, &filter.tag, problems_only))
-        .collect();
-    if let Some(group) = &filter.group {
-        shown.retain(|r| group_of(r) == *group);
-    }
-    let mut problems: Vec<&StatusRow> = shown
-        .iter()
-        .copied()
-        .filter(|r| is_problem(r.state))
-        .collect();
-    // Worst first; within a state, the longest-standing first.
-    problems.sort_by_key(|r| {
-        (
-            severity(r.state),
-            r.since_ms.unwrap_or(i64::MAX),
-            r.path.clone(),
-        )
+    let base = StatusQuery {
+        text: filter.q.clone(),
+        tag: filter.tag.clone(),
+        problems: problems_only,
+        order: list_order(filter.sort.as_deref()),
+        descending: filter.desc.is_some(),
+        ..StatusQuery::default()
+    };
+    let filtering = base.filters();
+    let everything = state.tallies.get(&state.db).await?;
+    let counts = tally_of(&everything);
+    let problem_count = problems_in(&counts);
+    let asked_group = filter.group.as_ref().map(|label| {
+        let group = (label != NO_GROUP).then(|| label.clone());
+        (group, filter.page.unwrap_or(1))
     });
-    if filter.sort.is_some() {
-        sort_rows(&mut problems, filter.sort.as_deref(), filter.desc.is_some());
+    // The sensors the filter shows, by group and state.
+    let mut shown_tally: Tally = if filtering {
+        state.db.tally(base.clone()).await?
+    } else {
+        everything.as_ref().clone()
+    };
+    if let Some((group, _)) = &asked_group {
+        shown_tally.retain(|(g, _, _)| g == group);
     }
-    let mut by_group: BTreeMap<&str, Vec<&StatusRow>> = BTreeMap::new();
-    for row in &shown {
-        by_group.entry(group_of(row)).or_default().push(row);
+    let mut by_group: BTreeMap<Option<String>, Vec<(SensorState, usize)>> = BTreeMap::new();
+    for (group, state, n) in shown_tally {
+        by_group.entry(group).or_default().push((state, n as usize));
     }
-    let filtering = !filter.q.trim().is_empty() || !filter.tag.trim().is_empty() || problems_only;
-    let small = shown.len() <= OPEN_UP_TO;
-    let asked = filter.group.as_ref().map(|_| filter.page.unwrap_or(1));
-    let mut group_page = None;
-    let mut groups: Vec<(&str, Vec<&StatusRow>)> = by_group.into_iter().collect();
-    groups.sort_by_cached_key(|(name, rows)| {
-        let states: Vec<SensorState> = rows.iter().map(|r| r.state).collect();
-        (group_order(&states), *name)
-    });
-    let groups = groups
-        .into_iter()
-        .map(|(name, mut rows)| {
-            sort_rows(&mut rows, filter.sort.as_deref(), filter.desc.is_some());
-            let mut counts = tally(rows.iter().map(|r| r.state));
-            counts.retain(|c| c.n > 0);
-            let has_problems = rows.iter().any(|r| is_problem(r.state));
-            let range = rows_shown(rows.len(), asked, !small, filtering, has_problems);
-            if let Some(page) = asked {
-                let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
-                group_page = Some(GroupPage {
-                    name: name.to_owned(),
-                    first: range.start + 1,
-                    last: range.end,
-                    total: rows.len(),
-                    previous: (page > 1).then(|| filter.link(Some(name), Some(page - 1))),
-                    next: (page < pages).then(|| filter.link(Some(name), Some(page + 1))),
-                    all: filter.link(None, None),
-                });
-            }
-            let total = rows.len();
-            rows.truncate(range.end);
-            rows.drain(..range.start);
-            let group = GroupView {
-                link: filter.link(Some(name), None),
-                open: has_problems || small || filtering || asked.is_some(),
-                counts,
-                total,
-                sensors: Vec::new(),
-                name: name.to_owned(),
+    let shown: usize = by_group.values().flatten().map(|(_, n)| n).sum();
+    let small = shown <= OPEN_UP_TO;
+    // A group's own pages have no problems section.
+    let problems = match asked_group {
+        Some(_) => Vec::new(),
+        None => {
+            let worst_first = StatusQuery {
+                problems: true,
+                order: if filter.sort.is_some() {
+                    base.order
+                } else {
+                    StatusOrder::Triage
+                },
+                limit: Some(PROBLEMS_SHOWN as u64),
+                ..base.clone()
             };
-            (group, rows)
-        })
-        .collect::<Vec<_>>();
+            state.db.list(worst_first).await?
+        }
+    };
+    let rows_query = group_rows(&base, asked_group.clone(), small || filtering);
+    let mut rows: BTreeMap<Option<String>, Vec<StatusRow>> = BTreeMap::new();
+    for listed in state.db.list(rows_query.clone()).await? {
+        rows.entry(listed.row.group.clone())
+            .or_default()
+            .push(listed.row);
+    }
+    let mut groups: Vec<(Option<String>, Vec<CountView>)> = by_group
+        .into_iter()
+        .map(|(group, states)| (group, tally(states.into_iter())))
+        .collect();
+    groups.sort_by(|(a, a_counts), (b, b_counts)| {
+        (group_order(a_counts), group_label(a)).cmp(&(group_order(b_counts), group_label(b)))
+    });
+    let shown_problems: usize = groups.iter().map(|(_, counts)| problems_in(counts)).sum();
+    let group_page = asked_group.as_ref().map(|(group, page)| {
+        let name = group_label(group);
+        let total: usize = groups.iter().flat_map(|(_, c)| c).map(|c| c.n).sum();
+        let first = (rows_query.offset as usize).min(total);
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        GroupPage {
+            name: name.to_owned(),
+            first: first + 1,
+            last: first + rows.values().map(Vec::len).sum::<usize>(),
+            total,
+            previous: (*page > 1).then(|| filter.link(Some(name), Some(page - 1))),
+            next: (*page < pages).then(|| filter.link(Some(name), Some(page + 1))),
+            all: filter.link(None, None),
+        }
+    });
     // The bars of recent checks and the uptimes of the rows shown only,
     // from maintained aggregates, in a few statements.
     let ids: Vec<i64> = problems
         .iter()
-        .chain(groups.iter().flat_map(|(_, rows)| rows))
-        .map(|r| r.id)
+        .map(|l| l.row.id)
+        .chain(rows.values().flatten().map(|r| r.id))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
     let glances = state.db.glances(ids, now_ms).await?;
-    let view = |r: &&StatusRow| sensor_view(r, glances.get(&r.id), now_ms);
+    let view = |r: &StatusRow| sensor_view(r, glances.get(&r.id), now_ms);
     let groups = groups
         .into_iter()
-        .map(|(group, rows)| GroupView {
-            sensors: rows.iter().map(view).collect(),
-            ..group
+        .map(|(group, mut counts)| {
+            let name = group_label(&group).to_owned();
+            let total = counts.iter().map(|c| c.n).sum();
+            let has_problems = problems_in(&counts) > 0;
+            counts.retain(|c| c.n > 0);
+            GroupView {
+                link: filter.link(Some(&name), None),
+                open: has_problems || small || filtering || asked_group.is_some(),
+                counts,
+                total,
+                sensors: rows
+                    .remove(&group)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(view)
+                    .collect(),
+                name,
+            }
         })
         .collect();
     let columns = COLUMNS
@@ -771,7 +787,7 @@ pub async fn dashboard(
             }
         })
         .collect();
-    let favicon = favicon(&problems);
+    let favicon = favicon(problems.iter().map(|l| l.row.state));
     let (user, admin, csrf) = page_frame(&user);
     render(Dashboard {
         now_ms,
@@ -782,9 +798,10 @@ pub async fn dashboard(
         csrf,
         problem_count,
         counts,
-        problems: problems.iter().map(view).collect(),
+        problems: problems.iter().map(|l| view(&l.row)).collect(),
+        problems_more: shown_problems.saturating_sub(problems.len()),
         groups,
-        shown: shown.len(),
+        shown,
         group_page,
         query: filter.q,
         tag: filter.tag,
@@ -1769,62 +1786,46 @@ mod tests {
 
     #[test]
     fn a_large_dashboard_shows_quiet_groups_as_summaries_and_pages_a_group() {
+        let base = StatusQuery {
+            text: "web".into(),
+            order: StatusOrder::Since,
+            ..StatusQuery::default()
+        };
         // Small, or filtered: the first page of every group.
-        assert_eq!(rows_shown(50, None, false, false, false), 0..50);
-        assert_eq!(rows_shown(500, None, true, true, false), 0..PAGE_SIZE);
-        // Large: a quiet group is its summary; one with problems its first
-        // page (problems sort first).
-        assert_eq!(rows_shown(500, None, true, false, false), 0..0);
-        assert_eq!(rows_shown(500, None, true, false, true), 0..PAGE_SIZE);
-        // A group asked for, page by page; past the end, nothing.
-        assert_eq!(rows_shown(450, Some(1), true, false, false), 0..200);
-        assert_eq!(rows_shown(450, Some(3), true, false, false), 400..450);
-        assert_eq!(rows_shown(450, Some(0), true, false, false), 0..200);
-        assert_eq!(rows_shown(450, Some(9), true, false, false), 450..450);
-    }
-
-    fn row(path: &str, state: SensorState, since_ms: i64, rtt_us: Option<i64>) -> StatusRow {
-        StatusRow {
-            id: 0,
-            path: path.into(),
-            group: None,
-            host: "h".into(),
-            port: 1,
-            state,
-            since_ms: Some(since_ms),
-            last_check_ms: None,
-            last_rtt_us: rtt_us,
-            last_reason: None,
-            last_message: None,
-            last_details: None,
-            tags: Vec::new(),
-            managed: false,
-            ping: false,
-        }
+        let every_group = group_rows(&base, None, true);
+        assert_eq!(every_group.per_group, Some(PAGE_SIZE as u64));
+        assert!(!every_group.problems);
+        assert_eq!(every_group.limit, None);
+        assert_eq!(
+            (every_group.text.as_str(), every_group.order),
+            ("web", StatusOrder::Since)
+        );
+        // Large: each group's problems (a quiet group is its summary).
+        let large = group_rows(&base, None, false);
+        assert!(large.problems);
+        assert_eq!(large.per_group, Some(PAGE_SIZE as u64));
+        // A group asked for, page by page.
+        let third = group_rows(&base, Some((Some("Web".into()), 3)), false);
+        assert_eq!(third.group, Some(Some("Web".into())));
+        assert_eq!((third.offset, third.limit), (400, Some(PAGE_SIZE as u64)));
+        assert!(!third.problems && third.per_group.is_none());
+        let first = group_rows(&base, Some((None, 0)), false);
+        assert_eq!((first.group, first.offset), (Some(None), 0));
     }
 
     #[test]
-    fn rows_sort_by_a_column_either_way_with_ties_by_name() {
-        let rows = [
-            row("a/x", SensorState::Up, 30, Some(500)),
-            row("b/y", SensorState::Down, 20, None),
-            row("c/z", SensorState::Warning, 10, Some(100)),
-            row("d/w", SensorState::Up, 10, Some(100)),
-        ];
-        let order = |sort: Option<&str>, desc: bool| {
-            let mut refs: Vec<&StatusRow> = rows.iter().collect();
-            sort_rows(&mut refs, sort, desc);
-            refs.iter().map(|r| r.path.as_str()).collect::<Vec<_>>()
-        };
-        assert_eq!(order(None, false), ["b/y", "c/z", "a/x", "d/w"], "triage");
-        assert_eq!(order(Some("since"), false), ["c/z", "d/w", "b/y", "a/x"]);
-        assert_eq!(order(Some("since"), true), ["a/x", "b/y", "c/z", "d/w"]);
-        assert_eq!(order(Some("response"), true), ["a/x", "c/z", "d/w", "b/y"]);
-        assert_eq!(order(Some("sensor"), true), ["d/w", "c/z", "b/y", "a/x"]);
-        let problems: Vec<&StatusRow> = rows.iter().filter(|r| is_problem(r.state)).collect();
-        assert!(favicon(&problems).contains("c62828"));
-        assert!(favicon(&problems[1..]).contains("9a6700"));
-        assert!(favicon(&[]).contains("1a7f37"));
+    fn columns_sort_by_their_key_and_the_worst_problem_colours_the_icon() {
+        assert_eq!(list_order(None), StatusOrder::Severity);
+        assert_eq!(list_order(Some("sensor")), StatusOrder::Path);
+        assert_eq!(list_order(Some("target")), StatusOrder::Target);
+        assert_eq!(list_order(Some("reason")), StatusOrder::Reason);
+        assert_eq!(list_order(Some("response")), StatusOrder::Response);
+        assert_eq!(list_order(Some("since")), StatusOrder::Since);
+        assert_eq!(list_order(Some("nonsense")), StatusOrder::Severity);
+        let problems = [SensorState::Warning, SensorState::Down];
+        assert!(favicon(problems.into_iter()).contains("c62828"));
+        assert!(favicon(problems[..1].iter().copied()).contains("9a6700"));
+        assert!(favicon(std::iter::empty()).contains("1a7f37"));
     }
 
     #[test]
@@ -1853,7 +1854,7 @@ mod tests {
 
     #[test]
     fn states_are_tallied_in_triage_order_and_groups_with_problems_come_first() {
-        let tallied = tally([SensorState::Up, SensorState::Down, SensorState::Up].into_iter());
+        let tallied = tally([(SensorState::Up, 2), (SensorState::Down, 1)].into_iter());
         let pairs: Vec<(&str, usize)> = tallied.iter().map(|c| (c.label, c.n)).collect();
         assert_eq!(
             pairs,
@@ -1866,11 +1867,13 @@ mod tests {
                 ("paused", 0)
             ]
         );
-        let calm = group_order(&[SensorState::Up, SensorState::Up]);
-        let warned = group_order(&[SensorState::Warning, SensorState::Up]);
-        let blind = group_order(&[SensorState::Unknown]);
-        let down = group_order(&[SensorState::Down, SensorState::Up]);
-        let worse = group_order(&[SensorState::Down, SensorState::Down]);
+        assert_eq!(problems_in(&tallied), 1);
+        let order = |states: &[SensorState]| group_order(&tally(states.iter().map(|s| (*s, 1))));
+        let calm = order(&[SensorState::Up, SensorState::Up]);
+        let warned = order(&[SensorState::Warning, SensorState::Up]);
+        let blind = order(&[SensorState::Unknown]);
+        let down = order(&[SensorState::Down, SensorState::Up]);
+        let worse = order(&[SensorState::Down, SensorState::Down]);
         let mut groups = vec![calm, warned, blind, down, worse];
         groups.sort();
         assert_eq!(groups, [worse, down, blind, warned, calm]);

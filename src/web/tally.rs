@@ -1,0 +1,116 @@
+//! Sensors by group and state, for the dashboard's counts, the API's
+//! totals and the live counts. Counting reads every sensor's row, so a
+//! large installation reuses a count for a few seconds and reads the next
+//! one in the background, while requests go on with the last one.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::store::{Backend, StatusQuery, Storage, StoreError, Tally};
+
+/// Up to this many sensors, every request counts them afresh (a few
+/// milliseconds); above it a count is reused.
+const LARGE: i64 = 50_000;
+
+/// How long a large installation's count is reused before the next one is
+/// read.
+const REUSE: Duration = Duration::from_secs(10);
+
+/// The last count, shared by every request.
+#[derive(Clone, Default)]
+pub(super) struct Tallies(Arc<Mutex<Option<Kept>>>);
+
+struct Kept {
+    tally: Arc<Tally>,
+    read_at: Instant,
+    reading: bool,
+}
+
+/// What a request does with the last count.
+#[derive(Debug, PartialEq, Eq)]
+enum Use {
+    /// Count now and wait for it.
+    Read,
+    /// Take the last count.
+    Reuse,
+    /// Take the last count, and count afresh in the background.
+    ReuseAndRead,
+}
+
+/// What to do with the last count of `sensors` sensors, read `age` ago,
+/// with a newer one being read or not.
+fn decide(sensors: i64, age: Duration, reading: bool) -> Use {
+    if sensors <= LARGE {
+        Use::Read
+    } else if age < REUSE || reading {
+        Use::Reuse
+    } else {
+        Use::ReuseAndRead
+    }
+}
+
+impl Tallies {
+    /// Every active sensor by group and state.
+    pub(super) async fn get(&self, db: &Backend) -> Result<Arc<Tally>, StoreError> {
+        {
+            let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(kept) = kept.as_mut() {
+                let sensors = kept.tally.iter().map(|(_, _, n)| n).sum();
+                match decide(sensors, kept.read_at.elapsed(), kept.reading) {
+                    Use::Read => {}
+                    Use::Reuse => return Ok(kept.tally.clone()),
+                    Use::ReuseAndRead => {
+                        kept.reading = true;
+                        let (tallies, db) = (self.clone(), db.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = tallies.read(&db).await {
+                                tracing::warn!("counting the sensors by state: {e}");
+                            }
+                        });
+                        return Ok(kept.tally.clone());
+                    }
+                }
+            }
+        }
+        self.read(db).await
+    }
+
+    async fn read(&self, db: &Backend) -> Result<Arc<Tally>, StoreError> {
+        let read = db.tally(StatusQuery::default()).await;
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match read {
+            Ok(tally) => {
+                let tally = Arc::new(tally);
+                *kept = Some(Kept {
+                    tally: tally.clone(),
+                    read_at: Instant::now(),
+                    reading: false,
+                });
+                Ok(tally)
+            }
+            Err(e) => {
+                if let Some(kept) = kept.as_mut() {
+                    kept.reading = false;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_installations_count_afresh_and_large_ones_reuse_a_recent_count() {
+        let fresh = Duration::from_secs(1);
+        let old = REUSE;
+        assert_eq!(decide(LARGE, old, false), Use::Read);
+        assert_eq!(decide(10, fresh, false), Use::Read);
+        assert_eq!(decide(LARGE + 1, fresh, false), Use::Reuse);
+        assert_eq!(decide(LARGE + 1, old, false), Use::ReuseAndRead);
+        // One background count at a time.
+        assert_eq!(decide(LARGE + 1, old, true), Use::Reuse);
+    }
+}
