@@ -101,6 +101,7 @@ impl SensorSeries {
     async fn get(
         &self,
         db: &crate::store::Backend,
+        tallies: &super::tally::Tallies,
         summary: bool,
     ) -> Result<(Option<Arc<str>>, [i64; 6]), AppError> {
         let mut cached = self.0.lock().await;
@@ -112,10 +113,10 @@ impl SensorSeries {
         }
         let mut by_state = [0; 6];
         let text = if summary {
-            // One grouped count in the store: with 1,000,000 sensors, the
-            // rows themselves would be about a gigabyte.
-            for (state, n) in db.state_counts().await? {
-                by_state[state_code(state) as usize] += n;
+            // The dashboard's tally: with 1,000,000 sensors, the rows
+            // themselves would be about a gigabyte.
+            for (_, state, n) in tallies.get(db).await?.iter() {
+                by_state[state_code(*state) as usize] += n;
             }
             None
         } else {
@@ -181,7 +182,10 @@ pub async fn metrics(
     // While the store cannot be read, the daemon's own series are still
     // served, with portwatch_store_up 0 and without the store's.
     let read = async {
-        let (text, by_state) = state.sensor_series.get(&state.db, summary).await?;
+        let (text, by_state) = state
+            .sensor_series
+            .get(&state.db, &state.tallies, summary)
+            .await?;
         let undelivered = state.db.undelivered().await?;
         let nodes = state.db.nodes().await?;
         Ok::<_, AppError>((text, by_state, undelivered, nodes))

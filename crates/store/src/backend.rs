@@ -174,10 +174,6 @@ impl Storage for Backend {
         delegate!(self, status())
     }
 
-    async fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
-        delegate!(self, state_counts())
-    }
-
     async fn list(&self, query: StatusQuery) -> Result<Vec<Listed>, StoreError> {
         delegate!(self, list(query))
     }

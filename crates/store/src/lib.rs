@@ -179,14 +179,6 @@ impl<T: serde::de::DeserializeOwned> rusqlite::types::FromSql for Json<T> {
     }
 }
 
-/// How many active sensors are in each stored state (or none) and paused
-/// state: the same statement on both stores, read through [`row_state`].
-pub(crate) const STATE_COUNTS: &str = "SELECT st.state, s.paused, count(*)
-     FROM sensors s JOIN servers v ON v.id = s.server_id
-     LEFT JOIN sensor_status st ON st.sensor_id = s.id
-     WHERE s.retired_at IS NULL AND v.retired_at IS NULL
-     GROUP BY st.state, s.paused";
-
 /// A sensor's state from its status row: the stored state, or without one
 /// (never checked) paused when it is paused by hand, else pending.
 pub(crate) fn row_state(stored: Option<String>, paused: bool) -> State {
@@ -733,19 +725,6 @@ impl Store {
     /// Every active sensor with its current state and last result.
     pub fn status(&self) -> Result<Vec<StatusRow>, StoreError> {
         self.status_rows(None)
-    }
-
-    /// How many active sensors are in each state: one grouped count in
-    /// the database, never a row per sensor here.
-    pub fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(STATE_COUNTS)
-            .map_err(self.sqlite())?;
-        let rows = statement
-            .query_map([], |r| Ok((row_state(r.get(0)?, r.get(1)?), r.get(2)?)))
-            .map_err(self.sqlite())?;
-        rows.collect::<Result<_, _>>().map_err(self.sqlite())
     }
 
     /// One active sensor's state and last result (one indexed lookup, not

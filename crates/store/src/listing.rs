@@ -168,10 +168,13 @@ impl Builder {
         }
     }
 
-    /// The tables, joined so that the indexes serve the list: from the
-    /// problems' partial index when only problems are asked for, else from
-    /// the servers in group and name order.
+    /// The tables, joined so that the indexes serve the list: one sensor
+    /// by its id; the problems from their partial index when only problems
+    /// are asked for; else from the servers in group and name order.
     fn from(&self, query: &StatusQuery) -> &'static str {
+        if query.id.is_some() {
+            return "sensors s JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id";
+        }
         match (query.problems && query.group.is_none(), self.dialect) {
             (true, _) => {
                 "sensor_status st JOIN sensors s ON s.id = st.sensor_id JOIN servers v ON v.id = s.server_id"

@@ -121,11 +121,6 @@ pub trait Storage: Clone + Send + Sync + 'static {
     /// one grouped count.
     fn tally(&self, query: StatusQuery) -> impl Future<Output = Result<Tally, StoreError>> + Send;
 
-    /// How many active sensors are in each state (a state may come more
-    /// than once, e.g. paused for different causes): one grouped count,
-    /// never a row per sensor.
-    fn state_counts(&self) -> impl Future<Output = Result<Vec<(State, i64)>, StoreError>> + Send;
-
     /// One active sensor's state and last result (one indexed lookup, not
     /// a scan of every sensor).
     fn status_of(&self, id: i64) -> impl Future<Output = Result<StatusRow, StoreError>> + Send;
@@ -505,10 +500,6 @@ impl Storage for Db {
 
     async fn status(&self) -> Result<Vec<StatusRow>, StoreError> {
         self.call(move |store| store.status()).await
-    }
-
-    async fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
-        self.call(move |store| store.state_counts()).await
     }
 
     async fn list(&self, query: StatusQuery) -> Result<Vec<Listed>, StoreError> {

@@ -84,7 +84,8 @@ async fn configuration_round_trips<S: Storage>(db: S) {
 /// The grouped count of sensors by state, by state name.
 async fn by_state<S: Storage>(db: &S) -> std::collections::BTreeMap<String, i64> {
     let mut counts = std::collections::BTreeMap::new();
-    for (state, n) in db.state_counts().await.unwrap() {
+    let everything = portwatch_store::StatusQuery::default();
+    for (_, state, n) in db.tally(everything).await.unwrap() {
         *counts
             .entry(state.to_string().split('(').next().unwrap().to_owned())
             .or_default() += n;

@@ -546,14 +546,6 @@ impl Storage for Pg {
         self.status_rows(None).await
     }
 
-    async fn state_counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
-        let rows = self.query(crate::STATE_COUNTS, &[]).await?;
-        Ok(rows
-            .iter()
-            .map(|r| (crate::row_state(r.get(0), r.get(1)), r.get(2)))
-            .collect())
-    }
-
     async fn list(&self, query: StatusQuery) -> Result<Vec<Listed>, StoreError> {
         self.listed(&query).await
     }
