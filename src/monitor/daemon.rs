@@ -260,6 +260,10 @@ pub struct Cluster {
 /// How often the monitor judges whether it keeps up.
 const OVERLOAD_WINDOW: Duration = Duration::from_secs(10);
 
+/// The sensors a stop marks pending in one go (and writes before the
+/// next).
+const STOP_SLICE: usize = 10_000;
+
 /// What the monitor is wired to: the store (read through `db`, written
 /// through `writer`), and the signals it takes.
 pub struct Wiring<S, W> {
@@ -435,13 +439,20 @@ pub async fn run<S: Storage, W: Writes>(
     }
     // Sensors another node goes on checking are not "stopped": only a
     // monitor alone in its location marks its sensors pending.
+    // A slice at a time, each written before the next: a million changes
+    // held at once would take a few hundred megabytes.
     if monitor.share.as_ref().is_none_or(Share::alone) {
-        let effects = monitor.core.stop(monitor.options.clock.now());
-        monitor.carry_out(effects);
+        let now = monitor.options.clock.now();
+        for ids in monitor.core.checked().chunks(STOP_SLICE) {
+            let effects = monitor.core.stop(ids, now);
+            monitor.carry_out(effects);
+            monitor.writer.flush().await;
+        }
     }
     // Judged sensors, likewise, only by the last node of all.
     if monitor.share.as_ref().is_none_or(Share::alone_everywhere) {
-        let effects = monitor.verdict.stop(monitor.options.clock.now());
+        let judged = monitor.verdict.checked();
+        let effects = monitor.verdict.stop(&judged, monitor.options.clock.now());
         monitor.carry_out_from(Source::Verdicts, effects);
     }
     monitor.writer.flush().await;
@@ -556,7 +567,7 @@ impl<W: Writes> Monitor<W> {
                     // Its locations confirm their failures themselves: a
                     // verdict needs no re-check.
                     let mut spec = spec.clone();
-                    spec.settings.retries = 0;
+                    std::sync::Arc::make_mut(&mut spec.settings).retries = 0;
                     judged.push((spec, *key));
                 }
                 if matches!(role, Role::Check | Role::CheckAndJudge)

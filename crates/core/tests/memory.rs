@@ -28,19 +28,20 @@ const PORTS: usize = 1_000;
 const SENSORS: usize = SERVERS * PORTS;
 
 /// The most the core may hold per sensor once loaded. Measured on
-/// 2026-12-02 at 120,000 sensors: 407 bytes (the boxed sensor with its
+/// 2026-12-02 at 120,000 sensors: 324 bytes (the boxed sensor with its
 /// resolved settings and state, the map's slot, the path and the server
-/// name). Before the sensors were boxed in the map: 807 (the map held
-/// whole sensors, and half its slots were spare). The limit leaves about
-/// 4 % for growth that is meant; a deliberate increase changes it here,
-/// with the reason.
-const LIMIT: usize = 420;
+/// name); 388 before sensors with the same settings shared them; 807
+/// before the sensors were boxed in the map (the map held whole sensors,
+/// and half its slots were spare). The limit leaves about 4 % for growth
+/// that is meant; a deliberate increase changes it here, with the reason.
+const LIMIT: usize = 340;
 
 /// The most that loading may hold per sensor at its peak (the resolved
 /// settings, the reload's list of sensors to add and the core's map, side
-/// by side for a moment). Measured on 2026-12-02: 637 bytes, with the
-/// lists given back as they are taken; 829 without.
-const PEAK_LIMIT: usize = 660;
+/// by side for a moment). Measured on 2026-12-02: 510 bytes with shared
+/// settings and the lists given back as they are taken; 609 without
+/// shared settings, 829 without either.
+const PEAK_LIMIT: usize = 530;
 
 #[test]
 fn the_monitor_core_holds_a_bounded_number_of_bytes_per_sensor() {

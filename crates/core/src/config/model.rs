@@ -132,7 +132,7 @@ mod opt_duration {
 }
 
 /// The effective settings of a sensor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Settings {
     /// How often to check (default 60 s).
     pub interval: Duration,
@@ -316,8 +316,9 @@ pub struct ResolvedSensor {
     pub host: Host,
     /// The port.
     pub port: u16,
-    /// Effective settings.
-    pub settings: Settings,
+    /// Effective settings (shared by the sensors with the same ones: a
+    /// large configuration has few distinct sets).
+    pub settings: std::sync::Arc<Settings>,
     /// The port must be closed.
     pub expect_closed: bool,
     /// The sensor path this depends on (never itself).
@@ -399,6 +400,7 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
         Option<std::sync::Arc<portwatch_probe::proto::ProtoOptions>>,
     > = HashMap::new();
     let mut location_lists: HashMap<Vec<String>, std::sync::Arc<[String]>> = HashMap::new();
+    let mut shared_settings: HashMap<Settings, std::sync::Arc<Settings>> = HashMap::new();
     for server in &config.servers {
         let mut inherited = config.defaults.clone();
         let chain = server.group.as_deref().map(group_chain).unwrap_or_default();
@@ -485,6 +487,14 @@ pub fn resolve(config: &Config) -> Vec<ResolvedSensor> {
                         None
                     }
                 });
+            let settings = match shared_settings.get(&settings) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared = std::sync::Arc::new(settings.clone());
+                    shared_settings.insert(settings, shared.clone());
+                    shared
+                }
+            };
             let speaks = heartbeat.is_none()
                 && overrides.dns.is_none()
                 && overrides.udp.is_none()

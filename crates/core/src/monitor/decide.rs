@@ -466,21 +466,33 @@ impl Core {
         effects
     }
 
-    /// The monitor stops: every checked sensor becomes `pending` with a
-    /// "monitor stopped" change, so that reports do not count the time the
-    /// monitor is off as uptime or downtime.
-    pub fn stop(&mut self, now: jiff::Timestamp) -> Vec<Effect> {
-        let at_ms = now.as_millisecond();
-        let mut checked: Vec<(i64, &mut Sensor)> = self
+    /// The sensors [`Monitor::stop`] marks pending: every checked one
+    /// (neither pending nor paused), in id order.
+    pub fn checked(&self) -> Vec<i64> {
+        let mut checked: Vec<i64> = self
             .sensors
-            .iter_mut()
+            .iter()
             .filter(|(_, s)| !matches!(s.tracker.state, State::Pending | State::Paused(_)))
-            .map(|(id, sensor)| (*id, &mut **sensor))
+            .map(|(id, _)| *id)
             .collect();
-        checked.sort_unstable_by_key(|(id, _)| *id);
+        checked.sort_unstable();
         checked
-            .into_iter()
-            .map(|(id, sensor)| {
+    }
+
+    /// The monitor stops: each of `ids` that is still checked becomes
+    /// `pending` with a "monitor stopped" change, so that reports do not
+    /// count the time the monitor is off as uptime or downtime. The caller
+    /// passes [`Monitor::checked`] a slice at a time, so that a million
+    /// changes are never held at once.
+    pub fn stop(&mut self, ids: &[i64], now: jiff::Timestamp) -> Vec<Effect> {
+        let at_ms = now.as_millisecond();
+        ids.iter()
+            .filter_map(|id| {
+                let sensor = self.sensors.get_mut(id)?;
+                if matches!(sensor.tracker.state, State::Pending | State::Paused(_)) {
+                    return None;
+                }
+                let id = *id;
                 let change = Change {
                     from: sensor.tracker.state,
                     to: State::Pending,
@@ -488,7 +500,7 @@ impl Core {
                     message: "the monitor stopped".to_owned(),
                 };
                 sensor.tracker = Tracker::PENDING;
-                Effect::Stop { id, at_ms, change }
+                Some(Effect::Stop { id, at_ms, change })
             })
             .collect()
     }
@@ -1144,7 +1156,11 @@ mod tests {
     #[test]
     fn stopping_makes_checked_sensors_pending_and_leaves_the_rest() {
         let mut core = start_up(&config(""));
-        let effects = core.stop(at(9));
+        let checked = core.checked();
+        assert_eq!(checked, [GW, WEB], "in id order");
+        // A slice at a time, as the daemon stops them.
+        let mut effects = core.stop(&checked[..1], at(9));
+        effects.extend(core.stop(&checked[1..], at(9)));
         let stopped: Vec<(i64, State, State)> = effects
             .iter()
             .filter_map(|e| match e {
@@ -1159,6 +1175,11 @@ mod tests {
                 (WEB, State::Up, State::Pending)
             ]
         );
-        assert_eq!(core.stop(at(10)), [], "pending sensors are left alone");
+        assert_eq!(
+            core.checked(),
+            Vec::<i64>::new(),
+            "pending sensors are left alone"
+        );
+        assert_eq!(core.stop(&checked, at(10)), [], "stopped once");
     }
 }
