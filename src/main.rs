@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
-/// mimalloc gives freed memory back to the system; glibc's allocator kept
-/// about 400 MB of start-up memory with a million sensors.
+/// jemalloc, set (in `.cargo/config.toml`) to give freed memory back to
+/// the system after a second: with a million sensors, glibc's allocator
+/// kept about 400 MB that start-up had freed (BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     portwatch::cli::main()
