@@ -6,7 +6,8 @@
 //! windows), the sensors' current states, state-change events, raw results
 //! (packed, see [`pack`]) and hourly rollups. All writes of the running
 //! monitor go through one [`writer`] thread; readers use the handle's
-//! connections.
+//! connections. The web's lists are built as SQL in [`listing`], so a
+//! page reads its rows rather than every sensor.
 
 pub mod accounts;
 mod backend;
