@@ -131,6 +131,13 @@ struct Builder {
 }
 
 impl Builder {
+    fn new(dialect: Dialect) -> Builder {
+        Builder {
+            dialect,
+            values: Vec::new(),
+        }
+    }
+
     /// A placeholder for `value`.
     fn bind(&mut self, value: Value) -> String {
         self.values.push(value);
@@ -267,10 +274,7 @@ impl Builder {
 /// The statement and parameters that list `query`'s rows: the status
 /// row's columns, then the count asked for.
 pub(crate) fn status_sql(query: &StatusQuery, dialect: Dialect) -> (String, Vec<Value>) {
-    let mut builder = Builder {
-        dialect,
-        values: Vec::new(),
-    };
+    let mut builder = Builder::new(dialect);
     let from = builder.from(query);
     let filters = builder.filters(query);
     let order = builder.order(query);
@@ -311,10 +315,7 @@ pub(crate) fn status_sql(query: &StatusQuery, dialect: Dialect) -> (String, Vec<
 /// The statement and parameters that count `query`'s sensors by group and
 /// state (its order and paging do not apply).
 pub(crate) fn tally_sql(query: &StatusQuery, dialect: Dialect) -> (String, Vec<Value>) {
-    let mut builder = Builder {
-        dialect,
-        values: Vec::new(),
-    };
+    let mut builder = Builder::new(dialect);
     let from = builder.from(query);
     let filters = builder.filters(query);
     (
