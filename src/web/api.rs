@@ -123,7 +123,7 @@ pub async fn list(
 ) -> Result<Response, AppError> {
     let limit = page.limit.clamp(1, 10_000);
     let everything = state.tallies.get(&state.db).await?;
-    let total = everything.iter().map(|(_, _, n)| *n as usize).sum();
+    let total = super::tally::sensors(&everything) as usize;
     // The page's rows only, in list order, read from the index.
     let rows: Vec<StatusRow> = state
         .db

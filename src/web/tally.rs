@@ -26,6 +26,11 @@ struct Kept {
     reading: bool,
 }
 
+/// How many sensors a tally counts.
+pub(super) fn sensors(tally: &Tally) -> i64 {
+    tally.iter().map(|(_, _, n)| n).sum()
+}
+
 /// What a request does with the last count.
 #[derive(Debug, PartialEq, Eq)]
 enum Use {
@@ -55,8 +60,7 @@ impl Tallies {
         {
             let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(kept) = kept.as_mut() {
-                let sensors = kept.tally.iter().map(|(_, _, n)| n).sum();
-                match decide(sensors, kept.read_at.elapsed(), kept.reading) {
+                match decide(sensors(&kept.tally), kept.read_at.elapsed(), kept.reading) {
                     Use::Read => {}
                     Use::Reuse => return Ok(kept.tally.clone()),
                     Use::ReuseAndRead => {
