@@ -116,7 +116,9 @@ pub fn start(options: Options) -> Result<Running, StoreError> {
     let web = options.web.map(|web| {
         let state = AppState::new(db.clone(), Some(stats.clone()), Some(written.clone()))
             .with_delivery_stats(delivery_stats.clone());
-        let app = crate::web::app((web.configure)(state));
+        let state = (web.configure)(state);
+        state.warm();
+        let app = crate::web::app(state);
         let stopped = shutdown.clone().cancelled_owned();
         tokio::spawn(crate::web::serve(web.listener, app, web.limits, stopped))
     });

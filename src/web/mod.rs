@@ -106,6 +106,12 @@ impl AppState {
         }
     }
 
+    /// Starts counting the sensors by state, which a large installation's
+    /// first dashboard would otherwise wait for.
+    pub fn warm(&self) {
+        self.tallies.warm(&self.db);
+    }
+
     /// Believes `X-Forwarded-For` and `Forwarded` from these proxies only.
     pub fn with_trusted_proxies(mut self, proxies: Vec<Cidr>) -> AppState {
         self.trusted_proxies = proxies.into();

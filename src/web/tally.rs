@@ -16,9 +16,10 @@ const LARGE: i64 = 50_000;
 /// read.
 const REUSE: Duration = Duration::from_secs(10);
 
-/// The last count, shared by every request.
+/// The last count, shared by every request, and the lock of the first
+/// count (requests that find none wait for one count, not one each).
 #[derive(Clone, Default)]
-pub(super) struct Tallies(Arc<Mutex<Option<Kept>>>);
+pub(super) struct Tallies(Arc<Mutex<Option<Kept>>>, Arc<tokio::sync::Mutex<()>>);
 
 struct Kept {
     tally: Arc<Tally>,
@@ -55,8 +56,36 @@ fn decide(sensors: i64, age: Duration, reading: bool) -> Use {
 }
 
 impl Tallies {
+    /// Counts the sensors in the background, so that the first dashboard
+    /// after a start does not wait for it.
+    pub(super) fn warm(&self, db: &Backend) {
+        let (tallies, db) = (self.clone(), db.clone());
+        tokio::spawn(async move {
+            if let Err(e) = tallies.first(&db).await {
+                tracing::warn!("counting the sensors by state: {e}");
+            }
+        });
+    }
+
+    fn last(&self) -> Option<Arc<Tally>> {
+        let kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.as_ref().map(|kept| kept.tally.clone())
+    }
+
+    /// The first count: read once, by whoever comes first.
+    async fn first(&self, db: &Backend) -> Result<Arc<Tally>, StoreError> {
+        let _first = self.1.lock().await;
+        match self.last() {
+            Some(tally) => Ok(tally),
+            None => self.read(db).await,
+        }
+    }
+
     /// Every active sensor by group and state.
     pub(super) async fn get(&self, db: &Backend) -> Result<Arc<Tally>, StoreError> {
+        if self.last().is_none() {
+            return self.first(db).await;
+        }
         {
             let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(kept) = kept.as_mut() {

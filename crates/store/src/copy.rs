@@ -87,7 +87,18 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "ticks",
         ],
     ),
-    ("journal", &["id", "first_ms", "last_ms", "count", "data"]),
+    (
+        "journal",
+        &[
+            "id",
+            "first_ms",
+            "last_ms",
+            "count",
+            "first_sensor",
+            "last_sensor",
+            "data",
+        ],
+    ),
     (
         "results",
         &["sensor_id", "start_ms", "end_ms", "count", "data"],

@@ -990,8 +990,9 @@ impl Store {
             &[&sensor_id, &from_ms, &to_ms],
         )?;
         let journal = rows(
-            "SELECT first_ms, data FROM journal WHERE last_ms >= ?1 AND first_ms < ?2",
-            &[&from_ms, &to_ms],
+            "SELECT first_ms, data FROM journal
+             WHERE last_sensor >= ?1 AND first_sensor <= ?1 AND last_ms >= ?2 AND first_ms < ?3",
+            &[&sensor_id, &from_ms, &to_ms],
         )?;
         pack::merge(
             sensor_id,

@@ -189,6 +189,49 @@ pub fn pack_batch(first_ms: i64, results: &mut [StoredResult]) -> Vec<u8> {
     out
 }
 
+/// How many results a journal part holds at most: a sensor page decodes
+/// one part per flush that the journal still holds, not the whole flush.
+pub const PART_RESULTS: usize = 512;
+
+/// A part of a journal batch: results of the sensors `first_sensor` to
+/// `last_sensor` (one sensor's results may continue in the next part).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalPart {
+    /// The earliest result's time, which the packed times count from.
+    pub first_ms: i64,
+    /// The latest result's time.
+    pub last_ms: i64,
+    /// How many results it holds.
+    pub count: i64,
+    /// The lowest sensor id in it.
+    pub first_sensor: i64,
+    /// The highest sensor id in it.
+    pub last_sensor: i64,
+    /// The results, packed as a batch ([`unpack_batch`]).
+    pub data: Vec<u8>,
+}
+
+/// Packs one flush of results as journal parts of at most `per_part`
+/// results each, in sensor order, so that reading one sensor back finds
+/// its part by the sensor range.
+pub fn pack_journal(results: &mut [StoredResult], per_part: usize) -> Vec<JournalPart> {
+    results.sort_unstable_by_key(|r| (r.sensor, r.at_ms));
+    results
+        .chunks_mut(per_part.max(1))
+        .map(|part| {
+            let first_ms = part.iter().map(|r| r.at_ms).min().unwrap_or(0);
+            JournalPart {
+                first_ms,
+                last_ms: part.iter().map(|r| r.at_ms).max().unwrap_or(0),
+                count: part.len() as i64,
+                first_sensor: part[0].sensor,
+                last_sensor: part[part.len() - 1].sensor,
+                data: pack_batch(first_ms, part),
+            }
+        })
+        .collect()
+}
+
 /// Reads a journal batch back.
 pub fn unpack_batch(first_ms: i64, bytes: &[u8]) -> Result<Vec<StoredResult>, Corrupt> {
     let mut reader = Reader { bytes, at: 0 };
@@ -219,7 +262,8 @@ pub fn merge<'a>(
         results.extend(
             unpack_batch(first, bytes)?
                 .into_iter()
-                .filter(|r| r.sensor == sensor),
+                .skip_while(|r| r.sensor < sensor)
+                .take_while(|r| r.sensor == sensor),
         );
     }
     results.retain(|r| span.contains(&r.at_ms));
@@ -399,6 +443,46 @@ mod tests {
         fn batch_round_trips(mut results in proptest::collection::vec(any_result(), 0..50), first in 0i64..4_000_000_000_000) {
             let bytes = pack_batch(first, &mut results);
             prop_assert_eq!(unpack_batch(first, &bytes).unwrap(), results);
+        }
+
+        #[test]
+        fn journal_parts_cover_their_sensors(
+            mut results in proptest::collection::vec(any_result(), 0..60),
+            per_part in 1usize..8,
+            sensor in 1i64..200_000,
+        ) {
+            for (i, r) in results.iter_mut().enumerate() {
+                // Some sensors with several results, which may span parts.
+                if i % 3 == 0 { r.sensor = sensor; }
+            }
+            let parts = pack_journal(&mut results, per_part);
+            let mut back = Vec::new();
+            for part in &parts {
+                let read = unpack_batch(part.first_ms, &part.data).unwrap();
+                prop_assert!(read.len() <= per_part && read.len() as i64 == part.count);
+                for r in &read {
+                    prop_assert!((part.first_sensor..=part.last_sensor).contains(&r.sensor));
+                    prop_assert!((part.first_ms..=part.last_ms).contains(&r.at_ms));
+                }
+                back.extend(read);
+            }
+            prop_assert_eq!(&back, &results, "the parts hold every result, in order");
+            // One sensor's results come back from the parts whose range
+            // holds it, as a store selects them.
+            let found = merge(
+                sensor,
+                [],
+                parts
+                    .iter()
+                    .filter(|p| (p.first_sensor..=p.last_sensor).contains(&sensor))
+                    .map(|p| (p.first_ms, p.data.as_slice())),
+                0..i64::MAX,
+            )
+            .unwrap();
+            let mut expected: Vec<StoredResult> =
+                results.iter().filter(|r| r.sensor == sensor).copied().collect();
+            expected.sort_by_key(|r| r.at_ms);
+            prop_assert_eq!(found, expected);
         }
 
         #[test]

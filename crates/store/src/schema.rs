@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 8;
+pub const CURRENT_VERSION: i64 = 9;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -224,6 +224,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sensor_status_problems ON sensor_status (state)
         WHERE state IN ('down', 'unknown', 'warning');
     ",
+    // 8 → 9: a flush's results are journal parts by sensor range, so that
+    // one sensor's recent results are read from its parts only. Rows
+    // written before cover every sensor.
+    "
+    ALTER TABLE journal ADD COLUMN first_sensor INTEGER NOT NULL DEFAULT -9223372036854775808;
+    ALTER TABLE journal ADD COLUMN last_sensor INTEGER NOT NULL DEFAULT 9223372036854775807;
+    CREATE INDEX journal_by_sensor ON journal (last_sensor, first_sensor);
+    ",
 ];
 
 /// Brings the schema up to [`CURRENT_VERSION`], one migration per
@@ -258,4 +266,34 @@ pub fn schema_up(conn: &mut Connection) -> Result<(), String> {
         tx.commit().map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Journal rows written before schema 9 hold every sensor, so they
+    /// are read for any sensor after the upgrade.
+    #[test]
+    fn journal_rows_of_an_older_schema_cover_every_sensor() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for migration in &MIGRATIONS[..8] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        conn.execute(
+            "INSERT INTO journal (first_ms, last_ms, count, data) VALUES (1, 2, 1, x'00')",
+            [],
+        )
+        .unwrap();
+        schema_up(&mut conn).unwrap();
+        let covered: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM journal WHERE last_sensor >= ?1 AND first_sensor <= ?1",
+                [123_456_789],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(covered, 1);
+    }
 }

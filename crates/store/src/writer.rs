@@ -381,8 +381,8 @@ pub(crate) type WriteError = Box<dyn std::error::Error + Send + Sync>;
 /// One commit: a journal batch of results (packed), the latest result of
 /// each sensor in it, and the ordered writes, in one transaction.
 pub(crate) struct Batch<'a> {
-    /// `(first_ms, last_ms, count, packed)`, when there are results.
-    pub(crate) journal: Option<(i64, i64, i64, Vec<u8>)>,
+    /// The results in journal parts (none when there are no results).
+    pub(crate) journal: Vec<pack::JournalPart>,
     /// Each sensor's latest result and state, and all its results in the
     /// batch as ticks (see [`pack::put_tick`]).
     pub(crate) last: &'a HashMap<i64, (StoredResult, LastCheck, Vec<u8>)>,
@@ -699,13 +699,8 @@ impl<T: Target> WriterThread<T> {
 
     fn commit(&mut self) -> Result<(), WriteError> {
         let node = self.fenced();
-        let journal = (!self.results.is_empty()).then(|| {
-            let first = self.results.iter().map(|r| r.at_ms).min().unwrap_or(0);
-            let last = self.results.iter().map(|r| r.at_ms).max().unwrap_or(0);
-            let mut batch: Vec<StoredResult> = self.results.iter().copied().collect();
-            let data = pack::pack_batch(first, &mut batch);
-            (first, last, batch.len() as i64, data)
-        });
+        let mut results: Vec<StoredResult> = self.results.iter().copied().collect();
+        let journal = pack::pack_journal(&mut results, pack::PART_RESULTS);
         self.target.commit(&Batch {
             journal,
             last: &self.last,
@@ -920,11 +915,21 @@ impl Target for SqliteTarget {
 
     fn commit(&mut self, batch: &Batch<'_>) -> Result<(), WriteError> {
         let tx = self.conn.transaction()?;
-        if let Some((first, last, count, data)) = &batch.journal {
-            tx.execute(
-                "INSERT INTO journal (first_ms, last_ms, count, data) VALUES (?1, ?2, ?3, ?4)",
-                params![first, last, count, data],
+        if !batch.journal.is_empty() {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO journal (first_ms, last_ms, count, first_sensor, last_sensor, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            for part in &batch.journal {
+                insert.execute(params![
+                    part.first_ms,
+                    part.last_ms,
+                    part.count,
+                    part.first_sensor,
+                    part.last_sensor,
+                    part.data
+                ])?;
+            }
+            drop(insert);
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO sensor_status (sensor_id, state, since_ms, last_check_ms, last_status, last_reason, last_rtt_us, last_message, last_details, ticks)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, substr(?10, ?11))

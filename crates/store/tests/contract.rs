@@ -880,6 +880,42 @@ async fn writes_are_read_back<S: Storage, W: Writes>(db: S, writer: W, shared: b
     let ticks = db.glances(vec![id], at).await.unwrap()[&id].ticks.clone();
     assert_eq!(ticks.len(), 20, "the last twenty: {ticks:?}");
     assert_eq!(ticks[19], (at + 25_000, Status::Down, Reason::Refused));
+    // One flush of several sensors: each reads back its own results only
+    // (a journal part holds a range of sensors).
+    let mut others = Vec::new();
+    for name in ["web/http", "web/https", "db/postgresql"] {
+        others.extend(db.sensor_ids(name.into()).await.unwrap());
+    }
+    others.sort_unstable();
+    assert_eq!(others.len(), 3);
+    let later = at + 60_000;
+    for (n, sensor) in others.iter().enumerate() {
+        for k in 0..2 {
+            writer.result(
+                StoredResult {
+                    sensor: *sensor,
+                    at_ms: later + k * 1000,
+                    rtt_us: Some(n as u32 * 10 + k as u32),
+                    ..result
+                },
+                last.clone(),
+            );
+        }
+    }
+    writer.flush().await;
+    for (n, sensor) in others.iter().enumerate() {
+        let read = db.results(*sensor, later, i64::MAX).await.unwrap();
+        assert_eq!(
+            read.iter()
+                .map(|r| (r.sensor, r.at_ms, r.rtt_us))
+                .collect::<Vec<_>>(),
+            [
+                (*sensor, later, Some(n as u32 * 10)),
+                (*sensor, later + 1000, Some(n as u32 * 10 + 1))
+            ],
+            "sensor {sensor} of {others:?}"
+        );
+    }
 
     let due = db.due_notifications(at, 10).await.unwrap();
     assert_eq!(due.len(), 1);

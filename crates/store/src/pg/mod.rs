@@ -426,15 +426,22 @@ impl Target for PgWrites {
             if fenced && (!batch.last.is_empty() || !batch.ordered.is_empty()) {
                 tracing::warn!(store = %self.pg.name(), node = batch.node, states = batch.last.len(), events = batch.ordered.len(), "this node's lease has lapsed: its latest states and events are not written (the node that took its sensors decides them); its results are");
             }
-            if let Some((first, last, count, data)) = &batch.journal {
+            for part in &batch.journal {
                 exec(
                     &tx,
-                    "INSERT INTO journal (first_ms, last_ms, count, data) VALUES ($1, $2, $3, $4)",
-                    &[first, last, count, data],
+                    "INSERT INTO journal (first_ms, last_ms, count, first_sensor, last_sensor, data) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &part.first_ms,
+                        &part.last_ms,
+                        &part.count,
+                        &part.first_sensor,
+                        &part.last_sensor,
+                        &part.data,
+                    ],
                 )
                 .await?;
             }
-            if !fenced && batch.journal.is_some() {
+            if !fenced && !batch.journal.is_empty() {
                 let mut ids = Vec::with_capacity(batch.last.len());
                 let mut states = Vec::with_capacity(batch.last.len());
                 let mut since = Vec::with_capacity(batch.last.len());

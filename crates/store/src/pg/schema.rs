@@ -9,7 +9,7 @@
 use deadpool_postgres::GenericClient;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i32 = 5;
+pub const CURRENT_VERSION: i32 = 6;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`. The logical schema is SQLite's (see `crate::schema`), in
@@ -231,6 +231,11 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX servers_in_order ON servers (group_path COLLATE \"C\" NULLS FIRST, name COLLATE \"C\");
     CREATE INDEX sensor_status_problems ON sensor_status (state)
         WHERE state IN ('down', 'unknown', 'warning');
+", "
+    ALTER TABLE journal
+        ADD COLUMN first_sensor bigint NOT NULL DEFAULT -9223372036854775808,
+        ADD COLUMN last_sensor bigint NOT NULL DEFAULT 9223372036854775807;
+    CREATE INDEX journal_by_sensor ON journal (last_sensor, first_sensor);
 "];
 
 /// Whether the database holds a portwatch store.

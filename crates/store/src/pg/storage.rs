@@ -671,8 +671,9 @@ impl Storage for Pg {
             .await?;
         let journal = self
             .query(
-                "SELECT first_ms, data FROM journal WHERE last_ms >= $1 AND first_ms < $2",
-                &[&from_ms, &to_ms],
+                "SELECT first_ms, data FROM journal
+                 WHERE last_sensor >= $1 AND first_sensor <= $1 AND last_ms >= $2 AND first_ms < $3",
+                &[&sensor_id, &from_ms, &to_ms],
             )
             .await?;
         pack::merge(
