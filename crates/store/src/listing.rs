@@ -175,11 +175,18 @@ impl Builder {
         }
     }
 
+    /// Whether the trigram index finds the sensors a text search may
+    /// match (SQLite's `sensor_search`; it needs three characters).
+    fn indexed_search(&self, query: &StatusQuery) -> bool {
+        self.dialect == Dialect::Sqlite && query.text.trim().chars().count() >= 3
+    }
+
     /// The tables, joined so that the indexes serve the list: one sensor
-    /// by its id; the problems from their partial index when only problems
-    /// are asked for; else from the servers in group and name order.
+    /// by its id, or the sensors a search's index finds; the problems from
+    /// their partial index when only problems are asked for; else from the
+    /// servers in group and name order.
     fn from(&self, query: &StatusQuery) -> &'static str {
-        if query.id.is_some() {
+        if query.id.is_some() || self.indexed_search(query) {
             return "sensors s JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id";
         }
         match (query.problems && query.group.is_none(), self.dialect) {
@@ -210,6 +217,13 @@ impl Builder {
             None => {}
         }
         let text = query.text.trim().to_lowercase();
+        if self.indexed_search(query) {
+            // A phrase: the trigrams of the text, in order.
+            let phrase = self.bind(Value::Text(format!("\"{}\"", text.replace('"', "\"\""))));
+            conditions.push(format!(
+                "s.id IN (SELECT rowid FROM sensor_search WHERE sensor_search MATCH {phrase})"
+            ));
+        }
         if !text.is_empty() {
             let text = self.bind(Value::Text(text));
             conditions.push(format!(
@@ -346,6 +360,7 @@ mod tests {
             values,
             [
                 Value::Text("Web".into()),
+                Value::Text("\"shop\"".into()),
                 Value::Text("shop".into()),
                 Value::Text("prod".into()),
                 Value::Int(100),
@@ -353,13 +368,40 @@ mod tests {
             ]
         );
         assert!(sql.contains("v.group_path = ?1"), "{sql}");
-        assert!(sql.contains("instr(lower(v.host), ?2)"), "{sql}");
-        assert!(sql.contains("lower(value) = ?3"), "{sql}");
-        assert!(sql.ends_with("LIMIT ?4 OFFSET ?5"), "{sql}");
-        let (sql, _) = status_sql(&query, Dialect::Postgres);
+        assert!(sql.contains("sensor_search MATCH ?2"), "{sql}");
+        assert!(sql.contains("instr(lower(v.host), ?3)"), "{sql}");
+        assert!(sql.contains("lower(value) = ?4"), "{sql}");
+        assert!(sql.ends_with("LIMIT ?5 OFFSET ?6"), "{sql}");
+        let (sql, values) = status_sql(&query, Dialect::Postgres);
+        assert_eq!(values.len(), 5, "no trigram index: {values:?}");
         assert!(sql.contains("v.group_path = $1"), "{sql}");
         assert!(sql.contains("strpos(lower(v.host), $2)"), "{sql}");
         assert!(sql.ends_with("LIMIT $4 OFFSET $5"), "{sql}");
+    }
+
+    #[test]
+    fn a_search_of_three_characters_reads_the_sensors_its_index_finds() {
+        let search = |text: &str| {
+            status_sql(
+                &StatusQuery {
+                    text: text.into(),
+                    ..StatusQuery::default()
+                },
+                Dialect::Sqlite,
+            )
+        };
+        let (sql, values) = search("ab\"c");
+        assert!(sql.contains("FROM sensors s JOIN servers v"), "{sql}");
+        assert_eq!(
+            values[0],
+            Value::Text("\"ab\"\"c\"".into()),
+            "quotes doubled"
+        );
+        // Two characters have no trigram: every sensor is tested.
+        let (sql, values) = search(" ab ");
+        assert!(!sql.contains("sensor_search"), "{sql}");
+        assert!(sql.contains("FROM servers v CROSS JOIN"), "{sql}");
+        assert_eq!(values, [Value::Text("ab".into())]);
     }
 
     #[test]

@@ -779,6 +779,41 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
         counted.sort();
         assert_eq!(tallied, counted, "{query:?}");
     }
+
+    // Searches follow a new host and a new group (SQLite's index is kept
+    // by triggers), and a text of two characters is still found.
+    let moved = LISTED
+        .replace("shop-db.internal", "store-db.internal")
+        .replace(
+            "host = \"192.0.2.7\"",
+            "host = \"192.0.2.7\"\ngroup = \"Beta\"",
+        );
+    db.apply(from_toml("t.toml", &moved).unwrap())
+        .await
+        .unwrap();
+    let rows = db.status().await.unwrap();
+    for (text, found) in [
+        ("shop", 0),
+        ("STORE-", 2),
+        ("beta", 4),
+        ("2/q", 1),
+        ("db", 2),
+        ("7\nb", 0),
+    ] {
+        let query = StatusQuery {
+            text: text.into(),
+            ..Default::default()
+        };
+        let listed: Vec<(i64, Option<i64>)> = db
+            .list(query.clone())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.row.id, l.matching))
+            .collect();
+        assert_eq!(listed, listed_here(&rows, &query), "{query:?}");
+        assert_eq!(listed.len(), found, "{query:?}");
+    }
 }
 
 /// The embedded SQLite store.
