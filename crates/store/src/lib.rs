@@ -429,6 +429,14 @@ impl Store {
         let tx = self.conn.transaction().map_err(sqlite)?;
         let mut summary = ApplySummary::default();
         let json = |o: &Overrides| serde_json::to_string(o).expect("settings serialise");
+        // The search index takes the added sensors in one statement at the
+        // end (see the schema's migration 10).
+        tx.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('search_deferred', 1);
+             CREATE TEMP TABLE IF NOT EXISTS added (id INTEGER PRIMARY KEY);
+             DELETE FROM temp.added;",
+        )
+        .map_err(sqlite)?;
         tx.execute(
             "UPDATE defaults SET settings = ?1 WHERE id = 1",
             [json(&config.defaults)],
@@ -445,37 +453,55 @@ impl Store {
         let mut kept_servers = Vec::new();
         let mut kept_sensors = Vec::new();
         for server in &config.servers {
+            // Cached statements: compiling one (and the search index's
+            // triggers it fires) for each of a million sensors would take
+            // most of the time.
             let server_id: i64 = tx
-                .query_row(
+                .prepare_cached(
                     "INSERT INTO servers (name, host, group_path, settings, tags, managed) VALUES (?1, ?2, ?3, ?4, ?5, 1)
                      ON CONFLICT (name) DO UPDATE SET host = ?2, group_path = ?3, settings = ?4, tags = ?5, managed = 1, retired_at = NULL
                      RETURNING id",
-                    params![server.name, server.host.to_string(), server.group, json(&server.overrides), serde_json::to_string(&server.tags).unwrap()],
-                    |r| r.get(0),
                 )
+                .and_then(|mut upsert| {
+                    upsert.query_row(
+                        params![server.name, server.host.to_string(), server.group, json(&server.overrides), serde_json::to_string(&server.tags).unwrap()],
+                        |r| r.get(0),
+                    )
+                })
                 .map_err(sqlite)?;
             kept_servers.push(server_id);
             for sensor in &server.sensors {
                 let existed: Option<Option<i64>> = tx
-                    .query_row(
+                    .prepare_cached(
                         "SELECT retired_at FROM sensors WHERE server_id = ?1 AND name = ?2",
-                        params![server_id, sensor.name],
-                        |r| r.get(0),
                     )
-                    .optional()
+                    .and_then(|mut select| {
+                        select
+                            .query_row(params![server_id, sensor.name], |r| r.get(0))
+                            .optional()
+                    })
                     .map_err(sqlite)?;
                 if !matches!(existed, Some(None)) {
                     summary.added += 1;
                 }
                 let id: i64 = tx
-                    .query_row(
+                    .prepare_cached(
                         "INSERT INTO sensors (server_id, name, port, expect_closed, settings, tags, managed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)
                          ON CONFLICT (server_id, name) DO UPDATE SET port = ?3, expect_closed = ?4, settings = ?5, tags = ?6, managed = 1, retired_at = NULL
                          RETURNING id",
-                        params![server_id, sensor.name, sensor.port, sensor.expect_closed, json(&sensor.overrides), serde_json::to_string(&sensor.tags).unwrap()],
-                        |r| r.get(0),
                     )
+                    .and_then(|mut upsert| {
+                        upsert.query_row(
+                            params![server_id, sensor.name, sensor.port, sensor.expect_closed, json(&sensor.overrides), serde_json::to_string(&sensor.tags).unwrap()],
+                            |r| r.get(0),
+                        )
+                    })
                     .map_err(sqlite)?;
+                if existed.is_none() {
+                    tx.prepare_cached("INSERT INTO temp.added (id) VALUES (?1)")
+                        .and_then(|mut added| added.execute([id]))
+                        .map_err(sqlite)?;
+                }
                 kept_sensors.push(id);
                 summary.sensors += 1;
             }
@@ -500,6 +526,13 @@ impl Store {
                 [now],
             )
             .map_err(sqlite)?;
+        tx.execute_batch(
+            "INSERT INTO sensor_search (rowid, text)
+                 SELECT id, text FROM sensor_text WHERE id IN (SELECT id FROM temp.added);
+             DELETE FROM temp.added;
+             DELETE FROM meta WHERE key = 'search_deferred';",
+        )
+        .map_err(sqlite)?;
         let paths: Vec<String> = config.groups.iter().map(|g| g.path.clone()).collect();
         tx.execute(
             "UPDATE groups SET retired_at = ?1 WHERE managed = 1 AND retired_at IS NULL AND path NOT IN (SELECT value FROM json_each(?2))",

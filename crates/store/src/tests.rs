@@ -375,6 +375,48 @@ fn one_sensor_status_matches_the_full_listing() {
     ));
 }
 
+/// A sensor added from the web (one statement, the search index's trigger)
+/// and one added by `apply` (indexed in one statement at its end) are both
+/// found by a search of three characters.
+#[test]
+fn added_sensors_are_found_by_a_search() {
+    let (_dir, mut store) = temp_store();
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    let host = portwatch_probe::Host::Ip("192.0.2.44".parse().unwrap());
+    let id = store
+        .add_sensor("cache", &host, 6379, "redis", &Overrides::default())
+        .unwrap();
+    let found = |text: &str| -> Vec<String> {
+        store
+            .list(&crate::StatusQuery {
+                text: text.into(),
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|l| l.row.path)
+            .collect()
+    };
+    assert_eq!(found("che/red"), ["cache/redis"]);
+    assert_eq!(found("2.44"), ["cache/redis"]);
+    let row = store.status_of(id).unwrap();
+    assert_eq!(found(&row.path), [row.path.clone()]);
+    let applied = store.status().unwrap();
+    assert!(!applied.is_empty());
+    for row in applied {
+        assert!(found(&row.path).contains(&row.path), "{}", row.path);
+    }
+    let deferred: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM meta WHERE key = 'search_deferred'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(deferred, 0, "apply indexes what it deferred");
+}
+
 /// Tests #1: "a state-change event is committed before anyone is notified
 /// of it". Another connection holds the write lock, so the writer's commit
 /// fails (and is counted); by then the event must not have been
