@@ -400,7 +400,7 @@ fn added_sensors_are_found_by_a_search() {
     assert_eq!(found("che/red"), ["cache/redis"]);
     assert_eq!(found("2.44"), ["cache/redis"]);
     let row = store.status_of(id).unwrap();
-    assert_eq!(found(&row.path), [row.path.clone()]);
+    assert_eq!(found(&row.path), std::slice::from_ref(&row.path));
     let applied = store.status().unwrap();
     assert!(!applied.is_empty());
     for row in applied {
