@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -88,8 +89,9 @@ pub(super) struct SensorSeries(Arc<tokio::sync::Mutex<Option<Rendered>>>);
 struct Rendered {
     at: tokio::time::Instant,
     /// The per-sensor families, without the end-of-file marker; `None`
-    /// when only summaries were asked for since the rows were read.
-    text: Option<Arc<str>>,
+    /// when only summaries were asked for since the rows were read, or
+    /// once stale (at 1,000,000 sensors they take about 480 MB).
+    text: Option<Bytes>,
     /// Sensors by state, indexed by [`state_code`].
     by_state: [i64; 6],
 }
@@ -103,7 +105,7 @@ impl SensorSeries {
         db: &crate::store::Backend,
         tallies: &super::tally::Tallies,
         summary: bool,
-    ) -> Result<(Option<Arc<str>>, [i64; 6]), AppError> {
+    ) -> Result<(Option<Bytes>, [i64; 6]), AppError> {
         let mut cached = self.0.lock().await;
         if let Some(rendered) = cached.as_ref()
             && rendered.at.elapsed() < SENSORS_FRESH
@@ -129,13 +131,29 @@ impl SensorSeries {
             let reports = db.location_reports(None).await?;
             location_metrics(&mut registry, &rows, &reports);
             encode_registry(&mut text, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
-            Some(Arc::<str>::from(text))
+            // Bytes takes the string's buffer: the scrapes share it without
+            // a copy.
+            Some(Bytes::from(text))
         };
+        let at = tokio::time::Instant::now();
         *cached = Some(Rendered {
-            at: tokio::time::Instant::now(),
+            at,
             text: text.clone(),
             by_state,
         });
+        if text.is_some() {
+            // The text is let go once stale, rather than held until the
+            // next full scrape.
+            let series = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(SENSORS_FRESH).await;
+                if let Some(rendered) = series.0.lock().await.as_mut()
+                    && rendered.at == at
+                {
+                    rendered.text = None;
+                }
+            });
+        }
         Ok((text, by_state))
     }
 }
@@ -280,18 +298,20 @@ pub async fn metrics(
         "Sign-ins refused before their password was verified (throttled or busy)",
         counter(state.sign_ins.refused.load(Ordering::Relaxed)),
     );
-    let mut body = String::with_capacity(sensor_text.as_ref().map_or(0, |t| t.len()) + 4096);
-    if let Some(text) = &sensor_text {
-        body.push_str(text);
-    }
-    encode_registry(&mut body, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
-    encode_eof(&mut body).map_err(|e| AppError::Internal(e.to_string()))?;
+    let mut daemon = String::with_capacity(4096);
+    encode_registry(&mut daemon, &registry).map_err(|e| AppError::Internal(e.to_string()))?;
+    encode_eof(&mut daemon).map_err(|e| AppError::Internal(e.to_string()))?;
+    // The per-sensor text is sent from the shared buffer, not copied.
+    let chunks = sensor_text
+        .into_iter()
+        .chain([Bytes::from(daemon)])
+        .map(Ok::<_, std::convert::Infallible>);
     Ok((
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        body,
+        Body::from_stream(futures_util::stream::iter(chunks)),
     )
         .into_response())
 }
