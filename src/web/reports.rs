@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::auth::{ApiUser, PageUser};
 use super::{AppError, AppState};
 use crate::report::SensorReport;
-use crate::store::Storage;
+use crate::store::{Detail, Storage};
 
 #[derive(Deserialize, Default)]
 pub struct ReportQuery {
@@ -37,20 +37,24 @@ async fn build(
     let name = query.name.trim().to_owned();
     let to_ms = jiff::Timestamp::now().as_millisecond();
     let from_ms = to_ms - span.as_millis() as i64;
-    let rows = state.db.status().await?;
     let ids: Vec<i64> = if name.is_empty() {
-        rows.iter().map(|r| r.id).collect()
+        state.db.status().await?.iter().map(|r| r.id).collect()
     } else {
         state.db.sensor_ids(name).await?
     };
-    let mut reports = Vec::new();
-    for row in rows.into_iter().filter(|r| ids.contains(&r.id)) {
-        let report = state
-            .db
-            .sensor_report(row.id, row.path, from_ms, to_ms)
-            .await?;
-        reports.push((row.id, report));
-    }
+    // As the command line's report: raw results for one sensor, hourly
+    // rollups where they exist for many.
+    let detail = if ids.len() == 1 {
+        Detail::Raw
+    } else {
+        Detail::Hourly
+    };
+    let reports = state
+        .db
+        .sensor_reports(ids.clone(), from_ms, to_ms, detail)
+        .await?;
+    let mut reports: Vec<(i64, SensorReport)> = ids.into_iter().zip(reports).collect();
+    reports.sort_by(|a, b| a.1.sensor.cmp(&b.1.sensor));
     Ok(reports)
 }
 

@@ -278,6 +278,16 @@ impl Storage for Backend {
         delegate!(self, sensor_report(id, path, from_ms, to_ms))
     }
 
+    async fn sensor_reports(
+        &self,
+        ids: Vec<i64>,
+        from_ms: i64,
+        to_ms: i64,
+        detail: crate::Detail,
+    ) -> Result<Vec<SensorReport>, StoreError> {
+        delegate!(self, sensor_reports(ids, from_ms, to_ms, detail))
+    }
+
     async fn result_footprint(&self) -> Result<(i64, i64), StoreError> {
         delegate!(self, result_footprint())
     }

@@ -885,7 +885,7 @@ impl Store {
     ) -> Result<Vec<EventRow>, StoreError> {
         let mut statement = self
             .conn
-            .prepare(
+            .prepare_cached(
                 "SELECT sensor_id, at_ms, from_state, to_state, reason, message FROM events
                  WHERE sensor_id = ?1 AND at_ms >= ?2 AND at_ms < ?3 ORDER BY at_ms, id",
             )
@@ -977,12 +977,10 @@ impl Store {
     /// The path (`server/sensor`) of an active sensor id.
     pub fn sensor_path(&self, id: i64) -> Result<String, StoreError> {
         self.conn
-            .query_row(
+            .prepare_cached(
                 "SELECT v.name || '/' || s.name FROM sensors s JOIN servers v ON v.id = s.server_id WHERE s.id = ?1 AND s.retired_at IS NULL",
-                [id],
-                |r| r.get(0),
             )
-            .optional()
+            .and_then(|mut select| select.query_row([id], |r| r.get(0)).optional())
             .map_err(self.sqlite())?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
@@ -991,12 +989,14 @@ impl Store {
     pub fn state_at(&self, sensor_id: i64, at_ms: i64) -> Result<Option<State>, StoreError> {
         let state: Option<String> = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT to_state FROM events WHERE sensor_id = ?1 AND at_ms < ?2 ORDER BY at_ms DESC, id DESC LIMIT 1",
-                params![sensor_id, at_ms],
-                |r| r.get(0),
             )
-            .optional()
+            .and_then(|mut select| {
+                select
+                    .query_row(params![sensor_id, at_ms], |r| r.get(0))
+                    .optional()
+            })
             .map_err(self.sqlite())?;
         Ok(state.and_then(|s| s.parse().ok()))
     }
@@ -1010,7 +1010,7 @@ impl Store {
         to_ms: i64,
     ) -> Result<Vec<StoredResult>, StoreError> {
         let rows = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
-            let mut statement = self.conn.prepare(sql).map_err(self.sqlite())?;
+            let mut statement = self.conn.prepare_cached(sql).map_err(self.sqlite())?;
             let rows = statement
                 .query_map(params, |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
@@ -1018,9 +1018,12 @@ impl Store {
                 .map_err(self.sqlite())?;
             rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
         };
+        // A window holds results of WINDOW_MS from its start: the lower
+        // bound on the start lets the key skip the sensor's older windows.
         let windows = rows(
-            "SELECT start_ms, data FROM results WHERE sensor_id = ?1 AND end_ms >= ?2 AND start_ms < ?3",
-            &[&sensor_id, &from_ms, &to_ms],
+            "SELECT start_ms, data FROM results
+             WHERE sensor_id = ?1 AND start_ms > ?2 - ?4 AND end_ms >= ?2 AND start_ms < ?3",
+            &[&sensor_id, &from_ms, &to_ms, &writer::WINDOW_MS],
         )?;
         let journal = rows(
             "SELECT first_ms, data FROM journal
@@ -1050,10 +1053,35 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<report::SensorReport, StoreError> {
+        self.report_in(id, path, from_ms, to_ms, Detail::Raw)
+    }
+
+    /// The reports of several active sensors, in their order (see
+    /// [`Detail`]).
+    pub fn sensor_reports(
+        &self,
+        ids: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+        detail: Detail,
+    ) -> Result<Vec<report::SensorReport>, StoreError> {
+        ids.iter()
+            .map(|&id| self.report_in(id, &self.sensor_path(id)?, from_ms, to_ms, detail))
+            .collect()
+    }
+
+    fn report_in(
+        &self,
+        id: i64,
+        path: &str,
+        from_ms: i64,
+        to_ms: i64,
+        detail: Detail,
+    ) -> Result<report::SensorReport, StoreError> {
         let initial = self.state_at(id, from_ms)?;
         let events = self.events(id, from_ms, to_ms)?;
         let from_ms = report_start(initial, &events, from_ms);
-        let stats = if raw_covers(from_ms, to_ms) {
+        let stats = if reads_raw(detail, from_ms, to_ms) {
             report::summarize(&self.results(id, from_ms, to_ms)?)
         } else {
             let rollups = self.rollups(id, rollup::hour_of(from_ms), to_ms)?;
@@ -1074,7 +1102,7 @@ impl Store {
     ) -> Result<Vec<(i64, Rollup)>, StoreError> {
         let mut statement = self
             .conn
-            .prepare(
+            .prepare_cached(
                 "SELECT hour_ms, count, ups, min_us, avg_us, max_us, p95_us FROM rollups
                  WHERE sensor_id = ?1 AND hour_ms >= ?2 AND hour_ms < ?3 ORDER BY hour_ms",
             )
@@ -1227,10 +1255,22 @@ pub(crate) fn report_start(initial: Option<State>, events: &[EventRow], from_ms:
     }
 }
 
-/// Whether raw results still cover `from_ms..to_ms` (else the report
-/// reads hourly rollups).
-pub(crate) fn raw_covers(from_ms: i64, to_ms: i64) -> bool {
-    from_ms >= to_ms - RETENTION.as_millis() as i64
+/// Where a report takes requests and connect times from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Raw results while they are kept, for an exact p95: 1,440 results
+    /// a day for a sensor checked every minute.
+    Raw,
+    /// Hourly rollups for the hours they cover, raw results after them:
+    /// 24 rows a day, for reports of many sensors. The p95 is then the
+    /// highest hourly p95, an upper bound; the rest is exact.
+    Hourly,
+}
+
+/// Whether a report reads raw results over `from_ms..to_ms` (else hourly
+/// rollups, then raw results): raw results when asked for and still kept.
+pub(crate) fn reads_raw(detail: Detail, from_ms: i64, to_ms: i64) -> bool {
+    detail == Detail::Raw && from_ms >= to_ms - RETENTION.as_millis() as i64
 }
 
 /// The end of the hours the rollups cover (from there on, raw results).

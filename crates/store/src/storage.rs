@@ -221,6 +221,16 @@ pub trait Storage: Clone + Send + Sync + 'static {
         to_ms: i64,
     ) -> impl Future<Output = Result<SensorReport, StoreError>> + Send;
 
+    /// The reports of several active sensors over `from_ms..to_ms`, in
+    /// their order, read as `detail` says.
+    fn sensor_reports(
+        &self,
+        ids: Vec<i64>,
+        from_ms: i64,
+        to_ms: i64,
+        detail: crate::Detail,
+    ) -> impl Future<Output = Result<Vec<SensorReport>, StoreError>> + Send;
+
     /// Raw results stored and the bytes they take (packed windows and
     /// journal), for the benchmark's bytes-per-result figure.
     fn result_footprint(&self) -> impl Future<Output = Result<(i64, i64), StoreError>> + Send;
@@ -613,6 +623,19 @@ impl Storage for Db {
             .await
     }
 
+    async fn sensor_reports(
+        &self,
+        ids: Vec<i64>,
+        from_ms: i64,
+        to_ms: i64,
+        detail: crate::Detail,
+    ) -> Result<Vec<SensorReport>, StoreError> {
+        // One call for them all: a call per sensor would spend more time
+        // handing the work to the store's thread than reading.
+        self.call(move |store| store.sensor_reports(&ids, from_ms, to_ms, detail))
+            .await
+    }
+
     async fn result_footprint(&self) -> Result<(i64, i64), StoreError> {
         self.call(move |store| store.result_footprint()).await
     }
@@ -856,11 +879,12 @@ pub(crate) async fn report_of<S: Storage>(
     path: String,
     from_ms: i64,
     to_ms: i64,
+    detail: crate::Detail,
 ) -> Result<SensorReport, StoreError> {
     let initial = db.state_at(id, from_ms).await?;
     let events = db.events(id, from_ms, to_ms).await?;
     let from_ms = crate::report_start(initial, &events, from_ms);
-    let stats = if crate::raw_covers(from_ms, to_ms) {
+    let stats = if crate::reads_raw(detail, from_ms, to_ms) {
         portwatch_core::report::summarize(&db.results(id, from_ms, to_ms).await?)
     } else {
         let rollups = db

@@ -249,6 +249,60 @@ fn the_writer_packs_results_and_rolls_up_closed_hours() {
     let results = store.results(id, 0, i64::MAX).unwrap();
     expected.push(current);
     assert_eq!(results, expected, "every result comes back, in order");
+    // From within a window: its later results, not the window's start.
+    let from = two_hours_ago + 65_000;
+    let later: Vec<StoredResult> = expected
+        .iter()
+        .filter(|r| r.at_ms >= from)
+        .copied()
+        .collect();
+    assert_eq!(store.results(id, from, i64::MAX).unwrap(), later);
+    // A report of many reads the hourly rollup (marked here by 1,000
+    // checks more than the raw results hold); one sensor's, the raw ones.
+    let path = store.sensor_path(id).unwrap();
+    // (Reports start at the first state: one from before the checks.)
+    store
+        .conn
+        .execute(
+            "INSERT INTO events (sensor_id, at_ms, from_state, to_state, message) VALUES (?1, ?2, 'pending', 'up', '')",
+            rusqlite::params![id, two_hours_ago - 1],
+        )
+        .unwrap();
+    let raw = store
+        .sensor_report(id, &path, two_hours_ago, now + 1)
+        .unwrap();
+    assert_eq!(raw.checks, 361);
+    store
+        .conn
+        .execute(
+            "UPDATE rollups SET count = count + 1000, ups = ups + 1000",
+            [],
+        )
+        .unwrap();
+    let hourly = store
+        .sensor_reports(&[id], two_hours_ago, now + 1, Detail::Hourly)
+        .unwrap();
+    assert_eq!(
+        (hourly[0].checks, hourly[0].checks_up),
+        (1361, raw.checks_up + 1000)
+    );
+    assert_eq!(hourly[0].sensor, path);
+    assert_eq!(
+        (hourly[0].min_us, hourly[0].max_us),
+        (raw.min_us, raw.max_us)
+    );
+    assert!(hourly[0].p95_us >= raw.p95_us, "an upper bound");
+    store
+        .conn
+        .execute(
+            "UPDATE rollups SET count = count - 1000, ups = ups - 1000",
+            [],
+        )
+        .unwrap();
+    store
+        .conn
+        .execute("DELETE FROM events WHERE at_ms = ?1", [two_hours_ago - 1])
+        .unwrap();
     let rollups = store.rollups(id, 0, i64::MAX).unwrap();
     assert_eq!(
         rollups.len(),

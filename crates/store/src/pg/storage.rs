@@ -665,8 +665,11 @@ impl Storage for Pg {
     ) -> Result<Vec<StoredResult>, StoreError> {
         let windows = self
             .query(
-                "SELECT start_ms, data FROM results WHERE sensor_id = $1 AND end_ms >= $2 AND start_ms < $3",
-                &[&sensor_id, &from_ms, &to_ms],
+                // A window holds results of WINDOW_MS from its start: the
+                // lower bound on the start lets the key skip older windows.
+                "SELECT start_ms, data FROM results
+                 WHERE sensor_id = $1 AND start_ms > $2 - $4 AND end_ms >= $2 AND start_ms < $3",
+                &[&sensor_id, &from_ms, &to_ms, &crate::writer::WINDOW_MS],
             )
             .await?;
         let journal = self
@@ -810,7 +813,22 @@ impl Storage for Pg {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<SensorReport, StoreError> {
-        crate::storage::report_of(self, id, path, from_ms, to_ms).await
+        crate::storage::report_of(self, id, path, from_ms, to_ms, crate::Detail::Raw).await
+    }
+
+    async fn sensor_reports(
+        &self,
+        ids: Vec<i64>,
+        from_ms: i64,
+        to_ms: i64,
+        detail: crate::Detail,
+    ) -> Result<Vec<SensorReport>, StoreError> {
+        let mut reports = Vec::with_capacity(ids.len());
+        for id in ids {
+            let path = self.sensor_path(id).await?;
+            reports.push(crate::storage::report_of(self, id, path, from_ms, to_ms, detail).await?);
+        }
+        Ok(reports)
     }
 
     async fn result_footprint(&self) -> Result<(i64, i64), StoreError> {
