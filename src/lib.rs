@@ -76,7 +76,12 @@
 //!      monitor is generic over both traits.
 //!    - [`store::copy`]: `portwatch store copy`, every table from one
 //!      store into another.
-//!    - [`store::pack`]: compact encoding of raw results.
+//!    - [`store::pack`]: compact encoding of raw results: the journal's
+//!      parts (a flush's results by sensor range) and each sensor's
+//!      windows.
+//!    - [`store::listing`]: the dashboard's and the API's lists as SQL;
+//!      on SQLite a search of three characters or more reads the sensors
+//!      its trigram index (`sensor_search`, kept by triggers) finds.
 //!    - [`store::rollup`]: hourly rollups.
 //!    - [`store::writer`]: the one writer thread that batches all writes.
 //!    - [`store::outbox`]: notifications waiting for delivery.
