@@ -1022,8 +1022,13 @@ impl Store {
         // bound on the start lets the key skip the sensor's older windows.
         let windows = rows(
             "SELECT start_ms, data FROM results
-             WHERE sensor_id = ?1 AND start_ms > ?2 - ?4 AND end_ms >= ?2 AND start_ms < ?3",
-            &[&sensor_id, &from_ms, &to_ms, &writer::WINDOW_MS],
+             WHERE sensor_id = ?1 AND start_ms > ?4 AND end_ms >= ?2 AND start_ms < ?3",
+            &[
+                &sensor_id,
+                &from_ms,
+                &to_ms,
+                &from_ms.saturating_sub(writer::WINDOW_MS),
+            ],
         )?;
         let journal = rows(
             "SELECT first_ms, data FROM journal

@@ -588,8 +588,22 @@ fn listed_here(
         .collect()
 }
 
+/// A list's sensors and counts, as the store lists them.
+async fn listed_by<S: Storage>(
+    db: &S,
+    query: &portwatch_store::StatusQuery,
+) -> Vec<(i64, Option<i64>)> {
+    db.list(query.clone())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.row.id, l.matching))
+        .collect()
+}
+
 /// The dashboard's and the API's lists, read in SQL, show what filtering
-/// and sorting every status row shows, and the tally counts them.
+/// and sorting every status row shows, and the tally counts them; a
+/// search follows renames.
 async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
     use portwatch_core::monitor::state::State;
     use portwatch_probe::{Reason, Status};
@@ -737,13 +751,7 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
         }),
     ]);
     for query in queries {
-        let listed: Vec<(i64, Option<i64>)> = db
-            .list(query.clone())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|l| (l.row.id, l.matching))
-            .collect();
+        let listed = listed_by(&db, &query).await;
         assert_eq!(listed, listed_here(&rows, &query), "{query:?}");
         assert!(!listed.is_empty(), "{query:?} lists something");
         // The tally counts the same sensors, by group and state.
@@ -804,13 +812,7 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
             text: text.into(),
             ..Default::default()
         };
-        let listed: Vec<(i64, Option<i64>)> = db
-            .list(query.clone())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|l| (l.row.id, l.matching))
-            .collect();
+        let listed = listed_by(&db, &query).await;
         assert_eq!(listed, listed_here(&rows, &query), "{query:?}");
         assert_eq!(listed.len(), found, "{query:?}");
     }

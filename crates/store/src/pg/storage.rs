@@ -668,8 +668,13 @@ impl Storage for Pg {
                 // A window holds results of WINDOW_MS from its start: the
                 // lower bound on the start lets the key skip older windows.
                 "SELECT start_ms, data FROM results
-                 WHERE sensor_id = $1 AND start_ms > $2 - $4 AND end_ms >= $2 AND start_ms < $3",
-                &[&sensor_id, &from_ms, &to_ms, &crate::writer::WINDOW_MS],
+                 WHERE sensor_id = $1 AND start_ms > $4 AND end_ms >= $2 AND start_ms < $3",
+                &[
+                    &sensor_id,
+                    &from_ms,
+                    &to_ms,
+                    &from_ms.saturating_sub(crate::writer::WINDOW_MS),
+                ],
             )
             .await?;
         let journal = self
