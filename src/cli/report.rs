@@ -46,13 +46,7 @@ pub(super) fn run(args: &ReportArgs) -> anyhow::Result<u8> {
     };
     let to_ms = jiff::Timestamp::now().as_millisecond();
     let from_ms = to_ms - args.since.as_millis() as i64;
-    // One sensor's report reads its raw results (an exact p95); a report
-    // of many reads hourly rollups where they exist.
-    let detail = if ids.len() == 1 {
-        Detail::Raw
-    } else {
-        Detail::Hourly
-    };
+    let detail = Detail::for_sensors(ids.len());
     let mut stdout = std::io::BufWriter::new(anstream::stdout().lock());
     let mut write = |report: &SensorReport| -> anyhow::Result<()> {
         match args.format {

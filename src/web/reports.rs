@@ -42,13 +42,7 @@ async fn build(
     } else {
         state.db.sensor_ids(name).await?
     };
-    // As the command line's report: raw results for one sensor, hourly
-    // rollups where they exist for many.
-    let detail = if ids.len() == 1 {
-        Detail::Raw
-    } else {
-        Detail::Hourly
-    };
+    let detail = Detail::for_sensors(ids.len());
     let reports = state
         .db
         .sensor_reports(ids.clone(), from_ms, to_ms, detail)

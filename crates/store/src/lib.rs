@@ -1272,6 +1272,18 @@ pub enum Detail {
     Hourly,
 }
 
+impl Detail {
+    /// How a report of `sensors` sensors reads: raw results for one, an
+    /// exact p95; hourly rollups for several.
+    pub fn for_sensors(sensors: usize) -> Detail {
+        if sensors == 1 {
+            Detail::Raw
+        } else {
+            Detail::Hourly
+        }
+    }
+}
+
 /// Whether a report reads raw results over `from_ms..to_ms` (else hourly
 /// rollups, then raw results): raw results when asked for and still kept.
 pub(crate) fn reads_raw(detail: Detail, from_ms: i64, to_ms: i64) -> bool {

@@ -868,3 +868,16 @@ fn the_outbox_takes_a_notification_from_its_event_to_its_delivery() {
     drop(writer);
     thread.join().unwrap();
 }
+
+#[test]
+fn one_sensor_reads_raw_results_while_kept_and_several_read_rollups() {
+    assert_eq!(Detail::for_sensors(1), Detail::Raw);
+    assert_eq!(Detail::for_sensors(2), Detail::Hourly);
+    let (day, now) = (writer::DAY_MS, 100 * writer::DAY_MS);
+    assert!(reads_raw(Detail::Raw, now - 7 * day, now));
+    assert!(
+        !reads_raw(Detail::Raw, now - 7 * day - 1, now),
+        "past the raw results' 7 days"
+    );
+    assert!(!reads_raw(Detail::Hourly, now - day, now));
+}
