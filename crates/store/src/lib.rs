@@ -1018,8 +1018,8 @@ impl Store {
                 .map_err(self.sqlite())?;
             rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
         };
-        // A window holds results of WINDOW_MS from its start: the lower
-        // bound on the start lets the key skip the sensor's older windows.
+        // A row holds results of less than ROW_MS from its start: the lower
+        // bound on the start lets the key skip the sensor's older rows.
         let windows = rows(
             "SELECT start_ms, data FROM results
              WHERE sensor_id = ?1 AND start_ms > ?4 AND end_ms >= ?2 AND start_ms < ?3",
@@ -1027,7 +1027,7 @@ impl Store {
                 &sensor_id,
                 &from_ms,
                 &to_ms,
-                &from_ms.saturating_sub(writer::WINDOW_MS),
+                &from_ms.saturating_sub(pack::ROW_MS),
             ],
         )?;
         let journal = rows(

@@ -5,8 +5,8 @@
 //! about five. Two layouts share the entry format:
 //! - a **journal batch**: everything one flush of the writer holds, sorted by
 //!   sensor, so that a crash loses at most that flush;
-//! - a **sensor window**: one sensor's results over a few minutes, for
-//!   reading back one sensor's history.
+//! - a **sensor row**: one sensor's results over up to an hour
+//!   ([`extend_rows`]), for reading back one sensor's history.
 
 use portwatch_probe::{Reason, Status};
 
@@ -173,6 +173,107 @@ pub fn unpack_window(
         results.push(read_tail(&mut reader, sensor, at_ms)?);
     }
     Ok(results)
+}
+
+/// The longest span of one stored row of a sensor's results: a read of the
+/// results from `from` looks at the rows that start after `from - ROW_MS`.
+pub const ROW_MS: i64 = 3_600_000;
+
+/// A row takes no more results once its packed data reaches this size, so
+/// that it stays within one SQLite page (a larger row spills to overflow
+/// pages, mostly empty).
+pub const ROW_BYTES: usize = 768;
+
+/// A stored row of one sensor's results: packed as a window from
+/// `start_ms` ([`pack_window`]), its latest result at `end_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Its key with the sensor: no result in it is earlier.
+    pub start_ms: i64,
+    /// Its latest result's time.
+    pub end_ms: i64,
+    /// How many results it holds.
+    pub count: i64,
+    /// The results, packed.
+    pub data: Vec<u8>,
+}
+
+impl Row {
+    fn open(start_ms: i64) -> Row {
+        Row {
+            start_ms,
+            end_ms: start_ms,
+            count: 0,
+            data: Vec::new(),
+        }
+    }
+
+    /// Whether `result` may still be added: the row spans less than
+    /// [`ROW_MS`] and holds less than [`ROW_BYTES`]. A result at the row's
+    /// own start is always taken, so that a new row never has the key of
+    /// the one before it.
+    fn takes(&self, result: &StoredResult) -> bool {
+        result.at_ms == self.start_ms
+            || (result.at_ms - self.start_ms < ROW_MS && self.data.len() < ROW_BYTES)
+    }
+
+    /// Appends a result no earlier than the row's latest.
+    fn push(&mut self, result: &StoredResult) {
+        put_varint(&mut self.data, (result.at_ms - self.end_ms).max(0) as u64);
+        put_tail(&mut self.data, result);
+        self.end_ms = result.at_ms;
+        self.count += 1;
+    }
+}
+
+/// Adds one sensor's new results (in time order, none before the start of
+/// `latest`, the sensor's latest stored row) to its stored rows, and
+/// returns the rows to write.
+///
+/// Results after the latest row's end are appended to its bytes as they
+/// are; a result inside it has the row unpacked and packed again in time
+/// order. A row is closed once it spans [`ROW_MS`] or holds
+/// [`ROW_BYTES`], and the next result starts a new one, keyed by that
+/// result's time. A sensor checked every minute thus has one row an hour
+/// (about 6 bytes a result with the key), where a row per repack held two
+/// results and weighed 21 bytes each.
+pub fn extend_rows(
+    sensor: i64,
+    latest: Option<Row>,
+    results: &[StoredResult],
+) -> Result<Vec<Row>, Corrupt> {
+    let merged;
+    let (mut current, changed, results) = match latest {
+        Some(row) if results.first().is_some_and(|r| r.at_ms < row.end_ms) => {
+            let mut all = unpack_window(sensor, row.start_ms, &row.data)?;
+            all.extend_from_slice(results);
+            all.sort_by_key(|r| r.at_ms);
+            merged = all;
+            (Row::open(row.start_ms), true, merged.as_slice())
+        }
+        Some(row) => (row, false, results),
+        None => match results.first() {
+            Some(first) => (Row::open(first.at_ms), true, results),
+            None => return Ok(Vec::new()),
+        },
+    };
+    debug_assert!(results.iter().all(|r| r.at_ms >= current.start_ms));
+    let mut rows = Vec::new();
+    let mut changed = changed;
+    for result in results {
+        if current.count > 0 && !current.takes(result) {
+            let full = std::mem::replace(&mut current, Row::open(result.at_ms));
+            if changed {
+                rows.push(full);
+            }
+        }
+        current.push(result);
+        changed = true;
+    }
+    if changed {
+        rows.push(current);
+    }
+    Ok(rows)
 }
 
 /// Packs a journal batch: any sensors, sorted here by (sensor, time).
@@ -413,6 +514,68 @@ mod tests {
         );
     }
 
+    /// Repacks `steps` of one sensor's results into a stored set of rows
+    /// as the writer does, and returns the rows.
+    fn store_steps(steps: &[Vec<StoredResult>]) -> std::collections::BTreeMap<i64, Row> {
+        let mut stored = std::collections::BTreeMap::new();
+        for step in steps {
+            let latest = stored
+                .last_key_value()
+                .map(|(_, row): (&i64, &Row)| row.clone());
+            for row in extend_rows(7, latest, step).unwrap() {
+                stored.insert(row.start_ms, row);
+            }
+        }
+        stored
+    }
+
+    #[test]
+    fn a_sensor_checked_every_minute_fills_one_row_an_hour() {
+        let start = 1_790_000_000_000;
+        // Thirty repacks of two results each, as the writer repacks every
+        // two minutes.
+        let steps: Vec<Vec<StoredResult>> = (0..30)
+            .map(|step| {
+                (0..2)
+                    .map(|i| result(7, start + (step * 2 + i) * 60_000, Some(300)))
+                    .collect()
+            })
+            .collect();
+        let stored = store_steps(&steps);
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        let row = &stored[&start];
+        assert_eq!((row.count, row.end_ms), (60, start + 59 * 60_000));
+        assert!(row.data.len() <= 60 * 6, "{} bytes", row.data.len());
+        // The next hour starts a new row.
+        let more = store_steps(&[steps.concat(), vec![result(7, start + ROW_MS, None)]]);
+        assert_eq!(
+            more.keys().copied().collect::<Vec<_>>(),
+            [start, start + ROW_MS]
+        );
+    }
+
+    #[test]
+    fn appending_writes_only_the_changed_row_and_keeps_its_bytes() {
+        let start = 1_790_000_000_000;
+        let first = extend_rows(7, None, &[result(7, start, Some(5))]).unwrap();
+        let rows = extend_rows(7, first.first().cloned(), &[result(7, start + 10, None)]).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].data.starts_with(&first[0].data));
+        // A full row is not written again: only the new one is.
+        let mut full = first[0].clone();
+        full.data.resize(ROW_BYTES, 0);
+        let rows = extend_rows(7, Some(full), &[result(7, start + 20, None)]).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.start_ms).collect::<Vec<_>>(),
+            [start + 20]
+        );
+        assert!(
+            extend_rows(7, first.first().cloned(), &[])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
     fn any_result() -> impl Strategy<Value = StoredResult> {
         (
             1i64..200_000,
@@ -483,6 +646,52 @@ mod tests {
                 results.iter().filter(|r| r.sensor == sensor).copied().collect();
             expected.sort_by_key(|r| r.at_ms);
             prop_assert_eq!(found, expected);
+        }
+
+        #[test]
+        fn rows_hold_every_result_once_and_stay_within_their_bounds(
+            steps in proptest::collection::vec(
+                proptest::collection::vec((0i64..400_000, 0i64..200_000, any_result()), 1..30),
+                1..12,
+            ),
+        ) {
+            // Each step is one repack: its results are in time order, may
+            // reach back before the previous step's latest (late results),
+            // but never before the latest row's start (older ones take
+            // another path in the writer).
+            let mut now = 1_790_000_000_000;
+            let mut stored: std::collections::BTreeMap<i64, Row> = Default::default();
+            let mut all = Vec::new();
+            for step in steps {
+                let floor = stored.last_key_value().map_or(i64::MIN, |(start, _)| *start);
+                let mut results: Vec<StoredResult> = step
+                    .into_iter()
+                    .map(|(gap, late, r)| {
+                        now += gap;
+                        StoredResult { sensor: 7, at_ms: now - late, ..r }
+                    })
+                    .filter(|r| r.at_ms >= floor)
+                    .collect();
+                results.sort_by_key(|r| r.at_ms);
+                all.extend_from_slice(&results);
+                let latest = stored.last_key_value().map(|(_, row)| row.clone());
+                for row in extend_rows(7, latest, &results).unwrap() {
+                    stored.insert(row.start_ms, row);
+                }
+            }
+            let mut back = Vec::new();
+            for row in stored.values() {
+                let read = unpack_window(7, row.start_ms, &row.data).unwrap();
+                prop_assert_eq!(read.len() as i64, row.count);
+                prop_assert!(read.iter().all(|r| r.at_ms >= row.start_ms && r.at_ms - row.start_ms < ROW_MS));
+                prop_assert_eq!(read.last().map(|r| r.at_ms), Some(row.end_ms));
+                prop_assert!(row.data.len() < ROW_BYTES + 20, "{} bytes", row.data.len());
+                back.extend(read);
+            }
+            let key = |r: &StoredResult| (r.at_ms, code(r), r.rtt_us);
+            back.sort_by_key(key);
+            all.sort_by_key(key);
+            prop_assert_eq!(back, all);
         }
 
         #[test]

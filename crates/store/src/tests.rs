@@ -249,8 +249,9 @@ fn the_writer_packs_results_and_rolls_up_closed_hours() {
     let results = store.results(id, 0, i64::MAX).unwrap();
     expected.push(current);
     assert_eq!(results, expected, "every result comes back, in order");
-    // From within a window: its later results, not the window's start.
-    let from = two_hours_ago + 65_000;
+    // From within a row (rows of a sensor checked every 10 s span about
+    // half an hour): its later results, not the row's start.
+    let from = two_hours_ago + 1_205_000;
     let later: Vec<StoredResult> = expected
         .iter()
         .filter(|r| r.at_ms >= from)

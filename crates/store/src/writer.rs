@@ -424,13 +424,10 @@ pub(crate) const DAY_MS: i64 = 86_400_000;
 /// A journal row: `(id, first_ms, last_ms, packed)`.
 pub(crate) type JournalRow = (i64, i64, i64, Vec<u8>);
 
-/// One sensor's results over one window, packed.
+/// A stored row of one sensor's results, to write.
 pub(crate) struct PackedWindow {
     pub(crate) sensor: i64,
-    pub(crate) start_ms: i64,
-    pub(crate) end_ms: i64,
-    pub(crate) count: i64,
-    pub(crate) data: Vec<u8>,
+    pub(crate) row: pack::Row,
 }
 
 /// What the writer needs of a database: the batching, retries, backlog
@@ -445,6 +442,8 @@ pub(crate) trait Target: Send + 'static {
     fn journal_before(&mut self, before_ms: i64) -> Result<Vec<JournalRow>, WriteError>;
     /// The stored windows among `keys` (sensor, start_ms).
     fn windows(&mut self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), Vec<u8>>, WriteError>;
+    /// Each sensor's latest stored row (by start), where it has one.
+    fn latest_rows(&mut self, sensors: &[i64]) -> Result<HashMap<i64, pack::Row>, WriteError>;
     /// Writes a repack in one transaction.
     fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError>;
     /// Windows that start at or after `from_ms`: `(sensor, start_ms, packed)`.
@@ -749,40 +748,37 @@ impl<T: Target> WriterThread<T> {
         if ids.is_empty() {
             return Ok(());
         }
-        let window_of = |r: &StoredResult| (r.sensor, window_start(r.at_ms));
-        results.sort_unstable_by_key(|r| (window_of(r), r.at_ms));
-        let runs: Vec<&[StoredResult]> = results
-            .chunk_by(|a, b| window_of(a) == window_of(b))
-            .collect();
+        for result in &results {
+            self.hours
+                .entry((result.sensor, hour_of(result.at_ms)))
+                .or_default()
+                .add(result);
+        }
+        results.sort_unstable_by_key(|r| (r.sensor, r.at_ms));
+        let runs: Vec<&[StoredResult]> = results.chunk_by(|a, b| a.sensor == b.sensor).collect();
         let mut windows = Vec::with_capacity(runs.len());
-        let mut merged = Vec::new();
-        // The stored windows are read a slice of windows at a time.
+        // Each sensor's latest row is read a slice of sensors at a time.
         for slice in runs.chunks(REPACK_READ) {
-            let keys: Vec<(i64, i64)> = slice.iter().map(|run| window_of(&run[0])).collect();
-            // An error here must not read as "no window yet": that would
-            // replace the stored window with only the new results.
-            let existing = self.target.windows(&keys)?;
-            for (run, (sensor, start)) in slice.iter().zip(keys) {
-                for result in run.iter() {
-                    self.hours
-                        .entry((sensor, hour_of(result.at_ms)))
-                        .or_default()
-                        .add(result);
-                }
-                merged.clear();
-                merged.extend_from_slice(run);
-                if let Some(existing) = existing.get(&(sensor, start)) {
-                    merged.extend(pack::unpack_window(sensor, start, existing)?);
-                    merged.sort_unstable_by_key(|r| r.at_ms);
-                }
-                let end = merged.last().map_or(start, |r| r.at_ms);
-                windows.push(PackedWindow {
-                    sensor,
-                    start_ms: start,
-                    end_ms: end,
-                    count: merged.len() as i64,
-                    data: pack::pack_window(start, &merged),
-                });
+            let sensors: Vec<i64> = slice.iter().map(|run| run[0].sensor).collect();
+            // An error here must not read as "no row yet": a new row would
+            // then be written beside the latest one, overlapping it.
+            let mut latest = self.target.latest_rows(&sensors)?;
+            for run in slice {
+                let sensor = run[0].sensor;
+                let latest = latest.remove(&sensor);
+                // Results older than the latest row's start (rare: a node's
+                // results that reach the store late) merge into windows of
+                // their own.
+                let older = latest
+                    .as_ref()
+                    .map_or(0, |row| run.partition_point(|r| r.at_ms < row.start_ms));
+                let (older, newer) = run.split_at(older);
+                self.merge_older(sensor, older, &mut windows)?;
+                windows.extend(
+                    pack::extend_rows(sensor, latest, newer)?
+                        .into_iter()
+                        .map(|row| PackedWindow { sensor, row }),
+                );
             }
         }
         drop(runs);
@@ -815,12 +811,54 @@ impl<T: Target> WriterThread<T> {
         Ok(())
     }
 
+    /// Merges one sensor's results older than its latest row (in time
+    /// order) into windows of [`WINDOW_MS`] keyed by their start, and any
+    /// row already stored under such a key.
+    fn merge_older(
+        &mut self,
+        sensor: i64,
+        older: &[StoredResult],
+        windows: &mut Vec<PackedWindow>,
+    ) -> Result<(), WriteError> {
+        if older.is_empty() {
+            return Ok(());
+        }
+        let runs: Vec<&[StoredResult]> = older
+            .chunk_by(|a, b| window_start(a.at_ms) == window_start(b.at_ms))
+            .collect();
+        let keys: Vec<(i64, i64)> = runs
+            .iter()
+            .map(|run| (sensor, window_start(run[0].at_ms)))
+            .collect();
+        let existing = self.target.windows(&keys)?;
+        for (run, key) in runs.into_iter().zip(keys) {
+            let mut merged = run.to_vec();
+            if let Some(data) = existing.get(&key) {
+                merged.extend(pack::unpack_window(sensor, key.1, data)?);
+                merged.sort_by_key(|r| r.at_ms);
+            }
+            windows.push(PackedWindow {
+                sensor,
+                row: pack::Row {
+                    start_ms: key.1,
+                    end_ms: merged.last().map_or(key.1, |r| r.at_ms),
+                    count: merged.len() as i64,
+                    data: pack::pack_window(key.1, &merged),
+                },
+            });
+        }
+        Ok(())
+    }
+
     /// After a restart, the current hour's accumulators start again from the
     /// results already repacked in that hour.
     fn rebuild_open_hours(&mut self) -> Result<(), WriteError> {
         let hour = hour_of(jiff::Timestamp::now().as_millisecond()) - HOUR_MS;
-        for (sensor, start, data) in self.target.windows_since(hour)? {
-            for result in pack::unpack_window(sensor, start, &data)? {
+        // A row that starts up to ROW_MS before the hour may hold some of it.
+        let rows = self.target.windows_since(hour - pack::ROW_MS + 1)?;
+        for (sensor, start, data) in rows {
+            let results = pack::unpack_window(sensor, start, &data)?;
+            for result in results.into_iter().filter(|r| r.at_ms >= hour) {
                 self.hours
                     .entry((result.sensor, hour_of(result.at_ms)))
                     .or_default()
@@ -1041,14 +1079,43 @@ impl Target for SqliteTarget {
         Ok(found)
     }
 
+    fn latest_rows(&mut self, sensors: &[i64]) -> Result<HashMap<i64, pack::Row>, WriteError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT start_ms, end_ms, count, data FROM results WHERE sensor_id = ?1 ORDER BY start_ms DESC LIMIT 1",
+        )?;
+        let mut found = HashMap::with_capacity(sensors.len());
+        for &sensor in sensors {
+            if let Some(row) = statement
+                .query_row([sensor], |r| {
+                    Ok(pack::Row {
+                        start_ms: r.get(0)?,
+                        end_ms: r.get(1)?,
+                        count: r.get(2)?,
+                        data: r.get(3)?,
+                    })
+                })
+                .optional()?
+            {
+                found.insert(sensor, row);
+            }
+        }
+        Ok(found)
+    }
+
     fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for w in &repack.windows {
-                insert.execute(params![w.sensor, w.start_ms, w.end_ms, w.count, w.data])?;
+            for PackedWindow { sensor, row } in &repack.windows {
+                insert.execute(params![
+                    sensor,
+                    row.start_ms,
+                    row.end_ms,
+                    row.count,
+                    row.data
+                ])?;
             }
             let mut rollup = tx.prepare_cached(
                 "INSERT OR REPLACE INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1412,25 +1479,28 @@ mod tests {
         }
     }
 
-    /// A repack merges each sensor's new results into its stored window, in
-    /// time order, and keeps sensors and windows apart.
+    /// A repack adds each sensor's new results to its latest row, keeps
+    /// sensors apart, and merges a result older than the latest row into
+    /// the window that holds its time, in time order.
     #[test]
-    fn a_repack_merges_new_results_into_each_sensors_stored_window() {
+    fn a_repack_extends_each_sensors_latest_row_and_merges_older_results() {
         let (dir, mut thread) = temp_thread();
         let w = window_start(jiff::Timestamp::now().as_millisecond()) - 10 * WINDOW_MS;
+        let later = w + 3 * WINDOW_MS;
         store_window(&thread, w, &[at(w + 10), at(w + 30)]);
+        store_window(&thread, later, &[at(later)]);
         let of = |sensor: i64, at_ms: i64| match result(0) {
             Write::Result(r, last, epoch) => {
                 Write::Result(StoredResult { sensor, at_ms, ..r }, last, epoch)
             }
             _ => unreachable!(),
         };
-        for write in [of(1, w + WINDOW_MS + 1), of(2, w + 5), of(1, w + 20)] {
+        for write in [of(1, later + 5), of(2, w + 5), of(1, w + 20)] {
             thread.take(write);
         }
         thread.flush();
         thread.repack(i64::MAX);
-        let window = |thread: &mut WriterThread<SqliteTarget>, sensor: i64, start: i64| {
+        let row = |thread: &mut WriterThread<SqliteTarget>, sensor: i64, start: i64| {
             let stored = thread.target.windows(&[(sensor, start)]).unwrap();
             pack::unpack_window(sensor, start, &stored[&(sensor, start)])
                 .unwrap()
@@ -1438,9 +1508,23 @@ mod tests {
                 .map(|r| r.at_ms - start)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(window(&mut thread, 1, w), [10, 20, 30], "merged, in order");
-        assert_eq!(window(&mut thread, 2, w), [5]);
-        assert_eq!(window(&mut thread, 1, w + WINDOW_MS), [1]);
+        assert_eq!(row(&mut thread, 1, w), [10, 20, 30], "merged, in order");
+        assert_eq!(
+            row(&mut thread, 1, later),
+            [0, 5],
+            "appended to the latest row"
+        );
+        assert_eq!(
+            row(&mut thread, 2, w + 5),
+            [0],
+            "a first row starts at its result"
+        );
+        let rows: i64 = thread
+            .target
+            .conn
+            .query_row("SELECT count(*) FROM results", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3, "no other row");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1454,6 +1538,9 @@ mod tests {
             let results: Vec<StoredResult> = (0..n).map(|i| at(start + i)).collect();
             store_window(&thread, start, &results);
         }
+        // A row that starts before the last hour and goes on into it.
+        let across = hour - HOUR_MS - 10;
+        store_window(&thread, across, &[at(across), at(hour - HOUR_MS + 7)]);
         thread.hours.clear();
         thread.rebuild_open_hours().unwrap();
         let mut counts: Vec<(i64, u32)> = thread
@@ -1462,12 +1549,10 @@ mod tests {
             .map(|((_, h), acc)| (*h, acc.count))
             .collect();
         counts.sort_unstable();
-        assert_eq!(counts, [(hour - HOUR_MS, 2), (hour, 1)]);
+        assert_eq!(counts, [(hour - HOUR_MS, 3), (hour, 1)]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    /// When an hour's rollups are written, raw results past their
-    /// retention and rollups past theirs are deleted; newer ones stay.
     /// The integers of a one-column query.
     fn column(conn: &Connection, sql: &str) -> Vec<i64> {
         conn.prepare(sql)
@@ -1478,6 +1563,8 @@ mod tests {
             .unwrap()
     }
 
+    /// When an hour's rollups are written, raw results past their
+    /// retention and rollups past theirs are deleted; newer ones stay.
     #[test]
     fn closing_an_hour_deletes_what_is_past_retention() {
         let (dir, mut thread) = temp_thread();

@@ -578,6 +578,35 @@ impl Target for PgWrites {
         })
     }
 
+    fn latest_rows(
+        &mut self,
+        sensors: &[i64],
+    ) -> Result<HashMap<i64, crate::pack::Row>, WriteError> {
+        self.run(async {
+            let client = self.pg.client().await?;
+            let found = rows(
+                &client,
+                "SELECT s.id, r.start_ms, r.end_ms, r.count, r.data FROM unnest($1::bigint[]) AS s (id)
+                 CROSS JOIN LATERAL (SELECT start_ms, end_ms, count, data FROM results
+                   WHERE sensor_id = s.id ORDER BY start_ms DESC LIMIT 1) AS r",
+                &[&sensors],
+            )
+            .await?;
+            Ok(found
+                .iter()
+                .map(|r| {
+                    let row = crate::pack::Row {
+                        start_ms: r.get(1),
+                        end_ms: r.get(2),
+                        count: r.get(3),
+                        data: r.get(4),
+                    };
+                    (r.get(0), row)
+                })
+                .collect())
+        })
+    }
+
     fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError> {
         self.run(async {
             let mut client = self.pg.client().await?;
@@ -590,13 +619,13 @@ impl Target for PgWrites {
             let column = |f: fn(&PackedWindow) -> i64| -> Vec<i64> {
                 repack.windows.iter().map(f).collect()
             };
-            let data: Vec<&[u8]> = repack.windows.iter().map(|w| w.data.as_slice()).collect();
+            let data: Vec<&[u8]> = repack.windows.iter().map(|w| w.row.data.as_slice()).collect();
             exec(
                 &tx,
                 "INSERT INTO results (sensor_id, start_ms, end_ms, count, data)
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])
                  ON CONFLICT (sensor_id, start_ms) DO UPDATE SET end_ms = excluded.end_ms, count = excluded.count, data = excluded.data",
-                &[&column(|w| w.sensor), &column(|w| w.start_ms), &column(|w| w.end_ms), &column(|w| w.count), &data],
+                &[&column(|w| w.sensor), &column(|w| w.row.start_ms), &column(|w| w.row.end_ms), &column(|w| w.row.count), &data],
             )
             .await?;
             let keys = |f: fn(&(i64, i64)) -> i64| -> Vec<i64> {

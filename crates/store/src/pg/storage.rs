@@ -665,15 +665,15 @@ impl Storage for Pg {
     ) -> Result<Vec<StoredResult>, StoreError> {
         let windows = self
             .query(
-                // A window holds results of WINDOW_MS from its start: the
-                // lower bound on the start lets the key skip older windows.
+                // A row holds results of less than ROW_MS from its start:
+                // the lower bound on the start lets the key skip older rows.
                 "SELECT start_ms, data FROM results
                  WHERE sensor_id = $1 AND start_ms > $4 AND end_ms >= $2 AND start_ms < $3",
                 &[
                     &sensor_id,
                     &from_ms,
                     &to_ms,
-                    &from_ms.saturating_sub(crate::writer::WINDOW_MS),
+                    &from_ms.saturating_sub(crate::pack::ROW_MS),
                 ],
             )
             .await?;
