@@ -1,15 +1,14 @@
 //! Fills a SQLite store with simulated history for `bench/store`: every
 //! sensor of the store checked every INTERVAL seconds over the HOURS
-//! before END_MS, written in the store's own layout and order: every
-//! 2 minutes, each sensor's new results added to its latest row as the
-//! writer's repack does (`extend_rows`, one transaction per repack), then
-//! hourly rollups and daily sums, with one event and a status row per
-//! sensor.
+//! before END_MS, written in the store's own layout and steps: an hour's
+//! 2-minute packed windows, hourly rollups and daily sums, then the hour's
+//! windows merged into rows of up to an hour as the writer's compaction
+//! does, with one event and a status row per sensor.
 //!
 //! Usage: cargo run --release --example fill_store -- DB HOURS INTERVAL END_MS
 
 use portwatch::probe::{Reason, Status};
-use portwatch::store::pack::{Row, StoredResult, extend_rows};
+use portwatch::store::pack::{StoredResult, extend_rows, pack_window};
 use portwatch::store::writer::WINDOW_MS;
 use rusqlite::{Connection, params};
 
@@ -45,65 +44,36 @@ fn main() -> rusqlite::Result<()> {
         )?;
     }
     tx.commit()?;
-    // A result of `sensor` at `at_ms`: up, with a connect time of 200 to
-    // 1,000 µs drawn from the pair, so that a later pass sees the same one.
-    let result = |sensor: i64, at_ms: i64| {
-        let mut x = (sensor as u64) << 32 ^ at_ms as u64 ^ 0x2545_f491_4f6c_dd1d;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        StoredResult {
-            sensor,
-            at_ms,
-            status: Status::Up,
-            reason: Reason::Connected,
-            rtt_us: Some(200 + (x % 800) as u32),
-        }
-    };
-    // A sensor's results in [from, to): each sensor has its own phase within
-    // the interval.
-    let between = |sensor: i64, from: i64, to: i64, out: &mut Vec<StoredResult>| {
+    // A sensor's results over the hour from `hour_ms`: up, each sensor
+    // with its own phase within the interval, and a connect time of 200 to
+    // 1,000 µs drawn from (sensor, time), so that a second pass sees the
+    // same ones.
+    let hour_results = |sensor: i64, hour_ms: i64, out: &mut Vec<StoredResult>| {
         out.clear();
-        let phase = (sensor * 7919) % interval_ms;
-        let mut at = from + (phase - from).rem_euclid(interval_ms);
-        while at < to {
-            out.push(result(sensor, at));
+        let mut at = hour_ms + (sensor * 7919) % interval_ms;
+        while at < hour_ms + HOUR_MS {
+            let mut x = (sensor as u64) << 32 ^ at as u64 ^ 0x2545_f491_4f6c_dd1d;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.push(StoredResult {
+                sensor,
+                at_ms: at,
+                status: Status::Up,
+                reason: Reason::Connected,
+                rtt_us: Some(200 + (x % 800) as u32),
+            });
             at += interval_ms;
         }
     };
-    // Each sensor's latest row, as the writer reads it back at each repack.
-    let mut latest: Vec<Option<Row>> = vec![None; sensors.len()];
     let mut results = Vec::new();
     for hour in 0..hours {
         let hour_ms = start_ms + hour * HOUR_MS;
-        // One transaction per repack, every WINDOW_MS, as the writer does.
-        for window in (hour_ms..hour_ms + HOUR_MS).step_by(WINDOW_MS as usize) {
-            let tx = conn.transaction()?;
-            {
-                let mut write = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for (&sensor, latest) in sensors.iter().zip(latest.iter_mut()) {
-                    between(sensor, window, window + WINDOW_MS, &mut results);
-                    let rows = extend_rows(sensor, latest.clone(), &results).expect("packed rows");
-                    for row in &rows {
-                        write.execute(params![
-                            sensor,
-                            row.start_ms,
-                            row.end_ms,
-                            row.count,
-                            row.data
-                        ])?;
-                    }
-                    if let Some(row) = rows.into_iter().last() {
-                        *latest = Some(row);
-                    }
-                }
-            }
-            tx.commit()?;
-        }
         let tx = conn.transaction()?;
         {
+            let mut window = tx.prepare_cached(
+                "INSERT INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             let mut rollup = tx.prepare_cached(
                 "INSERT INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -113,7 +83,20 @@ fn main() -> rusqlite::Result<()> {
                  ON CONFLICT (sensor_id, day_ms) DO UPDATE SET count = count + ?3, ups = ups + ?4",
             )?;
             for &sensor in &sensors {
-                between(sensor, hour_ms, hour_ms + HOUR_MS, &mut results);
+                hour_results(sensor, hour_ms, &mut results);
+                for part in results
+                    .chunk_by(|a, b| a.at_ms.div_euclid(WINDOW_MS) == b.at_ms.div_euclid(WINDOW_MS))
+                {
+                    let start = part[0].at_ms.div_euclid(WINDOW_MS) * WINDOW_MS;
+                    let last = part[part.len() - 1].at_ms;
+                    window.execute(params![
+                        sensor,
+                        start,
+                        last,
+                        part.len() as i64,
+                        pack_window(start, part)
+                    ])?;
+                }
                 let sum = portwatch::report::summarize(&results);
                 rollup.execute(params![
                     sensor, hour_ms, sum.count, sum.ups, sum.min_us, sum.avg_us, sum.max_us,
@@ -128,7 +111,42 @@ fn main() -> rusqlite::Result<()> {
             }
         }
         tx.commit()?;
-        eprintln!("hour {} of {hours} written", hour + 1);
+        let merging = std::time::Instant::now();
+        // The hour is closed: its windows are merged into rows of up to an
+        // hour, 2,000 sensors a transaction, as the writer's compaction does.
+        for slice in sensors.chunks(2_000) {
+            let tx = conn.transaction()?;
+            {
+                let mut delete = tx.prepare_cached(
+                    "DELETE FROM results WHERE sensor_id = ?1 AND start_ms >= ?2 AND start_ms < ?3",
+                )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for &sensor in slice {
+                    hour_results(sensor, hour_ms, &mut results);
+                    delete.execute(params![sensor, hour_ms, hour_ms + HOUR_MS])?;
+                    for row in extend_rows(sensor, None, &results).expect("packed rows") {
+                        insert.execute(params![
+                            sensor,
+                            row.start_ms,
+                            row.end_ms,
+                            row.count,
+                            row.data
+                        ])?;
+                    }
+                }
+            }
+            tx.commit()?;
+        }
+        let merged = merging.elapsed();
+        eprintln!(
+            "hour {} of {hours} written; merging its windows took {:.1} s, {:.0} ms per {} sensors",
+            hour + 1,
+            merged.as_secs_f64(),
+            merged.as_secs_f64() * 1000.0 * 2000.0 / sensors.len() as f64,
+            2000
+        );
     }
     Ok(())
 }

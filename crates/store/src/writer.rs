@@ -33,6 +33,8 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub const WINDOW_MS: i64 = 120_000;
 /// How often closed windows are repacked.
 const REPACK_EVERY: Duration = Duration::from_secs(60);
+/// Sensors whose windows of a closed hour are merged in one step.
+const COMPACT_SENSORS: usize = 2_000;
 /// Stored windows read at once while repacking.
 const REPACK_READ: usize = 10_000;
 /// The longest wait between two attempts at a failed commit: short enough
@@ -421,6 +423,19 @@ impl Repack {
 /// A day in milliseconds.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
+/// The rows of one step of merging an hour ([`WriterThread::compact_step`]):
+/// the rows of `sensors` that start in `from_ms..to_ms` are replaced by
+/// `rows`, in one transaction.
+pub(crate) struct Compact {
+    pub(crate) sensors: Vec<i64>,
+    pub(crate) from_ms: i64,
+    pub(crate) to_ms: i64,
+    pub(crate) rows: Vec<PackedWindow>,
+    /// The node merging (see [`Fence`]): written only while its lease
+    /// holds. `None`: not a node.
+    pub(crate) node: Option<i64>,
+}
+
 /// A journal row: `(id, first_ms, last_ms, packed)`.
 pub(crate) type JournalRow = (i64, i64, i64, Vec<u8>);
 
@@ -442,12 +457,22 @@ pub(crate) trait Target: Send + 'static {
     fn journal_before(&mut self, before_ms: i64) -> Result<Vec<JournalRow>, WriteError>;
     /// The stored windows among `keys` (sensor, start_ms).
     fn windows(&mut self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), Vec<u8>>, WriteError>;
-    /// Each sensor's latest stored row (by start), where it has one.
-    fn latest_rows(&mut self, sensors: &[i64]) -> Result<HashMap<i64, pack::Row>, WriteError>;
     /// Writes a repack in one transaction.
     fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError>;
     /// Windows that start at or after `from_ms`: `(sensor, start_ms, packed)`.
     fn windows_since(&mut self, from_ms: i64) -> Result<Vec<(i64, i64, Vec<u8>)>, WriteError>;
+    /// Up to `limit` sensor ids greater than `after`, in order.
+    fn sensors_after(&mut self, after: i64, limit: usize) -> Result<Vec<i64>, WriteError>;
+    /// The stored rows of `sensors` (in order) that start in
+    /// `from_ms..to_ms`, by sensor and start.
+    fn rows_between(
+        &mut self,
+        sensors: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, pack::Row)>, WriteError>;
+    /// Writes one step of merging an hour in one transaction.
+    fn store_compact(&mut self, compact: &Compact) -> Result<(), WriteError>;
 }
 
 struct WriterThread<T: Target> {
@@ -474,6 +499,14 @@ struct WriterThread<T: Target> {
     max_backlog: usize,
     last_flush: Instant,
     last_repack: Instant,
+    /// Closed hours whose windows are still to be merged into rows of up
+    /// to an hour ([`Self::compact_step`]), and the last sensor done in
+    /// the first of them.
+    compacting: std::collections::BTreeSet<i64>,
+    compacted_to: i64,
+    /// Results before this time are repacked: an hour is merged only once
+    /// it is all repacked.
+    repacked_until: i64,
 }
 
 /// However the thread ends (its loop returns, or it panics), the ordered
@@ -511,6 +544,10 @@ impl<T: Target> WriterThread<T> {
             max_backlog: MAX_BACKLOG,
             last_flush: Instant::now(),
             last_repack: Instant::now(),
+            // The hour before the start may have been left half merged.
+            compacting: [hour_of(jiff::Timestamp::now().as_millisecond()) - HOUR_MS].into(),
+            compacted_to: 0,
+            repacked_until: i64::MIN,
         };
         if let Err(error) = thread.rebuild_open_hours() {
             tracing::warn!(%error, store = %thread.target.name(), "cannot rebuild this hour's rollups; they will miss results before the restart");
@@ -545,6 +582,9 @@ impl<T: Target> WriterThread<T> {
             });
             if next.flush {
                 self.flush();
+                if self.retry_at.is_none() {
+                    self.compact_step();
+                }
             }
             if next.repack {
                 let now_ms = jiff::Timestamp::now().as_millisecond();
@@ -746,39 +786,44 @@ impl<T: Target> WriterThread<T> {
             results.extend(pack::unpack_batch(first_ms, &data)?);
         }
         if ids.is_empty() {
+            self.repacked_until = self.repacked_until.max(before_ms);
             return Ok(());
         }
-        for result in &results {
-            self.hours
-                .entry((result.sensor, hour_of(result.at_ms)))
-                .or_default()
-                .add(result);
-        }
-        results.sort_unstable_by_key(|r| (r.sensor, r.at_ms));
-        let runs: Vec<&[StoredResult]> = results.chunk_by(|a, b| a.sensor == b.sensor).collect();
+        let window_of = |r: &StoredResult| (r.sensor, window_start(r.at_ms));
+        results.sort_unstable_by_key(|r| (window_of(r), r.at_ms));
+        let runs: Vec<&[StoredResult]> = results
+            .chunk_by(|a, b| window_of(a) == window_of(b))
+            .collect();
         let mut windows = Vec::with_capacity(runs.len());
-        // Each sensor's latest row is read a slice of sensors at a time.
+        let mut merged = Vec::new();
+        // The stored windows are read a slice of windows at a time.
         for slice in runs.chunks(REPACK_READ) {
-            let sensors: Vec<i64> = slice.iter().map(|run| run[0].sensor).collect();
-            // An error here must not read as "no row yet": a new row would
-            // then be written beside the latest one, overlapping it.
-            let mut latest = self.target.latest_rows(&sensors)?;
-            for run in slice {
-                let sensor = run[0].sensor;
-                let latest = latest.remove(&sensor);
-                // Results older than the latest row's start (rare: a node's
-                // results that reach the store late) merge into windows of
-                // their own.
-                let older = latest
-                    .as_ref()
-                    .map_or(0, |row| run.partition_point(|r| r.at_ms < row.start_ms));
-                let (older, newer) = run.split_at(older);
-                self.merge_older(sensor, older, &mut windows)?;
-                windows.extend(
-                    pack::extend_rows(sensor, latest, newer)?
-                        .into_iter()
-                        .map(|row| PackedWindow { sensor, row }),
-                );
+            let keys: Vec<(i64, i64)> = slice.iter().map(|run| window_of(&run[0])).collect();
+            // An error here must not read as "no window yet": that would
+            // replace the stored window with only the new results.
+            let existing = self.target.windows(&keys)?;
+            for (run, (sensor, start)) in slice.iter().zip(keys) {
+                for result in run.iter() {
+                    self.hours
+                        .entry((sensor, hour_of(result.at_ms)))
+                        .or_default()
+                        .add(result);
+                }
+                merged.clear();
+                merged.extend_from_slice(run);
+                if let Some(existing) = existing.get(&(sensor, start)) {
+                    merged.extend(pack::unpack_window(sensor, start, existing)?);
+                    merged.sort_unstable_by_key(|r| r.at_ms);
+                }
+                windows.push(PackedWindow {
+                    sensor,
+                    row: pack::Row {
+                        start_ms: start,
+                        end_ms: merged.last().map_or(start, |r| r.at_ms),
+                        count: merged.len() as i64,
+                        data: pack::pack_window(start, &merged),
+                    },
+                });
             }
         }
         drop(runs);
@@ -807,47 +852,80 @@ impl<T: Target> WriterThread<T> {
         })?;
         for (key, _) in rollups {
             self.hours.remove(&key);
+            self.compacting.insert(key.1);
         }
+        self.repacked_until = self.repacked_until.max(before_ms);
         Ok(())
     }
 
-    /// Merges one sensor's results older than its latest row (in time
-    /// order) into windows of [`WINDOW_MS`] keyed by their start, and any
-    /// row already stored under such a key.
-    fn merge_older(
-        &mut self,
-        sensor: i64,
-        older: &[StoredResult],
-        windows: &mut Vec<PackedWindow>,
-    ) -> Result<(), WriteError> {
-        if older.is_empty() {
-            return Ok(());
+    /// Merges the 2-minute windows of a closed hour into rows of up to an
+    /// hour ([`pack::extend_rows`]), for [`COMPACT_SENSORS`] sensors at a
+    /// time, one step after each commit, so that the writer is never held
+    /// for long. A sensor checked every minute then takes about 8 bytes a
+    /// result instead of 21: a window holds two results, so its key and
+    /// header weigh most.
+    fn compact_step(&mut self) {
+        if !self.fence.repacks() {
+            return;
         }
-        let runs: Vec<&[StoredResult]> = older
-            .chunk_by(|a, b| window_start(a.at_ms) == window_start(b.at_ms))
-            .collect();
-        let keys: Vec<(i64, i64)> = runs
-            .iter()
-            .map(|run| (sensor, window_start(run[0].at_ms)))
-            .collect();
-        let existing = self.target.windows(&keys)?;
-        for (run, key) in runs.into_iter().zip(keys) {
-            let mut merged = run.to_vec();
-            if let Some(data) = existing.get(&key) {
-                merged.extend(pack::unpack_window(sensor, key.1, data)?);
-                merged.sort_by_key(|r| r.at_ms);
+        let Some(&hour) = self
+            .compacting
+            .first()
+            .filter(|hour| **hour + HOUR_MS + WINDOW_MS <= self.repacked_until)
+        else {
+            return;
+        };
+        match self.try_compact(hour, self.compacted_to) {
+            Ok(Some(last)) => self.compacted_to = last,
+            Ok(None) => {
+                self.compacting.remove(&hour);
+                self.compacted_to = 0;
             }
-            windows.push(PackedWindow {
-                sensor,
-                row: pack::Row {
-                    start_ms: key.1,
-                    end_ms: merged.last().map_or(key.1, |r| r.at_ms),
-                    count: merged.len() as i64,
-                    data: pack::pack_window(key.1, &merged),
-                },
-            });
+            Err(error) => {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, store = %self.target.name(), "cannot merge an hour's results; retrying later");
+            }
         }
-        Ok(())
+    }
+
+    /// Merges the rows of the sensors after `after` that start in `hour`;
+    /// returns the last sensor done, or `None` when none is left.
+    fn try_compact(&mut self, hour: i64, after: i64) -> Result<Option<i64>, WriteError> {
+        let sensors = self.target.sensors_after(after, COMPACT_SENSORS)?;
+        let Some(&last) = sensors.last() else {
+            return Ok(None);
+        };
+        let (from_ms, to_ms) = (hour, hour + HOUR_MS);
+        let stored = self.target.rows_between(&sensors, from_ms, to_ms)?;
+        let mut merged = Vec::new();
+        let mut rows = Vec::new();
+        for run in stored.chunk_by(|a, b| a.0 == b.0) {
+            let sensor = run[0].0;
+            if run.len() < 2 {
+                continue;
+            }
+            let mut results = Vec::new();
+            for (_, row) in run {
+                results.extend(pack::unpack_window(sensor, row.start_ms, &row.data)?);
+            }
+            results.sort_by_key(|r| r.at_ms);
+            let fewer = pack::extend_rows(sensor, None, &results)?;
+            // Already merged (a restart goes over the hour again).
+            if fewer.len() < run.len() {
+                merged.push(sensor);
+                rows.extend(fewer.into_iter().map(|row| PackedWindow { sensor, row }));
+            }
+        }
+        if !merged.is_empty() {
+            self.target.store_compact(&Compact {
+                sensors: merged,
+                from_ms,
+                to_ms,
+                rows,
+                node: self.fence.current().1,
+            })?;
+        }
+        Ok(Some(last))
     }
 
     /// After a restart, the current hour's accumulators start again from the
@@ -1079,29 +1157,6 @@ impl Target for SqliteTarget {
         Ok(found)
     }
 
-    fn latest_rows(&mut self, sensors: &[i64]) -> Result<HashMap<i64, pack::Row>, WriteError> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT start_ms, end_ms, count, data FROM results WHERE sensor_id = ?1 ORDER BY start_ms DESC LIMIT 1",
-        )?;
-        let mut found = HashMap::with_capacity(sensors.len());
-        for &sensor in sensors {
-            if let Some(row) = statement
-                .query_row([sensor], |r| {
-                    Ok(pack::Row {
-                        start_ms: r.get(0)?,
-                        end_ms: r.get(1)?,
-                        count: r.get(2)?,
-                        data: r.get(3)?,
-                    })
-                })
-                .optional()?
-            {
-                found.insert(sensor, row);
-            }
-        }
-        Ok(found)
-    }
-
     fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError> {
         let tx = self.conn.transaction()?;
         {
@@ -1162,6 +1217,186 @@ impl Target for SqliteTarget {
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
+
+    fn sensors_after(&mut self, after: i64, limit: usize) -> Result<Vec<i64>, WriteError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT id FROM sensors WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let ids = statement
+            .query_map(params![after, limit as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    fn rows_between(
+        &mut self,
+        sensors: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, pack::Row)>, WriteError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT start_ms, end_ms, count, data FROM results
+             WHERE sensor_id = ?1 AND start_ms >= ?2 AND start_ms < ?3 ORDER BY start_ms",
+        )?;
+        let mut found = Vec::new();
+        for &sensor in sensors {
+            let rows = statement.query_map(params![sensor, from_ms, to_ms], |r| {
+                Ok((
+                    sensor,
+                    pack::Row {
+                        start_ms: r.get(0)?,
+                        end_ms: r.get(1)?,
+                        count: r.get(2)?,
+                        data: r.get(3)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                found.push(row?);
+            }
+        }
+        Ok(found)
+    }
+
+    fn store_compact(&mut self, compact: &Compact) -> Result<(), WriteError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM results WHERE sensor_id = ?1 AND start_ms >= ?2 AND start_ms < ?3",
+            )?;
+            for sensor in &compact.sensors {
+                delete.execute(params![sensor, compact.from_ms, compact.to_ms])?;
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for PackedWindow { sensor, row } in &compact.rows {
+                insert.execute(params![
+                    sensor,
+                    row.start_ms,
+                    row.end_ms,
+                    row.count,
+                    row.data
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Checks the merging of closed hours on any target whose store holds
+/// the sensors `ids` (at least three, in order): the SQLite writer's
+/// tests and the PostgreSQL writer's run it.
+#[cfg(test)]
+pub(crate) fn check_compaction<T: Target>(target: T, ids: &[i64]) {
+    use portwatch_probe::{Reason, Status};
+    let mut thread = WriterThread::new(
+        target,
+        Arc::default(),
+        OrderedQueue::default(),
+        Arc::default(),
+    );
+    let hour = hour_of(jiff::Timestamp::now().as_millisecond()) - 3 * HOUR_MS;
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    // An hour of results every minute (30 windows of two), from `from`.
+    let hour_of_results = |sensor: i64, from: i64, n: i64| -> Vec<StoredResult> {
+        (0..n)
+            .map(|i| StoredResult {
+                sensor,
+                at_ms: from + i * 60_000 + 7,
+                status: if i % 7 == 3 { Status::Down } else { Status::Up },
+                reason: if i % 7 == 3 {
+                    Reason::Refused
+                } else {
+                    Reason::Connected
+                },
+                rtt_us: (i % 7 != 3).then_some(300 + i as u32),
+            })
+            .collect()
+    };
+    let windows = |results: &[StoredResult]| -> Vec<PackedWindow> {
+        results
+            .chunk_by(|x, y| window_start(x.at_ms) == window_start(y.at_ms))
+            .map(|run| {
+                let start = window_start(run[0].at_ms);
+                PackedWindow {
+                    sensor: run[0].sensor,
+                    row: pack::Row {
+                        start_ms: start,
+                        end_ms: run[run.len() - 1].at_ms,
+                        count: run.len() as i64,
+                        data: pack::pack_window(start, run),
+                    },
+                }
+            })
+            .collect()
+    };
+    let of_a = hour_of_results(a, hour, 60);
+    let of_b = hour_of_results(b, hour, 2);
+    let of_c = hour_of_results(c, hour + HOUR_MS, 60);
+    let mut stored = windows(&of_a);
+    stored.extend(windows(&of_b));
+    stored.extend(windows(&of_c));
+    thread
+        .target
+        .store_repack(&Repack {
+            journal_ids: Vec::new(),
+            windows: stored,
+            rollups: Vec::new(),
+            prune: None,
+            node: None,
+        })
+        .unwrap();
+    let rows = |thread: &mut WriterThread<T>, sensor: i64, from: i64| {
+        thread
+            .target
+            .rows_between(&[sensor], from, from + HOUR_MS)
+            .unwrap()
+    };
+    let read = |rows: &[(i64, pack::Row)]| -> Vec<StoredResult> {
+        rows.iter()
+            .flat_map(|(sensor, row)| {
+                pack::unpack_window(*sensor, row.start_ms, &row.data).unwrap()
+            })
+            .collect()
+    };
+    let merge = |thread: &mut WriterThread<T>| {
+        thread.compacting = [hour].into();
+        for _ in 0..10 {
+            thread.compact_step();
+        }
+    };
+
+    // Not while results of the hour may still be in the journal.
+    thread.repacked_until = hour + HOUR_MS;
+    merge(&mut thread);
+    assert_eq!(
+        rows(&mut thread, a, hour).len(),
+        30,
+        "an hour not all repacked is left"
+    );
+
+    thread.repacked_until = i64::MAX;
+    merge(&mut thread);
+    assert!(thread.compacting.is_empty(), "the hour is done");
+    let merged = rows(&mut thread, a, hour);
+    assert_eq!(merged.len(), 1, "one row for the hour");
+    assert_eq!(merged[0].1.count, 60);
+    assert_eq!(read(&merged), of_a, "every result, in order");
+    assert_eq!(
+        read(&rows(&mut thread, b, hour)),
+        of_b,
+        "one window is left as it is"
+    );
+    assert_eq!(rows(&mut thread, b, hour).len(), 1);
+    let next = rows(&mut thread, c, hour + HOUR_MS);
+    assert_eq!(next.len(), 30, "another hour is left");
+    assert_eq!(read(&next), of_c);
+
+    // Merging again changes nothing.
+    merge(&mut thread);
+    assert_eq!(rows(&mut thread, a, hour), merged);
 }
 
 #[cfg(test)]
@@ -1479,28 +1714,25 @@ mod tests {
         }
     }
 
-    /// A repack adds each sensor's new results to its latest row, keeps
-    /// sensors apart, and merges a result older than the latest row into
-    /// the window that holds its time, in time order.
+    /// A repack merges each sensor's new results into its stored window, in
+    /// time order, and keeps sensors and windows apart.
     #[test]
-    fn a_repack_extends_each_sensors_latest_row_and_merges_older_results() {
+    fn a_repack_merges_new_results_into_each_sensors_stored_window() {
         let (dir, mut thread) = temp_thread();
         let w = window_start(jiff::Timestamp::now().as_millisecond()) - 10 * WINDOW_MS;
-        let later = w + 3 * WINDOW_MS;
         store_window(&thread, w, &[at(w + 10), at(w + 30)]);
-        store_window(&thread, later, &[at(later)]);
         let of = |sensor: i64, at_ms: i64| match result(0) {
             Write::Result(r, last, epoch) => {
                 Write::Result(StoredResult { sensor, at_ms, ..r }, last, epoch)
             }
             _ => unreachable!(),
         };
-        for write in [of(1, later + 5), of(2, w + 5), of(1, w + 20)] {
+        for write in [of(1, w + WINDOW_MS + 1), of(2, w + 5), of(1, w + 20)] {
             thread.take(write);
         }
         thread.flush();
         thread.repack(i64::MAX);
-        let row = |thread: &mut WriterThread<SqliteTarget>, sensor: i64, start: i64| {
+        let window = |thread: &mut WriterThread<SqliteTarget>, sensor: i64, start: i64| {
             let stored = thread.target.windows(&[(sensor, start)]).unwrap();
             pack::unpack_window(sensor, start, &stored[&(sensor, start)])
                 .unwrap()
@@ -1508,23 +1740,31 @@ mod tests {
                 .map(|r| r.at_ms - start)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(row(&mut thread, 1, w), [10, 20, 30], "merged, in order");
-        assert_eq!(
-            row(&mut thread, 1, later),
-            [0, 5],
-            "appended to the latest row"
-        );
-        assert_eq!(
-            row(&mut thread, 2, w + 5),
-            [0],
-            "a first row starts at its result"
-        );
-        let rows: i64 = thread
-            .target
+        assert_eq!(window(&mut thread, 1, w), [10, 20, 30], "merged, in order");
+        assert_eq!(window(&mut thread, 2, w), [5]);
+        assert_eq!(window(&mut thread, 1, w + WINDOW_MS), [1]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A closed hour's windows are merged into one row per sensor, once
+    /// the hour is all repacked, and only that hour's.
+    #[test]
+    fn a_closed_hours_windows_are_merged_into_rows() {
+        let (dir, thread) = temp_thread();
+        drop(thread);
+        let store = Store::open(&dir.join("t.db")).unwrap();
+        store
             .conn
-            .query_row("SELECT count(*) FROM results", [], |r| r.get(0))
+            .execute_batch(
+                "INSERT INTO servers (id, name, host) VALUES (1, 's', 'h');
+                 INSERT INTO sensors (id, server_id, name, port) VALUES (4, 1, 'a', 1), (5, 1, 'b', 2), (9, 1, 'c', 3);",
+            )
             .unwrap();
-        assert_eq!(rows, 3, "no other row");
+        let target = SqliteTarget {
+            conn: store.conn,
+            path: store.path,
+        };
+        super::check_compaction(target, &[4, 5, 9]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -32,7 +32,9 @@ use tokio_postgres::types::ToSql;
 
 use crate::StoreError;
 use crate::location::{PgTarget, TlsMode};
-use crate::writer::{Batch, JournalRow, Ordered, PackedWindow, Repack, Target, WriteError, Writer};
+use crate::writer::{
+    Batch, Compact, JournalRow, Ordered, PackedWindow, Repack, Target, WriteError, Writer,
+};
 
 /// A statement parameter.
 pub(crate) type Param<'a> = &'a (dyn ToSql + Sync);
@@ -578,35 +580,6 @@ impl Target for PgWrites {
         })
     }
 
-    fn latest_rows(
-        &mut self,
-        sensors: &[i64],
-    ) -> Result<HashMap<i64, crate::pack::Row>, WriteError> {
-        self.run(async {
-            let client = self.pg.client().await?;
-            let found = rows(
-                &client,
-                "SELECT s.id, r.start_ms, r.end_ms, r.count, r.data FROM unnest($1::bigint[]) AS s (id)
-                 CROSS JOIN LATERAL (SELECT start_ms, end_ms, count, data FROM results
-                   WHERE sensor_id = s.id ORDER BY start_ms DESC LIMIT 1) AS r",
-                &[&sensors],
-            )
-            .await?;
-            Ok(found
-                .iter()
-                .map(|r| {
-                    let row = crate::pack::Row {
-                        start_ms: r.get(1),
-                        end_ms: r.get(2),
-                        count: r.get(3),
-                        data: r.get(4),
-                    };
-                    (r.get(0), row)
-                })
-                .collect())
-        })
-    }
-
     fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError> {
         self.run(async {
             let mut client = self.pg.client().await?;
@@ -697,6 +670,82 @@ impl Target for PgWrites {
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect())
+        })
+    }
+
+    fn sensors_after(&mut self, after: i64, limit: usize) -> Result<Vec<i64>, WriteError> {
+        self.run(async {
+            let client = self.pg.client().await?;
+            let found = rows(
+                &client,
+                "SELECT id FROM sensors WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &(limit as i64)],
+            )
+            .await?;
+            Ok(found.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn rows_between(
+        &mut self,
+        sensors: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, crate::pack::Row)>, WriteError> {
+        self.run(async {
+            let client = self.pg.client().await?;
+            let found = rows(
+                &client,
+                "SELECT r.sensor_id, r.start_ms, r.end_ms, r.count, r.data
+                 FROM unnest($1::bigint[]) AS s (id)
+                 JOIN results r ON r.sensor_id = s.id AND r.start_ms >= $2 AND r.start_ms < $3
+                 ORDER BY r.sensor_id, r.start_ms",
+                &[&sensors, &from_ms, &to_ms],
+            )
+            .await?;
+            Ok(found
+                .iter()
+                .map(|r| {
+                    let row = crate::pack::Row {
+                        start_ms: r.get(1),
+                        end_ms: r.get(2),
+                        count: r.get(3),
+                        data: r.get(4),
+                    };
+                    (r.get(0), row)
+                })
+                .collect())
+        })
+    }
+
+    fn store_compact(&mut self, compact: &Compact) -> Result<(), WriteError> {
+        self.run(async {
+            let mut client = self.pg.client().await?;
+            let tx = client.transaction().await?;
+            if let Some(node) = compact.node
+                && !node_live(&tx, node).await?
+            {
+                return Err("this node's lease has lapsed: another node repacks now".into());
+            }
+            exec(
+                &tx,
+                "DELETE FROM results WHERE sensor_id = ANY($1) AND start_ms >= $2 AND start_ms < $3",
+                &[&compact.sensors, &compact.from_ms, &compact.to_ms],
+            )
+            .await?;
+            let column = |f: fn(&PackedWindow) -> i64| -> Vec<i64> {
+                compact.rows.iter().map(f).collect()
+            };
+            let data: Vec<&[u8]> = compact.rows.iter().map(|w| w.row.data.as_slice()).collect();
+            exec(
+                &tx,
+                "INSERT INTO results (sensor_id, start_ms, end_ms, count, data)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])",
+                &[&column(|w| w.sensor), &column(|w| w.row.start_ms), &column(|w| w.row.end_ms), &column(|w| w.row.count), &data],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
         })
     }
 }
@@ -840,5 +889,48 @@ impl Outbox {
         )
         .await
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PostgreSQL writer merges closed hours as the SQLite one does
+    /// (`writer::check_compaction`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_hours_windows_are_merged_into_rows() {
+        let Some(cluster) = tokio::task::spawn_blocking(|| {
+            let cluster = portwatch_testpg::Cluster::for_test("store::pg::compaction")?;
+            cluster.create_database("portwatch").unwrap();
+            Some(cluster)
+        })
+        .await
+        .unwrap() else {
+            return;
+        };
+        let crate::location::Location::Postgres(target) =
+            crate::location::Location::parse(&cluster.url("portwatch")).unwrap()
+        else {
+            panic!("a postgres:// URL is PostgreSQL");
+        };
+        let pg = Pg::connect(&target, 2).await.unwrap();
+        let client = pg.client().await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO servers (id, name, host) VALUES (1, 's', 'h');
+                 INSERT INTO sensors (id, server_id, name, port) VALUES (4, 1, 'a', 1), (5, 1, 'b', 2), (9, 1, 'c', 3);",
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let writes = PgWrites {
+            pg,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        tokio::task::spawn_blocking(move || crate::writer::check_compaction(writes, &[4, 5, 9]))
+            .await
+            .unwrap();
+        drop(cluster);
     }
 }
