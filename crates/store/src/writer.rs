@@ -35,6 +35,9 @@ pub const WINDOW_MS: i64 = 120_000;
 const REPACK_EVERY: Duration = Duration::from_secs(60);
 /// Sensors whose windows of a closed hour are merged in one step.
 const COMPACT_SENSORS: usize = 2_000;
+/// How often a step of merging runs: 1,000,000 sensors take 500 steps,
+/// about 8 minutes of each hour.
+const COMPACT_EVERY: Duration = Duration::from_secs(1);
 /// Stored windows read at once while repacking.
 const REPACK_READ: usize = 10_000;
 /// The longest wait between two attempts at a failed commit: short enough
@@ -504,6 +507,7 @@ struct WriterThread<T: Target> {
     /// the first of them.
     compacting: std::collections::BTreeSet<i64>,
     compacted_to: i64,
+    last_compact: Instant,
     /// Results before this time are repacked: an hour is merged only once
     /// it is all repacked.
     repacked_until: i64,
@@ -547,6 +551,7 @@ impl<T: Target> WriterThread<T> {
             // The hour before the start may have been left half merged.
             compacting: [hour_of(jiff::Timestamp::now().as_millisecond()) - HOUR_MS].into(),
             compacted_to: 0,
+            last_compact: Instant::now(),
             repacked_until: i64::MIN,
         };
         if let Err(error) = thread.rebuild_open_hours() {
@@ -577,14 +582,16 @@ impl<T: Target> WriterThread<T> {
                 flushes: self.acks.len(),
                 since_flush: now.duration_since(self.last_flush),
                 since_repack: now.duration_since(self.last_repack),
+                since_compact: now.duration_since(self.last_compact),
                 retry_at: self.retry_at,
                 now,
             });
             if next.flush {
                 self.flush();
-                if self.retry_at.is_none() {
-                    self.compact_step();
-                }
+            }
+            if next.compact {
+                self.compact_step();
+                self.last_compact = Instant::now();
             }
             if next.repack {
                 let now_ms = jiff::Timestamp::now().as_millisecond();
@@ -860,8 +867,8 @@ impl<T: Target> WriterThread<T> {
 
     /// Merges the 2-minute windows of a closed hour into rows of up to an
     /// hour ([`pack::extend_rows`]), for [`COMPACT_SENSORS`] sensors at a
-    /// time, one step after each commit, so that the writer is never held
-    /// for long. A sensor checked every minute then takes about 8 bytes a
+    /// time, one step a second after a commit, so that the writer is never
+    /// held for long. A sensor checked every minute then takes about 8 bytes a
     /// result instead of 21: a window holds two results, so its key and
     /// header weigh most.
     fn compact_step(&mut self) {
@@ -958,6 +965,8 @@ struct Timing {
     since_flush: Duration,
     /// Time since the last repack.
     since_repack: Duration,
+    /// Time since the last step of merging closed hours.
+    since_compact: Duration,
     /// While the store refuses writes, when to try again.
     retry_at: Option<Instant>,
     /// Now.
@@ -971,17 +980,22 @@ struct NextSteps {
     flush: bool,
     /// Repack closed windows.
     repack: bool,
+    /// Merge a slice of a closed hour's windows.
+    compact: bool,
 }
 
 /// Commit when something is urgent or a second has passed, unless a failed
-/// commit's backoff still runs; repack once a minute, and never while the
-/// store refuses writes.
+/// commit's backoff still runs; repack once a minute; merge a slice of a
+/// closed hour once a second, however often commits come (every sensor's
+/// first check is a state change, committed at once); never repack or
+/// merge while the store refuses writes.
 fn next_steps(timing: &Timing) -> NextSteps {
     let retry_ok = timing.retry_at.is_none_or(|at| timing.now >= at);
     let urgent = timing.events > 0 || timing.flushes > 0;
     NextSteps {
         flush: (urgent || timing.since_flush >= FLUSH_EVERY) && retry_ok,
         repack: timing.since_repack >= REPACK_EVERY && timing.retry_at.is_none(),
+        compact: timing.since_compact >= COMPACT_EVERY && timing.retry_at.is_none(),
     }
 }
 
@@ -1409,6 +1423,7 @@ mod tests {
             flushes: 0,
             since_flush: Duration::from_millis(since_flush_ms),
             since_repack: Duration::from_secs(since_repack_s),
+            since_compact: Duration::from_millis(since_flush_ms),
             retry_at: None,
             now: Instant::now(),
         }
@@ -1439,7 +1454,8 @@ mod tests {
             next_steps(&backing_off),
             NextSteps {
                 flush: false,
-                repack: false
+                repack: false,
+                compact: false
             }
         );
         let retry_now = Timing {
@@ -1450,10 +1466,23 @@ mod tests {
             next_steps(&retry_now),
             NextSteps {
                 flush: true,
-                repack: false
+                repack: false,
+                compact: false
             },
-            "the retry is due; repacking waits until a commit succeeds"
+            "the retry is due; repacking and merging wait until a commit succeeds"
         );
+    }
+
+    #[test]
+    fn closed_hours_are_merged_a_step_a_second_whatever_the_commits() {
+        let events = timing(3, 10, 0);
+        assert!(next_steps(&events).flush && !next_steps(&events).compact);
+        assert!(next_steps(&timing(3, 1000, 0)).compact);
+        let refused = Timing {
+            retry_at: Some(Instant::now() + Duration::from_secs(1)),
+            ..timing(0, 5000, 0)
+        };
+        assert!(!next_steps(&refused).compact);
     }
 
     #[test]
