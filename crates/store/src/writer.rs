@@ -1005,6 +1005,23 @@ fn window_start(at_ms: i64) -> i64 {
     at_ms.div_euclid(WINDOW_MS) * WINDOW_MS
 }
 
+/// Writes rows of results, replacing those with the same keys.
+fn write_rows(tx: &rusqlite::Transaction<'_>, rows: &[PackedWindow]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for PackedWindow { sensor, row } in rows {
+        insert.execute(params![
+            sensor,
+            row.start_ms,
+            row.end_ms,
+            row.count,
+            row.data
+        ])?;
+    }
+    Ok(())
+}
+
 /// Adds notifications to the outbox, due at `at_ms` or held until
 /// `hold_until_ms`.
 fn insert_outbox(
@@ -1174,18 +1191,7 @@ impl Target for SqliteTarget {
     fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError> {
         let tx = self.conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for PackedWindow { sensor, row } in &repack.windows {
-                insert.execute(params![
-                    sensor,
-                    row.start_ms,
-                    row.end_ms,
-                    row.count,
-                    row.data
-                ])?;
-            }
+            write_rows(&tx, &repack.windows)?;
             let mut rollup = tx.prepare_cached(
                 "INSERT OR REPLACE INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
@@ -1281,19 +1287,8 @@ impl Target for SqliteTarget {
             for sensor in &compact.sensors {
                 delete.execute(params![sensor, compact.from_ms, compact.to_ms])?;
             }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO results (sensor_id, start_ms, end_ms, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for PackedWindow { sensor, row } in &compact.rows {
-                insert.execute(params![
-                    sensor,
-                    row.start_ms,
-                    row.end_ms,
-                    row.count,
-                    row.data
-                ])?;
-            }
         }
+        write_rows(&tx, &compact.rows)?;
         tx.commit()?;
         Ok(())
     }

@@ -584,23 +584,8 @@ impl Target for PgWrites {
         self.run(async {
             let mut client = self.pg.client().await?;
             let tx = client.transaction().await?;
-            if let Some(node) = repack.node
-                && !node_live(&tx, node).await?
-            {
-                return Err("this node's lease has lapsed: another node repacks now".into());
-            }
-            let column = |f: fn(&PackedWindow) -> i64| -> Vec<i64> {
-                repack.windows.iter().map(f).collect()
-            };
-            let data: Vec<&[u8]> = repack.windows.iter().map(|w| w.row.data.as_slice()).collect();
-            exec(
-                &tx,
-                "INSERT INTO results (sensor_id, start_ms, end_ms, count, data)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])
-                 ON CONFLICT (sensor_id, start_ms) DO UPDATE SET end_ms = excluded.end_ms, count = excluded.count, data = excluded.data",
-                &[&column(|w| w.sensor), &column(|w| w.row.start_ms), &column(|w| w.row.end_ms), &column(|w| w.row.count), &data],
-            )
-            .await?;
+            still_repacker(&tx, repack.node).await?;
+            write_rows(&tx, &repack.windows).await?;
             let keys = |f: fn(&(i64, i64)) -> i64| -> Vec<i64> {
                 repack.rollups.iter().map(|(k, _)| f(k)).collect()
             };
@@ -722,32 +707,50 @@ impl Target for PgWrites {
         self.run(async {
             let mut client = self.pg.client().await?;
             let tx = client.transaction().await?;
-            if let Some(node) = compact.node
-                && !node_live(&tx, node).await?
-            {
-                return Err("this node's lease has lapsed: another node repacks now".into());
-            }
+            still_repacker(&tx, compact.node).await?;
             exec(
                 &tx,
                 "DELETE FROM results WHERE sensor_id = ANY($1) AND start_ms >= $2 AND start_ms < $3",
                 &[&compact.sensors, &compact.from_ms, &compact.to_ms],
             )
             .await?;
-            let column = |f: fn(&PackedWindow) -> i64| -> Vec<i64> {
-                compact.rows.iter().map(f).collect()
-            };
-            let data: Vec<&[u8]> = compact.rows.iter().map(|w| w.row.data.as_slice()).collect();
-            exec(
-                &tx,
-                "INSERT INTO results (sensor_id, start_ms, end_ms, count, data)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])",
-                &[&column(|w| w.sensor), &column(|w| w.row.start_ms), &column(|w| w.row.end_ms), &column(|w| w.row.count), &data],
-            )
-            .await?;
+            write_rows(&tx, &compact.rows).await?;
             tx.commit().await?;
             Ok(())
         })
     }
+}
+
+/// Refuses a repack's or a merge's writes once the node making them
+/// (`None`: not a node) has lost its lease: another node repacks now.
+async fn still_repacker<C: GenericClient>(tx: &C, node: Option<i64>) -> Result<(), WriteError> {
+    if let Some(node) = node
+        && !node_live(tx, node).await?
+    {
+        return Err("this node's lease has lapsed: another node repacks now".into());
+    }
+    Ok(())
+}
+
+/// Writes rows of results, replacing those with the same keys.
+async fn write_rows<C: GenericClient>(tx: &C, rows: &[PackedWindow]) -> Result<(), WriteError> {
+    let column = |f: fn(&PackedWindow) -> i64| -> Vec<i64> { rows.iter().map(f).collect() };
+    let data: Vec<&[u8]> = rows.iter().map(|w| w.row.data.as_slice()).collect();
+    exec(
+        tx,
+        "INSERT INTO results (sensor_id, start_ms, end_ms, count, data)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])
+         ON CONFLICT (sensor_id, start_ms) DO UPDATE SET end_ms = excluded.end_ms, count = excluded.count, data = excluded.data",
+        &[
+            &column(|w| w.sensor),
+            &column(|w| w.row.start_ms),
+            &column(|w| w.row.end_ms),
+            &column(|w| w.row.count),
+            &data,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Whether node `id`'s lease holds, by the database's clock (the fence
