@@ -527,8 +527,8 @@ impl Store {
             )
             .map_err(sqlite)?;
         tx.execute_batch(
-            "INSERT INTO sensor_search (rowid, text)
-                 SELECT id, text FROM sensor_text WHERE id IN (SELECT id FROM temp.added);
+            "INSERT INTO sensor_search (rowid, text, tags)
+                 SELECT id, text, tags FROM sensor_text WHERE id IN (SELECT id FROM temp.added);
              DELETE FROM temp.added;
              DELETE FROM meta WHERE key = 'search_deferred';",
         )

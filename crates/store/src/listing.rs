@@ -32,6 +32,11 @@ pub struct StatusQuery {
     pub per_group: Option<u64>,
     /// Each row says how many rows match in all ([`Listed::matching`]).
     pub count: bool,
+    /// Reads at most this many matching sensors, the first ones found, so
+    /// that a search matching most of a large installation costs no more
+    /// than this many rows: the list, its counts and the tally then hold
+    /// these sensors only (`None`: all that match).
+    pub at_most: Option<u64>,
 }
 
 impl StatusQuery {
@@ -175,31 +180,89 @@ impl Builder {
         }
     }
 
-    /// Whether the trigram index finds the sensors a text search may
-    /// match (SQLite's `sensor_search`; it needs three characters).
-    fn indexed_search(&self, query: &StatusQuery) -> bool {
-        self.dialect == Dialect::Sqlite && query.text.trim().chars().count() >= 3
+    /// The trigram index's query for the sensors a search may match
+    /// (SQLite's `sensor_search`): the text as a phrase in the path, host
+    /// and group, the tag as one in the tags. Each needs three characters;
+    /// without any, `None`.
+    fn search_match(&self, query: &StatusQuery) -> Option<String> {
+        // A phrase: the trigrams of the text, in order.
+        let phrase = |column: &str, text: &str| {
+            let text = text.trim().to_lowercase();
+            (text.chars().count() >= 3)
+                .then(|| format!("{column} : \"{}\"", text.replace('"', "\"\"")))
+        };
+        let phrases: Vec<String> = [phrase("text", &query.text), phrase("tags", &query.tag)]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!phrases.is_empty()).then(|| phrases.join(" AND "))
     }
 
-    /// The tables, joined so that the indexes serve the list: one sensor
-    /// by its id, or the sensors a search's index finds; the problems from
-    /// their partial index when only problems are asked for; else from the
-    /// servers in group and name order.
-    fn from(&self, query: &StatusQuery) -> &'static str {
-        if query.id.is_some() || self.indexed_search(query) {
-            return "sensors s JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id";
+    /// `LIKE` conditions on the search index's own copy of each sensor's
+    /// text and tags (FTS5's `sensor_search_content` table: `c0` the text,
+    /// `c1` the tags) for a text or tag of one or two characters, which
+    /// have no trigram: reading that narrow table through is several
+    /// times quicker than joining every sensor to its server. `LIKE`
+    /// ignores ASCII case, as `lower` does, so it keeps every sensor that
+    /// may match.
+    fn short_search(&mut self, query: &StatusQuery) -> Vec<String> {
+        let mut conditions = Vec::new();
+        for (column, text) in [("c.c0", &query.text), ("c.c1", &query.tag)] {
+            let text = text.trim().to_lowercase();
+            if !text.is_empty() {
+                let escaped = text
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                let pattern = self.bind(Value::Text(format!("%{escaped}%")));
+                conditions.push(format!("{column} LIKE {pattern} ESCAPE '\\'"));
+            }
         }
-        match (query.problems && query.group.is_none(), self.dialect) {
-            (true, _) => {
-                "sensor_status st JOIN sensors s ON s.id = st.sensor_id JOIN servers v ON v.id = s.server_id"
+        conditions
+    }
+
+    /// The tables and the condition of the sensors `query` lists, joined
+    /// so that the indexes serve it: one sensor by its id; the problems
+    /// from their partial index when problems are asked for outside a
+    /// group (there are few of them, as a rule, however many sensors a
+    /// text matches); on SQLite the sensors the search index finds, or
+    /// for a short search outside a group those whose indexed text holds
+    /// it; else from the servers in group and name order. With
+    /// [`StatusQuery::at_most`], the first sensors found that match, read
+    /// again by id.
+    fn source(&mut self, query: &StatusQuery) -> (&'static str, String) {
+        const BY_ID: &str = "sensors s JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id";
+        let mut conditions = Vec::new();
+        let sqlite = self.dialect == Dialect::Sqlite;
+        let from = if query.id.is_some() {
+            BY_ID
+        } else if query.problems && query.group.is_none() {
+            "sensor_status st JOIN sensors s ON s.id = st.sensor_id JOIN servers v ON v.id = s.server_id"
+        } else if let Some(search) = self.search_match(query).filter(|_| sqlite) {
+            let search = self.bind(Value::Text(search));
+            conditions.push(format!("f.sensor_search MATCH {search}"));
+            // SQLite keeps the order of a CROSS JOIN's tables: the index
+            // first, so that a limit stops reading it.
+            "sensor_search f CROSS JOIN sensors s ON s.id = f.rowid JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+        } else if sqlite && query.group.is_none() && query.filters() {
+            conditions.extend(self.short_search(query));
+            "sensor_search_content c CROSS JOIN sensors s ON s.id = c.id JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+        } else if sqlite {
+            "servers v CROSS JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+        } else {
+            "servers v JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+        };
+        conditions.push(self.filters(query));
+        let condition = conditions.join(" AND ");
+        match query.at_most {
+            Some(n) if query.id.is_none() => {
+                let n = self.bind(Value::Int(n as i64));
+                (
+                    BY_ID,
+                    format!("s.id IN (SELECT s.id FROM {from} WHERE {condition} LIMIT {n})"),
+                )
             }
-            // SQLite keeps the order of a CROSS JOIN's tables.
-            (false, Dialect::Sqlite) => {
-                "servers v CROSS JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
-            }
-            (false, Dialect::Postgres) => {
-                "servers v JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
-            }
+            _ => (from, condition),
         }
     }
 
@@ -217,13 +280,6 @@ impl Builder {
             None => {}
         }
         let text = query.text.trim().to_lowercase();
-        if self.indexed_search(query) {
-            // A phrase: the trigrams of the text, in order.
-            let phrase = self.bind(Value::Text(format!("\"{}\"", text.replace('"', "\"\""))));
-            conditions.push(format!(
-                "s.id IN (SELECT rowid FROM sensor_search WHERE sensor_search MATCH {phrase})"
-            ));
-        }
         if !text.is_empty() {
             let text = self.bind(Value::Text(text));
             conditions.push(format!(
@@ -289,8 +345,7 @@ impl Builder {
 /// row's columns, then the count asked for.
 pub(crate) fn status_sql(query: &StatusQuery, dialect: Dialect) -> (String, Vec<Value>) {
     let mut builder = Builder::new(dialect);
-    let from = builder.from(query);
-    let filters = builder.filters(query);
+    let (from, filters) = builder.source(query);
     let order = builder.order(query);
     let groups = builder.group_order();
     let mut sql = match query.per_group {
@@ -330,8 +385,7 @@ pub(crate) fn status_sql(query: &StatusQuery, dialect: Dialect) -> (String, Vec<
 /// state (its order and paging do not apply).
 pub(crate) fn tally_sql(query: &StatusQuery, dialect: Dialect) -> (String, Vec<Value>) {
     let mut builder = Builder::new(dialect);
-    let from = builder.from(query);
-    let filters = builder.filters(query);
+    let (from, filters) = builder.source(query);
     (
         format!(
             "SELECT v.group_path, st.state, s.paused, count(*) FROM {from} WHERE {filters}
@@ -359,16 +413,16 @@ mod tests {
         assert_eq!(
             values,
             [
+                Value::Text("text : \"shop\" AND tags : \"prod\"".into()),
                 Value::Text("Web".into()),
-                Value::Text("\"shop\"".into()),
                 Value::Text("shop".into()),
                 Value::Text("prod".into()),
                 Value::Int(100),
                 Value::Int(200)
             ]
         );
-        assert!(sql.contains("v.group_path = ?1"), "{sql}");
-        assert!(sql.contains("sensor_search MATCH ?2"), "{sql}");
+        assert!(sql.contains("f.sensor_search MATCH ?1"), "{sql}");
+        assert!(sql.contains("v.group_path = ?2"), "{sql}");
         assert!(sql.contains("instr(lower(v.host), ?3)"), "{sql}");
         assert!(sql.contains("lower(value) = ?4"), "{sql}");
         assert!(sql.ends_with("LIMIT ?5 OFFSET ?6"), "{sql}");
@@ -381,27 +435,100 @@ mod tests {
 
     #[test]
     fn a_search_of_three_characters_reads_the_sensors_its_index_finds() {
-        let search = |text: &str| {
+        let search = |text: &str, tag: &str| {
             status_sql(
                 &StatusQuery {
                     text: text.into(),
+                    tag: tag.into(),
                     ..StatusQuery::default()
                 },
                 Dialect::Sqlite,
             )
         };
-        let (sql, values) = search("ab\"c");
-        assert!(sql.contains("FROM sensors s JOIN servers v"), "{sql}");
+        let (sql, values) = search("ab\"C", "");
+        assert!(
+            sql.contains("FROM sensor_search f CROSS JOIN sensors s"),
+            "{sql}"
+        );
         assert_eq!(
             values[0],
-            Value::Text("\"ab\"\"c\"".into()),
-            "quotes doubled"
+            Value::Text("text : \"ab\"\"c\"".into()),
+            "quotes doubled, lower case"
         );
-        // Two characters have no trigram: every sensor is tested.
-        let (sql, values) = search(" ab ");
-        assert!(!sql.contains("sensor_search"), "{sql}");
+        // A tag of three characters or more narrows by the tags' column.
+        let (_, values) = search("ab", " Prod ");
+        assert_eq!(values[0], Value::Text("tags : \"prod\"".into()));
+        // Two characters have no trigram: the index's copy of the text
+        // is read through, `%` and `_` taken as they are.
+        let (sql, values) = search(" a% ", "D_");
+        assert!(
+            sql.contains("FROM sensor_search_content c CROSS JOIN"),
+            "{sql}"
+        );
+        assert!(sql.contains("c.c0 LIKE ?1 ESCAPE '\\'"), "{sql}");
+        assert!(sql.contains("c.c1 LIKE ?2 ESCAPE '\\'"), "{sql}");
+        assert_eq!(
+            values,
+            [
+                Value::Text("%a\\%%".into()),
+                Value::Text("%d\\_%".into()),
+                Value::Text("a%".into()),
+                Value::Text("d_".into())
+            ]
+        );
+        // Within a group, the group's servers are read.
+        let (sql, _) = status_sql(
+            &StatusQuery {
+                text: "ab".into(),
+                group: Some(None),
+                ..StatusQuery::default()
+            },
+            Dialect::Sqlite,
+        );
         assert!(sql.contains("FROM servers v CROSS JOIN"), "{sql}");
-        assert_eq!(values, [Value::Text("ab".into())]);
+        // PostgreSQL has no such index.
+        let (sql, _) = status_sql(
+            &StatusQuery {
+                text: "abc".into(),
+                ..StatusQuery::default()
+            },
+            Dialect::Postgres,
+        );
+        assert!(!sql.contains("sensor_search"), "{sql}");
+    }
+
+    #[test]
+    fn at_most_reads_the_first_matching_sensors_then_lists_those() {
+        let query = StatusQuery {
+            text: "web".into(),
+            per_group: Some(10),
+            at_most: Some(500),
+            ..StatusQuery::default()
+        };
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let (sql, values) = status_sql(&query, dialect);
+            let inner = sql
+                .split_once("s.id IN (SELECT s.id FROM ")
+                .unwrap_or_else(|| panic!("{sql}"))
+                .1;
+            assert!(
+                inner.contains("lower(v.host)"),
+                "the filter is inside: {sql}"
+            );
+            assert!(values.contains(&Value::Int(500)), "{values:?}");
+            let (tally, values) = tally_sql(&query, dialect);
+            assert!(tally.contains("s.id IN (SELECT s.id FROM "), "{tally}");
+            assert!(values.contains(&Value::Int(500)), "{values:?}");
+        }
+        // One sensor by id needs no bound.
+        let (sql, _) = status_sql(
+            &StatusQuery {
+                id: Some(7),
+                ..query
+            },
+            Dialect::Sqlite,
+        );
+        assert!(!sql.contains("IN (SELECT"), "{sql}");
     }
 
     #[test]
@@ -414,6 +541,15 @@ mod tests {
         assert!(sql.contains("FROM sensor_status st JOIN"), "{sql}");
         assert!(sql.contains(PROBLEMS), "{sql}");
         assert!(values.is_empty());
+        // So do the problems a search matches: they are few, as a rule,
+        // however many sensors the text finds.
+        let searched = StatusQuery {
+            text: "127.0".into(),
+            ..problems.clone()
+        };
+        let (sql, _) = status_sql(&searched, Dialect::Sqlite);
+        assert!(sql.contains("FROM sensor_status st JOIN"), "{sql}");
+        assert!(!sql.contains("sensor_search"), "{sql}");
         // Within a group, from the group's servers.
         let in_group = StatusQuery {
             group: Some(None),

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 10;
+pub const CURRENT_VERSION: i64 = 11;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -264,6 +264,42 @@ const MIGRATIONS: &[&str] = &[
             SELECT id, text FROM sensor_text WHERE id IN (SELECT id FROM sensors WHERE server_id = new.id);
     END;
     ",
+    // 10 → 11: the index holds the server's and the sensor's tags too (a
+    // column of their own), so that a tag of three characters or more
+    // reads the sensors that may carry it, not all of them.
+    "
+    DROP TRIGGER sensor_search_add;
+    DROP TRIGGER sensor_search_rename;
+    DROP TRIGGER sensor_search_remove;
+    DROP TRIGGER sensor_search_server;
+    DROP TABLE sensor_search;
+    DROP VIEW sensor_text;
+    CREATE VIEW sensor_text AS
+        SELECT s.id, v.name || '/' || s.name || char(10) || v.host || char(10) || coalesce(v.group_path, '') AS text,
+            v.tags || char(10) || s.tags AS tags
+        FROM sensors s JOIN servers v ON v.id = s.server_id;
+    CREATE VIRTUAL TABLE sensor_search USING fts5(text, tags, tokenize = 'trigram');
+    INSERT INTO sensor_search (rowid, text, tags) SELECT id, text, tags FROM sensor_text;
+    CREATE TRIGGER sensor_search_add AFTER INSERT ON sensors
+        WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'search_deferred') BEGIN
+        INSERT INTO sensor_search (rowid, text, tags) SELECT id, text, tags FROM sensor_text WHERE id = new.id;
+    END;
+    CREATE TRIGGER sensor_search_rename AFTER UPDATE OF name, server_id, tags ON sensors
+        WHEN old.name IS NOT new.name OR old.server_id IS NOT new.server_id OR old.tags IS NOT new.tags BEGIN
+        DELETE FROM sensor_search WHERE rowid = old.id;
+        INSERT INTO sensor_search (rowid, text, tags) SELECT id, text, tags FROM sensor_text WHERE id = new.id;
+    END;
+    CREATE TRIGGER sensor_search_remove AFTER DELETE ON sensors BEGIN
+        DELETE FROM sensor_search WHERE rowid = old.id;
+    END;
+    CREATE TRIGGER sensor_search_server AFTER UPDATE OF name, host, group_path, tags ON servers
+        WHEN old.name IS NOT new.name OR old.host IS NOT new.host OR old.group_path IS NOT new.group_path
+            OR old.tags IS NOT new.tags BEGIN
+        DELETE FROM sensor_search WHERE rowid IN (SELECT id FROM sensors WHERE server_id = new.id);
+        INSERT INTO sensor_search (rowid, text, tags)
+            SELECT id, text, tags FROM sensor_text WHERE id IN (SELECT id FROM sensors WHERE server_id = new.id);
+    END;
+    ",
 ];
 
 /// Brings the schema up to [`CURRENT_VERSION`], one migration per
@@ -327,5 +363,38 @@ mod tests {
             )
             .unwrap();
         assert_eq!(covered, 1);
+    }
+
+    /// A store of schema 10 has its sensors' tags indexed by the upgrade,
+    /// and the index follows them afterwards.
+    #[test]
+    fn the_upgrade_indexes_the_tags_of_sensors_already_there() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for migration in &MIGRATIONS[..10] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 10).unwrap();
+        conn.execute_batch(
+            "INSERT INTO servers (id, name, host, tags) VALUES (1, 'web', 'h', '[\"Prod\"]');
+             INSERT INTO sensors (id, server_id, name, port, tags) VALUES (7, 1, 'https', 443, '[\"tls\"]');",
+        )
+        .unwrap();
+        schema_up(&mut conn).unwrap();
+        let found = |conn: &Connection, tag: &str| -> Vec<i64> {
+            let mut statement = conn
+                .prepare("SELECT rowid FROM sensor_search WHERE sensor_search MATCH ?1")
+                .unwrap();
+            statement
+                .query_map([format!("tags : \"{tag}\"")], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(found(&conn, "prod"), [7]);
+        assert_eq!(found(&conn, "tls"), [7]);
+        conn.execute("UPDATE sensors SET tags = '[]' WHERE id = 7", [])
+            .unwrap();
+        assert_eq!(found(&conn, "tls"), Vec::<i64>::new());
+        assert_eq!(found(&conn, "prod"), [7], "the server's tags stay");
     }
 }

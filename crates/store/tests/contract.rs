@@ -788,33 +788,117 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
         assert_eq!(tallied, counted, "{query:?}");
     }
 
-    // Searches follow a new host and a new group (SQLite's index is kept
-    // by triggers), and a text of two characters is still found.
+    // Searches follow a new host, a new group and new tags (SQLite's index
+    // is kept by triggers), and a text or tag of two characters is still
+    // found.
     let moved = LISTED
         .replace("shop-db.internal", "store-db.internal")
         .replace(
             "host = \"192.0.2.7\"",
             "host = \"192.0.2.7\"\ngroup = \"Beta\"",
-        );
+        )
+        .replace("tags = [\"prod\"]", "tags = [\"staging\", \"db\"]")
+        .replace("tags = [\"TLS\"]", "tags = [\"TLS\", \"Prod\"]");
     db.apply(from_toml("t.toml", &moved).unwrap())
         .await
         .unwrap();
     let rows = db.status().await.unwrap();
-    for (text, found) in [
-        ("shop", 0),
-        ("STORE-", 2),
-        ("beta", 4),
-        ("2/q", 1),
-        ("db", 2),
-        ("7\nb", 0),
+    for (text, tag, found) in [
+        ("shop", "", 0),
+        ("STORE-", "", 2),
+        ("beta", "", 4),
+        ("2/q", "", 1),
+        ("db", "", 2),
+        ("7\nb", "", 0),
+        ("Q", "", 2),
+        ("_", "", 0),
+        ("", "prod", 1),
+        ("", "STAGING", 3),
+        ("", "stag", 0),
+        ("", "db", 3),
+        ("web", "tls", 1),
+        ("web/", "tls", 0),
     ] {
         let query = StatusQuery {
             text: text.into(),
+            tag: tag.into(),
             ..Default::default()
         };
         let listed = listed_by(&db, &query).await;
         assert_eq!(listed, listed_here(&rows, &query), "{query:?}");
         assert_eq!(listed.len(), found, "{query:?}");
+    }
+
+    // At most n sensors read: a list, and the tally, of n of those that
+    // match (or all of them, when fewer match).
+    for (query, matching) in [
+        (
+            StatusQuery {
+                text: "web".into(),
+                ..Default::default()
+            },
+            6,
+        ),
+        (
+            StatusQuery {
+                text: "we".into(),
+                ..Default::default()
+            },
+            6,
+        ),
+        (
+            StatusQuery {
+                tag: "staging".into(),
+                ..Default::default()
+            },
+            3,
+        ),
+        (StatusQuery::default(), 10),
+    ] {
+        let every: Vec<i64> = listed_here(&rows, &query)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(every.len(), matching, "{query:?}");
+        for n in [1, 4, 20] {
+            let bounded = StatusQuery {
+                at_most: Some(n),
+                ..query.clone()
+            };
+            let listed: Vec<i64> = listed_by(&db, &bounded)
+                .await
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            assert_eq!(listed.len(), matching.min(n as usize), "{bounded:?}");
+            assert!(listed.iter().all(|id| every.contains(id)), "{bounded:?}");
+            // In the list's order, as every matching sensor is.
+            let in_order: Vec<i64> = every
+                .iter()
+                .copied()
+                .filter(|id| listed.contains(id))
+                .collect();
+            assert_eq!(listed, in_order, "{bounded:?}");
+            let tallied: i64 = db
+                .tally(bounded.clone())
+                .await
+                .unwrap()
+                .iter()
+                .map(|(_, _, n)| n)
+                .sum();
+            assert_eq!(tallied, listed.len() as i64, "{bounded:?}");
+            // Each group's count is of the sensors read.
+            let per_group = StatusQuery {
+                per_group: Some(1),
+                ..bounded.clone()
+            };
+            let counted: i64 = listed_by(&db, &per_group)
+                .await
+                .iter()
+                .map(|(_, n)| n.unwrap())
+                .sum();
+            assert_eq!(counted, listed.len() as i64, "{per_group:?}");
+        }
     }
 }
 
