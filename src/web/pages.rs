@@ -280,6 +280,9 @@ struct Dashboard {
     groups: Vec<GroupView>,
     /// How many sensors the filter shows.
     shown: usize,
+    /// The filter read this many matching sensors and stopped: there may
+    /// be more.
+    stopped_at: Option<usize>,
     /// Showing one group's sensors, page by page.
     group_page: Option<GroupPage>,
     query: String,
@@ -434,6 +437,11 @@ const PAGE_SIZE: usize = 200;
 /// The most rows the problems section shows (the worst first); the
 /// groups' pages show the rest.
 const PROBLEMS_SHOWN: usize = 500;
+
+/// A filter reads at most this many matching sensors, so that a search
+/// that matches most of a large installation stays as quick as one that
+/// matches this many; the page says that it stopped there.
+const FILTER_READS: usize = 5_000;
 
 /// The states in triage order, as [`severity`] ranks them.
 const TRIAGE: [&str; 6] = ["down", "unknown", "warning", "up", "pending", "paused"];
@@ -642,6 +650,10 @@ pub async fn dashboard(
         ..StatusQuery::default()
     };
     let filtering = base.filters();
+    let base = StatusQuery {
+        at_most: filtering.then_some(FILTER_READS as u64),
+        ..base
+    };
     let everything = state.tallies.get(&state.db).await?;
     let counts = tally_of(&everything);
     let problem_count = problems_in(&counts);
@@ -649,12 +661,45 @@ pub async fn dashboard(
         let group = (label != NO_GROUP).then(|| label.clone());
         (group, filter.page.unwrap_or(1))
     });
-    // The sensors the filter shows, by group and state.
-    let mut shown_tally: Tally = if filtering {
-        state.db.tally(base.clone()).await?
-    } else {
-        everything.as_ref().clone()
+    // The sensors the filter shows, by group and state; the problems,
+    // worst first (a group's own pages have none); and while filtering
+    // the rows, which do not wait for the count then: the three read at
+    // once.
+    let counted = async {
+        if filtering {
+            state.db.tally(base.clone()).await
+        } else {
+            Ok(everything.as_ref().clone())
+        }
     };
+    let problems = async {
+        match asked_group {
+            Some(_) => Ok(Vec::new()),
+            None => {
+                let worst_first = StatusQuery {
+                    problems: true,
+                    order: if filter.sort.is_some() {
+                        base.order
+                    } else {
+                        StatusOrder::Triage
+                    },
+                    limit: Some(PROBLEMS_SHOWN as u64),
+                    ..base.clone()
+                };
+                state.db.list(worst_first).await
+            }
+        }
+    };
+    let filtered_rows = filtering.then(|| group_rows(&base, asked_group.clone(), true));
+    let rows_now = async {
+        match &filtered_rows {
+            Some(query) => state.db.list(query.clone()).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (mut shown_tally, problems, listed) = tokio::try_join!(counted, problems, rows_now)?;
+    let read: i64 = shown_tally.iter().map(|(_, _, n)| n).sum();
+    let stopped_at = (filtering && read >= FILTER_READS as i64).then_some(read as usize);
     if let Some((group, _)) = &asked_group {
         shown_tally.retain(|(g, _, _)| g == group);
     }
@@ -664,26 +709,13 @@ pub async fn dashboard(
     }
     let shown: usize = by_group.values().flatten().map(|(_, n)| n).sum();
     let small = shown <= OPEN_UP_TO;
-    // A group's own pages have no problems section.
-    let problems = match asked_group {
-        Some(_) => Vec::new(),
-        None => {
-            let worst_first = StatusQuery {
-                problems: true,
-                order: if filter.sort.is_some() {
-                    base.order
-                } else {
-                    StatusOrder::Triage
-                },
-                limit: Some(PROBLEMS_SHOWN as u64),
-                ..base.clone()
-            };
-            state.db.list(worst_first).await?
-        }
+    let rows_query = filtered_rows.unwrap_or_else(|| group_rows(&base, asked_group.clone(), small));
+    let listed = match listed {
+        Some(listed) => listed,
+        None => state.db.list(rows_query.clone()).await?,
     };
-    let rows_query = group_rows(&base, asked_group.clone(), small || filtering);
     let mut rows: BTreeMap<Option<String>, Vec<StatusRow>> = BTreeMap::new();
-    for listed in state.db.list(rows_query.clone()).await? {
+    for listed in listed {
         rows.entry(listed.row.group.clone())
             .or_default()
             .push(listed.row);
@@ -802,6 +834,7 @@ pub async fn dashboard(
         problems_more: shown_problems.saturating_sub(problems.len()),
         groups,
         shown,
+        stopped_at,
         group_page,
         query: filter.q,
         tag: filter.tag,

@@ -1107,6 +1107,21 @@ async fn a_large_dashboard_leads_with_problems_and_pages_each_group() {
     // A filter shows what matches, every group open up to a page.
     let (_, _, found) = send(&state, get("/?q=s3-4", Some(&cookie))).await;
     assert_eq!(found.matches("<tr class=\"sensor\"").count(), 100);
+    assert!(!found.contains("The filter stopped"), "{found}");
+    // A filter that matches every sensor stops at the first 5,000 it
+    // reads, by the search index (three characters or more) or without
+    // it, and says so; the problem is still found first.
+    for text in ["127.0.0", "/p", "g"] {
+        let (status, _, everything) =
+            send(&state, get(&format!("/?q={text}"), Some(&cookie))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            everything.contains("The filter stopped at the first 5000 matching sensors"),
+            "{text}: {everything}"
+        );
+        let problems = everything.find("id=\"problems\"").unwrap();
+        assert!(everything[problems..].contains("s7-3/p1"), "{text}");
+    }
 }
 
 #[tokio::test]
