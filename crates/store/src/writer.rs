@@ -810,12 +810,6 @@ impl<T: Target> WriterThread<T> {
             // replace the stored window with only the new results.
             let existing = self.target.windows(&keys)?;
             for (run, (sensor, start)) in slice.iter().zip(keys) {
-                for result in run.iter() {
-                    self.hours
-                        .entry((sensor, hour_of(result.at_ms)))
-                        .or_default()
-                        .add(result);
-                }
                 merged.clear();
                 merged.extend_from_slice(run);
                 if let Some(existing) = existing.get(&(sensor, start)) {
@@ -834,15 +828,31 @@ impl<T: Target> WriterThread<T> {
             }
         }
         drop(runs);
-        drop(results);
         // Hours that ended before everything repacked so far are complete.
         let closed_before = hour_of(latest.min(before_ms));
+        let hour_key = |r: &StoredResult| (r.sensor, hour_of(r.at_ms));
+        // The accumulators take these results only once they are stored:
+        // a repack that fails is read again from the journal, and would
+        // count them twice. The closed hours' rollups count them on copies.
+        let mut closing: HashMap<(i64, i64), Accumulator> = HashMap::new();
+        for result in results.iter().filter(|r| hour_of(r.at_ms) < closed_before) {
+            closing
+                .entry(hour_key(result))
+                .or_insert_with(|| {
+                    self.hours
+                        .get(&hour_key(result))
+                        .map_or_else(Accumulator::default, |acc| (**acc).clone())
+                })
+                .add(result);
+        }
         let rollups: Vec<((i64, i64), crate::Rollup)> = self
             .hours
             .iter()
-            .filter(|((_, hour), _)| *hour < closed_before)
+            .filter(|(key, _)| key.1 < closed_before && !closing.contains_key(key))
             .map(|(key, acc)| (*key, acc.finish()))
+            .chain(closing.iter().map(|(key, acc)| (*key, acc.finish())))
             .collect();
+        drop(closing);
         let now = jiff::Timestamp::now().as_millisecond();
         let prune = (!rollups.is_empty()).then(|| {
             (
@@ -857,6 +867,9 @@ impl<T: Target> WriterThread<T> {
             prune,
             node: self.fence.current().1,
         })?;
+        for result in results.iter().filter(|r| hour_of(r.at_ms) >= closed_before) {
+            self.hours.entry(hour_key(result)).or_default().add(result);
+        }
         for (key, _) in rollups {
             self.hours.remove(&key);
             self.compacting.insert(key.1);
@@ -1789,6 +1802,52 @@ mod tests {
             path: store.path,
         };
         super::check_compaction(target, &[4, 5, 9]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A repack that fails counts nothing: read again from the journal, its
+    /// results are counted once in the closed hour's rollup and in this
+    /// hour's accumulator.
+    #[test]
+    fn a_failed_repack_is_counted_once_when_it_is_done_again() {
+        let (dir, mut thread) = temp_thread();
+        let hour = hour_of(jiff::Timestamp::now().as_millisecond());
+        for at_ms in [hour - HOUR_MS + 1_000, hour - HOUR_MS + 2_000, hour] {
+            thread.take(match result(0) {
+                Write::Result(r, last, epoch) => {
+                    Write::Result(StoredResult { at_ms, ..r }, last, epoch)
+                }
+                _ => unreachable!(),
+            });
+        }
+        assert!(thread.flush());
+        thread
+            .target
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON rollups BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            )
+            .unwrap();
+        thread.repack(i64::MAX);
+        assert_eq!(thread.stats.write_errors.load(Ordering::Relaxed), 1);
+        thread
+            .target
+            .conn
+            .execute_batch("DROP TRIGGER temp.refuse")
+            .unwrap();
+        thread.repack(i64::MAX);
+        let closed: i64 = thread
+            .target
+            .conn
+            .query_row(
+                "SELECT count FROM rollups WHERE sensor_id = 1 AND hour_ms = ?1",
+                [hour - HOUR_MS],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(closed, 2, "the closed hour's rollup");
+        let open: Vec<u32> = thread.hours.values().map(|a| a.count).collect();
+        assert_eq!(open, [1], "this hour's accumulator");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
