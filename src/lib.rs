@@ -80,8 +80,10 @@
 //!      parts (a flush's results by sensor range) and each sensor's
 //!      windows.
 //!    - [`store::listing`]: the dashboard's and the API's lists as SQL;
-//!      on SQLite a search of three characters or more reads the sensors
-//!      its trigram index (`sensor_search`, kept by triggers) finds.
+//!      on SQLite a search or tag of three characters or more reads the
+//!      sensors its trigram index (`sensor_search`, kept by triggers)
+//!      finds, a shorter one the index's narrow copy of the text; a list
+//!      may stop at the first n matching sensors (`at_most`).
 //!    - [`store::rollup`]: hourly rollups.
 //!    - [`store::writer`]: the one writer thread that batches all writes.
 //!    - [`store::outbox`]: notifications waiting for delivery.

@@ -438,6 +438,11 @@ const PAGE_SIZE: usize = 200;
 /// groups' pages show the rest.
 const PROBLEMS_SHOWN: usize = 500;
 
+/// The most rows the groups show on the dashboard's first view, so that
+/// a filter matching thousands of sensors in many groups stays a page a
+/// browser draws at once; each group's own pages show all of its rows.
+const GROUP_ROWS: usize = 500;
+
 /// A filter reads at most this many matching sensors, so that a search
 /// that matches most of a large installation stays as quick as one that
 /// matches this many; the page says that it stopped there.
@@ -609,6 +614,8 @@ fn list_order(sort: Option<&str>) -> StatusOrder {
 /// the group asked for; else the first page of every group when the
 /// dashboard is small or filtered; else (large) the problems of each
 /// group, since a quiet group is its summary with a link to its pages.
+/// Either way at most [`GROUP_ROWS`] in all, groups in name order: those
+/// past it are summaries too.
 fn group_rows(
     base: &StatusQuery,
     asked: Option<(Option<String>, usize)>,
@@ -624,6 +631,7 @@ fn group_rows(
         None => StatusQuery {
             per_group: Some(PAGE_SIZE as u64),
             problems: base.problems || !open_all,
+            limit: Some(GROUP_ROWS as u64),
             ..base.clone()
         },
     }
@@ -1828,7 +1836,7 @@ mod tests {
         let every_group = group_rows(&base, None, true);
         assert_eq!(every_group.per_group, Some(PAGE_SIZE as u64));
         assert!(!every_group.problems);
-        assert_eq!(every_group.limit, None);
+        assert_eq!(every_group.limit, Some(GROUP_ROWS as u64));
         assert_eq!(
             (every_group.text.as_str(), every_group.order),
             ("web", StatusOrder::Since)

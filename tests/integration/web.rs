@@ -1121,6 +1121,10 @@ async fn a_large_dashboard_leads_with_problems_and_pages_each_group() {
         );
         let problems = everything.find("id=\"problems\"").unwrap();
         assert!(everything[problems..].contains("s7-3/p1"), "{text}");
+        // 500 rows at most; the groups past them are summaries.
+        let rows = everything.matches("<tr class=\"sensor\"").count();
+        assert!(rows <= 1 + 500, "{text}: {rows} rows");
+        assert!(everything.contains("class=\"group quiet\""), "{text}");
     }
 }
 
