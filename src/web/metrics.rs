@@ -11,7 +11,7 @@
 //! whole.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -267,6 +267,13 @@ pub async fn metrics(
             "portwatch_store_results_lost",
             "Raw results lost",
             counter(writer.results_dropped.load(Ordering::Relaxed)),
+        );
+        let longest = Gauge::<f64, AtomicU64>::default();
+        longest.set(writer.longest_step_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        registry.register(
+            "portwatch_store_longest_step_seconds",
+            "The longest one commit, repack or merge step of the store's writer took since the start (results wait in its queue meanwhile)",
+            longest,
         );
     }
     let pending = Gauge::<i64>::default();

@@ -2894,6 +2894,29 @@ async fn metrics_have_a_histogram_of_start_lateness() {
     }
 }
 
+/// `/metrics` has the store writer's counters: results written and lost,
+/// what waits, and the longest step it took (while results queue up).
+#[tokio::test]
+async fn metrics_have_the_store_writers_counters() {
+    use std::sync::atomic::Ordering;
+    let (dir, _) = setup();
+    let stats = std::sync::Arc::new(portwatch::store::writer::WriterStats::default());
+    stats.results_stored.store(12, Ordering::Relaxed);
+    stats.results_dropped.store(3, Ordering::Relaxed);
+    stats.longest_step_ms.store(2_500, Ordering::Relaxed);
+    let db = portwatch::store::Db::open(&dir.path.join("portwatch.db"), 4).unwrap();
+    let state = AppState::new(db, None, Some(stats))
+        .with_metrics_access(portwatch::web::MetricsAccess::Open);
+    let (_, _, metrics) = send(&state, get("/metrics?scope=summary", None)).await;
+    for line in [
+        "portwatch_store_results_total 12",
+        "portwatch_store_results_lost_total 3",
+        "portwatch_store_longest_step_seconds 2.5",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+}
+
 /// `/healthz` says `degraded` while the monitor is over capacity, and
 /// `/metrics` says by how much and how many checks wait for a slot.
 #[tokio::test]

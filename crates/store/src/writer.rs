@@ -193,6 +193,11 @@ pub struct WriterStats {
     pub events_pending: AtomicU64,
     /// While commits fail: since when (ms) and the last error.
     pub failing: Mutex<Option<(i64, String)>>,
+    /// The longest one commit, repack or merge step took (ms) since the
+    /// writer started. Meanwhile results wait in the queue, which holds
+    /// [`QUEUE`] of them: longer than that at the check rate, and results
+    /// are lost.
+    pub longest_step_ms: AtomicU64,
 }
 
 impl WriterStats {
@@ -587,18 +592,33 @@ impl<T: Target> WriterThread<T> {
                 now,
             });
             if next.flush {
+                let started = Instant::now();
                 self.flush();
+                self.stepped(started);
             }
             if next.compact {
+                let started = Instant::now();
                 self.compact_step();
+                self.stepped(started);
                 self.last_compact = Instant::now();
             }
             if next.repack {
+                let started = Instant::now();
                 let now_ms = jiff::Timestamp::now().as_millisecond();
                 self.repack(window_start(now_ms));
+                self.stepped(started);
                 self.last_repack = Instant::now();
             }
         }
+    }
+
+    /// Counts a step that began at `started` towards
+    /// [`WriterStats::longest_step_ms`].
+    fn stepped(&self, started: Instant) {
+        let took = started.elapsed().as_millis() as u64;
+        self.stats
+            .longest_step_ms
+            .fetch_max(took, Ordering::Relaxed);
     }
 
     /// Takes whatever is already queued, up to [`MAX_BATCH`] results, then
@@ -1802,6 +1822,17 @@ mod tests {
             path: store.path,
         };
         super::check_compaction(target, &[4, 5, 9]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The longest step is kept, not the last.
+    #[test]
+    fn the_longest_step_is_kept() {
+        let (dir, thread) = temp_thread();
+        thread.stepped(Instant::now() - Duration::from_millis(40));
+        thread.stepped(Instant::now());
+        let longest = thread.stats.longest_step_ms.load(Ordering::Relaxed);
+        assert!((40..1_000).contains(&longest), "{longest}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
