@@ -882,3 +882,19 @@ fn one_sensor_reads_raw_results_while_kept_and_several_read_rollups() {
     );
     assert!(!reads_raw(Detail::Hourly, now - day, now));
 }
+
+/// A statement from the cache runs as planned: it is not parsed and
+/// planned again because its bound values changed.
+#[test]
+fn cached_statements_are_not_planned_again_for_new_values() {
+    use rusqlite::StatementStatus;
+    let (_dir, store) = temp_store();
+    let sql = "SELECT hour_ms, count FROM rollups WHERE sensor_id = ?1 AND hour_ms >= ?2 ORDER BY hour_ms";
+    for sensor in 1..20i64 {
+        let mut statement = store.conn.prepare_cached(sql).unwrap();
+        let mut rows = statement.query(rusqlite::params![sensor, 0]).unwrap();
+        while rows.next().unwrap().is_some() {}
+    }
+    let statement = store.conn.prepare_cached(sql).unwrap();
+    assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
+}
