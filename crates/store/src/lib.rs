@@ -1258,12 +1258,15 @@ impl Store {
 /// A `LIKE … ESCAPE '\\'` pattern for the group paths below `name`
 /// (`name/…`), with `name`'s own `%`, `_` and `\\` taken literally.
 pub(crate) fn below(name: &str) -> String {
-    format!(
-        "{}/%",
-        name.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    )
+    format!("{}/%", like_literal(name))
+}
+
+/// `text` in a `LIKE … ESCAPE '\\'` pattern, its `%`, `_` and `\\` taken
+/// literally.
+pub(crate) fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// Where a report starts: a sensor added during the period is reported

@@ -210,11 +210,8 @@ impl Builder {
         for (column, text) in [("c.c0", &query.text), ("c.c1", &query.tag)] {
             let text = text.trim().to_lowercase();
             if !text.is_empty() {
-                let escaped = text
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                let pattern = self.bind(Value::Text(format!("%{escaped}%")));
+                let pattern = crate::like_literal(&text);
+                let pattern = self.bind(Value::Text(format!("%{pattern}%")));
                 conditions.push(format!("{column} LIKE {pattern} ESCAPE '\\'"));
             }
         }
