@@ -264,6 +264,9 @@ const OVERLOAD_WINDOW: Duration = Duration::from_secs(10);
 /// next).
 const STOP_SLICE: usize = 10_000;
 
+/// The most finished checks the monitor takes from their channel at once.
+const FINISHED_AT_ONCE: usize = 256;
+
 /// What the monitor is wired to: the store (read through `db`, written
 /// through `writer`), and the signals it takes.
 pub struct Wiring<S, W> {
@@ -354,12 +357,32 @@ pub async fn run<S: Storage, W: Writes>(
     // checks. One read at a time; a reload asked for meanwhile follows it.
     let mut reading: Option<JoinHandle<ConfigRead>> = None;
     let mut reload_asked = false;
+    let mut batch = Vec::with_capacity(FINISHED_AT_ONCE);
     loop {
         let next = monitor.queue.peek().map(|Reverse((due, _, _))| *due);
+        // In order, and the finished checks last: under overload one
+        // finishes every few microseconds, so a branch after them would
+        // never run (no due check started, no overload judged, no share
+        // change heard). Every other branch is ready now and then only.
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            Some(finished) = done.recv() => monitor.finish(finished),
+            _ = tick.tick() => {
+                monitor.reap();
+                let effects = monitor.core.tick(monitor.options.clock.now());
+                monitor.carry_out(effects);
+                if !monitor.verdict.is_empty() {
+                    let effects = monitor.verdict.tick(monitor.options.clock.now());
+                    monitor.carry_out_from(Source::Verdicts, effects);
+                    monitor.judge_due();
+                }
+                monitor.publish_slots();
+                monitor.judge_load();
+                if last_poll.elapsed() >= monitor.options.reload_every && reading.is_none() {
+                    last_poll = Instant::now();
+                    reading = Some(tokio::spawn(read_config(db.clone(), Some(monitor.generation), share.is_some())));
+                }
+            }
             () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => monitor.start_due(),
             read = async { reading.as_mut().expect("a read in flight").await }, if reading.is_some() => {
                 reading = None;
@@ -403,20 +426,13 @@ pub async fn run<S: Storage, W: Writes>(
                     reading = Some(tokio::spawn(read_config(db.clone(), None, share.is_some())));
                 }
             }
-            _ = tick.tick() => {
-                monitor.reap();
-                let effects = monitor.core.tick(monitor.options.clock.now());
-                monitor.carry_out(effects);
-                if !monitor.verdict.is_empty() {
-                    let effects = monitor.verdict.tick(monitor.options.clock.now());
-                    monitor.carry_out_from(Source::Verdicts, effects);
-                    monitor.judge_due();
+            n = done.recv_many(&mut batch, FINISHED_AT_ONCE) => {
+                if n == 0 {
+                    // Never: the monitor holds a sender itself.
+                    break;
                 }
-                monitor.publish_slots();
-                monitor.judge_load();
-                if last_poll.elapsed() >= monitor.options.reload_every && reading.is_none() {
-                    last_poll = Instant::now();
-                    reading = Some(tokio::spawn(read_config(db.clone(), Some(monitor.generation), share.is_some())));
+                for finished in batch.drain(..) {
+                    monitor.finish(finished);
                 }
             }
         }
