@@ -40,6 +40,9 @@ const COMPACT_SENSORS: usize = 2_000;
 const COMPACT_EVERY: Duration = Duration::from_secs(1);
 /// Stored windows read at once while repacking.
 const REPACK_READ: usize = 10_000;
+
+/// The windows a repack writes between two looks at the result queue.
+pub(crate) const REPACK_WRITE: usize = 10_000;
 /// The longest wait between two attempts at a failed commit: short enough
 /// that a database back from a restart or a failover is written to within
 /// seconds, long enough that retries cost nothing.
@@ -465,8 +468,14 @@ pub(crate) trait Target: Send + 'static {
     fn journal_before(&mut self, before_ms: i64) -> Result<Vec<JournalRow>, WriteError>;
     /// The stored windows among `keys` (sensor, start_ms).
     fn windows(&mut self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), Vec<u8>>, WriteError>;
-    /// Writes a repack in one transaction.
-    fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError>;
+    /// Writes a repack in one transaction, calling `between` after each
+    /// slice of [`REPACK_WRITE`] windows (a million sensors' repack takes
+    /// seconds; the writer takes the results queued meanwhile).
+    fn store_repack(
+        &mut self,
+        repack: &Repack,
+        between: &mut dyn FnMut(),
+    ) -> Result<(), WriteError>;
     /// Windows that start at or after `from_ms`: `(sensor, start_ms, packed)`.
     fn windows_since(&mut self, from_ms: i64) -> Result<Vec<(i64, i64, Vec<u8>)>, WriteError>;
     /// Up to `limit` sensor ids greater than `after`, in order.
@@ -576,7 +585,7 @@ impl<T: Target> WriterThread<T> {
                 Err(RecvTimeoutError::Disconnected) => {
                     self.take_ordered();
                     self.flush_until_done();
-                    self.repack(i64::MAX);
+                    self.repack(i64::MAX, None);
                     return;
                 }
             }
@@ -605,7 +614,7 @@ impl<T: Target> WriterThread<T> {
             if next.repack {
                 let started = Instant::now();
                 let now_ms = jiff::Timestamp::now().as_millisecond();
-                self.repack(window_start(now_ms));
+                self.repack(window_start(now_ms), Some(&receiver));
                 self.stepped(started);
                 self.last_repack = Instant::now();
             }
@@ -777,8 +786,10 @@ impl<T: Target> WriterThread<T> {
 
     /// Moves journal batches that end before `before_ms` into per-sensor
     /// windows, feeds the rollup accumulators, and writes the rollups of
-    /// hours that are over.
-    fn repack(&mut self, before_ms: i64) {
+    /// hours that are over. Results that come meanwhile are taken off
+    /// `incoming` between its slices, so that the queue never fills
+    /// during a long repack, and into the backlog once it is done.
+    fn repack(&mut self, before_ms: i64, incoming: Option<&Receiver<Write>>) {
         if !self.fence.repacks() {
             // Another node repacks; its accumulators count these results.
             self.hours.clear();
@@ -794,13 +805,19 @@ impl<T: Target> WriterThread<T> {
             }
             self.repacked = true;
         }
-        if let Err(error) = self.try_repack(before_ms) {
+        let mut held = Vec::new();
+        let mut hold = || held.extend(incoming.into_iter().flat_map(Receiver::try_iter));
+        let repacked = self.try_repack(before_ms, &mut hold);
+        for write in held {
+            self.take(write);
+        }
+        if let Err(error) = repacked {
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(%error, store = %self.target.name(), "cannot repack results; retrying later");
         }
     }
 
-    fn try_repack(&mut self, before_ms: i64) -> Result<(), WriteError> {
+    fn try_repack(&mut self, before_ms: i64, hold: &mut dyn FnMut()) -> Result<(), WriteError> {
         // One flat list sorted by window rather than a list per window: with
         // 1,000,000 sensors a repack holds about 2,000,000 results, and a
         // map of a million small lists would cost ten times their size.
@@ -812,6 +829,7 @@ impl<T: Target> WriterThread<T> {
             latest = latest.max(last_ms);
             results.extend(pack::unpack_batch(first_ms, &data)?);
         }
+        hold();
         if ids.is_empty() {
             self.repacked_until = self.repacked_until.max(before_ms);
             return Ok(());
@@ -829,6 +847,7 @@ impl<T: Target> WriterThread<T> {
             // An error here must not read as "no window yet": that would
             // replace the stored window with only the new results.
             let existing = self.target.windows(&keys)?;
+            hold();
             for (run, (sensor, start)) in slice.iter().zip(keys) {
                 merged.clear();
                 merged.extend_from_slice(run);
@@ -880,13 +899,16 @@ impl<T: Target> WriterThread<T> {
                 now - ROLLUP_RETENTION.as_millis() as i64,
             )
         });
-        self.target.store_repack(&Repack {
-            journal_ids: ids,
-            windows,
-            rollups: rollups.clone(),
-            prune,
-            node: self.fence.current().1,
-        })?;
+        self.target.store_repack(
+            &Repack {
+                journal_ids: ids,
+                windows,
+                rollups: rollups.clone(),
+                prune,
+                node: self.fence.current().1,
+            },
+            hold,
+        )?;
         for result in results.iter().filter(|r| hour_of(r.at_ms) >= closed_before) {
             self.hours.entry(hour_key(result)).or_default().add(result);
         }
@@ -1221,10 +1243,17 @@ impl Target for SqliteTarget {
         Ok(found)
     }
 
-    fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError> {
+    fn store_repack(
+        &mut self,
+        repack: &Repack,
+        between: &mut dyn FnMut(),
+    ) -> Result<(), WriteError> {
         let tx = self.conn.transaction()?;
         {
-            write_rows(&tx, &repack.windows)?;
+            for slice in repack.windows.chunks(REPACK_WRITE) {
+                write_rows(&tx, slice)?;
+                between();
+            }
             let mut rollup = tx.prepare_cached(
                 "INSERT OR REPLACE INTO rollups (sensor_id, hour_ms, count, ups, min_us, avg_us, max_us, p95_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
@@ -1382,13 +1411,16 @@ pub(crate) fn check_compaction<T: Target>(target: T, ids: &[i64]) {
     stored.extend(windows(&of_c));
     thread
         .target
-        .store_repack(&Repack {
-            journal_ids: Vec::new(),
-            windows: stored,
-            rollups: Vec::new(),
-            prune: None,
-            node: None,
-        })
+        .store_repack(
+            &Repack {
+                journal_ids: Vec::new(),
+                windows: stored,
+                rollups: Vec::new(),
+                prune: None,
+                node: None,
+            },
+            &mut || {},
+        )
         .unwrap();
     let rows = |thread: &mut WriterThread<T>, sensor: i64, from: i64| {
         thread
@@ -1579,6 +1611,35 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A repack takes the results queued while it runs, so that a long
+    /// one (seconds with a million sensors) leaves room in the queue: they
+    /// wait in the backlog for the next commit, none lost.
+    #[test]
+    fn a_repack_takes_the_results_queued_meanwhile() {
+        let (dir, mut thread) = temp_thread();
+        let (queue, receiver) = sync_channel(10);
+        queue.send(result(1)).unwrap();
+        thread.take_queued(&receiver);
+        assert!(thread.flush());
+        for n in 2..7 {
+            queue.send(result(n)).unwrap();
+        }
+        thread.repack(i64::MAX, Some(&receiver));
+        let journal: i64 = thread
+            .target
+            .conn
+            .query_row("SELECT count(*) FROM journal", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(journal, 0, "repacked");
+        assert_eq!(receiver.try_iter().count(), 0, "the queue is empty");
+        let waiting: Vec<i64> = thread.results.iter().map(|r| r.at_ms).collect();
+        assert_eq!(waiting, [2, 3, 4, 5, 6]);
+        assert_eq!(thread.last[&1].0.at_ms, 6, "the latest state too");
+        assert!(thread.flush());
+        assert_eq!(thread.stats.results_dropped.load(Ordering::Relaxed), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// While the store refuses writes, the backlog keeps the newest
     /// results up to its bound and counts the oldest as lost.
     #[test]
@@ -1615,7 +1676,7 @@ mod tests {
         thread.take_queued(&receiver);
         assert!(thread.flush());
         thread.fence.set_repacker(false);
-        thread.repack(i64::MAX);
+        thread.repack(i64::MAX, None);
         assert_eq!(
             count(&thread, "SELECT count(*) FROM journal"),
             1,
@@ -1623,20 +1684,20 @@ mod tests {
         );
         assert!(thread.hours.is_empty());
         thread.fence.set_repacker(true);
-        thread.repack(i64::MAX);
+        thread.repack(i64::MAX, None);
         assert_eq!(count(&thread, "SELECT count(*) FROM journal"), 0);
         assert_eq!(count(&thread, "SELECT sum(count) FROM results"), 1);
         // Another node repacks for a while: this one drops its
         // accumulators, and rebuilds them from the store when it takes
         // the repacking back.
         thread.fence.set_repacker(false);
-        thread.repack(i64::MAX);
+        thread.repack(i64::MAX, None);
         assert!(thread.hours.is_empty());
         queue.send(send(now - 500)).unwrap();
         thread.take_queued(&receiver);
         assert!(thread.flush());
         thread.fence.set_repacker(true);
-        thread.repack(i64::MAX);
+        thread.repack(i64::MAX, None);
         let counted: u32 = thread.hours.values().map(|a| a.finish().count).sum();
         assert_eq!(counted, 2, "the stored result and the new one");
         std::fs::remove_dir_all(dir).unwrap();
@@ -1788,7 +1849,7 @@ mod tests {
             thread.take(write);
         }
         thread.flush();
-        thread.repack(i64::MAX);
+        thread.repack(i64::MAX, None);
         let window = |thread: &mut WriterThread<SqliteTarget>, sensor: i64, start: i64| {
             let stored = thread.target.windows(&[(sensor, start)]).unwrap();
             pack::unpack_window(sensor, start, &stored[&(sensor, start)])
@@ -1859,14 +1920,14 @@ mod tests {
                 "CREATE TEMP TRIGGER refuse BEFORE INSERT ON rollups BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
             )
             .unwrap();
-        thread.repack(i64::MAX);
+        thread.repack(i64::MAX, None);
         assert_eq!(thread.stats.write_errors.load(Ordering::Relaxed), 1);
         thread
             .target
             .conn
             .execute_batch("DROP TRIGGER temp.refuse")
             .unwrap();
-        thread.repack(i64::MAX);
+        thread.repack(i64::MAX, None);
         let closed: i64 = thread
             .target
             .conn
@@ -1946,7 +2007,7 @@ mod tests {
         thread.results.push_back(at(hour_of(now) - 2 * HOUR_MS));
         thread.results.push_back(at(hour_of(now) - HOUR_MS));
         assert!(thread.flush());
-        thread.repack(i64::MAX);
+        thread.repack(i64::MAX, None);
         let starts = column(
             &thread.target.conn,
             "SELECT start_ms FROM results ORDER BY start_ms",

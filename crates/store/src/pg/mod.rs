@@ -580,12 +580,19 @@ impl Target for PgWrites {
         })
     }
 
-    fn store_repack(&mut self, repack: &Repack) -> Result<(), WriteError> {
+    fn store_repack(
+        &mut self,
+        repack: &Repack,
+        between: &mut dyn FnMut(),
+    ) -> Result<(), WriteError> {
         self.run(async {
             let mut client = self.pg.client().await?;
             let tx = client.transaction().await?;
             still_repacker(&tx, repack.node).await?;
-            write_rows(&tx, &repack.windows).await?;
+            for slice in repack.windows.chunks(crate::writer::REPACK_WRITE) {
+                write_rows(&tx, slice).await?;
+                between();
+            }
             let keys = |f: fn(&(i64, i64)) -> i64| -> Vec<i64> {
                 repack.rollups.iter().map(|(k, _)| f(k)).collect()
             };
