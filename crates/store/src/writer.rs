@@ -41,6 +41,9 @@ const COMPACT_EVERY: Duration = Duration::from_secs(1);
 /// Stored windows read at once while repacking.
 const REPACK_READ: usize = 10_000;
 
+/// A writer step that takes longer than this is logged.
+const LONG_STEP: Duration = Duration::from_secs(2);
+
 /// The windows a repack writes between two looks at the result queue.
 pub(crate) const REPACK_WRITE: usize = 10_000;
 /// The longest wait between two attempts at a failed commit: short enough
@@ -602,32 +605,39 @@ impl<T: Target> WriterThread<T> {
             });
             if next.flush {
                 let started = Instant::now();
+                let writes = self.results.len() + self.events.len();
                 self.flush();
-                self.stepped(started);
+                self.stepped(started, "commit", writes);
             }
             if next.compact {
                 let started = Instant::now();
                 self.compact_step();
-                self.stepped(started);
+                self.stepped(started, "merge", COMPACT_SENSORS);
                 self.last_compact = Instant::now();
             }
             if next.repack {
                 let started = Instant::now();
                 let now_ms = jiff::Timestamp::now().as_millisecond();
                 self.repack(window_start(now_ms), Some(&receiver));
-                self.stepped(started);
+                self.stepped(started, "repack", 0);
                 self.last_repack = Instant::now();
             }
         }
     }
 
     /// Counts a step that began at `started` towards
-    /// [`WriterStats::longest_step_ms`].
-    fn stepped(&self, started: Instant) {
-        let took = started.elapsed().as_millis() as u64;
+    /// [`WriterStats::longest_step_ms`], and logs it when it took longer
+    /// than [`LONG_STEP`]: `size` is what it wrote (results and state
+    /// changes of a commit, sensors of a merge).
+    fn stepped(&self, started: Instant, step: &str, size: usize) {
+        let took = started.elapsed();
+        let took_ms = took.as_millis() as u64;
         self.stats
             .longest_step_ms
-            .fetch_max(took, Ordering::Relaxed);
+            .fetch_max(took_ms, Ordering::Relaxed);
+        if took >= LONG_STEP {
+            tracing::info!(store = %self.target.name(), step, size, took_ms, "the store writer took long over one step; results wait in its queue meanwhile");
+        }
     }
 
     /// Takes whatever is already queued, up to [`MAX_BATCH`] results, then
@@ -1087,6 +1097,9 @@ fn insert_outbox(
     notify: &[(String, portwatch_core::notify::Payload)],
     hold_until_ms: Option<i64>,
 ) -> Result<(), rusqlite::Error> {
+    if notify.is_empty() {
+        return Ok(());
+    }
     let mut insert = tx.prepare_cached(
         "INSERT INTO outbox (event_id, sensor_id, channel, payload, created_ms, next_ms, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
@@ -1171,18 +1184,20 @@ impl Target for SqliteTarget {
                     notify,
                     hold_until_ms,
                 } => {
-                    tx.execute(
+                    // Cached: the first interval after a start is a state
+                    // change for every sensor, a million statements.
+                    tx.prepare_cached(
                         "INSERT INTO events (sensor_id, at_ms, from_state, to_state, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![sensor, at_ms, change.from.as_str(), change.to.as_str(), change.reason.map(|r| r.as_str()), change.message],
-                    )?;
+                    )?
+                    .execute(params![sensor, at_ms, change.from.as_str(), change.to.as_str(), change.reason.map(|r| r.as_str()), change.message])?;
                     // The notifications commit with their event, or not at all.
                     let event_id = tx.last_insert_rowid();
                     insert_outbox(&tx, Some(event_id), *sensor, *at_ms, notify, *hold_until_ms)?;
-                    tx.execute(
+                    tx.prepare_cached(
                         "INSERT INTO sensor_status (sensor_id, state, since_ms) VALUES (?1, ?2, ?3)
                          ON CONFLICT (sensor_id) DO UPDATE SET state = ?2, since_ms = ?3",
-                        params![sensor, change.to.as_str(), at_ms],
-                    )?;
+                    )?
+                    .execute(params![sensor, change.to.as_str(), at_ms])?;
                 }
                 Ordered::Notify {
                     sensor,
@@ -1890,8 +1905,8 @@ mod tests {
     #[test]
     fn the_longest_step_is_kept() {
         let (dir, thread) = temp_thread();
-        thread.stepped(Instant::now() - Duration::from_millis(40));
-        thread.stepped(Instant::now());
+        thread.stepped(Instant::now() - Duration::from_millis(40), "commit", 1);
+        thread.stepped(Instant::now(), "commit", 1);
         let longest = thread.stats.longest_step_ms.load(Ordering::Relaxed);
         assert!((40..1_000).contains(&longest), "{longest}");
         std::fs::remove_dir_all(dir).unwrap();
