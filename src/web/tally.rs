@@ -13,8 +13,13 @@ use crate::store::{Backend, StatusQuery, Storage, StoreError, Tally};
 const LARGE: i64 = 50_000;
 
 /// How long a large installation's count is reused before the next one is
-/// read.
+/// read, at least.
 const REUSE: Duration = Duration::from_secs(10);
+
+/// A count is reused for at least this many times as long as it took to
+/// read, so that counting takes at most a twentieth of a core however
+/// large the installation (a million sensors take most of a second).
+const REUSE_PER_READ: u32 = 20;
 
 /// The last count, shared by every request, and the lock of the first
 /// count (requests that find none wait for one count, not one each).
@@ -24,6 +29,8 @@ pub(super) struct Tallies(Arc<Mutex<Option<Kept>>>, Arc<tokio::sync::Mutex<()>>)
 struct Kept {
     tally: Arc<Tally>,
     read_at: Instant,
+    /// How long it took to read.
+    took: Duration,
     reading: bool,
 }
 
@@ -43,12 +50,12 @@ enum Use {
     ReuseAndRead,
 }
 
-/// What to do with the last count of `sensors` sensors, read `age` ago,
-/// with a newer one being read or not.
-fn decide(sensors: i64, age: Duration, reading: bool) -> Use {
+/// What to do with the last count of `sensors` sensors, read `age` ago in
+/// `took`, with a newer one being read or not.
+fn decide(sensors: i64, age: Duration, took: Duration, reading: bool) -> Use {
     if sensors <= LARGE {
         Use::Read
-    } else if age < REUSE || reading {
+    } else if age < REUSE.max(took * REUSE_PER_READ) || reading {
         Use::Reuse
     } else {
         Use::ReuseAndRead
@@ -89,7 +96,12 @@ impl Tallies {
         {
             let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(kept) = kept.as_mut() {
-                match decide(sensors(&kept.tally), kept.read_at.elapsed(), kept.reading) {
+                match decide(
+                    sensors(&kept.tally),
+                    kept.read_at.elapsed(),
+                    kept.took,
+                    kept.reading,
+                ) {
                     Use::Read => {}
                     Use::Reuse => return Ok(kept.tally.clone()),
                     Use::ReuseAndRead => {
@@ -109,6 +121,7 @@ impl Tallies {
     }
 
     async fn read(&self, db: &Backend) -> Result<Arc<Tally>, StoreError> {
+        let started = Instant::now();
         let read = db.tally(StatusQuery::default()).await;
         let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match read {
@@ -117,6 +130,7 @@ impl Tallies {
                 *kept = Some(Kept {
                     tally: tally.clone(),
                     read_at: Instant::now(),
+                    took: started.elapsed(),
                     reading: false,
                 });
                 Ok(tally)
@@ -139,11 +153,33 @@ mod tests {
     fn small_installations_count_afresh_and_large_ones_reuse_a_recent_count() {
         let fresh = Duration::from_secs(1);
         let old = REUSE;
-        assert_eq!(decide(LARGE, old, false), Use::Read);
-        assert_eq!(decide(10, fresh, false), Use::Read);
-        assert_eq!(decide(LARGE + 1, fresh, false), Use::Reuse);
-        assert_eq!(decide(LARGE + 1, old, false), Use::ReuseAndRead);
+        let quick = Duration::from_millis(50);
+        assert_eq!(decide(LARGE, old, quick, false), Use::Read);
+        assert_eq!(decide(10, fresh, quick, false), Use::Read);
+        assert_eq!(decide(LARGE + 1, fresh, quick, false), Use::Reuse);
+        assert_eq!(decide(LARGE + 1, old, quick, false), Use::ReuseAndRead);
         // One background count at a time.
-        assert_eq!(decide(LARGE + 1, old, true), Use::Reuse);
+        assert_eq!(decide(LARGE + 1, old, quick, true), Use::Reuse);
+    }
+
+    #[test]
+    fn a_count_that_took_long_is_reused_for_longer() {
+        let slow = Duration::from_millis(800);
+        let reused_for = slow * REUSE_PER_READ;
+        assert!(reused_for > REUSE);
+        assert_eq!(decide(LARGE + 1, REUSE, slow, false), Use::Reuse);
+        assert_eq!(
+            decide(
+                LARGE + 1,
+                reused_for - Duration::from_millis(1),
+                slow,
+                false
+            ),
+            Use::Reuse
+        );
+        assert_eq!(
+            decide(LARGE + 1, reused_for, slow, false),
+            Use::ReuseAndRead
+        );
     }
 }
