@@ -618,8 +618,8 @@ impl<T: Target> WriterThread<T> {
             if next.repack {
                 let started = Instant::now();
                 let now_ms = jiff::Timestamp::now().as_millisecond();
-                self.repack(window_start(now_ms), Some(&receiver));
-                self.stepped(started, "repack", 0);
+                let written = self.repack(window_start(now_ms), Some(&receiver));
+                self.stepped(started, "repack", written);
                 self.last_repack = Instant::now();
             }
         }
@@ -628,7 +628,7 @@ impl<T: Target> WriterThread<T> {
     /// Counts a step that began at `started` towards
     /// [`WriterStats::longest_step_ms`], and logs it when it took longer
     /// than [`LONG_STEP`]: `size` is what it wrote (results and state
-    /// changes of a commit, sensors of a merge).
+    /// changes of a commit, windows of a repack, sensors of a merge).
     fn stepped(&self, started: Instant, step: &str, size: usize) {
         let took = started.elapsed();
         let took_ms = took.as_millis() as u64;
@@ -799,12 +799,13 @@ impl<T: Target> WriterThread<T> {
     /// hours that are over. Results that come meanwhile are taken off
     /// `incoming` between its slices, so that the queue never fills
     /// during a long repack, and into the backlog once it is done.
-    fn repack(&mut self, before_ms: i64, incoming: Option<&Receiver<Write>>) {
+    /// Returns how many windows it wrote.
+    fn repack(&mut self, before_ms: i64, incoming: Option<&Receiver<Write>>) -> usize {
         if !self.fence.repacks() {
             // Another node repacks; its accumulators count these results.
             self.hours.clear();
             self.repacked = false;
-            return;
+            return 0;
         }
         if !self.repacked {
             // Taking the repacking over: this hour's rollups start from
@@ -821,13 +822,14 @@ impl<T: Target> WriterThread<T> {
         for write in held {
             self.take(write);
         }
-        if let Err(error) = repacked {
+        repacked.unwrap_or_else(|error| {
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(%error, store = %self.target.name(), "cannot repack results; retrying later");
-        }
+            0
+        })
     }
 
-    fn try_repack(&mut self, before_ms: i64, hold: &mut dyn FnMut()) -> Result<(), WriteError> {
+    fn try_repack(&mut self, before_ms: i64, hold: &mut dyn FnMut()) -> Result<usize, WriteError> {
         // One flat list sorted by window rather than a list per window: with
         // 1,000,000 sensors a repack holds about 2,000,000 results, and a
         // map of a million small lists would cost ten times their size.
@@ -842,7 +844,7 @@ impl<T: Target> WriterThread<T> {
         hold();
         if ids.is_empty() {
             self.repacked_until = self.repacked_until.max(before_ms);
-            return Ok(());
+            return Ok(0);
         }
         let window_of = |r: &StoredResult| (r.sensor, window_start(r.at_ms));
         results.sort_unstable_by_key(|r| (window_of(r), r.at_ms));
@@ -909,6 +911,7 @@ impl<T: Target> WriterThread<T> {
                 now - ROLLUP_RETENTION.as_millis() as i64,
             )
         });
+        let written = windows.len();
         self.target.store_repack(
             &Repack {
                 journal_ids: ids,
@@ -927,7 +930,7 @@ impl<T: Target> WriterThread<T> {
             self.compacting.insert(key.1);
         }
         self.repacked_until = self.repacked_until.max(before_ms);
-        Ok(())
+        Ok(written)
     }
 
     /// Merges the 2-minute windows of a closed hour into rows of up to an
