@@ -338,9 +338,72 @@ impl Builder {
     }
 }
 
+/// Whether `query` is a page of one group in severity order and nothing
+/// more, which SQLite reads rank by rank ([`ranked_page_sql`]).
+fn ranked_page(query: &StatusQuery, dialect: Dialect) -> bool {
+    dialect == Dialect::Sqlite
+        && query.group.is_some()
+        && query.order == StatusOrder::Severity
+        && !query.descending
+        && !query.filters()
+        && query.id.is_none()
+        && query.per_group.is_none()
+        && query.at_most.is_none()
+        && !query.count
+        && query.limit.is_some()
+}
+
+/// A page of one group in severity order, on SQLite: the group's problems
+/// (worst first), then its sensors of each other rank (up, pending,
+/// paused) in path order, one part after the other. Only the problems
+/// are sorted; the other parts follow the servers' and sensors' indexes,
+/// so the page stops at its last row instead of sorting the whole group
+/// (a group of 100,000 sensors took 0.2–0.6 s whatever the page). Each
+/// part reads the group, not the whole store's problems, so a large
+/// outage elsewhere costs it nothing. A part reads at most the rows up
+/// to the page's end; SQLite runs the parts of a `UNION ALL` in order
+/// and stops at the limit.
+fn ranked_page_sql(query: &StatusQuery) -> (String, Vec<Value>) {
+    let mut builder = Builder::new(Dialect::Sqlite);
+    let limit = query.limit.unwrap_or(u64::MAX);
+    let upto = builder.bind(Value::Int(query.offset.saturating_add(limit) as i64));
+    let path_order = builder.order(&StatusQuery {
+        order: StatusOrder::Path,
+        ..StatusQuery::default()
+    });
+    let severity_order = builder.order(query);
+    let mut parts = vec![(PROBLEMS.to_owned(), severity_order)];
+    for rank in 3..=5 {
+        parts.push((format!("({SEVERITY}) = {rank}"), path_order.clone()));
+    }
+    let parts: Vec<String> = parts
+        .into_iter()
+        .map(|(rank, order)| {
+            let filters = builder.filters(query);
+            format!(
+                "SELECT * FROM (SELECT {COLUMNS}, CAST(NULL AS bigint)
+                 FROM servers v CROSS JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id
+                 WHERE {rank} AND {filters} ORDER BY {order} LIMIT {upto})"
+            )
+        })
+        .collect();
+    let limit = builder.bind(Value::Int(limit as i64));
+    let offset = builder.bind(Value::Int(query.offset as i64));
+    (
+        format!(
+            "{} LIMIT {limit} OFFSET {offset}",
+            parts.join(" UNION ALL ")
+        ),
+        builder.values,
+    )
+}
+
 /// The statement and parameters that list `query`'s rows: the status
 /// row's columns, then the count asked for.
 pub(crate) fn status_sql(query: &StatusQuery, dialect: Dialect) -> (String, Vec<Value>) {
+    if ranked_page(query, dialect) {
+        return ranked_page_sql(query);
+    }
     let mut builder = Builder::new(dialect);
     let (from, filters) = builder.source(query);
     let order = builder.order(query);
