@@ -611,8 +611,8 @@ impl<T: Target> WriterThread<T> {
             }
             if next.compact {
                 let started = Instant::now();
-                self.compact_step();
-                self.stepped(started, "merge", COMPACT_SENSORS);
+                let read = self.compact_step();
+                self.stepped(started, "merge", read);
                 self.last_compact = Instant::now();
             }
             if next.repack {
@@ -938,34 +938,40 @@ impl<T: Target> WriterThread<T> {
     /// time, one step a second after a commit, so that the writer is never
     /// held for long. A sensor checked every minute then takes about 8 bytes a
     /// result instead of 21: a window holds two results, so its key and
-    /// header weigh most.
-    fn compact_step(&mut self) {
+    /// header weigh most. Returns how many sensors it read.
+    fn compact_step(&mut self) -> usize {
         if !self.fence.repacks() {
-            return;
+            return 0;
         }
         let Some(&hour) = self
             .compacting
             .first()
             .filter(|hour| **hour + HOUR_MS + WINDOW_MS <= self.repacked_until)
         else {
-            return;
+            return 0;
         };
         match self.try_compact(hour, self.compacted_to) {
-            Ok(Some(last)) => self.compacted_to = last,
+            Ok(Some((last, read))) => {
+                self.compacted_to = last;
+                read
+            }
             Ok(None) => {
                 self.compacting.remove(&hour);
                 self.compacted_to = 0;
+                0
             }
             Err(error) => {
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, store = %self.target.name(), "cannot merge an hour's results; retrying later");
+                0
             }
         }
     }
 
     /// Merges the rows of the sensors after `after` that start in `hour`;
-    /// returns the last sensor done, or `None` when none is left.
-    fn try_compact(&mut self, hour: i64, after: i64) -> Result<Option<i64>, WriteError> {
+    /// returns the last sensor done and how many it read, or `None` when
+    /// none is left.
+    fn try_compact(&mut self, hour: i64, after: i64) -> Result<Option<(i64, usize)>, WriteError> {
         let sensors = self.target.sensors_after(after, COMPACT_SENSORS)?;
         let Some(&last) = sensors.last() else {
             return Ok(None);
@@ -1000,7 +1006,7 @@ impl<T: Target> WriterThread<T> {
                 node: self.fence.current().1,
             })?;
         }
-        Ok(Some(last))
+        Ok(Some((last, sensors.len())))
     }
 
     /// After a restart, the current hour's accumulators start again from the
