@@ -80,10 +80,13 @@
 //!      parts (a flush's results by sensor range) and each sensor's
 //!      windows.
 //!    - [`store::listing`]: the dashboard's and the API's lists as SQL;
-//!      on SQLite a search or tag of three characters or more reads the
-//!      sensors its trigram index (`sensor_search`, kept by triggers)
-//!      finds, a shorter one the index's narrow copy of the text; a list
-//!      may stop at the first n matching sensors (`at_most`).
+//!      on SQLite a search or tag reads the sensors its trigram index
+//!      (`sensor_search`, kept by triggers) finds: a text of two
+//!      characters by the trigrams that begin with it (the index's
+//!      vocabulary, `sensor_search_vocab`), a tag of one or two as its
+//!      JSON string; a text of one character reads the index's narrow
+//!      copy of the text; a list may stop at the first n matching sensors
+//!      (`at_most`).
 //!    - [`store::rollup`]: hourly rollups.
 //!    - [`store::writer`]: the one writer thread that batches all writes.
 //!    - [`store::outbox`]: notifications waiting for delivery.

@@ -181,41 +181,76 @@ impl Builder {
     }
 
     /// The trigram index's query for the sensors a search may match
-    /// (SQLite's `sensor_search`): the text as a phrase in the path, host
-    /// and group, the tag as one in the tags. Each needs three characters;
-    /// without any, `None`.
-    fn search_match(&self, query: &StatusQuery) -> Option<String> {
+    /// (SQLite's `sensor_search`), as an SQL expression: the text as a
+    /// phrase in the path, host and group, the tag as one in the tags.
+    /// A text of two characters has no trigram of its own, but every
+    /// indexed text ends with a newline, so each place it occurs begins a
+    /// trigram: the query is any trigram of the index's vocabulary that
+    /// begins with it (none, and the query is an empty phrase, which
+    /// matches nothing). A tag of one or two characters is found as the
+    /// JSON string it is stored as, quotes included. A text of one
+    /// character and no tag: `None`.
+    fn search_match(&mut self, query: &StatusQuery) -> Option<String> {
         // A phrase: the trigrams of the text, in order.
         let phrase = |column: &str, text: &str| {
-            let text = text.trim().to_lowercase();
-            (text.chars().count() >= 3)
-                .then(|| format!("{column} : \"{}\"", text.replace('"', "\"\"")))
+            Value::Text(format!("{column} : \"{}\"", text.replace('"', "\"\"")))
         };
-        let phrases: Vec<String> = [phrase("text", &query.text), phrase("tags", &query.tag)]
-            .into_iter()
-            .flatten()
-            .collect();
-        (!phrases.is_empty()).then(|| phrases.join(" AND "))
+        let mut parts = Vec::new();
+        let text = query.text.trim().to_lowercase();
+        match text.chars().count() {
+            0 | 1 => {}
+            2 => {
+                let beginning = self.vocabulary(&text);
+                parts.push(format!(
+                    "(SELECT 'text : (' || coalesce(group_concat('\"' || replace(term, '\"', '\"\"') || '\"', ' OR '), '\"\"') || ')'
+                      FROM sensor_search_vocab WHERE {beginning})"
+                ));
+            }
+            _ => parts.push(self.bind(phrase("text", &text))),
+        }
+        let tag = query.tag.trim().to_lowercase();
+        match tag.chars().count() {
+            0 => {}
+            1 | 2 => {
+                let stored = serde_json::to_string(&tag).expect("a string serialises");
+                parts.push(self.bind(phrase("tags", &stored)));
+            }
+            _ => parts.push(self.bind(phrase("tags", &tag))),
+        }
+        (!parts.is_empty()).then(|| parts.join(" || ' AND ' || "))
     }
 
-    /// `LIKE` conditions on the search index's own copy of each sensor's
-    /// text and tags (FTS5's `sensor_search_content` table: `c0` the text,
-    /// `c1` the tags) for a text or tag of one or two characters, which
-    /// have no trigram: reading that narrow table through is several
-    /// times quicker than joining every sensor to its server. `LIKE`
-    /// ignores ASCII case, as `lower` does, so it keeps every sensor that
-    /// may match.
-    fn short_search(&mut self, query: &StatusQuery) -> Vec<String> {
-        let mut conditions = Vec::new();
-        for (column, text) in [("c.c0", &query.text), ("c.c1", &query.tag)] {
-            let text = text.trim().to_lowercase();
-            if !text.is_empty() {
-                let pattern = crate::like_literal(&text);
-                let pattern = self.bind(Value::Text(format!("%{pattern}%")));
-                conditions.push(format!("{column} LIKE {pattern} ESCAPE '\\'"));
-            }
-        }
-        conditions
+    /// The sensors a text of one character may match, on SQLite: it
+    /// begins no trigram the index could find it by. Every place it
+    /// occurs still begins a trigram of the vocabulary (each indexed text
+    /// ends with two newlines), so when none does, nothing is read; else
+    /// the index's own copy of each sensor's text (FTS5's
+    /// `sensor_search_content`, `c0`) is read through with `LIKE`, which
+    /// stops early when the character is common, and is several times
+    /// quicker than joining every sensor to its server. `LIKE` ignores
+    /// ASCII case, as `lower` does, so it keeps every sensor that may
+    /// match.
+    fn short_search(&mut self, query: &StatusQuery) -> (String, String) {
+        let text = query.text.trim().to_lowercase();
+        let present = self.vocabulary(&text);
+        let pattern = crate::like_literal(&text);
+        let pattern = self.bind(Value::Text(format!("%{pattern}%")));
+        (
+            format!(
+                "(SELECT 1 FROM sensor_search_vocab WHERE {present} LIMIT 1) present \
+                 CROSS JOIN sensor_search_content c CROSS JOIN sensors s ON s.id = c.id JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+            ),
+            format!("c.c0 LIKE {pattern} ESCAPE '\\'"),
+        )
+    }
+
+    /// The condition on the search index's vocabulary (the trigrams it
+    /// holds, folded to lower case) for the trigrams that begin with
+    /// `prefix`.
+    fn vocabulary(&mut self, prefix: &str) -> String {
+        let first = self.bind(Value::Text(prefix.to_owned()));
+        let last = self.bind(Value::Text(format!("{prefix}{}", char::MAX)));
+        format!("term BETWEEN {first} AND {last}")
     }
 
     /// The tables and the condition of the sensors `query` lists, joined
@@ -227,27 +262,28 @@ impl Builder {
     /// it; else from the servers in group and name order. With
     /// [`StatusQuery::at_most`], the first sensors found that match, read
     /// again by id.
-    fn source(&mut self, query: &StatusQuery) -> (&'static str, String) {
+    fn source(&mut self, query: &StatusQuery) -> (String, String) {
         const BY_ID: &str = "sensors s JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id";
         let mut conditions = Vec::new();
         let sqlite = self.dialect == Dialect::Sqlite;
         let from = if query.id.is_some() {
-            BY_ID
+            BY_ID.to_owned()
         } else if query.problems && query.group.is_none() {
-            "sensor_status st JOIN sensors s ON s.id = st.sensor_id JOIN servers v ON v.id = s.server_id"
-        } else if let Some(search) = self.search_match(query).filter(|_| sqlite) {
-            let search = self.bind(Value::Text(search));
+            "sensor_status st JOIN sensors s ON s.id = st.sensor_id JOIN servers v ON v.id = s.server_id".to_owned()
+        } else if let Some(search) = sqlite.then(|| self.search_match(query)).flatten() {
             conditions.push(format!("f.sensor_search MATCH {search}"));
             // SQLite keeps the order of a CROSS JOIN's tables: the index
             // first, so that a limit stops reading it.
-            "sensor_search f CROSS JOIN sensors s ON s.id = f.rowid JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+            "sensor_search f CROSS JOIN sensors s ON s.id = f.rowid JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id".to_owned()
         } else if sqlite && query.group.is_none() && query.filters() {
-            conditions.extend(self.short_search(query));
-            "sensor_search_content c CROSS JOIN sensors s ON s.id = c.id JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+            // A text of one character and no tag (else the index finds it).
+            let (from, condition) = self.short_search(query);
+            conditions.push(condition);
+            from
         } else if sqlite {
-            "servers v CROSS JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+            "servers v CROSS JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id".to_owned()
         } else {
-            "servers v JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+            "servers v JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id".to_owned()
         };
         conditions.push(self.filters(query));
         let condition = conditions.join(" AND ");
@@ -255,7 +291,7 @@ impl Builder {
             Some(n) if query.id.is_none() => {
                 let n = self.bind(Value::Int(n as i64));
                 (
-                    BY_ID,
+                    BY_ID.to_owned(),
                     format!("s.id IN (SELECT s.id FROM {from} WHERE {condition} LIMIT {n})"),
                 )
             }
@@ -473,7 +509,8 @@ mod tests {
         assert_eq!(
             values,
             [
-                Value::Text("text : \"shop\" AND tags : \"prod\"".into()),
+                Value::Text("text : \"shop\"".into()),
+                Value::Text("tags : \"prod\"".into()),
                 Value::Text("Web".into()),
                 Value::Text("shop".into()),
                 Value::Text("prod".into()),
@@ -481,11 +518,14 @@ mod tests {
                 Value::Int(200)
             ]
         );
-        assert!(sql.contains("f.sensor_search MATCH ?1"), "{sql}");
-        assert!(sql.contains("v.group_path = ?2"), "{sql}");
-        assert!(sql.contains("instr(lower(v.host), ?3)"), "{sql}");
-        assert!(sql.contains("lower(value) = ?4"), "{sql}");
-        assert!(sql.ends_with("LIMIT ?5 OFFSET ?6"), "{sql}");
+        assert!(
+            sql.contains("f.sensor_search MATCH ?1 || ' AND ' || ?2"),
+            "{sql}"
+        );
+        assert!(sql.contains("v.group_path = ?3"), "{sql}");
+        assert!(sql.contains("instr(lower(v.host), ?4)"), "{sql}");
+        assert!(sql.contains("lower(value) = ?5"), "{sql}");
+        assert!(sql.ends_with("LIMIT ?6 OFFSET ?7"), "{sql}");
         let (sql, values) = status_sql(&query, Dialect::Postgres);
         assert_eq!(values.len(), 5, "no trigram index: {values:?}");
         assert!(sql.contains("v.group_path = $1"), "{sql}");
@@ -516,30 +556,53 @@ mod tests {
             "quotes doubled, lower case"
         );
         // A tag of three characters or more narrows by the tags' column.
-        let (_, values) = search("ab", " Prod ");
-        assert_eq!(values[0], Value::Text("tags : \"prod\"".into()));
-        // Two characters have no trigram: the index's copy of the text
-        // is read through, `%` and `_` taken as they are.
-        let (sql, values) = search(" a% ", "D_");
+        let (_, values) = search("abc", " Prod ");
+        assert_eq!(values[1], Value::Text("tags : \"prod\"".into()));
+        // Two characters: the trigrams that begin with them, from the
+        // vocabulary; a shorter tag as its stored JSON string.
+        let (sql, values) = search(" a\" ", "D_");
         assert!(
-            sql.contains("FROM sensor_search_content c CROSS JOIN"),
+            sql.contains("FROM sensor_search f CROSS JOIN sensors s"),
             "{sql}"
         );
-        assert!(sql.contains("c.c0 LIKE ?1 ESCAPE '\\'"), "{sql}");
-        assert!(sql.contains("c.c1 LIKE ?2 ESCAPE '\\'"), "{sql}");
+        assert!(
+            sql.contains("FROM sensor_search_vocab WHERE term BETWEEN ?1 AND ?2"),
+            "{sql}"
+        );
+        assert!(sql.contains("replace(term, '\"', '\"\"')"), "{sql}");
         assert_eq!(
-            values,
+            values[..3],
             [
-                Value::Text("%a\\%%".into()),
-                Value::Text("%d\\_%".into()),
-                Value::Text("a%".into()),
-                Value::Text("d_".into())
+                Value::Text("a\"".into()),
+                Value::Text("a\"\u{10FFFF}".into()),
+                Value::Text("tags : \"\"\"d_\"\"\"".into()),
+            ]
+        );
+        // One character begins no trigram: the index's copy of the text
+        // is read through, `%` taken as it is.
+        let (sql, values) = search(" % ", "");
+        assert!(
+            sql.contains("present CROSS JOIN sensor_search_content c CROSS JOIN"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("FROM sensor_search_vocab WHERE term BETWEEN ?1 AND ?2 LIMIT 1) present"),
+            "{sql}"
+        );
+        assert!(sql.contains("c.c0 LIKE ?3 ESCAPE '\\'"), "{sql}");
+        assert_eq!(
+            values[..4],
+            [
+                Value::Text("%".into()),
+                Value::Text("%\u{10FFFF}".into()),
+                Value::Text("%\\%%".into()),
+                Value::Text("%".into())
             ]
         );
         // Within a group, the group's servers are read.
         let (sql, _) = status_sql(
             &StatusQuery {
-                text: "ab".into(),
+                text: "a".into(),
                 group: Some(None),
                 ..StatusQuery::default()
             },

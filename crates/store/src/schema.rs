@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: i64 = 11;
+pub const CURRENT_VERSION: i64 = 12;
 
 /// Migrations, in order; migration `i` takes the schema from version `i` to
 /// `i + 1`.
@@ -300,6 +300,24 @@ const MIGRATIONS: &[&str] = &[
             SELECT id, text, tags FROM sensor_text WHERE id IN (SELECT id FROM sensors WHERE server_id = new.id);
     END;
     ",
+    // 11 → 12: each indexed text ends with two newlines, so that each
+    // of its characters, and each two, begin a trigram, and the index's
+    // vocabulary is a table: a search of two characters reads the
+    // trigrams that begin with it, then the sensors those find, instead
+    // of every sensor's text, and one of a character no trigram begins
+    // with reads nothing. The triggers name the view and the table, and
+    // find the new ones.
+    "
+    DROP VIEW sensor_text;
+    CREATE VIEW sensor_text AS
+        SELECT s.id, v.name || '/' || s.name || char(10) || v.host || char(10) || coalesce(v.group_path, '') || char(10) || char(10) AS text,
+            v.tags || char(10) || s.tags AS tags
+        FROM sensors s JOIN servers v ON v.id = s.server_id;
+    DROP TABLE sensor_search;
+    CREATE VIRTUAL TABLE sensor_search USING fts5(text, tags, tokenize = 'trigram');
+    INSERT INTO sensor_search (rowid, text, tags) SELECT id, text, tags FROM sensor_text;
+    CREATE VIRTUAL TABLE sensor_search_vocab USING fts5vocab(sensor_search, 'row');
+    ",
 ];
 
 /// Brings the schema up to [`CURRENT_VERSION`], one migration per
@@ -363,6 +381,37 @@ mod tests {
             )
             .unwrap();
         assert_eq!(covered, 1);
+    }
+
+    /// Each character of a sensor's indexed text, and each two, begin a
+    /// trigram of the vocabulary, the last ones too, so that a search of
+    /// one or two characters may look there first.
+    #[test]
+    fn each_character_of_a_text_begins_a_trigram() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema_up(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO servers (id, name, host, group_path) VALUES (1, 'web', 'h', 'Beta');
+             INSERT INTO sensors (id, server_id, name, port) VALUES (7, 1, 'https', 443);",
+        )
+        .unwrap();
+        let text: Vec<char> = "web/https\nh\nbeta".chars().collect();
+        for start in 0..text.len() {
+            for end in [start + 1, start + 2]
+                .into_iter()
+                .filter(|&e| e <= text.len())
+            {
+                let prefix: String = text[start..end].iter().collect();
+                let beginning: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM sensor_search_vocab WHERE term BETWEEN ?1 AND ?1 || char(1114111)",
+                        [&prefix],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert!(beginning > 0, "{prefix:?}");
+            }
+        }
     }
 
     /// A store of schema 10 has its sensors' tags indexed by the upgrade,

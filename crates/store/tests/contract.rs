@@ -811,8 +811,8 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
     }
 
     // Searches follow a new host, a new group and new tags (SQLite's index
-    // is kept by triggers), and a text or tag of two characters is still
-    // found.
+    // is kept by triggers), and a text or tag of one or two characters
+    // is still found.
     let moved = LISTED
         .replace("shop-db.internal", "store-db.internal")
         .replace(
@@ -840,6 +840,13 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
         ("", "db", 3),
         ("web", "tls", 1),
         ("web/", "tls", 0),
+        // Two characters at the end of a group's name, in a group's name
+        // only, in no text, and beside a tag.
+        ("ta", "", 4),
+        ("HA", "", 6),
+        ("zq", "", 0),
+        ("we", "tls", 1),
+        ("z", "", 0),
     ] {
         let query = StatusQuery {
             text: text.into(),
