@@ -81,12 +81,12 @@
 //!      windows.
 //!    - [`store::listing`]: the dashboard's and the API's lists as SQL;
 //!      on SQLite a search or tag reads the sensors its trigram index
-//!      (`sensor_search`, kept by triggers) finds: a text of two
-//!      characters by the trigrams that begin with it (the index's
-//!      vocabulary, `sensor_search_vocab`), a tag of one or two as its
-//!      JSON string; a text of one character reads the index's narrow
-//!      copy of the text; a list may stop at the first n matching sensors
-//!      (`at_most`).
+//!      (`sensor_search`, kept by triggers) finds, a tag of one or two
+//!      characters as its JSON string; a text of one or two characters
+//!      reads the index's narrow copy of the text, after the first 50,000
+//!      sensors only those that the trigrams beginning with it find (the
+//!      index's vocabulary, `sensor_search_vocab`); a list may stop at
+//!      the first n matching sensors (`at_most`).
 //!    - [`store::rollup`]: hourly rollups.
 //!    - [`store::writer`]: the one writer thread that batches all writes.
 //!    - [`store::outbox`]: notifications waiting for delivery.

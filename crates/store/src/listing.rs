@@ -100,6 +100,12 @@ const COLUMNS: &str = "s.id, v.name || '/' || s.name, v.group_path, v.host, s.po
     v.tags, s.tags, s.managed, st.last_details,
     (s.port = 0 AND s.settings LIKE '%\"ping\":%')";
 
+/// How many sensors' texts a search of two characters reads through
+/// before it looks up the rest in the trigram index (a few milliseconds'
+/// reading). Unit tests read a few, so that stores of a few sensors take
+/// both ways.
+const SHORT_SCAN: i64 = if cfg!(test) { 3 } else { 50_000 };
+
 /// The states the dashboard lists as problems (a partial index covers
 /// them).
 const PROBLEMS: &str = "st.state IN ('down', 'unknown', 'warning')";
@@ -199,13 +205,7 @@ impl Builder {
         let text = query.text.trim().to_lowercase();
         match text.chars().count() {
             0 | 1 => {}
-            2 => {
-                let beginning = self.vocabulary(&text);
-                parts.push(format!(
-                    "(SELECT 'text : (' || coalesce(group_concat('\"' || replace(term, '\"', '\"\"') || '\"', ' OR '), '\"\"') || ')'
-                      FROM sensor_search_vocab WHERE {beginning})"
-                ));
-            }
+            2 => parts.push(self.trigrams_beginning(&text)),
             _ => parts.push(self.bind(phrase("text", &text))),
         }
         let tag = query.tag.trim().to_lowercase();
@@ -220,27 +220,59 @@ impl Builder {
         (!parts.is_empty()).then(|| parts.join(" || ' AND ' || "))
     }
 
-    /// The sensors a text of one character may match, on SQLite: it
-    /// begins no trigram the index could find it by. Every place it
-    /// occurs still begins a trigram of the vocabulary (each indexed text
-    /// ends with two newlines), so when none does, nothing is read; else
-    /// the index's own copy of each sensor's text (FTS5's
-    /// `sensor_search_content`, `c0`) is read through with `LIKE`, which
-    /// stops early when the character is common, and is several times
-    /// quicker than joining every sensor to its server. `LIKE` ignores
+    /// The sensors a text of one or two characters may match, outside a
+    /// group and without a tag, on SQLite: the tables and, when it is not
+    /// in them, the condition. It begins no trigram of its own, and the
+    /// index's own copy of each sensor's text (FTS5's
+    /// `sensor_search_content`, `c0`) is narrow: reading it through with
+    /// `LIKE` is several times quicker than joining every sensor to its
+    /// server, and stops early when the text is common. `LIKE` ignores
     /// ASCII case, as `lower` does, so it keeps every sensor that may
     /// match.
-    fn short_search(&mut self, query: &StatusQuery) -> (String, String) {
-        let text = query.text.trim().to_lowercase();
-        let present = self.vocabulary(&text);
-        let pattern = crate::like_literal(&text);
-        let pattern = self.bind(Value::Text(format!("%{pattern}%")));
+    ///
+    /// Every place a text occurs begins a trigram of the index's
+    /// vocabulary (each indexed text ends with two newlines). One
+    /// character: when no trigram begins with it, nothing is read. Two:
+    /// the first [`SHORT_SCAN`] texts are read through, where a common
+    /// text fills a page, and the sensors after them are those the
+    /// trigrams beginning with it find, which is quick when it is rare.
+    /// Either way the sensors come in id order, so a list that stops at
+    /// the first n ([`StatusQuery::at_most`]) stops at the same ones.
+    fn short_search(&mut self, text: &str) -> (String, Option<String>) {
+        const SENSORS: &str = "CROSS JOIN sensors s ON s.id = c.id JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id";
+        let pattern = self.bind(Value::Text(format!("%{}%", crate::like_literal(text))));
+        let holds = format!("c.c0 LIKE {pattern} ESCAPE '\\'");
+        if text.chars().count() == 1 {
+            let present = self.vocabulary(text);
+            return (
+                format!(
+                    "(SELECT 1 FROM sensor_search_vocab WHERE {present} LIMIT 1) present \
+                     CROSS JOIN sensor_search_content c {SENSORS}"
+                ),
+                Some(holds),
+            );
+        }
+        let trigrams = self.trigrams_beginning(text);
+        let scanned = self.bind(Value::Int(SHORT_SCAN));
+        let last_scanned = self.bind(Value::Int(SHORT_SCAN - 1));
         (
             format!(
-                "(SELECT 1 FROM sensor_search_vocab WHERE {present} LIMIT 1) present \
-                 CROSS JOIN sensor_search_content c CROSS JOIN sensors s ON s.id = c.id JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id"
+                "(SELECT c.id FROM (SELECT id, c0 FROM sensor_search_content ORDER BY id LIMIT {scanned}) c WHERE {holds} \
+                 UNION ALL SELECT f.rowid FROM sensor_search f WHERE f.sensor_search MATCH {trigrams} \
+                 AND f.rowid > (SELECT id FROM sensor_search_content ORDER BY id LIMIT 1 OFFSET {last_scanned})) c {SENSORS}"
             ),
-            format!("c.c0 LIKE {pattern} ESCAPE '\\'"),
+            None,
+        )
+    }
+
+    /// The trigram index's query (an SQL expression) for the texts that
+    /// hold `text` of two characters: any trigram of the vocabulary that
+    /// begins with it; with none, an empty phrase, which matches nothing.
+    fn trigrams_beginning(&mut self, text: &str) -> String {
+        let beginning = self.vocabulary(text);
+        format!(
+            "(SELECT 'text : (' || coalesce(group_concat('\"' || replace(term, '\"', '\"\"') || '\"', ' OR '), '\"\"') || ')' \
+              FROM sensor_search_vocab WHERE {beginning})"
         )
     }
 
@@ -266,20 +298,24 @@ impl Builder {
         const BY_ID: &str = "sensors s JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id";
         let mut conditions = Vec::new();
         let sqlite = self.dialect == Dialect::Sqlite;
+        let text = query.text.trim().to_lowercase();
+        let short_text = (query.group.is_none()
+            && query.tag.trim().is_empty()
+            && (1..=2).contains(&text.chars().count()))
+        .then_some(text);
         let from = if query.id.is_some() {
             BY_ID.to_owned()
         } else if query.problems && query.group.is_none() {
             "sensor_status st JOIN sensors s ON s.id = st.sensor_id JOIN servers v ON v.id = s.server_id".to_owned()
+        } else if let Some(text) = short_text.filter(|_| sqlite) {
+            let (from, condition) = self.short_search(&text);
+            conditions.extend(condition);
+            from
         } else if let Some(search) = sqlite.then(|| self.search_match(query)).flatten() {
             conditions.push(format!("f.sensor_search MATCH {search}"));
             // SQLite keeps the order of a CROSS JOIN's tables: the index
             // first, so that a limit stops reading it.
             "sensor_search f CROSS JOIN sensors s ON s.id = f.rowid JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id".to_owned()
-        } else if sqlite && query.group.is_none() && query.filters() {
-            // A text of one character and no tag (else the index finds it).
-            let (from, condition) = self.short_search(query);
-            conditions.push(condition);
-            from
         } else if sqlite {
             "servers v CROSS JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id".to_owned()
         } else {
@@ -578,25 +614,49 @@ mod tests {
                 Value::Text("tags : \"\"\"d_\"\"\"".into()),
             ]
         );
-        // One character begins no trigram: the index's copy of the text
-        // is read through, `%` taken as it is.
+        // One character: the index's copy of the text is read through
+        // when a trigram begins with it, `%` taken as it is.
         let (sql, values) = search(" % ", "");
+        assert!(
+            sql.contains("FROM sensor_search_vocab WHERE term BETWEEN ?2 AND ?3 LIMIT 1) present"),
+            "{sql}"
+        );
         assert!(
             sql.contains("present CROSS JOIN sensor_search_content c CROSS JOIN"),
             "{sql}"
         );
-        assert!(
-            sql.contains("FROM sensor_search_vocab WHERE term BETWEEN ?1 AND ?2 LIMIT 1) present"),
-            "{sql}"
-        );
-        assert!(sql.contains("c.c0 LIKE ?3 ESCAPE '\\'"), "{sql}");
+        assert!(sql.contains("c.c0 LIKE ?1 ESCAPE '\\'"), "{sql}");
         assert_eq!(
             values[..4],
             [
+                Value::Text("%\\%%".into()),
                 Value::Text("%".into()),
                 Value::Text("%\u{10FFFF}".into()),
-                Value::Text("%\\%%".into()),
                 Value::Text("%".into())
+            ]
+        );
+        // Two characters and no tag: the first texts read through, then
+        // the sensors after them that the trigrams find.
+        let (sql, values) = search("Q_", "");
+        assert!(
+            sql.contains("FROM (SELECT id, c0 FROM sensor_search_content ORDER BY id LIMIT ?4) c WHERE c.c0 LIKE ?1"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "UNION ALL SELECT f.rowid FROM sensor_search f WHERE f.sensor_search MATCH (SELECT"
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("f.rowid > (SELECT id FROM sensor_search_content ORDER BY id LIMIT 1 OFFSET ?5)) c CROSS JOIN sensors s"), "{sql}");
+        assert_eq!(
+            values[..5],
+            [
+                Value::Text("%q\\_%".into()),
+                Value::Text("q_".into()),
+                Value::Text("q_\u{10FFFF}".into()),
+                Value::Int(SHORT_SCAN),
+                Value::Int(SHORT_SCAN - 1),
             ]
         );
         // Within a group, the group's servers are read.

@@ -472,6 +472,78 @@ fn added_sensors_are_found_by_a_search() {
     assert_eq!(deferred, 0, "apply indexes what it deferred");
 }
 
+/// A search of one or two characters finds what a reading of every
+/// sensor's path, host and group finds: each two characters of each
+/// text, and some in none. Unit tests read the first three texts through
+/// and look the others up by their trigrams, so both ways are taken; a
+/// list that stops at the first n takes the same n.
+#[test]
+fn short_searches_find_what_reading_every_text_finds() {
+    let (_dir, mut store) = temp_store();
+    let mut config = String::from(
+        "[[group]]\nname = \"Edge\"\n[[group]]\nname = \"Core\"\n[[group]]\nname = \"Core/DB\"\n",
+    );
+    for (server, host, group) in [
+        ("web-1", "10.0.0.1", Some("Edge")),
+        ("web-2", "Web2.example.NET", Some("Edge")),
+        ("db", "2001:db8::5", Some("Core/DB")),
+        ("mail", "mx.example.org", None),
+        ("queue", "10.9.8.7", Some("Core/DB")),
+    ] {
+        config += &format!("[[server]]\nname = \"{server}\"\nhost = \"{host}\"\n");
+        if let Some(group) = group {
+            config += &format!("group = \"{group}\"\n");
+        }
+        config += "  [[server.sensor]]\n  port = 22\n  [[server.sensor]]\n  port = 8080\n";
+    }
+    store.apply(&from_toml("c.toml", &config).unwrap()).unwrap();
+    let rows = store.status().unwrap();
+    let listed = |text: &str, at_most: Option<u64>| -> Vec<i64> {
+        let mut ids: Vec<i64> = store
+            .list(&crate::StatusQuery {
+                text: text.into(),
+                at_most,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|l| l.row.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut texts: Vec<String> = vec!["zq".into(), "Q".into(), "::".into(), "/d".into()];
+    for row in &rows {
+        for text in [
+            &row.path,
+            &row.host,
+            row.group.as_ref().unwrap_or(&row.path),
+        ] {
+            let chars: Vec<char> = text.chars().collect();
+            texts.extend(chars.windows(2).map(|w| w.iter().collect::<String>()));
+            texts.extend(chars.iter().map(char::to_string));
+        }
+    }
+    texts.sort();
+    texts.dedup();
+    for text in &texts {
+        let lower = text.to_lowercase();
+        let mut every: Vec<i64> = rows
+            .iter()
+            .filter(|r| {
+                [&r.path, &r.host, r.group.as_ref().unwrap_or(&String::new())]
+                    .iter()
+                    .any(|t| t.to_lowercase().contains(&lower))
+            })
+            .map(|r| r.id)
+            .collect();
+        every.sort();
+        assert_eq!(listed(text, None), every, "{text:?}");
+        let first: Vec<i64> = every.iter().copied().take(5).collect();
+        assert_eq!(listed(text, Some(5)), first, "{text:?}, the first 5");
+    }
+}
+
 /// Tests #1: "a state-change event is committed before anyone is notified
 /// of it". Another connection holds the write lock, so the writer's commit
 /// fails (and is counted); by then the event must not have been
