@@ -169,10 +169,9 @@ impl Locator<'_> {
 
     fn duration(
         &self,
-        value: &Option<toml::Spanned<String>>,
+        value: Option<&toml::Spanned<String>>,
     ) -> Result<Option<Duration>, ConfigError> {
         value
-            .as_ref()
             .map(|v| {
                 portwatch_probe::duration::parse(v.get_ref()).map_err(|e| self.error(v.span(), e))
             })
@@ -180,7 +179,7 @@ impl Locator<'_> {
     }
 
     fn overrides(&self, raw: &raw::Settings) -> Result<Overrides, ConfigError> {
-        let interval = self.duration(&raw.interval)?;
+        let interval = self.duration(raw.interval.as_deref())?;
         if let (Some(value), Some(raw)) = (interval, &raw.interval)
             && value < Duration::from_secs(1)
         {
@@ -225,9 +224,9 @@ impl Locator<'_> {
             locations,
             down_when,
             interval,
-            timeout: self.duration(&raw.timeout)?,
-            warning: self.duration(&raw.warning)?,
-            critical: self.duration(&raw.critical)?,
+            timeout: self.duration(raw.timeout.as_deref())?,
+            warning: self.duration(raw.warning.as_deref())?,
+            critical: self.duration(raw.critical.as_deref())?,
             retries,
             depends_on: raw.depends_on.as_ref().map(|d| d.get_ref().clone()),
             probe,
@@ -237,17 +236,16 @@ impl Locator<'_> {
     /// The protocol-check keys of one table, validated on their own (the
     /// error points at the key at fault).
     fn probe(&self, raw: &raw::Settings) -> Result<probe::ProbeOverrides, ConfigError> {
-        let text = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
-        let number =
-            |v: &Option<toml::Spanned<i64>>, key: &str| -> Result<Option<u32>, ConfigError> {
-                v.as_ref()
-                    .map(|n| {
-                        u32::try_from(*n.get_ref()).map_err(|_| {
-                            self.error(n.span(), format!("{key} must be a positive number"))
-                        })
+        let text = |v: &raw::Rare<String>| v.as_ref().map(|v| v.get_ref().clone());
+        let number = |v: &raw::Rare<i64>, key: &str| -> Result<Option<u32>, ConfigError> {
+            v.as_ref()
+                .map(|n| {
+                    u32::try_from(*n.get_ref()).map_err(|_| {
+                        self.error(n.span(), format!("{key} must be a positive number"))
                     })
-                    .transpose()
-            };
+                })
+                .transpose()
+        };
         let mut statuses = None;
         if let Some(list) = &raw.http_status {
             let mut out = Vec::new();
@@ -649,7 +647,7 @@ fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>
             }
         },
     };
-    let text = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
+    let text = |v: &raw::Rare<String>| v.as_ref().map(|v| v.get_ref().clone());
     Ok(Some(dns::DnsSpec {
         query: text(&sensor.query).unwrap_or_default(),
         record: text(&sensor.record),
@@ -716,7 +714,7 @@ fn udp_port(spec: &udp::UdpSpec) -> Option<u16> {
 /// A sensor's UDP keys: its settings when `kind = "udp"` (checked here),
 /// the error at the first UDP key otherwise.
 fn udp_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<udp::UdpSpec>, ConfigError> {
-    let text = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
+    let text = |v: &raw::Rare<String>| v.as_ref().map(|v| v.get_ref().clone());
     if !is_kind(sensor, "udp") {
         let keys = [
             &sensor.community,
@@ -771,7 +769,7 @@ fn heartbeat_of(
     locate: &Locator,
     sensor: &raw::Sensor,
 ) -> Result<Option<crate::monitor::heartbeat::Heartbeat>, ConfigError> {
-    fn text(value: &Option<toml::Spanned<String>>) -> Option<&str> {
+    fn text(value: &raw::Rare<String>) -> Option<&str> {
         value.as_ref().map(|v| v.get_ref().as_str())
     }
     crate::monitor::heartbeat::Heartbeat::from_settings(
@@ -1122,8 +1120,8 @@ fn rule_def(
                 ));
             }
         }
-        let after = locate.duration(&rule.after)?;
-        let every = locate.duration(&rule.every)?;
+        let after = locate.duration(rule.after.as_ref())?;
+        let every = locate.duration(rule.every.as_ref())?;
         let wants = |trigger| on.contains(&trigger);
         match (&rule.after, wants(Trigger::Escalation)) {
             (None, true) => {
@@ -1278,14 +1276,14 @@ fn channel_options(
             )
         })?;
     }
-    if let Some(window) = locate.duration(&channel.rate_window)? {
+    if let Some(window) = locate.duration(channel.rate_window.as_ref())? {
         if window < Duration::from_secs(60) {
             let span = channel.rate_window.as_ref().expect("parsed").span();
             return Err(locate.error(span, "rate_window must be at least 1m"));
         }
         options.rate_window_s = window.as_secs();
     }
-    if let Some(timeout) = locate.duration(&channel.timeout)? {
+    if let Some(timeout) = locate.duration(channel.timeout.as_ref())? {
         if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&timeout) {
             let span = channel.timeout.as_ref().expect("parsed").span();
             return Err(locate.error(span, "timeout must be from 1s to 5m"));
@@ -1345,7 +1343,7 @@ fn window_rule(locate: &Locator, window: &raw::Maintenance) -> Result<WindowRule
             let at: jiff::civil::Time = start.get_ref().trim().parse().map_err(|_| {
                 locate.error(start.span(), format!("invalid time '{}': write e.g. \"02:00\"", start.get_ref()))
             })?;
-            let Some(duration) = locate.duration(&window.duration)? else {
+            let Some(duration) = locate.duration(window.duration.as_ref())? else {
                 return Err(locate.error(window.name.span(), "a recurring window needs 'duration' (e.g. \"1h\")"));
             };
             Ok(WindowRule::Weekly { days, start: at, duration, zone })
