@@ -48,6 +48,9 @@ pub use storage::{Storage, Writes};
 /// The default store file, in the current directory.
 pub const DEFAULT_PATH: &str = "portwatch.db";
 
+/// The page cache, in KiB, while a configuration file is applied.
+const APPLY_CACHE_KIB: i64 = 64 * 1024;
+
 /// How long raw results are kept.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -431,6 +434,27 @@ impl Store {
     /// file-managed items that left it. A retired item that comes back under
     /// the same name gets its old id, and so its history, back.
     pub fn apply(&mut self, config: &Config) -> Result<ApplySummary, StoreError> {
+        // A larger page cache while a file is applied: a million sensors'
+        // rows and indexes through SQLite's default 2 MB took a quarter
+        // longer. The usual size comes back afterwards.
+        let path = self.path.clone();
+        let sqlite = sqlite_error(&path);
+        let usual: i64 = self
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .map_err(sqlite)?;
+        self.conn
+            .pragma_update(None, "cache_size", -APPLY_CACHE_KIB)
+            .map_err(sqlite)?;
+        let applied = self.apply_all(config);
+        self.conn
+            .pragma_update(None, "cache_size", usual)
+            .map_err(sqlite)?;
+        applied
+    }
+
+    /// [`Store::apply`] in one transaction.
+    fn apply_all(&mut self, config: &Config) -> Result<ApplySummary, StoreError> {
         let path = self.path.clone();
         let sqlite = sqlite_error(&path);
         let now = jiff::Timestamp::now().as_millisecond();

@@ -416,6 +416,21 @@ fn concurrent_opens_of_a_new_store_migrate_it_once() {
     }
 }
 
+/// `apply` takes a larger page cache while it runs, then gives it back.
+#[test]
+fn apply_gives_its_page_cache_back() {
+    let (_dir, mut store) = temp_store();
+    let cache = |store: &Store| -> i64 {
+        store
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let usual = cache(&store);
+    store.apply(&from_toml("c.toml", CONFIG).unwrap()).unwrap();
+    assert_eq!(cache(&store), usual);
+}
+
 #[test]
 fn one_sensor_status_matches_the_full_listing() {
     let (_dir, mut store) = temp_store();
