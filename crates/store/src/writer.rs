@@ -52,6 +52,10 @@ pub(crate) const REPACK_WRITE: usize = 10_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// Queue between the monitor and the writer.
 pub(crate) const QUEUE: usize = 200_000;
+
+/// Rows a commit writes between two takings of the results queued
+/// meanwhile (see [`Target::commit`]).
+pub(crate) const COMMIT_SLICE: usize = 10_000;
 /// Results taken from the queue before a commit is considered.
 const MAX_BATCH: usize = 100_000;
 /// Results held in memory while the store refuses writes, before the oldest
@@ -490,8 +494,11 @@ pub(crate) struct PackedWindow {
 pub(crate) trait Target: Send + 'static {
     /// For log lines: the file, or the URL with its password masked.
     fn name(&self) -> String;
-    /// Commits a batch in one transaction.
-    fn commit(&mut self, batch: &Batch<'_>) -> Result<(), WriteError>;
+    /// Commits a batch in one transaction, calling `between` after each
+    /// slice of [`COMMIT_SLICE`] rows and before it commits (the first
+    /// interval's commits take seconds at a million sensors; the writer
+    /// takes the results queued meanwhile).
+    fn commit(&mut self, batch: &Batch<'_>, between: &mut dyn FnMut()) -> Result<(), WriteError>;
     /// Journal rows that end before `before_ms`, oldest first:
     /// `(id, first_ms, last_ms, packed)`.
     fn journal_before(&mut self, before_ms: i64) -> Result<Vec<JournalRow>, WriteError>;
@@ -632,7 +639,7 @@ impl<T: Target> WriterThread<T> {
             if next.flush {
                 let started = Instant::now();
                 let writes = self.results.len() + self.events.len();
-                self.flush();
+                self.flush_holding(Some(&receiver));
                 self.stepped(started, "commit", writes);
             }
             if next.compact {
@@ -761,8 +768,28 @@ impl<T: Target> WriterThread<T> {
     /// Commits the pending events, results and latest states. Returns
     /// whether it succeeded.
     fn flush(&mut self) -> bool {
+        self.flush_holding(None)
+    }
+
+    /// [`WriterThread::flush`], taking the results queued on `incoming`
+    /// while it commits into the backlog once the commit is counted, so
+    /// that the queue does not fill during a long commit.
+    fn flush_holding(&mut self, incoming: Option<&Receiver<Write>>) -> bool {
         self.last_flush = Instant::now();
-        match self.commit() {
+        let mut held = Vec::new();
+        let committed =
+            self.commit(&mut || held.extend(incoming.into_iter().flat_map(Receiver::try_iter)));
+        let flushed = self.counted(committed);
+        for write in held {
+            self.take(write);
+        }
+        flushed
+    }
+
+    /// Counts a commit's outcome: on success what it wrote is stored and
+    /// acknowledged; on failure it is kept and retried later.
+    fn counted(&mut self, committed: Result<(), WriteError>) -> bool {
+        match committed {
             Ok(()) => {
                 self.stats
                     .results_stored
@@ -808,16 +835,19 @@ impl<T: Target> WriterThread<T> {
         }
     }
 
-    fn commit(&mut self) -> Result<(), WriteError> {
+    fn commit(&mut self, between: &mut dyn FnMut()) -> Result<(), WriteError> {
         let node = self.fenced();
         let mut results: Vec<StoredResult> = self.results.iter().copied().collect();
         let journal = pack::pack_journal(&mut results, pack::PART_RESULTS);
-        self.target.commit(&Batch {
-            journal,
-            last: &self.last,
-            ordered: &self.events,
-            node,
-        })
+        self.target.commit(
+            &Batch {
+                journal,
+                last: &self.last,
+                ordered: &self.events,
+                node,
+            },
+            between,
+        )
     }
 
     /// Moves journal batches that end before `before_ms` into per-sensor
@@ -1163,7 +1193,7 @@ impl Target for SqliteTarget {
         self.path.display().to_string()
     }
 
-    fn commit(&mut self, batch: &Batch<'_>) -> Result<(), WriteError> {
+    fn commit(&mut self, batch: &Batch<'_>, between: &mut dyn FnMut()) -> Result<(), WriteError> {
         let tx = self.conn.transaction()?;
         if !batch.journal.is_empty() {
             let mut insert = tx.prepare_cached(
@@ -1190,7 +1220,10 @@ impl Target for SqliteTarget {
             // The last TICKS_KEPT ticks: substr from the end, in bytes (`||`
             // would make text of the blobs; hex and unhex keep them bytes).
             let keep = -((pack::TICKS_KEPT * pack::TICK_BYTES) as i64);
-            for (result, last, ticks) in batch.last.values() {
+            for (index, (result, last, ticks)) in batch.last.values().enumerate() {
+                if index % COMMIT_SLICE == COMMIT_SLICE - 1 {
+                    between();
+                }
                 upsert.execute(params![
                     result.sensor,
                     last.state.as_str(),
@@ -1210,7 +1243,10 @@ impl Target for SqliteTarget {
         }
         // Events last: a result queued before a state change carries the
         // old state, and must not overwrite the new one in sensor_status.
-        for event in batch.ordered {
+        for (index, event) in batch.ordered.iter().enumerate() {
+            if index % COMMIT_SLICE == COMMIT_SLICE - 1 {
+                between();
+            }
             match &event.op {
                 Ordered::Event {
                     sensor,
@@ -1261,6 +1297,7 @@ impl Target for SqliteTarget {
                 }
             }
         }
+        between();
         tx.commit()?;
         Ok(())
     }
@@ -1708,6 +1745,41 @@ mod tests {
         assert_eq!(waiting, [2, 3, 4, 5, 6]);
         assert_eq!(thread.last[&1].0.at_ms, 6, "the latest state too");
         assert!(thread.flush());
+        assert_eq!(thread.stats.results_dropped.load(Ordering::Relaxed), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A commit takes the results queued while it runs into the backlog
+    /// (the first interval's commits take seconds at a million sensors),
+    /// after it has counted what it wrote: they wait for the next
+    /// commit, none lost and none counted twice.
+    #[test]
+    fn a_commit_takes_the_results_queued_meanwhile() {
+        let (dir, mut thread) = temp_thread();
+        let (queue, receiver) = sync_channel(10);
+        queue.send(result(1)).unwrap();
+        thread.take_queued(&receiver);
+        for n in 2..7 {
+            queue.send(result(n)).unwrap();
+        }
+        assert!(thread.flush_holding(Some(&receiver)));
+        let stored = |thread: &WriterThread<SqliteTarget>| -> i64 {
+            thread
+                .target
+                .conn
+                .query_row("SELECT coalesce(sum(count), 0) FROM journal", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(stored(&thread), 1);
+        assert_eq!(thread.stats.results_stored.load(Ordering::Relaxed), 1);
+        assert_eq!(receiver.try_iter().count(), 0, "the queue is empty");
+        let waiting: Vec<i64> = thread.results.iter().map(|r| r.at_ms).collect();
+        assert_eq!(waiting, [2, 3, 4, 5, 6]);
+        assert!(thread.flush());
+        assert_eq!(stored(&thread), 6);
+        assert_eq!(thread.stats.results_stored.load(Ordering::Relaxed), 6);
         assert_eq!(thread.stats.results_dropped.load(Ordering::Relaxed), 0);
         std::fs::remove_dir_all(dir).unwrap();
     }

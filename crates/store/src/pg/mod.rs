@@ -415,7 +415,7 @@ impl Target for PgWrites {
         self.pg.inner.name.clone()
     }
 
-    fn commit(&mut self, batch: &Batch<'_>) -> Result<(), WriteError> {
+    fn commit(&mut self, batch: &Batch<'_>, between: &mut dyn FnMut()) -> Result<(), WriteError> {
         self.run(async {
             let mut client = self.pg.client().await?;
             let tx = client.transaction().await?;
@@ -484,6 +484,7 @@ impl Target for PgWrites {
                     &[&ids, &states, &since, &checked, &statuses, &reasons, &rtts, &messages, &details, &ticks, &((crate::pack::TICKS_KEPT * crate::pack::TICK_BYTES) as i32)],
                 )
                 .await?;
+                between();
             }
             // Events last: a result queued before a state change carries the
             // old state, and must not overwrite the new one in sensor_status.
@@ -539,6 +540,7 @@ impl Target for PgWrites {
                 }
                 at += 1;
             }
+            between();
             tx.commit().await?;
             Ok(())
         })
