@@ -190,12 +190,12 @@ impl Builder {
     /// (SQLite's `sensor_search`), as an SQL expression: the text as a
     /// phrase in the path, host and group, the tag as one in the tags.
     /// A text of two characters has no trigram of its own, but every
-    /// indexed text ends with a newline, so each place it occurs begins a
-    /// trigram: the query is any trigram of the index's vocabulary that
-    /// begins with it (none, and the query is an empty phrase, which
-    /// matches nothing). A tag of one or two characters is found as the
-    /// JSON string it is stored as, quotes included. A text of one
-    /// character and no tag: `None`.
+    /// indexed text ends with two newlines, so each place it occurs
+    /// begins a trigram: the query is any trigram of the index's
+    /// vocabulary that begins with it (none, and the query is an empty
+    /// phrase, which matches nothing). A tag of one or two characters is
+    /// found as the JSON string it is stored as, quotes included. A text
+    /// of one character and no tag: `None`.
     fn search_match(&mut self, query: &StatusQuery) -> Option<String> {
         // A phrase: the trigrams of the text, in order.
         let phrase = |column: &str, text: &str| {

@@ -280,8 +280,9 @@ pub(crate) fn start_on<T: Target>(
     )
 }
 
-/// The writer's nice value (Linux keeps one per thread).
-pub const WRITER_NICE: i32 = 10;
+/// The writer's nice value (Linux keeps one per thread): what
+/// [`yield_to_checks`] sets.
+const WRITER_NICE: i32 = 10;
 
 /// Lowers the calling thread (the writer) to [`WRITER_NICE`], so that
 /// when the cores are busy the checks start first: what the writer has
@@ -301,7 +302,11 @@ fn yield_to_checks() {
         ThreadPriority::Crossplatform(nice_10),
         ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
     ) {
-        tracing::debug!(?error, "the store writer keeps its priority");
+        tracing::debug!(
+            ?error,
+            nice = WRITER_NICE,
+            "the store writer keeps its priority"
+        );
     }
 }
 
