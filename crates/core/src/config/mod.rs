@@ -236,7 +236,7 @@ impl Locator<'_> {
     /// The protocol-check keys of one table, validated on their own (the
     /// error points at the key at fault).
     fn probe(&self, raw: &raw::Settings) -> Result<probe::ProbeOverrides, ConfigError> {
-        let text = |v: &raw::Rare<String>| v.as_ref().map(|v| v.get_ref().clone());
+        let text = raw::owned;
         let number = |v: &raw::Rare<i64>, key: &str| -> Result<Option<u32>, ConfigError> {
             v.as_ref()
                 .map(|n| {
@@ -647,7 +647,7 @@ fn dns_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<dns::DnsSpec>
             }
         },
     };
-    let text = |v: &raw::Rare<String>| v.as_ref().map(|v| v.get_ref().clone());
+    let text = raw::owned;
     Ok(Some(dns::DnsSpec {
         query: text(&sensor.query).unwrap_or_default(),
         record: text(&sensor.record),
@@ -714,7 +714,7 @@ fn udp_port(spec: &udp::UdpSpec) -> Option<u16> {
 /// A sensor's UDP keys: its settings when `kind = "udp"` (checked here),
 /// the error at the first UDP key otherwise.
 fn udp_of(locate: &Locator, sensor: &raw::Sensor) -> Result<Option<udp::UdpSpec>, ConfigError> {
-    let text = |v: &raw::Rare<String>| v.as_ref().map(|v| v.get_ref().clone());
+    let text = raw::owned;
     if !is_kind(sensor, "udp") {
         let keys = [
             &sensor.community,
@@ -769,9 +769,7 @@ fn heartbeat_of(
     locate: &Locator,
     sensor: &raw::Sensor,
 ) -> Result<Option<crate::monitor::heartbeat::Heartbeat>, ConfigError> {
-    fn text(value: &raw::Rare<String>) -> Option<&str> {
-        value.as_ref().map(|v| v.get_ref().as_str())
-    }
+    let text = raw::text;
     crate::monitor::heartbeat::Heartbeat::from_settings(
         text(&sensor.kind),
         text(&sensor.every),

@@ -11,6 +11,16 @@ use toml::Spanned;
 /// them, and a million sensors' unset keys took 2 GB unboxed.
 pub type Rare<T> = Option<Box<Spanned<T>>>;
 
+/// The text of a key, when it is written.
+pub fn text(value: &Rare<String>) -> Option<&str> {
+    value.as_deref().map(|v| v.get_ref().as_str())
+}
+
+/// [`text`], owned.
+pub fn owned(value: &Rare<String>) -> Option<String> {
+    text(value).map(str::to_owned)
+}
+
 /// Inheritable settings, as one value for validation.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
