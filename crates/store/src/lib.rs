@@ -447,10 +447,11 @@ impl Store {
             .pragma_update(None, "cache_size", -APPLY_CACHE_KIB)
             .map_err(sqlite)?;
         let applied = self.apply_all(config);
-        self.conn
-            .pragma_update(None, "cache_size", usual)
-            .map_err(sqlite)?;
-        applied
+        let restored = self.conn.pragma_update(None, "cache_size", usual);
+        // An apply's own error comes first.
+        let summary = applied?;
+        restored.map_err(sqlite)?;
+        Ok(summary)
     }
 
     /// [`Store::apply`] in one transaction.
