@@ -86,7 +86,10 @@
 //!      reads the index's narrow copy of the text, after the first 50,000
 //!      sensors only those that the trigrams beginning with it find (the
 //!      index's vocabulary, `sensor_search_vocab`); a list may stop at
-//!      the first n matching sensors (`at_most`).
+//!      the first n matching sensors (`at_most`), or list and count the
+//!      sensors such a search found once (`first_found`, then `among`);
+//!      a page of each group's first rows sorts ids and keys, then reads
+//!      the columns of the rows kept.
 //!    - [`store::rollup`]: hourly rollups.
 //!    - [`store::writer`]: the one writer thread that batches all writes.
 //!    - [`store::outbox`]: notifications waiting for delivery.

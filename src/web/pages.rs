@@ -2,6 +2,7 @@
 //! which escapes it; the charts are generated SVG holding numbers only.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use askama::Template;
 use axum::Form;
@@ -658,10 +659,6 @@ pub async fn dashboard(
         ..StatusQuery::default()
     };
     let filtering = base.filters();
-    let base = StatusQuery {
-        at_most: filtering.then_some(FILTER_READS as u64),
-        ..base
-    };
     let everything = state.tallies.get(&state.db).await?;
     let counts = tally_of(&everything);
     let problem_count = problems_in(&counts);
@@ -669,15 +666,19 @@ pub async fn dashboard(
         let group = (label != NO_GROUP).then(|| label.clone());
         (group, filter.page.unwrap_or(1))
     });
-    // The sensors the filter shows, by group and state; the problems,
-    // worst first (a group's own pages have none); and while filtering
-    // the rows, which do not wait for the count then: the three read at
-    // once.
-    let counted = async {
+    // While filtering, the first sensors the filter finds, read once: the
+    // count and the rows below are of those. The problems, worst first,
+    // are the first the filter finds among the problems (a group's own
+    // pages have none). The two read at once.
+    let bounded = StatusQuery {
+        at_most: filtering.then_some(FILTER_READS as u64),
+        ..base.clone()
+    };
+    let found = async {
         if filtering {
-            state.db.tally(base.clone()).await
+            state.db.first_found(bounded.clone()).await.map(Some)
         } else {
-            Ok(everything.as_ref().clone())
+            Ok(None)
         }
     };
     let problems = async {
@@ -692,10 +693,25 @@ pub async fn dashboard(
                         StatusOrder::Triage
                     },
                     limit: Some(PROBLEMS_SHOWN as u64),
-                    ..base.clone()
+                    ..bounded.clone()
                 };
                 state.db.list(worst_first).await
             }
+        }
+    };
+    let (found, problems) = tokio::try_join!(found, problems)?;
+    let base = StatusQuery {
+        among: found.map(Arc::from),
+        ..base
+    };
+    // The sensors the filter shows, by group and state, and while
+    // filtering the rows, which do not wait for the count then: the two
+    // read at once.
+    let counted = async {
+        if filtering {
+            state.db.tally(base.clone()).await
+        } else {
+            Ok(everything.as_ref().clone())
         }
     };
     let filtered_rows = filtering.then(|| group_rows(&base, asked_group.clone(), true));
@@ -705,7 +721,7 @@ pub async fn dashboard(
             None => Ok(None),
         }
     };
-    let (mut shown_tally, problems, listed) = tokio::try_join!(counted, problems, rows_now)?;
+    let (mut shown_tally, listed) = tokio::try_join!(counted, rows_now)?;
     let read: i64 = shown_tally.iter().map(|(_, _, n)| n).sum();
     let stopped_at = (filtering && read >= FILTER_READS as i64).then_some(read as usize);
     if let Some((group, _)) = &asked_group {

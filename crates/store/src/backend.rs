@@ -178,6 +178,10 @@ impl Storage for Backend {
         delegate!(self, list(query))
     }
 
+    async fn first_found(&self, query: StatusQuery) -> Result<Vec<i64>, StoreError> {
+        delegate!(self, first_found(query))
+    }
+
     async fn tally(&self, query: StatusQuery) -> Result<Tally, StoreError> {
         delegate!(self, tally(query))
     }

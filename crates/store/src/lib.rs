@@ -336,13 +336,26 @@ impl Store {
         // a third of a group report's time went to that.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
             .map_err(&sqlite)?;
-        // Every statement run is counted (see `statements_run`).
+        schema::schema_up(&mut conn).map_err(|e| StoreError::Schema(path.to_owned(), e))?;
+        // Every statement run from here on is counted (see
+        // `statements_run`): opening a connection is not, nor what SQLite
+        // runs of its own: the statements inside a statement (a trigger's,
+        // the search index's), traced as comments ("-- ..."), and the
+        // search index's reads of its settings, which name its tables as
+        // 'main'.'...'. Their number follows the index's layout and which
+        // connection reads, not the code.
         conn.trace_v2(
             rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
-            Some(|_: rusqlite::trace::TraceEvent<'_>| count_statement()),
+            Some(|event: rusqlite::trace::TraceEvent<'_>| {
+                if let rusqlite::trace::TraceEvent::Stmt(_, sql) = event
+                    && !sql.starts_with("--")
+                    && !sql.contains("'main'.")
+                {
+                    count_statement();
+                }
+            }),
         )
         .map_err(sqlite)?;
-        schema::schema_up(&mut conn).map_err(|e| StoreError::Schema(path.to_owned(), e))?;
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -844,6 +857,17 @@ impl Store {
             })
             .map_err(self.sqlite())?;
         rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// The ids of the sensors `query` matches, as they are found: with
+    /// [`StatusQuery::at_most`], the first that many.
+    pub fn first_found(&self, query: &StatusQuery) -> Result<Vec<i64>, StoreError> {
+        let (sql, values) = listing::found_sql(query, listing::Dialect::Sqlite);
+        let mut statement = self.conn.prepare_cached(&sql).map_err(self.sqlite())?;
+        let ids = statement
+            .query_map(rusqlite::params_from_iter(values.iter()), |r| r.get(0))
+            .map_err(self.sqlite())?;
+        ids.collect::<Result<_, _>>().map_err(self.sqlite())
     }
 
     /// How many of the sensors `query` lists are in each group and state:

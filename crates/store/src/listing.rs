@@ -3,6 +3,8 @@
 //! every sensor. One builder writes the statement for both stores; they
 //! differ only in placeholders, join order hints and collation.
 
+use std::sync::Arc;
+
 use portwatch_core::monitor::state::State;
 
 /// Which sensors a list shows, in which order, and which part of it.
@@ -37,6 +39,10 @@ pub struct StatusQuery {
     /// than this many rows: the list, its counts and the tally then hold
     /// these sensors only (`None`: all that match).
     pub at_most: Option<u64>,
+    /// Only these sensors: the ids [`crate::Storage::first_found`] read
+    /// once, so that a list and a tally of the same search do not each
+    /// search again (`None`: every sensor).
+    pub among: Option<Arc<[i64]>>,
 }
 
 impl StatusQuery {
@@ -91,6 +97,8 @@ pub(crate) enum Dialect {
 pub(crate) enum Value {
     Text(String),
     Int(i64),
+    /// Sensor ids: a JSON array on SQLite, an array on PostgreSQL.
+    Ids(Vec<i64>),
 }
 
 /// The columns of a status row, in the order [`crate::StatusRow`] reads
@@ -105,6 +113,9 @@ const COLUMNS: &str = "s.id, v.name || '/' || s.name, v.group_path, v.host, s.po
 /// reading). Unit tests read a few, so that stores of a few sensors take
 /// both ways.
 const SHORT_SCAN: i64 = if cfg!(test) { 3 } else { 50_000 };
+
+/// Sensors with their servers and states, from the sensors' primary key.
+const BY_ID: &str = "sensors s JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id";
 
 /// The states the dashboard lists as problems (a partial index covers
 /// them).
@@ -122,6 +133,11 @@ impl rusqlite::ToSql for Value {
         match self {
             Value::Text(text) => text.to_sql(),
             Value::Int(n) => n.to_sql(),
+            Value::Ids(ids) => Ok(rusqlite::types::ToSqlOutput::Owned(
+                rusqlite::types::Value::Text(
+                    serde_json::to_string(ids).expect("integers serialise"),
+                ),
+            )),
         }
     }
 }
@@ -132,6 +148,7 @@ impl Value {
         match self {
             Value::Text(text) => text,
             Value::Int(n) => n,
+            Value::Ids(ids) => ids,
         }
     }
 }
@@ -170,6 +187,15 @@ impl Builder {
         match self.dialect {
             Dialect::Sqlite => format!("instr(lower({column}), {placeholder}) > 0"),
             Dialect::Postgres => format!("strpos(lower({column}), {placeholder}) > 0"),
+        }
+    }
+
+    /// The condition that a sensor is one of `ids`.
+    fn among(&mut self, ids: &[i64]) -> String {
+        let ids = self.bind(Value::Ids(ids.to_vec()));
+        match self.dialect {
+            Dialect::Sqlite => format!("s.id IN (SELECT value FROM json_each({ids}))"),
+            Dialect::Postgres => format!("s.id = ANY({ids})"),
         }
     }
 
@@ -286,7 +312,8 @@ impl Builder {
     }
 
     /// The tables and the condition of the sensors `query` lists, joined
-    /// so that the indexes serve it: one sensor by its id; the problems
+    /// so that the indexes serve it: one sensor by its id, or those of
+    /// [`StatusQuery::among`]; the problems
     /// from their partial index when problems are asked for outside a
     /// group (there are few of them, as a rule, however many sensors a
     /// text matches); on SQLite the sensors the search index finds, or
@@ -295,7 +322,22 @@ impl Builder {
     /// [`StatusQuery::at_most`], the first sensors found that match, read
     /// again by id.
     fn source(&mut self, query: &StatusQuery) -> (String, String) {
-        const BY_ID: &str = "sensors s JOIN servers v ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id";
+        let (from, condition) = self.found(query);
+        match query.at_most {
+            Some(n) if query.id.is_none() => {
+                let n = self.bind(Value::Int(n as i64));
+                (
+                    BY_ID.to_owned(),
+                    format!("s.id IN (SELECT s.id FROM {from} WHERE {condition} LIMIT {n})"),
+                )
+            }
+            _ => (from, condition),
+        }
+    }
+
+    /// The tables and the condition of every sensor `query` matches, as
+    /// [`Builder::source`] reads them, without its limit.
+    fn found(&mut self, query: &StatusQuery) -> (String, String) {
         let mut conditions = Vec::new();
         let sqlite = self.dialect == Dialect::Sqlite;
         let text = query.text.trim().to_lowercase();
@@ -304,6 +346,9 @@ impl Builder {
             && (1..=2).contains(&text.chars().count()))
         .then_some(text);
         let from = if query.id.is_some() {
+            BY_ID.to_owned()
+        } else if let Some(ids) = &query.among {
+            conditions.push(self.among(ids));
             BY_ID.to_owned()
         } else if query.problems && query.group.is_none() {
             "sensor_status st JOIN sensors s ON s.id = st.sensor_id JOIN servers v ON v.id = s.server_id".to_owned()
@@ -322,17 +367,7 @@ impl Builder {
             "servers v JOIN sensors s ON v.id = s.server_id LEFT JOIN sensor_status st ON st.sensor_id = s.id".to_owned()
         };
         conditions.push(self.filters(query));
-        let condition = conditions.join(" AND ");
-        match query.at_most {
-            Some(n) if query.id.is_none() => {
-                let n = self.bind(Value::Int(n as i64));
-                (
-                    BY_ID.to_owned(),
-                    format!("s.id IN (SELECT s.id FROM {from} WHERE {condition} LIMIT {n})"),
-                )
-            }
-            _ => (from, condition),
-        }
+        (from, conditions.join(" AND "))
     }
 
     fn filters(&mut self, query: &StatusQuery) -> String {
@@ -421,6 +456,7 @@ fn ranked_page(query: &StatusQuery, dialect: Dialect) -> bool {
         && query.id.is_none()
         && query.per_group.is_none()
         && query.at_most.is_none()
+        && query.among.is_none()
         && !query.count
         && query.limit.is_some()
 }
@@ -480,35 +516,66 @@ pub(crate) fn status_sql(query: &StatusQuery, dialect: Dialect) -> (String, Vec<
     let (from, filters) = builder.source(query);
     let order = builder.order(query);
     let groups = builder.group_order();
-    let mut sql = match query.per_group {
-        // Each group's first rows: numbered within the group, in order.
+    let paging = |builder: &mut Builder| match query.limit {
+        Some(limit) => {
+            let limit = builder.bind(Value::Int(limit as i64));
+            let offset = builder.bind(Value::Int(query.offset as i64));
+            format!(" LIMIT {limit} OFFSET {offset}")
+        }
+        None => String::new(),
+    };
+    let sql = match query.per_group {
+        // Each group's first rows: numbered within the group, in order, by
+        // id and the keys of the order only; the columns of the rows kept
+        // are read afterwards, so that a search of thousands of sensors
+        // sorts narrow rows and reads wide ones for the page alone.
         Some(per_group) => {
             let per_group = builder.bind(Value::Int(per_group as i64));
+            let paging = paging(&mut builder);
+            let first = builder.direction(false);
+            let (grp, listed_grp) = (builder.text("grp"), builder.text("listed.grp"));
+            // SQLite keeps the order of a CROSS JOIN's tables: the rows
+            // kept first.
+            let join = match dialect {
+                Dialect::Sqlite => "CROSS JOIN",
+                Dialect::Postgres => "JOIN",
+            };
             format!(
-                "SELECT * FROM (SELECT {COLUMNS},
-                     count(*) OVER (PARTITION BY v.group_path) AS matching,
-                     row_number() OVER (PARTITION BY v.group_path ORDER BY {order}) AS place,
-                     v.group_path AS grp
-                 FROM {from} WHERE {filters}) listed
-                 WHERE place <= {per_group}
-                 ORDER BY {}{}, place",
-                builder.text("grp"),
-                builder.direction(false)
+                "SELECT {COLUMNS}, listed.matching FROM (
+                     SELECT id, grp, matching, place FROM (SELECT s.id AS id, v.group_path AS grp,
+                         count(*) OVER (PARTITION BY v.group_path) AS matching,
+                         row_number() OVER (PARTITION BY v.group_path ORDER BY {order}) AS place
+                     FROM {from} WHERE {filters}) numbered
+                     WHERE place <= {per_group} ORDER BY {grp}{first}, place{paging}) listed
+                 {join} sensors s ON s.id = listed.id JOIN servers v ON v.id = s.server_id
+                 LEFT JOIN sensor_status st ON st.sensor_id = s.id
+                 ORDER BY {listed_grp}{first}, listed.place"
             )
         }
-        None => format!(
-            "SELECT {COLUMNS}, {} FROM {from} WHERE {filters} ORDER BY {groups}, {order}",
-            if query.count {
+        None => {
+            let count = if query.count {
                 "count(*) OVER ()"
             } else {
                 "CAST(NULL AS bigint)"
-            }
-        ),
+            };
+            let paging = paging(&mut builder);
+            format!(
+                "SELECT {COLUMNS}, {count} FROM {from} WHERE {filters} ORDER BY {groups}, {order}{paging}"
+            )
+        }
     };
-    if let Some(limit) = query.limit {
-        let limit = builder.bind(Value::Int(limit as i64));
-        let offset = builder.bind(Value::Int(query.offset as i64));
-        sql += &format!(" LIMIT {limit} OFFSET {offset}");
+    (sql, builder.values)
+}
+
+/// The statement and parameters that read the ids of the sensors `query`
+/// matches, in the order they are found (not the list's order): with
+/// [`StatusQuery::at_most`], the first that many.
+pub(crate) fn found_sql(query: &StatusQuery, dialect: Dialect) -> (String, Vec<Value>) {
+    let mut builder = Builder::new(dialect);
+    let (from, condition) = builder.found(query);
+    let mut sql = format!("SELECT s.id FROM {from} WHERE {condition}");
+    if let Some(n) = query.at_most {
+        sql += &format!(" LIMIT {}", builder.bind(Value::Int(n as i64)));
     }
     (sql, builder.values)
 }

@@ -117,6 +117,15 @@ pub trait Storage: Clone + Send + Sync + 'static {
         query: StatusQuery,
     ) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send;
 
+    /// The ids of the sensors `query` matches, in the order the store
+    /// finds them (not the list's): with [`StatusQuery::at_most`], the
+    /// first that many. A page that lists and counts the same search
+    /// reads them once and passes them as [`StatusQuery::among`].
+    fn first_found(
+        &self,
+        query: StatusQuery,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+
     /// How many of the sensors `query` lists are in each group and state:
     /// one grouped count.
     fn tally(&self, query: StatusQuery) -> impl Future<Output = Result<Tally, StoreError>> + Send;
@@ -514,6 +523,10 @@ impl Storage for Db {
 
     async fn list(&self, query: StatusQuery) -> Result<Vec<Listed>, StoreError> {
         self.call(move |store| store.list(&query)).await
+    }
+
+    async fn first_found(&self, query: StatusQuery) -> Result<Vec<i64>, StoreError> {
+        self.call(move |store| store.first_found(&query)).await
     }
 
     async fn tally(&self, query: StatusQuery) -> Result<Tally, StoreError> {

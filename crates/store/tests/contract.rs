@@ -589,6 +589,13 @@ fn listed_here(
 }
 
 /// A list's sensors and counts, as the store lists them.
+/// A tally as a set: its rows come in no particular order.
+fn tally_set(
+    tally: portwatch_store::Tally,
+) -> std::collections::HashSet<(Option<String>, portwatch_core::monitor::state::State, i64)> {
+    tally.into_iter().collect()
+}
+
 async fn listed_by<S: Storage>(
     db: &S,
     query: &portwatch_store::StatusQuery,
@@ -927,7 +934,62 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
                 .map(|(_, n)| n.unwrap())
                 .sum();
             assert_eq!(counted, listed.len() as i64, "{per_group:?}");
+            // The same sensors, read once and then listed, counted and
+            // numbered by their ids.
+            let mut found = db.first_found(bounded.clone()).await.unwrap();
+            found.sort();
+            let mut sorted = listed.clone();
+            sorted.sort();
+            assert_eq!(found, sorted, "{bounded:?}");
+            let among = StatusQuery {
+                among: Some(found.into()),
+                ..query.clone()
+            };
+            let by_ids: Vec<i64> = listed_by(&db, &among)
+                .await
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            assert_eq!(by_ids, listed, "{among:?}");
+            assert_eq!(
+                tally_set(db.tally(among.clone()).await.unwrap()),
+                tally_set(db.tally(bounded.clone()).await.unwrap()),
+                "{among:?}"
+            );
+            let per_group = StatusQuery {
+                per_group: Some(1),
+                ..among
+            };
+            assert_eq!(
+                listed_by(&db, &per_group).await,
+                listed_by(
+                    &db,
+                    &StatusQuery {
+                        per_group: Some(1),
+                        ..bounded.clone()
+                    }
+                )
+                .await,
+                "{per_group:?}"
+            );
         }
+        // Among given sensors, only those that match.
+        let others: Vec<i64> = rows
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !every.contains(id))
+            .take(2)
+            .collect();
+        let among = StatusQuery {
+            among: Some(every.iter().skip(1).chain(&others).copied().collect()),
+            ..query.clone()
+        };
+        let by_ids: Vec<i64> = listed_by(&db, &among)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(by_ids, every[1..], "{among:?}");
     }
 }
 

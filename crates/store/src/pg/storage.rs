@@ -550,6 +550,17 @@ impl Storage for Pg {
         self.listed(&query).await
     }
 
+    async fn first_found(&self, query: StatusQuery) -> Result<Vec<i64>, StoreError> {
+        let (sql, values) = listing::found_sql(&query, listing::Dialect::Postgres);
+        let params: Vec<Param<'_>> = values.iter().map(|v| v.pg()).collect();
+        Ok(self
+            .query(&sql, &params)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
     async fn tally(&self, query: StatusQuery) -> Result<Tally, StoreError> {
         let (sql, values) = listing::tally_sql(&query, listing::Dialect::Postgres);
         let params: Vec<Param<'_>> = values.iter().map(|v| v.pg()).collect();
