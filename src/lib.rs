@@ -85,7 +85,8 @@
 //!      characters as its JSON string; a text of one or two characters
 //!      reads the index's narrow copy of the text, after the first 50,000
 //!      sensors only those that the trigrams beginning with it find (the
-//!      index's vocabulary, `sensor_search_vocab`); a list may stop at
+//!      index's vocabulary, `sensor_search_vocab`) when at most 32 do, and
+//!      nothing when none does; a list may stop at
 //!      the first n matching sensors (`at_most`), or list and count the
 //!      sensors such a search found once (`first_found`, then `among`);
 //!      a page of each group's first rows sorts ids and keys, then reads
