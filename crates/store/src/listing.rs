@@ -108,7 +108,7 @@ const COLUMNS: &str = "s.id, v.name || '/' || s.name, v.group_path, v.host, s.po
     v.tags, s.tags, s.managed, st.last_details,
     (s.port = 0 AND s.settings LIKE '%\"ping\":%')";
 
-/// How many sensors' texts a search of two characters reads through
+/// How many sensors' texts a search of one or two characters reads through
 /// before it looks up the rest in the trigram index (a few milliseconds'
 /// reading). Unit tests read a few, so that stores of a few sensors take
 /// both ways.

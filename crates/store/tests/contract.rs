@@ -589,6 +589,15 @@ fn listed_here(
 }
 
 /// A list's sensors and counts, as the store lists them.
+/// The ids of the sensors `query` lists, in its order.
+async fn ids_listed_by<S: Storage>(db: &S, query: &portwatch_store::StatusQuery) -> Vec<i64> {
+    listed_by(db, query)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// A tally as a set: its rows come in no particular order.
 fn tally_set(
     tally: portwatch_store::Tally,
@@ -901,11 +910,7 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
                 at_most: Some(n),
                 ..query.clone()
             };
-            let listed: Vec<i64> = listed_by(&db, &bounded)
-                .await
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
+            let listed: Vec<i64> = ids_listed_by(&db, &bounded).await;
             assert_eq!(listed.len(), matching.min(n as usize), "{bounded:?}");
             assert!(listed.iter().all(|id| every.contains(id)), "{bounded:?}");
             // In the list's order, as every matching sensor is.
@@ -945,11 +950,7 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
                 among: Some(found.into()),
                 ..query.clone()
             };
-            let by_ids: Vec<i64> = listed_by(&db, &among)
-                .await
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
+            let by_ids: Vec<i64> = ids_listed_by(&db, &among).await;
             assert_eq!(by_ids, listed, "{among:?}");
             assert_eq!(
                 tally_set(db.tally(among.clone()).await.unwrap()),
@@ -984,11 +985,7 @@ async fn lists<S: Storage, W: Writes>(db: S, writer: W) {
             among: Some(every.iter().skip(1).chain(&others).copied().collect()),
             ..query.clone()
         };
-        let by_ids: Vec<i64> = listed_by(&db, &among)
-            .await
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let by_ids: Vec<i64> = ids_listed_by(&db, &among).await;
         assert_eq!(by_ids, every[1..], "{among:?}");
     }
 }
